@@ -1,0 +1,138 @@
+"""File I/O: read sources exactly, write atomically, find Python files.
+
+Text is never re-encoded behind the user's back: files are read as bytes and decoded as
+UTF-8 (CRLF line endings and a BOM are kept), and written back as UTF-8 bytes of exactly
+the text given. A write goes to a temporary file in the target's folder and is renamed over
+it, so a crash leaves either the old file or the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+
+from .model import SourceError
+
+SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "build", "dist"})
+
+
+def read_source(path: str | os.PathLike) -> str:
+    """The file's text, exactly. SourceError (naming the file, and the line for a decoding
+    error) when it is missing, unreadable or not UTF-8."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise SourceError(name, "no such file") from None
+    except IsADirectoryError:
+        raise SourceError(name, "is a directory, not a file") from None
+    except OSError as error:
+        raise SourceError(name, f"cannot read: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        column = error.start - line_start + 1
+        bad = data[error.start:error.start + 1].hex()
+        raise SourceError(
+            name, f"not valid UTF-8 (byte 0x{bad} at column {column}); pt2jax reads UTF-8 sources only", line
+        ) from None
+
+
+def check_parses(text: str, path: str = "<string>") -> None:
+    """SourceError unless `text` is valid Python."""
+    try:
+        ast.parse(text.removeprefix("\ufeff"), filename=path)
+    except SyntaxError as error:
+        raise SourceError(path, f"refusing to write text that does not parse: {error.msg}", error.lineno) from None
+    except ValueError as error:
+        raise SourceError(path, f"refusing to write text that does not parse: {error}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace (or create) `path` with `text`, atomically and keeping the file's mode.
+    Refuses (SourceError) text that does not parse; on any failure the target is untouched."""
+    name = os.fspath(path)
+    check_parses(text, name)
+    target = os.path.realpath(name)  # write through a symlink, do not replace it
+    folder = os.path.dirname(target) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".pt2jax-tmp")
+    except OSError as error:
+        raise SourceError(name, f"cannot write: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, target)
+    except BaseException as error:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        if isinstance(error, OSError):
+            raise SourceError(name, f"cannot write: {error.strerror or error}") from None
+        raise
+
+
+def _skip_dir(name: str) -> bool:
+    return name.startswith(".") or name in SKIP_DIRS
+
+
+def iter_python_files(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Files given directly, and `*.py` files found (sorted) under folders given, skipping
+    hidden folders, __pycache__, virtual environments, site-packages, build and dist.
+    Each file once. SourceError for a path that does not exist."""
+    seen: set[str] = set()
+    for path in paths:
+        name = os.fspath(path)
+        if os.path.isdir(name):
+            found: list[str] = []
+            for folder, dirs, files in os.walk(name):
+                dirs[:] = [d for d in dirs if not _skip_dir(d)]
+                found.extend(os.path.join(folder, f) for f in files if f.endswith(".py"))
+            found.sort()
+        elif os.path.exists(name):
+            found = [name]
+        else:
+            raise SourceError(name, "no such file or directory")
+        for file in found:
+            key = os.path.normpath(file)
+            if key not in seen:
+                seen.add(key)
+                yield file
+
+
+def collect_python_files(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[SourceError]]:
+    """iter_python_files over each path, with missing paths returned as errors instead."""
+    files: list[str] = []
+    errors: list[SourceError] = []
+    seen: set[str] = set()
+    for path in paths:
+        try:
+            for file in iter_python_files([path]):
+                key = os.path.normpath(file)
+                if key not in seen:
+                    seen.add(key)
+                    files.append(file)
+        except SourceError as error:
+            errors.append(error)
+    return files, errors

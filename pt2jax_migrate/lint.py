@@ -1,0 +1,714 @@
+"""The linter: find PyTorch constructs with one `ast` walk per file.
+
+Speed is the point (design.md, "Speed"): no libcst, no metadata providers. The walk records
+references through names that torch imports bind, plus the bindings that could shadow them,
+and resolves everything once the walk is over (pt2jax_migrate.names). Whether a finding is
+fixable comes from the same tables and the same `mapping.check_call` the rewrite uses; only
+train-step calls (zero_grad/backward/step) ask the rewrite itself, and only in files that
+call `.backward(`.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+
+from .fsio import collect_python_files, read_source
+from .model import Finding, SourceError
+from .names import (
+    CLASS,
+    COMPREHENSION,
+    FUNCTION,
+    MODULE,
+    Binding,
+    Scope,
+    dotted,
+    import_bindings,
+    is_torch_import,
+    is_torch_name,
+    lookup,
+)
+from .rules import load_rules
+
+FIXABLE = " [fixable]"
+
+MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module"})
+PARAMETER = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
+NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad",
+                     "torch.autograd.no_grad"})
+DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
+CHECKPOINT = frozenset({"torch.save", "torch.load"})
+DEVICE_METHODS = frozenset({"to", "cuda", "cpu"})
+MODE_METHODS = frozenset({"train", "eval"})
+STEP_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
+
+NOUNS = {
+    "PTJ102": "layer construction",
+    "PTJ103": "call",
+    "PTJ104": "tensor creation",
+    "PTJ105": "tensor method",
+    "PTJ106": "loss",
+    "PTJ201": "optimizer",
+    "PTJ301": "global seeding",
+    "PTJ302": "device placement",
+}
+
+# flags set by a statement on the call it directly contains
+_EXPR, _WITH_SINGLE, _WITH_MANY, _DECORATOR, _ASSIGN = 1, 2, 3, 4, 5
+# record kinds
+_CALL, _METHOD, _REF = 0, 1, 2
+
+
+class _Record:
+    """A construct seen in the walk, classified once all bindings are known."""
+
+    __slots__ = ("kind", "node", "root", "parts", "scope", "parent", "flag", "targets", "method",
+                 "base_of", "qual", "import_index", "finding", "fixable", "receiver")
+
+    def __init__(self, kind, node, root, parts, scope, parent, flag=0, method=None):
+        self.kind = kind
+        self.node = node  # the Call (calls, methods) or the Attribute/Name (references)
+        self.root = root  # the Name a dotted chain starts at (None for methods)
+        self.parts = parts  # the chain after the root: nn.functional.relu -> [functional, relu]
+        self.scope = scope
+        self.parent = parent  # innermost enclosing recorded call
+        self.flag = flag
+        self.method = method  # the attribute called: x.view(...) -> 'view'
+        self.targets: list[str] | None = None  # `opt = torch.optim.SGD(...)` -> ['opt']
+        self.base_of: ast.ClassDef | None = None  # the class this reference is a base of
+        self.qual: str | None = None  # resolved torch name (None: not torch)
+        self.import_index = -1
+        self.finding: Finding | None = None
+        self.fixable = False
+        self.receiver: str | None = None  # x.step() -> 'x'
+
+
+def _chain_text(node: ast.AST) -> str | None:
+    found = dotted(node)
+    if found is None:
+        return None
+    root, parts = found
+    return ".".join([root.id, *parts])
+
+
+class _Segments:
+    """ast.get_source_segment without re-splitting the source for every node."""
+
+    _NEWLINES = re.compile(r"\r\n|\r|\n")
+
+    def __init__(self, source: str):
+        self.source = source
+        self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
+
+    def offset(self, line: int, col: int) -> int:
+        start = self.starts[line - 1]
+        if col == 0:
+            return start
+        end = self.starts[line] if line < len(self.starts) else len(self.source)
+        text = self.source[start:end]
+        if text.isascii():
+            return start + col
+        return start + len(text.encode("utf-8")[:col].decode("utf-8", errors="replace"))
+
+    def text(self, node: ast.AST) -> str:
+        try:
+            start = self.offset(node.lineno, node.col_offset)
+            end = self.offset(node.end_lineno, node.end_col_offset)
+        except (AttributeError, IndexError, TypeError):
+            return ast.unparse(node)
+        return self.source[start:end] or ast.unparse(node)
+
+    def column(self, node: ast.AST) -> int:
+        """1-based character column of a node."""
+        return self.offset(node.lineno, node.col_offset) - self.starts[node.lineno - 1] + 1
+
+
+def _watched_names(body: list[ast.stmt]) -> set[str]:
+    """Names bound by torch imports in module-level code (not inside defs or classes)."""
+    names: set[str] = set()
+    stack = list(body)
+    while stack:
+        stmt = stack.pop()
+        t = type(stmt)
+        if t is ast.Import or t is ast.ImportFrom:
+            if is_torch_import(stmt):
+                names.update(name for name, _ in import_bindings(stmt))
+        elif t in (ast.If, ast.Try, ast.With, ast.For, ast.While, ast.AsyncWith, ast.AsyncFor) or (
+            t.__name__ == "TryStar"
+        ):
+            stack.extend(stmt.body)
+            stack.extend(getattr(stmt, "orelse", ()))
+            stack.extend(getattr(stmt, "finalbody", ()))
+            for handler in getattr(stmt, "handlers", ()):
+                stack.extend(handler.body)
+    return names
+
+
+_SKIP_FIELDS = frozenset({"ctx", "type_comment", "type_ignores"})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _FIELDS[cls] = tuple(f for f in cls._fields if f not in _SKIP_FIELDS)
+    return fields
+
+
+class _Walker:
+    def __init__(self, source: str, path: str, watch: set[str]):
+        self.source = source
+        self.path = path
+        self.watch = watch
+        self.scope = Scope(MODULE, None)
+        self.parent: _Record | None = None
+        self.records: list[_Record] = []
+        self.imports: list[ast.Import | ast.ImportFrom] = []
+        self.in_except = 0
+        self.flag_node: ast.AST | None = None
+        self.flag = 0
+        self.assign_targets: list[ast.expr] | None = None
+        self.method_names = _method_names()
+        self.dispatch = {
+            ast.Name: self.visit_Name,
+            ast.Attribute: self.visit_Attribute,
+            ast.Call: self.visit_Call,
+            ast.Constant: _noop,
+            ast.Import: self.visit_Import,
+            ast.ImportFrom: self.visit_Import,
+            ast.FunctionDef: self.visit_FunctionDef,
+            ast.AsyncFunctionDef: self.visit_FunctionDef,
+            ast.Lambda: self.visit_Lambda,
+            ast.ClassDef: self.visit_ClassDef,
+            ast.ListComp: self.visit_comprehension,
+            ast.SetComp: self.visit_comprehension,
+            ast.GeneratorExp: self.visit_comprehension,
+            ast.DictComp: self.visit_comprehension,
+            ast.Global: self.visit_Global,
+            ast.Nonlocal: self.visit_Global,
+            ast.ExceptHandler: self.visit_ExceptHandler,
+            ast.Expr: self.visit_Expr,
+            ast.With: self.visit_With,
+            ast.AsyncWith: self.visit_With,
+            ast.Assign: self.visit_Assign,
+            ast.AnnAssign: self.visit_AnnAssign,
+            ast.MatchAs: self.visit_match_name,
+            ast.MatchStar: self.visit_match_name,
+            ast.MatchMapping: self.visit_match_name,
+        }
+
+    # ------------------------------------------------------------------ traversal
+
+    def visit(self, node: ast.AST) -> None:
+        handler = self.dispatch.get(type(node))
+        if handler is not None:
+            handler(node)
+            return
+        visit = self.visit
+        for name in _child_fields(type(node)):
+            value = getattr(node, name, None)
+            if value is None:
+                continue
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        visit(item)
+            elif isinstance(value, ast.AST):
+                visit(value)
+
+    def visit_all(self, nodes: Iterable[ast.AST | None]) -> None:
+        visit = self.visit
+        for node in nodes:
+            if node is not None:
+                visit(node)
+
+    def bind(self, name: str, node: ast.AST, scope: Scope | None = None) -> None:
+        if name in self.watch:
+            (scope or self.scope).bind(
+                name, Binding((node.lineno, node.col_offset), None, -1, self.in_except > 0)
+            )
+
+    # ------------------------------------------------------------------ names
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in self.watch:
+            if type(node.ctx) is ast.Load:
+                self.records.append(_Record(_REF, node, node, [], self.scope, self.parent))
+            else:
+                self.bind(node.id, node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        value = node.value
+        while type(value) is ast.Attribute:
+            value = value.value
+        if type(value) is ast.Name:
+            if value.id in self.watch:
+                parts = dotted(node)[1]  # type: ignore[index]
+                self.records.append(_Record(_REF, node, value, parts, self.scope, self.parent))
+        else:
+            self.visit(value)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        flag = self.flag if node is self.flag_node else 0
+        targets = self.assign_targets if flag == _ASSIGN else None
+        func = node.func
+        record = None
+        t = type(func)
+        if t is ast.Attribute:
+            value = func.value
+            while type(value) is ast.Attribute:
+                value = value.value
+            method = func.attr
+            if type(value) is ast.Name and value.id in self.watch:
+                record = _Record(_CALL, node, value, dotted(func)[1], self.scope, self.parent, flag, method)  # type: ignore[index]
+            elif method in self.method_names:
+                record = _Record(_METHOD, node, None, None, self.scope, self.parent, flag, method)
+                if method == "backward":
+                    self.scope.code_scope.has_backward = True
+                elif method == "step":
+                    record.receiver = _chain_text(func.value)
+            if type(value) is not ast.Name:
+                self.visit(value)
+        elif t is ast.Name:
+            if func.id in self.watch:
+                record = _Record(_CALL, node, func, [], self.scope, self.parent, flag)
+        else:
+            self.visit(func)
+        parent = self.parent
+        if record is not None:
+            if targets:
+                record.targets = [text for text in map(_chain_text, targets) if text]
+            self.records.append(record)
+            self.parent = record
+        visit = self.visit
+        for arg in node.args:
+            visit(arg)
+        for keyword in node.keywords:
+            visit(keyword.value)
+        self.parent = parent
+
+    # ------------------------------------------------------------------ statements
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        index = -1
+        pairs = import_bindings(node)
+        if is_torch_import(node):
+            index = len(self.imports)
+            self.imports.append(node)
+            self.watch.update(name for name, _ in pairs)
+        pos = (node.lineno, node.col_offset)
+        for name, qual in pairs:
+            if name in self.watch:
+                self.scope.bind(name, Binding(pos, qual, index if is_torch_name(qual) else -1))
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        self.flag_node, self.flag = node.value, _EXPR
+        self.visit(node.value)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.flag_node, self.flag, self.assign_targets = node.value, _ASSIGN, node.targets
+        self.visit(node.value)
+        self.visit_all(node.targets)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.visit(node.annotation)
+        if node.value is not None:
+            self.flag_node, self.flag, self.assign_targets = node.value, _ASSIGN, [node.target]
+            self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        single = len(node.items) == 1
+        for item in node.items:
+            flag = _WITH_SINGLE if single and item.optional_vars is None else _WITH_MANY
+            self.flag_node, self.flag = item.context_expr, flag
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self.visit(item.optional_vars)
+        self.visit_all(node.body)
+
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
+        self.scope.declare(node.names, type(node) is ast.Global)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self.bind(node.name, node)
+        self.in_except += 1
+        self.visit_all(node.body)
+        self.in_except -= 1
+
+    def visit_match_name(self, node: ast.AST) -> None:
+        name = getattr(node, "name", None) or getattr(node, "rest", None)
+        if name:
+            self.bind(name, node)
+        for field in ("pattern", "patterns", "keys"):
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                self.visit_all(value)
+            elif value is not None:
+                self.visit(value)
+
+    # ------------------------------------------------------------------ scopes
+
+    def _decorators(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        for decorator in node.decorator_list:
+            self.flag_node, self.flag = decorator, _DECORATOR
+            self.visit(decorator)
+
+    def _arguments(self, args: ast.arguments) -> None:
+        self.visit_all(args.defaults)
+        self.visit_all(args.kw_defaults)
+        for arg in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg):
+            if arg is not None and arg.annotation is not None:
+                self.visit(arg.annotation)
+
+    def _bind_parameters(self, args: ast.arguments, scope: Scope, node: ast.AST) -> None:
+        for arg in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg):
+            if arg is not None and arg.arg in self.watch:
+                scope.bind(arg.arg, Binding((node.lineno, node.col_offset)))
+
+    def _enter(self, kind: int) -> Scope:
+        outer = self.scope
+        self.scope = Scope(kind, outer)
+        return outer
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._decorators(node)
+        self._arguments(node.args)
+        if node.returns is not None:
+            self.visit(node.returns)
+        self.bind(node.name, node)
+        outer, in_except, parent = self._enter(FUNCTION), self.in_except, self.parent
+        self.in_except, self.parent = 0, None
+        self._bind_parameters(node.args, self.scope, node)
+        self.visit_all(node.body)
+        self.scope, self.in_except, self.parent = outer, in_except, parent
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._arguments(node.args)
+        outer = self._enter(FUNCTION)
+        self._bind_parameters(node.args, self.scope, node)
+        self.visit(node.body)
+        self.scope = outer
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self._decorators(node)
+        for base in node.bases:
+            found = dotted(base)
+            if found is not None and found[0].id in self.watch:
+                record = _Record(_REF, base, found[0], found[1], self.scope, self.parent)
+                record.base_of = node
+                self.records.append(record)
+            else:
+                self.visit(base)
+        for keyword in node.keywords:
+            self.visit(keyword.value)
+        self.bind(node.name, node)
+        outer, parent = self._enter(CLASS), self.parent
+        self.parent = None
+        self.visit_all(node.body)
+        self.scope, self.parent = outer, parent
+
+    def visit_comprehension(self, node: ast.AST) -> None:
+        generators = node.generators  # type: ignore[attr-defined]
+        self.visit(generators[0].iter)
+        outer = self._enter(COMPREHENSION)
+        for i, generator in enumerate(generators):
+            self.visit(generator.target)
+            if i:
+                self.visit(generator.iter)
+            self.visit_all(generator.ifs)
+        if type(node) is ast.DictComp:
+            self.visit(node.key)
+            self.visit(node.value)
+        else:
+            self.visit(node.elt)  # type: ignore[attr-defined]
+        self.scope = outer
+
+
+def _noop(node: ast.AST) -> None:
+    return None
+
+
+_METHOD_NAMES: frozenset[str] | None = None
+
+
+def _method_names() -> frozenset[str]:
+    global _METHOD_NAMES
+    if _METHOD_NAMES is None:
+        _METHOD_NAMES = frozenset(load_rules().methods) | DEVICE_METHODS | MODE_METHODS | set(STEP_METHODS)
+    return _METHOD_NAMES
+
+
+# ---------------------------------------------------------------------- classification
+
+
+class _Classifier:
+    def __init__(self, walker: _Walker, segments: _Segments):
+        self.w = walker
+        self.seg = segments
+        self.rules = load_rules()
+        self.path = walker.path
+        self.findings: list[Finding] = []
+        self.import_ok = [True] * len(walker.imports)
+        self.optimizers: set[str] = set()
+        self.schedulers: set[str] = set()
+        self._train_lines: set[int] | None = None
+
+    # -------------------------------------------------------------- helpers
+
+    def train_lines(self) -> set[int]:
+        if self._train_lines is None:
+            if ".backward(" in self.w.source:
+                from .rewrite import fixable_train_step_lines
+
+                self._train_lines = set(fixable_train_step_lines(self.w.source))
+            else:
+                self._train_lines = set()
+        return self._train_lines
+
+    def add(self, record: _Record, node: ast.AST, code: str, message: str, fixable: bool,
+            severity: str = "warning") -> None:
+        if fixable:
+            message += FIXABLE
+        finding = Finding(self.path, node.lineno, self.seg.column(node), code, message, fixable, severity)
+        self.findings.append(finding)
+        record.finding = finding
+        record.fixable = fixable
+
+    def arguments(self, call: ast.Call) -> tuple[list, dict]:
+        from .mapping import make_arg
+
+        text = self.seg.text
+        args = [
+            make_arg(text(a.value), starred=True) if type(a) is ast.Starred else make_arg(text(a))
+            for a in call.args
+        ]
+        kwargs = {}
+        for keyword in call.keywords:
+            if keyword.arg is None:
+                kwargs["**"] = make_arg(text(keyword.value), starred=True)
+            else:
+                kwargs[keyword.arg] = make_arg(text(keyword.value))
+        return args, kwargs
+
+    def check(self, rule, call: ast.Call, name: str) -> str | None:
+        if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
+            if call.keywords or any(type(a) is ast.Starred for a in call.args):
+                return "only positional, unstarred layers are converted"
+            return None
+        from .mapping import check_call
+
+        args, kwargs = self.arguments(call)
+        return check_call(rule, args, kwargs, name)
+
+    # -------------------------------------------------------------- resolution
+
+    def resolve(self) -> None:
+        for record in self.w.records:
+            if record.root is None:
+                continue
+            root = record.root
+            binding = lookup(record.scope, root.id, (root.lineno, root.col_offset))
+            if binding is None or binding.import_index < 0:
+                continue
+            record.import_index = binding.import_index
+            record.qual = ".".join([binding.qualname, *record.parts]) if record.parts else binding.qualname
+            if record.targets and record.kind == _CALL and record.qual.startswith("torch.optim."):
+                if record.qual.startswith("torch.optim.lr_scheduler."):
+                    self.schedulers.update(record.targets)
+                else:
+                    self.optimizers.update(record.targets)
+
+    def run(self) -> list[Finding]:
+        self.resolve()
+        for record in self.w.records:
+            if record.qual is not None:
+                if record.kind == _CALL:
+                    self.torch_call(record)
+                else:
+                    self.torch_reference(record)
+                if record.import_index >= 0 and not record.fixable:
+                    self.import_ok[record.import_index] = False
+            elif record.method is not None and self.w.imports:
+                self.method_call(record)
+        for index, node in enumerate(self.w.imports):
+            self.import_finding(node, self.import_ok[index])
+        self.findings.sort(key=lambda f: (f.line, f.col, f.code))
+        return self.findings
+
+    # -------------------------------------------------------------- kinds
+
+    def import_finding(self, node: ast.Import | ast.ImportFrom, ok: bool) -> None:
+        if type(node) is ast.ImportFrom and any(alias.name == "*" for alias in node.names):
+            message = f"`from {node.module} import *`: the names it binds cannot be tracked; import them by name"
+            ok = False
+        else:
+            modules = sorted({q for _, q in import_bindings(node) if is_torch_name(q)})
+            message = f"PyTorch import of {', '.join(modules)}"
+            if not ok:
+                message += "; kept while code that is not converted automatically still uses it"
+        record = _Record(_REF, node, None, None, None, None)
+        self.add(record, node, "PTJ001", message, ok)
+
+    def torch_call(self, record: _Record) -> None:
+        q = record.qual
+        call = record.node
+        assert q is not None
+        if q in NO_GRAD:
+            if record.flag in (_WITH_SINGLE, _DECORATOR):
+                self.add(record, call, "PTJ304", f"{q}(): JAX computes gradients only when asked", True)
+            elif record.flag == _WITH_MANY:
+                self.add(record, call, "PTJ304", f"{q}() in a `with` with other items or `as`: remove it by hand", False)
+            else:
+                self.unsupported(record, call, q, "only `with` blocks and decorators are converted")
+            return
+        if q == "torch.manual_seed":
+            if record.flag == _EXPR:
+                self.add(record, call, "PTJ301", "torch.manual_seed(): becomes an explicit nnx.Rngs stream", True)
+            else:
+                self.add(record, call, "PTJ301",
+                         "torch.manual_seed() used as a value: only the statement `torch.manual_seed(s)` is converted",
+                         False)
+            return
+        if q in DEVICE:
+            self.add(record, call, "PTJ302", f"{q}(): JAX places arrays on its default device itself", True)
+            return
+        if q in PARAMETER:
+            self.add(record, call, "PTJ102", f"{q}(): becomes an nnx.Param", True)
+            return
+        if self.categorised(record, call, q):
+            return
+        rule = self.rules.by_name.get(q)
+        if rule is None:
+            self.unsupported(record, call, q)
+            return
+        reason = self.check(rule, call, q)
+        noun = NOUNS.get(rule.code, "call")
+        if reason is None:
+            self.add(record, call, rule.code, f"{q} {noun}", True)
+        else:
+            self.add(record, call, rule.code, f"{q} {noun} is not converted: {reason}", False)
+
+    def categorised(self, record: _Record, node: ast.AST, q: str) -> bool:
+        if q.startswith("torch.optim.lr_scheduler."):
+            self.add(record, node, "PTJ205", f"{q}: write an optax schedule (a function of the step) by hand", False)
+        elif q.startswith(("torch.utils.data.", "torchvision")) or q == "torch.utils.data":
+            self.add(record, node, "PTJ401", f"{q}: data loading has no JAX counterpart; feed numpy arrays", False)
+        elif q in CHECKPOINT:
+            self.add(record, node, "PTJ402", f"{q}: torch pickles are not portable; use orbax or nnx.state", False)
+        else:
+            return False
+        return True
+
+    def unsupported(self, record: _Record, node: ast.AST, q: str, why: str = "") -> None:
+        message = f"{q} has no automatic conversion; port it by hand"
+        if why:
+            message = f"{q}: {why}"
+        self.add(record, node, "PTJ901", message, False)
+
+    def torch_reference(self, record: _Record) -> None:
+        q = record.qual
+        node = record.node
+        assert q is not None
+        if record.base_of is not None and q in MODULE_BASES:
+            cls = record.base_of
+            self.add(record, cls, "PTJ101", f"class {cls.name} subclasses torch.nn.Module", True)
+            return
+        if q in self.rules.dtypes:
+            outer = record.parent
+            while outer is not None and outer.finding is None:
+                outer = outer.parent
+            if outer is not None:  # part of the call already reported
+                record.fixable = outer.fixable
+                return
+            self.add(record, node, "PTJ104", f"dtype {q}", True)
+            return
+        if self.categorised(record, node, q):
+            return
+        self.unsupported(record, node, q)
+
+    def method_call(self, record: _Record) -> None:
+        method = record.method
+        call = record.node
+        if method in DEVICE_METHODS:
+            self.add(record, call, "PTJ302", f".{method}(): JAX places arrays on its default device itself", True)
+            return
+        if method in MODE_METHODS:
+            self.add(record, call, "PTJ303", f".{method}(): kept as is (nnx modules have train() and eval())",
+                     False, "info")
+            return
+        code = STEP_METHODS.get(method)  # type: ignore[arg-type]
+        if code is not None:
+            if method == "step":
+                receiver = record.receiver
+                if receiver in self.schedulers:
+                    return
+                if receiver not in self.optimizers and not record.scope.code_scope.has_backward:
+                    return
+            if call.lineno in self.train_lines():
+                self.add(record, call, code, f".{method}(): part of a train step that becomes nnx.value_and_grad + "
+                         "optimizer.update", True)
+            else:
+                self.add(record, call, code, f".{method}(): not part of a train step the rewrite recognises "
+                         "(zero_grad / forward / loss / backward / step); port it by hand", False)
+            return
+        rule = self.rules.methods.get(method)  # type: ignore[arg-type]
+        if rule is None:
+            return
+        if rule.get("rewrite_only_keywords") and not any(k.arg in ("dim", "keepdim") for k in call.keywords):
+            return
+        reason = self.check(rule, call, method)  # type: ignore[arg-type]
+        if reason is None:
+            self.add(record, call, rule.code, f".{method}() tensor method", True)
+        else:
+            self.add(record, call, rule.code, f".{method}() tensor method is not converted: {reason}", False)
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+# a torch import inside a function or class body (module-level ones are found on the tree)
+_LOCAL_IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t][^\n#]*\btorch", re.MULTILINE)
+
+
+def lint_source(source: str, path: str = "<string>") -> list[Finding]:
+    """Findings for one module's source text. Raises SourceError on a syntax error."""
+    if "torch" not in source:
+        return []
+    if source.startswith("\ufeff"):
+        source = source[1:]
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as error:
+        raise SourceError(path, f"syntax error: {error.msg}", error.lineno) from None
+    except ValueError as error:  # null bytes
+        raise SourceError(path, f"cannot parse: {error}") from None
+    watch = _watched_names(tree.body)
+    if not watch and not _LOCAL_IMPORT.search(source):
+        return []  # "torch" only in strings, comments or other names
+    walker = _Walker(source, path, watch)
+    walker.visit_all(tree.body)
+    if not walker.imports:
+        return []
+    return _Classifier(walker, _Segments(source)).run()
+
+
+def lint_file(path: str) -> list[Finding]:
+    return lint_source(read_source(path), str(path))
+
+
+def lint_paths(paths: Iterable[str]) -> tuple[list[Finding], list[SourceError]]:
+    """Lint files and folders. Files that cannot be read or parsed become errors; the rest
+    are still linted; a path that does not exist is an error too."""
+    findings: list[Finding] = []
+    files, errors = collect_python_files(paths)
+    for file in files:
+        try:
+            findings.extend(lint_file(file))
+        except SourceError as error:
+            errors.append(error)
+    return findings, errors

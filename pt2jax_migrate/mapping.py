@@ -1,0 +1,441 @@
+"""Turn one torch call into its JAX text, driven by a rules/ table entry.
+
+Works on source text (not on libcst or ast nodes), so `lint` (ast) and `rewrite` (libcst)
+share one decision: `check_call` says whether a call is converted, `render_call` writes it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from .rules import Rule, load_rules
+
+
+@dataclass(frozen=True)
+class Arg:
+    source: str  # the argument expression as written
+    literal: str | None  # repr() of its value when it is a literal, else None
+    starred: bool = False  # *args or **kwargs
+
+
+def make_arg(source: str, starred: bool = False) -> Arg:
+    try:
+        literal = repr(ast.literal_eval(source.strip()))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        literal = None
+    return Arg(source.strip(), literal, starred)
+
+
+@dataclass
+class CallContext:
+    """What the surrounding code provides to a rendered call."""
+
+    rngs: str = "nnx.Rngs(0)"  # expression giving an nnx.Rngs (layers with parameters)
+    key: str = "rngs()"  # expression giving a fresh PRNG key (random sampling)
+    receiver: str | None = None  # tensor-method receiver
+
+
+@dataclass
+class Rendered:
+    text: str
+    helpers: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+
+class Refused(Exception):
+    """The call is left in place; the message says why (it becomes the TODO text)."""
+
+
+# --------------------------------------------------------------------------- binding
+
+
+def is_module_form(rule: Rule, name: str | None) -> bool:
+    """nn.CrossEntropyLoss (a module, built then called) vs F.cross_entropy (a function)."""
+    return rule.kind == "loss" and name is not None and name.rsplit(".", 1)[-1][:1].isupper()
+
+
+def _signature(rule: Rule, name: str | None) -> list[str]:
+    if is_module_form(rule, name):
+        return list(rule.get("module_signature", []))
+    return rule.signature
+
+
+def bind(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None = None) -> dict[str, Arg | list[Arg]]:
+    """Bind call arguments to the torch signature. Raises Refused when they do not fit."""
+    if any(a.starred for a in args) or any(a.starred for a in kwargs.values()):
+        raise Refused("*args/**kwargs are not converted")
+    signature = _signature(rule, name)
+    by_arity = rule.get("signature_by_arity", {})
+    if str(len(args)) in by_arity:  # torch overloads: randint(high, size) / randint(low, high, size)
+        signature = by_arity[str(len(args))] + [p for p in signature if p not in by_arity[str(len(args))]]
+    bound: dict[str, Arg | list[Arg]] = {}
+    position = 0
+    for param in signature:
+        if param.startswith("*"):
+            bound[param[1:]] = list(args[position:])
+            position = len(args)
+            break
+        if position < len(args):
+            bound[param] = args[position]
+            position += 1
+    if position < len(args):
+        raise Refused(f"{len(args)} positional arguments; the torch signature takes {position}")
+    names = {p.lstrip("*") for p in signature}
+    for key, value in kwargs.items():
+        if key not in names:
+            raise Refused(f"unknown argument {key}=")
+        if key in bound:
+            raise Refused(f"argument {key} given twice")
+        bound[key] = value
+    # varargs given as one sequence: x.view((2, 3)) / torch.zeros((2, 3))
+    return bound
+
+
+def _check_arguments(rule: Rule, bound: dict) -> None:
+    refuse = rule.get("refuse", {})
+    allow = rule.get("allow", {})
+    if "<always>" in refuse:
+        raise Refused(refuse["<always>"])
+    for key, reason in refuse.items():
+        if key.startswith("<missing>") and key[len("<missing>"):] not in bound:
+            raise Refused(reason)
+    for param, arg in bound.items():
+        if param in refuse:
+            if not (isinstance(arg, Arg) and arg.literal is not None and arg.literal in allow.get(param, [])):
+                raise Refused(refuse[param])
+    values = rule.get("values", {})
+    for param, table in values.items():
+        arg = bound.get(param)
+        if isinstance(arg, Arg) and (arg.literal is None or arg.literal not in table):
+            raise Refused(f"{param}={arg.source} is not converted")
+    for param, spec in rule.get("args", {}).items():
+        arg = bound.get(param)
+        if isinstance(spec, dict) and isinstance(arg, Arg):
+            table = spec.get("values")
+            if table is not None and (arg.literal is None or arg.literal not in table):
+                raise Refused(f"{param}={arg.source} is not converted")
+            if spec.get("transform") == "one_minus" and arg.literal == "None":
+                raise Refused(f"{param}=None (cumulative average) has no flax equivalent")
+
+
+def _effective(rule: Rule, bound: dict) -> dict:
+    """Bound arguments minus those that do not change the output (ignored, allowed defaults)."""
+    ignore = set(rule.get("ignore", []))
+    allow = rule.get("allow", {})
+    out = {}
+    for param, arg in bound.items():
+        if param in ignore:
+            continue
+        if isinstance(arg, Arg) and arg.literal is not None and arg.literal in allow.get(param, []):
+            continue
+        out[param] = arg
+    return out
+
+
+def check_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None = None) -> str | None:
+    """None if `render_call` converts this call; otherwise the reason it is left as a TODO."""
+    try:
+        render_call(rule, args, kwargs, name=name, ctx=CallContext(receiver="x"))
+    except Refused as why:
+        return str(why)
+    return None
+
+
+# --------------------------------------------------------------------------- text helpers
+
+_ATOMIC = (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant, ast.List, ast.Dict, ast.Set, ast.ListComp)
+
+
+def _wrapped_in_parens(text: str) -> bool:
+    text = text.strip()
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(text) - 1:
+            return False  # "(a) + (b)"
+    return True
+
+
+def _is_atomic(text: str) -> bool:
+    if _wrapped_in_parens(text):
+        return True
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return False
+    if isinstance(node, ast.Tuple):
+        stripped = text.strip()
+        return stripped.startswith("(") and stripped.endswith(")")
+    return isinstance(node, _ATOMIC)
+
+
+def paren(text: str) -> str:
+    return text if _is_atomic(text) else f"({text})"
+
+
+def _fill(template: str, values: dict[str, str], raw: frozenset[str] = frozenset()) -> str:
+    """Substitute {name} placeholders; a value goes in bare where it stands as a whole call
+    argument, and parenthesised where precedence could change its meaning. `raw` keys are
+    code fragments (".mean()") inserted as they are."""
+
+    def repl(match: re.Match) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise KeyError(key)
+        text = values[key]
+        if key in raw:
+            return text
+        before = template[: match.start()].rstrip()
+        after = template[match.end():].lstrip()
+        as_argument = (before.endswith(("(", ",", "=", "[")) or before == "") and (after.startswith((",", ")", "]")) or after == "")
+        if not as_argument:
+            return paren(text)
+        return text
+
+    return re.sub(r"\{(\*?\w+)\}", repl, template)
+
+
+def _ntuple(arg: Arg, n: int, helpers: set[str]) -> str:
+    if arg.literal is not None:
+        value = ast.literal_eval(arg.literal)
+        if isinstance(value, int):
+            return repr((value,) * n)
+        if isinstance(value, (tuple, list)):
+            return repr(tuple(value))
+    helpers.add("ntuple")
+    return f"ntuple({arg.source}, {n})"
+
+
+def _conv_padding(arg: Arg, n: int) -> str:
+    if arg.literal is not None:
+        value = ast.literal_eval(arg.literal)
+        if isinstance(value, str):
+            if value.lower() not in ("same", "valid"):
+                raise Refused(f"padding={arg.source} is not converted")
+            return repr(value.upper())
+        if isinstance(value, int):
+            return repr(((value, value),) * n)
+        if isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
+            return repr(tuple((v, v) for v in value))
+    return arg.source  # an int or a tuple of ints at run time: nnx.Conv reads them as torch does
+
+
+def _one_minus(arg: Arg) -> str:
+    if arg.literal is not None:
+        value = ast.literal_eval(arg.literal)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return repr(float(f"{1 - value:.12g}"))
+    return f"1 - {paren(arg.source)}"
+
+
+def _literal_int(arg: Arg | None, default: int) -> int | None:
+    if arg is None:
+        return default
+    if arg.literal is None:
+        return None
+    value = ast.literal_eval(arg.literal)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _init_keywords(rule: Rule, bound: dict, helpers: set[str]) -> list[str]:
+    """PyTorch's default initialisers, written out (flax's differ: lecun_normal, zero bias)."""
+    init = rule.get("init")
+    if init is None:
+        return []
+    if init == "embedding":
+        helpers.add("torch_embedding_init")
+        return ["embedding_init=torch_embedding_init"]
+    helpers.add("torch_kernel_init")
+    out = ["kernel_init=torch_kernel_init"]
+    bias = bound.get("bias")
+    if isinstance(bias, Arg) and bias.literal == "False":
+        return out
+    helpers.add("torch_bias_init")
+    if init == "linear":
+        fan_in = bound["in_features"].source
+    else:  # conv: in_channels / groups * prod(kernel_size)
+        n = int(rule.get("ndim", 2))
+        in_ch, groups, kernel = bound["in_channels"], bound.get("groups"), bound["kernel_size"]
+        ic, g = _literal_int(in_ch, 0), _literal_int(groups, 1)
+        k = ast.literal_eval(kernel.literal) if kernel.literal is not None else None
+        if ic is not None and g is not None and isinstance(k, (int, tuple, list)):
+            size = 1
+            for v in ((k,) * n if isinstance(k, int) else k):
+                size *= v
+            fan_in = repr(ic // g * size)
+        else:
+            helpers.add("ntuple")
+            group_text = f" // {paren(groups.source)}" if groups is not None else ""
+            fan_in = f"{paren(in_ch.source)}{group_text} * math.prod(ntuple({kernel.source}, {n}))"
+    out.append(f"bias_init=torch_bias_init({fan_in})")
+    return out
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, name: str | None = None,
+                ctx: CallContext | None = None) -> Rendered:
+    """The JAX expression replacing this call. Raises Refused when it is not converted."""
+    ctx = ctx or CallContext()
+    if rule.status == "refused":
+        reason = rule.get("refuse", {}).get("<always>", "no automatic conversion")
+        raise Refused(reason)
+    if rule.kind == "layer" and rule.get("kind") == "container":
+        raise Refused("containers are rewritten by the engine")  # never reached for Sequential
+    bound = bind(rule, args, kwargs, name)
+    _check_arguments(rule, bound)
+    if rule.kind == "optimizer":
+        return _render_optimizer(rule, bound)
+    if rule.get("templates") is not None:
+        return _render_template(rule, bound, name, ctx)
+    return _render_target(rule, bound, name, ctx)
+
+
+def _short_name(name: str | None) -> str:
+    return (name or "").rsplit(".", 1)[-1]
+
+
+def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> dict[str, str]:
+    values: dict[str, str] = {"name": _short_name(name), "key": ctx.key}
+    if ctx.receiver is not None:
+        values["self"] = ctx.receiver
+    for param, text in rule.get("defaults", {}).items():
+        values[param] = text
+    for param, arg in bound.items():
+        if isinstance(arg, list):
+            values[param] = ", ".join(a.source for a in arg)
+            values["*" + param] = values[param]
+            if len(arg) == 1:  # torch.zeros((2, 3)) and torch.zeros(2, 3) mean the same
+                values[param + "_tuple"] = arg[0].source if not _is_int_literal(arg[0]) else f"({arg[0].source},)"
+            else:
+                values[param + "_tuple"] = f"({values[param]})"
+        else:
+            values[param] = arg.source
+    for param, table in rule.get("values", {}).items():
+        arg = bound.get(param)
+        literal = arg.literal if isinstance(arg, Arg) else rule.get("defaults", {}).get(param)
+        values[param] = table[literal]
+    return values
+
+
+def _is_int_literal(arg: Arg) -> bool:
+    return arg.literal is not None and isinstance(ast.literal_eval(arg.literal), int)
+
+
+def _render_template(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> Rendered:
+    effective = _effective(rule, bound)
+    present = {p for p in effective if p not in rule.get("values", {})}
+    module_form = is_module_form(rule, name)
+    if module_form:  # nn.CrossEntropyLoss(...) -> a function of (input, target)
+        present |= {"input", "target"}
+    key = ",".join(sorted(present))
+    templates = rule.get("templates")
+    if key not in templates:
+        given = ", ".join(sorted(present)) or "no arguments"
+        raise Refused(f"{_short_name(name) or rule.label} with {given} is not converted")
+    values = _values_for(rule, bound, name, ctx)
+    if module_form:
+        values.update(input="input", target="target")
+    raw = frozenset(rule.get("values", {})) | {"name", "key"}
+    text = _fill(templates[key].replace("{name}", values["name"]), values, raw)
+    if module_form:
+        text = f"lambda input, target: {text}"
+    return Rendered(text, set(rule.get("helpers", [])))
+
+
+def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> Rendered:
+    helpers = set(rule.get("helpers", []))
+    target = rule.get("target").replace("{name}", _short_name(name))
+    effective = _effective(rule, bound)
+    mapping = rule.get("args", {})
+    positional: dict[int, str] = {}
+    keywords: dict[str, str] = {}
+    ndim = int(rule.get("ndim", 2))
+    for param, arg in effective.items():
+        spec = mapping.get(param)
+        if spec is None:
+            raise Refused(f"argument {param} is not converted")
+        if isinstance(spec, int):
+            positional[spec] = arg.source
+            continue
+        if isinstance(spec, str):
+            keywords[spec] = arg.source
+            continue
+        if isinstance(spec, list):
+            for kw in spec:
+                keywords[kw] = arg.source
+            continue
+        text = arg.source
+        transform = spec.get("transform")
+        if "values" in spec:
+            text = spec["values"][arg.literal]
+        elif transform == "ntuple":
+            text = _ntuple(arg, ndim, helpers)
+        elif transform == "conv_padding":
+            text = _conv_padding(arg, ndim)
+        elif transform == "one_minus":
+            text = _one_minus(arg)
+        elif transform is not None:
+            raise ValueError(f"{rule.label}: unknown transform {transform}")
+        keywords[spec["to"]] = text
+    for key, text in rule.get("set", {}).items():
+        if key.isdigit():
+            positional.setdefault(int(key), text)
+        else:
+            keywords.setdefault(key, text)
+    if sorted(positional) != list(range(len(positional))):
+        raise Refused("a required argument is missing")
+    parts = [positional[i] for i in sorted(positional)]
+    parts += [f"{k}={v}" for k, v in keywords.items()]
+    if rule.kind == "layer" and rule.get("kind") == "module":
+        parts += _init_keywords(rule, bound, helpers)
+        parts.append(f"rngs={ctx.rngs}")
+        return Rendered(f"{target}({', '.join(parts)})", helpers)
+    if rule.kind == "layer":  # parameter-free layer: the function itself, arguments bound
+        if positional:
+            raise Refused("positional arguments to a function layer are not converted")
+        if not keywords:
+            return Rendered(target, helpers)
+        return Rendered(f"partial({target}, {', '.join(parts)})", helpers)
+    return Rendered(f"{target}({', '.join(parts)})", helpers)
+
+
+_PARAMETERS = re.compile(r"^\s*(?P<model>[A-Za-z_][\w.]*)\.parameters\(\s*\)\s*$")
+
+
+def optimizer_model(params_source: str) -> str | None:
+    """`model.parameters()` -> 'model'; anything else (param groups, filters) -> None."""
+    match = _PARAMETERS.match(params_source)
+    return match.group("model") if match else None
+
+
+def _render_optimizer(rule: Rule, bound: dict) -> Rendered:
+    params = bound.get("params")
+    if not isinstance(params, Arg) or optimizer_model(params.source) is None:
+        raise Refused("only `model.parameters()` is converted (parameter groups are not)")
+    effective = _effective(rule, bound)
+    always = {"params", "lr", "weight_decay", *rule.get("params_in_templates", [])}
+    present = sorted(p for p in effective if p not in always)
+    key = ",".join(present)
+    templates = rule.get("templates")
+    if key not in templates:
+        raise Refused(f"{rule.label} with {', '.join(present)} is not converted")
+    values = {p: a.source for p, a in bound.items() if isinstance(a, Arg)}
+    for param, text in rule.get("defaults", {}).items():
+        values.setdefault(param, text)
+    tx = _fill(templates[key], values)
+    decay = bound.get("weight_decay")
+    has_decay = isinstance(decay, Arg) and decay.literal not in ("0", "0.0")
+    if has_decay and not rule.get("weight_decay_in_template"):
+        tx = _fill(rule.get("with_weight_decay"), {"weight_decay": decay.source, "optimizer": tx})
+    return Rendered(f"nnx.Optimizer({optimizer_model(params.source)}, {tx}, wrt=nnx.Param)")
+
+
+def dtype_target(qualname: str) -> str | None:
+    return load_rules().dtypes.get(qualname)

@@ -1,0 +1,1129 @@
+"""The rewrite engine: PyTorch source text -> Flax NNX + Optax source text.
+
+A pure function over text (`rewrite_source`): one libcst pass driven by the rules/ tables,
+returning the new text and one Finding per change or TODO. It never writes files and never
+imports torch or jax. Files that do not import torch come back unchanged, byte for byte.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from .helpers import HELPERS, helper_closure
+from .mapping import Arg, CallContext, Refused, make_arg, optimizer_model, render_call
+from .model import FileResult, Finding, SourceError
+from .rules import load_rules
+
+TORCH_ROOTS = ("torch", "torchvision")
+_BUILTINS = set(dir(builtins))
+NO_GRAD = {"torch.no_grad", "torch.inference_mode"}
+TRAIN_STEP_CODES = {"PTJ202", "PTJ203", "PTJ204"}
+SPECIAL_NAMES = {"torch.Tensor": "jax.Array"}
+
+# Names the converted code may use, and the import that binds each (stdlib first).
+IMPORTS = {
+    "math": "import math",
+    "partial": "from functools import partial",
+    "jax": "import jax",
+    "jnp": "import jax.numpy as jnp",
+    "np": "import numpy as np",
+    "optax": "import optax",
+    "nnx": "from flax import nnx",
+}
+TODO_PREFIX = "# TODO(pt2jax): "
+_EMPTY = cst.Module([])
+
+
+def code_of(node: cst.CSTNode) -> str:
+    return _EMPTY.code_for_node(node)
+
+
+def _manual_code(qualname: str) -> str:
+    if qualname.startswith("torch.optim.lr_scheduler"):
+        return "PTJ205"
+    if qualname.startswith(("torch.utils.data", "torchvision")):
+        return "PTJ401"
+    if qualname in ("torch.save", "torch.load"):
+        return "PTJ402"
+    return "PTJ901"
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def _dotted(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr.value}" if base else None
+    return None
+
+
+def import_aliases(module: cst.Module) -> dict[str, str]:
+    """Local name -> qualified torch name, for every torch import in the file."""
+    aliases: dict[str, str] = {}
+
+    class Collect(cst.CSTVisitor):
+        def visit_Import(self, node: cst.Import) -> None:
+            for alias in node.names:
+                full = _dotted(alias.name)
+                if not full or full.split(".")[0] not in TORCH_ROOTS:
+                    continue
+                if alias.asname is not None:
+                    aliases[alias.asname.name.value] = full
+                else:
+                    root = full.split(".")[0]
+                    aliases[root] = root
+
+        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+            if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+                return
+            base = _dotted(node.module)
+            if not base or base.split(".")[0] not in TORCH_ROOTS:
+                return
+            for alias in node.names:
+                name = alias.name.value
+                local = alias.asname.name.value if alias.asname is not None else name
+                aliases[local] = f"{base}.{name}"
+
+    module.visit(Collect())
+    return aliases
+
+
+class _Bindings(cst.CSTVisitor):
+    """Names bound in one function scope (parameters, assignments, loops, with, imports)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.depth = 0
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.depth += 1
+        if self.depth == 1:
+            for param in _all_params(node.params):
+                self.names.add(param.name.value)
+            return True
+        self.names.add(node.name.value)
+        return False
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.depth -= 1
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        self.names.add(node.name.value)
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_For(self, node: cst.For) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self.names.update(_target_names(node.name))
+
+
+def _all_params(params: cst.Parameters) -> list[cst.Param]:
+    out = list(params.posonly_params) + list(params.params) + list(params.kwonly_params)
+    if isinstance(params.star_arg, cst.Param):
+        out.append(params.star_arg)
+    if params.star_kwarg is not None:
+        out.append(params.star_kwarg)
+    return out
+
+
+def _target_names(node: cst.CSTNode) -> set[str]:
+    if isinstance(node, cst.Name):
+        return {node.value}
+    if isinstance(node, (cst.Tuple, cst.List)):
+        out: set[str] = set()
+        for element in node.elements:
+            out |= _target_names(element.value)
+        return out
+    if isinstance(node, cst.StarredElement):
+        return _target_names(node.value)
+    return set()
+
+
+class _Names(cst.CSTVisitor):
+    """Every Name read anywhere below a node (import statements excluded)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)  # the attribute name itself is not a reference
+        return False
+
+    def visit_Arg(self, node: cst.Arg) -> bool:
+        node.value.visit(self)  # keyword= names are not references
+        return False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        pass
+
+
+def names_in(node: cst.CSTNode) -> set[str]:
+    visitor = _Names()
+    node.visit(visitor)
+    return visitor.names
+
+
+def _calls_name(node: cst.CSTNode, name: str) -> bool:
+    found = False
+
+    class Find(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            nonlocal found
+            if isinstance(call.func, cst.Name) and call.func.value == name:
+                found = True
+
+    node.visit(Find())
+    return found
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def _expr_call(stmt: cst.BaseStatement) -> cst.Call | None:
+    """The call of a one-expression statement line (`x.backward()`), else None."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        expr = stmt.body[0]
+        if isinstance(expr, cst.Expr) and isinstance(expr.value, cst.Call):
+            return expr.value
+    return None
+
+
+def _method_call(stmt: cst.BaseStatement, method: str) -> str | None:
+    """`NAME.method()` with no arguments -> NAME."""
+    call = _expr_call(stmt)
+    if call is None or call.args or not isinstance(call.func, cst.Attribute):
+        return None
+    if call.func.attr.value != method or not isinstance(call.func.value, cst.Name):
+        return None
+    return call.func.value.value
+
+
+def _has_comment(lines) -> bool:
+    return any(line.comment is not None for line in lines)
+
+
+def _with_todos(stmt, todos: list[str]):
+    if not todos:
+        return stmt
+    existing = {line.comment.value for line in stmt.leading_lines if line.comment is not None}
+    added = [
+        cst.EmptyLine(comment=cst.Comment(TODO_PREFIX + text))
+        for text in dict.fromkeys(todos)
+        if TODO_PREFIX + text not in existing
+    ]
+    if not added:
+        return stmt
+    return stmt.with_changes(leading_lines=[*stmt.leading_lines, *added])
+
+
+@dataclass
+class _Scope:
+    """One function (or the module) being rewritten."""
+
+    bound: set[str]
+    rngs: str | None = None  # an nnx.Rngs available here ("rngs")
+    needs_rngs: bool = False  # random sampling without a seed: add `rngs = nnx.Rngs(0)`
+    pending_defs: list[tuple[cst.BaseStatement, str]] = field(default_factory=list)
+    in_converted_init: bool = False
+
+
+@dataclass
+class _Group:
+    """A recognised zero_grad / forward / loss / backward / step group in one block."""
+
+    text_def: str
+    call: cst.SimpleStatementLine
+    remove: set[int]
+    call_index: int
+    lines: list[tuple[cst.CSTNode, str, str]]  # (original statement, code, message)
+    at_module_level: bool = False
+    after: list = field(default_factory=list)  # statements moved after the call (they read its outputs)
+
+
+class TorchToNNX(cst.CSTTransformer):
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, path: str, aliases: dict[str, str], module: cst.Module):
+        super().__init__()
+        self.path = path
+        self.rules = load_rules()
+        self.aliases = aliases
+        self.findings: list[Finding] = []
+        self.helpers: set[str] = set()
+        self.scopes: list[_Scope] = [_Scope(bound=set())]
+        self.todo_stack: list[list[str]] = []
+        self.class_stack: list[bool] = []
+        self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
+        self.statement_pos: dict[int, tuple[int, int]] = {}
+        self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
+        self.converted_classes = self._find_module_classes(module)
+        self.module_names = self._module_level_names(module)
+        self.used_names = names_in(module) | self.module_names
+
+    # ---------------------------------------------------------------- resolution
+
+    def _find_module_classes(self, module: cst.Module) -> set[str]:
+        classes: set[str] = set()
+        changed = True
+        while changed:  # subclasses of converted classes are converted too
+            changed = False
+            for stmt in module.body:
+                if isinstance(stmt, cst.ClassDef) and stmt.name.value not in classes:
+                    for base in stmt.bases:
+                        q = self.qualname(base.value)
+                        if q in ("torch.nn.Module",) or (isinstance(base.value, cst.Name) and base.value.value in classes):
+                            classes.add(stmt.name.value)
+                            changed = True
+                            break
+        return classes
+
+    @staticmethod
+    def _module_level_names(module: cst.Module) -> set[str]:
+        names: set[str] = set()
+        for stmt in module.body:
+            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                names.add(stmt.name.value)
+            elif isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    if isinstance(small, cst.Assign):
+                        for target in small.targets:
+                            names |= _target_names(target.target)
+                    elif isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(getattr(small, "names", None), cst.ImportStar):
+                        for alias in small.names:
+                            if alias.asname is not None:
+                                names |= _target_names(alias.asname.name)
+                            else:
+                                names.add(code_of(alias.name).split(".")[0])
+        return names
+
+    def shadowed(self, name: str) -> bool:
+        return any(name in scope.bound for scope in self.scopes[1:])
+
+    def qualname(self, node: cst.BaseExpression) -> str | None:
+        dotted = _dotted(node)
+        if dotted is None:
+            return None
+        root, _, rest = dotted.partition(".")
+        if root not in self.aliases or self.shadowed(root):
+            return None
+        base = self.aliases[root]
+        return f"{base}.{rest}" if rest else base
+
+    # ---------------------------------------------------------------- reporting
+
+    def _pos(self, node: cst.CSTNode) -> tuple[int, int]:
+        if id(node) in self.statement_pos:
+            return self.statement_pos[id(node)]
+        try:
+            pos = self.get_metadata(PositionProvider, node)
+            return pos.start.line, pos.start.column + 1
+        except KeyError:
+            return 0, 0
+
+    def changed(self, node: cst.CSTNode, code: str, message: str) -> None:
+        line, col = self._pos(node)
+        self.findings.append(Finding(self.path, line, col, code, message, True, "info"))
+
+    def todo(self, node: cst.CSTNode, code: str, message: str) -> None:
+        line, col = self._pos(node)
+        self.findings.append(Finding(self.path, line, col, code, message, False, "warning"))
+        if self.todo_stack:
+            self.todo_stack[-1].append(f"{code} {message}")
+
+    # ---------------------------------------------------------------- scopes and statements
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        bindings = _Bindings()
+        node.visit(bindings)
+        in_class = bool(self.class_stack) and self.class_stack[-1]
+        is_init = in_class and node.name.value == "__init__"
+        scope = _Scope(bound=bindings.names - {"rngs"} if is_init else bindings.names, in_converted_init=is_init)
+        if is_init:
+            scope.rngs = "rngs"
+        self.scopes.append(scope)
+        self.class_stack.append(False)
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.class_stack.append(node.name.value in self.converted_classes)
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        converted = self.class_stack.pop()
+        if not converted:
+            return updated
+        bases = []
+        for original_base, base in zip(original.bases, updated.bases):
+            if self.qualname(original_base.value) == "torch.nn.Module":
+                self.changed(original_base, "PTJ101", f"class {original.name.value}: nn.Module -> nnx.Module")
+                base = base.with_changes(value=cst.parse_expression("nnx.Module"))
+            bases.append(base)
+        return updated.with_changes(bases=bases)
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        self.todo_stack.append([])
+        call = _expr_call(node)
+        if call is not None and self.qualname(call.func) == "torch.manual_seed":
+            self.scopes[-1].rngs = "rngs"
+        for small in node.body:
+            if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) and len(small.targets) == 1:
+                target = small.targets[0].target
+                q = self.qualname(small.value.func)
+                rule = self.rules.by_name.get(q) if q else None
+                if rule is not None and rule.kind == "loss" and isinstance(target, cst.Name):
+                    self.loss_vars.add(target.value)
+                if rule is not None and rule.kind == "optimizer" and isinstance(target, cst.Name) and small.value.args:
+                    model = optimizer_model(code_of(small.value.args[0].value))
+                    if model is not None:
+                        self.optimizers[target.value] = model
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        todos = self.todo_stack.pop()
+        self.statement_pos[id(updated)] = self._pos(original)  # block-level passes see only updated nodes
+        call = _expr_call(original)
+        if call is not None:
+            q = self.qualname(call.func)
+            if q == "torch.manual_seed" and len(call.args) == 1 and call.args[0].keyword is None:
+                self.changed(original, "PTJ301", "torch.manual_seed(s) -> rngs = nnx.Rngs(s)")
+                seed = code_of(updated.body[0].value.args[0].value)  # type: ignore[attr-defined]
+                new = cst.parse_statement(f"rngs = nnx.Rngs({seed})\n")
+                return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
+            in_class_init = self.scopes[-1].in_converted_init
+            if in_class_init and self._is_super_init(call):
+                self.changed(original, "PTJ101", "super().__init__() removed (nnx modules need none)")
+                if not _has_comment(updated.leading_lines) and not todos:
+                    return cst.RemovalSentinel.REMOVE
+                return _with_todos(updated.with_changes(body=[cst.Pass()]), todos)
+            new_expr = updated.body[0]
+            if (
+                isinstance(new_expr, cst.Expr)
+                and isinstance(new_expr.value, (cst.Name, cst.Attribute))
+                and isinstance(call.func, cst.Attribute)
+                and call.func.attr.value in ("to", "cuda", "cpu")
+                and not todos
+                and not _has_comment(updated.leading_lines)
+            ):
+                return cst.RemovalSentinel.REMOVE  # `model.to(device)`: nothing left to do
+        return _with_todos(updated, todos)
+
+    def _is_super_init(self, call: cst.Call) -> bool:
+        func = call.func
+        return (
+            isinstance(func, cst.Attribute)
+            and func.attr.value == "__init__"
+            and isinstance(func.value, cst.Call)
+            and isinstance(func.value.func, cst.Name)
+            and func.value.func.value == "super"
+        )
+
+    def _compound_visit(self, node) -> None:
+        self.todo_stack.append([])
+
+    def _compound_leave(self, updated):
+        return _with_todos(updated, self.todo_stack.pop())
+
+    visit_For = visit_While = visit_If = visit_Try = _compound_visit
+
+    def leave_For(self, original, updated):
+        return self._compound_leave(updated)
+
+    leave_While = leave_If = leave_Try = leave_For
+
+    def visit_With(self, node: cst.With) -> None:
+        self.todo_stack.append([])
+
+    def leave_With(self, original: cst.With, updated: cst.With):
+        todos = self.todo_stack.pop()
+        keep = []
+        for original_item, item in zip(original.items, updated.items):
+            call = original_item.item
+            if isinstance(call, cst.Call) and self.qualname(call.func) in NO_GRAD and original_item.asname is None:
+                self.changed(original_item, "PTJ304", f"with {code_of(call.func)}(): removed (JAX computes gradients only when asked)")
+                continue
+            keep.append(item)
+        if len(keep) == len(updated.items):
+            return _with_todos(updated, todos)
+        if keep:
+            keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            return _with_todos(updated.with_changes(items=keep), todos)
+        body = updated.body
+        if isinstance(body, cst.SimpleStatementSuite):
+            statements = [cst.SimpleStatementLine(body=list(body.body))]
+        else:
+            statements = list(body.body)
+        if not statements:
+            statements = [cst.SimpleStatementLine(body=[cst.Pass()])]
+        first = statements[0]
+        statements[0] = _with_todos(first.with_changes(leading_lines=[*updated.leading_lines, *first.leading_lines]), todos)
+        return cst.FlattenSentinel(statements)
+
+    def leave_Decorator(self, original: cst.Decorator, updated: cst.Decorator):
+        node = original.decorator
+        func = node.func if isinstance(node, cst.Call) else node
+        if self.qualname(func) in NO_GRAD:
+            self.changed(original, "PTJ304", f"@{code_of(func)} removed (JAX computes gradients only when asked)")
+            return cst.RemovalSentinel.REMOVE
+        return updated
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        self.class_stack.pop()
+        scope = self.scopes.pop()
+        in_class = bool(self.class_stack) and self.class_stack[-1]
+        if in_class and original.name.value == "forward":
+            self.changed(original.name, "PTJ101", "forward -> __call__")
+            updated = updated.with_changes(name=cst.Name("__call__"))
+        if in_class and original.name.value == "__init__":
+            updated = self._add_rngs_param(original, updated)
+        body = list(updated.body.body) if isinstance(updated.body, cst.IndentedBlock) else None
+        if body is not None:
+            body = self._insert_pending(scope, body)
+            if scope.needs_rngs:
+                at = 1 if body and _is_docstring(body[0]) else 0
+                body.insert(at, cst.parse_statement("rngs = nnx.Rngs(0)  # pt2jax: JAX needs explicit keys (torch drew from its global generator)\n"))
+            updated = updated.with_changes(body=updated.body.with_changes(body=body))
+        return updated
+
+    def _add_rngs_param(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        params = updated.params
+        if any(p.name.value == "rngs" for p in _all_params(params)):
+            return updated
+        self.changed(original.name, "PTJ101", "__init__ takes rngs: nnx.Rngs")
+        rngs = cst.Param(
+            name=cst.Name("rngs"),
+            annotation=cst.Annotation(cst.parse_expression("nnx.Rngs")),
+        )
+        star = params.star_arg
+        if isinstance(star, cst.MaybeSentinel):
+            star = cst.ParamStar()
+        return updated.with_changes(params=params.with_changes(star_arg=star, kwonly_params=[*params.kwonly_params, rngs]))
+
+    def _insert_pending(self, scope: _Scope, body: list) -> list:
+        """Put each lifted train step right before the top-level statement that uses it."""
+        for call_stmt, text in scope.pending_defs:
+            for index, stmt in enumerate(body):
+                if _contains(stmt, call_stmt):
+                    new_def = cst.parse_statement(text)
+                    if index > 0:
+                        blank = [cst.EmptyLine(indent=False)] * (2 if scope is self.scopes[0] else 1)
+                        new_def = new_def.with_changes(leading_lines=blank)
+                    want = 2 if scope is self.scopes[0] else 1
+                    blanks = 0
+                    for line in stmt.leading_lines:
+                        if line.comment is not None:
+                            break
+                        blanks += 1
+                    if blanks < want:
+                        extra = [cst.EmptyLine(indent=False)] * (want - blanks)
+                        body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
+                    body.insert(index, new_def)
+                    break
+        return body
+
+    # ---------------------------------------------------------------- calls
+
+    def _ctx(self, receiver: str | None = None) -> CallContext:
+        scope = self.scopes[-1]
+        rngs = scope.rngs or "nnx.Rngs(0)"
+        if scope.rngs is None:
+            key = "rngs()"
+            # random sampling without a seed: this scope gets its own stream
+        else:
+            key = f"{scope.rngs}()"
+        return CallContext(rngs=rngs, key=key, receiver=receiver)
+
+    def _args(self, call: cst.Call) -> tuple[list[Arg], dict[str, Arg]]:
+        args: list[Arg] = []
+        kwargs: dict[str, Arg] = {}
+        for arg in call.args:
+            text = code_of(arg.value)
+            if arg.keyword is not None:
+                kwargs[arg.keyword.value] = make_arg(text)
+            else:
+                args.append(make_arg(text, starred=arg.star != ""))
+        return args, kwargs
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        q = self.qualname(original.func)
+        if q is not None:
+            return self._torch_call(original, updated, q)
+        if isinstance(original.func, cst.Name) and original.func.value in self.converted_classes:
+            return self._instantiate(original, updated)
+        if isinstance(original.func, cst.Attribute) and self.aliases:
+            return self._method_call(original, updated)
+        return updated
+
+    def _replace(self, original: cst.CSTNode, text: str) -> cst.BaseExpression:
+        expr = cst.parse_expression(text)
+        return expr
+
+    def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
+        if q in NO_GRAD or q == "torch.manual_seed":
+            return updated  # handled by the enclosing statement
+        if q == "torch.device":
+            self.changed(original, "PTJ302", "torch.device(...) -> jax.devices()[0] (JAX places arrays itself)")
+            return cst.parse_expression("jax.devices()[0]")
+        if q == "torch.cuda.is_available":
+            self.changed(original, "PTJ302", 'torch.cuda.is_available() -> jax.default_backend() == "gpu"')
+            return cst.parse_expression('(jax.default_backend() == "gpu")')
+        if q == "torch.nn.Parameter":
+            args, kwargs = self._args(updated)
+            extra = set(kwargs) - {"requires_grad"}
+            if len(args) == 1 and not extra and kwargs.get("requires_grad", make_arg("True")).literal == "True":
+                self.changed(original, "PTJ102", "nn.Parameter -> nnx.Param")
+                return cst.parse_expression(f"nnx.Param({args[0].source})")
+            self.todo(original, "PTJ901", "nn.Parameter with these arguments is not converted")
+            return updated
+        if q in ("torch.nn.Sequential", "torch.nn.ModuleList"):
+            return self._container(original, updated, q)
+        rule = self.rules.by_name.get(q)
+        if rule is None:
+            self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
+            return updated
+        args, kwargs = self._args(updated)
+        if rule.get("needs_key") and self.scopes[-1].rngs is None:
+            self.scopes[-1].needs_rngs = True
+        try:
+            rendered = render_call(rule, args, kwargs, name=q, ctx=self._ctx())
+        except Refused as why:
+            self.todo(original, rule.code, f"{q}: {why}")
+            return updated
+        self.helpers |= rendered.helpers
+        self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}")
+        return cst.parse_expression(rendered.text)
+
+    def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
+        if any(arg.keyword is not None for arg in updated.args):
+            self.todo(original, "PTJ102", f"{q} with keyword arguments is not converted")
+            return updated
+        if q == "torch.nn.Sequential":
+            if any(isinstance(a.value, cst.Call) and (_dotted(a.value.func) or "").endswith("OrderedDict") for a in updated.args):
+                self.todo(original, "PTJ102", "nn.Sequential(OrderedDict(...)) is not converted")
+                return updated
+            self.changed(original, "PTJ102", "nn.Sequential -> nnx.Sequential")
+            return updated.with_changes(func=cst.parse_expression("nnx.Sequential"))
+        self.changed(original, "PTJ102", "nn.ModuleList -> nnx.List")
+        if not updated.args:
+            return cst.parse_expression("nnx.List([])")
+        return updated.with_changes(func=cst.parse_expression("nnx.List"))
+
+    def _instantiate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if any(arg.keyword is not None and arg.keyword.value == "rngs" for arg in updated.args):
+            return updated
+        rngs = self._ctx().rngs
+        args = list(updated.args)
+        if args:
+            last = args[-1]
+            args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        args.append(cst.Arg(keyword=cst.Name("rngs"), value=cst.parse_expression(rngs), equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))))
+        self.changed(original, "PTJ101", f"{original.func.value}(...) gets rngs={rngs}")  # type: ignore[attr-defined]
+        return updated.with_changes(args=args)
+
+    def _method_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        method = original.func.attr.value  # type: ignore[attr-defined]
+        receiver = updated.func.value  # type: ignore[attr-defined]
+        if method in ("to", "cuda", "cpu"):
+            return self._device_move(original, updated, method, receiver)
+        rule = self.rules.methods.get(method)
+        if rule is None or rule.get("templates") is None:
+            return updated
+        args, kwargs = self._args(updated)
+        if rule.get("rewrite_only_keywords") and not set(kwargs) & {"dim", "keepdim"}:
+            return updated  # x.sum(1) is already valid JAX
+        if rule.get("only_with_arguments") and not (args or kwargs):
+            return updated  # x.max() is already valid JAX
+        try:
+            rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(code_of(receiver)))
+        except Refused as why:
+            self.todo(original, rule.code, f".{method}(): {why}")
+            return updated
+        self.helpers |= rendered.helpers
+        self.changed(original, rule.code, f".{method}(...) -> {_head(rendered.text)}")
+        return cst.parse_expression(rendered.text)
+
+    def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
+        args, kwargs = self._args(updated)
+        if method == "to":
+            dtype = None
+            for arg in [*args, kwargs.get("dtype")]:
+                if arg is None:
+                    continue
+                q = self.qualname(cst.parse_expression(arg.source))
+                if q in self.rules.dtypes:
+                    dtype = self.rules.dtypes[q]
+                elif arg.source.startswith("jnp."):  # already converted dtype
+                    dtype = arg.source
+            if dtype is not None:
+                self.changed(original, "PTJ302", f".to(dtype) -> .astype({dtype})")
+                return cst.parse_expression(f"{paren_code(receiver)}.astype({dtype})")
+            if not args and not kwargs:
+                return updated
+        self.changed(original, "PTJ302", f".{method}(...) removed (JAX places arrays itself)")
+        return receiver.with_changes(lpar=[], rpar=[]) if isinstance(receiver, (cst.Name, cst.Attribute)) else receiver
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        q = self.qualname(original)
+        if q is None:
+            return updated
+        target = self.rules.dtypes.get(q) or SPECIAL_NAMES.get(q)
+        if target is not None:
+            self.changed(original, "PTJ104", f"{q} -> {target}")
+            return cst.parse_expression(target)
+        return updated
+
+    # ---------------------------------------------------------------- blocks: training step
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        body = self._train_steps(list(updated.body))
+        if not body:
+            body = [cst.SimpleStatementLine(body=[cst.Pass()])]
+        return updated.with_changes(body=body)
+
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        scope = self.scopes[0]
+        body = self._train_steps(list(updated.body))
+        body = self._insert_pending(scope, body)
+        if scope.needs_rngs:
+            at = _after_imports(body)
+            body.insert(at, cst.parse_statement("rngs = nnx.Rngs(0)  # pt2jax: JAX needs explicit keys (torch drew from its global generator)\n"))
+        module = updated.with_changes(body=body)
+        return finish_imports(module, self.aliases, self.helpers)
+
+    def _called_model(self, statements: list) -> str | None:
+        """The one local name called like a model in a forward pass (not a known function)."""
+        called: set[str] = set()
+
+        class Calls(cst.CSTVisitor):
+            def visit_Call(self, call: cst.Call) -> None:
+                if isinstance(call.func, cst.Name):
+                    called.add(call.func.value)
+
+        for stmt in statements:
+            stmt.visit(Calls())
+        candidates = called - self.module_names - set(IMPORTS) - _BUILTINS - self.loss_vars
+        return candidates.pop() if len(candidates) == 1 else None
+
+    def _unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.used_names:
+            name = f"{base}_{i}"
+            i += 1
+        self.used_names.add(name)
+        return name
+
+    def _train_steps(self, body: list) -> list:
+        index = 0
+        while index < len(body):
+            loss_name = _method_call(body[index], "backward")
+            if loss_name is None:
+                index += 1
+                continue
+            plan = self._plan_group(body, index, loss_name)
+            if isinstance(plan, str):
+                for stmt, code in _train_statements(body, index):
+                    line, col = self._pos(stmt)
+                    self.findings.append(Finding(self.path, line, col, code, f"training step not converted: {plan}", False, "warning"))
+                body[index] = _with_todos(body[index], [f"PTJ203 training step not converted: {plan}"])
+                index += 1
+                continue
+            for stmt, code, message in plan.lines:
+                self.changed(stmt, code, message)
+            kept = [stmt for i, stmt in enumerate(body) if i not in plan.remove or i == plan.call_index]
+            position = kept.index(body[plan.call_index])
+            kept[position:position + 1] = [plan.call, *plan.after]
+            scope = self.scopes[0] if plan.at_module_level else self.scopes[-1]
+            scope.pending_defs.append((plan.call, plan.text_def))
+            body = kept
+            index = position + 1 + len(plan.after)
+        return body
+
+    def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
+        step_index = None
+        for j in range(b + 1, len(body)):
+            if _method_call(body[j], "step") is not None:
+                step_index = j
+                break
+            if _method_call(body[j], "zero_grad") is None:
+                return "statements between backward() and step() (gradient clipping?) are not converted"
+        if step_index is None:
+            return "no optimizer.step() after backward() in the same block"
+        opt = _method_call(body[step_index], "step")
+        model = self.optimizers.get(opt) or self._called_model(body[:b])
+        if model is None:
+            return (f"cannot tell which model {opt} optimizes (build it from model.parameters() "
+                    "in this file, or call exactly one model in the forward pass)")
+        if "." in model:
+            return f"the model {model} is an attribute; lift it into a local variable first"
+        zero = [i for i, s in enumerate(body) if _method_call(s, "zero_grad") in (opt, model)]
+        # forward taint: statements computed from model(...)
+        tainted: set[str] = set()
+        computed: dict[int, set[str]] = {}
+        for i in range(b):
+            stmt = body[i]
+            if i in zero or not (_calls_name(stmt, model) or names_in(stmt) & tainted):
+                continue
+            targets = _assign_targets(stmt)
+            computed[i] = targets if targets is not None else set()
+            tainted |= computed[i]
+        if loss not in tainted:
+            return f"{loss} is not computed from {model}(...) in this block"
+        # backward slice: the statements the loss needs
+        needed, group = {loss}, []
+        for i in sorted(computed, reverse=True):
+            if computed[i] & needed:
+                if _assign_targets(body[i]) is None:
+                    return f"line {self._pos(body[i])[0]} feeds the loss but is not a plain assignment"
+                group.insert(0, i)
+                needed |= names_in(body[i])
+        group_defs = set().union(*(computed[i] for i in group))
+        # statements before backward() that read values the step now computes run after it
+        after = [i for i in range(group[0], b) if i not in group and i not in zero and names_in(body[i]) & group_defs]
+        tainted = group_defs
+        closure = set(self.module_names) | set(self.aliases) | set(IMPORTS) | {"self"}
+        lifter = _Lifter(model, tainted, closure)
+        group_stmts = [body[i].visit(lifter) for i in group]
+        later = set()
+        for stmt in [*(body[i] for i in after), *body[step_index + 1:]]:
+            later |= names_in(stmt)
+        aux = sorted((tainted - {loss}) & later)
+        free = set()
+        for stmt in group_stmts:
+            free |= names_in(stmt)
+        free -= {model, opt, *tainted, *(name for name, _ in lifter.params), *_BUILTINS}
+        # a step that reads only module-level names goes at module level: jitted once, not per call
+        at_module_level = free <= (self.module_names | set(IMPORTS)) and len(self.scopes) > 1
+        train_step = self._unique("train_step")
+        loss_fn = self._unique("loss_fn") if "loss_fn" not in self.used_names else self._unique("compute_loss")
+        params = [name for name, _ in lifter.params]
+        args = [code_of(expr) for _, expr in lifter.params]
+        inner = "".join(code_of(s) for s in group_stmts)
+        inner = _indent(_strip_leading_comments_kept(inner), "        ")
+        header = ", ".join([model, opt, *params])
+        if aux:
+            aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
+            ret_inner = f"        return {loss}, ({aux_tuple})\n"
+            grad_line = f"    ({loss}, ({aux_tuple})), grads = nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n"
+            ret = f"    return {loss}, {', '.join(aux)}\n"
+            call_targets = f"{loss}, {', '.join(aux)}"
+        else:
+            ret_inner = f"        return {loss}\n"
+            grad_line = f"    {loss}, grads = nnx.value_and_grad({loss_fn})({model})\n"
+            ret = f"    return {loss}\n"
+            call_targets = loss
+        text_def = (
+            "@nnx.jit\n"
+            f"def {train_step}({header}):\n"
+            f"    def {loss_fn}({model}):\n"
+            f"{inner}{ret_inner}"
+            f"{grad_line}"
+            f"    {opt}.update({model}, grads)\n"
+            f"{ret}"
+        )
+        call_text = f"{call_targets} = {train_step}({', '.join([model, opt, *args])})\n"
+        call = cst.parse_statement(call_text)
+        comments = []  # comments above removed statements move to the call: nothing is dropped
+        remove = set(group) | set(zero) | set(after) | {b, step_index}
+        for i in sorted(set(zero) | {b, step_index}):  # group statements keep theirs in loss_fn
+            comments += [line for line in body[i].leading_lines if line.comment is not None]
+        call = call.with_changes(leading_lines=comments)
+        lines = [(body[i], "PTJ202", f"{opt}.zero_grad() removed (gradients are returned, not accumulated)") for i in zero]
+        lines.append((body[b], "PTJ203", f"{loss}.backward() -> nnx.value_and_grad in @nnx.jit {train_step}"))
+        lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
+        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after])
+
+
+def _head(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def paren_code(node: cst.BaseExpression) -> str:
+    text = code_of(node)
+    if isinstance(node, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)) or node.lpar:
+        return text
+    return f"({text})"
+
+
+def _is_docstring(stmt) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _assign_targets(stmt) -> set[str] | None:
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return None
+    small = stmt.body[0]
+    if isinstance(small, cst.Assign):
+        names: set[str] = set()
+        for target in small.targets:
+            if not isinstance(target.target, (cst.Name, cst.Tuple, cst.List)):
+                return None
+            names |= _target_names(target.target)
+        return names
+    if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name) and small.value is not None:
+        return {small.target.value}
+    return None
+
+
+def _train_statements(body: list, b: int):
+    """backward() and the step()/zero_grad() calls around it, for TODO reports."""
+    out = [(body[b], "PTJ203")]
+    for stmt in body:
+        if _method_call(stmt, "step") is not None:
+            out.append((stmt, "PTJ204"))
+        elif _method_call(stmt, "zero_grad") is not None:
+            out.append((stmt, "PTJ202"))
+    return out
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "".join(prefix + line if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+def _strip_leading_comments_kept(text: str) -> str:
+    return text
+
+
+def _contains(tree: cst.CSTNode, target: cst.CSTNode) -> bool:
+    if tree is target:
+        return True
+    found = False
+
+    class Find(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            nonlocal found
+            if node is target:
+                found = True
+            return not found
+
+    tree.visit(Find())
+    return found
+
+
+def _after_imports(body: list) -> int:
+    at = 0
+    for i, stmt in enumerate(body):
+        if _is_docstring(stmt) and i == 0:
+            at = 1
+        elif isinstance(stmt, cst.SimpleStatementLine) and all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body):
+            at = i + 1
+        else:
+            break
+    return at
+
+
+class _Lifter(cst.CSTTransformer):
+    """Turns the data a forward pass reads (batches, labels) into train-step parameters.
+
+    Expressions that mention the model or values computed from it stay; callees, literals and
+    module-level names stay; every other maximal sub-expression becomes a parameter.
+    """
+
+    def __init__(self, model: str, tainted: set[str], closure: set[str]):
+        self.model, self.tainted, self.closure = model, tainted, closure
+        self.params: list[tuple[str, cst.BaseExpression]] = []
+        self.by_code: dict[str, str] = {}
+        self.lifted: dict[int, str] = {}
+        self.callees: set[int] = set()
+        self.not_expressions: set[int] = set()  # attribute names and keyword names
+        self.taken = {model, *tainted}
+
+    def _free(self, node: cst.CSTNode) -> set[str]:
+        return names_in(node)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if id(node) in self.not_expressions:
+            return False
+        if isinstance(node, cst.Attribute):
+            self.not_expressions.add(id(node.attr))
+        if isinstance(node, cst.Arg) and node.keyword is not None:
+            self.not_expressions.add(id(node.keyword))
+        if isinstance(node, cst.Call):
+            self.callees.add(id(node.func))
+        if isinstance(node, (cst.AssignTarget,)):
+            return False
+        if not isinstance(node, cst.BaseExpression) or isinstance(node, cst.Lambda):
+            return not isinstance(node, cst.Lambda)
+        if id(node) in self.callees:
+            return bool(self._free(node) & (self.tainted | {self.model}))
+        free = self._free(node)
+        if free & (self.tainted | {self.model}):
+            return True
+        if not (free - self.closure):
+            return False  # literals and module-level names: keep inline
+        code = code_of(node).strip()
+        if code not in self.by_code:
+            name = _param_name(node)
+            base, i = name, 1
+            while name in self.taken:
+                name = f"{base}_{i}"
+                i += 1
+            self.taken.add(name)
+            self.by_code[code] = name
+            self.params.append((name, node))
+        self.lifted[id(node)] = self.by_code[code]
+        return False
+
+    def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode):
+        name = self.lifted.get(id(original))
+        if name is not None:
+            return cst.Name(name)
+        return updated
+
+
+def _param_name(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Subscript):
+        return _param_name(node.value)
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    return "batch"
+
+
+# --------------------------------------------------------------------------- imports & helpers
+
+
+def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str]) -> cst.Module:
+    """Drop torch imports nothing uses any more, add the JAX imports the new code uses,
+    and emit the helpers it needs (once per file)."""
+    body = list(module.body)
+    defined = TorchToNNX._module_level_names(module)
+    needed_helpers = [h for h in helper_closure(sorted(helpers)) if h.name not in defined]
+    helper_stmts = []
+    for helper in needed_helpers:
+        parsed = cst.parse_module(helper.source)
+        stmts = list(parsed.body)
+        if stmts:
+            lines = [cst.EmptyLine(indent=False), cst.EmptyLine(indent=False)] if helper_stmts or True else []
+            stmts[0] = stmts[0].with_changes(leading_lines=[*lines, *stmts[0].leading_lines])
+        helper_stmts += stmts
+    probe = module.with_changes(body=[*body, *helper_stmts])
+    used = names_in(probe)
+    first_import = None
+    new_body = []
+    for stmt in body:
+        if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], (cst.Import, cst.ImportFrom)):
+            kept = _prune_import(stmt.body[0], aliases, used)
+            if kept is not stmt.body[0]:
+                if first_import is None:
+                    first_import = len(new_body)
+                if kept is None:
+                    if _has_comment(stmt.leading_lines):
+                        new_body.append(cst.SimpleStatementLine(body=[cst.Pass()], leading_lines=stmt.leading_lines))
+                    continue
+                stmt = stmt.with_changes(body=[kept])
+        new_body.append(stmt)
+    bound = TorchToNNX._module_level_names(module.with_changes(body=new_body))
+    missing = [name for name in IMPORTS if name in used and name not in bound]
+    insert_at = first_import if first_import is not None else _after_imports(new_body)
+    import_stmts = [cst.parse_statement(IMPORTS[name] + "\n") for name in missing]
+    if import_stmts and insert_at < len(new_body) and insert_at == first_import:
+        # keep the blank lines/comments that stood above the first torch import
+        pass
+    new_body[insert_at:insert_at] = import_stmts
+    if helper_stmts:
+        at = _after_imports(new_body)
+        header = cst.EmptyLine(comment=cst.Comment("# pt2jax helpers: PyTorch semantics with no one-call JAX equivalent"))
+        first = helper_stmts[0]
+        helper_stmts[0] = first.with_changes(leading_lines=[*first.leading_lines, header])
+        new_body[at:at] = helper_stmts
+        if at + len(helper_stmts) < len(new_body):
+            nxt = new_body[at + len(helper_stmts)]
+            if not nxt.leading_lines or len(nxt.leading_lines) < 2:
+                new_body[at + len(helper_stmts)] = nxt.with_changes(
+                    leading_lines=[cst.EmptyLine(indent=False), cst.EmptyLine(indent=False), *[l for l in nxt.leading_lines if l.comment is not None]])
+    return module.with_changes(body=new_body)
+
+
+def _prune_import(node, aliases: dict[str, str], used: set[str]):
+    """The import with unused torch names removed (None if nothing is left)."""
+    if isinstance(node, cst.Import):
+        keep = []
+        for alias in node.names:
+            full = _dotted(alias.name) or ""
+            local = alias.asname.name.value if alias.asname is not None else full.split(".")[0]
+            if full.split(".")[0] in TORCH_ROOTS and local not in used:
+                continue
+            keep.append(alias)
+    else:
+        base = _dotted(node.module) if node.module is not None else None
+        if not base or base.split(".")[0] not in TORCH_ROOTS or isinstance(node.names, cst.ImportStar):
+            return node
+        keep = [a for a in node.names if (a.asname.name.value if a.asname is not None else a.name.value) in used]
+    if len(keep) == len(node.names):
+        return node
+    if not keep:
+        return None
+    keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return node.with_changes(names=keep)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse(source: str, path: str) -> cst.Module:
+    try:
+        return cst.parse_module(source)
+    except cst.ParserSyntaxError as error:
+        raise SourceError(path, f"syntax error: {error.message}", error.raw_line) from None
+
+
+def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx") -> FileResult:
+    """Rewrite one file's text. Unchanged text comes back as is (byte for byte)."""
+    if target != "nnx":
+        raise ValueError(f"target {target!r} is not supported yet (only 'nnx')")
+    if "torch" not in source:
+        return FileResult(path, source, source)
+    module = parse(source, path)
+    aliases = import_aliases(module)
+    if not aliases:
+        return FileResult(path, source, source)
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    transformer = TorchToNNX(path, aliases, module)
+    new_module = wrapper.visit(transformer)
+    new_source = new_module.code
+    try:
+        ast.parse(new_source)
+    except SyntaxError as error:  # an engine bug: never hand back text that does not parse
+        raise SourceError(path, f"internal error: the rewrite produced invalid code ({error.msg})", error.lineno) from None
+    findings = sorted(transformer.findings, key=lambda f: (f.line, f.col, f.code))
+    return FileResult(path, source, new_source, findings)
+
+
+def fixable_train_step_lines(source: str) -> set[int]:
+    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts."""
+    result = rewrite_source(source)
+    return {f.line for f in result.findings if f.fixable and f.code in TRAIN_STEP_CODES}

@@ -1,0 +1,295 @@
+"""run_verify: build both models, transfer weights, run both, compare outputs and gradients.
+
+Gradients. The loss is the sum over all floating output leaves of `.sum()`, or the `loss`
+expression (Python over `out`, evaluated in each file's own namespace). torch: `backward()`,
+then the gradient of every trainable named parameter. JAX: `nnx.value_and_grad` with respect to
+nnx.Param. Each torch gradient goes through the same transform as its weight (transpose, conv
+layout) and is compared with the nnx gradient at the same path.
+
+Tolerances (`DEFAULT_TOLERANCES` in __init__.py), rule ``max_abs_err <= atol + rtol * max|torch|``:
+
+* float32 outputs: atol 1e-5, rtol 1e-4.
+* float32 gradients: atol 1e-4, rtol 1e-3. Measured (tests/test_verify.py, perturbed weights):
+  the worst correct gradient, a Conv2d weight behind BatchNorm and MaxPool, is off by ~2e-6
+  relative to its largest entry, and Linear/LayerNorm/Embedding ones by ~1e-7; a gradient sums
+  float32 products over the batch and spatial positions and through every layer above, so it
+  carries more rounding than the output. 10x the output rtol leaves ~500x headroom over the
+  worst measured case while the bugs the tests plant (a dropped stop_gradient, tanh-GELU) are
+  off by 1e-2 or more relative.
+* float64: outputs atol/rtol 1e-10, gradients 1e-9 (measured errors ~1e-15 relative).
+
+Passing `atol`/`rtol` sets the output tolerances; the gradient tolerances are then at least
+those (explicit `grad_atol`/`grad_rtol` override).
+"""
+
+from __future__ import annotations
+
+import keyword
+from contextlib import ExitStack, contextmanager
+
+import numpy as np
+
+from . import DEFAULT_TOLERANCES
+from .compare import compare, flatten_output
+from .loader import LoadedFile, expression_names, load_slice
+from .report import VerifyError, VerifyReport
+from .specs import make_arrays, parse_spec
+
+DTYPES = tuple(DEFAULT_TOLERANCES)
+
+
+def _check_model_name(model: str) -> None:
+    parts = (model or "").split(".")
+    if not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        raise VerifyError(f"--model {model!r} is not a class or function name")
+
+
+@contextmanager
+def _jax_x64(enabled: bool):
+    """Enable JAX float64 for the duration (restored afterwards: the flag is process-wide)."""
+    import jax
+
+    previous = bool(jax.config.jax_enable_x64)
+    if enabled and not previous:
+        jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        if enabled and not previous:
+            jax.config.update("jax_enable_x64", False)
+
+
+@contextmanager
+def _loaded(path: str, roots: set[str], label: str):
+    loaded = load_slice(path, roots, label=label)
+    try:
+        yield loaded
+    finally:
+        loaded.unload()
+
+
+def _lookup(loaded: LoadedFile, model: str):
+    head, *rest = model.split(".")
+    if head not in loaded.namespace:
+        raise VerifyError(f"{loaded.path}: no class or function named {model!r}")
+    obj = loaded.namespace[head]
+    for attr in rest:
+        if not hasattr(obj, attr):
+            raise VerifyError(f"{loaded.path}: no class or function named {model!r}")
+        obj = getattr(obj, attr)
+    if not callable(obj):
+        raise VerifyError(f"{loaded.path}: {model!r} is not a class or function")
+    return obj
+
+
+def _build(loaded: LoadedFile, model: str, init: str, extra: str = "", extra_ns: dict | None = None):
+    factory = _lookup(loaded, model)
+    args = init.strip().rstrip(",").strip()
+    call_args = ", ".join(a for a in (args, extra) if a)
+    text = f"{model}({call_args})"
+    namespace = dict(loaded.namespace)
+    namespace.update(extra_ns or {})
+    namespace["__pt2jax_factory__"] = factory
+    try:
+        return eval(f"__pt2jax_factory__({call_args})", namespace)
+    except Exception as exc:
+        raise VerifyError(f"{loaded.path}: building {text} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _default_loss(leaves, xp_sum):
+    total = None
+    for _, leaf in leaves:
+        part = xp_sum(leaf)
+        total = part if total is None else total + part
+    return total
+
+
+def run_verify(
+    original: str,
+    converted: str,
+    *,
+    model: str,
+    init: str = "",
+    inputs: list[str],
+    atol: float | None = None,
+    rtol: float | None = None,
+    dtype: str = "float32",
+    perturb: bool = True,
+    loss: str | None = None,
+    seed: int = 0,
+    grad_atol: float | None = None,
+    grad_rtol: float | None = None,
+) -> VerifyReport:
+    """Run `model` from `original` (torch) and from `converted` (Flax NNX) and compare them.
+
+    Raises VerifyError when verify cannot run (missing file, syntax error, unknown model, failing
+    construction, bad input spec, incomplete weight mapping, output shape/structure mismatch).
+    A numerical mismatch is not an error: it is a failed comparison in the report.
+    """
+    if dtype not in DTYPES:
+        raise VerifyError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    _check_model_name(model)
+    specs = [parse_spec(s) for s in inputs]
+    d_atol, d_rtol, d_gatol, d_grtol = DEFAULT_TOLERANCES[dtype]
+    atol = d_atol if atol is None else float(atol)
+    rtol = d_rtol if rtol is None else float(rtol)
+    grad_atol = max(d_gatol, atol) if grad_atol is None else float(grad_atol)
+    grad_rtol = max(d_grtol, rtol) if grad_rtol is None else float(grad_rtol)
+    roots = {model.split(".")[0]}
+    roots |= expression_names(init, what="--init", call_args=True)
+    if loss:
+        roots |= expression_names(loss, what="--loss") - {"out"}
+    float64 = dtype == "float64"
+
+    import jax
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+
+    from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
+
+    with ExitStack() as stack:
+        stack.enter_context(_jax_x64(float64))
+        torch_file = stack.enter_context(_loaded(original, roots, "torch"))
+        jax_file = stack.enter_context(_loaded(converted, roots, "nnx"))
+
+        torch.manual_seed(seed)
+        torch_model = _build(torch_file, model, init)
+        if not isinstance(torch_model, torch.nn.Module):
+            raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
+        nnx_model = _build(jax_file, model, init, "rngs=__pt2jax_rngs__", {"__pt2jax_rngs__": nnx.Rngs(seed)})
+        if not isinstance(nnx_model, nnx.Module):
+            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, not an nnx.Module")
+        if float64:
+            torch_model = torch_model.double()
+
+        try:
+            entries = plan_transfer(torch_model, nnx_model)
+        except VerifyError as exc:
+            raise VerifyError(f"{converted}: {exc}") from exc
+        if perturb:
+            perturb_weights(entries, seed)
+        transferred = apply_transfer(entries, nnx_model, dtype="float64" if float64 else None)
+        torch_model.eval()
+        nnx_model.eval()
+
+        arrays = make_arrays(specs, seed, float64=float64)
+        device = next((p.device for p in torch_model.parameters()), torch.device("cpu"))
+        torch_inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+        jax_inputs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
+
+        # --- torch: forward (with autograd), loss, backward
+        with torch.enable_grad():
+            try:
+                torch_out = torch_model(*torch_inputs)
+            except Exception as exc:
+                raise VerifyError(f"{original}: running {model} failed: {type(exc).__name__}: {exc}") from exc
+            torch_leaves = flatten_output(torch_out)
+            float_leaves = [(n, t) for n, t in torch_leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
+            params = [(k, p) for k, p in torch_model.named_parameters() if p.requires_grad]
+            t_loss = _torch_loss(torch_file, loss, torch_out, float_leaves, original)
+            want_grads = bool(params) and t_loss is not None and t_loss.requires_grad
+            if want_grads:
+                if t_loss.numel() != 1:
+                    raise VerifyError(f"{original}: the loss must be a scalar, got shape {tuple(t_loss.shape)}")
+                t_loss.backward()
+
+        # --- JAX: forward (and value_and_grad when torch has gradients)
+        def run_jax(m):
+            out = m(*jax_inputs)
+            if not want_grads:
+                return jnp.zeros(()), out
+            return _jax_loss(jax_file, loss, out, converted), out
+
+        try:
+            with jax.default_matmul_precision("highest"):
+                if want_grads:
+                    (_, jax_out), grads = nnx.value_and_grad(run_jax, has_aux=True)(nnx_model)
+                else:
+                    _, jax_out = run_jax(nnx_model)
+                    grads = None
+        except VerifyError:
+            raise
+        except Exception as exc:
+            raise VerifyError(f"{converted}: running {model} failed: {type(exc).__name__}: {exc}") from exc
+
+        # --- compare outputs
+        # matched by name: JAX returns dicts with sorted keys (pytree order), torch in insertion order
+        jax_leaves = dict(flatten_output(jax_out))
+        t_names = [n for n, _ in torch_leaves]
+        if sorted(t_names) != sorted(jax_leaves):
+            raise VerifyError(
+                f"{converted}: output structure differs: torch returns {', '.join(t_names) or 'nothing'}; "
+                f"converted returns {', '.join(jax_leaves) or 'nothing'}"
+            )
+        comparisons = []
+        for name, t_leaf in torch_leaves:
+            j_leaf = jax_leaves[name]
+            expected = t_leaf.detach().cpu().numpy() if isinstance(t_leaf, torch.Tensor) else np.asarray(t_leaf)
+            try:
+                comparisons.append(compare(name, "output", np.asarray(j_leaf), expected, atol, rtol))
+            except VerifyError as exc:
+                raise VerifyError(f"{converted}: {exc}") from exc
+
+        # --- compare gradients, mapped through the same transfer entries
+        if want_grads:
+            flat_grads = {path: v for path, v in nnx.to_flat_state(grads)}
+            by_tensor = {id(e.tensor): e for e in entries if e.is_param and e.nnx_path is not None}
+            for key, p in params:
+                entry = by_tensor.get(id(p))
+                if entry is None:
+                    continue  # dropped by the table: nothing to compare
+                t_grad = p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(tuple(p.shape))
+                expected = entry.convert(t_grad)
+                g = flat_grads.get(entry.nnx_path)
+                actual = np.asarray(g[...]) if g is not None else np.zeros_like(expected)
+                try:
+                    comparisons.append(compare(f"grad {key}", "gradient", actual, expected, grad_atol, grad_rtol))
+                except VerifyError as exc:
+                    raise VerifyError(f"{converted}: {exc}") from exc
+
+    return VerifyReport(
+        passed=all(c.passed for c in comparisons),
+        model=model,
+        dtype=dtype,
+        atol=atol,
+        rtol=rtol,
+        grad_atol=grad_atol,
+        grad_rtol=grad_rtol,
+        comparisons=comparisons,
+        original=original,
+        converted=converted,
+        transferred=len(transferred),
+        perturbed=perturb,
+    )
+
+
+def _torch_loss(loaded: LoadedFile, loss: str | None, out, float_leaves, path: str):
+    if loss:
+        return _eval_loss(loaded, loss, out, path)
+    if not float_leaves:
+        return None
+    return _default_loss(float_leaves, lambda t: t.sum())
+
+
+def _jax_loss(loaded: LoadedFile, loss: str | None, out, path: str):
+    import jax.numpy as jnp
+
+    if loss:
+        value = _eval_loss(loaded, loss, out, path)
+    else:
+        leaves = [(n, x) for n, x in flatten_output(out) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+        value = _default_loss(leaves, jnp.sum)
+        if value is None:
+            value = jnp.zeros(())
+    value = jnp.asarray(value)
+    if value.size != 1:
+        raise VerifyError(f"{path}: the loss must be a scalar, got shape {tuple(value.shape)}")
+    return value.reshape(())
+
+
+def _eval_loss(loaded: LoadedFile, loss: str, out, path: str):
+    try:
+        return eval(loss, {**loaded.namespace, "out": out})
+    except Exception as exc:
+        raise VerifyError(f"{path}: evaluating --loss {loss!r} failed: {type(exc).__name__}: {exc}") from exc

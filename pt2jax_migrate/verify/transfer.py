@@ -1,0 +1,286 @@
+"""Copy a torch model's parameters and buffers into the converted Flax NNX model.
+
+The mapping is driven by rules/layers.toml: each layer entry's `weights` list says where each
+torch tensor goes ({torch, to, transform?, positive?}; `to = ""` drops it). The module tree is
+walked with torch's `named_modules()` and each module path is mapped to its nnx path:
+
+* a child of `nn.Sequential` gains a `layers` level (`features.0` -> `features.layers.0`),
+  because nnx.Sequential keeps its children in `.layers`;
+* a child of `nn.ModuleList` / `nn.ModuleDict` keeps its index / key (nnx.List / nnx.Dict);
+* any other child keeps its attribute name.
+
+A module whose class comes from torch.nn (`type(m).__module__` starts with "torch.nn") is
+looked up as "torch.nn." + class name; its direct tensors must all be listed in that entry's
+`weights`. A user-defined module's own `nn.Parameter`s and buffers map to variables of the same
+name, copied as they are. Non-persistent buffers (not in the state_dict) are copied when the
+converted model has a variable for them and skipped otherwise: the constructor recomputes them.
+
+Nothing is written until the whole plan checks out: every torch tensor is either transferred or
+dropped by the table, every target exists with the right shape (assigning a wrong shape to an
+nnx variable broadcasts silently), trainable parameters land in nnx.Param and buffers do not,
+and every nnx.Param/BatchStat of the converted model receives a value. Otherwise VerifyError
+lists every problem.
+
+Transforms are a small named registry. They must be linear re-arrangements (the same function
+maps torch gradients onto nnx gradients); a new mapping is a TOML entry plus, if needed, one
+`@register_transform("name")` function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .report import VerifyError
+
+Transform = Callable[[np.ndarray], np.ndarray]
+TRANSFORMS: dict[str, Transform] = {}
+
+
+def register_transform(name: str) -> Callable[[Transform], Transform]:
+    def deco(fn: Transform) -> Transform:
+        TRANSFORMS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_transform("copy")
+def _copy(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+@register_transform("transpose")
+def _transpose(a: np.ndarray) -> np.ndarray:
+    """Linear weight (out, in) -> nnx.Linear kernel (in, out)."""
+    if a.ndim != 2:
+        raise ValueError(f"'transpose' expects a 2-d weight, got shape {tuple(a.shape)}")
+    return a.T
+
+
+@register_transform("conv")
+def _conv(a: np.ndarray) -> np.ndarray:
+    """Conv weight (O, I/groups, *k) -> nnx.Conv kernel (*k, I/groups, O)."""
+    if a.ndim < 3:
+        raise ValueError(f"'conv' expects a weight of at least 3 dims, got shape {tuple(a.shape)}")
+    return np.transpose(a, (*range(2, a.ndim), 1, 0))
+
+
+@dataclass
+class TransferEntry:
+    """One torch tensor and where it goes (nnx_path None: dropped by the table)."""
+
+    torch_key: str  # state_dict-style key, e.g. "features.0.weight"
+    tensor: object  # the live torch Parameter / buffer
+    is_param: bool
+    nnx_path: tuple | None
+    transform: str = "copy"
+    positive: bool = False  # a variance-like value: perturb by scaling, never by shifting
+    source: str = ""  # "torch.nn.Linear" or "custom"
+
+    def convert(self, a: np.ndarray) -> np.ndarray:
+        """Apply this entry's transform to a torch value (or to its gradient)."""
+        return np.asarray(TRANSFORMS[self.transform](a))
+
+
+def format_path(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def torch_class_name(module) -> str | None:
+    """'torch.nn.Linear' for torch's own layers; None for user-defined modules."""
+    cls = type(module)
+    if cls.__module__.startswith("torch.nn"):
+        return "torch.nn." + cls.__name__
+    return None
+
+
+def _module_prefixes(torch_model) -> list[tuple[str, object, tuple]]:
+    """[(torch module path, module, nnx path prefix)] in named_modules() order."""
+    import torch
+
+    prefixes: dict[str, tuple] = {}
+    modules: dict[str, object] = {}
+    out = []
+    for name, module in torch_model.named_modules():
+        if name == "":
+            prefix: tuple = ()
+        else:
+            parent_name, _, part = name.rpartition(".")
+            parent = modules[parent_name]
+            parent_prefix = prefixes[parent_name]
+            if isinstance(parent, torch.nn.Sequential):
+                index = int(part) if part.isdigit() else list(parent._modules).index(part)
+                prefix = (*parent_prefix, "layers", index)
+            elif isinstance(parent, torch.nn.ModuleList):
+                prefix = (*parent_prefix, int(part))
+            else:
+                prefix = (*parent_prefix, part)
+        prefixes[name] = prefix
+        modules[name] = module
+        out.append((name, module, prefix))
+    return out
+
+
+def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
+    """Map every torch tensor to its nnx variable and check the plan (raises VerifyError)."""
+    from flax import nnx
+
+    from ..rules import load_rules
+
+    ruleset = load_rules()
+    flat = dict(nnx.to_flat_state(nnx.state(nnx_model)))
+    entries: list[TransferEntry] = []
+    problems: list[str] = []
+    for mod_name, module, prefix in _module_prefixes(torch_model):
+        tensors = [(n, t, True) for n, t in module.named_parameters(recurse=False)]
+        non_persistent = getattr(module, "_non_persistent_buffers_set", set())
+        tensors += [(n, t, False) for n, t in module.named_buffers(recurse=False)]
+        if not tensors:
+            continue
+        qual = torch_class_name(module)
+        table = None
+        if qual is not None:
+            rule = ruleset.layer_for_class(qual)
+            weights = rule.raw.get("weights") if rule is not None else None
+            if weights is None:
+                where = "rules/layers.toml has no entry" if rule is None else "its rules/layers.toml entry has no `weights`"
+                keys = ", ".join(f"{mod_name}.{n}" if mod_name else n for n, _, _ in tensors)
+                problems.append(f"{keys}: no weight mapping for {qual} ({where})")
+                continue
+            table = {w["torch"]: w for w in weights}
+        for tname, tensor, is_param in tensors:
+            key = f"{mod_name}.{tname}" if mod_name else tname
+            if table is None:  # user-defined module: same name, copied as is
+                path = (*prefix, tname)
+                if not is_param and tname in non_persistent and path not in flat:
+                    continue  # recomputed by the converted constructor
+                entries.append(TransferEntry(key, tensor, is_param, path, "copy", False, "custom"))
+                continue
+            w = table.get(tname)
+            if w is None:
+                problems.append(f"{key}: {qual}'s `weights` in rules/layers.toml has no entry for '{tname}'")
+                continue
+            transform = w.get("transform", "copy") or "copy"
+            if transform not in TRANSFORMS:
+                problems.append(f"{key}: unknown transform {transform!r} for {qual} (known: {', '.join(TRANSFORMS)})")
+                continue
+            to = w.get("to", "")
+            path = (*prefix, *to.split(".")) if to else None
+            entries.append(TransferEntry(key, tensor, is_param, path, transform, bool(w.get("positive")), qual))
+
+    written: dict[tuple, TransferEntry] = {}
+    for e in entries:
+        if e.nnx_path is None:
+            continue
+        var = flat.get(e.nnx_path)
+        target = format_path(e.nnx_path)
+        if var is None:
+            problems.append(f"{e.torch_key} -> {target}: the converted model has no such variable")
+            continue
+        try:
+            value = e.convert(_to_numpy(e.tensor))
+        except ValueError as exc:
+            problems.append(f"{e.torch_key} -> {target}: {exc}")
+            continue
+        if tuple(value.shape) != tuple(var.shape):
+            problems.append(
+                f"{e.torch_key} -> {target}: shape mismatch: torch {tuple(e.tensor.shape)}"
+                f"{'' if e.transform == 'copy' else f' ({e.transform}: {tuple(value.shape)})'}"
+                f", converted {tuple(var.shape)}"
+            )
+            continue
+        trainable = e.is_param and e.tensor.requires_grad
+        if trainable and not isinstance(var, nnx.Param):
+            problems.append(
+                f"{e.torch_key} -> {target}: a trainable torch parameter, but an {type(var).__name__} "
+                "in the converted model (it would not be trained)"
+            )
+        elif not e.is_param and isinstance(var, nnx.Param):
+            problems.append(
+                f"{e.torch_key} -> {target}: a torch buffer, but an nnx.Param in the converted model "
+                "(an optimizer would train it)"
+            )
+        other = written.get(e.nnx_path)
+        if other is not None and other.tensor is not e.tensor:
+            problems.append(f"{e.torch_key} and {other.torch_key} both map to {target}")
+        written[e.nnx_path] = e
+    for path, var in flat.items():
+        if isinstance(var, (nnx.Param, nnx.BatchStat)) and path not in written:
+            problems.append(
+                f"{format_path(path)} ({type(var).__name__} {tuple(var.shape)}) in the converted model "
+                "receives no torch tensor"
+            )
+    if problems:
+        raise VerifyError("weight transfer failed:\n  - " + "\n  - ".join(problems))
+    return entries
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy()
+
+
+def perturb(entries: list[TransferEntry], seed: int) -> None:
+    """Add seeded noise to every planned torch parameter and floating buffer, in place.
+
+    Shifts by N(0, (0.5 * scale)^2), where scale is the tensor's RMS (or 1/sqrt(fan_in) for an
+    all-zero weight, 0.1 for an all-zero vector), so zero/one-initialised layers become generic;
+    `positive` entries (running_var) are multiplied by U(0.5, 1.5) instead, so they stay valid.
+    """
+    import torch
+
+    rng = np.random.default_rng([seed, 0x7E57])
+    done: set[int] = set()
+    with torch.no_grad():
+        for e in entries:
+            t = e.tensor
+            if id(t) in done or not t.is_floating_point() or t.numel() == 0:
+                continue
+            done.add(id(t))
+            a = t.detach().cpu().double().numpy()
+            if e.positive:
+                a = a * rng.uniform(0.5, 1.5, a.shape)
+            else:
+                scale = float(np.sqrt(np.mean(a * a)))
+                if scale == 0.0:
+                    fan_in = int(np.prod(a.shape[1:])) if a.ndim >= 2 else 0
+                    scale = 1.0 / np.sqrt(fan_in) if fan_in else 0.1
+                a = a + rng.normal(0.0, 0.5 * scale, a.shape)
+            t.copy_(torch.from_numpy(a).to(dtype=t.dtype, device=t.device))
+
+
+def apply_transfer(entries: list[TransferEntry], nnx_model, *, dtype: str | None = None) -> list[tuple[str, tuple]]:
+    """Write the planned values. dtype None keeps each variable's dtype; "float64" writes float64."""
+    import jax.numpy as jnp
+    from flax import nnx
+
+    flat = dict(nnx.to_flat_state(nnx.state(nnx_model)))
+    done = []
+    for e in entries:
+        if e.nnx_path is None:
+            continue
+        var = flat[e.nnx_path]
+        value = e.convert(_to_numpy(e.tensor))
+        # checked in plan_transfer; checked again because a wrong shape would broadcast silently
+        if tuple(value.shape) != tuple(var.shape):
+            raise VerifyError(f"{e.torch_key} -> {format_path(e.nnx_path)}: shape {value.shape} != {var.shape}")
+        if dtype == "float64" and np.issubdtype(value.dtype, np.floating):
+            new = jnp.asarray(value, dtype=jnp.float64)
+        else:
+            new = jnp.asarray(value, dtype=var.dtype)
+        var.set_value(new)  # replaces the array (and its dtype); `var[...] = x` would keep float32
+        done.append((e.torch_key, e.nnx_path))
+    return done
+
+
+def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None) -> list[tuple[str, tuple]]:
+    """Copy every torch parameter and buffer into `nnx_model`, as rules/layers.toml says.
+
+    Returns [(torch key, nnx path)] for every tensor copied. Raises VerifyError, before writing
+    anything, if any torch tensor is neither mapped nor dropped, a target is missing or has the
+    wrong shape or kind, or an nnx.Param/BatchStat would be left unwritten.
+    """
+    entries = plan_transfer(torch_model, nnx_model)
+    return apply_transfer(entries, nnx_model, dtype=dtype)
