@@ -120,17 +120,23 @@ TRAIN_HEADER = "import torch\nfrom torch import nn\n"
 PLAIN_HEADER = "import json\nimport os\nfrom collections import OrderedDict\n"
 
 
-def generate(folder: Path, lines: int, seed: int = 0) -> int:
-    """Write a synthetic codebase of about `lines` lines; returns the file count."""
+def generate(folder: Path, lines: int, seed: int = 0, train_share: int = 1) -> int:
+    """Write a synthetic codebase of about `lines` lines; returns the file count.
+
+    Out of every 20 files, 10 hold models, 9 plain helpers and `train_share` a training script
+    (one training loop among helpers, as a real train.py is)."""
     rng = random.Random(seed)
     total = count = 0
+    weights = [10, 10 - train_share, train_share]
     while total < lines:
-        kind = rng.choices(["model", "plain", "train"], weights=[5, 4, 1])[0]
-        header, body = {"model": (MODEL_HEADER, MODEL), "plain": (PLAIN_HEADER, PLAIN),
-                        "train": (TRAIN_HEADER, TRAIN)}[kind]
-        parts = [header]
-        for i in range(rng.randint(4, 12)):
-            parts.append(body.format(i=i, d=rng.choice([64, 128, 256]), h=rng.choice([256, 512])))
+        kind = rng.choices(["model", "plain", "train"], weights=weights)[0]
+        d, h = rng.choice([64, 128, 256]), rng.choice([256, 512])
+        if kind == "model":
+            parts = [MODEL_HEADER] + [MODEL.format(i=i, d=d, h=h) for i in range(rng.randint(4, 12))]
+        elif kind == "plain":
+            parts = [PLAIN_HEADER] + [PLAIN.format(i=i, d=d) for i in range(rng.randint(4, 12))]
+        else:
+            parts = [TRAIN_HEADER, TRAIN.format(i=0)] + [PLAIN.format(i=i, d=d) for i in range(rng.randint(2, 6))]
         text = "\n".join(parts)
         sub = folder / f"pkg{count % 20}"
         sub.mkdir(parents=True, exist_ok=True)
@@ -182,22 +188,49 @@ def main(argv: list[str] | None = None) -> int:
             for name, source in sources:
                 lint_source(source, name)
 
+        def lint_each(items):
+            for name, source in items:
+                lint_source(source, name)
+
+        def walk_each(items):
+            for name, source in items:
+                for _ in ast.walk(ast.parse(source, filename=name)):
+                    pass
+
         lint()  # warm the rules tables and the lazy imports
         t_parse = best_of(args.repeat, parse_only)
         t_base = best_of(args.repeat, baseline)
         t_lint = best_of(args.repeat, lint)
         t_paths = best_of(args.repeat, lambda: lint_paths([folder]))
         findings = sum(len(lint_source(s, n)) for n, s in sources)
+        # training scripts: the train-step calls' fixability comes from the rewrite (libcst)
+        train = [(n, s) for n, s in sources if ".backward(" in s]
+        rest = [(n, s) for n, s in sources if ".backward(" not in s]
+        train_lines = sum(s.count("\n") + 1 for _, s in train)
+        t_rest = best_of(args.repeat, lambda: lint_each(rest))
+        t_rest_base = best_of(args.repeat, lambda: walk_each(rest))
+        t_train = best_of(1, lambda: lint_each(train)) if train else 0.0
+        cache_dir = Path(tmp) / "cache"
+        os.environ["PT2JAX_CACHE_DIR"] = str(cache_dir)
+        lint_paths([folder], cache=True)  # cold, fills the cache
+        t_warm = best_of(args.repeat, lambda: lint_paths([folder], cache=True))
 
-    def row(label: str, seconds: float) -> str:
-        return f"{label:<34} {seconds:8.3f} s  {lines / seconds / 1000:8.1f} k lines/s"
+    def row(label: str, seconds: float, n: int = lines) -> str:
+        return f"{label:<44} {seconds:8.3f} s  {n / seconds / 1000:8.1f} k lines/s"
 
-    print(f"{len(files)} files, {lines} lines, {findings} findings")
+    print(f"{len(files)} files, {lines} lines, {findings} findings; "
+          f"{len(train)} files ({train_lines} lines) call .backward(")
     print(row("ast.parse", t_parse))
     print(row("ast.parse + ast.walk", t_base))
-    print(row("lint_source (in memory)", t_lint))
-    print(row("lint_paths (reading files)", t_paths))
-    print(f"lint / (ast.parse + ast.walk) time ratio: {t_lint / t_base:.2f}")
+    print(row("lint_source, all files (in memory)", t_lint))
+    print(row("lint_paths, all files (reading files)", t_paths))
+    print(row("lint_paths, warm cache", t_warm))
+    if rest:
+        print(row("lint_source, files without .backward(", t_rest, lines - train_lines))
+    if train:
+        print(row("lint_source, files with .backward( (libcst)", t_train, train_lines))
+    print(f"lint / (ast.parse + ast.walk) time ratio: all files {t_lint / t_base:.2f}"
+          + (f"; files without .backward( {t_rest / t_rest_base:.2f}" if rest else ""))
     return 0
 
 

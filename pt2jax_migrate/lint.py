@@ -11,7 +11,12 @@ call `.backward(`.
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
+import os
+import pickle
 import re
+import tempfile
 from collections.abc import Iterable
 
 from .fsio import collect_python_files, read_source
@@ -55,7 +60,7 @@ NOUNS = {
 }
 
 # flags set by a statement on the call it directly contains
-_EXPR, _WITH_SINGLE, _WITH_MANY, _DECORATOR, _ASSIGN = 1, 2, 3, 4, 5
+_EXPR, _WITH_ITEM, _WITH_AS, _DECORATOR, _ASSIGN = 1, 2, 3, 4, 5
 # record kinds
 _CALL, _METHOD, _REF = 0, 1, 2
 
@@ -319,9 +324,8 @@ class _Walker:
         self.visit(node.target)
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
-        single = len(node.items) == 1
         for item in node.items:
-            flag = _WITH_SINGLE if single and item.optional_vars is None else _WITH_MANY
+            flag = _WITH_ITEM if item.optional_vars is None else _WITH_AS
             self.flag_node, self.flag = item.context_expr, flag
             self.visit(item.context_expr)
             if item.optional_vars is not None:
@@ -355,6 +359,14 @@ class _Walker:
 
     def _decorators(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
         for decorator in node.decorator_list:
+            t = type(decorator)
+            if t is ast.Attribute or t is ast.Name:  # @torch.no_grad without a call
+                found = dotted(decorator)
+                if found is not None and found[0].id in self.watch:
+                    self.records.append(
+                        _Record(_REF, decorator, found[0], found[1], self.scope, self.parent, _DECORATOR)
+                    )
+                    continue
             self.flag_node, self.flag = decorator, _DECORATOR
             self.visit(decorator)
 
@@ -446,6 +458,21 @@ def _method_names() -> frozenset[str]:
 # ---------------------------------------------------------------------- classification
 
 
+@functools.lru_cache(maxsize=16384)
+def _check(rule, name: str, args: tuple, kwargs: tuple) -> str | None:
+    if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
+        if kwargs or any(starred for _, starred in args):
+            return "only positional, unstarred layers are converted"
+        return None
+    from .mapping import check_call, make_arg
+
+    arg_list = [make_arg(source, starred=starred) for source, starred in args]
+    kwarg_map = {
+        ("**" if key is None else key): make_arg(source, starred=key is None) for key, source in kwargs
+    }
+    return check_call(rule, arg_list, kwarg_map, name)
+
+
 class _Classifier:
     def __init__(self, walker: _Walker, segments: _Segments):
         self.w = walker
@@ -479,31 +506,15 @@ class _Classifier:
         record.finding = finding
         record.fixable = fixable
 
-    def arguments(self, call: ast.Call) -> tuple[list, dict]:
-        from .mapping import make_arg
-
-        text = self.seg.text
-        args = [
-            make_arg(text(a.value), starred=True) if type(a) is ast.Starred else make_arg(text(a))
-            for a in call.args
-        ]
-        kwargs = {}
-        for keyword in call.keywords:
-            if keyword.arg is None:
-                kwargs["**"] = make_arg(text(keyword.value), starred=True)
-            else:
-                kwargs[keyword.arg] = make_arg(text(keyword.value))
-        return args, kwargs
-
     def check(self, rule, call: ast.Call, name: str) -> str | None:
-        if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
-            if call.keywords or any(type(a) is ast.Starred for a in call.args):
-                return "only positional, unstarred layers are converted"
-            return None
-        from .mapping import check_call
+        """mapping.check_call's verdict on this call (memoised on the arguments' text)."""
+        text = self.seg.text
+        args = tuple(
+            (text(a.value), True) if type(a) is ast.Starred else (text(a), False) for a in call.args
+        )
+        kwargs = tuple((k.arg, text(k.value)) for k in call.keywords)
+        return _check(rule, name, args, kwargs)
 
-        args, kwargs = self.arguments(call)
-        return check_call(rule, args, kwargs, name)
 
     # -------------------------------------------------------------- resolution
 
@@ -559,10 +570,11 @@ class _Classifier:
         call = record.node
         assert q is not None
         if q in NO_GRAD:
-            if record.flag in (_WITH_SINGLE, _DECORATOR):
+            if record.flag in (_WITH_ITEM, _DECORATOR):
                 self.add(record, call, "PTJ304", f"{q}(): JAX computes gradients only when asked", True)
-            elif record.flag == _WITH_MANY:
-                self.add(record, call, "PTJ304", f"{q}() in a `with` with other items or `as`: remove it by hand", False)
+            elif record.flag == _WITH_AS:
+                self.add(record, call, "PTJ304", f"`with {q}() as ...`: the bound context is used; remove it by hand",
+                         False)
             else:
                 self.unsupported(record, call, q, "only `with` blocks and decorators are converted")
             return
@@ -617,6 +629,9 @@ class _Classifier:
         if record.base_of is not None and q in MODULE_BASES:
             cls = record.base_of
             self.add(record, cls, "PTJ101", f"class {cls.name} subclasses torch.nn.Module", True)
+            return
+        if q in NO_GRAD and record.flag == _DECORATOR:
+            self.add(record, node, "PTJ304", f"@{q}: JAX computes gradients only when asked", True)
             return
         if q in self.rules.dtypes:
             outer = record.parent
@@ -701,14 +716,119 @@ def lint_file(path: str) -> list[Finding]:
     return lint_source(read_source(path), str(path))
 
 
-def lint_paths(paths: Iterable[str]) -> tuple[list[Finding], list[SourceError]]:
+def lint_paths(paths: Iterable[str], *, cache: bool = False) -> tuple[list[Finding], list[SourceError]]:
     """Lint files and folders. Files that cannot be read or parsed become errors; the rest
-    are still linted; a path that does not exist is an error too."""
+    are still linted; a path that does not exist is an error too. With `cache`, findings are
+    reused for files whose path and content are unchanged since a previous run."""
     findings: list[Finding] = []
     files, errors = collect_python_files(paths)
+    store = LintCache.open() if cache else None
     for file in files:
         try:
-            findings.extend(lint_file(file))
+            source = read_source(file)
+            if store is None:
+                findings.extend(lint_source(source, file))
+                continue
+            key = store.key(file, source)
+            cached = store.get(key)
+            if cached is None:
+                cached = lint_source(source, file)
+                store.put(key, cached)
+            findings.extend(cached)
         except SourceError as error:
             errors.append(error)
+    if store is not None:
+        store.save()
     return findings, errors
+
+
+class LintCache:
+    """Findings by (path, content), so a warm run costs a read and a hash per file.
+
+    One pickle per working folder and engine version under $PT2JAX_CACHE_DIR (default
+    $XDG_CACHE_HOME/pt2jax or ~/.cache/pt2jax). The version is a hash of the rules tables and
+    of the engine's own source, so editing either starts a fresh cache. Never required: any
+    error reading or writing it is ignored.
+    """
+
+    MAX_ENTRIES = 200_000
+
+    def __init__(self, file: str | None, entries: dict[bytes, tuple]):
+        self.file = file
+        self.entries = entries
+        self.dirty = False
+
+    @staticmethod
+    def folder() -> str:
+        explicit = os.environ.get("PT2JAX_CACHE_DIR")
+        if explicit:
+            return explicit
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return os.path.join(base, "pt2jax")
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1)
+    def fingerprint() -> str:
+        from . import __version__
+        from .rules import rules_dir
+
+        digest = hashlib.blake2b(__version__.encode(), digest_size=12)
+        here = os.path.dirname(os.path.abspath(__file__))
+        sources = [os.path.join(here, name) for name in ("lint.py", "names.py", "mapping.py", "rewrite.py", "rules.py")]
+        sources += sorted(str(p) for p in rules_dir().glob("*.toml"))
+        for name in sources:
+            try:
+                with open(name, "rb") as handle:
+                    digest.update(handle.read())
+            except OSError:
+                digest.update(name.encode())
+        return digest.hexdigest()
+
+    @classmethod
+    def open(cls) -> LintCache:
+        where = hashlib.blake2b(os.getcwd().encode(), digest_size=8).hexdigest()
+        file = os.path.join(cls.folder(), f"lint-{cls.fingerprint()}-{where}.pickle")
+        try:
+            with open(file, "rb") as handle:
+                entries = pickle.load(handle)
+            if not isinstance(entries, dict):
+                entries = {}
+        except Exception:  # missing, unreadable, corrupt: start afresh
+            entries = {}
+        return cls(file, entries)
+
+    @staticmethod
+    def key(path: str, source: str) -> bytes:
+        digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=16)
+        digest.update(b"\0")
+        digest.update(source.encode("utf-8", "surrogatepass"))
+        return digest.digest()
+
+    def get(self, key: bytes) -> list[Finding] | None:
+        rows = self.entries.get(key)
+        if rows is None:
+            return None
+        return [Finding(*row) for row in rows]
+
+    def put(self, key: bytes, findings: list[Finding]) -> None:
+        self.entries[key] = tuple(
+            (f.path, f.line, f.col, f.code, f.message, f.fixable, f.severity) for f in findings
+        )
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty or self.file is None:
+            return
+        entries = self.entries
+        if len(entries) > self.MAX_ENTRIES:
+            keep = list(entries.items())[-self.MAX_ENTRIES:]
+            entries = dict(keep)
+        try:
+            folder = os.path.dirname(self.file)
+            os.makedirs(folder, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                pickle.dump(entries, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(temp, self.file)
+        except Exception:
+            pass

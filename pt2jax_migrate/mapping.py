@@ -311,8 +311,8 @@ def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> 
         if isinstance(arg, list):
             values[param] = ", ".join(a.source for a in arg)
             values["*" + param] = values[param]
-            if len(arg) == 1:  # torch.zeros((2, 3)) and torch.zeros(2, 3) mean the same
-                values[param + "_tuple"] = arg[0].source if not _is_int_literal(arg[0]) else f"({arg[0].source},)"
+            if len(arg) == 1:  # torch.zeros((2, 3)), torch.zeros(shape) and torch.zeros(n)
+                values[param + "_tuple"] = arg[0].source if _looks_like_shape(arg[0]) else f"({arg[0].source},)"
             else:
                 values[param + "_tuple"] = f"({values[param]})"
         else:
@@ -322,6 +322,14 @@ def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> 
         literal = arg.literal if isinstance(arg, Arg) else rule.get("defaults", {}).get(param)
         values[param] = table[literal]
     return values
+
+
+def _looks_like_shape(arg: Arg) -> bool:
+    """A single size argument that is already a sequence (a wrong guess fails loudly in JAX)."""
+    if arg.literal is not None:
+        return not isinstance(ast.literal_eval(arg.literal), int)
+    text = arg.source.rstrip()
+    return text.endswith(("shape", "size()", "size", ")", "]")) and not text.endswith(("len(", "numel()"))
 
 
 def _is_int_literal(arg: Arg) -> bool:

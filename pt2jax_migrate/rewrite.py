@@ -287,6 +287,7 @@ class TorchToNNX(cst.CSTTransformer):
         self.statement_pos: dict[int, tuple[int, int]] = {}
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         self.converted_classes = self._find_module_classes(module)
+        self.rngs_classes = self._classes_taking_rngs(module)
         self.module_names = self._module_level_names(module)
         self.used_names = names_in(module) | self.module_names
 
@@ -306,6 +307,23 @@ class TorchToNNX(cst.CSTTransformer):
                             changed = True
                             break
         return classes
+
+    def _classes_taking_rngs(self, module: cst.Module) -> set[str]:
+        """Converted classes whose __init__ (own or inherited in this file) gains `rngs`."""
+        classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value in self.converted_classes}
+        out: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, node in classes.items():
+                if name in out:
+                    continue
+                own_init = any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in node.body.body)
+                inherits = any(isinstance(b.value, cst.Name) and b.value.value in out for b in node.bases)
+                if own_init or inherits:
+                    out.add(name)
+                    changed = True
+        return out
 
     @staticmethod
     def _module_level_names(module: cst.Module) -> set[str]:
@@ -574,7 +592,7 @@ class TorchToNNX(cst.CSTTransformer):
         q = self.qualname(original.func)
         if q is not None:
             return self._torch_call(original, updated, q)
-        if isinstance(original.func, cst.Name) and original.func.value in self.converted_classes:
+        if isinstance(original.func, cst.Name) and original.func.value in self.rngs_classes:
             return self._instantiate(original, updated)
         if isinstance(original.func, cst.Attribute) and self.aliases:
             return self._method_call(original, updated)
@@ -853,6 +871,9 @@ class TorchToNNX(cst.CSTTransformer):
         remove = set(group) | set(zero) | set(after) | {b, step_index}
         for i in sorted(set(zero) | {b, step_index}):  # group statements keep theirs in loss_fn
             comments += [line for line in body[i].leading_lines if line.comment is not None]
+            trailing = body[i].trailing_whitespace.comment
+            if trailing is not None:
+                comments.append(cst.EmptyLine(comment=trailing))
         call = call.with_changes(leading_lines=comments)
         lines = [(body[i], "PTJ202", f"{opt}.zero_grad() removed (gradients are returned, not accumulated)") for i in zero]
         lines.append((body[b], "PTJ203", f"{loss}.backward() -> nnx.value_and_grad in @nnx.jit {train_step}"))
@@ -1095,6 +1116,10 @@ def _prune_import(node, aliases: dict[str, str], used: set[str]):
 
 
 def parse(source: str, path: str) -> cst.Module:
+    try:  # ast first: its messages and line numbers are the ones Python users know
+        ast.parse(source)
+    except SyntaxError as error:
+        raise SourceError(path, f"syntax error: {error.msg}", error.lineno) from None
     try:
         return cst.parse_module(source)
     except cst.ParserSyntaxError as error:

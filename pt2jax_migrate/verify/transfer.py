@@ -195,7 +195,7 @@ def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
         trainable = e.is_param and e.tensor.requires_grad
         if trainable and not isinstance(var, nnx.Param):
             problems.append(
-                f"{e.torch_key} -> {target}: a trainable torch parameter, but an {type(var).__name__} "
+                f"{e.torch_key} -> {target}: a trainable torch parameter, but {type(var).__name__} (not nnx.Param) "
                 "in the converted model (it would not be trained)"
             )
         elif not e.is_param and isinstance(var, nnx.Param):
@@ -219,7 +219,7 @@ def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
 
 
 def _to_numpy(tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy()
+    return tensor.detach().cpu().numpy().copy()  # never alias torch memory: torch updates in place
 
 
 def perturb(entries: list[TransferEntry], seed: int) -> None:

@@ -1,0 +1,293 @@
+"""The pt2jax command line, driven through click's runner (and one real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pt2jax_migrate.cli import main
+from pt2jax_migrate.rules import load_rules
+
+MLP = '''import torch
+import torch.nn as nn
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x))
+'''
+
+PARTIAL = '''import torch
+
+
+def spectrum(x):
+    return torch.fft.rfft(x)
+'''
+
+PLAIN = "import json\r\n\r\nprint(json.dumps({'a': 1}))\r\n"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"PT2JAX_CACHE_DIR": str(tmp_path / ".cache"), "NO_COLOR": "1"})
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def project(tmp_path):
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "mlp.py").write_text(MLP)
+    (src / "partial.py").write_text(PARTIAL)
+    (src / "plain.py").write_bytes(PLAIN.encode())
+    return src
+
+
+# ------------------------------------------------------------------------- lint
+
+
+def test_lint_exit_codes_and_text_format(run, project):
+    clean = run("lint", project / "plain.py")
+    assert clean.exit_code == 0
+    assert clean.stdout == "No PyTorch constructs found.\n"
+
+    found = run("lint", project)
+    assert found.exit_code == 1
+    lines = found.stdout.splitlines()
+    assert f"{project / 'pkg' / 'mlp.py'}:8:19 PTJ102 torch.nn.Linear layer construction [fixable]" in lines
+    assert f"{project / 'partial.py'}:5:12 PTJ901 torch.fft.rfft has no automatic conversion; port it by hand" in lines
+    assert lines[-1] == "Found 7 findings (5 fixable) in 2 files."
+    assert "\x1b[" not in found.stdout  # no colour when not on a terminal
+
+
+def test_lint_json(run, project):
+    result = run("lint", "--format", "json", project / "pkg" / "mlp.py")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert {d["code"] for d in data} == {"PTJ001", "PTJ101", "PTJ102", "PTJ103"}
+    first = data[0]
+    assert set(first) == {"path", "line", "col", "code", "message", "fixable", "severity"}
+    assert first["line"] == 1 and first["col"] == 1 and first["fixable"] is True
+
+
+def test_lint_errors_exit_2_and_other_files_are_still_linted(run, project, tmp_path):
+    (tmp_path / "broken.py").write_text("import torch\n\ndef f(:\n    pass\n")
+    (tmp_path / "latin1.py").write_bytes(b"import torch\nx = 'caf\xe9'\n")
+    result = run("lint", tmp_path / "broken.py", tmp_path / "latin1.py", tmp_path / "missing.py", project / "partial.py")
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'broken.py'}:3: syntax error" in result.stderr
+    assert f"{tmp_path / 'latin1.py'}:2: not valid UTF-8" in result.stderr
+    assert f"{tmp_path / 'missing.py'}: no such file or directory" in result.stderr
+    assert "PTJ901" in result.stdout  # partial.py was linted all the same
+
+
+def test_lint_usage_errors(run):
+    assert run("lint").exit_code == 2
+    assert run("lint", "--format", "xml", ".").exit_code == 2
+
+
+def test_lint_cache_and_no_cache(run, project, tmp_path):
+    first = run("lint", project)
+    assert list((tmp_path / ".cache").glob("lint-*.pickle"))
+    assert run("lint", project).stdout == first.stdout
+    assert run("lint", "--no-cache", project).stdout == first.stdout
+
+
+# ------------------------------------------------------------------------- rewrite
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rewrite_diff_prints_and_writes_nothing(run, project):
+    before = snapshot(project)
+    result = run("rewrite", "--diff", project)
+    assert result.exit_code == 0
+    assert f"--- {project / 'pkg' / 'mlp.py'}\n+++ {project / 'pkg' / 'mlp.py'}\n" in result.stdout
+    assert "-class MLP(nn.Module):" in result.stdout and "+class MLP(nnx.Module):" in result.stdout
+    assert "2 files would be rewritten (6 changes, 1 TODO left for a person); 1 unchanged." in result.stdout
+    assert snapshot(project) == before
+
+
+def test_rewrite_diff_uses_git_prefixes_for_relative_paths(run, project, monkeypatch):
+    monkeypatch.chdir(project)
+    result = run("rewrite", "--diff", "--check", "partial.py")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("--- a/partial.py\n+++ b/partial.py\n@@ ")
+    assert "+    # TODO(pt2jax): PTJ901" in result.stdout
+
+
+def test_rewrite_check(run, project):
+    before = snapshot(project)
+    result = run("rewrite", "--check", project)
+    assert result.exit_code == 1
+    assert "PTJ102" in result.stdout and "would be rewritten" in result.stdout
+    assert snapshot(project) == before
+    clean = run("rewrite", "--check", project / "plain.py")
+    assert clean.exit_code == 0 and "No changes needed in 1 file." in clean.stdout
+
+
+def test_rewrite_in_place_is_atomic_idempotent_and_leaves_torch_free_files_alone(run, project):
+    plain_stat = os.stat(project / "plain.py")
+    result = run("rewrite", project)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    converted = (project / "pkg" / "mlp.py").read_text()
+    assert "class MLP(nnx.Module):" in converted and "import torch\n" not in converted
+    assert "TODO(pt2jax)" in (project / "partial.py").read_text()
+    assert (project / "plain.py").read_bytes() == PLAIN.encode()
+    assert os.stat(project / "plain.py").st_mtime_ns == plain_stat.st_mtime_ns
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{project / 'pkg' / 'mlp.py'}:") and " PTJ102 " in line for line in lines)
+    assert lines[-1].startswith("Rewrote 2 files")
+    assert not [p for p in project.rglob("*") if "tmp" in p.name]
+    # running it again changes nothing
+    before = snapshot(project)
+    again = run("rewrite", "--check", project)
+    assert "would be rewritten" not in again.stdout
+    assert snapshot(project) == before
+
+
+def test_rewrite_out_keeps_the_layout_and_never_touches_inputs(run, project, tmp_path):
+    before = snapshot(project)
+    result = run("rewrite", "--out", tmp_path / "jax_src", project)
+    assert result.exit_code == 0, result.stderr
+    out = snapshot(tmp_path / "jax_src")
+    assert set(out) == {os.path.join("pkg", "mlp.py"), "partial.py", "plain.py"}
+    assert b"nnx.Module" in out[os.path.join("pkg", "mlp.py")]
+    assert out["plain.py"] == PLAIN.encode()
+    assert snapshot(project) == before
+    # a file argument lands at its own name
+    single = run("rewrite", "--out", tmp_path / "one", project / "pkg" / "mlp.py")
+    assert single.exit_code == 0 and (tmp_path / "one" / "mlp.py").is_file()
+
+
+def test_rewrite_unparsable_file_exits_2_and_is_not_written(run, project, tmp_path):
+    broken = project / "broken.py"
+    broken.write_text("import torch\nx = torch.zeros(\n")
+    result = run("rewrite", project)
+    assert result.exit_code == 2
+    assert f"{broken}:2:" in result.stderr
+    assert broken.read_text() == "import torch\nx = torch.zeros(\n"
+    assert "nnx.Module" in (project / "pkg" / "mlp.py").read_text()  # the others were converted
+
+
+def test_rewrite_usage_errors(run, project, tmp_path):
+    assert run("rewrite", "--out", tmp_path / "o", "--diff", project).exit_code == 2
+    assert run("rewrite", "--model", "MLP", project).exit_code == 2
+    assert run("rewrite", "--target", "linen", project).exit_code == 2
+    missing = run("rewrite", tmp_path / "nope.py")
+    assert missing.exit_code == 2 and "nope.py: no such file or directory" in missing.stderr
+
+
+# ------------------------------------------------------------------------- rules, help
+
+
+def test_rules_lists_every_code(run):
+    result = run("rules")
+    assert result.exit_code == 0
+    for code, rule in load_rules().lint_rules.items():
+        assert code in result.stdout and rule.name in result.stdout
+
+
+def test_rule_explains_one_code_in_fixed_sections(run):
+    result = run("rule", "ptj102")
+    assert result.exit_code == 0
+    out = result.stdout
+    positions = [out.index(title) for title in
+                 ("What it detects", "Why it matters in JAX", "Example", "Use instead", "Fix safety")]
+    assert positions == sorted(positions)
+    assert "nn.Conv2d(1, 8, 3, padding=1)" in out and "torch.nn.Linear" in out
+    unknown = run("rule", "PTJ999")
+    assert unknown.exit_code == 2 and "unknown rule code" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["lint"], ["rewrite"], ["verify"], ["rules"], ["rule"]])
+def test_help_has_examples(run, command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: " in result.stdout
+    if command != ["rules"]:
+        assert "Example" in result.stdout or "Typical session" in result.stdout
+
+
+def test_console_script_runs_without_torch(tmp_path):
+    script = Path(sys.executable).with_name("pt2jax")
+    (tmp_path / "m.py").write_text(MLP)
+    proc = subprocess.run([str(script), "lint", "--no-cache", str(tmp_path / "m.py")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 1 and "PTJ101" in proc.stdout
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and "pt2jax" in version.stdout
+
+
+# ------------------------------------------------------------------------- verify (real torch + jax)
+
+WRONG = '''import jax
+from flax import nnx
+
+
+class MLP(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.fc = nnx.Linear(6, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return jax.nn.sigmoid(self.fc(x))
+'''
+
+
+def test_verify_command_pass_mismatch_and_error(run, tmp_path):
+    original = tmp_path / "mlp.py"
+    original.write_text(MLP)
+    converted = tmp_path / "jax_mlp.py"
+    assert run("rewrite", "--out", tmp_path / "out", original).exit_code == 0
+    converted.write_text((tmp_path / "out" / "mlp.py").read_text())
+
+    ok = run("verify", original, converted, "--model", "MLP", "--input", "float32[4,6]")
+    assert ok.exit_code == 0, ok.stdout + ok.stderr
+    assert "PASS" in ok.stdout
+
+    as_json = run("verify", original, converted, "--model", "MLP", "--input", "float32[4,6]", "--format", "json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["passed"] is True
+
+    (tmp_path / "wrong.py").write_text(WRONG)
+    bad = run("verify", original, tmp_path / "wrong.py", "--model", "MLP", "--input", "float32[4,6]")
+    assert bad.exit_code == 1 and "FAIL" in bad.stdout
+
+    error = run("verify", original, converted, "--model", "Nope", "--input", "float32[4,6]")
+    assert error.exit_code == 2 and error.stderr.startswith("error: ")
+
+
+def test_rewrite_verify_uses_pyproject_entries(run, tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pt2jax.verify]\n"models/mlp.py" = { model = "MLP", inputs = ["float32[4,6]"] }\n'
+    )
+    (tmp_path / "models").mkdir()
+    model = tmp_path / "models" / "mlp.py"
+    model.write_text(MLP)
+    result = run("rewrite", "--verify", model)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "verify " in result.stdout and "PASS" in result.stdout
+    assert "nnx.Module" in model.read_text()
+
+    # a rewrite whose result does not match is a failure (exit 1); here: --init the torch
+    # model does not accept makes verify unable to run (exit 2)
+    model.write_text(MLP)
+    broken = run("rewrite", "--verify", "--model", "MLP", "--init", "7", "--input", "float32[4,6]", "--check", model)
+    assert broken.exit_code == 2 and "verify could not run" in broken.stderr
+    assert model.read_text() == MLP
