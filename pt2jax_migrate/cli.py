@@ -41,11 +41,11 @@ def _color(option: bool | None, stream) -> bool:
     return is_tty(stream)
 
 
-def _console(color: bool, stream=None):
+def _console(color: bool, stream=None, soft_wrap: bool = False):
     from rich.console import Console
 
     return Console(file=stream or sys.stdout, force_terminal=color, no_color=not color, highlight=False,
-                   soft_wrap=False, emoji=False)
+                   soft_wrap=soft_wrap, emoji=False)
 
 
 color_option = click.option(
@@ -76,13 +76,15 @@ def main() -> None:
 # ---------------------------------------------------------------------------------------- lint
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Report PyTorch constructs (exit 1 if any).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="text: `path:line:col CODE message` lines and a summary; json: a list of findings.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the lint cache.")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Lint in this many processes (0: one per CPU).")
 @color_option
-def lint(paths: tuple[str, ...], fmt: str, no_cache: bool, color: bool | None) -> None:
+def lint(paths: tuple[str, ...], fmt: str, no_cache: bool, jobs: int, color: bool | None) -> None:
     """Report PyTorch constructs in PATHS (files, or folders searched for *.py).
 
     Each finding names the construct, its rule code (see `pt2jax rules`), and ends with
@@ -96,6 +98,7 @@ def lint(paths: tuple[str, ...], fmt: str, no_cache: bool, color: bool | None) -
     Examples:
       pt2jax lint train.py model.py
       pt2jax lint src/ --format json > findings.json
+      pt2jax lint -j 0 big_repo/              # one process per CPU
 
     \b
     Exit codes: 0 no PyTorch constructs, 1 findings, 2 a path is missing or a file cannot
@@ -104,7 +107,7 @@ def lint(paths: tuple[str, ...], fmt: str, no_cache: bool, color: bool | None) -
     """
     from .lint import lint_paths
 
-    findings, errors = lint_paths(paths, cache=not no_cache)
+    findings, errors = lint_paths(paths, cache=not no_cache, jobs=jobs)
     render_findings(findings, fmt, sys.stdout, _color(color, sys.stdout))
     render_errors(errors, sys.stderr, _color(color, sys.stderr))
     sys.exit(2 if errors else 1 if findings else 0)
@@ -181,7 +184,7 @@ def _verify_settings(config, job: _Job, cli_model: str | None, cli_init: str, cl
     return settings
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Convert PyTorch code to JAX (in place, --out, --diff, --check).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Write converted files under DIR (same relative paths) instead of in place; "
@@ -358,7 +361,7 @@ def _verify_jobs(run: _RewriteRun, changed: list[_Job], config, originals: dict[
 # -------------------------------------------------------------------------------------- verify
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Compare a torch model and its converted JAX model numerically.")
 @click.argument("original", type=click.Path(path_type=str))
 @click.argument("converted", type=click.Path(path_type=str))
 @click.option("--model", required=True, help="Class or factory function defined in both files.")
@@ -413,7 +416,7 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
 # --------------------------------------------------------------------------------------- rules
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="List the rule codes.")
 @color_option
 def rules(color: bool | None) -> None:
     """List the rule codes: name, summary and how safe the automatic fix is.
@@ -437,7 +440,7 @@ def rules(color: bool | None) -> None:
     _console(_color(color, sys.stdout)).print(table)
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(context_settings=CONTEXT, short_help="Explain one rule code.")
 @click.argument("code")
 @color_option
 def rule(code: str, color: bool | None) -> None:
@@ -459,7 +462,7 @@ def rule(code: str, color: bool | None) -> None:
         click.echo(f"error: unknown rule code {code!r}; known codes: {known}", err=True)
         sys.exit(2)
     mapped = sorted({name for entry in rules_.entries if entry.code == found.code for name in entry.names})
-    console = _console(_color(color, sys.stdout))
+    console = _console(_color(color, sys.stdout), soft_wrap=True)
     console.print(f"[bold]{found.code}[/bold] {escape(found.name)}: {escape(found.summary)}")
     sections = [
         ("What it detects", found.what),

@@ -108,7 +108,7 @@ def iter_python_files(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
             found: list[str] = []
             for folder, dirs, files in os.walk(name):
                 dirs[:] = [d for d in dirs if not _skip_dir(d)]
-                found.extend(os.path.join(folder, f) for f in files if f.endswith(".py"))
+                found.extend(os.path.normpath(os.path.join(folder, f)) for f in files if f.endswith(".py"))
             found.sort()
         elif os.path.exists(name):
             found = [name]

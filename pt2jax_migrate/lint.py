@@ -59,6 +59,16 @@ NOUNS = {
     "PTJ302": "device placement",
 }
 
+# torch names used as values (not called) that the rewrite renames, besides the dtypes table
+VALUE_NAMES = {"torch.Tensor": "jax.Array"}
+
+
+def _converted_as_value(rule) -> bool:
+    """A function rule the rewrite substitutes when it is passed around uncalled (F.relu)."""
+    return (rule.kind == "function" and bool(rule.get("target")) and rule.get("templates") is None
+            and rule.status == "exact")
+
+
 # flags set by a statement on the call it directly contains
 _EXPR, _WITH_ITEM, _WITH_AS, _DECORATOR, _ASSIGN = 1, 2, 3, 4, 5
 # record kinds
@@ -492,7 +502,10 @@ class _Classifier:
             if ".backward(" in self.w.source:
                 from .rewrite import fixable_train_step_lines
 
-                self._train_lines = set(fixable_train_step_lines(self.w.source))
+                try:
+                    self._train_lines = set(fixable_train_step_lines(self.w.source))
+                except Exception:  # a rewrite failure must not stop lint: the steps stay manual
+                    self._train_lines = set()
             else:
                 self._train_lines = set()
         return self._train_lines
@@ -514,7 +527,6 @@ class _Classifier:
         )
         kwargs = tuple((k.arg, text(k.value)) for k in call.keywords)
         return _check(rule, name, args, kwargs)
-
 
     # -------------------------------------------------------------- resolution
 
@@ -633,14 +645,16 @@ class _Classifier:
         if q in NO_GRAD and record.flag == _DECORATOR:
             self.add(record, node, "PTJ304", f"@{q}: JAX computes gradients only when asked", True)
             return
-        if q in self.rules.dtypes:
-            outer = record.parent
-            while outer is not None and outer.finding is None:
-                outer = outer.parent
-            if outer is not None:  # part of the call already reported
-                record.fixable = outer.fixable
-                return
-            self.add(record, node, "PTJ104", f"dtype {q}", True)
+        # as rewrite._reference does: dtypes and torch.Tensor are renamed wherever they stand
+        # (inside a call too, converted or not); a plain function rule passed as a value is
+        # replaced by its target; anything else is left with a TODO
+        target = self.rules.dtypes.get(q) or VALUE_NAMES.get(q)
+        if target is not None:
+            self.add(record, node, "PTJ104", f"{q} becomes {target}", True)
+            return
+        rule = self.rules.by_name.get(q)
+        if rule is not None and _converted_as_value(rule):
+            self.add(record, node, rule.code, f"{q} used as a value becomes {rule.get('target')}", True)
             return
         if self.categorised(record, node, q):
             return
@@ -716,30 +730,63 @@ def lint_file(path: str) -> list[Finding]:
     return lint_source(read_source(path), str(path))
 
 
-def lint_paths(paths: Iterable[str], *, cache: bool = False) -> tuple[list[Finding], list[SourceError]]:
+def lint_paths(paths: Iterable[str], *, cache: bool = False, jobs: int = 1) -> tuple[list[Finding], list[SourceError]]:
     """Lint files and folders. Files that cannot be read or parsed become errors; the rest
     are still linted; a path that does not exist is an error too. With `cache`, findings are
-    reused for files whose path and content are unchanged since a previous run."""
-    findings: list[Finding] = []
+    reused for files whose path and content are unchanged since a previous run. `jobs` > 1
+    lints the files that need it in that many processes (0: one per CPU)."""
     files, errors = collect_python_files(paths)
     store = LintCache.open() if cache else None
+    results: dict[str, list[Finding]] = {}
+    todo: list[tuple[str, str, bytes | None]] = []  # (file, source, cache key)
     for file in files:
         try:
             source = read_source(file)
-            if store is None:
-                findings.extend(lint_source(source, file))
-                continue
-            key = store.key(file, source)
-            cached = store.get(key)
-            if cached is None:
-                cached = lint_source(source, file)
-                store.put(key, cached)
-            findings.extend(cached)
         except SourceError as error:
             errors.append(error)
+            continue
+        if "torch" not in source:
+            results[file] = []
+            continue
+        key = store.key(file, source) if store is not None else None
+        cached = store.get(key) if store is not None and key is not None else None
+        if cached is not None:
+            results[file] = cached
+        else:
+            todo.append((file, source, key))
+    jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunk = max(1, len(todo) // (jobs * 8))
+        # spawn, not fork: the caller may have threads (JAX does) that fork would deadlock
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+            outcomes = list(pool.map(_lint_job, [(f, s) for f, s, _ in todo], chunksize=chunk))
+    else:
+        outcomes = [_lint_job((f, s)) for f, s, _ in todo]
+    for (file, _, key), outcome in zip(todo, outcomes):
+        if isinstance(outcome, tuple):  # (path, line, message): SourceError does not pickle
+            errors.append(SourceError(*outcome))
+            continue
+        results[file] = outcome
+        if store is not None and key is not None:
+            store.put(key, outcome)
     if store is not None:
         store.save()
+    findings = [f for file in files for f in results.get(file, ())]
     return findings, errors
+
+
+def _lint_job(job: tuple[str, str]) -> list[Finding] | tuple[str, str, int | None]:
+    file, source = job
+    try:
+        return lint_source(source, file)
+    except SourceError as error:
+        prefix = f"{error.path}:{error.line}: " if error.line else f"{error.path}: "
+        text = str(error)
+        return (error.path, text[len(prefix):] if text.startswith(prefix) else text, error.line)
 
 
 class LintCache:

@@ -16,6 +16,7 @@ class Finding:
     message: str
     fixable: bool = False
     severity: str = "warning"  # error | warning | info
+    fix: str = ""  # safe (numerically identical) | unsafe (changes numbers) | manual (TODO) | "" (n/a)
 
     def to_dict(self) -> dict:
         return asdict(self)

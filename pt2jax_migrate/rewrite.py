@@ -273,9 +273,10 @@ class _Group:
 class TorchToNNX(cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, path: str, aliases: dict[str, str], module: cst.Module):
+    def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True):
         super().__init__()
         self.path = path
+        self.unsafe_fixes = unsafe_fixes
         self.rules = load_rules()
         self.aliases = aliases
         self.findings: list[Finding] = []
@@ -285,6 +286,7 @@ class TorchToNNX(cst.CSTTransformer):
         self.class_stack: list[bool] = []
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
         self.statement_pos: dict[int, tuple[int, int]] = {}
+        self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
@@ -368,13 +370,17 @@ class TorchToNNX(cst.CSTTransformer):
         except KeyError:
             return 0, 0
 
-    def changed(self, node: cst.CSTNode, code: str, message: str) -> None:
+    def changed(self, node: cst.CSTNode, code: str, message: str, safety: str = "safe") -> None:
         line, col = self._pos(node)
-        self.findings.append(Finding(self.path, line, col, code, message, True, "info"))
+        self.findings.append(Finding(self.path, line, col, code, message, True, "info", safety))
+
+    def skip_unsafe(self, rule) -> bool:
+        """With unsafe fixes off, a conversion that changes numbers is left as it is."""
+        return not self.unsafe_fixes and rule is not None and rule.get("safety") == "unsafe"
 
     def todo(self, node: cst.CSTNode, code: str, message: str) -> None:
         line, col = self._pos(node)
-        self.findings.append(Finding(self.path, line, col, code, message, False, "warning"))
+        self.findings.append(Finding(self.path, line, col, code, message, False, "warning", "manual"))
         if self.todo_stack:
             self.todo_stack[-1].append(f"{code} {message}")
 
@@ -393,6 +399,58 @@ class TorchToNNX(cst.CSTTransformer):
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self.class_stack.append(node.name.value in self.converted_classes)
+        for base in node.bases:
+            self.handled_refs.add(id(base.value))
+
+    # ---------------------------------------------------------------- bare references
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False  # import statements are pruned at the end, not converted
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.handled_refs.add(id(node.func))
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        self.handled_refs.add(id(node.decorator))
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.handled_refs.add(id(node.value))  # only the outermost name of a chain is reported
+        self.handled_refs.add(id(node.attr))  # `.nn` in torch.nn is not a use of the name nn
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self.handled_refs.add(id(node.keyword))
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if original.value in self.aliases and id(original) not in self.handled_refs:
+            return self._reference(original, updated)
+        return updated
+
+    def _reference(self, original, updated) -> cst.BaseExpression:
+        """A torch name used without calling it: a dtype, a type, a function passed around."""
+        q = self.qualname(original)
+        if q is None or q.split(".")[0] not in TORCH_ROOTS:
+            return updated
+        target = self.rules.dtypes.get(q) or SPECIAL_NAMES.get(q)
+        if target is not None:
+            # 64-bit integers become 32-bit ones (JAX's default without x64): that changes numbers
+            safety = "unsafe" if q in ("torch.int64", "torch.long") else "safe"
+            if safety == "unsafe" and not self.unsafe_fixes:
+                return updated
+            self.changed(original, "PTJ104", f"{q} -> {target}", safety)
+            return cst.parse_expression(target)
+        rule = self.rules.by_name.get(q)
+        if rule is not None and rule.kind == "function" and rule.get("target") and rule.get("templates") is None and rule.status == "exact":
+            keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
+            text = f"partial({rule.get('target')}, {keywords})" if keywords else rule.get("target")
+            self.helpers |= set(rule.get("helpers", []))
+            self.changed(original, rule.code, f"{q} (as a value) -> {text}")
+            return cst.parse_expression(text)
+        self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
+        return updated
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         converted = self.class_stack.pop()
@@ -409,7 +467,7 @@ class TorchToNNX(cst.CSTTransformer):
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         self.todo_stack.append([])
         call = _expr_call(node)
-        if call is not None and self.qualname(call.func) == "torch.manual_seed":
+        if call is not None and self.qualname(call.func) == "torch.manual_seed" and self.unsafe_fixes:
             self.scopes[-1].rngs = "rngs"
         for small in node.body:
             if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) and len(small.targets) == 1:
@@ -429,8 +487,8 @@ class TorchToNNX(cst.CSTTransformer):
         call = _expr_call(original)
         if call is not None:
             q = self.qualname(call.func)
-            if q == "torch.manual_seed" and len(call.args) == 1 and call.args[0].keyword is None:
-                self.changed(original, "PTJ301", "torch.manual_seed(s) -> rngs = nnx.Rngs(s)")
+            if q == "torch.manual_seed" and len(call.args) == 1 and call.args[0].keyword is None and self.unsafe_fixes:
+                self.changed(original, "PTJ301", "torch.manual_seed(s) -> rngs = nnx.Rngs(s)", "unsafe")
                 seed = code_of(updated.body[0].value.args[0].value)  # type: ignore[attr-defined]
                 new = cst.parse_statement(f"rngs = nnx.Rngs({seed})\n")
                 return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
@@ -625,16 +683,18 @@ class TorchToNNX(cst.CSTTransformer):
         if rule is None:
             self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
             return updated
+        if self.skip_unsafe(rule):
+            return updated
         args, kwargs = self._args(updated)
-        if rule.get("needs_key") and self.scopes[-1].rngs is None:
-            self.scopes[-1].needs_rngs = True
         try:
             rendered = render_call(rule, args, kwargs, name=q, ctx=self._ctx())
         except Refused as why:
             self.todo(original, rule.code, f"{q}: {why}")
             return updated
+        if rule.get("needs_key") and self.scopes[-1].rngs is None:
+            self.scopes[-1].needs_rngs = True
         self.helpers |= rendered.helpers
-        self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}")
+        self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}", rule.get("safety", "safe"))
         return cst.parse_expression(rendered.text)
 
     def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
@@ -671,7 +731,7 @@ class TorchToNNX(cst.CSTTransformer):
         if method in ("to", "cuda", "cpu"):
             return self._device_move(original, updated, method, receiver)
         rule = self.rules.methods.get(method)
-        if rule is None or rule.get("templates") is None:
+        if rule is None or rule.get("templates") is None or self.skip_unsafe(rule):
             return updated
         args, kwargs = self._args(updated)
         if rule.get("rewrite_only_keywords") and not set(kwargs) & {"dim", "keepdim"}:
@@ -684,7 +744,7 @@ class TorchToNNX(cst.CSTTransformer):
             self.todo(original, rule.code, f".{method}(): {why}")
             return updated
         self.helpers |= rendered.helpers
-        self.changed(original, rule.code, f".{method}(...) -> {_head(rendered.text)}")
+        self.changed(original, rule.code, f".{method}(...) -> {_head(rendered.text)}", rule.get("safety", "safe"))
         return cst.parse_expression(rendered.text)
 
     def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
@@ -708,14 +768,9 @@ class TorchToNNX(cst.CSTTransformer):
         return receiver.with_changes(lpar=[], rpar=[]) if isinstance(receiver, (cst.Name, cst.Attribute)) else receiver
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        q = self.qualname(original)
-        if q is None:
+        if id(original) in self.handled_refs:
             return updated
-        target = self.rules.dtypes.get(q) or SPECIAL_NAMES.get(q)
-        if target is not None:
-            self.changed(original, "PTJ104", f"{q} -> {target}")
-            return cst.parse_expression(target)
-        return updated
+        return self._reference(original, updated)
 
     # ---------------------------------------------------------------- blocks: training step
 
@@ -768,7 +823,7 @@ class TorchToNNX(cst.CSTTransformer):
             if isinstance(plan, str):
                 for stmt, code in _train_statements(body, index):
                     line, col = self._pos(stmt)
-                    self.findings.append(Finding(self.path, line, col, code, f"training step not converted: {plan}", False, "warning"))
+                    self.findings.append(Finding(self.path, line, col, code, f"training step not converted: {plan}", False, "warning", "manual"))
                 body[index] = _with_todos(body[index], [f"PTJ203 training step not converted: {plan}"])
                 index += 1
                 continue
@@ -1126,8 +1181,13 @@ def parse(source: str, path: str) -> cst.Module:
         raise SourceError(path, f"syntax error: {error.message}", error.raw_line) from None
 
 
-def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx") -> FileResult:
-    """Rewrite one file's text. Unchanged text comes back as is (byte for byte)."""
+def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx", unsafe_fixes: bool = True) -> FileResult:
+    """Rewrite one file's text. Unchanged text comes back as is (byte for byte).
+
+    `unsafe_fixes=False` (what `lint --fix` uses) leaves alone the conversions that change
+    numbers: random sampling and seeding (JAX's streams differ from torch's) and 64-bit
+    integers becoming 32-bit ones.
+    """
     if target != "nnx":
         raise ValueError(f"target {target!r} is not supported yet (only 'nnx')")
     if "torch" not in source:
@@ -1137,7 +1197,7 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx") 
     if not aliases:
         return FileResult(path, source, source)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    transformer = TorchToNNX(path, aliases, module)
+    transformer = TorchToNNX(path, aliases, module, unsafe_fixes)
     new_module = wrapper.visit(transformer)
     new_source = new_module.code
     try:

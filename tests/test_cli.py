@@ -81,7 +81,7 @@ def test_lint_json(run, project):
     data = json.loads(result.stdout)
     assert {d["code"] for d in data} == {"PTJ001", "PTJ101", "PTJ102", "PTJ103"}
     first = data[0]
-    assert set(first) == {"path", "line", "col", "code", "message", "fixable", "severity"}
+    assert set(first) == {"path", "line", "col", "code", "message", "fixable", "severity", "fix"}
     assert first["line"] == 1 and first["col"] == 1 and first["fixable"] is True
 
 
@@ -291,3 +291,59 @@ def test_rewrite_verify_uses_pyproject_entries(run, tmp_path):
     broken = run("rewrite", "--verify", "--model", "MLP", "--init", "7", "--input", "float32[4,6]", "--check", model)
     assert broken.exit_code == 2 and "verify could not run" in broken.stderr
     assert model.read_text() == MLP
+
+
+# ------------------------------------------------------------------------- colour, jobs, config
+
+
+def test_colour_only_when_asked(run, project):
+    plain = run("lint", project / "pkg" / "mlp.py")
+    coloured = run("lint", "--color", project / "pkg" / "mlp.py")
+    assert "\x1b[" not in plain.stdout and "\x1b[" in coloured.stdout
+    strip = __import__("re").compile(r"\x1b\[[0-9;]*m")
+    assert strip.sub("", coloured.stdout) == plain.stdout
+
+
+def test_parallel_lint_gives_the_same_answer(run, project, tmp_path):
+    (tmp_path / "src" / "broken.py").write_text("import torch\nx = (\n")
+    serial = run("lint", "--no-cache", project)
+    parallel = run("lint", "--no-cache", "-j", "2", project)
+    assert serial.exit_code == parallel.exit_code == 2
+    assert serial.stdout == parallel.stdout and serial.stderr == parallel.stderr
+    assert f"{project / 'broken.py'}:2: syntax error" in parallel.stderr
+
+
+def test_config_is_found_above_the_paths_and_validated(tmp_path):
+    from pt2jax_migrate.config import ConfigError, find_pyproject, load_config
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.pt2jax.verify]\n'
+        '"pkg/m.py" = { model = "Net", init = "4, 3", inputs = "float32[2,4]", atol = 1e-5, loss = "out.sum()" }\n'
+    )
+    nested = tmp_path / "pkg" / "deep"
+    nested.mkdir(parents=True)
+    (nested / "pyproject.toml").write_text('[project]\nname = "inner"\n')  # no [tool.pt2jax]: keep looking
+    assert find_pyproject([nested]) == tmp_path / "pyproject.toml"
+    config = load_config([tmp_path / "pkg" / "m.py"])
+    assert config.root == tmp_path
+    entry = config.verify_entry(tmp_path / "pkg" / "m.py")
+    assert entry is not None and entry.kwargs() == {
+        "model": "Net", "init": "4, 3", "inputs": ["float32[2,4]"], "atol": 1e-5, "rtol": None,
+        "dtype": "float32", "perturb": True, "loss": "out.sum()", "seed": 0,
+    }
+    assert config.verify_entry(tmp_path / "other.py") is None
+
+    (tmp_path / "pyproject.toml").write_text('[tool.pt2jax.verify]\n"m.py" = { inputs = ["float32[2]"] }\n')
+    with pytest.raises(ConfigError, match="`model`"):
+        load_config([tmp_path])
+    (tmp_path / "pyproject.toml").write_text('[tool.pt2jax.verify]\n"m.py" = { model = "N", inputs = ["f"], tol = 1 }\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config([tmp_path])
+
+
+def test_rewrite_verify_reports_a_bad_config_as_a_usage_error(run, tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.pt2jax.verify]\n"m.py" = "MLP"\n')
+    (tmp_path / "m.py").write_text(MLP)
+    result = run("rewrite", "--verify", tmp_path / "m.py")
+    assert result.exit_code == 2 and "expected a table" in result.stderr
+    assert (tmp_path / "m.py").read_text() == MLP

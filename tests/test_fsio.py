@@ -111,6 +111,14 @@ def test_iter_python_files_sorted_and_skipping_tool_folders(tmp_path):
     assert explicit == [str(tmp_path / "notes.txt"), str(tmp_path / "a.py")]
 
 
+def test_found_paths_are_normalised(tmp_path, monkeypatch):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert list(iter_python_files(["."])) == [os.path.join("pkg", "m.py")]
+    assert list(iter_python_files(["./pkg/"])) == [os.path.join("pkg", "m.py")]
+
+
 def test_missing_paths(tmp_path):
     with pytest.raises(SourceError, match="no such file or directory"):
         list(iter_python_files([tmp_path / "nope"]))

@@ -132,7 +132,8 @@ EXPECTED_CODES = [
     (17, 13, "PTJ105", True),  # .mean(dim=0)
     (17, 13, "PTJ105", True),  # .transpose(0, 1)
     (19, 16, "PTJ901", False),
-    (19, 31, "PTJ302", True),  # .to(torch.float32): the dtype is part of this finding
+    (19, 31, "PTJ302", True),  # .to(...)
+    (19, 36, "PTJ104", True),  # torch.float32 is renamed wherever it stands
     (22, 1, "PTJ301", True),
     (23, 8, "PTJ301", False),
     (24, 10, "PTJ302", True),
@@ -230,20 +231,30 @@ def test_methods_are_only_matched_in_torch_files():
     assert lint_text("import numpy as np\nx = np.zeros(3)\ny = x.view(2).to('cuda')  # torch\n") == []
 
 
-def test_unsupported_names_and_references():
+def test_references_that_are_not_calls():
     findings = lint_text(
         """
         import torch
+        import torch.nn.functional as F
         from torch import Tensor
 
-        def f(x: torch.Tensor, y: Tensor):
+        def f(x: torch.Tensor, y: Tensor, act=F.relu):
             torch.backends.cudnn.benchmark = True
-            return isinstance(x, torch.nn.Linear)
+            return isinstance(x, torch.nn.Linear), F.dropout, torch.arange(3, dtype=torch.long)
         """
     )
-    unsupported = [f.message.split(" ")[0] for f in findings if f.code == "PTJ901"]
-    assert unsupported == ["torch.Tensor", "torch.Tensor", "torch.backends.cudnn.benchmark", "torch.nn.Linear"]
-    assert [f.fixable for f in findings if f.code == "PTJ001"] == [False, False]
+    got = [(f.line, f.code, f.fixable, f.message.split(" ")[0]) for f in findings if f.code != "PTJ001"]
+    assert got == [
+        (6, "PTJ104", True, "torch.Tensor"),  # -> jax.Array
+        (6, "PTJ104", True, "torch.Tensor"),
+        (6, "PTJ103", True, "torch.nn.functional.relu"),  # passed as a value -> jax.nn.relu
+        (7, "PTJ901", False, "torch.backends.cudnn.benchmark"),
+        (8, "PTJ901", False, "torch.nn.Linear"),
+        (8, "PTJ901", False, "torch.nn.functional.dropout"),  # refused rule: no value conversion
+        (8, "PTJ104", True, "torch.arange"),
+        (8, "PTJ104", True, "torch.long"),
+    ]
+    assert [f.fixable for f in findings if f.code == "PTJ001"] == [False, False, True]
 
 
 def test_import_fixable_only_when_every_use_is_fixable():

@@ -1,0 +1,49 @@
+"""What `lint` marks fixable is exactly what `rewrite` changes (design.md's property).
+
+lint is `ast`-only and rewrite is libcst; both decide through the same tables and
+mapping.check_call, and this test holds them to one answer on every fixture and test source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pt2jax_migrate.lint import lint_source
+from pt2jax_migrate.rewrite import rewrite_source
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted((ROOT / "fixtures").glob("*.in.py")) + sorted((ROOT / "tests" / "data").rglob("*torch*.py"))
+# rewrite's own bookkeeping on lines lint reports under the class (PTJ101): __init__ gains
+# rngs, forward is renamed, super().__init__() goes, constructions get rngs=
+BOOKKEEPING = {"PTJ101"}
+
+
+def keyed(findings, fixable):
+    return {(f.line, f.code) for f in findings if f.fixable == fixable}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_lint_fixable_marks_match_rewrite_changes(path):
+    source = path.read_text()
+    lint = lint_source(source, str(path))
+    result = rewrite_source(source, str(path))
+    new_text = result.new_source
+
+    lint_fixable = {k for k in keyed(lint, True) if k[1] not in BOOKKEEPING | {"PTJ001"}}
+    rewrite_changes = {k for k in keyed(result.findings, True) if k[1] not in BOOKKEEPING}
+    assert lint_fixable == rewrite_changes, (
+        f"lint-only: {sorted(lint_fixable - rewrite_changes)}\nrewrite-only: {sorted(rewrite_changes - lint_fixable)}"
+    )
+    lint_manual = {k for k in keyed(lint, False) if k[1] not in {"PTJ001", "PTJ303"}}
+    rewrite_todos = keyed(result.findings, False)
+    assert lint_manual == rewrite_todos, (
+        f"lint-only: {sorted(lint_manual - rewrite_todos)}\nrewrite-only: {sorted(rewrite_todos - lint_manual)}"
+    )
+    # an import lint calls fixable is gone after the rewrite; one it calls manual stays
+    lines = source.splitlines()
+    for finding in lint:
+        if finding.code == "PTJ001":
+            statement = lines[finding.line - 1].strip()
+            assert (statement in new_text.splitlines()) != finding.fixable or statement in ("import torch",) and not finding.fixable, statement
