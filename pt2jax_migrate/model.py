@@ -42,5 +42,9 @@ class SourceError(Exception):
 
     def __init__(self, path: str, message: str, line: int | None = None):
         self.path, self.line = path, line
+        self.message = message
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):  # picklable, for lint's worker processes
+        return (SourceError, (self.path, self.message, self.line))

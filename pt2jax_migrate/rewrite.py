@@ -22,7 +22,8 @@ from .rules import load_rules
 TORCH_ROOTS = ("torch", "torchvision")
 _BUILTINS = set(dir(builtins))
 NO_GRAD = {"torch.no_grad", "torch.inference_mode"}
-TRAIN_STEP_CODES = {"PTJ202", "PTJ203", "PTJ204"}
+TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
+TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
 SPECIAL_NAMES = {"torch.Tensor": "jax.Array"}
 
 # Names the converted code may use, and the import that binds each (stdlib first).
@@ -228,6 +229,19 @@ def _method_call(stmt: cst.BaseStatement, method: str) -> str | None:
     return call.func.value.value
 
 
+def _method_calls(node: cst.CSTNode, methods) -> list[cst.Call]:
+    """Every call `<expr>.method(...)` below node, for the given method names."""
+    found: list[cst.Call] = []
+
+    class Find(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            if isinstance(call.func, cst.Attribute) and call.func.attr.value in methods:
+                found.append(call)
+
+    node.visit(Find())
+    return found
+
+
 def _has_comment(lines) -> bool:
     return any(line.comment is not None for line in lines)
 
@@ -255,6 +269,9 @@ class _Scope:
     needs_rngs: bool = False  # random sampling without a seed: add `rngs = nnx.Rngs(0)`
     pending_defs: list[tuple[cst.BaseStatement, str]] = field(default_factory=list)
     in_converted_init: bool = False
+    has_backward: bool = False  # a .backward() call somewhere in this function
+    kind: str = "function"  # function | class | comprehension | module
+    globals: set[str] = field(default_factory=set)  # names declared `global` here
 
 
 @dataclass
@@ -281,11 +298,14 @@ class TorchToNNX(cst.CSTTransformer):
         self.aliases = aliases
         self.findings: list[Finding] = []
         self.helpers: set[str] = set()
-        self.scopes: list[_Scope] = [_Scope(bound=set())]
+        self.scopes: list[_Scope] = [_Scope(bound=set(), kind="module", has_backward=".backward(" in module.code)]
         self.todo_stack: list[list[str]] = []
         self.class_stack: list[bool] = []
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
         self.statement_pos: dict[int, tuple[int, int]] = {}
+        self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
+        self.optimizer_vars: set[str] = set()
+        self.scheduler_vars: set[str] = set()  # names assigned a torch.optim optimizer
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         self.converted_classes = self._find_module_classes(module)
@@ -347,7 +367,16 @@ class TorchToNNX(cst.CSTTransformer):
         return names
 
     def shadowed(self, name: str) -> bool:
-        return any(name in scope.bound for scope in self.scopes[1:])
+        """Python's scoping: enclosing functions and comprehensions shadow a module-level
+        import; a class body's names shadow only code directly in that body."""
+        for depth, scope in enumerate(reversed(self.scopes[1:])):
+            if scope.kind == "class" and depth > 0:
+                continue
+            if name in scope.bound and name not in scope.globals:
+                return True
+            if name in scope.globals:
+                return False
+        return False
 
     def qualname(self, node: cst.BaseExpression) -> str | None:
         dotted = _dotted(node)
@@ -391,7 +420,8 @@ class TorchToNNX(cst.CSTTransformer):
         node.visit(bindings)
         in_class = bool(self.class_stack) and self.class_stack[-1]
         is_init = in_class and node.name.value == "__init__"
-        scope = _Scope(bound=bindings.names - {"rngs"} if is_init else bindings.names, in_converted_init=is_init)
+        scope = _Scope(bound=bindings.names - {"rngs"} if is_init else bindings.names, in_converted_init=is_init,
+                       has_backward=".backward(" in code_of(node))
         if is_init:
             scope.rngs = "rngs"
         self.scopes.append(scope)
@@ -401,6 +431,73 @@ class TorchToNNX(cst.CSTTransformer):
         self.class_stack.append(node.name.value in self.converted_classes)
         for base in node.bases:
             self.handled_refs.add(id(base.value))
+        bound: set[str] = set()
+        for stmt in node.body.body:
+            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                bound.add(stmt.name.value)
+            elif isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    for target in getattr(small, "targets", []):
+                        bound |= _target_names(target.target)
+                    if isinstance(small, (cst.AnnAssign, cst.AugAssign)):
+                        bound |= _target_names(small.target)
+        self.scopes.append(_Scope(bound=bound, kind="class"))
+
+    def _visit_comprehension(self, node) -> None:
+        bound: set[str] = set()
+        comp = node.for_in
+        while comp is not None:
+            bound |= _target_names(comp.target)
+            comp = comp.inner_for_in
+        self.scopes.append(_Scope(bound=bound, kind="comprehension"))
+
+    def _leave_comprehension(self, original, updated):
+        self.scopes.pop()
+        return updated
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _visit_comprehension
+    leave_ListComp = leave_SetComp = leave_DictComp = leave_GeneratorExp = _leave_comprehension
+
+    def visit_Global(self, node: cst.Global) -> None:
+        for item in node.names:
+            self.handled_refs.add(id(item.name))
+            self.scopes[-1].globals.add(item.name.value)
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        for item in node.names:
+            self.handled_refs.add(id(item.name))
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._stores(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._stores(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._stores(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._stores(node.target)
+        self.todo_stack.append([])
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._stores(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._stores(node.name)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.handled_refs.add(id(node.name))
+
+    def _stores(self, target) -> None:
+        """Names being bound are not uses of a torch import."""
+        if isinstance(target, cst.Name):
+            self.handled_refs.add(id(target))
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._stores(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._stores(target.value)
 
     # ---------------------------------------------------------------- bare references
 
@@ -415,6 +512,7 @@ class TorchToNNX(cst.CSTTransformer):
 
     def visit_Decorator(self, node: cst.Decorator) -> None:
         self.handled_refs.add(id(node.decorator))
+        self.statement_level_calls.add(id(node.decorator))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.handled_refs.add(id(node.value))  # only the outermost name of a chain is reported
@@ -445,7 +543,8 @@ class TorchToNNX(cst.CSTTransformer):
         rule = self.rules.by_name.get(q)
         if rule is not None and rule.kind == "function" and rule.get("target") and rule.get("templates") is None and rule.status == "exact":
             keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
-            text = f"partial({rule.get('target')}, {keywords})" if keywords else rule.get("target")
+            function = rule.get("target").replace("{name}", q.rsplit(".", 1)[-1])
+            text = f"partial({function}, {keywords})" if keywords else function
             self.helpers |= set(rule.get("helpers", []))
             self.changed(original, rule.code, f"{q} (as a value) -> {text}")
             return cst.parse_expression(text)
@@ -454,6 +553,7 @@ class TorchToNNX(cst.CSTTransformer):
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         converted = self.class_stack.pop()
+        self.scopes.pop()
         if not converted:
             return updated
         bases = []
@@ -467,15 +567,22 @@ class TorchToNNX(cst.CSTTransformer):
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         self.todo_stack.append([])
         call = _expr_call(node)
-        if call is not None and self.qualname(call.func) == "torch.manual_seed" and self.unsafe_fixes:
-            self.scopes[-1].rngs = "rngs"
+        if call is not None and self.qualname(call.func) == "torch.manual_seed":
+            if len(call.args) == 1 and call.args[0].keyword is None:
+                self.statement_level_calls.add(id(call))
+            if self.unsafe_fixes:
+                self._fscope().rngs = "rngs"
         for small in node.body:
             if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) and len(small.targets) == 1:
                 target = small.targets[0].target
                 q = self.qualname(small.value.func)
                 rule = self.rules.by_name.get(q) if q else None
+                if q and q.startswith("torch.optim.lr_scheduler.") and isinstance(target, cst.Name):
+                    self.scheduler_vars.add(target.value)
                 if rule is not None and rule.kind == "loss" and isinstance(target, cst.Name):
                     self.loss_vars.add(target.value)
+                if rule is not None and rule.kind == "optimizer" and isinstance(target, cst.Name):
+                    self.optimizer_vars.add(target.value)
                 if rule is not None and rule.kind == "optimizer" and isinstance(target, cst.Name) and small.value.args:
                     model = optimizer_model(code_of(small.value.args[0].value))
                     if model is not None:
@@ -492,7 +599,7 @@ class TorchToNNX(cst.CSTTransformer):
                 seed = code_of(updated.body[0].value.args[0].value)  # type: ignore[attr-defined]
                 new = cst.parse_statement(f"rngs = nnx.Rngs({seed})\n")
                 return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
-            in_class_init = self.scopes[-1].in_converted_init
+            in_class_init = self._fscope().in_converted_init
             if in_class_init and self._is_super_init(call):
                 self.changed(original, "PTJ101", "super().__init__() removed (nnx modules need none)")
                 if not _has_comment(updated.leading_lines) and not todos:
@@ -526,7 +633,7 @@ class TorchToNNX(cst.CSTTransformer):
     def _compound_leave(self, updated):
         return _with_todos(updated, self.todo_stack.pop())
 
-    visit_For = visit_While = visit_If = visit_Try = _compound_visit
+    visit_While = visit_If = visit_Try = _compound_visit
 
     def leave_For(self, original, updated):
         return self._compound_leave(updated)
@@ -535,6 +642,9 @@ class TorchToNNX(cst.CSTTransformer):
 
     def visit_With(self, node: cst.With) -> None:
         self.todo_stack.append([])
+        for item in node.items:
+            if isinstance(item.item, cst.Call) and item.asname is None:
+                self.statement_level_calls.add(id(item.item))
 
     def leave_With(self, original: cst.With, updated: cst.With):
         todos = self.todo_stack.pop()
@@ -626,7 +736,7 @@ class TorchToNNX(cst.CSTTransformer):
     # ---------------------------------------------------------------- calls
 
     def _ctx(self, receiver: str | None = None) -> CallContext:
-        scope = self.scopes[-1]
+        scope = self._fscope()
         rngs = scope.rngs or "nnx.Rngs(0)"
         if scope.rngs is None:
             key = "rngs()"
@@ -662,7 +772,11 @@ class TorchToNNX(cst.CSTTransformer):
 
     def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         if q in NO_GRAD or q == "torch.manual_seed":
-            return updated  # handled by the enclosing statement
+            if id(original) in self.statement_level_calls:
+                return updated  # handled by the enclosing statement
+            code = "PTJ304" if q in NO_GRAD else "PTJ301"
+            self.todo(original, code, f"{q}() used as a value is not converted (only as a statement, `with` or decorator)")
+            return updated
         if q == "torch.device":
             self.changed(original, "PTJ302", "torch.device(...) -> jax.devices()[0] (JAX places arrays itself)")
             return cst.parse_expression("jax.devices()[0]")
@@ -691,8 +805,8 @@ class TorchToNNX(cst.CSTTransformer):
         except Refused as why:
             self.todo(original, rule.code, f"{q}: {why}")
             return updated
-        if rule.get("needs_key") and self.scopes[-1].rngs is None:
-            self.scopes[-1].needs_rngs = True
+        if rule.get("needs_key") and self._fscope().rngs is None:
+            self._fscope().needs_rngs = True
         self.helpers |= rendered.helpers
         self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}", rule.get("safety", "safe"))
         return cst.parse_expression(rendered.text)
@@ -814,6 +928,7 @@ class TorchToNNX(cst.CSTTransformer):
 
     def _train_steps(self, body: list) -> list:
         index = 0
+        refusal = None
         while index < len(body):
             loss_name = _method_call(body[index], "backward")
             if loss_name is None:
@@ -821,10 +936,7 @@ class TorchToNNX(cst.CSTTransformer):
                 continue
             plan = self._plan_group(body, index, loss_name)
             if isinstance(plan, str):
-                for stmt, code in _train_statements(body, index):
-                    line, col = self._pos(stmt)
-                    self.findings.append(Finding(self.path, line, col, code, f"training step not converted: {plan}", False, "warning", "manual"))
-                body[index] = _with_todos(body[index], [f"PTJ203 training step not converted: {plan}"])
+                refusal = f"training step not converted: {plan}"
                 index += 1
                 continue
             for stmt, code, message in plan.lines:
@@ -832,11 +944,42 @@ class TorchToNNX(cst.CSTTransformer):
             kept = [stmt for i, stmt in enumerate(body) if i not in plan.remove or i == plan.call_index]
             position = kept.index(body[plan.call_index])
             kept[position:position + 1] = [plan.call, *plan.after]
-            scope = self.scopes[0] if plan.at_module_level else self.scopes[-1]
+            scope = self.scopes[0] if plan.at_module_level else self._fscope()
             scope.pending_defs.append((plan.call, plan.text_def))
             body = kept
             index = position + 1 + len(plan.after)
-        return body
+        return [self._leftover_training_calls(stmt, refusal) for stmt in body]
+
+    def _leftover_training_calls(self, stmt, refusal: str | None):
+        """backward()/zero_grad()/step() calls not part of a converted step: kept, with a TODO."""
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            return stmt
+        todos = []
+        for call in _method_calls(stmt, TRAIN_METHODS):
+            method = call.func.attr.value
+            if method == "step" and not self._optimizer_step(call):
+                continue
+            code = TRAIN_METHODS[method]
+            reason = refusal or "not part of a recognised training step (zero_grad / forward / loss / backward / step in one block)"
+            line, col = self._pos(stmt)
+            self.findings.append(Finding(self.path, line, col, code, reason, False, "warning", "manual"))
+            todos.append(f"{code} {reason}")
+        return _with_todos(stmt, todos)
+
+    def _optimizer_step(self, call: cst.Call) -> bool:
+        receiver = call.func.value
+        if isinstance(receiver, cst.Name) and receiver.value in self.optimizer_vars:
+            return True
+        if isinstance(receiver, cst.Name) and receiver.value in self.scheduler_vars:
+            return False  # an lr scheduler's step: reported where the scheduler is built
+        return self._fscope().has_backward
+
+    def _fscope(self) -> _Scope:
+        """The innermost function (or the module): where statements and variables live."""
+        for scope in reversed(self.scopes):
+            if scope.kind in ("function", "module"):
+                return scope
+        return self.scopes[0]
 
     def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
         step_index = None
