@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from . import trainstep
 from .helpers import HELPERS, helper_closure
 from .mapping import Arg, CallContext, Refused, make_arg, optimizer_model, render_call
 from .model import FileResult, Finding, SourceError
@@ -22,7 +23,7 @@ from .rules import load_rules
 TORCH_ROOTS = ("torch", "torchvision")
 _BUILTINS = set(dir(builtins))
 NO_GRAD = {"torch.no_grad", "torch.inference_mode"}
-TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
+TRAIN_METHODS = trainstep.TRAIN_METHODS
 TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
 SPECIAL_NAMES = {"torch.Tensor": "jax.Array"}
 
@@ -904,19 +905,9 @@ class TorchToNNX(cst.CSTTransformer):
         module = updated.with_changes(body=body)
         return finish_imports(module, self.aliases, self.helpers)
 
-    def _called_model(self, statements: list) -> str | None:
-        """The one local name called like a model in a forward pass (not a known function)."""
-        called: set[str] = set()
-
-        class Calls(cst.CSTVisitor):
-            def visit_Call(self, call: cst.Call) -> None:
-                if isinstance(call.func, cst.Name):
-                    called.add(call.func.value)
-
-        for stmt in statements:
-            stmt.visit(Calls())
-        candidates = called - self.module_names - set(IMPORTS) - _BUILTINS - self.loss_vars
-        return candidates.pop() if len(candidates) == 1 else None
+    def _not_models(self) -> set[str]:
+        """Names called in a forward pass that are not the model: functions, loss modules."""
+        return self.module_names | set(IMPORTS) | set(HELPERS) | self.loss_vars
 
     def _unique(self, base: str) -> str:
         name, i = base, 1
@@ -982,47 +973,12 @@ class TorchToNNX(cst.CSTTransformer):
         return self.scopes[0]
 
     def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
-        step_index = None
-        for j in range(b + 1, len(body)):
-            if _method_call(body[j], "step") is not None:
-                step_index = j
-                break
-            if _method_call(body[j], "zero_grad") is None:
-                return "statements between backward() and step() (gradient clipping?) are not converted"
-        if step_index is None:
-            return "no optimizer.step() after backward() in the same block"
-        opt = _method_call(body[step_index], "step")
-        model = self.optimizers.get(opt) or self._called_model(body[:b])
-        if model is None:
-            return (f"cannot tell which model {opt} optimizes (build it from model.parameters() "
-                    "in this file, or call exactly one model in the forward pass)")
-        if "." in model:
-            return f"the model {model} is an attribute; lift it into a local variable first"
-        zero = [i for i, s in enumerate(body) if _method_call(s, "zero_grad") in (opt, model)]
-        # forward taint: statements computed from model(...)
-        tainted: set[str] = set()
-        computed: dict[int, set[str]] = {}
-        for i in range(b):
-            stmt = body[i]
-            if i in zero or not (_calls_name(stmt, model) or names_in(stmt) & tainted):
-                continue
-            targets = _assign_targets(stmt)
-            computed[i] = targets if targets is not None else set()
-            tainted |= computed[i]
-        if loss not in tainted:
-            return f"{loss} is not computed from {model}(...) in this block"
-        # backward slice: the statements the loss needs
-        needed, group = {loss}, []
-        for i in sorted(computed, reverse=True):
-            if computed[i] & needed:
-                if _assign_targets(body[i]) is None:
-                    return f"line {self._pos(body[i])[0]} feeds the loss but is not a plain assignment"
-                group.insert(0, i)
-                needed |= names_in(body[i])
-        group_defs = set().union(*(computed[i] for i in group))
-        # statements before backward() that read values the step now computes run after it
-        after = [i for i in range(group[0], b) if i not in group and i not in zero and names_in(body[i]) & group_defs]
-        tainted = group_defs
+        infos = [_cst_info(stmt) for stmt in body]
+        plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models())
+        if isinstance(plan, str):
+            return plan
+        model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
+        tainted = set().union(*(infos[i].targets or set() for i in group))
         closure = set(self.module_names) | set(self.aliases) | set(IMPORTS) | {"self"}
         lifter = _Lifter(model, tainted, closure)
         group_stmts = [body[i].visit(lifter) for i in group]
@@ -1098,6 +1054,24 @@ def _is_docstring(stmt) -> bool:
         and isinstance(stmt.body[0], cst.Expr)
         and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
     )
+
+
+def _cst_info(stmt) -> trainstep.StmtInfo:
+    """The planner's summary of one libcst statement (trainstep.ast_info is its twin)."""
+    method = None
+    call = _expr_call(stmt)
+    if call is not None and not call.args and isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name):
+        method = (call.func.value.value, call.func.attr.value)
+    targets = _assign_targets(stmt)
+    called: set[str] = set()
+
+    class Calls(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            if isinstance(node.func, cst.Name):
+                called.add(node.func.value)
+
+    stmt.visit(Calls())
+    return trainstep.StmtInfo(method, None if targets is None else frozenset(targets), frozenset(names_in(stmt)), frozenset(called))
 
 
 def _assign_targets(stmt) -> set[str] | None:
@@ -1352,6 +1326,51 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx", 
 
 
 def fixable_train_step_lines(source: str) -> set[int]:
-    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts."""
-    result = rewrite_source(source)
-    return {f.line for f in result.findings if f.fixable and f.code in TRAIN_STEP_CODES}
+    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts.
+
+    Decided with `ast` (fast enough for lint) by the same planner the rewrite uses;
+    tests/test_lint_rewrite_agree.py holds the two to one answer.
+    """
+    tree = ast.parse(source)
+    rules = load_rules()
+    aliases: dict[str, str] = {}
+    module_names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in TORCH_ROOTS:
+                    aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level and node.module.split(".")[0] in TORCH_ROOTS:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            module_names.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            module_names |= {n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            module_names |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
+
+    def qualname(node: ast.AST) -> str | None:
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name) or node.id not in aliases:
+            return None
+        return ".".join([aliases[node.id], *reversed(parts)])
+
+    optimizers: dict[str, str] = {}
+    loss_vars: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call):
+            q = qualname(node.value.func)
+            rule = rules.by_name.get(q) if q else None
+            if rule is not None and rule.kind == "loss":
+                loss_vars.add(node.targets[0].id)
+            if rule is not None and rule.kind == "optimizer" and node.value.args:
+                model = optimizer_model(ast.unparse(node.value.args[0]))
+                if model is not None:
+                    optimizers[node.targets[0].id] = model
+    not_models = module_names | set(IMPORTS) | set(HELPERS) | loss_vars
+    return trainstep.fixable_lines(tree, optimizers=optimizers, not_models=not_models)

@@ -1,0 +1,154 @@
+"""Recognise a PyTorch training step in one block of statements.
+
+The decision (is `zero_grad / forward / loss / backward / step` here a step the rewrite lifts
+into a jitted `train_step`?) is made once, on a small summary of each statement, so that the
+rewrite (libcst) and lint (`ast`, fast) share it: `lint` marks a step fixable exactly when
+`rewrite` converts it. This module imports neither libcst nor torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from dataclasses import dataclass
+
+BUILTINS = frozenset(dir(builtins))
+TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
+
+
+@dataclass(frozen=True)
+class StmtInfo:
+    """What the planner needs to know about one statement."""
+
+    method: tuple[str, str] | None  # (receiver, method) of a statement `NAME.method()`
+    targets: frozenset[str] | None  # names bound by a plain assignment; None if not one
+    names: frozenset[str]  # every name the statement mentions
+    called: frozenset[str]  # names it calls as functions: f(...)
+
+
+@dataclass
+class StepPlan:
+    model: str
+    opt: str
+    loss: str
+    backward: int
+    step: int
+    zero: list[int]  # zero_grad() statements (removed)
+    group: list[int]  # forward + loss statements (moved into the loss function)
+    after: list[int]  # statements that read the step's values (moved after the call)
+
+    def lines_removed(self) -> list[int]:
+        return [*self.zero, self.backward, self.step]
+
+
+def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_models: set[str]) -> StepPlan | str:
+    """The step around `stmts[b]` (a `LOSS.backward()`), or the reason it is not converted.
+
+    optimizers: optimizer variable -> the model whose parameters it was built from.
+    not_models: names that are called but are not the model (functions, loss modules).
+    """
+    loss = stmts[b].method[0]  # type: ignore[index]
+    step = None
+    for j in range(b + 1, len(stmts)):
+        method = stmts[j].method
+        if method is not None and method[1] == "step":
+            step = j
+            break
+        if method is None or method[1] != "zero_grad":
+            return "statements between backward() and step() (gradient clipping?) are not converted"
+    if step is None:
+        return "no optimizer.step() after backward() in the same block"
+    opt = stmts[step].method[0]  # type: ignore[index]
+    model = optimizers.get(opt) or _called_model(stmts[:b], not_models)
+    if model is None:
+        return (f"cannot tell which model {opt} optimizes (build it from model.parameters() "
+                "in this file, or call exactly one model in the forward pass)")
+    if "." in model:
+        return f"the model {model} is an attribute; lift it into a local variable first"
+    zero = [i for i, s in enumerate(stmts) if s.method is not None and s.method[1] == "zero_grad" and s.method[0] in (opt, model)]
+    # forward taint: statements computed from model(...)
+    tainted: set[str] = set()
+    computed: dict[int, frozenset[str]] = {}
+    for i in range(b):
+        info = stmts[i]
+        if i in zero or not (model in info.called or info.names & tainted):
+            continue
+        computed[i] = info.targets if info.targets is not None else frozenset()
+        tainted |= computed[i]
+    if loss not in tainted:
+        return f"{loss} is not computed from {model}(...) in this block"
+    # backward slice: the statements the loss needs
+    needed, group = {loss}, []
+    for i in sorted(computed, reverse=True):
+        if computed[i] & needed:
+            if stmts[i].targets is None:
+                return f"statement {i + 1} of the block feeds the loss but is not a plain assignment"
+            group.insert(0, i)
+            needed |= stmts[i].names
+    defined = set().union(*(computed[i] for i in group))
+    # statements before backward() that read values the step now computes run after it
+    after = [i for i in range(group[0], b) if i not in group and i not in zero and stmts[i].names & defined]
+    return StepPlan(model, opt, loss, b, step, zero, group, after)
+
+
+def _called_model(stmts: list[StmtInfo], not_models: set[str]) -> str | None:
+    """The one local name called like a model in a forward pass."""
+    called: set[str] = set()
+    for info in stmts:
+        called |= info.called
+    candidates = called - not_models - BUILTINS
+    return candidates.pop() if len(candidates) == 1 else None
+
+
+# --------------------------------------------------------------------------- ast front end
+
+
+def ast_info(stmt: ast.stmt) -> StmtInfo:
+    method = None
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        call = stmt.value
+        if (not call.args and not call.keywords and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name)):
+            method = (call.func.value.id, call.func.attr)
+    targets = None
+    if isinstance(stmt, ast.Assign) and all(isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in stmt.targets):
+        targets = frozenset(n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        targets = frozenset({stmt.target.id})
+    names, called = set(), set()
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            called.add(node.func.id)
+    return StmtInfo(method, targets, frozenset(names), frozenset(called))
+
+
+def _blocks(tree: ast.Module):
+    """Every statement list (module, function, loop, branch bodies), as the rewrite sees them."""
+    stack: list[list[ast.stmt]] = [tree.body]
+    while stack:
+        body = stack.pop()
+        yield body
+        for stmt in body:
+            for field in ("body", "orelse", "finalbody"):
+                inner = getattr(stmt, field, None)
+                if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                    stack.append(inner)
+            for handler in getattr(stmt, "handlers", []):
+                stack.append(handler.body)
+
+
+def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str]) -> set[int]:
+    """Lines of zero_grad()/backward()/step() statements that the rewrite converts."""
+    lines: set[int] = set()
+    for body in _blocks(tree):
+        if not any(isinstance(s, ast.Expr) for s in body):
+            continue
+        infos = [ast_info(s) for s in body]
+        for b, info in enumerate(infos):
+            if info.method is not None and info.method[1] == "backward":
+                result = plan(infos, b, optimizers=optimizers, not_models=not_models)
+                if isinstance(result, StepPlan):
+                    lines.update(body[i].lineno for i in result.lines_removed())
+    return lines
