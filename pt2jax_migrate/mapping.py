@@ -301,8 +301,19 @@ def _short_name(name: str | None) -> str:
     return (name or "").rsplit(".", 1)[-1]
 
 
+def jax_name(rule: Rule, name: str | None) -> str:
+    """Per-name JAX spelling for entries that group several torch names (`jax_names`)."""
+    short = _short_name(name)
+    return rule.get("jax_names", {}).get(short, short)
+
+
+def target_name(rule: Rule, name: str | None) -> str:
+    """The entry's JAX callable for this torch name ({name}/{jax_name} filled in)."""
+    return rule.get("target").replace("{name}", _short_name(name)).replace("{jax_name}", jax_name(rule, name))
+
+
 def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> dict[str, str]:
-    values: dict[str, str] = {"name": _short_name(name), "key": ctx.key}
+    values: dict[str, str] = {"name": _short_name(name), "key": ctx.key, "jax_name": jax_name(rule, name)}
     if ctx.receiver is not None:
         values["self"] = ctx.receiver
     for param, text in rule.get("defaults", {}).items():
@@ -350,8 +361,8 @@ def _render_template(rule: Rule, bound: dict, name: str | None, ctx: CallContext
     values = _values_for(rule, bound, name, ctx)
     if module_form:
         values.update(input="input", target="target")
-    raw = frozenset(rule.get("values", {})) | {"name", "key"}
-    text = _fill(templates[key].replace("{name}", values["name"]), values, raw)
+    raw = frozenset(rule.get("values", {})) | {"name", "key", "jax_name"}
+    text = _fill(templates[key].replace("{name}", values["name"]).replace("{jax_name}", values["jax_name"]), values, raw)
     if module_form:
         text = f"lambda input, target: {text}"
     return Rendered(text, set(rule.get("helpers", [])))
@@ -359,7 +370,7 @@ def _render_template(rule: Rule, bound: dict, name: str | None, ctx: CallContext
 
 def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> Rendered:
     helpers = set(rule.get("helpers", []))
-    target = rule.get("target").replace("{name}", _short_name(name))
+    target = target_name(rule, name)
     effective = _effective(rule, bound)
     mapping = rule.get("args", {})
     positional: dict[int, str] = {}

@@ -16,7 +16,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from . import trainstep
 from .helpers import HELPERS, helper_closure
-from .mapping import Arg, CallContext, Refused, make_arg, optimizer_model, render_call
+from .mapping import Arg, CallContext, Refused, make_arg, optimizer_model, render_call, target_name
 from .model import FileResult, Finding, SourceError
 from .rules import load_rules
 
@@ -544,7 +544,7 @@ class TorchToNNX(cst.CSTTransformer):
         rule = self.rules.by_name.get(q)
         if rule is not None and rule.kind == "function" and rule.get("target") and rule.get("templates") is None and rule.status == "exact":
             keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
-            function = rule.get("target").replace("{name}", q.rsplit(".", 1)[-1])
+            function = target_name(rule, q)
             text = f"partial({function}, {keywords})" if keywords else function
             self.helpers |= set(rule.get("helpers", []))
             self.changed(original, rule.code, f"{q} (as a value) -> {text}")
