@@ -88,6 +88,41 @@ class ConvNCHW(nnx.Conv):
         return jnp.moveaxis(y, -1, channel_axis)
 '''
 
+_CONV_TRANSPOSE_NCHW = '''\
+class ConvTransposeNCHW(nnx.ConvTranspose):
+    """nnx.ConvTranspose on PyTorch's channels-first layout (N, C, *spatial).
+
+    Built with transpose_kernel=True, so the kernel is (*kernel_size, out, in): PyTorch's
+    (in, out, *kernel_size) weight moved, with no spatial flip.
+    """
+
+    def __call__(self, x):
+        channel_axis = x.ndim - len(self.kernel_size) - 1
+        y = super().__call__(jnp.moveaxis(x, channel_axis, -1))
+        return jnp.moveaxis(y, -1, channel_axis)
+'''
+
+_CONV_TRANSPOSE_PADDING = '''\
+def conv_transpose_padding(kernel_size, padding, output_padding, dilation, n):
+    """PyTorch's ConvTranspose padding as explicit (low, high) pairs for nnx.ConvTranspose.
+
+    Per dim: (d * (k - 1) - p, d * (k - 1) - p + output_padding); flax's 'SAME' differs.
+    """
+    k, p, op, d = (ntuple(v, n) for v in (kernel_size, padding, output_padding, dilation))
+    return tuple((d[i] * (k[i] - 1) - p[i], d[i] * (k[i] - 1) - p[i] + op[i]) for i in range(n))
+'''
+
+_GROUP_NORM_NCHW = '''\
+class GroupNormNCHW(nnx.GroupNorm):
+    """nnx.GroupNorm on PyTorch's channels-first layout (N, C, *spatial).
+
+    Flax normalises groups of the last axis, so channels are moved last and back again.
+    """
+
+    def __call__(self, x):
+        return jnp.moveaxis(super().__call__(jnp.moveaxis(x, 1, -1)), -1, 1)
+'''
+
 _TORCH_BATCH_NORM = '''\
 class TorchBatchNorm(nnx.BatchNorm):
     """nnx.BatchNorm whose running variance is updated as in PyTorch.
@@ -187,6 +222,9 @@ HELPERS: dict[str, Helper] = {
         _helper("torch_bias_init", _TORCH_BIAS_INIT, ["import math", "import jax", "import jax.numpy as jnp"]),
         _helper("torch_embedding_init", _TORCH_EMBEDDING_INIT, ["from flax import nnx"]),
         _helper("ConvNCHW", _CONV_NCHW, ["import jax.numpy as jnp", "from flax import nnx"]),
+        _helper("ConvTransposeNCHW", _CONV_TRANSPOSE_NCHW, ["import jax.numpy as jnp", "from flax import nnx"]),
+        _helper("conv_transpose_padding", _CONV_TRANSPOSE_PADDING, (), ["ntuple"]),
+        _helper("GroupNormNCHW", _GROUP_NORM_NCHW, ["import jax.numpy as jnp", "from flax import nnx"]),
         _helper("TorchBatchNorm", _TORCH_BATCH_NORM, ["import jax", "import jax.numpy as jnp", "from flax import nnx"]),
         _helper("max_pool1d", _MAX_POOL.format(nd=1), ["import jax", "import jax.numpy as jnp"], ["ntuple"]),
         _helper("max_pool2d", _MAX_POOL.format(nd=2), ["import jax", "import jax.numpy as jnp"], ["ntuple"]),

@@ -225,6 +225,25 @@ def _conv_padding(arg: Arg, n: int) -> str:
     return arg.source  # an int or a tuple of ints at run time: nnx.Conv reads them as torch does
 
 
+def _conv_transpose_padding(bound: dict, n: int, helpers: set[str]) -> str:
+    """torch ConvTranspose padding/output_padding as flax (low, high) pairs (facts sheet 3)."""
+    names = ("kernel_size", "padding", "output_padding", "dilation")
+    defaults = {"padding": "0", "output_padding": "0", "dilation": "1"}
+    args = {k: bound[k] if k in bound else make_arg(defaults[k]) for k in names}
+    values = []
+    for k in names:
+        literal = args[k].literal
+        value = ast.literal_eval(literal) if literal is not None else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value,) * n
+        if not (isinstance(value, (tuple, list)) and len(value) == n):
+            helpers.add("conv_transpose_padding")
+            return f"conv_transpose_padding({', '.join(args[k].source for k in names)}, {n})"
+        values.append(value)
+    k, p, op, d = values
+    return repr(tuple((d[i] * (k[i] - 1) - p[i], d[i] * (k[i] - 1) - p[i] + op[i]) for i in range(n)))
+
+
 def _one_minus(arg: Arg) -> str:
     if arg.literal is not None:
         value = ast.literal_eval(arg.literal)
@@ -242,7 +261,7 @@ def _literal_int(arg: Arg | None, default: int) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _init_keywords(rule: Rule, bound: dict, helpers: set[str]) -> list[str]:
+def _init_keywords(rule: Rule, bound: dict, helpers: set[str], name: str | None = None) -> list[str]:
     """PyTorch's default initialisers, written out (flax's differ: lecun_normal, zero bias)."""
     init = rule.get("init")
     if init is None:
@@ -258,9 +277,10 @@ def _init_keywords(rule: Rule, bound: dict, helpers: set[str]) -> list[str]:
     helpers.add("torch_bias_init")
     if init == "linear":
         fan_in = bound["in_features"].source
-    else:  # conv: in_channels / groups * prod(kernel_size)
-        n = int(rule.get("ndim", 2))
-        in_ch, groups, kernel = bound["in_channels"], bound.get("groups"), bound["kernel_size"]
+    else:  # conv: in_channels / groups * prod(kernel_size); transposed: out_channels * prod(k)
+        n = int(rule.get("ndim_by_name", {}).get(_short_name(name), rule.get("ndim", 2)))
+        channels = "out_channels" if init == "conv_transpose" else "in_channels"
+        in_ch, groups, kernel = bound[channels], bound.get("groups"), bound["kernel_size"]
         ic, g = _literal_int(in_ch, 0), _literal_int(groups, 1)
         k = ast.literal_eval(kernel.literal) if kernel.literal is not None else None
         if ic is not None and g is not None and isinstance(k, (int, tuple, list)):
@@ -375,7 +395,7 @@ def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) 
     mapping = rule.get("args", {})
     positional: dict[int, str] = {}
     keywords: dict[str, str] = {}
-    ndim = int(rule.get("ndim", 2))
+    ndim = int(rule.get("ndim_by_name", {}).get(_short_name(name), rule.get("ndim", 2)))
     for param, arg in effective.items():
         spec = mapping.get(param)
         if spec is None:
@@ -400,9 +420,13 @@ def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) 
             text = _conv_padding(arg, ndim)
         elif transform == "one_minus":
             text = _one_minus(arg)
+        elif transform == "consumed":  # read by a rule-level computation below
+            continue
         elif transform is not None:
             raise ValueError(f"{rule.label}: unknown transform {transform}")
         keywords[spec["to"]] = text
+    if rule.get("padding_from") == "conv_transpose":
+        keywords["padding"] = _conv_transpose_padding(bound, ndim, helpers)
     for key, text in rule.get("set", {}).items():
         if key.isdigit():
             positional.setdefault(int(key), text)
@@ -413,7 +437,7 @@ def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) 
     parts = [positional[i] for i in sorted(positional)]
     parts += [f"{k}={v}" for k, v in keywords.items()]
     if rule.kind == "layer" and rule.get("kind") == "module":
-        parts += _init_keywords(rule, bound, helpers)
+        parts += _init_keywords(rule, bound, helpers, name)
         parts.append(f"rngs={ctx.rngs}")
         return Rendered(f"{target}({', '.join(parts)})", helpers)
     if rule.kind == "layer":  # parameter-free layer: the function itself, arguments bound

@@ -260,3 +260,26 @@ def test_random_sampling_gets_an_explicit_key_stream():
         """)
     assert "    rngs = nnx.Rngs(0)" in out
     assert "jax.random.normal(rngs(), (n, 4))" in out and "jax.random.uniform(rngs(), (n,))" in out
+
+
+def test_conv_transpose_padding_with_non_literal_arguments_uses_the_helper():
+    out = rewrite("""
+        import torch.nn as nn
+
+        class Up(nn.Module):
+            def __init__(self, c, k, p):
+                super().__init__()
+                self.up = nn.ConvTranspose2d(c, c, k, stride=2, padding=p, output_padding=1)
+
+            def forward(self, x):
+                return self.up(x)
+        """)
+    assert "padding=conv_transpose_padding(k, p, 1, 1, 2)" in out
+    namespace: dict = {}
+    exec(out.split("class Up")[0], namespace)  # the emitted helpers run on their own
+    literal = rewrite("""
+        import torch.nn as nn
+        up = nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1)
+        """)
+    assert "padding=((1, 2), (1, 2))" in literal
+    assert namespace["conv_transpose_padding"](3, 1, 1, 1, 2) == ((1, 2), (1, 2))

@@ -60,6 +60,14 @@ def _transpose(a: np.ndarray) -> np.ndarray:
     return a.T
 
 
+@register_transform("conv_transpose")
+def _conv_transpose(a: np.ndarray) -> np.ndarray:
+    """ConvTranspose weight (I, O, *k) -> nnx.ConvTranspose kernel (*k, O, I), transpose_kernel=True."""
+    if a.ndim < 3:
+        raise ValueError(f"'conv_transpose' expects a weight of at least 3 dims, got shape {tuple(a.shape)}")
+    return np.transpose(a, (*range(2, a.ndim), 1, 0))
+
+
 @register_transform("conv")
 def _conv(a: np.ndarray) -> np.ndarray:
     """Conv weight (O, I/groups, *k) -> nnx.Conv kernel (*k, I/groups, O)."""
