@@ -134,6 +134,29 @@ def _effective(rule: Rule, bound: dict) -> dict:
     return out
 
 
+def tensor_method_applies(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, receiver: str | None,
+                          not_tensors: set[str]) -> bool:
+    """Whether `receiver.method(...)` is taken for a tensor method (lint and rewrite ask this).
+
+    Methods have no qualified name, so a call is left alone when its receiver is a bare name
+    bound to a module, function or class (`math.sqrt(x)`, `np.exp(x)`), is `self`
+    (`self.relu(x)` calls a submodule), when its arguments do not fit the torch method's
+    signature, or when JAX already spells it the same way (`x.sum(1)`, `x.max()`).
+    receiver: the receiver's text when it is a bare name, else None.
+    """
+    if receiver is not None and (receiver == "self" or receiver in not_tensors):
+        return False
+    if rule.get("rewrite_only_keywords") and not set(kwargs) & {"dim", "keepdim"}:
+        return False
+    if rule.get("only_with_arguments") and not (args or kwargs):
+        return False
+    try:
+        bind(rule, args, kwargs)
+    except Refused:
+        return False
+    return True
+
+
 def check_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None = None) -> str | None:
     """None if `render_call` converts this call; otherwise the reason it is left as a TODO."""
     try:
@@ -159,6 +182,18 @@ def _wrapped_in_parens(text: str) -> bool:
         if depth == 0 and i < len(text) - 1:
             return False  # "(a) + (b)"
     return True
+
+
+def _unwrap(text: str) -> str:
+    """`(a - b)` -> `a - b` where it stands alone as an argument (never a tuple's parens)."""
+    if not _wrapped_in_parens(text):
+        return text
+    inner = text.strip()[1:-1]
+    try:
+        node = ast.parse(inner.strip(), mode="eval").body
+    except SyntaxError:
+        return text
+    return text if isinstance(node, (ast.Tuple, ast.GeneratorExp, ast.NamedExpr)) else inner.strip()
 
 
 def _is_atomic(text: str) -> bool:
@@ -195,7 +230,7 @@ def _fill(template: str, values: dict[str, str], raw: frozenset[str] = frozenset
         as_argument = (before.endswith(("(", ",", "=", "[")) or before == "") and (after.startswith((",", ")", "]")) or after == "")
         if not as_argument:
             return paren(text)
-        return text
+        return _unwrap(text)
 
     return re.sub(r"\{(\*?\w+)\}", repl, template)
 

@@ -16,7 +16,8 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from . import trainstep
 from .helpers import HELPERS, helper_closure
-from .mapping import Arg, CallContext, Refused, make_arg, optimizer_model, render_call, target_name
+from .mapping import (Arg, CallContext, Refused, make_arg, optimizer_model, render_call, target_name,
+                      tensor_method_applies)
 from .model import FileResult, Finding, SourceError
 from .rules import load_rules
 
@@ -312,6 +313,7 @@ class TorchToNNX(cst.CSTTransformer):
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
         self.module_names = self._module_level_names(module)
+        self.not_tensors = not_tensor_names(module)
         self.used_names = names_in(module) | self.module_names
 
     # ---------------------------------------------------------------- resolution
@@ -849,10 +851,9 @@ class TorchToNNX(cst.CSTTransformer):
         if rule is None or rule.get("templates") is None or self.skip_unsafe(rule):
             return updated
         args, kwargs = self._args(updated)
-        if rule.get("rewrite_only_keywords") and not set(kwargs) & {"dim", "keepdim"}:
-            return updated  # x.sum(1) is already valid JAX
-        if rule.get("only_with_arguments") and not (args or kwargs):
-            return updated  # x.max() is already valid JAX
+        bare = original.func.value.value if isinstance(original.func.value, cst.Name) else None  # type: ignore[attr-defined]
+        if not tensor_method_applies(rule, args, kwargs, receiver=bare, not_tensors=self.not_tensors):
+            return updated
         try:
             rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(code_of(receiver)))
         except Refused as why:
@@ -1204,6 +1205,23 @@ def _param_name(node: cst.BaseExpression) -> str:
     if isinstance(node, cst.Attribute):
         return node.attr.value
     return "batch"
+
+
+def not_tensor_names(module: cst.Module) -> set[str]:
+    """Module-level names bound by imports, defs and classes: receivers that are not tensors."""
+    names: set[str] = set(IMPORTS)
+    for stmt in module.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            names.add(stmt.name.value)
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(small.names, cst.ImportStar):
+                    for alias in small.names:
+                        if alias.asname is not None:
+                            names |= _target_names(alias.asname.name)
+                        else:
+                            names.add(code_of(alias.name).split(".")[0])
+    return names
 
 
 # --------------------------------------------------------------------------- imports & helpers
