@@ -61,10 +61,16 @@ def _umask() -> int:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replace (or create) `path` with `text`, atomically and keeping the file's mode.
+    """Replace (or create) the Python file `path` with `text`, atomically, keeping its mode.
     Refuses (SourceError) text that does not parse; on any failure the target is untouched."""
+    check_parses(text, os.fspath(path))
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace (or create) `path` with `text` (any text: reports, baselines), atomically:
+    a temp file in the same folder, then os.replace; the file's mode is kept."""
     name = os.fspath(path)
-    check_parses(text, name)
     target = os.path.realpath(name)  # write through a symlink, do not replace it
     folder = os.path.dirname(target) or "."
     try:
