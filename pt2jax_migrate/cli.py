@@ -61,6 +61,9 @@ def main() -> None:
     \b
     Typical session:
       pt2jax lint src/                      # what would move, and what needs a person
+      pt2jax lint src/ --statistics --report migration.md   # numbers, and a summary for the PR
+      pt2jax lint src/ --fix                # apply the safe fixes (--diff to preview)
+      pt2jax lint src/ --baseline .pt2jax-baseline.json     # CI: fail only on new findings
       pt2jax rewrite --diff src/model.py    # preview the conversion
       pt2jax rewrite src/                   # convert in place (atomic writes)
       pt2jax rewrite --out jax_src/ src/    # or write converted copies elsewhere
@@ -70,21 +73,125 @@ def main() -> None:
     \b
     Exit codes: 0 nothing to report, 1 findings / changes needed / parity mismatch,
     2 usage error or a file that could not be read or parsed.
+
+    Settings: [tool.pt2jax] in pyproject.toml (see `pt2jax lint --help`); pre-commit hooks
+    pt2jax-lint and pt2jax-rewrite; SARIF, GitHub and JUnit outputs for CI.
     """
 
 
 # ---------------------------------------------------------------------------------------- lint
 
+PROGRESS_MIN_FILES = 200  # a progress bar only for runs at least this long
+
+
+def _in_ci(environ=None) -> bool:
+    environ = os.environ if environ is None else environ
+    value = environ.get("CI", "")
+    return value.lower() not in ("", "0", "false", "no")
+
+
+def want_progress(stream, total: int, *, option: bool | None = None, environ=None) -> bool:
+    """A progress bar on `stream`: never in CI (CI=true) or when it is not a terminal, and
+    only for long runs (PROGRESS_MIN_FILES files or more) unless --progress asks for it."""
+    if option is False or not is_tty(stream) or _in_ci(environ):
+        return False
+    return option is True or total >= PROGRESS_MIN_FILES
+
+
+class _Progress:
+    """A rich progress bar on stderr, started once the number of files is known (if wanted)."""
+
+    def __init__(self, option: bool | None):
+        self.option = option
+        self.bar = None
+        self.task = None
+
+    def total(self, n: int) -> None:
+        if not want_progress(sys.stderr, n, option=self.option):
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("linting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(file=sys.stderr), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("lint", total=n)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _codes_option(name: str, help_text: str):
+    return click.option(name, "_" + name.strip("-").replace("-", "_"), multiple=True, metavar="CODES",
+                        help=help_text)
+
+
+def _explicit(ctx: click.Context, name: str) -> bool:
+    from click.core import ParameterSource
+
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
 
 @main.command(context_settings=CONTEXT, short_help="Report PyTorch constructs (exit 1 if any).")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="text: `path:line:col CODE message` lines and a summary; json: a list of findings.")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--format", "--output-format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="How findings are written (to stdout, or to --output-file): text `path:line:col CODE "
+                   "message` lines and a summary; json; sarif (GitHub code scanning); github (workflow "
+                   "annotations); junit (XML).")
+@click.option("--output-file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Write the --format output to this file (atomically) instead of stdout.")
+@click.option("--output", "outputs", multiple=True, metavar="FORMAT[:FILE]",
+              help="One more output, e.g. `sarif:results.sarif` or `junit:lint.xml` (repeatable; "
+                   "without :FILE it goes to stdout in place of --format).")
+@_codes_option("--select", "Report only these codes or code prefixes (comma-separated, repeatable): "
+                           "`PTJ1` is every PTJ1xx code, `ALL` every code. Replaces the config's `select`.")
+@_codes_option("--extend-select", "Report these codes in addition to those selected.")
+@_codes_option("--ignore", "Do not report these codes or prefixes (the more specific prefix wins "
+                           "over --select; a tie goes to --ignore).")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Skip files and folders matching this gitignore-style glob (repeatable; added to the "
+                   "config's `exclude`).")
+@click.option("--respect-gitignore/--no-respect-gitignore", default=None,
+              help="Skip what .gitignore files ignore while walking folders (default: on; config "
+                   "`respect-gitignore`).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Read [tool.pt2jax] from this pyproject.toml instead of the nearest one above the paths.")
+@click.option("--stdin-filename", default=None, metavar="NAME",
+              help="Lint the text on stdin as if it were the file NAME (for editors); PATHS may be "
+                   "omitted or `-`.")
+@click.option("--fix", is_flag=True, help="Apply the safe fixes in place (atomically), as `pt2jax rewrite` "
+              "does, then report what remains.")
+@click.option("--unsafe-fixes", is_flag=True, help="With --fix/--diff: apply the unsafe fixes too (random "
+              "sampling, seeding, 64-bit integers: they change numbers).")
+@click.option("--diff", is_flag=True, help="Print the fixes --fix would apply as a unified diff; write nothing.")
+@click.option("--add-noqa", is_flag=True, help="Suppress every current finding in place: append (or merge) "
+              "`# noqa: CODES` on each line that has one.")
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="FILE",
+              help="Report (and fail on) only findings that are not in this baseline file.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False, path_type=str), default=None, metavar="FILE",
+              help="Record the current findings in FILE (JSON) and exit 0.")
+@click.option("--statistics", is_flag=True, help="Print counts per code and per file, the auto-fixable "
+              "share and the torch-free share of the codebase instead of each finding.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              metavar="FILE.md", help="Also write a Markdown summary for the pull request's reviewer.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain (2 still means an error).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the lint cache.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Lint in this many processes (0: one per CPU).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar on stderr (default: on long runs, on a terminal, never in CI).")
 @color_option
-def lint(paths: tuple[str, ...], fmt: str, no_cache: bool, jobs: int, color: bool | None) -> None:
+@click.pass_context
+def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str | None, outputs: tuple[str, ...],
+         _select, _extend_select, _ignore, exclude, respect_gitignore, config_file, stdin_filename, fix,
+         unsafe_fixes, diff, add_noqa, baseline, write_baseline, statistics, report_file, exit_zero, no_cache,
+         jobs, progress, color) -> None:
     """Report PyTorch constructs in PATHS (files, or folders searched for *.py).
 
     Each finding names the construct, its rule code (see `pt2jax rules`), and ends with
@@ -94,23 +201,335 @@ def lint(paths: tuple[str, ...], fmt: str, no_cache: bool, jobs: int, color: boo
     file content (PT2JAX_CACHE_DIR, default ~/.cache/pt2jax), so unchanged files cost almost
     nothing on the next run.
 
+    Settings come from [tool.pt2jax] in the nearest pyproject.toml above the paths (select,
+    extend-select, ignore, exclude, per-file-ignores, respect-gitignore, target); options
+    given here override them. Folders are walked skipping hidden folders, virtual
+    environments, build/dist, what .gitignore files ignore and `exclude`. A finding is
+    suppressed by `# noqa` or `# noqa: PTJ102` on its line, or by a `# pt2jax: noqa` /
+    `# pt2jax: noqa: PTJ1,PTJ302` comment anywhere in the file; a suppression that suppresses
+    nothing is reported as PTJ910.
+
     \b
     Examples:
       pt2jax lint train.py model.py
+      pt2jax lint src/ --select PTJ1,PTJ2 --ignore PTJ104
       pt2jax lint src/ --format json > findings.json
+      pt2jax lint src/ --output sarif:results.sarif --output junit:lint.xml
+      pt2jax lint src/ --statistics --report migration.md
+      pt2jax lint src/ --fix                  # safe fixes in place; --diff to preview
+      pt2jax lint src/ --write-baseline .pt2jax-baseline.json
+      pt2jax lint src/ --baseline .pt2jax-baseline.json   # fail only on new findings
+      pt2jax lint src/ --add-noqa             # suppress what is there today
+      pt2jax lint --stdin-filename src/m.py < src/m.py
       pt2jax lint -j 0 big_repo/              # one process per CPU
 
     \b
-    Exit codes: 0 no PyTorch constructs, 1 findings, 2 a path is missing or a file cannot
-    be read (not UTF-8) or parsed (the message names the file and line; other files are still
-    linted).
+    Exit codes: 0 no findings (or --exit-zero, --write-baseline, --add-noqa), 1 findings
+    (those left after --fix; only new ones with --baseline), 2 usage error, bad config, or a
+    path is missing or a file cannot be read (not UTF-8) or parsed (the message names the
+    file and line; other files are still linted).
     """
-    from .lint import lint_paths
+    from .config import ConfigError, load_config
+    from .project import LintOptions, lint_project
+    from .selection import SelectionError, check_selectors, split_codes
 
-    findings, errors = lint_paths(paths, cache=not no_cache, jobs=jobs)
-    render_findings(findings, fmt, sys.stdout, _color(color, sys.stdout))
-    render_errors(errors, sys.stderr, _color(color, sys.stderr))
-    sys.exit(2 if errors else 1 if findings else 0)
+    # ---- usage
+    if add_noqa and (fix or diff or write_baseline):
+        raise click.UsageError("--add-noqa cannot be combined with --fix, --diff or --write-baseline")
+    if unsafe_fixes and not (fix or diff):
+        raise click.UsageError("--unsafe-fixes is an option of --fix / --diff")
+    stdin_mode = stdin_filename is not None or paths == ("-",)
+    if stdin_mode:
+        if paths not in ((), ("-",)):
+            raise click.UsageError("with --stdin-filename, give no PATHS (or `-`)")
+        if fix and not diff:
+            raise click.UsageError("--fix cannot write stdin; use --diff to see the fixes")
+        if add_noqa:
+            raise click.UsageError("--add-noqa cannot write stdin")
+    elif not paths:
+        raise click.UsageError("give at least one PATH (or --stdin-filename NAME to lint stdin)")
+    select, extend_select, ignore = split_codes(_select), split_codes(_extend_select), split_codes(_ignore)
+    from .rules import load_rules
+
+    known = load_rules().lint_rules
+    try:
+        for option, codes in (("--select", select), ("--extend-select", extend_select), ("--ignore", ignore)):
+            check_selectors(codes, known, option)
+    except SelectionError as error:
+        raise click.UsageError(str(error)) from None
+    specs = _output_specs(ctx, fmt, output_file, outputs)
+
+    # ---- config
+    stdin_name = stdin_filename or "-"
+    try:
+        config = load_config([stdin_name if stdin_filename else "."] if stdin_mode else list(paths),
+                             pyproject=config_file)
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    for warning in config.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    target = config.target
+    if (fix or diff) and target != "nnx":
+        raise click.UsageError(f"target {target!r} (from {config.pyproject}) is not supported yet; only nnx")
+    options = LintOptions.build(config, select=select or None, extend_select=extend_select, ignore=ignore,
+                                exclude=exclude, respect_gitignore=respect_gitignore, known=known)
+
+    # ---- lint
+    bar = _Progress(progress)
+    try:
+        if stdin_mode:
+            report = lint_project((), options, stdin=(stdin_name, _read_stdin(stdin_name)))
+        else:
+            report = lint_project(paths, options, cache=not no_cache, jobs=jobs, progress=bar.advance,
+                                  on_total=bar.total)
+    finally:
+        bar.stop()
+    err_color = _color(color, sys.stderr)
+
+    # ---- fixes
+    fixed_note = None
+    would_change = False
+    if fix or diff:
+        fixed_note, would_change = _apply_fixes(report, options, unsafe=unsafe_fixes, write=not diff,
+                                                target=target, color=_color(color, sys.stdout))
+
+    # ---- baseline
+    findings = report.findings
+    line_text = report.line_text()
+    baseline_note = None
+    baseline_info = None
+    if baseline:
+        from .baseline import Baseline, BaselineError
+
+        try:
+            known_findings = Baseline.load(baseline)
+        except BaselineError as error:
+            raise click.UsageError(str(error)) from None
+        findings, matched, gone = known_findings.filter(findings, line_text, [f.path for f in report.files])
+        baseline_info = (baseline, matched)
+        baseline_note = f"{plural(matched, 'finding')} in the baseline {baseline} not shown"
+        if gone:
+            entries = "1 baseline entry no longer occurs" if gone == 1 else f"{gone} baseline entries no longer occur"
+            baseline_note += f"; {entries} (fixed: update it with --write-baseline {baseline})"
+        baseline_note += "."
+
+    if add_noqa:
+        _add_noqa(report, [f for f in findings if f.code != "PTJ910"], err_color)
+        render_errors(report.errors, sys.stderr, err_color)
+        sys.exit(2 if report.errors else 0)
+
+    if write_baseline:
+        from .baseline import write as write_baseline_file
+
+        # every current finding, including those an old --baseline already knew
+        try:
+            count = write_baseline_file(write_baseline, report.findings, line_text)
+        except OSError as error:
+            click.echo(f"error: {write_baseline}: cannot write the baseline: {error.strerror or error}", err=True)
+            sys.exit(2)
+        click.echo(f"Wrote {plural(count, 'finding')} to the baseline {write_baseline}.", err=True)
+
+    # ---- output
+    if diff:
+        pass  # the diffs were the output
+    elif statistics:
+        from .stats import compute, render_json, render_text
+
+        stats = compute(report, findings)
+        (render_json if fmt == "json" else render_text)(stats, sys.stdout)
+        file_specs = [(f, p) for f, p in specs if p is not None]
+        if file_specs:
+            _write_outputs(findings, file_specs, report, color)
+    else:
+        _write_outputs(findings, specs, report, color, baseline_info=baseline_info)
+    if report_file:
+        from .report_md import lint_report
+        from .stats import compute
+
+        text = lint_report(compute(report, findings), findings, suppressed=report.suppressed,
+                           baseline=baseline_info, errors=[str(e) for e in report.errors])
+        _write_text(report_file, text)
+        click.echo(f"Wrote the report {report_file}.", err=True)
+    for note in (fixed_note, baseline_note):
+        if note:
+            click.echo(note, err=True)
+    if report.suppressed and not statistics:
+        click.echo(f"{plural(report.suppressed, 'finding')} suppressed by noqa comments.", err=True)
+    render_errors(report.errors, sys.stderr, err_color)
+    if report.errors:
+        sys.exit(2)
+    if exit_zero or write_baseline:
+        sys.exit(0)
+    sys.exit(1 if findings or (diff and would_change) else 0)
+
+
+def _read_stdin(name: str) -> str:
+    """stdin's bytes as UTF-8 text, exactly (line endings kept), like fsio.read_source."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.read()
+    data = buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        click.echo(f"{name}: not valid UTF-8 (byte {error.start}); pt2jax reads UTF-8 sources only", err=True)
+        sys.exit(2)
+
+
+def _output_specs(ctx: click.Context, fmt: str, output_file: str | None, outputs: tuple[str, ...]):
+    """The outputs to write: --format (to stdout or --output-file) and each --output."""
+    from .render import parse_output_spec, parse_output_specs
+
+    try:
+        extra = [parse_output_spec(o) for o in outputs]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--output") from None
+    specs = []
+    if _explicit(ctx, "fmt") or output_file or not any(path is None for _, path in extra):
+        specs.append((fmt, output_file))
+    specs += extra
+    try:
+        return parse_output_specs(specs)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _write_outputs(findings, specs, report, color, baseline_info=None) -> None:
+    from .render import write_outputs
+
+    sources = {f.path: f.source for f in report.files if f.source is not None}
+    out_color = _color(color, sys.stdout)
+    custom_text = baseline_info is not None and ("text", None) in specs
+    if custom_text:  # the usual summary would say "No PyTorch constructs found" of baselined code
+        specs = [spec for spec in specs if spec != ("text", None)]
+    try:
+        write_outputs(findings, specs, stdout=sys.stdout, color=out_color, root=os.getcwd(),
+                      sources=sources, errors=report.errors, files=[f.path for f in report.files])
+    except SourceError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    if custom_text:
+        render_findings(findings, "text", sys.stdout, out_color, show_summary=False)
+        known = plural(baseline_info[1], "known finding")
+        if findings:
+            fixable = sum(1 for f in findings if f.fixable)
+            files = len({f.path for f in findings})
+            line = (f"Found {plural(len(findings), 'new finding')} ({fixable} fixable) in {plural(files, 'file')}; "
+                    f"{known} in the baseline.")
+        else:
+            line = f"No new PyTorch constructs; {known} in the baseline."
+        if out_color:
+            _console(True).print(line, style="bold", markup=False)
+        else:
+            print(line)
+
+
+def _write_text(path: str, text: str) -> None:
+    try:
+        from .formats import write_text_atomic
+    except ImportError:  # pragma: no cover
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
+    try:
+        write_text_atomic(path, text)
+    except SourceError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+
+
+def _apply_fixes(report, options, *, unsafe: bool, write: bool, target: str, color: bool) -> tuple[str, bool]:
+    """Rewrite each file that has a fix to apply (safe ones; unsafe ones too with `unsafe`),
+    writing it (atomically) or printing its diff, and re-lint it so `report` holds what
+    remains. Returns a one-line account and whether any file changed.
+
+    The rewrite converts whole files, so a file in which a fixable finding is suppressed or
+    not selected is left alone (with a message) rather than converted against the user's say."""
+    from .lint import lint_source
+    from .project import filter_file
+    from .rewrite import rewrite_source
+
+    levels = ("safe", "unsafe") if unsafe else ("safe",)
+    fixed = files_changed = 0
+    for index, file in enumerate(report.files):
+        wanted = [f for f in file.findings if f.fixable and f.fix in levels]
+        if not wanted or file.source is None:
+            continue
+        source = file.source
+        raw = lint_source(source, file.path)
+        hidden = {(f.line, f.col, f.code) for f in raw} - {(f.line, f.col, f.code) for f in file.findings}
+        blocked = [f for f in raw if (f.line, f.col, f.code) in hidden and f.fixable and f.fix in levels
+                   and f.code != "PTJ001"]
+        if blocked:
+            click.echo(f"{file.path}: not fixed: {plural(len(blocked), 'fixable finding')} in it "
+                       f"{'is' if len(blocked) == 1 else 'are'} suppressed or not selected, and the rewrite "
+                       "converts whole files (first: line {}, {})".format(blocked[0].line, blocked[0].code),
+                       err=True)
+            continue
+        try:
+            result = rewrite_source(source, file.path, target=target, unsafe_fixes=unsafe)
+        except SourceError as error:
+            report.errors.append(error)
+            continue
+        except Exception as error:  # an engine bug must not stop the other files
+            report.errors.append(SourceError(file.path, f"internal error while fixing: {type(error).__name__}: {error}"))
+            continue
+        if result.error or not result.changed:
+            continue
+        assert result.new_source is not None
+        if write:
+            try:
+                write_atomic(file.path, result.new_source)
+            except SourceError as error:
+                report.errors.append(error)
+                continue
+        else:
+            render_diff(unified_diff(source, result.new_source, file.path), sys.stdout, color)
+        files_changed += 1
+        try:
+            remaining = lint_source(result.new_source, file.path)
+        except SourceError as error:
+            report.errors.append(error)
+            continue
+        after = filter_file(file.path, result.new_source, remaining, options)
+        fixed += max(0, len(file.findings) - len(after.findings))
+        report.files[index] = after
+    remaining_count = len(report.findings)
+    if write and files_changed:
+        note = f"Fixed {plural(fixed, 'finding')} in {plural(files_changed, 'file')}; {remaining_count} remaining."
+    elif files_changed:
+        note = (f"Would fix {plural(fixed, 'finding')} in {plural(files_changed, 'file')}; "
+                f"{remaining_count} would remain.")
+    else:
+        note = f"Nothing to fix; {remaining_count} remaining."
+    return note, files_changed > 0
+
+
+def _add_noqa(report, findings, color: bool) -> None:
+    from .suppress import add_noqa
+
+    by_file: dict[str, dict[int, set[str]]] = {}
+    for finding in findings:
+        by_file.setdefault(finding.path, {}).setdefault(finding.line, set()).add(finding.code)
+    files = report.by_path()
+    added = changed = 0
+    for path, lines in sorted(by_file.items()):
+        file = files.get(path)
+        if file is None or file.source is None:
+            continue
+        result = add_noqa(file.source, lines)
+        for line, why in result.skipped:
+            click.echo(f"warning: {path}:{line}: no noqa added: {why}", err=True)
+        if not result.added:
+            continue
+        try:
+            write_atomic(path, result.source)
+        except SourceError as error:
+            report.errors.append(error)
+            continue
+        added += result.added
+        changed += 1
+    click.echo(f"Added {plural(added, 'noqa directive')} to {plural(changed, 'file')}.", err=True)
 
 
 # ------------------------------------------------------------------------------------- rewrite
@@ -152,12 +571,12 @@ def _collect(paths: tuple[str, ...], out: str | None) -> _RewriteRun:
     return run
 
 
-def _rewrite_one(job: _Job, target: str) -> None:
+def _rewrite_one(job: _Job, target: str, unsafe_fixes: bool = True) -> None:
     from .rewrite import rewrite_source
 
     source = read_source(job.path)
     try:
-        result = rewrite_source(source, job.path, target=target)
+        result = rewrite_source(source, job.path, target=target, unsafe_fixes=unsafe_fixes)
     except SourceError:
         raise
     except Exception as error:  # an engine bug must not stop the other files
@@ -191,8 +610,14 @@ def _verify_settings(config, job: _Job, cli_model: str | None, cli_init: str, cl
                    "inputs are never touched.")
 @click.option("--diff", is_flag=True, help="Print a unified diff of what would change; write nothing.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
-@click.option("--target", type=click.Choice(["nnx"]), default="nnx", show_default=True,
-              help="The JAX API to write (Flax NNX).")
+@click.option("--target", type=click.Choice(["nnx", "linen"]), default=None,
+              help="The JAX API to write: nnx (Flax NNX; the default, or the config's `target`). "
+                   "linen is reserved and not supported yet.")
+@click.option("--safe-only", is_flag=True, help="Apply only the safe conversions (numerically identical); "
+              "leave random sampling, seeding and 64-bit integers as they are (what the pre-commit "
+              "fixer and `pt2jax lint --fix` do).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              metavar="FILE.md", help="Also write a Markdown summary of the conversion for the reviewer.")
 @click.option("--verify", "do_verify", is_flag=True,
               help="After rewriting, run `pt2jax verify` on each file that has a [tool.pt2jax.verify] "
                    "entry in pyproject.toml (or on every file, with --model/--input).")
@@ -202,7 +627,8 @@ def _verify_settings(config, job: _Job, cli_model: str | None, cli_init: str, cl
 @click.option("--atol", type=float, default=None, help="With --verify: absolute tolerance.")
 @click.option("--rtol", type=float, default=None, help="With --verify: relative tolerance.")
 @color_option
-def rewrite(paths, out, diff, check, target, do_verify, model, init, inputs, atol, rtol, color) -> None:
+def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, model, init, inputs, atol, rtol,
+            color) -> None:
     """Convert PyTorch code in PATHS to JAX (Flax NNX + Optax).
 
     By default files are rewritten in place, atomically, and only when something changes;
@@ -216,6 +642,8 @@ def rewrite(paths, out, diff, check, target, do_verify, model, init, inputs, ato
       pt2jax rewrite --diff src/              # preview; writes nothing
       pt2jax rewrite --check src/             # CI: exit 1 if anything would change
       pt2jax rewrite --out jax_src/ src/      # converted copies: jax_src/<path under src>
+      pt2jax rewrite --safe-only src/         # only numerically identical conversions
+      pt2jax rewrite --check --report rewrite.md src/   # and a Markdown summary
       pt2jax rewrite --verify model.py        # then check parity ([tool.pt2jax.verify])
       pt2jax rewrite --verify model.py --model MLP --input 'float32[8,20]'
 
@@ -230,14 +658,16 @@ def rewrite(paths, out, diff, check, target, do_verify, model, init, inputs, ato
         raise click.UsageError("--model/--init/--input are options of --verify")
     if do_verify and model and not inputs:
         raise click.UsageError("--verify --model needs at least one --input SPEC")
-    config = None
-    if do_verify:
-        from .config import ConfigError, load_config
+    from .config import ConfigError, load_config
 
-        try:
-            config = load_config(list(paths))
-        except ConfigError as error:
-            raise click.UsageError(str(error)) from None
+    try:
+        config = load_config(list(paths))
+    except ConfigError as error:
+        raise click.UsageError(str(error)) from None
+    if target is None:
+        target = config.target
+    if target != "nnx":
+        raise click.UsageError(f"target {target!r} is not supported yet; only nnx (Flax NNX)")
 
     out_color = _color(color, sys.stdout)
     run = _collect(paths, out)
@@ -249,7 +679,7 @@ def rewrite(paths, out, diff, check, target, do_verify, model, init, inputs, ato
     try:
         for job in run.jobs:
             try:
-                _rewrite_one(job, target)
+                _rewrite_one(job, target, unsafe_fixes=not safe_only)
             except SourceError as error:
                 run.errors.append(error)
                 continue
@@ -276,6 +706,8 @@ def rewrite(paths, out, diff, check, target, do_verify, model, init, inputs, ato
 
         render_lines(sorted(all_findings), sys.stdout, out_color)
         _rewrite_summary(run, changed, all_findings, out=out, diff=diff, check=check, color=out_color)
+        if report_file:
+            _rewrite_report(report_file, run, changed, all_findings, out=out, dry=diff or check)
 
         verify_failed = verify_error = False
         if do_verify:
@@ -325,6 +757,23 @@ def _rewrite_summary(run: _RewriteRun, changed: list[_Job], findings: list[Findi
         _console(True).print(line, style="bold", markup=False)
     else:
         print(line)
+
+
+def _rewrite_report(path: str, run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry) -> None:
+    from .project import count_lines
+    from .report_md import rewrite_report
+
+    done = [j for j in run.jobs if j.result is not None]
+    with_findings = {f.path for f in findings}
+    lines_total = sum(count_lines(j.result.source) for j in done)  # type: ignore[union-attr]
+    free = [j for j in done if j.path not in with_findings]
+    mode = f"written to {out}" if out else "that would be rewritten" if dry else "rewritten in place"
+    text = rewrite_report(len(done), lines_total, [j.path for j in changed], findings,
+                          torch_free_files=len(free),
+                          torch_free_lines=sum(count_lines(j.result.source) for j in free),  # type: ignore[union-attr]
+                          mode=mode, errors=[str(e) for e in run.errors])
+    _write_text(path, text)
+    click.echo(f"Wrote the report {path}.", err=True)
 
 
 def _verify_jobs(run: _RewriteRun, changed: list[_Job], config, originals: dict[str, str], tmp: str,
@@ -435,17 +884,36 @@ def rules(color: bool | None) -> None:
     table.add_column("name", no_wrap=True)
     table.add_column("summary")
     table.add_column("fix", no_wrap=True)
-    for code, rule in sorted(load_rules().lint_rules.items()):
-        table.add_row(code, rule.name, rule.summary, rule.fix)
+    rules_ = load_rules()
+    for code, rule in sorted(rules_.lint_rules.items()):
+        fix = rule.fix + (" (some unsafe)" if rule.fix != "unsafe" and unsafe_names(rules_, code) else "")
+        table.add_row(code, rule.name, rule.summary, fix)
     _console(_color(color, sys.stdout)).print(table)
+
+
+def unsafe_names(rules_, code: str) -> list[str]:
+    """The constructs under `code` whose conversion is unsafe (the tables' `safety = "unsafe"`,
+    and the 64-bit integer dtypes)."""
+    from .lint import UNSAFE_VALUE_NAMES
+
+    names = {name for entry in rules_.entries if entry.code == code and entry.get("safety") == "unsafe"
+             for name in entry.names}
+    if code == "PTJ104":
+        names |= UNSAFE_VALUE_NAMES
+    return sorted(names)
+
+
+FIX_MEANING = {"safe": " (numerically identical)", "unsafe": " (changes numbers or semantics)",
+               "manual": " (left in place with a TODO(pt2jax) for a person)"}
 
 
 @main.command(context_settings=CONTEXT, short_help="Explain one rule code.")
 @click.argument("code")
 @color_option
 def rule(code: str, color: bool | None) -> None:
-    """Explain rule CODE: what it detects, why it matters in JAX, an example, what to use
-    instead, and how safe the fix is.
+    """Explain rule CODE in fixed sections: what it detects, why it matters in JAX, an
+    example, its JAX equivalent, and how safe the fix is (and which constructs under it are
+    unsafe fixes).
 
     \b
     Example:
@@ -462,15 +930,19 @@ def rule(code: str, color: bool | None) -> None:
         click.echo(f"error: unknown rule code {code!r}; known codes: {known}", err=True)
         sys.exit(2)
     mapped = sorted({name for entry in rules_.entries if entry.code == found.code for name in entry.names})
+    unsafe = unsafe_names(rules_, found.code)
     console = _console(_color(color, sys.stdout), soft_wrap=True)
     console.print(f"[bold]{found.code}[/bold] {escape(found.name)}: {escape(found.summary)}")
+    safety = found.fix + FIX_MEANING.get(found.fix, "")
+    if unsafe and found.fix != "unsafe":
+        safety += (f", except\nunsafe (changes numbers or semantics; `lint --fix` applies these only with "
+                   f"--unsafe-fixes): {', '.join(unsafe)}")
     sections = [
         ("What it detects", found.what),
         ("Why it matters in JAX", found.why),
         ("Example", found.example),
-        ("Use instead", found.instead),
-        ("Fix safety", found.fix + {"safe": " (numerically identical)", "unsafe": " (changes numbers or semantics)",
-                                     "manual": " (left in place with a TODO(pt2jax))"}.get(found.fix, "")),
+        ("JAX equivalent", found.instead),
+        ("Fix safety", safety),
     ]
     if mapped:
         sections.append(("Covers", ", ".join(mapped)))

@@ -1,8 +1,21 @@
 """`[tool.pt2jax]` settings from pyproject.toml.
 
 The nearest pyproject.toml with a `[tool.pt2jax]` table, walking up from the paths given
-(from the current folder when none are), is the project's configuration. Its
-`[tool.pt2jax.verify]` table maps a file (relative to the pyproject's folder) to how
+(from the current folder when none are), is the project's configuration:
+
+    [tool.pt2jax]
+    select = ["ALL"]                 # code prefixes to report (default ALL)
+    extend-select = []               # added to `select`
+    ignore = ["PTJ303"]              # code prefixes not to report
+    exclude = ["legacy/", "*_pb2.py"]  # files and folders never linted (gitignore-style globs)
+    respect-gitignore = true         # skip what .gitignore files ignore when walking folders
+    target = "nnx"                   # nnx | linen (the JAX API `rewrite` and `lint --fix` write)
+
+    [tool.pt2jax.per-file-ignores]
+    "tests/**" = ["PTJ104", "PTJ3"]  # glob (relative to this file's folder) -> code prefixes
+
+Command-line options override these (see pt2jax_migrate.selection for the semantics).
+Keys may be spelled with `-` or `_`. Its `[tool.pt2jax.verify]` table maps a file (relative to the pyproject's folder) to how
 `pt2jax rewrite --verify` checks it:
 
     [tool.pt2jax.verify]
@@ -24,6 +37,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 VERIFY_KEYS = {"model", "init", "inputs", "loss", "atol", "rtol", "dtype", "perturb", "seed"}
+LINT_KEYS = {"select", "extend-select", "ignore", "exclude", "per-file-ignores", "respect-gitignore", "target",
+             "verify"}
+TARGETS = ("nnx", "linen")
 
 
 class ConfigError(Exception):
@@ -54,6 +70,14 @@ class Config:
     pyproject: Path | None = None  # the file read, None when there is none
     settings: dict[str, Any] = field(default_factory=dict)  # the whole [tool.pt2jax] table
     verify: dict[Path, VerifyEntry] = field(default_factory=dict)  # resolved file path -> entry
+    select: tuple[str, ...] | None = None
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)  # glob -> code prefixes
+    respect_gitignore: bool = True
+    target: str = "nnx"
+    warnings: list[str] = field(default_factory=list)  # e.g. unknown keys (printed, not fatal)
 
     @property
     def root(self) -> Path | None:
@@ -61,6 +85,66 @@ class Config:
 
     def verify_entry(self, path: str | os.PathLike) -> VerifyEntry | None:
         return self.verify.get(Path(path).resolve())
+
+
+def _normal_key(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def _code_list(found: Path, key: str, value: Any) -> tuple[str, ...]:
+    from .selection import split_codes
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{found}: [tool.pt2jax] `{key}` must be a list of codes such as [\"PTJ1\", \"PTJ302\"]")
+    return tuple(split_codes(value))
+
+
+def _lint_settings(found: Path, table: dict, config: Config) -> None:
+    from .selection import SelectionError, check_selectors
+    from .rules import load_rules
+
+    normal = {_normal_key(k): v for k, v in table.items()}
+    unknown = sorted(set(normal) - LINT_KEYS)
+    if unknown:
+        config.warnings.append(f"{found}: unknown [tool.pt2jax] key(s) {', '.join(unknown)} ignored; "
+                               f"known: {', '.join(sorted(LINT_KEYS))}")
+    known_codes = load_rules().lint_rules
+    if "select" in normal:
+        config.select = _code_list(found, "select", normal["select"])
+    if "extend-select" in normal:
+        config.extend_select = _code_list(found, "extend-select", normal["extend-select"])
+    if "ignore" in normal:
+        config.ignore = _code_list(found, "ignore", normal["ignore"])
+    exclude = normal.get("exclude", [])
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    if not isinstance(exclude, list) or not all(isinstance(v, str) for v in exclude):
+        raise ConfigError(f"{found}: [tool.pt2jax] `exclude` must be a list of globs such as [\"legacy/\"]")
+    config.exclude = tuple(exclude)
+    per_file = normal.get("per-file-ignores", {})
+    if not isinstance(per_file, dict):
+        raise ConfigError(f"{found}: [tool.pt2jax.per-file-ignores] must be a table of glob = [codes]")
+    config.per_file_ignores = {
+        str(glob): _code_list(found, f"per-file-ignores {glob!r}", codes) for glob, codes in per_file.items()
+    }
+    if "respect-gitignore" in normal:
+        if not isinstance(normal["respect-gitignore"], bool):
+            raise ConfigError(f"{found}: [tool.pt2jax] `respect-gitignore` must be true or false")
+        config.respect_gitignore = normal["respect-gitignore"]
+    target = normal.get("target", "nnx")
+    if target not in TARGETS:
+        raise ConfigError(f"{found}: [tool.pt2jax] `target` must be one of {', '.join(TARGETS)}, not {target!r}")
+    config.target = target
+    try:
+        for key, codes in (("select", config.select or ()), ("extend-select", config.extend_select),
+                           ("ignore", config.ignore)):
+            check_selectors(codes, known_codes, f"{found}: [tool.pt2jax] `{key}`")
+        for glob, codes in config.per_file_ignores.items():
+            check_selectors(codes, known_codes, f"{found}: [tool.pt2jax.per-file-ignores] {glob!r}")
+    except SelectionError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _start_folder(path: str | os.PathLike) -> Path:
@@ -129,4 +213,6 @@ def load_config(paths: list[str | os.PathLike] | tuple = (), pyproject: str | os
     verify = {
         (found.parent / key).resolve(): _entry(found, key, raw) for key, raw in verify_table.items()
     }
-    return Config(found, table, verify)
+    config = Config(found, table, verify)
+    _lint_settings(found, table, config)
+    return config

@@ -17,7 +17,7 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from .fsio import collect_python_files, read_source
 from .model import Finding, SourceError
@@ -61,6 +61,8 @@ NOUNS = {
 
 # torch names used as values (not called) that the rewrite renames, besides the dtypes table
 VALUE_NAMES = {"torch.Tensor": "jax.Array"}
+# dtype references whose conversion changes numbers (as rewrite._reference decides)
+UNSAFE_VALUE_NAMES = frozenset({"torch.int64", "torch.long"})
 
 
 def _converted_as_value(rule) -> bool:
@@ -79,7 +81,7 @@ class _Record:
     """A construct seen in the walk, classified once all bindings are known."""
 
     __slots__ = ("kind", "node", "root", "parts", "scope", "parent", "flag", "targets", "method",
-                 "base_of", "qual", "import_index", "finding", "fixable", "receiver")
+                 "base_of", "qual", "import_index", "finding", "fixable", "receiver", "bare")
 
     def __init__(self, kind, node, root, parts, scope, parent, flag=0, method=None):
         self.kind = kind
@@ -97,6 +99,7 @@ class _Record:
         self.finding: Finding | None = None
         self.fixable = False
         self.receiver: str | None = None  # x.step() -> 'x'
+        self.bare: str | None = None  # a method's receiver when it is a plain name: x.view() -> 'x'
 
 
 def _chain_text(node: ast.AST) -> str | None:
@@ -279,6 +282,8 @@ class _Walker:
                 record = _Record(_CALL, node, value, dotted(func)[1], self.scope, self.parent, flag, method)  # type: ignore[index]
             elif method in self.method_names:
                 record = _Record(_METHOD, node, None, None, self.scope, self.parent, flag, method)
+                if type(func.value) is ast.Name:
+                    record.bare = func.value.id
                 if method == "backward":
                     self.scope.code_scope.has_backward = True
                 elif method == "step":
@@ -474,23 +479,33 @@ def _check(rule, name: str, args: tuple, kwargs: tuple) -> str | None:
         if kwargs or any(starred for _, starred in args):
             return "only positional, unstarred layers are converted"
         return None
-    from .mapping import check_call, make_arg
+    from .mapping import check_call
+
+    arg_list, kwarg_map = _arguments(args, kwargs)
+    return check_call(rule, list(arg_list), dict(kwarg_map), name)
+
+
+@functools.lru_cache(maxsize=16384)
+def _arguments(args: tuple, kwargs: tuple) -> tuple[list, dict]:
+    from .mapping import make_arg
 
     arg_list = [make_arg(source, starred=starred) for source, starred in args]
     kwarg_map = {
         ("**" if key is None else key): make_arg(source, starred=key is None) for key, source in kwargs
     }
-    return check_call(rule, arg_list, kwarg_map, name)
+    return arg_list, kwarg_map
 
 
 class _Classifier:
-    def __init__(self, walker: _Walker, segments: _Segments):
+    def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None):
         self.w = walker
+        self.not_tensors = not_tensors or set()
         self.seg = segments
         self.rules = load_rules()
         self.path = walker.path
         self.findings: list[Finding] = []
         self.import_ok = [True] * len(walker.imports)
+        self.import_unsafe = [False] * len(walker.imports)  # a use it stays for is an unsafe fix
         self.optimizers: set[str] = set()
         self.schedulers: set[str] = set()
         self._train_lines: set[int] | None = None
@@ -511,22 +526,29 @@ class _Classifier:
         return self._train_lines
 
     def add(self, record: _Record, node: ast.AST, code: str, message: str, fixable: bool,
-            severity: str = "warning") -> None:
+            severity: str = "warning", safety: str = "safe") -> None:
+        """Record a finding. `safety` (safe | unsafe) is the fix's, as the rewrite reports it;
+        a finding that is not fixable is `manual`."""
         if fixable:
             message += FIXABLE
-        finding = Finding(self.path, node.lineno, self.seg.column(node), code, message, fixable, severity)
+        fix = (safety or "safe") if fixable else "manual"
+        finding = Finding(self.path, node.lineno, self.seg.column(node), code, message, fixable, severity, fix)
         self.findings.append(finding)
         record.finding = finding
         record.fixable = fixable
 
-    def check(self, rule, call: ast.Call, name: str) -> str | None:
-        """mapping.check_call's verdict on this call (memoised on the arguments' text)."""
+    def arguments(self, call: ast.Call) -> tuple[tuple, tuple]:
+        """The call's arguments as text: ((source, starred), ...), ((keyword, source), ...)."""
         text = self.seg.text
         args = tuple(
             (text(a.value), True) if type(a) is ast.Starred else (text(a), False) for a in call.args
         )
         kwargs = tuple((k.arg, text(k.value)) for k in call.keywords)
-        return _check(rule, name, args, kwargs)
+        return args, kwargs
+
+    def check(self, rule, call: ast.Call, name: str) -> str | None:
+        """mapping.check_call's verdict on this call (memoised on the arguments' text)."""
+        return _check(rule, name, *self.arguments(call))
 
     # -------------------------------------------------------------- resolution
 
@@ -554,18 +576,21 @@ class _Classifier:
                     self.torch_call(record)
                 else:
                     self.torch_reference(record)
-                if record.import_index >= 0 and not record.fixable:
-                    self.import_ok[record.import_index] = False
+                if record.import_index >= 0:
+                    if not record.fixable:
+                        self.import_ok[record.import_index] = False
+                    elif record.finding is not None and record.finding.fix == "unsafe":
+                        self.import_unsafe[record.import_index] = True
             elif record.method is not None and self.w.imports:
                 self.method_call(record)
         for index, node in enumerate(self.w.imports):
-            self.import_finding(node, self.import_ok[index])
+            self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
         self.findings.sort(key=lambda f: (f.line, f.col, f.code))
         return self.findings
 
     # -------------------------------------------------------------- kinds
 
-    def import_finding(self, node: ast.Import | ast.ImportFrom, ok: bool) -> None:
+    def import_finding(self, node: ast.Import | ast.ImportFrom, ok: bool, unsafe: bool = False) -> None:
         if type(node) is ast.ImportFrom and any(alias.name == "*" for alias in node.names):
             message = f"`from {node.module} import *`: the names it binds cannot be tracked; import them by name"
             ok = False
@@ -575,7 +600,8 @@ class _Classifier:
             if not ok:
                 message += "; kept while code that is not converted automatically still uses it"
         record = _Record(_REF, node, None, None, None, None)
-        self.add(record, node, "PTJ001", message, ok)
+        # the import goes only once its uses are converted: unsafe when one of them is
+        self.add(record, node, "PTJ001", message, ok, safety="unsafe" if unsafe else "safe")
 
     def torch_call(self, record: _Record) -> None:
         q = record.qual
@@ -592,7 +618,9 @@ class _Classifier:
             return
         if q == "torch.manual_seed":
             if record.flag == _EXPR:
-                self.add(record, call, "PTJ301", "torch.manual_seed(): becomes an explicit nnx.Rngs stream", True)
+                rule = self.rules.by_name.get(q)
+                self.add(record, call, "PTJ301", "torch.manual_seed(): becomes an explicit nnx.Rngs stream", True,
+                         safety=rule.get("safety", "safe") if rule is not None else "unsafe")
             else:
                 self.add(record, call, "PTJ301",
                          "torch.manual_seed() used as a value: only the statement `torch.manual_seed(s)` is converted",
@@ -613,7 +641,7 @@ class _Classifier:
         reason = self.check(rule, call, q)
         noun = NOUNS.get(rule.code, "call")
         if reason is None:
-            self.add(record, call, rule.code, f"{q} {noun}", True)
+            self.add(record, call, rule.code, f"{q} {noun}", True, safety=rule.get("safety", "safe"))
         else:
             self.add(record, call, rule.code, f"{q} {noun} is not converted: {reason}", False)
 
@@ -650,11 +678,14 @@ class _Classifier:
         # replaced by its target; anything else is left with a TODO
         target = self.rules.dtypes.get(q) or VALUE_NAMES.get(q)
         if target is not None:
-            self.add(record, node, "PTJ104", f"{q} becomes {target}", True)
+            # 64-bit integers become JAX's default 32-bit ones: that changes numbers
+            safety = "unsafe" if q in UNSAFE_VALUE_NAMES else "safe"
+            self.add(record, node, "PTJ104", f"{q} becomes {target}", True, safety=safety)
             return
         rule = self.rules.by_name.get(q)
         if rule is not None and _converted_as_value(rule):
-            self.add(record, node, rule.code, f"{q} used as a value becomes {rule.get('target')}", True)
+            self.add(record, node, rule.code, f"{q} used as a value becomes {rule.get('target')}", True,
+                     safety=rule.get("safety", "safe"))
             return
         if self.categorised(record, node, q):
             return
@@ -688,11 +719,15 @@ class _Classifier:
         rule = self.rules.methods.get(method)  # type: ignore[arg-type]
         if rule is None:
             return
-        if rule.get("rewrite_only_keywords") and not any(k.arg in ("dim", "keepdim") for k in call.keywords):
+        from .mapping import tensor_method_applies
+
+        texts = self.arguments(call)
+        args, kwargs = _arguments(*texts)
+        if not tensor_method_applies(rule, args, kwargs, receiver=record.bare, not_tensors=self.not_tensors):
             return
-        reason = self.check(rule, call, method)  # type: ignore[arg-type]
+        reason = _check(rule, method, *texts)
         if reason is None:
-            self.add(record, call, rule.code, f".{method}() tensor method", True)
+            self.add(record, call, rule.code, f".{method}() tensor method", True, safety=rule.get("safety", "safe"))
         else:
             self.add(record, call, rule.code, f".{method}() tensor method is not converted: {reason}", False)
 
@@ -723,7 +758,24 @@ def lint_source(source: str, path: str = "<string>") -> list[Finding]:
     walker.visit_all(tree.body)
     if not walker.imports:
         return []
-    return _Classifier(walker, _Segments(source)).run()
+    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body)).run()
+
+
+# names the converted code itself imports (rewrite.IMPORTS; a test keeps the two in step)
+CONVERTED_IMPORT_NAMES = frozenset({"math", "partial", "jax", "jnp", "np", "optax", "nnx"})
+
+
+def not_tensor_names(body: list[ast.stmt]) -> set[str]:
+    """Module-level names bound by imports, defs and classes: receivers that are not tensors
+    (as rewrite.not_tensor_names decides on the libcst tree)."""
+    names = set(CONVERTED_IMPORT_NAMES)
+    for stmt in body:
+        t = type(stmt)
+        if t is ast.FunctionDef or t is ast.AsyncFunctionDef or t is ast.ClassDef:
+            names.add(stmt.name)  # type: ignore[attr-defined]
+        elif t is ast.Import or t is ast.ImportFrom:
+            names.update(name for name, _ in import_bindings(stmt))  # type: ignore[arg-type]
+    return names
 
 
 def lint_file(path: str) -> list[Finding]:
@@ -734,27 +786,64 @@ def lint_paths(paths: Iterable[str], *, cache: bool = False, jobs: int = 1) -> t
     """Lint files and folders. Files that cannot be read or parsed become errors; the rest
     are still linted; a path that does not exist is an error too. With `cache`, findings are
     reused for files whose path and content are unchanged since a previous run. `jobs` > 1
-    lints the files that need it in that many processes (0: one per CPU)."""
+    lints the files that need it in that many processes (0: one per CPU).
+
+    Every finding, unfiltered: `lint_project` adds selection, suppressions and exclusions."""
     files, errors = collect_python_files(paths)
+    findings: list[Finding] = []
+    for _file, _source, outcome in lint_sources(files, cache=cache, jobs=jobs):
+        if isinstance(outcome, SourceError):
+            errors.append(outcome)
+        else:
+            findings.extend(outcome)
+    return findings, errors
+
+
+def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
+                 progress: Callable[[int], None] | None = None, sources: dict[str, str] | None = None,
+                 ) -> list[tuple[str, str | None, list[Finding] | SourceError]]:
+    """(file, its text or None when unreadable, its findings or the error) for each file, in
+    order. `sources` gives texts to use instead of reading the files (stdin). `progress` is
+    called with the number of files finished since the last call."""
     store = LintCache.open() if cache else None
-    results: dict[str, list[Finding]] = {}
+    results: dict[str, list[Finding] | SourceError] = {}
+    texts: dict[str, str] = {}
     todo: list[tuple[str, str, bytes | None]] = []  # (file, source, cache key)
+    ready = 0
     for file in files:
         try:
-            source = read_source(file)
+            source = sources[file] if sources is not None and file in sources else read_source(file)
         except SourceError as error:
-            errors.append(error)
+            results[file] = error
+            ready += 1
             continue
+        texts[file] = source
         if "torch" not in source:
             results[file] = []
+            ready += 1
             continue
         key = store.key(file, source) if store is not None else None
         cached = store.get(key) if store is not None and key is not None else None
         if cached is not None:
             results[file] = cached
+            ready += 1
         else:
             todo.append((file, source, key))
+    if progress is not None and ready:
+        progress(ready)
     jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
+
+    def record(entry: tuple[str, str, bytes | None], outcome) -> None:
+        file, _, key = entry
+        if isinstance(outcome, tuple):  # (path, message, line): SourceError does not pickle
+            results[file] = SourceError(*outcome)
+        else:
+            results[file] = outcome
+            if store is not None and key is not None:
+                store.put(key, outcome)
+        if progress is not None:
+            progress(1)
+
     if jobs > 1 and len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -763,20 +852,14 @@ def lint_paths(paths: Iterable[str], *, cache: bool = False, jobs: int = 1) -> t
         # spawn, not fork: the caller may have threads (JAX does) that fork would deadlock
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
-            outcomes = list(pool.map(_lint_job, [(f, s) for f, s, _ in todo], chunksize=chunk))
+            for entry, outcome in zip(todo, pool.map(_lint_job, [(f, s) for f, s, _ in todo], chunksize=chunk)):
+                record(entry, outcome)
     else:
-        outcomes = [_lint_job((f, s)) for f, s, _ in todo]
-    for (file, _, key), outcome in zip(todo, outcomes):
-        if isinstance(outcome, tuple):  # (path, line, message): SourceError does not pickle
-            errors.append(SourceError(*outcome))
-            continue
-        results[file] = outcome
-        if store is not None and key is not None:
-            store.put(key, outcome)
+        for entry in todo:
+            record(entry, _lint_job((entry[0], entry[1])))
     if store is not None:
         store.save()
-    findings = [f for file in files for f in results.get(file, ())]
-    return findings, errors
+    return [(file, texts.get(file), results[file]) for file in files]
 
 
 def _lint_job(job: tuple[str, str]) -> list[Finding] | tuple[str, str, int | None]:
@@ -859,7 +942,7 @@ class LintCache:
 
     def put(self, key: bytes, findings: list[Finding]) -> None:
         self.entries[key] = tuple(
-            (f.path, f.line, f.col, f.code, f.message, f.fixable, f.severity) for f in findings
+            (f.path, f.line, f.col, f.code, f.message, f.fixable, f.severity, f.fix) for f in findings
         )
         self.dirty = True
 

@@ -1,7 +1,9 @@
-"""Renderers: findings as text lines or JSON, errors, diffs. Pure output; no analysis.
+"""Renderers: findings as text lines, JSON, SARIF, GitHub annotations or JUnit XML; errors,
+diffs. Pure output; no analysis.
 
 Text lines are `path:line:col CODE message`, the format editors and CI annotators parse.
-Colour (rich styles) only when asked for, i.e. when the stream is a terminal.
+Colour (rich styles) only when asked for, i.e. when the stream is a terminal. The CI formats
+and writing several outputs in one run (`write_outputs`) live in formats.py.
 """
 
 from __future__ import annotations
@@ -9,12 +11,17 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TextIO
 
+from .formats import FORMATS, parse_output_spec, parse_output_specs, render_output, write_outputs
 from .model import Finding, SourceError
 
-FORMATS = ("text", "json")
+__all__ = [
+    "FORMATS", "finding_line", "is_tty", "parse_output_spec", "parse_output_specs", "plural", "render_diff",
+    "render_errors", "render_findings", "render_lines", "render_output", "summary", "unified_diff",
+    "write_outputs",
+]
 
 _CODE_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
 
@@ -77,8 +84,15 @@ def render_lines(findings: Iterable[Finding], stream: TextIO, color: bool) -> No
 
 
 def render_findings(findings: Sequence[Finding], fmt: str, stream: TextIO, color: bool | None = None,
-                    *, show_summary: bool = True) -> None:
-    """Write findings as `text` (lines + a one-line summary) or `json` (a list of dicts)."""
+                    *, show_summary: bool = True, root: str | os.PathLike | None = None,
+                    sources: Mapping[str, str] | None = None, errors: Iterable[SourceError | str] = (),
+                    files: Iterable[str] = ()) -> None:
+    """Write findings as `text` (lines + a one-line summary), `json` (a list of dicts), or one
+    of the CI formats `sarif`, `github`, `junit` (see formats.py; `root`, `sources`, `errors`
+    and `files` are used by those only)."""
+    if fmt not in ("text", "json"):
+        render_output(findings, fmt, stream, root=root, sources=sources, errors=errors, files=files)
+        return
     if color is None:
         color = is_tty(stream)
     findings = sorted(findings)
@@ -86,8 +100,6 @@ def render_findings(findings: Sequence[Finding], fmt: str, stream: TextIO, color
         json.dump([f.to_dict() for f in findings], stream, indent=2)
         stream.write("\n")
         return
-    if fmt != "text":
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     render_lines(findings, stream, color)
     if show_summary:
         if color:

@@ -210,9 +210,18 @@ def test_rule_explains_one_code_in_fixed_sections(run):
     assert result.exit_code == 0
     out = result.stdout
     positions = [out.index(title) for title in
-                 ("What it detects", "Why it matters in JAX", "Example", "Use instead", "Fix safety")]
+                 ("What it detects", "Why it matters in JAX", "Example", "JAX equivalent", "Fix safety")]
     assert positions == sorted(positions)
     assert "nn.Conv2d(1, 8, 3, padding=1)" in out and "torch.nn.Linear" in out
+    assert "safe (numerically identical)" in out and "unsafe" not in out
+    # a code with unsafe constructs names them under "Fix safety"
+    mixed = run("rule", "PTJ104").stdout
+    safety = mixed[mixed.index("Fix safety"):mixed.index("Covers")]
+    for name in ("torch.randn", "torch.rand", "torch.randint", "torch.tensor", "torch.long", "torch.int64"):
+        assert name in safety
+    assert "torch.zeros" not in safety
+    unused = run("rule", "PTJ910")
+    assert unused.exit_code == 0 and "unused-noqa" in unused.stdout
     unknown = run("rule", "PTJ999")
     assert unknown.exit_code == 2 and "unknown rule code" in unknown.stderr
 

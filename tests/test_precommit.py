@@ -27,6 +27,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 TORCH_FILE = "import torch\n\nx = torch.zeros(3)\n"
+RANDOM_FILE = "import torch\n\nx = torch.zeros(3)\nnoise = torch.randn(3)\n"
 PLAIN_FILE = "import json\n\nprint(json.dumps([1, 2]))\n"
 
 
@@ -41,10 +42,11 @@ def test_manifest_declares_both_hooks():
     hooks = {h["id"]: h for h in manifest()}
     assert set(hooks) == {"pt2jax-lint", "pt2jax-rewrite"}
     assert hooks["pt2jax-lint"]["entry"] == "pt2jax lint"
-    assert hooks["pt2jax-rewrite"]["entry"] == "pt2jax rewrite"
-    assert hooks["pt2jax-rewrite"]["require_serial"] is True
+    # the fixer applies safe fixes only, and fails the run only by modifying files
+    assert hooks["pt2jax-rewrite"]["entry"] == "pt2jax lint --fix --exit-zero"
     for hook in hooks.values():
         assert hook["language"] == "python" and hook["types"] == ["python"]
+        assert hook["require_serial"] is True  # one process sees the whole commit (--report, --output)
 
 
 class Repo:
@@ -139,3 +141,53 @@ def test_rewrite_hook_converts_staged_files(repo):
     again = repo.pre_commit("run", "pt2jax-rewrite")
     assert again.returncode == 0, again.stdout  # idempotent
     assert repo.pre_commit("run", "pt2jax-lint").returncode == 0
+
+
+def test_rewrite_hook_applies_safe_fixes_only(repo):
+    repo.write("noisy.py", RANDOM_FILE)
+    repo.git("add", "noisy.py")
+    result = repo.pre_commit("run", "pt2jax-rewrite")
+    assert result.returncode == 1 and "files were modified by this hook" in result.stdout
+    converted = (repo.work / "noisy.py").read_text()
+    assert "x = jnp.zeros((3,))" in converted
+    assert "noise = torch.randn(3)" in converted and "import torch" in converted  # unsafe: left alone
+    # what remains (the rewrite added `import jax.numpy as jnp` above it)
+    assert "noisy.py:5:9 PTJ104 torch.randn tensor creation [fixable]" in result.stdout
+    repo.git("add", "noisy.py")
+    again = repo.pre_commit("run", "pt2jax-rewrite")
+    assert again.returncode == 0, again.stdout  # nothing left it may fix: passes
+    lint = repo.pre_commit("run", "pt2jax-lint")
+    assert lint.returncode == 1 and "PTJ104" in lint.stdout  # the lint hook still holds the line
+
+
+def test_hooks_honour_config_noqa_and_baseline(repo):
+    repo.write("pyproject.toml", '[tool.pt2jax]\nexclude = ["legacy/"]\n')
+    (repo.work / "legacy").mkdir()
+    repo.write("legacy/old.py", TORCH_FILE)
+    repo.write("quiet.py", "import torch  # noqa\n")
+    repo.git("add", "pyproject.toml", "legacy/old.py", "quiet.py")
+    lint = repo.pre_commit("run", "pt2jax-lint")
+    assert lint.returncode == 0, lint.stdout
+    fixer = repo.pre_commit("run", "pt2jax-rewrite")
+    assert fixer.returncode == 0, fixer.stdout
+    assert (repo.work / "legacy" / "old.py").read_text() == TORCH_FILE
+
+    # a baseline through `args`: known findings pass, a new one fails
+    repo.write("model.py", TORCH_FILE)
+    repo.git("add", "model.py")
+    assert subprocess.run([str(PT2JAX), "lint", "model.py", "--write-baseline", "b.json"], cwd=repo.work,
+                          env=repo.env, capture_output=True).returncode == 0
+    import yaml
+
+    config = yaml.safe_load((repo.work / ".pre-commit-config.yaml").read_text())
+    for hook in config["repos"][0]["hooks"]:
+        if hook["id"] == "pt2jax-lint":
+            hook["args"] = ["--baseline", "b.json"]
+    (repo.work / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
+    repo.git("add", ".pre-commit-config.yaml")
+    assert repo.pre_commit("run", "pt2jax-lint").returncode == 0
+    repo.write("model.py", TORCH_FILE + "y = torch.ones(2)\n")
+    repo.git("add", "model.py")
+    new = repo.pre_commit("run", "pt2jax-lint")
+    assert new.returncode == 1 and "model.py:4:5 PTJ104 torch.ones" in new.stdout
+    assert "model.py:3:" not in new.stdout

@@ -1,0 +1,175 @@
+"""`--report FILE.md`: a Markdown summary for the pull request's reviewer.
+
+It says how much was scanned and how much is already torch-free, lists the findings per code
+(each code links to its doc in a "Rules" section at the end of the report, anchor `#ptjNNN`),
+what `pt2jax rewrite` converts automatically, and every place that needs a person
+(path:line, code, message). Long lists are cut at MAX_ROWS rows with a count of the rest, so
+the report fits in a pull-request comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .model import Finding
+from .stats import Statistics, percent
+
+MAX_ROWS = 500
+
+
+def _cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _code_link(code: str) -> str:
+    return f"[{code}](#{code.lower()})"
+
+
+def _location(finding: Finding) -> str:
+    return f"`{finding.path}:{finding.line}`"
+
+
+def _message(finding: Finding) -> str:
+    message = finding.message
+    if message.endswith(" [fixable]"):
+        message = message[: -len(" [fixable]")]
+    return _cell(message)
+
+
+def _rules_section(codes: Iterable[str]) -> list[str]:
+    from .rules import load_rules
+
+    rules = load_rules()
+    out = ["## Rules", ""]
+    for code in sorted(set(codes)):
+        rule = rules.lint_rules.get(code)
+        if rule is None:
+            continue
+        unsafe = sorted(
+            name for entry in rules.entries if entry.code == code and entry.get("safety") == "unsafe"
+            for name in entry.names
+        )
+        out += [f"### {code}", "", f"**{rule.name}**: {rule.summary}", "",
+                f"- **What it detects:** {rule.what}",
+                f"- **Why it matters in JAX:** {rule.why}",
+                "- **Example:**", "", "  ```python", *("  " + line for line in rule.example.splitlines()), "  ```",
+                "- **JAX equivalent:**", "", "  ```python", *("  " + line for line in rule.instead.splitlines()), "  ```",
+                f"- **Fix safety:** {rule.fix}" + (f" (unsafe for {', '.join(unsafe)})" if unsafe else ""),
+                f"- `pt2jax rule {code}` prints this doc.", ""]
+    return out
+
+
+def _per_code_table(stats: Statistics) -> list[str]:
+    if not stats.codes:
+        return ["No findings.", ""]
+    out = ["| code | rule | findings | auto-fixable | safe | unsafe | needs a person |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for c in stats.codes:
+        out.append(f"| {_code_link(c.code)} | {c.name} | {c.count} | {c.fixable} | {c.safe} | {c.unsafe} | {c.manual} |")
+    return out + [""]
+
+
+def _manual_table(findings: Sequence[Finding], empty: str) -> list[str]:
+    manual = [f for f in sorted(findings) if not f.fixable]
+    if not manual:
+        return [empty, ""]
+    out = ["| location | code | what to do |", "|---|---|---|"]
+    for finding in manual[:MAX_ROWS]:
+        out.append(f"| {_location(finding)} | {_code_link(finding.code)} | {_message(finding)} |")
+    if len(manual) > MAX_ROWS:
+        out.append(f"| … | | {len(manual) - MAX_ROWS} more (run `pt2jax lint` for all) |")
+    return out + [""]
+
+
+def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: int = 0,
+                baseline: tuple[str, int] | None = None, errors: Sequence[str] = ()) -> str:
+    """The report for `pt2jax lint --report`. `baseline` is (file, findings it covered)."""
+    fixable = [f for f in findings if f.fixable]
+    lines = [
+        "# pt2jax migration report", "",
+        f"- **Files scanned:** {stats.files} ({stats.lines} lines)",
+        f"- **Torch-free:** {stats.torch_free_files} of {stats.files} files "
+        f"({percent(stats.torch_free_file_share)}), {stats.torch_free_lines} of {stats.lines} lines "
+        f"({percent(stats.torch_free_line_share)})",
+        f"- **Findings:** {stats.findings}: {stats.fixable} converted automatically by `pt2jax rewrite` "
+        f"({percent(stats.fixable_share)}; {stats.safe} safe, {stats.unsafe} unsafe), "
+        f"{stats.findings - stats.fixable} need a person",
+    ]
+    if suppressed:
+        lines.append(f"- **Suppressed** by `# noqa` / `# pt2jax: noqa`: {suppressed}")
+    if baseline is not None:
+        lines.append(f"- **Baseline** `{baseline[0]}`: {baseline[1]} known findings not counted above")
+    if errors:
+        lines.append(f"- **Files that could not be linted:** {len(errors)}")
+    lines += ["", "## Findings per code", "", *_per_code_table(stats)]
+    lines += ["## What `pt2jax rewrite` converts automatically", ""]
+    if fixable:
+        per_file: dict[str, list[Finding]] = {}
+        for finding in fixable:
+            per_file.setdefault(finding.path, []).append(finding)
+        lines += ["| file | conversions | unsafe (change numbers; `--unsafe-fixes`) | codes |", "|---|---:|---:|---|"]
+        for path in sorted(per_file)[:MAX_ROWS]:
+            group = per_file[path]
+            codes = ", ".join(_code_link(c) for c in sorted({f.code for f in group}))
+            unsafe = sum(1 for f in group if f.fix == "unsafe")
+            lines.append(f"| `{_cell(path)}` | {len(group)} | {unsafe} | {codes} |")
+        if len(per_file) > MAX_ROWS:
+            lines.append(f"| … {len(per_file) - MAX_ROWS} more files | | | |")
+        lines += ["", "Safe fixes: `pt2jax lint --fix PATH` (or `pt2jax rewrite PATH` for all of them, "
+                  "`pt2jax rewrite --diff PATH` to preview).", ""]
+    else:
+        lines += ["Nothing to convert automatically.", ""]
+    lines += ["## Needs a person", "", *_manual_table(findings, "Nothing: every finding is converted automatically.")]
+    if errors:
+        lines += ["## Files that could not be linted", ""]
+        lines += [f"- `{_cell(e)}`" for e in errors[:MAX_ROWS]] + [""]
+    lines += _rules_section(f.code for f in findings)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def rewrite_report(files: int, lines_total: int, changed: Sequence[str], findings: Sequence[Finding], *,
+                   torch_free_files: int, torch_free_lines: int, mode: str, errors: Sequence[str] = ()) -> str:
+    """The report for `pt2jax rewrite --report`. `mode` says what happened to the files
+    ("rewritten in place", "would be rewritten", "written to DIR")."""
+    from .rules import load_rules
+
+    names = {code: rule.name for code, rule in load_rules().lint_rules.items()}
+    changes = [f for f in findings if f.fixable]
+    todos = [f for f in findings if not f.fixable]
+    share_files = torch_free_files / files if files else 1.0
+    share_lines = torch_free_lines / lines_total if lines_total else 1.0
+    out = [
+        "# pt2jax rewrite report", "",
+        f"- **Files scanned:** {files} ({lines_total} lines)",
+        f"- **Torch-free before the rewrite:** {torch_free_files} of {files} files ({percent(share_files)}), "
+        f"{torch_free_lines} of {lines_total} lines ({percent(share_lines)})",
+        f"- **Files {mode}:** {len(changed)}",
+        f"- **Changes:** {len(changes)} ({sum(1 for f in changes if f.fix == 'unsafe')} unsafe: they change numbers)",
+        f"- **Left for a person** (marked `# TODO(pt2jax)`): {len(todos)}",
+    ]
+    if errors:
+        out.append(f"- **Files that could not be converted:** {len(errors)}")
+    out += ["", "## Changes per code", ""]
+    per_code: dict[str, list[Finding]] = {}
+    for finding in findings:
+        per_code.setdefault(finding.code, []).append(finding)
+    if per_code:
+        out += ["| code | rule | converted | unsafe | left for a person |", "|---|---|---:|---:|---:|"]
+        for code in sorted(per_code, key=lambda c: (-len(per_code[c]), c)):
+            group = per_code[code]
+            done = sum(1 for f in group if f.fixable)
+            unsafe = sum(1 for f in group if f.fixable and f.fix == "unsafe")
+            out.append(f"| {_code_link(code)} | {names.get(code, '')} | {done} | {unsafe} | {len(group) - done} |")
+        out.append("")
+    else:
+        out += ["Nothing to convert.", ""]
+    if changed:
+        out += ["## Files", ""] + [f"- `{_cell(p)}`" for p in list(changed)[:MAX_ROWS]]
+        if len(changed) > MAX_ROWS:
+            out.append(f"- … {len(changed) - MAX_ROWS} more")
+        out.append("")
+    out += ["## Needs a person", "", *_manual_table(todos, "Nothing: everything was converted.")]
+    if errors:
+        out += ["## Files that could not be converted", ""] + [f"- `{_cell(e)}`" for e in errors[:MAX_ROWS]] + [""]
+    out += _rules_section(per_code)
+    return "\n".join(out).rstrip() + "\n"
