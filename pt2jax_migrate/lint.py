@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from .fsio import collect_python_files, read_source
 from .model import Finding, SourceError
+from .mapping import CONVERTED_IMPORTS
 from .names import (
     CLASS,
     COMPREHENSION,
@@ -515,7 +516,7 @@ class _Classifier:
     def train_lines(self) -> set[int]:
         if self._train_lines is None:
             if ".backward(" in self.w.source:
-                from .rewrite import fixable_train_step_lines
+                from .trainstep import fixable_train_step_lines
 
                 try:
                     self._train_lines = set(fixable_train_step_lines(self.w.source))
@@ -762,7 +763,7 @@ def lint_source(source: str, path: str = "<string>") -> list[Finding]:
 
 
 # names the converted code itself imports (rewrite.IMPORTS; a test keeps the two in step)
-CONVERTED_IMPORT_NAMES = frozenset({"math", "partial", "jax", "jnp", "np", "optax", "nnx"})
+CONVERTED_IMPORT_NAMES = frozenset(CONVERTED_IMPORTS)
 
 
 def not_tensor_names(body: list[ast.stmt]) -> set[str]:

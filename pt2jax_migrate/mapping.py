@@ -12,6 +12,18 @@ from dataclasses import dataclass, field
 
 from .rules import Rule, load_rules
 
+TORCH_ROOTS = ("torch", "torchvision")
+# Names the converted code may use, and the import that binds each (stdlib first).
+CONVERTED_IMPORTS = {
+    "math": "import math",
+    "partial": "from functools import partial",
+    "jax": "import jax",
+    "jnp": "import jax.numpy as jnp",
+    "np": "import numpy as np",
+    "optax": "import optax",
+    "nnx": "from flax import nnx",
+}
+
 
 @dataclass(frozen=True)
 class Arg:

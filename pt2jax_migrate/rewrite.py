@@ -16,28 +16,18 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from . import trainstep
 from .helpers import HELPERS, helper_closure
-from .mapping import (Arg, CallContext, Refused, make_arg, optimizer_model, render_call, target_name,
+from .mapping import (CONVERTED_IMPORTS, TORCH_ROOTS, Arg, CallContext, Refused, make_arg, optimizer_model, render_call, target_name,
                       tensor_method_applies)
 from .model import FileResult, Finding, SourceError
 from .rules import load_rules
 
-TORCH_ROOTS = ("torch", "torchvision")
 _BUILTINS = set(dir(builtins))
 NO_GRAD = {"torch.no_grad", "torch.inference_mode"}
 TRAIN_METHODS = trainstep.TRAIN_METHODS
 TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
 SPECIAL_NAMES = {"torch.Tensor": "jax.Array"}
 
-# Names the converted code may use, and the import that binds each (stdlib first).
-IMPORTS = {
-    "math": "import math",
-    "partial": "from functools import partial",
-    "jax": "import jax",
-    "jnp": "import jax.numpy as jnp",
-    "np": "import numpy as np",
-    "optax": "import optax",
-    "nnx": "from flax import nnx",
-}
+IMPORTS = CONVERTED_IMPORTS  # names the converted code may use -> the import binding each
 TODO_PREFIX = "# TODO(pt2jax): "
 _EMPTY = cst.Module([])
 
@@ -1343,52 +1333,5 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx", 
     return FileResult(path, source, new_source, findings)
 
 
-def fixable_train_step_lines(source: str) -> set[int]:
-    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts.
-
-    Decided with `ast` (fast enough for lint) by the same planner the rewrite uses;
-    tests/test_lint_rewrite_agree.py holds the two to one answer.
-    """
-    tree = ast.parse(source)
-    rules = load_rules()
-    aliases: dict[str, str] = {}
-    module_names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] in TORCH_ROOTS:
-                    aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level and node.module.split(".")[0] in TORCH_ROOTS:
-            for alias in node.names:
-                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            module_names.add(stmt.name)
-        elif isinstance(stmt, ast.Assign):
-            module_names |= {n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            module_names |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
-
-    def qualname(node: ast.AST) -> str | None:
-        parts = []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        if not isinstance(node, ast.Name) or node.id not in aliases:
-            return None
-        return ".".join([aliases[node.id], *reversed(parts)])
-
-    optimizers: dict[str, str] = {}
-    loss_vars: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call):
-            q = qualname(node.value.func)
-            rule = rules.by_name.get(q) if q else None
-            if rule is not None and rule.kind == "loss":
-                loss_vars.add(node.targets[0].id)
-            if rule is not None and rule.kind == "optimizer" and node.value.args:
-                model = optimizer_model(ast.unparse(node.value.args[0]))
-                if model is not None:
-                    optimizers[node.targets[0].id] = model
-    not_models = module_names | set(IMPORTS) | set(HELPERS) | loss_vars
-    return trainstep.fixable_lines(tree, optimizers=optimizers, not_models=not_models)
+# lint imports it from trainstep (no libcst there); kept here for callers of the engine
+fixable_train_step_lines = trainstep.fixable_train_step_lines

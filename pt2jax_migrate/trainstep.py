@@ -152,3 +152,58 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
                 if isinstance(result, StepPlan):
                     lines.update(body[i].lineno for i in result.lines_removed())
     return lines
+
+
+def fixable_train_step_lines(source: str) -> set[int]:
+    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts.
+
+    Decided with `ast` (fast enough for lint) by the same planner the rewrite uses;
+    tests/test_lint_rewrite_agree.py holds the two to one answer.
+    """
+    tree = ast.parse(source)
+    from .helpers import HELPERS
+    from .mapping import CONVERTED_IMPORTS, TORCH_ROOTS, optimizer_model
+    from .rules import load_rules
+
+    rules = load_rules()
+    aliases: dict[str, str] = {}
+    module_names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in TORCH_ROOTS:
+                    aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level and node.module.split(".")[0] in TORCH_ROOTS:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            module_names.add(stmt.name)
+        elif isinstance(stmt, ast.Assign):
+            module_names |= {n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            module_names |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
+
+    def qualname(node: ast.AST) -> str | None:
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name) or node.id not in aliases:
+            return None
+        return ".".join([aliases[node.id], *reversed(parts)])
+
+    optimizers: dict[str, str] = {}
+    loss_vars: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call):
+            q = qualname(node.value.func)
+            rule = rules.by_name.get(q) if q else None
+            if rule is not None and rule.kind == "loss":
+                loss_vars.add(node.targets[0].id)
+            if rule is not None and rule.kind == "optimizer" and node.value.args:
+                model = optimizer_model(ast.unparse(node.value.args[0]))
+                if model is not None:
+                    optimizers[node.targets[0].id] = model
+    not_models = module_names | set(CONVERTED_IMPORTS) | set(HELPERS) | loss_vars
+    return fixable_lines(tree, optimizers=optimizers, not_models=not_models)
