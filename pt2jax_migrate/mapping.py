@@ -380,7 +380,8 @@ def target_name(rule: Rule, name: str | None) -> str:
 
 
 def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> dict[str, str]:
-    values: dict[str, str] = {"name": _short_name(name), "key": ctx.key, "jax_name": jax_name(rule, name)}
+    values: dict[str, str] = {"name": _short_name(name), "key": ctx.key, "jax_name": jax_name(rule, name),
+                              "op": rule.get("ops", {}).get(_short_name(name), "")}
     if ctx.receiver is not None:
         values["self"] = ctx.receiver
     for param, text in rule.get("defaults", {}).items():
@@ -428,7 +429,7 @@ def _render_template(rule: Rule, bound: dict, name: str | None, ctx: CallContext
     values = _values_for(rule, bound, name, ctx)
     if module_form:
         values.update(input="input", target="target")
-    raw = frozenset(rule.get("values", {})) | {"name", "key", "jax_name"}
+    raw = frozenset(rule.get("values", {})) | {"name", "key", "jax_name", "op"}
     text = _fill(templates[key].replace("{name}", values["name"]).replace("{jax_name}", values["jax_name"]), values, raw)
     if module_form:
         text = f"lambda input, target: {text}"

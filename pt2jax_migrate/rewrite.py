@@ -298,6 +298,7 @@ class TorchToNNX(cst.CSTTransformer):
         self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
         self.optimizer_vars: set[str] = set()
         self.scheduler_vars: set[str] = set()  # names assigned a torch.optim optimizer
+        self.wrapped: set[int] = set()  # replacement expressions we parenthesised
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         self.converted_classes = self._find_module_classes(module)
@@ -532,7 +533,7 @@ class TorchToNNX(cst.CSTTransformer):
             if safety == "unsafe" and not self.unsafe_fixes:
                 return updated
             self.changed(original, "PTJ104", f"{q} -> {target}", safety)
-            return cst.parse_expression(target)
+            return self._expr(target)
         rule = self.rules.by_name.get(q)
         if rule is not None and rule.kind == "function" and rule.get("target") and rule.get("templates") is None and rule.status == "exact":
             keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
@@ -540,7 +541,7 @@ class TorchToNNX(cst.CSTTransformer):
             text = f"partial({function}, {keywords})" if keywords else function
             self.helpers |= set(rule.get("helpers", []))
             self.changed(original, rule.code, f"{q} (as a value) -> {text}")
-            return cst.parse_expression(text)
+            return self._expr(text)
         self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
         return updated
 
@@ -608,6 +609,9 @@ class TorchToNNX(cst.CSTTransformer):
                 and not _has_comment(updated.leading_lines)
             ):
                 return cst.RemovalSentinel.REMOVE  # `model.to(device)`: nothing left to do
+        if _is_self_assignment(updated) and not _is_self_assignment(original) and not todos \
+                and not _has_comment(updated.leading_lines):
+            return cst.RemovalSentinel.REMOVE  # `x, y = x.to(d), y.to(d)` became `x, y = x, y`
         return _with_todos(updated, todos)
 
     def _is_super_init(self, call: cst.Call) -> bool:
@@ -759,9 +763,36 @@ class TorchToNNX(cst.CSTTransformer):
             return self._method_call(original, updated)
         return updated
 
-    def _replace(self, original: cst.CSTNode, text: str) -> cst.BaseExpression:
+    def _expr(self, text: str) -> cst.BaseExpression:
+        """A replacement expression. A compound one (`a == b`, `x ** 2`, a lambda) is wrapped
+        in parentheses so it keeps its meaning wherever it lands (`(a == b).sum()`); the
+        parentheses are dropped again where the expression stands alone (_unwrap_ours)."""
         expr = cst.parse_expression(text)
+        if not isinstance(expr, _ATOMIC_EXPR) and not expr.lpar:
+            expr = expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            self.wrapped.add(id(expr))
         return expr
+
+    def _unwrap_ours(self, node):
+        if id(node) in self.wrapped and not isinstance(node, (cst.Tuple, cst.GeneratorExp)):
+            return node.with_changes(lpar=[], rpar=[])
+        return node
+
+    # contexts where any expression stands alone: our parentheses are not needed there
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
+
+    def leave_AugAssign(self, original: cst.AugAssign, updated: cst.AugAssign) -> cst.AugAssign:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        return updated.with_changes(value=self._unwrap_ours(updated.value)) if updated.value is not None else updated
+
+    def leave_Element(self, original: cst.Element, updated: cst.Element) -> cst.Element:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
 
     def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         if q in NO_GRAD or q == "torch.manual_seed":
@@ -775,7 +806,7 @@ class TorchToNNX(cst.CSTTransformer):
             return cst.parse_expression("jax.devices()[0]")
         if q == "torch.cuda.is_available":
             self.changed(original, "PTJ302", 'torch.cuda.is_available() -> jax.default_backend() == "gpu"')
-            return cst.parse_expression('(jax.default_backend() == "gpu")')
+            return self._expr('jax.default_backend() == "gpu"')
         if q == "torch.nn.Parameter":
             args, kwargs = self._args(updated)
             extra = set(kwargs) - {"requires_grad"}
@@ -802,7 +833,7 @@ class TorchToNNX(cst.CSTTransformer):
             self._fscope().needs_rngs = True
         self.helpers |= rendered.helpers
         self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}", rule.get("safety", "safe"))
-        return cst.parse_expression(rendered.text)
+        return self._expr(rendered.text)
 
     def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         if any(arg.keyword is not None for arg in updated.args):
@@ -838,7 +869,7 @@ class TorchToNNX(cst.CSTTransformer):
         if method in ("to", "cuda", "cpu"):
             return self._device_move(original, updated, method, receiver)
         rule = self.rules.methods.get(method)
-        if rule is None or rule.get("templates") is None or self.skip_unsafe(rule):
+        if rule is None or (rule.get("templates") is None and rule.status != "refused") or self.skip_unsafe(rule):
             return updated
         args, kwargs = self._args(updated)
         bare = original.func.value.value if isinstance(original.func.value, cst.Name) else None  # type: ignore[attr-defined]
@@ -851,7 +882,7 @@ class TorchToNNX(cst.CSTTransformer):
             return updated
         self.helpers |= rendered.helpers
         self.changed(original, rule.code, f".{method}(...) -> {_head(rendered.text)}", rule.get("safety", "safe"))
-        return cst.parse_expression(rendered.text)
+        return self._expr(rendered.text)
 
     def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
         args, kwargs = self._args(updated)
@@ -970,7 +1001,7 @@ class TorchToNNX(cst.CSTTransformer):
             return plan
         model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
         tainted = set().union(*(infos[i].targets or set() for i in group))
-        closure = set(self.module_names) | set(self.aliases) | set(IMPORTS) | {"self"}
+        closure = set(self.module_names) | set(self.aliases) | set(IMPORTS) | _BUILTINS | {"self"}
         lifter = _Lifter(model, tainted, closure)
         group_stmts = [body[i].visit(lifter) for i in group]
         later = set()
@@ -1026,6 +1057,10 @@ class TorchToNNX(cst.CSTTransformer):
         return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after])
 
 
+_ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString,
+                cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp)
+
+
 def _head(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= 60 else text[:57] + "..."
@@ -1063,6 +1098,21 @@ def _cst_info(stmt) -> trainstep.StmtInfo:
 
     stmt.visit(Calls())
     return trainstep.StmtInfo(method, None if targets is None else frozenset(targets), frozenset(names_in(stmt)), frozenset(called))
+
+
+def _is_self_assignment(stmt) -> bool:
+    """`a = a` or `a, b = a, b`: nothing left to do."""
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return False
+    small = stmt.body[0]
+    if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+        return False
+    target, value = small.targets[0].target, small.value
+    if isinstance(target, cst.Tuple) and isinstance(value, cst.Tuple):
+        return len(target.elements) == len(value.elements) and all(
+            isinstance(t.value, cst.Name) and isinstance(v.value, cst.Name) and t.value.value == v.value.value
+            for t, v in zip(target.elements, value.elements))
+    return isinstance(target, cst.Name) and isinstance(value, cst.Name) and target.value == value.value
 
 
 def _assign_targets(stmt) -> set[str] | None:
@@ -1167,6 +1217,8 @@ class _Lifter(cst.CSTTransformer):
             return True
         if not (free - self.closure):
             return False  # literals and module-level names: keep inline
+        if isinstance(node, cst.Subscript) and not (names_in(node) - names_in(node.value) - {"None", "True", "False"}):
+            return True  # `y[:, None]`: pass `y`, keep the constant indexing inside the step
         code = code_of(node).strip()
         if code not in self.by_code:
             name = _param_name(node)

@@ -283,3 +283,42 @@ def test_conv_transpose_padding_with_non_literal_arguments_uses_the_helper():
         """)
     assert "padding=((1, 2), (1, 2))" in literal
     assert namespace["conv_transpose_padding"](3, 1, 1, 1, 2) == ((1, 2), (1, 2))
+
+
+def test_replacements_keep_their_meaning_inside_larger_expressions():
+    out = rewrite("""
+        import torch
+
+        def f(pred, target, x):
+            correct = pred.eq(target.view_as(pred)).sum().item()
+            y = x.gt(0).float() + 1
+            z = x.pow(2).mean()
+            return correct, y, z
+        """)
+    assert "correct = (pred == target.reshape(pred.shape)).sum().item()" in out
+    assert "y = (x > 0).astype(jnp.float32) + 1" in out
+    assert "z = (x ** 2).mean()" in out
+
+
+def test_device_moves_leave_no_empty_assignments_and_batches_keep_constant_indexing():
+    out = rewrite("""
+        import torch
+        import torch.nn.functional as F
+
+        def train(model, loader, optimizer, device):
+            for data, target in loader:
+                data, target = data.to(device), target.to(device)
+                optimizer.zero_grad()
+                loss = F.nll_loss(model(data), target)
+                loss.backward()
+                optimizer.step()
+        """)
+    assert "data, target = data, target" not in out
+    assert "loss = train_step(model, optimizer, data, target)" in out
+    assert "jnp.take_along_axis(model(data), target[:, None], axis=1)" in out
+
+
+def test_in_place_tensor_updates_are_left_with_a_marker():
+    result = rewrite_source("import torch\n\ndef f(x):\n    x.add_(1)\n    return x\n", "t.py")
+    assert "    # TODO(pt2jax): PTJ105 .add_(): in-place tensor updates" in result.new_source
+    assert [(f.line, f.code, f.fixable) for f in result.findings] == [(4, "PTJ105", False)]
