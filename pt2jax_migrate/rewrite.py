@@ -941,7 +941,7 @@ class TorchToNNX(cst.CSTTransformer):
 
     def _train_steps(self, body: list) -> list:
         index = 0
-        refusal = None
+        refusals: list[tuple[int, str]] = []  # (id of a backward() statement, why it stays)
         while index < len(body):
             loss_name = _method_call(body[index], "backward")
             if loss_name is None:
@@ -949,7 +949,7 @@ class TorchToNNX(cst.CSTTransformer):
                 continue
             plan = self._plan_group(body, index, loss_name)
             if isinstance(plan, str):
-                refusal = f"training step not converted: {plan}"
+                refusals.append((id(body[index]), f"training step not converted: {plan}"))
                 index += 1
                 continue
             for stmt, code, message in plan.lines:
@@ -961,7 +961,17 @@ class TorchToNNX(cst.CSTTransformer):
             scope.pending_defs.append((plan.call, plan.text_def))
             body = kept
             index = position + 1 + len(plan.after)
-        return [self._leftover_training_calls(stmt, refusal) for stmt in body]
+        out, reason = [], None
+        reasons = dict(refusals)
+        for position, stmt in enumerate(body):
+            if id(stmt) in reasons:
+                reason = reasons[id(stmt)]
+            elif reason is None or _method_call(stmt, "zero_grad") is not None:
+                # a zero_grad() or early statement reports the next refused backward()'s reason
+                ahead = [reasons[id(s)] for s in body[position:] if id(s) in reasons]
+                reason = ahead[0] if ahead else reason
+            out.append(self._leftover_training_calls(stmt, reason))
+        return out
 
     def _leftover_training_calls(self, stmt, refusal: str | None):
         """backward()/zero_grad()/step() calls not part of a converted step: kept, with a TODO."""

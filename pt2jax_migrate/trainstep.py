@@ -59,7 +59,11 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     if step is None:
         return "no optimizer.step() after backward() in the same block"
     opt = stmts[step].method[0]  # type: ignore[index]
-    model = optimizers.get(opt) or _called_model(stmts[:b], not_models)
+    # the forward pass is looked for after the previous backward()/step() only: statements
+    # before that belong to another step (a GAN's discriminator update, say)
+    start = 1 + max((i for i in range(b) if stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
+                    default=-1)
+    model = optimizers.get(opt) or _called_model(stmts[start:b], not_models)
     if model is None:
         return (f"cannot tell which model {opt} optimizes (build it from model.parameters() "
                 "in this file, or call exactly one model in the forward pass)")
@@ -69,7 +73,7 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     # forward taint: statements computed from model(...)
     tainted: set[str] = set()
     computed: dict[int, frozenset[str]] = {}
-    for i in range(b):
+    for i in range(start, b):
         info = stmts[i]
         if i in zero or not (model in info.called or info.names & tainted):
             continue
@@ -86,8 +90,18 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
             group.insert(0, i)
             needed |= stmts[i].names
     defined = set().union(*(computed[i] for i in group))
+    # one definition per name: moving statements is only safe when every use sees the value it saw
+    for name in sorted(defined):
+        bound = [i for i in range(start, b) if stmts[i].targets is not None and name in stmts[i].targets
+                 or stmts[i].targets is None and name in stmts[i].names and i not in zero]
+        if len([i for i in bound if stmts[i].targets is not None]) > 1:
+            return f"{name} is assigned more than once before backward()"
     # statements before backward() that read values the step now computes run after it
     after = [i for i in range(group[0], b) if i not in group and i not in zero and stmts[i].names & defined]
+    for i in after:
+        later_uses = set().union(*(stmts[g].names for g in group if g > i))
+        if stmts[i].targets is None and stmts[i].names & later_uses or (stmts[i].targets or set()) & later_uses:
+            return f"statement {i + 1} of the block sits inside the forward pass and cannot move after the step"
     return StepPlan(model, opt, loss, b, step, zero, group, after)
 
 
