@@ -520,7 +520,15 @@ def _render_optimizer(rule: Rule, bound: dict) -> Rendered:
     values = {p: a.source for p, a in bound.items() if isinstance(a, Arg)}
     for param, text in rule.get("defaults", {}).items():
         values.setdefault(param, text)
-    tx = _fill(templates[key], values)
+    template = templates[key]
+    betas = bound.get("betas")
+    if isinstance(betas, Arg):  # betas=(0.5, 0.999) -> b1=0.5, b2=0.999 rather than (0.5, 0.999)[0]
+        pair = ast.literal_eval(betas.literal) if betas.literal is not None else None
+        for i in (0, 1):
+            value = repr(pair[i]) if isinstance(pair, (tuple, list)) and len(pair) == 2 else f"{paren(betas.source)}[{i}]"
+            values[f"beta{i}"] = value
+            template = template.replace(f"{{betas}}[{i}]", f"{{beta{i}}}")
+    tx = _fill(template, values)
     decay = bound.get("weight_decay")
     has_decay = isinstance(decay, Arg) and decay.literal not in ("0", "0.0")
     if has_decay and not rule.get("weight_decay_in_template"):
