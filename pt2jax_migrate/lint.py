@@ -510,21 +510,30 @@ class _Classifier:
         self.optimizers: set[str] = set()
         self.schedulers: set[str] = set()
         self._train_lines: set[int] | None = None
+        self._kept_optimizers: dict[str, int] = {}
 
     # -------------------------------------------------------------- helpers
 
     def train_lines(self) -> set[int]:
-        if self._train_lines is None:
-            if ".backward(" in self.w.source:
-                from .trainstep import fixable_train_step_lines
+        self._analyse_steps()
+        return self._train_lines  # type: ignore[return-value]
 
-                try:
-                    self._train_lines = set(fixable_train_step_lines(self.w.source))
-                except Exception:  # a rewrite failure must not stop lint: the steps stay manual
-                    self._train_lines = set()
-            else:
-                self._train_lines = set()
-        return self._train_lines
+    def kept_optimizers(self) -> dict[str, int]:
+        self._analyse_steps()
+        return self._kept_optimizers
+
+    def _analyse_steps(self) -> None:
+        """The rewrite's training-step decisions (trainstep.py, `ast` only), on demand."""
+        if self._train_lines is not None:
+            return
+        self._train_lines, self._kept_optimizers = set(), {}
+        if ".backward(" in self.w.source or ".step(" in self.w.source:
+            from .trainstep import train_step_analysis
+
+            try:
+                self._train_lines, self._kept_optimizers = train_step_analysis(self.w.source)
+            except Exception:  # an analysis failure must not stop lint: the steps stay manual
+                pass
 
     def add(self, record: _Record, node: ast.AST, code: str, message: str, fixable: bool,
             severity: str = "warning", safety: str = "safe") -> None:
@@ -640,6 +649,12 @@ class _Classifier:
             self.unsupported(record, call, q)
             return
         reason = self.check(rule, call, q)
+        if reason is None and rule.kind == "optimizer" and record.targets:
+            kept = [t for t in record.targets if t in self.kept_optimizers()]
+            if kept:
+                from .trainstep import KEPT_OPTIMIZER
+
+                reason = KEPT_OPTIMIZER.format(name=kept[0], line=self.kept_optimizers()[kept[0]])
         noun = NOUNS.get(rule.code, "call")
         if reason is None:
             self.add(record, call, rule.code, f"{q} {noun}", True, safety=rule.get("safety", "safe"))

@@ -301,6 +301,9 @@ class TorchToNNX(cst.CSTTransformer):
         self.wrapped: set[int] = set()  # replacement expressions we parenthesised
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
+        # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
+        self.kept_optimizers = trainstep.train_step_analysis(module.code)[1] if ".step(" in module.code else {}
+        self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
         self.module_names = self._module_level_names(module)
@@ -577,6 +580,7 @@ class TorchToNNX(cst.CSTTransformer):
                     self.loss_vars.add(target.value)
                 if rule is not None and rule.kind == "optimizer" and isinstance(target, cst.Name):
                     self.optimizer_vars.add(target.value)
+                    self.optimizer_calls[id(small.value)] = target.value
                 if rule is not None and rule.kind == "optimizer" and isinstance(target, cst.Name) and small.value.args:
                     model = optimizer_model(code_of(small.value.args[0].value))
                     if model is not None:
@@ -822,6 +826,10 @@ class TorchToNNX(cst.CSTTransformer):
             self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
             return updated
         if self.skip_unsafe(rule):
+            return updated
+        kept_as = self.optimizer_calls.get(id(original))
+        if rule.kind == "optimizer" and kept_as in self.kept_optimizers:
+            self.todo(original, rule.code, trainstep.KEPT_OPTIMIZER.format(name=kept_as, line=self.kept_optimizers[kept_as]))
             return updated
         args, kwargs = self._args(updated)
         try:

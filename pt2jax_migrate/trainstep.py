@@ -169,6 +169,15 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
 
 
 def fixable_train_step_lines(source: str) -> set[int]:
+    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts."""
+    return train_step_analysis(source)[0]
+
+
+KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
+                  "convert the two together")
+
+
+def train_step_analysis(source: str) -> tuple[set[int], dict[str, int]]:
     """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts.
 
     Decided with `ast` (fast enough for lint) by the same planner the rewrite uses;
@@ -208,6 +217,7 @@ def fixable_train_step_lines(source: str) -> set[int]:
         return ".".join([aliases[node.id], *reversed(parts)])
 
     optimizers: dict[str, str] = {}
+    optimizer_vars: set[str] = set()
     loss_vars: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call):
@@ -215,9 +225,20 @@ def fixable_train_step_lines(source: str) -> set[int]:
             rule = rules.by_name.get(q) if q else None
             if rule is not None and rule.kind == "loss":
                 loss_vars.add(node.targets[0].id)
+            if rule is not None and rule.kind == "optimizer":
+                optimizer_vars.add(node.targets[0].id)
             if rule is not None and rule.kind == "optimizer" and node.value.args:
                 model = optimizer_model(ast.unparse(node.value.args[0]))
                 if model is not None:
                     optimizers[node.targets[0].id] = model
     not_models = module_names | set(CONVERTED_IMPORTS) | set(HELPERS) | loss_vars
-    return fixable_lines(tree, optimizers=optimizers, not_models=not_models)
+    lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models)
+    # an optimizer built here whose step() stays PyTorch stays PyTorch too: converting only
+    # its construction would leave `opt.zero_grad()` calls on an nnx.Optimizer
+    kept: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "step"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in optimizer_vars
+                and node.lineno not in lines):
+            kept.setdefault(node.func.value.id, node.lineno)
+    return lines, kept

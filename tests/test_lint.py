@@ -139,7 +139,7 @@ EXPECTED_CODES = [
     (23, 8, "PTJ301", False),
     (24, 10, "PTJ302", True),
     (25, 9, "PTJ302", True),  # .cuda()
-    (26, 7, "PTJ201", True),
+    (26, 7, "PTJ201", False),
     (27, 9, "PTJ205", False),
     (28, 10, "PTJ401", False),
     (29, 9, "PTJ104", True),  # dtype attribute

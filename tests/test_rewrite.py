@@ -378,3 +378,24 @@ def test_a_name_assigned_twice_before_backward_is_not_moved():
     result = rewrite_source(source, "t.py")
     assert "loss.backward()" in result.new_source
     assert "out is assigned more than once before backward()" in result.new_source
+
+
+def test_an_optimizer_whose_step_stays_pytorch_stays_pytorch_too():
+    """Converting only the construction would leave opt.zero_grad()/opt.step() on an
+    nnx.Optimizer; lint marks it manual too (tests/test_lint_rewrite_agree.py)."""
+    source = textwrap.dedent("""
+        import torch
+
+
+        def fit(model, x, y):
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        """).lstrip()
+    result = rewrite_source(source, "t.py")
+    assert "opt = torch.optim.SGD(model.parameters(), lr=0.1)" in result.new_source
+    assert "PTJ201 kept in PyTorch: the training step that calls opt.step() is not converted" in result.new_source
+    assert (5, "PTJ201", False) in {(f.line, f.code, f.fixable) for f in result.findings}
