@@ -150,6 +150,7 @@ EXPECTED_CODES = [
     (37, 2, "PTJ304", True),  # decorator
     (39, 14, "PTJ104", True),
     (42, 1, "PTJ402", False),
+    (42, 12, "PTJ901", False),
     (43, 9, "PTJ402", False),
     (45, 1, "PTJ204", False),  # opt.step() outside a recognised train step; sched.step() is not reported
 ]
