@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from .fsio import collect_python_files, read_source
 from .model import Finding, SourceError
 from .mapping import CONVERTED_IMPORTS
+from .trainstep import CLIP
 from .names import (
     CLASS,
     COMPREHENSION,
@@ -498,8 +499,10 @@ def _arguments(args: tuple, kwargs: tuple) -> tuple[list, dict]:
 
 
 class _Classifier:
-    def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None):
+    def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None,
+                 with_steps: bool = True):
         self.w = walker
+        self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
         self.rules = load_rules()
@@ -527,13 +530,19 @@ class _Classifier:
         if self._train_lines is not None:
             return
         self._train_lines, self._kept_optimizers = set(), {}
-        if ".backward(" in self.w.source or ".step(" in self.w.source:
+        if self.with_steps and (".backward(" in self.w.source or ".step(" in self.w.source):
             from .trainstep import train_step_analysis
 
             try:
-                self._train_lines, self._kept_optimizers = train_step_analysis(self.w.source)
+                unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False).unconverted()
+                self._train_lines, self._kept_optimizers, _ = train_step_analysis(self.w.source, unconverted)
             except Exception:  # an analysis failure must not stop lint: the steps stay manual
                 pass
+
+    def unconverted(self) -> frozenset[int]:
+        """Lines holding code the rewrite leaves in place (not counting the training steps)."""
+        skip = {"PTJ001", "PTJ303", "PTJ202", "PTJ203", "PTJ204", "PTJ201"}
+        return frozenset(f.line for f in self.run() if not f.fixable and f.code not in skip)
 
     def add(self, record: _Record, node: ast.AST, code: str, message: str, fixable: bool,
             severity: str = "warning", safety: str = "safe") -> None:
@@ -641,6 +650,11 @@ class _Classifier:
             return
         if q in PARAMETER:
             self.add(record, call, "PTJ102", f"{q}(): becomes an nnx.Param", True)
+            return
+        if q == CLIP:  # folded into the optimizer when its training step is converted
+            fixable = call.lineno in self.train_lines()
+            self.add(record, call, "PTJ204", "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer"
+                     if fixable else "clip_grad_norm_(): converted only inside a recognised training step", fixable)
             return
         if self.categorised(record, call, q):
             return
@@ -775,6 +789,19 @@ def lint_source(source: str, path: str = "<string>") -> list[Finding]:
     if not walker.imports:
         return []
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body)).run()
+
+
+def unconverted_lines(source: str) -> frozenset[int]:
+    """Lines where lint reports code the rewrite leaves in place (training steps aside)."""
+    if "torch" not in source:
+        return frozenset()
+    tree = ast.parse(source.lstrip("\ufeff"))
+    watch = _watched_names(tree.body)
+    walker = _Walker(source, "<string>", watch)
+    walker.visit_all(tree.body)
+    if not walker.imports:
+        return frozenset()
+    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), with_steps=False).unconverted()
 
 
 # names the converted code itself imports (rewrite.IMPORTS; a test keeps the two in step)
@@ -920,7 +947,8 @@ class LintCache:
 
         digest = hashlib.blake2b(__version__.encode(), digest_size=12)
         here = os.path.dirname(os.path.abspath(__file__))
-        sources = [os.path.join(here, name) for name in ("lint.py", "names.py", "mapping.py", "rewrite.py", "rules.py")]
+        sources = [os.path.join(here, name) for name in ("lint.py", "names.py", "mapping.py", "rewrite.py", "rules.py",
+                                                         "trainstep.py")]
         sources += sorted(str(p) for p in rules_dir().glob("*.toml"))
         for name in sources:
             try:

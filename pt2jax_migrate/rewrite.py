@@ -302,7 +302,8 @@ class TorchToNNX(cst.CSTTransformer):
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
-        self.kept_optimizers = trainstep.train_step_analysis(module.code)[1] if ".step(" in module.code else {}
+        self.step_lines, self.kept_optimizers, self.clips = (
+            trainstep.train_step_analysis(module.code) if ".step(" in module.code else (set(), {}, {}))
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
@@ -821,6 +822,12 @@ class TorchToNNX(cst.CSTTransformer):
             return updated
         if q in ("torch.nn.Sequential", "torch.nn.ModuleList"):
             return self._container(original, updated, q)
+        if q == trainstep.CLIP:
+            if self._pos(original)[0] in self.step_lines:
+                return updated  # folded into the optimizer by the training-step rewrite
+            self.todo(original, "PTJ204", "clip_grad_norm_ is converted only inside a recognised training step "
+                      "(as optax.clip_by_global_norm in the optimizer built in this file)")
+            return updated
         rule = self.rules.by_name.get(q)
         if rule is None:
             self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
@@ -832,8 +839,11 @@ class TorchToNNX(cst.CSTTransformer):
             self.todo(original, rule.code, trainstep.KEPT_OPTIMIZER.format(name=kept_as, line=self.kept_optimizers[kept_as]))
             return updated
         args, kwargs = self._args(updated)
+        ctx = self._ctx()
+        if rule.kind == "optimizer" and kept_as in self.clips:
+            ctx.clip_norm = self.clips[kept_as]  # its training step clips gradients
         try:
-            rendered = render_call(rule, args, kwargs, name=q, ctx=self._ctx())
+            rendered = render_call(rule, args, kwargs, name=q, ctx=ctx)
         except Refused as why:
             self.todo(original, rule.code, f"{q}: {why}")
             return updated
@@ -1013,11 +1023,12 @@ class TorchToNNX(cst.CSTTransformer):
         return self.scopes[0]
 
     def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
-        infos = [_cst_info(stmt) for stmt in body]
+        infos = [_cst_info(stmt, self.qualname) for stmt in body]
         plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models())
         if isinstance(plan, str):
             return plan
         model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
+        clip = plan.clip
         tainted = set().union(*(infos[i].targets or set() for i in group))
         closure = set(self.module_names) | set(self.aliases) | set(IMPORTS) | _BUILTINS | {"self"}
         lifter = _Lifter(model, tainted, closure)
@@ -1062,8 +1073,8 @@ class TorchToNNX(cst.CSTTransformer):
         call_text = f"{call_targets} = {train_step}({', '.join([model, opt, *args])})\n"
         call = cst.parse_statement(call_text)
         comments = []  # comments above removed statements move to the call: nothing is dropped
-        remove = set(group) | set(zero) | set(after) | {b, step_index}
-        for i in sorted(set(zero) | {b, step_index}):  # group statements keep theirs in loss_fn
+        remove = set(group) | set(zero) | set(after) | set(clip) | {b, step_index}
+        for i in sorted(set(zero) | set(clip) | {b, step_index}):  # group statements keep theirs in loss_fn
             comments += [line for line in body[i].leading_lines if line.comment is not None]
             trailing = body[i].trailing_whitespace.comment
             if trailing is not None:
@@ -1071,6 +1082,8 @@ class TorchToNNX(cst.CSTTransformer):
         call = call.with_changes(leading_lines=comments)
         lines = [(body[i], "PTJ202", f"{opt}.zero_grad() removed (gradients are returned, not accumulated)") for i in zero]
         lines.append((body[b], "PTJ203", f"{loss}.backward() -> nnx.value_and_grad in @nnx.jit {train_step}"))
+        lines += [(body[i], "PTJ204", f"clip_grad_norm_ -> optax.clip_by_global_norm({plan.max_norm}) in {opt}'s chain")
+                  for i in clip]
         lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
         return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after])
 
@@ -1100,10 +1113,18 @@ def _is_docstring(stmt) -> bool:
     )
 
 
-def _cst_info(stmt) -> trainstep.StmtInfo:
+def _has_todo(stmt) -> bool:
+    return any(line.comment is not None and line.comment.value.startswith(TODO_PREFIX) for line in stmt.leading_lines)
+
+
+def _cst_info(stmt, qualname) -> trainstep.StmtInfo:
     """The planner's summary of one libcst statement (trainstep.ast_info is its twin)."""
     method = None
     call = _expr_call(stmt)
+    clip = None
+    if call is not None and qualname(call.func) == trainstep.CLIP:
+        clip = trainstep.clip_info([code_of(a.value) for a in call.args if a.keyword is None],
+                                   {a.keyword.value: code_of(a.value) for a in call.args if a.keyword is not None})
     if call is not None and not call.args and isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name):
         method = (call.func.value.value, call.func.attr.value)
     targets = _assign_targets(stmt)
@@ -1115,7 +1136,8 @@ def _cst_info(stmt) -> trainstep.StmtInfo:
                 called.add(node.func.value)
 
     stmt.visit(Calls())
-    return trainstep.StmtInfo(method, None if targets is None else frozenset(targets), frozenset(names_in(stmt)), frozenset(called))
+    return trainstep.StmtInfo(method, None if targets is None else frozenset(targets), frozenset(names_in(stmt)),
+                              frozenset(called), clip, _has_todo(stmt))
 
 
 def _is_self_assignment(stmt) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 BUILTINS = frozenset(dir(builtins))
 TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
@@ -24,6 +24,8 @@ class StmtInfo:
     targets: frozenset[str] | None  # names bound by a plain assignment; None if not one
     names: frozenset[str]  # every name the statement mentions
     called: frozenset[str]  # names it calls as functions: f(...)
+    clip: tuple[str, str] | None = None  # clip_grad_norm_(MODEL.parameters(), MAX_NORM): (MODEL, MAX_NORM)
+    unconverted: bool = False  # holds code the rewrite leaves in place (a TODO(pt2jax))
 
 
 @dataclass
@@ -36,9 +38,11 @@ class StepPlan:
     zero: list[int]  # zero_grad() statements (removed)
     group: list[int]  # forward + loss statements (moved into the loss function)
     after: list[int]  # statements that read the step's values (moved after the call)
+    clip: list[int] = field(default_factory=list)  # clip_grad_norm_ statements (folded into the optimizer)
+    max_norm: str | None = None
 
     def lines_removed(self) -> list[int]:
-        return [*self.zero, self.backward, self.step]
+        return [*self.zero, *self.clip, self.backward, self.step]
 
 
 def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_models: set[str]) -> StepPlan | str:
@@ -49,16 +53,31 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     """
     loss = stmts[b].method[0]  # type: ignore[index]
     step = None
+    clip: list[int] = []
     for j in range(b + 1, len(stmts)):
         method = stmts[j].method
         if method is not None and method[1] == "step":
             step = j
             break
+        if stmts[j].clip is not None:
+            clip.append(j)
+            continue
         if method is None or method[1] != "zero_grad":
-            return "statements between backward() and step() (gradient clipping?) are not converted"
+            return "statements between backward() and step() are not converted (only zero_grad() and clip_grad_norm_())"
     if step is None:
         return "no optimizer.step() after backward() in the same block"
     opt = stmts[step].method[0]  # type: ignore[index]
+    max_norm = None
+    if clip:
+        # clipping becomes optax.clip_by_global_norm at the head of the optimizer's chain, so
+        # the optimizer must be built here, and the bound must be readable where it is built
+        values = {stmts[j].clip[1] for j in clip}  # type: ignore[index]
+        if len(clip) > 1 or opt not in optimizers or stmts[clip[0]].clip[0] != optimizers[opt]:  # type: ignore[index]
+            return (f"clip_grad_norm_ is folded into the optimizer only when {opt} is built from the same "
+                    "model's parameters() in this file")
+        max_norm = values.pop()
+        if not _is_number(max_norm):
+            return f"clip_grad_norm_'s max_norm {max_norm} is not a number (it moves to the optimizer's construction)"
     # the forward pass is looked for after the previous backward()/step() only: statements
     # before that belong to another step (a GAN's discriminator update, say)
     start = 1 + max((i for i in range(b) if stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
@@ -90,6 +109,9 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
             group.insert(0, i)
             needed |= stmts[i].names
     defined = set().union(*(computed[i] for i in group))
+    for i in group:
+        if stmts[i].unconverted:
+            return f"statement {i + 1} of the block feeds the loss but keeps code that is not converted"
     # one definition per name: moving statements is only safe when every use sees the value it saw
     for name in sorted(defined):
         bound = [i for i in range(start, b) if stmts[i].targets is not None and name in stmts[i].targets
@@ -102,7 +124,32 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
         later_uses = set().union(*(stmts[g].names for g in group if g > i))
         if stmts[i].targets is None and stmts[i].names & later_uses or (stmts[i].targets or set()) & later_uses:
             return f"statement {i + 1} of the block sits inside the forward pass and cannot move after the step"
-    return StepPlan(model, opt, loss, b, step, zero, group, after)
+    return StepPlan(model, opt, loss, b, step, zero, group, after, clip, max_norm)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return False
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+CLIP = "torch.nn.utils.clip_grad_norm_"
+
+
+def clip_info(args: list[str], keywords: dict[str, str]) -> tuple[str, str] | None:
+    """(model, max_norm) of `clip_grad_norm_(model.parameters(), max_norm)` (default norm type)."""
+    from .mapping import optimizer_model
+
+    if "max_norm" in keywords:
+        args = [*args, keywords.pop("max_norm")]
+    if "parameters" in keywords:
+        args = [keywords.pop("parameters"), *args]
+    if len(args) != 2 or set(keywords) - {"error_if_nonfinite", "foreach"}:
+        return None
+    model = optimizer_model(args[0])
+    return (model, args[1]) if model is not None else None
 
 
 def _called_model(stmts: list[StmtInfo], not_models: set[str]) -> str | None:
@@ -117,8 +164,16 @@ def _called_model(stmts: list[StmtInfo], not_models: set[str]) -> str | None:
 # --------------------------------------------------------------------------- ast front end
 
 
-def ast_info(stmt: ast.stmt) -> StmtInfo:
+def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = frozenset()) -> StmtInfo:
     method = None
+    end = getattr(stmt, "end_lineno", None) or stmt.lineno
+    unconverted = any(line in unconverted_lines for line in range(stmt.lineno, end + 1))
+    clip = None
+    if (qualname is not None and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+            and qualname(stmt.value.func) == CLIP):
+        call = stmt.value
+        clip = clip_info([ast.unparse(a) for a in call.args],
+                         {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg})
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
         call = stmt.value
         if (not call.args and not call.keywords and isinstance(call.func, ast.Attribute)
@@ -135,7 +190,7 @@ def ast_info(stmt: ast.stmt) -> StmtInfo:
             names.add(node.id)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
-    return StmtInfo(method, targets, frozenset(names), frozenset(called))
+    return StmtInfo(method, targets, frozenset(names), frozenset(called), clip, unconverted)
 
 
 def _blocks(tree: ast.Module):
@@ -153,18 +208,23 @@ def _blocks(tree: ast.Module):
                 stack.append(handler.body)
 
 
-def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str]) -> set[int]:
-    """Lines of zero_grad()/backward()/step() statements that the rewrite converts."""
+def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
+                  qualname=None, clips: dict[str, str] | None = None,
+                  unconverted_lines: frozenset[int] = frozenset()) -> set[int]:
+    """Lines of zero_grad()/clip_grad_norm_()/backward()/step() statements the rewrite
+    converts; `clips` collects optimizer variable -> max_norm for the steps that clip."""
     lines: set[int] = set()
     for body in _blocks(tree):
         if not any(isinstance(s, ast.Expr) for s in body):
             continue
-        infos = [ast_info(s) for s in body]
+        infos = [ast_info(s, qualname, unconverted_lines) for s in body]
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":
                 result = plan(infos, b, optimizers=optimizers, not_models=not_models)
                 if isinstance(result, StepPlan):
                     lines.update(body[i].lineno for i in result.lines_removed())
+                    if result.max_norm is not None and clips is not None:
+                        clips[result.opt] = result.max_norm
     return lines
 
 
@@ -177,7 +237,10 @@ KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() i
                   "convert the two together")
 
 
-def train_step_analysis(source: str) -> tuple[set[int], dict[str, int]]:
+def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = None,
+                        ) -> tuple[set[int], dict[str, int], dict[str, str]]:
+    """(fixable lines, optimizers kept in PyTorch -> a step() line, optimizers whose
+    construction gains gradient clipping -> max_norm), decided with `ast`."""
     """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts.
 
     Decided with `ast` (fast enough for lint) by the same planner the rewrite uses;
@@ -232,7 +295,13 @@ def train_step_analysis(source: str) -> tuple[set[int], dict[str, int]]:
                 if model is not None:
                     optimizers[node.targets[0].id] = model
     not_models = module_names | set(CONVERTED_IMPORTS) | set(HELPERS) | loss_vars
-    lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models)
+    if unconverted_lines is None:  # lines holding code the rewrite leaves in place, as lint reports them
+        from .lint import unconverted_lines as find_unconverted
+
+        unconverted_lines = find_unconverted(source)
+    clips: dict[str, str] = {}
+    lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models, qualname=qualname, clips=clips,
+                          unconverted_lines=unconverted_lines)
     # an optimizer built here whose step() stays PyTorch stays PyTorch too: converting only
     # its construction would leave `opt.zero_grad()` calls on an nnx.Optimizer
     kept: dict[str, int] = {}
@@ -241,4 +310,4 @@ def train_step_analysis(source: str) -> tuple[set[int], dict[str, int]]:
                 and isinstance(node.func.value, ast.Name) and node.func.value.id in optimizer_vars
                 and node.lineno not in lines):
             kept.setdefault(node.func.value.id, node.lineno)
-    return lines, kept
+    return lines, kept, clips

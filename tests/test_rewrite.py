@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -392,10 +393,45 @@ def test_an_optimizer_whose_step_stays_pytorch_stays_pytorch_too():
             opt.zero_grad()
             loss = ((model(x) - y) ** 2).mean()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            print(loss)
             opt.step()
         """).lstrip()
     result = rewrite_source(source, "t.py")
     assert "opt = torch.optim.SGD(model.parameters(), lr=0.1)" in result.new_source
     assert "PTJ201 kept in PyTorch: the training step that calls opt.step() is not converted" in result.new_source
     assert (5, "PTJ201", False) in {(f.line, f.code, f.fixable) for f in result.findings}
+
+
+def test_gradient_clipping_folds_into_the_optimizer_with_pytorchs_numbers(tmp_path):
+    """clip_grad_norm_ between backward() and step() becomes optax.clip_by_global_norm at the
+    head of the optimizer's chain (before weight decay, as in torch); three steps match."""
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+    from flax import nnx
+
+    from pt2jax_migrate.verify import transfer_weights
+    from pt2jax_migrate.verify.loader import load_slice
+
+    original = Path(__file__).parent / "data" / "rewrite" / "clip_torch.py"
+    result = rewrite_source(original.read_text(), str(original))
+    assert "optax.chain(optax.clip_by_global_norm(0.1), optax.chain(optax.add_decayed_weights(0.01)" in result.new_source
+    assert "clip_grad_norm_" not in result.new_source
+    converted = tmp_path / "clip_jax.py"
+    converted.write_text(result.new_source)
+    torch_ns = load_slice(str(original), {"Net", "fit"}).namespace
+    jax_ns = load_slice(str(converted), {"Net", "fit"}).namespace
+    torch.manual_seed(0)
+    torch_model, jax_model = torch_ns["Net"](), jax_ns["Net"](rngs=nnx.Rngs(0))
+    transfer_weights(torch_model, jax_model)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 4)).astype(np.float32), rng.standard_normal((16, 3)).astype(np.float32)
+    torch_loss = torch_ns["fit"](torch_model, torch.tensor(x), torch.tensor(y))
+    jax_loss = jax_ns["fit"](jax_model, jnp.asarray(x), jnp.asarray(y))
+    assert abs(torch_loss - jax_loss) < 1e-6
+    reference = jax_ns["Net"](rngs=nnx.Rngs(1))
+    transfer_weights(torch_model, reference)
+    want = dict(nnx.to_flat_state(nnx.state(reference, nnx.Param)))
+    got = dict(nnx.to_flat_state(nnx.state(jax_model, nnx.Param)))
+    for path, variable in want.items():
+        assert np.max(np.abs(np.asarray(variable[...]) - np.asarray(got[path][...]))) < 1e-6, path
