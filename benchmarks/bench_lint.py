@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         print(row("lint_source, files without .backward(", t_rest, lines - train_lines))
     if train:
-        print(row("lint_source, files with .backward( (libcst)", t_train, train_lines))
+        print(row("lint_source, files with .backward( (train-step analysis)", t_train, train_lines))
     print(f"lint / (ast.parse + ast.walk) time ratio: all files {t_lint / t_base:.2f}"
           + (f"; files without .backward( {t_rest / t_rest_base:.2f}" if rest else ""))
     return 0
