@@ -346,14 +346,15 @@ class TorchToNNX(cst.CSTTransformer):
         return out
 
     @staticmethod
-    def _module_level_names(module: cst.Module) -> set[str]:
+    def _module_level_names(module: cst.Module, assignments: bool = True) -> set[str]:
+        """Names bound at module level by defs, classes, imports (and plain assignments)."""
         names: set[str] = set()
         for stmt in module.body:
             if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
                 names.add(stmt.name.value)
             elif isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
-                    if isinstance(small, cst.Assign):
+                    if isinstance(small, cst.Assign) and assignments:
                         for target in small.targets:
                             names |= _target_names(target.target)
                     elif isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(getattr(small, "names", None), cst.ImportStar):
@@ -1291,19 +1292,7 @@ def _param_name(node: cst.BaseExpression) -> str:
 
 def not_tensor_names(module: cst.Module) -> set[str]:
     """Module-level names bound by imports, defs and classes: receivers that are not tensors."""
-    names: set[str] = set(IMPORTS)
-    for stmt in module.body:
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-            names.add(stmt.name.value)
-        elif isinstance(stmt, cst.SimpleStatementLine):
-            for small in stmt.body:
-                if isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(small.names, cst.ImportStar):
-                    for alias in small.names:
-                        if alias.asname is not None:
-                            names |= _target_names(alias.asname.name)
-                        else:
-                            names.add(code_of(alias.name).split(".")[0])
-    return names
+    return set(IMPORTS) | TorchToNNX._module_level_names(module, assignments=False)
 
 
 # --------------------------------------------------------------------------- imports & helpers
