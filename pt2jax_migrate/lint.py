@@ -663,12 +663,10 @@ class _Classifier:
             self.unsupported(record, call, q)
             return
         reason = self.check(rule, call, q)
-        if reason is None and rule.kind == "optimizer" and record.targets:
-            kept = [t for t in record.targets if t in self.kept_optimizers()]
-            if kept:
-                from .trainstep import KEPT_OPTIMIZER
+        if reason is None and rule.kind == "optimizer" and record.targets and call.lineno in self.kept_optimizers():
+            from .trainstep import KEPT_OPTIMIZER
 
-                reason = KEPT_OPTIMIZER.format(name=kept[0], line=self.kept_optimizers()[kept[0]])
+            reason = KEPT_OPTIMIZER.format(name=record.targets[0])
         noun = NOUNS.get(rule.code, "call")
         if reason is None:
             self.add(record, call, rule.code, f"{q} {noun}", True, safety=rule.get("safety", "safe"))

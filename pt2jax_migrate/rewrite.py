@@ -835,14 +835,15 @@ class TorchToNNX(cst.CSTTransformer):
             return updated
         if self.skip_unsafe(rule):
             return updated
-        kept_as = self.optimizer_calls.get(id(original))
-        if rule.kind == "optimizer" and kept_as in self.kept_optimizers:
-            self.todo(original, rule.code, trainstep.KEPT_OPTIMIZER.format(name=kept_as, line=self.kept_optimizers[kept_as]))
+        built_as = self.optimizer_calls.get(id(original))
+        line = self._pos(original)[0]
+        if rule.kind == "optimizer" and built_as is not None and line in self.kept_optimizers:
+            self.todo(original, rule.code, trainstep.KEPT_OPTIMIZER.format(name=built_as))
             return updated
         args, kwargs = self._args(updated)
         ctx = self._ctx()
-        if rule.kind == "optimizer" and kept_as in self.clips:
-            ctx.clip_norm = self.clips[kept_as]  # its training step clips gradients
+        if rule.kind == "optimizer" and built_as is not None and line in self.clips:
+            ctx.clip_norm = self.clips[line]  # its training step clips gradients
         try:
             rendered = render_call(rule, args, kwargs, name=q, ctx=ctx)
         except Refused as why:

@@ -209,10 +209,10 @@ def _blocks(tree: ast.Module):
 
 
 def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
-                  qualname=None, clips: dict[str, str] | None = None,
+                  qualname=None, clips: dict[int, str] | None = None,
                   unconverted_lines: frozenset[int] = frozenset()) -> set[int]:
     """Lines of zero_grad()/clip_grad_norm_()/backward()/step() statements the rewrite
-    converts; `clips` collects optimizer variable -> max_norm for the steps that clip."""
+    converts; `clips` collects step() line -> max_norm for the steps that clip."""
     lines: set[int] = set()
     for body in _blocks(tree):
         if not any(isinstance(s, ast.Expr) for s in body):
@@ -224,7 +224,7 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
                 if isinstance(result, StepPlan):
                     lines.update(body[i].lineno for i in result.lines_removed())
                     if result.max_norm is not None and clips is not None:
-                        clips[result.opt] = result.max_norm
+                        clips[body[result.step].lineno] = result.max_norm
     return lines
 
 
@@ -238,14 +238,12 @@ KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() i
 
 
 def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = None,
-                        ) -> tuple[set[int], dict[str, int], dict[str, str]]:
-    """(fixable lines, optimizers kept in PyTorch -> a step() line, optimizers whose
-    construction gains gradient clipping -> max_norm), decided with `ast`."""
-    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts.
-
-    Decided with `ast` (fast enough for lint) by the same planner the rewrite uses;
-    tests/test_lint_rewrite_agree.py holds the two to one answer.
-    """
+                        ) -> tuple[set[int], dict[int, int], dict[int, str]]:
+    """What the rewrite does to the training steps of a file, decided with `ast` (fast enough
+    for lint) by the same planner the rewrite uses; tests/test_lint_rewrite_agree.py holds the
+    two to one answer. Returns (lines of the zero_grad()/clip/backward()/step() statements
+    converted, {line of an optimizer construction kept in PyTorch: line of a step() that stays},
+    {line of an optimizer construction that gains clipping: max_norm})."""
     tree = ast.parse(source)
     from .helpers import HELPERS
     from .mapping import CONVERTED_IMPORTS, TORCH_ROOTS, optimizer_model
@@ -299,15 +297,47 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
         from .lint import unconverted_lines as find_unconverted
 
         unconverted_lines = find_unconverted(source)
-    clips: dict[str, str] = {}
-    lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models, qualname=qualname, clips=clips,
+    step_clips: dict[int, str] = {}
+    lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models, qualname=qualname, clips=step_clips,
                           unconverted_lines=unconverted_lines)
-    # an optimizer built here whose step() stays PyTorch stays PyTorch too: converting only
-    # its construction would leave `opt.zero_grad()` calls on an nnx.Optimizer
-    kept: dict[str, int] = {}
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "step"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id in optimizer_vars
-                and node.lineno not in lines):
-            kept.setdefault(node.func.value.id, node.lineno)
+    # per scope, each optimizer built here (keyed by the line of its construction call):
+    # kept in PyTorch when one of its step() calls stays PyTorch (converting only the
+    # construction would leave `opt.zero_grad()` on an nnx.Optimizer); given clipping when
+    # its converted step clips
+    kept: dict[int, int] = {}
+    clips: dict[int, str] = {}
+    for nodes in _scopes(tree):
+        built: dict[str, int] = {}
+        for node in nodes:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id in optimizer_vars and isinstance(node.value, ast.Call)):
+                q = qualname(node.value.func)
+                rule = rules.by_name.get(q) if q else None
+                if rule is not None and rule.kind == "optimizer":
+                    built[node.targets[0].id] = node.value.lineno
+        for node in nodes:
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "step"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in built):
+                construction = built[node.func.value.id]
+                if node.lineno not in lines:
+                    kept.setdefault(construction, node.lineno)
+                elif node.lineno in step_clips:
+                    clips[construction] = step_clips[node.lineno]
     return lines, kept, clips
+
+
+def _scopes(tree: ast.Module):
+    """The nodes of each scope (module, function, class body), nested scopes excluded."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        scope = stack.pop()
+        nodes: list[ast.AST] = []
+        todo = list(ast.iter_child_nodes(scope))
+        while todo:
+            node = todo.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                stack.append(node)
+                continue
+            nodes.append(node)
+            todo.extend(ast.iter_child_nodes(node))
+        yield nodes

@@ -435,3 +435,17 @@ def test_gradient_clipping_folds_into_the_optimizer_with_pytorchs_numbers(tmp_pa
     got = dict(nnx.to_flat_state(nnx.state(jax_model, nnx.Param)))
     for path, variable in want.items():
         assert np.max(np.abs(np.asarray(variable[...]) - np.asarray(got[path][...]))) < 1e-6, path
+
+
+def test_optimizer_decisions_are_per_construction_not_per_variable_name():
+    """Several functions each build an `opt`: each construction follows its own step."""
+    path = Path(__file__).parent / "data" / "lint" / "training_variants.py"
+    out = rewrite_source(path.read_text(), str(path)).new_source
+    clipped = out[out.index("def clipped("):out.index("def clipped_by_variable")]
+    by_variable = out[out.index("def clipped_by_variable"):out.index("def unconverted_forward")]
+    accumulate = out[out.index("def accumulate"):]
+    assert "optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3, weight_decay=0.01))" in clipped
+    assert "train_step(model, opt, x, y)" in clipped
+    assert "opt = torch.optim.SGD(model.parameters(), lr=0.1)" in by_variable and "kept in PyTorch" in by_variable
+    assert "opt = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)" in accumulate
+    assert "loss, out = train_step_1(model, opt, x, y)\n        acc = jnp.abs(out - y).mean()" in accumulate
