@@ -123,6 +123,20 @@ class GroupNormNCHW(nnx.GroupNorm):
         return jnp.moveaxis(super().__call__(jnp.moveaxis(x, 1, -1)), -1, 1)
 '''
 
+_UPSAMPLE_NEAREST = '''\
+def upsample_nearest(x, scale_factor):
+    """PyTorch's mode='nearest' upsampling by whole factors on channels-first input.
+
+    out[i] = in[i // factor] on each spatial axis: a repeat, exact for whole factors.
+    """
+    factors = ntuple(scale_factor, x.ndim - 2)
+    for axis, factor in enumerate(factors, start=2):
+        if int(factor) != factor:
+            raise ValueError(f"nearest upsampling by a non-whole factor {factor} is not supported")
+        x = jnp.repeat(x, int(factor), axis=axis)
+    return x
+'''
+
 _TORCH_BATCH_NORM = '''\
 class TorchBatchNorm(nnx.BatchNorm):
     """nnx.BatchNorm whose running variance is updated as in PyTorch.
@@ -225,6 +239,7 @@ HELPERS: dict[str, Helper] = {
         _helper("ConvTransposeNCHW", _CONV_TRANSPOSE_NCHW, ["import jax.numpy as jnp", "from flax import nnx"]),
         _helper("conv_transpose_padding", _CONV_TRANSPOSE_PADDING, (), ["ntuple"]),
         _helper("GroupNormNCHW", _GROUP_NORM_NCHW, ["import jax.numpy as jnp", "from flax import nnx"]),
+        _helper("upsample_nearest", _UPSAMPLE_NEAREST, ["import jax.numpy as jnp"], ["ntuple"]),
         _helper("TorchBatchNorm", _TORCH_BATCH_NORM, ["import jax", "import jax.numpy as jnp", "from flax import nnx"]),
         _helper("max_pool1d", _MAX_POOL.format(nd=1), ["import jax", "import jax.numpy as jnp"], ["ntuple"]),
         _helper("max_pool2d", _MAX_POOL.format(nd=2), ["import jax", "import jax.numpy as jnp"], ["ntuple"]),
