@@ -208,6 +208,29 @@ def _blocks(tree: ast.Module):
                 stack.append(handler.body)
 
 
+def _physical_lines(body: list[ast.stmt]) -> list[list[ast.stmt]]:
+    """Statements grouped as the rewrite sees them: `a(); b()` on one line is one statement."""
+    units: list[list[ast.stmt]] = []
+    for stmt in body:
+        if units and not isinstance(stmt, _COMPOUND) and not isinstance(units[-1][-1], _COMPOUND) \
+                and stmt.lineno == (units[-1][-1].end_lineno or units[-1][-1].lineno):
+            units[-1].append(stmt)
+        else:
+            units.append([stmt])
+    return units
+
+
+_COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While,
+             ast.With, ast.AsyncWith, ast.Try)
+
+
+def _joined_info(unit: list[ast.stmt]) -> StmtInfo:
+    """Several statements on one line: never a plain assignment or a clean method call."""
+    parts = [ast_info(stmt) for stmt in unit]
+    return StmtInfo(None, None, frozenset().union(*(p.names for p in parts)),
+                    frozenset().union(*(p.called for p in parts)))
+
+
 def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
                   qualname=None, clips: dict[int, str] | None = None,
                   unconverted_lines: frozenset[int] = frozenset()) -> set[int]:
@@ -217,14 +240,16 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
     for body in _blocks(tree):
         if not any(isinstance(s, ast.Expr) for s in body):
             continue
-        infos = [ast_info(s, qualname, unconverted_lines) for s in body]
+        units = _physical_lines(body)
+        infos = [ast_info(unit[0], qualname, unconverted_lines) if len(unit) == 1 else _joined_info(unit)
+                 for unit in units]
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":
                 result = plan(infos, b, optimizers=optimizers, not_models=not_models)
                 if isinstance(result, StepPlan):
-                    lines.update(body[i].lineno for i in result.lines_removed())
+                    lines.update(units[i][0].lineno for i in result.lines_removed())
                     if result.max_norm is not None and clips is not None:
-                        clips[body[result.step].lineno] = result.max_norm
+                        clips[units[result.step][0].lineno] = result.max_norm
     return lines
 
 
