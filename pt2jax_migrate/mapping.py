@@ -107,6 +107,10 @@ def bind(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None =
 
 
 def _check_arguments(rule: Rule, bound: dict) -> None:
+    for param in rule.get("int_args", []):  # torch.max(a, b) vs torch.max(x, 1): only a literal int is a dim
+        arg = bound.get(param)
+        if isinstance(arg, Arg) and not _is_int_literal(arg):
+            raise Refused(f"{param}={arg.source} is not a literal int (torch.max(a, b) is element-wise)")
     refuse = rule.get("refuse", {})
     allow = rule.get("allow", {})
     if "<always>" in refuse:
