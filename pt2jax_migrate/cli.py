@@ -44,8 +44,11 @@ def _color(option: bool | None, stream) -> bool:
 def _console(color: bool, stream=None, soft_wrap: bool = False):
     from rich.console import Console
 
-    return Console(file=stream or sys.stdout, force_terminal=color, no_color=not color, highlight=False,
-                   soft_wrap=soft_wrap, emoji=False)
+    stream = stream or sys.stdout
+    # logs and pipes get a wide console: rich's 80-column default would fold tables there
+    width = None if getattr(stream, "isatty", lambda: False)() else 120
+    return Console(file=stream, force_terminal=color, no_color=not color, highlight=False,
+                   soft_wrap=soft_wrap, emoji=False, width=width)
 
 
 color_option = click.option(

@@ -17,7 +17,7 @@ def render_report(report: VerifyReport, console) -> None:
     title += ", weights perturbed)" if report.perturbed else ")"
     table = Table(title=title, title_justify="left")
     table.add_column("check")
-    table.add_column("name")
+    table.add_column("name", overflow="fold")
     table.add_column("shape")
     table.add_column("max abs err", justify="right")
     table.add_column("max rel err", justify="right")
