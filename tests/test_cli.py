@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from pt2jax_migrate.cli import main
 from pt2jax_migrate.rules import load_rules
 
 MLP = '''import torch
@@ -35,17 +33,6 @@ def spectrum(x):
 '''
 
 PLAIN = "import json\r\n\r\nprint(json.dumps({'a': 1}))\r\n"
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner(env={"PT2JAX_CACHE_DIR": str(tmp_path / ".cache"), "NO_COLOR": "1"})
-
-    def invoke(*args):
-        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ import re
 import textwrap
 
 import pytest
-from click.testing import CliRunner
 
-from pt2jax_migrate.cli import main, want_progress
+from pt2jax_migrate.cli import want_progress
 from pt2jax_migrate.project import LintOptions, lint_project
 
 MODEL = """import torch
@@ -33,18 +32,6 @@ SAFE_AND_UNSAFE = """import torch
 x = torch.zeros(3)
 noise = torch.randn(3)
 """
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CI", raising=False)
-    runner = CliRunner(env={"PT2JAX_CACHE_DIR": str(tmp_path / ".cache"), "NO_COLOR": "1"})
-
-    def invoke(*args, input=None):
-        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, input=input)
-
-    return invoke
 
 
 def finding_lines(result) -> list[str]:

@@ -7,9 +7,7 @@ import json
 import os
 
 import pytest
-from click.testing import CliRunner
 
-from pt2jax_migrate.cli import main
 from pt2jax_migrate.rules import load_rules
 from pt2jax_migrate.selection import (
     GitIgnore,
@@ -38,18 +36,6 @@ class Net(nn.Module):
         return torch.fft.rfft(self.fc(x).to("cpu"))
 """
 # PTJ001 x2 (1, 2), PTJ101 (5), PTJ102 (8), PTJ901 (11), PTJ302 (11)
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CI", raising=False)
-    runner = CliRunner(env={"PT2JAX_CACHE_DIR": str(tmp_path / ".cache"), "NO_COLOR": "1"})
-
-    def invoke(*args, input=None):
-        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, input=input)
-
-    return invoke
 
 
 def codes_of(result) -> set[str]:

@@ -7,10 +7,7 @@ import ast
 import textwrap
 import time
 
-import pytest
-from click.testing import CliRunner
 
-from pt2jax_migrate.cli import main
 from pt2jax_migrate.lint import lint_source
 from pt2jax_migrate.suppress import add_noqa, apply
 
@@ -19,17 +16,6 @@ def check(source: str, enabled=None):
     source = textwrap.dedent(source)
     outcome = apply("t.py", source, lint_source(source, "t.py"), enabled)
     return [(f.line, f.code) for f in outcome.findings], outcome.suppressed
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner(env={"PT2JAX_CACHE_DIR": str(tmp_path / ".cache"), "NO_COLOR": "1"})
-
-    def invoke(*args, input=None):
-        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, input=input)
-
-    return invoke
 
 
 # ----------------------------------------------------------------------------- line noqa
