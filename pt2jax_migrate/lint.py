@@ -37,13 +37,13 @@ from .names import (
     lookup,
 )
 from .rules import load_rules
+from .core.constructs import (ATTRIBUTE_NAMES, CONTAINERS, MODULE_BASES, NO_GRAD, PARAMETER, container_refusal,
+                              parameter_refusal, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code,
+                              may_be_torch_only_method, torch_only_attribute, torch_only_method)
+from .core.residue import literal_kind, receiver_text
 
 FIXABLE = " [fixable]"
 
-MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module"})
-PARAMETER = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
-NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad",
-                     "torch.autograd.no_grad"})
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CHECKPOINT = frozenset({"torch.save", "torch.load"})
 DEVICE_METHODS = frozenset({"to", "cuda", "cpu"})
@@ -76,7 +76,7 @@ def _converted_as_value(rule) -> bool:
 # flags set by a statement on the call it directly contains
 _EXPR, _WITH_ITEM, _WITH_AS, _DECORATOR, _ASSIGN = 1, 2, 3, 4, 5
 # record kinds
-_CALL, _METHOD, _REF = 0, 1, 2
+_CALL, _METHOD, _REF, _ATTR = 0, 1, 2, 3
 
 
 class _Record:
@@ -266,8 +266,17 @@ class _Walker:
             if value.id in self.watch:
                 parts = dotted(node)[1]  # type: ignore[index]
                 self.records.append(_Record(_REF, node, value, parts, self.scope, self.parent))
+                return
         else:
             self.visit(value)
+        self.torch_only_attributes(node)
+
+    def torch_only_attributes(self, node: ast.AST) -> None:
+        """`.device`, `.grad`, ... anywhere along an attribute chain (core.constructs)."""
+        while type(node) is ast.Attribute:
+            if node.attr in ATTRIBUTE_NAMES:
+                self.records.append(_Record(_ATTR, node, None, None, self.scope, self.parent))
+            node = node.value
 
     def visit_Call(self, node: ast.Call) -> None:
         flag = self.flag if node is self.flag_node else 0
@@ -282,7 +291,7 @@ class _Walker:
             method = func.attr
             if type(value) is ast.Name and value.id in self.watch:
                 record = _Record(_CALL, node, value, dotted(func)[1], self.scope, self.parent, flag, method)  # type: ignore[index]
-            elif method in self.method_names:
+            elif method in self.method_names or may_be_torch_only_method(method):
                 record = _Record(_METHOD, node, None, None, self.scope, self.parent, flag, method)
                 if type(func.value) is ast.Name:
                     record.bare = func.value.id
@@ -292,6 +301,8 @@ class _Walker:
                     record.receiver = _chain_text(func.value)
             if type(value) is not ast.Name:
                 self.visit(value)
+            if record is None or record.kind != _CALL:
+                self.torch_only_attributes(func.value)
         elif t is ast.Name:
             if func.id in self.watch:
                 record = _Record(_CALL, node, func, [], self.scope, self.parent, flag)
@@ -478,9 +489,7 @@ def _method_names() -> frozenset[str]:
 @functools.lru_cache(maxsize=16384)
 def _check(rule, name: str, args: tuple, kwargs: tuple) -> str | None:
     if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
-        if kwargs or any(starred for _, starred in args):
-            return "only positional, unstarred layers are converted"
-        return None
+        return container_refusal(name, list(args), [k for k, _ in kwargs])
     from .mapping import check_call
 
     arg_list, kwarg_map = _arguments(args, kwargs)
@@ -600,6 +609,9 @@ class _Classifier:
                         self.import_ok[record.import_index] = False
                     elif record.finding is not None and record.finding.fix == "unsafe":
                         self.import_unsafe[record.import_index] = True
+            elif record.kind == _ATTR:
+                if self.w.imports:
+                    self.torch_only_attribute(record)
             elif record.method is not None and self.w.imports:
                 self.method_call(record)
         for index, node in enumerate(self.w.imports):
@@ -649,7 +661,10 @@ class _Classifier:
             self.add(record, call, "PTJ302", f"{q}(): JAX places arrays on its default device itself", True)
             return
         if q in PARAMETER:
-            self.add(record, call, "PTJ102", f"{q}(): becomes an nnx.Param", True)
+            args, kwargs = self.arguments(call)
+            reason = parameter_refusal(list(args), dict(kwargs))
+            self.add(record, call, "PTJ102" if reason is None else "PTJ901",
+                     f"{q}(): becomes an nnx.Param" if reason is None else f"{q}: {reason}", reason is None)
             return
         if q == CLIP:  # folded into the optimizer when its training step is converted
             fixable = call.lineno in self.train_lines()
@@ -746,18 +761,43 @@ class _Classifier:
             return
         rule = self.rules.methods.get(method)  # type: ignore[arg-type]
         if rule is None:
+            self.torch_only(record, call, method)
             return
         from .mapping import tensor_method_applies
 
         texts = self.arguments(call)
         args, kwargs = _arguments(*texts)
         if not tensor_method_applies(rule, args, kwargs, receiver=record.bare, not_tensors=self.not_tensors):
+            self.torch_only(record, call, method)  # not the table's tensor method; maybe a module's
             return
         reason = _check(rule, method, *texts)
         if reason is None:
             self.add(record, call, rule.code, f".{method}() tensor method", True, safety=rule.get("safety", "safe"))
         else:
             self.add(record, call, rule.code, f".{method}() tensor method is not converted: {reason}", False)
+
+
+    def torch_only(self, record: _Record, call: ast.Call, method: str) -> None:
+        """A method only torch tensors/modules have (core.constructs, shared with rewrite and
+        the residue check)."""
+        if method in DECIDED_ELSEWHERE:
+            return
+        if method in CONSUMED_BY_TORCH_CALLS and record.parent is not None and record.parent.qual is not None:
+            return  # torch.optim.SGD(model.parameters(), ...): the optimizer decides
+        func = call.func
+        reason = torch_only_method(method, [literal_kind(a) for a in call.args],
+                                   [k.arg for k in call.keywords], receiver_text(func.value))  # type: ignore[attr-defined]
+        if reason is not None:
+            self.add(record, call, construct_code(method), reason, False)
+
+    def torch_only_attribute(self, record: _Record) -> None:
+        node = record.node
+        parent = record.parent
+        if parent is not None and parent.kind == _METHOD and parent.method in DEVICE_MOVES:
+            return  # x.to(y.device): the device move goes whole
+        reason = torch_only_attribute(node.attr, receiver_text(node.value))
+        if reason is not None:
+            self.add(record, node, construct_code(node.attr), reason, False)
 
 
 # ---------------------------------------------------------------------- entry points
