@@ -10,6 +10,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from . import rules_schema
 from .rules import Rule, load_rules
 
 TORCH_ROOTS = ("torch", "torchvision")
@@ -304,6 +305,18 @@ def _one_minus(arg: Arg) -> str:
     return f"1 - {paren(arg.source)}"
 
 
+# The named transforms of rules_schema.ARG_TRANSFORMS / COMPUTED ("consumed" is handled
+# inline): (argument or bound call, ndim, helpers to emit) -> target text.
+ARG_TRANSFORMS = {
+    "ntuple": _ntuple,
+    "conv_padding": lambda arg, n, helpers: _conv_padding(arg, n),
+    "one_minus": lambda arg, n, helpers: _one_minus(arg),
+}
+COMPUTED = {"conv_transpose_padding": _conv_transpose_padding}
+if set(ARG_TRANSFORMS) | {"consumed"} != set(rules_schema.ARG_TRANSFORMS) or set(COMPUTED) != set(rules_schema.COMPUTED):
+    raise ImportError("mapping.py's named transforms differ from rules_schema's registry")
+
+
 def _literal_int(arg: Arg | None, default: int) -> int | None:
     if arg is None:
         return default
@@ -358,6 +371,8 @@ def render_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, name: st
     if rule.status == "refused":
         reason = rule.get("refuse", {}).get("<always>", "no automatic conversion")
         raise Refused(reason)
+    if not rule.supports():
+        raise Refused(f"no {rule.target} mapping in the rules tables")
     if rule.kind == "layer" and rule.get("kind") == "container":
         raise Refused("containers are rewritten by the engine")  # never reached for Sequential
     bound = bind(rule, args, kwargs, name)
@@ -467,19 +482,13 @@ def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) 
         transform = spec.get("transform")
         if "values" in spec:
             text = spec["values"][arg.literal]
-        elif transform == "ntuple":
-            text = _ntuple(arg, ndim, helpers)
-        elif transform == "conv_padding":
-            text = _conv_padding(arg, ndim)
-        elif transform == "one_minus":
-            text = _one_minus(arg)
-        elif transform == "consumed":  # read by a rule-level computation below
+        elif transform == "consumed":  # read by a `compute` keyword below
             continue
         elif transform is not None:
-            raise ValueError(f"{rule.label}: unknown transform {transform}")
+            text = ARG_TRANSFORMS[transform](arg, ndim, helpers)
         keywords[spec["to"]] = text
-    if rule.get("padding_from") == "conv_transpose":
-        keywords["padding"] = _conv_transpose_padding(bound, ndim, helpers)
+    for keyword, computation in rule.get("compute", {}).items():
+        keywords[keyword] = COMPUTED[computation](bound, ndim, helpers)
     for key, text in rule.get("set", {}).items():
         if key.isdigit():
             positional.setdefault(int(key), text)

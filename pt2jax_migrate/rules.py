@@ -1,7 +1,8 @@
 """Load the declarative mapping tables in rules/*.toml (never imports torch or jax).
 
 One table entry drives lint (code, fixability), rewrite (target, argument mapping),
-weight transfer in verify (`weights`) and the generated tests (`example`).
+weight transfer in verify (`weights`) and the generated tests (`example`, `valid`).
+Every file is checked against rules_schema.py on load (TableError names file and entry).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .rules_schema import DEFAULT_TARGET, TARGETS, TableError, validate_table
+
+__all__ = ["TABLES", "LintRule", "Rule", "RuleSet", "TableError", "load_rules", "rules_dir"]
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -32,15 +36,32 @@ def rules_dir() -> Path:
 
 @dataclass(frozen=True)
 class Rule:
-    """One mapping entry. `kind` says which table it came from."""
+    """One mapping entry. `kind` says which table it came from.
+
+    `raw` is the entry's source side (the torch construct); `sides` holds one sub-table per
+    target (`[layer.nnx]`). `get` reads the source side, then the sub-table of `target`, so
+    callers need not know on which side a key lives.
+    """
 
     kind: str  # layer | function | method | loss | optimizer
     names: tuple[str, ...]  # qualified torch names (methods: bare method names)
     code: str
     raw: dict[str, Any] = field(hash=False, compare=False)
+    sides: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
+    target: str = field(default=DEFAULT_TARGET, compare=False)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.raw.get(key, default)
+        if key in self.raw:
+            return self.raw[key]
+        return self.side().get(key, default)
+
+    def side(self, target: str | None = None) -> dict[str, Any]:
+        """The target-side keys for `target` (default: the rule set's target); {} if unmapped."""
+        return self.sides.get(target or self.target, {})
+
+    def supports(self, target: str | None = None) -> bool:
+        """Whether the entry has a mapping for `target` (a sub-table for it)."""
+        return (target or self.target) in self.sides
 
     @property
     def signature(self) -> list[str]:
@@ -78,6 +99,7 @@ class RuleSet:
     dtypes: dict[str, str]  # torch.float32 -> jnp.float32
     lint_rules: dict[str, LintRule]
     entries: list[Rule]
+    target: str = DEFAULT_TARGET  # the target whose sub-tables the rules resolve
 
     def layer_for_class(self, cls_qualname: str) -> Rule | None:
         """The layer rule for a torch class such as 'torch.nn.Linear' (used by verify)."""
@@ -89,17 +111,31 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def _load_table(name: str) -> dict:
-    path = rules_dir() / f"{name}.toml"
-    with open(path, "rb") as handle:
-        return tomllib.load(handle)
+def _load_table(directory: Path, name: str) -> dict:
+    path = directory / f"{name}.toml"
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise TableError(f"{path}: {exc}") from None
+    validate_table(str(path), name, data)
+    return data
 
 
-@functools.lru_cache(maxsize=1)
-def load_rules() -> RuleSet:
+def load_rules(path: str | Path | None = None, target: str = DEFAULT_TARGET) -> RuleSet:
+    """The rule set read from `path` (default: rules_dir()), resolving target keys for `target`.
+    Cached: the tables are read and validated once per (path, target)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
+    return _load_rules(Path(path) if path is not None else rules_dir(), target)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_rules(directory: Path, target: str) -> RuleSet:
     by_name: dict[str, Rule] = {}
     methods: dict[str, Rule] = {}
     entries: list[Rule] = []
+    table_of: dict[int, str] = {}
     dtypes: dict[str, str] = {}
     for table, key, kind in (
         ("layers", "layer", "layer"),
@@ -108,23 +144,27 @@ def load_rules() -> RuleSet:
         ("optimizers", "optimizer", "optimizer"),
         ("tensor_methods", "method", "method"),
     ):
-        data = _load_table(table)
-        for raw in data.get(key, []):
-            names = _as_tuple(raw["name"] if kind == "method" else raw["torch"])
-            rule = Rule(kind=kind, names=names, code=raw["code"], raw=raw)
+        data = _load_table(directory, table)
+        for entry in data.get(key, []):
+            source = {k: v for k, v in entry.items() if k not in TARGETS}
+            sides = {t: entry[t] for t in TARGETS if t in entry}
+            names = _as_tuple(source["name"] if kind == "method" else source["torch"])
+            rule = Rule(kind=kind, names=names, code=source["code"], raw=source, sides=sides, target=target)
             entries.append(rule)
-            target = methods if kind == "method" else by_name
+            table_of[id(rule)] = table
+            index = methods if kind == "method" else by_name
             for n in names:
-                if n in target:
-                    raise ValueError(f"rules/{table}.toml: {n} is mapped twice")
-                target[n] = rule
+                if n in index:
+                    raise TableError(f"{directory / table}.toml: {n} is mapped twice")
+                index[n] = rule
         for dt in data.get("dtype", []):
             dtypes.update(dt["torch"])
     lint_rules = {
         r["code"]: LintRule(**{k: r[k] for k in LintRule.__dataclass_fields__})
-        for r in _load_table("lint")["rule"]
+        for r in _load_table(directory, "lint").get("rule", [])
     }
     for rule in entries:
         if rule.code not in lint_rules:
-            raise ValueError(f"{rule.label}: code {rule.code} is not in rules/lint.toml")
-    return RuleSet(by_name, methods, dtypes, lint_rules, entries)
+            raise TableError(f"{directory / table_of[id(rule)]}.toml: {rule.label}: code {rule.code} is not in "
+                             f"{directory / 'lint.toml'}")
+    return RuleSet(by_name, methods, dtypes, lint_rules, entries, target)

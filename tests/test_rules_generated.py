@@ -8,6 +8,9 @@ engine, and then
      (perturbed) weights and inputs and compares outputs and parameter gradients; examples
      marked `train = true` also compare a train-mode call and the state it updates.
 Optimizer examples run three optimizer steps on both sides from the same weights instead.
+Every example also runs through lint: the entry's code is reported on it, fixable exactly as
+the table says (status, safety). Entries may carry `valid` snippets, code on which lint must
+report nothing with the entry's code (a `str.split`, `math.exp`, an already-converted line).
 A new mapping therefore needs only a TOML entry with an example to be tested both ways.
 """
 
@@ -18,6 +21,7 @@ import textwrap
 
 import pytest
 
+from pt2jax_migrate.lint import lint_source
 from pt2jax_migrate.rewrite import rewrite_source
 from pt2jax_migrate.rules import load_rules
 
@@ -93,7 +97,7 @@ def test_example_rewrite(rule):
     result = rewrite_source(source, "example.py")
     todos = [f for f in result.findings if not f.fixable]
     assert not todos, todos
-    line = next(i for i, text in enumerate(source.splitlines(), 1) if rule.example["torch"] in text)
+    line = _example_line(source, rule)
     codes_on_line = {f.code for f in result.findings if f.line == line}
     assert rule.code in codes_on_line, (rule.code, result.findings)
     tree = ast.parse(result.new_source)
@@ -104,6 +108,41 @@ def test_example_rewrite(rule):
     expected = rule.example.get("jax")
     if expected is not None:
         assert expected in result.new_source, result.new_source
+
+
+def _example_line(source: str, rule) -> int:
+    return next(i for i, text in enumerate(source.splitlines(), 1) if rule.example["torch"] in text)
+
+
+@pytest.mark.parametrize("rule", [pytest.param(r, id=f"{r.kind}-{r.label}") for r in load_rules().entries
+                                  if r.example is not None])
+def test_example_lint(rule):
+    """Lint reports the entry's code on its example, fixable (and safe/unsafe) as the table says."""
+    source = torch_source(rule)
+    line = _example_line(source, rule)
+    found = [f for f in lint_source(source, "example.py") if f.line == line and f.code == rule.code]
+    assert found, (rule.code, lint_source(source, "example.py"))
+    fixable = rule.status != "refused"
+    fix = rule.get("safety", "safe") if fixable else "manual"
+    assert [(f.fixable, f.fix) for f in found] == [(fixable, fix)] * len(found), found
+
+
+PRELUDE = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+VALID = [pytest.param(rule, snippet, id=f"{rule.kind}-{rule.label}-{i}")
+         for rule in load_rules().entries for i, snippet in enumerate(rule.get("valid", []))]
+
+
+def test_tables_carry_valid_examples():
+    assert len(VALID) >= 10  # the `valid` key is read (a misspelt key would be a load error)
+
+
+@pytest.mark.parametrize(("rule", "snippet"), VALID)
+def test_valid_snippet_has_no_finding(rule, snippet):
+    """A negative example: lint reports nothing with the entry's code on the snippet's lines."""
+    first = PRELUDE.count("\n") + 1
+    lines = range(first, first + snippet.count("\n") + 1)
+    findings = lint_source(PRELUDE + snippet + "\n", "valid.py")
+    assert not [f for f in findings if f.code == rule.code and f.line in lines], findings
 
 
 def _write_pair(tmp_path, rule):

@@ -23,7 +23,8 @@ lists every problem.
 
 Transforms are a small named registry. They must be linear re-arrangements (the same function
 maps torch gradients onto nnx gradients); a new mapping is a TOML entry plus, if needed, one
-`@register_transform("name")` function here.
+`@register_transform("name")` function here and its name in rules_schema.WEIGHT_TRANSFORMS
+(which the table schema checks names against without importing verify).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..rules_schema import WEIGHT_TRANSFORMS
 from .report import VerifyError
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -40,6 +42,9 @@ TRANSFORMS: dict[str, Transform] = {}
 
 
 def register_transform(name: str) -> Callable[[Transform], Transform]:
+    if name not in WEIGHT_TRANSFORMS:
+        raise ValueError(f"weight transform {name!r} is not declared in rules_schema.WEIGHT_TRANSFORMS")
+
     def deco(fn: Transform) -> Transform:
         TRANSFORMS[name] = fn
         return fn
@@ -152,7 +157,7 @@ def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
         table = None
         if qual is not None:
             rule = ruleset.layer_for_class(qual)
-            weights = rule.raw.get("weights") if rule is not None else None
+            weights = rule.get("weights") if rule is not None else None
             if weights is None:
                 where = "rules/layers.toml has no entry" if rule is None else "its rules/layers.toml entry has no `weights`"
                 keys = ", ".join(f"{mod_name}.{n}" if mod_name else n for n, _, _ in tensors)
