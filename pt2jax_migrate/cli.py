@@ -7,7 +7,6 @@ a file that could not be read or parsed. `lint` and `rewrite` never import torch
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -19,16 +18,11 @@ import click
 from . import __version__
 from .fsio import iter_python_files, read_source, write_atomic
 from .model import FileResult, Finding, SourceError
-from .render import (
-    FORMATS,
-    is_tty,
-    plural,
-    render_diff,
-    render_errors,
-    render_findings,
-    render_lines,
-    unified_diff,
-)
+from .output import FINDINGS, VERIFY, formats_for
+from .output.common import is_tty
+from .output.counts import plural
+from .output.diff import render_diff, unified_diff
+from .output.text import render_errors, render_lines
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -143,7 +137,8 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 
 @main.command(context_settings=CONTEXT, short_help="Report PyTorch constructs (exit 1 if any).")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
-@click.option("--format", "--output-format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+@click.option("--format", "--output-format", "fmt", type=click.Choice(formats_for(FINDINGS)), default="text",
+              show_default=True,
               help="How findings are written (to stdout, or to --output-file): text `path:line:col CODE "
                    "message` lines and a summary; json; sarif (GitHub code scanning); github (workflow "
                    "annotations); junit (XML).")
@@ -197,9 +192,11 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
          jobs, progress, color) -> None:
     """Report PyTorch constructs in PATHS (files, or folders searched for *.py).
 
-    Each finding names the construct, its rule code (see `pt2jax rules`), and ends with
-    [fixable] when `pt2jax rewrite` converts it automatically; the others say why a person has
-    to port them. Linting uses Python's own parser only (no torch import, no libcst for files
+    Each finding names the construct and its rule code (see `pt2jax rules`), and ends with
+    [fixable] when the fix is safe (numerically identical: `--fix` applies it) or [unsafe fix]
+    when it changes numbers (random sampling, seeding, 64-bit integers: `pt2jax rewrite`
+    converts it, `--fix` only with --unsafe-fixes); the others say why a person has to port
+    them. Linting uses Python's own parser only (no torch import, no libcst for files
     without a training loop), so it runs on large codebases in seconds; results are cached by
     file content (PT2JAX_CACHE_DIR, default ~/.cache/pt2jax), so unchanged files cost almost
     nothing on the next run.
@@ -336,22 +333,25 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
     if diff:
         pass  # the diffs were the output
     elif statistics:
-        from .stats import compute, render_json, render_text
+        from .output import STATISTICS, render
+        from .output.statistics import compute
 
         stats = compute(report, findings)
-        (render_json if fmt == "json" else render_text)(stats, sys.stdout)
+        # --format picks the statistics' format when it has one (text, json); else text
+        render(fmt if fmt in formats_for(STATISTICS) else "text", STATISTICS, stats, sys.stdout)
         file_specs = [(f, p) for f, p in specs if p is not None]
         if file_specs:
             _write_outputs(findings, file_specs, report, color)
     else:
         _write_outputs(findings, specs, report, color, baseline_info=baseline_info)
     if report_file:
-        from .report_md import lint_report
-        from .stats import compute
+        from .output import LINT_REPORT
+        from .output.results import LintSummary
+        from .output.statistics import compute
 
-        text = lint_report(compute(report, findings), findings, suppressed=report.suppressed,
-                           baseline=baseline_info, errors=[str(e) for e in report.errors])
-        _write_text(report_file, text)
+        summary = LintSummary(compute(report, findings), findings, suppressed=report.suppressed,
+                              baseline=baseline_info, errors=[str(e) for e in report.errors])
+        _write_text(report_file, _rendered("markdown", LINT_REPORT, summary))
         click.echo(f"Wrote the report {report_file}.", err=True)
     for note in (fixed_note, baseline_note):
         if note:
@@ -381,7 +381,7 @@ def _read_stdin(name: str) -> str:
 
 def _output_specs(ctx: click.Context, fmt: str, output_file: str | None, outputs: tuple[str, ...]):
     """The outputs to write: --format (to stdout or --output-file) and each --output."""
-    from .render import parse_output_spec, parse_output_specs
+    from .output import parse_output_spec, parse_output_specs
 
     try:
         extra = [parse_output_spec(o) for o in outputs]
@@ -398,42 +398,42 @@ def _output_specs(ctx: click.Context, fmt: str, output_file: str | None, outputs
 
 
 def _write_outputs(findings, specs, report, color, baseline_info=None) -> None:
-    from .render import write_outputs
+    from .output import write_outputs
+    from .output.text import print_line, summary
 
     sources = {f.path: f.source for f in report.files if f.source is not None}
     out_color = _color(color, sys.stdout)
     custom_text = baseline_info is not None and ("text", None) in specs
-    if custom_text:  # the usual summary would say "No PyTorch constructs found" of baselined code
-        specs = [spec for spec in specs if spec != ("text", None)]
     try:
+        # with a baseline the usual summary would say "No PyTorch constructs found" of baselined code
         write_outputs(findings, specs, stdout=sys.stdout, color=out_color, root=os.getcwd(),
-                      sources=sources, errors=report.errors, files=[f.path for f in report.files])
+                      sources=sources, errors=report.errors, files=[f.path for f in report.files],
+                      show_summary=not custom_text)
     except SourceError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     if custom_text:
-        render_findings(findings, "text", sys.stdout, out_color, show_summary=False)
         known = plural(baseline_info[1], "known finding")
         if findings:
-            fixable = sum(1 for f in findings if f.fixable)
-            files = len({f.path for f in findings})
-            line = (f"Found {plural(len(findings), 'new finding')} ({fixable} fixable) in {plural(files, 'file')}; "
-                    f"{known} in the baseline.")
+            line = f"{summary(findings, noun='new finding').removesuffix('.')}; {known} in the baseline."
         else:
             line = f"No new PyTorch constructs; {known} in the baseline."
-        if out_color:
-            _console(True).print(line, style="bold", markup=False)
-        else:
-            print(line)
+        print_line(line, sys.stdout, out_color)
+
+
+def _rendered(fmt: str, kind: str, data) -> str:
+    import io
+
+    from .output import render
+
+    buffer = io.StringIO()
+    render(fmt, kind, data, buffer)
+    return buffer.getvalue()
 
 
 def _write_text(path: str, text: str) -> None:
-    try:
-        from .formats import write_text_atomic
-    except ImportError:  # pragma: no cover
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return
+    from .fsio import write_text_atomic
+
     try:
         write_text_atomic(path, text)
     except SourceError as error:
@@ -738,44 +738,47 @@ def _spill(folder: str, job: _Job, text: str) -> str:
     return path
 
 
-def _rewrite_summary(run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, diff, check,
-                     color: bool) -> None:
-    done = len([j for j in run.jobs if j.result is not None])
-    changes = sum(1 for f in findings if f.fixable)
-    todos = sum(1 for f in findings if not f.fixable)
-    detail = f"{plural(changes, 'change')}, {plural(todos, 'TODO')} left for a person"
-    if check or diff:
-        if changed:
-            line = f"{plural(len(changed), 'file')} would be rewritten ({detail}); {done - len(changed)} unchanged."
-        else:
-            line = f"No changes needed in {plural(done, 'file')}" + (f" ({plural(todos, 'TODO')} left)." if todos else ".")
-    elif out:
-        written = len([j for j in run.jobs if j.written])
-        line = f"Wrote {plural(written, 'file')} to {out} ({len(changed)} converted; {detail})."
-    elif changed:
-        line = f"Rewrote {plural(len(changed), 'file')} ({detail}); {done - len(changed)} unchanged."
-    else:
-        line = f"No changes needed in {plural(done, 'file')}" + (f" ({plural(todos, 'TODO')} left)." if todos else ".")
-    if color:
-        _console(True).print(line, style="bold", markup=False)
-    else:
-        print(line)
-
-
-def _rewrite_report(path: str, run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry) -> None:
+def _rewrite_results(run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry):
+    """What the run did, for the summary line and the report (one source, so they agree).
+    The TODO(pt2jax) marker lines are counted in the text each file converts to."""
+    from .output.counts import count_todo_markers
+    from .output.results import RewriteResults
     from .project import count_lines
-    from .report_md import rewrite_report
 
     done = [j for j in run.jobs if j.result is not None]
     with_findings = {f.path for f in findings}
-    lines_total = sum(count_lines(j.result.source) for j in done)  # type: ignore[union-attr]
     free = [j for j in done if j.path not in with_findings]
-    mode = f"written to {out}" if out else "that would be rewritten" if dry else "rewritten in place"
-    text = rewrite_report(len(done), lines_total, [j.path for j in changed], findings,
-                          torch_free_files=len(free),
-                          torch_free_lines=sum(count_lines(j.result.source) for j in free),  # type: ignore[union-attr]
-                          mode=mode, errors=[str(e) for e in run.errors])
-    _write_text(path, text)
+    texts = [j.result.new_source if j.result.new_source is not None else j.result.source  # type: ignore[union-attr]
+             for j in done]
+    return RewriteResults(
+        files=len(done),
+        lines=sum(count_lines(j.result.source) for j in done),  # type: ignore[union-attr]
+        changed=[j.path for j in changed],
+        findings=findings,
+        torch_free_files=len(free),
+        torch_free_lines=sum(count_lines(j.result.source) for j in free),  # type: ignore[union-attr]
+        mode=f"written to {out}" if out else "that would be rewritten" if dry else "rewritten in place",
+        action="out" if out else "check" if dry else "write",
+        out=out,
+        written=len([j for j in run.jobs if j.written]),
+        todo_markers=sum(count_todo_markers(t) for t in texts),
+        errors=[str(e) for e in run.errors],
+    )
+
+
+def _rewrite_summary(run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, diff, check,
+                     color: bool) -> None:
+    from .output.text import print_line, rewrite_summary
+
+    results = _rewrite_results(run, changed, findings, out=out, dry=diff or check)
+    print_line(rewrite_summary(results), sys.stdout, color)
+
+
+def _rewrite_report(path: str, run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry) -> None:
+    from .output import REWRITE
+
+    results = _rewrite_results(run, changed, findings, out=out, dry=dry)
+    _write_text(path, _rendered("markdown", REWRITE, results))
     click.echo(f"Wrote the report {path}.", err=True)
 
 
@@ -826,7 +829,9 @@ def _verify_jobs(run: _RewriteRun, changed: list[_Job], config, originals: dict[
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
               help="Precision both models run in.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(formats_for(VERIFY)), default="text", show_default=True,
+              help="text: a table and PASS/FAIL; json; github (workflow annotations); junit (one testcase "
+                   "per comparison).")
 @click.option("--no-perturb", is_flag=True, help="Keep torch's initial weights (by default they get seeded "
               "noise first, so a transfer that silently keeps initial values cannot pass).")
 @click.option("--loss", default=None, help="Expression giving a scalar from the output `out` for the "
@@ -850,7 +855,7 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
     Exit codes: 0 parity, 1 mismatch, 2 verify could not run (missing file, unknown model,
     bad spec, incomplete weight mapping; the message says which).
     """
-    from .verify import VerifyError, render_report, run_verify
+    from .verify import VerifyError, run_verify
 
     try:
         report = run_verify(original, converted, model=model, init=init, inputs=list(inputs), atol=atol,
@@ -858,10 +863,9 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
     except VerifyError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
-    if fmt == "json":
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        render_report(report, _console(_color(color, sys.stdout)))
+    from .output import OutputContext, render
+
+    render(fmt, VERIFY, report, sys.stdout, OutputContext(color=_color(color, sys.stdout), root=os.getcwd()))
     sys.exit(0 if report.passed else 1)
 
 

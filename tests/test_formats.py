@@ -16,24 +16,15 @@ import jsonschema
 import pytest
 
 from pt2jax_migrate import __version__
-from pt2jax_migrate.formats import (
-    FINGERPRINT_KEY,
-    FORMATS,
-    escape_data,
-    escape_property,
-    fingerprints,
-    github_annotations,
-    parse_output_spec,
-    parse_output_specs,
-    read_sources,
-    to_junit,
-    to_sarif,
-    write_outputs,
-    write_text_atomic,
-)
+from pt2jax_migrate.fsio import write_text_atomic
+from pt2jax_migrate.output import FORMATS, parse_output_spec, parse_output_specs, render_findings, write_outputs
+from pt2jax_migrate.output.common import fingerprints, read_sources
+from pt2jax_migrate.output.counts import display_message
+from pt2jax_migrate.output.github import escape_data, escape_property, github_annotations
+from pt2jax_migrate.output.junit import to_junit
+from pt2jax_migrate.output.sarif import FINGERPRINT_KEY, to_sarif
 from pt2jax_migrate.lint import lint_source
 from pt2jax_migrate.model import Finding, SourceError
-from pt2jax_migrate.render import render_findings
 from pt2jax_migrate.rules import load_rules
 
 SCHEMA_FILE = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
@@ -166,7 +157,8 @@ def test_sarif_from_real_lint_output_validates_and_is_uploadable(project, valida
     assert len(results) == len(findings)
     for result, finding in zip(results, sorted(findings)):
         assert driver["rules"][result["ruleIndex"]]["id"] == result["ruleId"] == finding.code
-        assert result["message"]["text"] == finding.message
+        assert result["message"]["text"] == display_message(finding)
+        assert result["message"]["text"].endswith(" [unsafe fix]") == (finding.fix == "unsafe")
         location = result["locations"][0]["physicalLocation"]
         assert location["artifactLocation"] == {"uri": "pkg/model.py", "uriBaseId": "%SRCROOT%"}
         assert location["region"] == {"startLine": finding.line, "startColumn": finding.col}
@@ -439,7 +431,9 @@ def test_failed_atomic_write_leaves_the_target_untouched(tmp_path, monkeypatch):
 def test_formats_import_neither_torch_nor_jax_nor_libcst():
     code = (
         "import sys\n"
-        "from pt2jax_migrate.formats import to_sarif, to_junit, github_annotations\n"
+        "from pt2jax_migrate.output.sarif import to_sarif\n"
+        "from pt2jax_migrate.output.junit import to_junit\n"
+        "from pt2jax_migrate.output.github import github_annotations\n"
         "from pt2jax_migrate.model import Finding\n"
         "f = [Finding('a.py', 1, 1, 'PTJ001', 'import')]\n"
         "to_sarif(f); to_junit(f); github_annotations(f)\n"

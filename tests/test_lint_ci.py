@@ -76,7 +76,7 @@ def test_baseline_survives_line_shifts_and_catches_new_findings(run, tmp_path):
     assert new.exit_code == 1
     lines = finding_lines(new)
     assert [line.split()[0] for line in lines] == [f"{os.path.join('src', 'm.py')}:9:19", f"{os.path.join('src', 'm.py')}:10:20"]
-    assert new.stdout.endswith("Found 2 new findings (2 fixable) in 1 file; 5 known findings in the baseline.\n")
+    assert new.stdout.endswith("Found 2 new findings in 1 file: 2 safe fixes, 0 unsafe fixes, 0 for a person; 5 known findings in the baseline.\n")
     as_json = run("lint", "src", "--baseline", "baseline.json", "--format", "json")
     assert [(f["line"], f["code"]) for f in json.loads(as_json.stdout)] == [(9, "PTJ102"), (10, "PTJ102")]
 

@@ -82,7 +82,8 @@ def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None) -> lis
 
 
 def render_report(report: VerifyReport, console) -> None:
-    """Print `report` as a rich table plus a one-line summary."""
-    from .render import render_report as _render
+    """Print `report` on a rich console as a table plus a one-line summary (the `text`
+    format of pt2jax_migrate.output; `--format` offers the others)."""
+    from ..output.text import render_verify_table
 
-    _render(report, console)
+    render_verify_table(report, console)

@@ -1,19 +1,19 @@
-"""`pt2jax lint --statistics`: where the migration stands, in numbers.
+"""`lint --statistics`: where the migration stands, in numbers (the data; text.py and json.py
+render it, and markdown.py's lint report is built on it).
 
 Per code: findings, how many `rewrite` fixes (safe / unsafe), the rule's name. Per file:
-findings and fixable ones. Overall: the auto-fixable share of the findings, and the share of
-the codebase, in files and in lines, that is already torch-free (the linter found nothing
-there at all, suppressions or not).
+findings and fixable ones. Overall: the counts of counts.py (findings, safe fixes, unsafe
+fixes, for a person), and the share of the codebase, in files and in lines, that is already
+torch-free (the linter found nothing there at all, suppressions or not).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TextIO
 
-from .model import Finding
+from ..model import Finding
+from .counts import MANUAL, SAFE, UNSAFE, Counts, count_findings, fix_safety
 
 
 @dataclass
@@ -44,13 +44,18 @@ class Statistics:
     fixable: int = 0
     safe: int = 0
     unsafe: int = 0
+    manual: int = 0
     suppressed: int = 0
     codes: list[CodeStats] = field(default_factory=list)
     per_file: list[FileStats] = field(default_factory=list)
 
     @property
+    def counts(self) -> Counts:
+        return Counts(self.findings, self.safe, self.unsafe, self.manual, len(self.per_file))
+
+    @property
     def fixable_share(self) -> float:
-        return self.fixable / self.findings if self.findings else 1.0
+        return self.counts.fixable_share
 
     @property
     def torch_free_file_share(self) -> float:
@@ -71,11 +76,13 @@ class Statistics:
 def compute(report, findings: Sequence[Finding] | None = None) -> Statistics:
     """Statistics of a project.LintReport; `findings` (default: the report's) are those to count,
     e.g. what is left after a baseline."""
-    from .rules import load_rules
+    from ..rules import load_rules
 
     names = {code: rule.name for code, rule in load_rules().lint_rules.items()}
-    findings = report.findings if findings is None else list(findings)
-    stats = Statistics(files=len(report.files), suppressed=report.suppressed)
+    findings = list(report.findings if findings is None else findings)
+    totals = count_findings(findings)
+    stats = Statistics(files=len(report.files), suppressed=report.suppressed, findings=totals.findings,
+                       fixable=totals.fixable, safe=totals.safe, unsafe=totals.unsafe, manual=totals.manual)
     for file in report.files:
         stats.lines += file.lines
         if file.torch_free:
@@ -88,18 +95,14 @@ def compute(report, findings: Sequence[Finding] | None = None) -> Statistics:
         per = files.setdefault(finding.path, FileStats(finding.path))
         code.count += 1
         per.count += 1
-        stats.findings += 1
-        fix = finding.fix or ("safe" if finding.fixable else "manual")
-        if finding.fixable:
+        safety = fix_safety(finding)
+        if safety != MANUAL:
             code.fixable += 1
             per.fixable += 1
-            stats.fixable += 1
-        if fix == "safe" and finding.fixable:
+        if safety == SAFE:
             code.safe += 1
-            stats.safe += 1
-        elif fix == "unsafe" and finding.fixable:
+        elif safety == UNSAFE:
             code.unsafe += 1
-            stats.unsafe += 1
         else:
             code.manual += 1
     stats.codes = sorted(codes.values(), key=lambda c: (-c.count, c.code))
@@ -109,28 +112,3 @@ def compute(report, findings: Sequence[Finding] | None = None) -> Statistics:
 
 def percent(share: float) -> str:
     return f"{100 * share:.1f}%"
-
-
-def render_text(stats: Statistics, stream: TextIO) -> None:
-    w = stream.write
-    if stats.codes:
-        width = max(len(str(c.count)) for c in stats.codes)
-        fwidth = max(len(str(c.fixable)) for c in stats.codes)
-        w(f"{'count':>{max(width, 5)}}  {'fixable':>{max(fwidth, 7)}}  code    name\n")
-        for c in stats.codes:
-            w(f"{c.count:>{max(width, 5)}}  {c.fixable:>{max(fwidth, 7)}}  {c.code:<6}  {c.name}\n")
-        w("\nper file:\n")
-        pwidth = max(len(str(f.count)) for f in stats.per_file)
-        for f in stats.per_file:
-            w(f"{f.count:>{max(pwidth, 5)}}  {f.fixable:>{max(fwidth, 7)}}  {f.path}\n")
-        w("\n")
-    w(f"Findings: {stats.findings}, {stats.fixable} auto-fixable ({percent(stats.fixable_share)}: "
-      f"{stats.safe} safe, {stats.unsafe} unsafe), {stats.findings - stats.fixable} for a person"
-      + (f"; {stats.suppressed} suppressed" if stats.suppressed else "") + ".\n")
-    w(f"Torch-free: {stats.torch_free_files} of {stats.files} files ({percent(stats.torch_free_file_share)}), "
-      f"{stats.torch_free_lines} of {stats.lines} lines ({percent(stats.torch_free_line_share)}).\n")
-
-
-def render_json(stats: Statistics, stream: TextIO) -> None:
-    json.dump(stats.to_dict(), stream, indent=2)
-    stream.write("\n")

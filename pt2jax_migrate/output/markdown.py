@@ -1,18 +1,22 @@
-"""`--report FILE.md`: a Markdown summary for the pull request's reviewer.
+"""`markdown`: the `--report FILE.md` of `lint` and `rewrite`, for the pull request's reviewer.
 
 It says how much was scanned and how much is already torch-free, lists the findings per code
 (each code links to its doc in a "Rules" section at the end of the report, anchor `#ptjNNN`),
 what `pt2jax rewrite` converts automatically, and every place that needs a person
-(path:line, code, message). Long lists are cut at MAX_ROWS rows with a count of the rest, so
-the report fits in a pull-request comment.
+(path:line, code, message). Every number comes from counts.py, so it matches the text summary
+and `--statistics`. Long lists are cut at MAX_ROWS rows with a count of the rest, so the
+report fits in a pull-request comment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TextIO
 
-from .model import Finding
-from .stats import Statistics, percent
+from ..model import Finding
+from .counts import MANUAL, bare_message, count_findings, fix_safety
+from .results import LintSummary, RewriteResults
+from .statistics import Statistics, percent
 
 MAX_ROWS = 500
 
@@ -29,15 +33,8 @@ def _location(finding: Finding) -> str:
     return f"`{finding.path}:{finding.line}`"
 
 
-def _message(finding: Finding) -> str:
-    message = finding.message
-    if message.endswith(" [fixable]"):
-        message = message[: -len(" [fixable]")]
-    return _cell(message)
-
-
 def _rules_section(codes: Iterable[str]) -> list[str]:
-    from .rules import load_rules
+    from ..rules import load_rules
 
     rules = load_rules()
     out = ["## Rules", ""]
@@ -70,12 +67,12 @@ def _per_code_table(stats: Statistics) -> list[str]:
 
 
 def _manual_table(findings: Sequence[Finding], empty: str) -> list[str]:
-    manual = [f for f in sorted(findings) if not f.fixable]
+    manual = [f for f in sorted(findings) if fix_safety(f) == MANUAL]
     if not manual:
         return [empty, ""]
     out = ["| location | code | what to do |", "|---|---|---|"]
     for finding in manual[:MAX_ROWS]:
-        out.append(f"| {_location(finding)} | {_code_link(finding.code)} | {_message(finding)} |")
+        out.append(f"| {_location(finding)} | {_code_link(finding.code)} | {_cell(bare_message(finding))} |")
     if len(manual) > MAX_ROWS:
         out.append(f"| … | | {len(manual) - MAX_ROWS} more (run `pt2jax lint` for all) |")
     return out + [""]
@@ -84,16 +81,17 @@ def _manual_table(findings: Sequence[Finding], empty: str) -> list[str]:
 def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: int = 0,
                 baseline: tuple[str, int] | None = None, errors: Sequence[str] = ()) -> str:
     """The report for `pt2jax lint --report`. `baseline` is (file, findings it covered)."""
-    fixable = [f for f in findings if f.fixable]
+    counts = stats.counts
+    fixable = [f for f in findings if fix_safety(f) != MANUAL]
     lines = [
         "# pt2jax migration report", "",
         f"- **Files scanned:** {stats.files} ({stats.lines} lines)",
         f"- **Torch-free:** {stats.torch_free_files} of {stats.files} files "
         f"({percent(stats.torch_free_file_share)}), {stats.torch_free_lines} of {stats.lines} lines "
         f"({percent(stats.torch_free_line_share)})",
-        f"- **Findings:** {stats.findings}: {stats.fixable} converted automatically by `pt2jax rewrite` "
-        f"({percent(stats.fixable_share)}; {stats.safe} safe, {stats.unsafe} unsafe), "
-        f"{stats.findings - stats.fixable} need a person",
+        f"- **Findings:** {counts.findings}: {counts.fixable} converted automatically by `pt2jax rewrite` "
+        f"({percent(counts.fixable_share)}; {counts.safe} safe, {counts.unsafe} unsafe), "
+        f"{counts.manual} need a person",
     ]
     if suppressed:
         lines.append(f"- **Suppressed** by `# noqa` / `# pt2jax: noqa`: {suppressed}")
@@ -111,8 +109,7 @@ def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: i
         for path in sorted(per_file)[:MAX_ROWS]:
             group = per_file[path]
             codes = ", ".join(_code_link(c) for c in sorted({f.code for f in group}))
-            unsafe = sum(1 for f in group if f.fix == "unsafe")
-            lines.append(f"| `{_cell(path)}` | {len(group)} | {unsafe} | {codes} |")
+            lines.append(f"| `{_cell(path)}` | {len(group)} | {count_findings(group).unsafe} | {codes} |")
         if len(per_file) > MAX_ROWS:
             lines.append(f"| … {len(per_file) - MAX_ROWS} more files | | | |")
         lines += ["", "Safe fixes: `pt2jax lint --fix PATH` (or `pt2jax rewrite PATH` for all of them, "
@@ -127,49 +124,58 @@ def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: i
     return "\n".join(lines).rstrip() + "\n"
 
 
-def rewrite_report(files: int, lines_total: int, changed: Sequence[str], findings: Sequence[Finding], *,
-                   torch_free_files: int, torch_free_lines: int, mode: str, errors: Sequence[str] = ()) -> str:
-    """The report for `pt2jax rewrite --report`. `mode` says what happened to the files
-    ("rewritten in place", "would be rewritten", "written to DIR")."""
-    from .rules import load_rules
+def rewrite_report(results: RewriteResults) -> str:
+    """The report for `pt2jax rewrite --report`."""
+    from ..rules import load_rules
 
     names = {code: rule.name for code, rule in load_rules().lint_rules.items()}
-    changes = [f for f in findings if f.fixable]
-    todos = [f for f in findings if not f.fixable]
-    share_files = torch_free_files / files if files else 1.0
-    share_lines = torch_free_lines / lines_total if lines_total else 1.0
+    counts = results.counts
+    share_files = results.torch_free_files / results.files if results.files else 1.0
+    share_lines = results.torch_free_lines / results.lines if results.lines else 1.0
     out = [
         "# pt2jax rewrite report", "",
-        f"- **Files scanned:** {files} ({lines_total} lines)",
-        f"- **Torch-free before the rewrite:** {torch_free_files} of {files} files ({percent(share_files)}), "
-        f"{torch_free_lines} of {lines_total} lines ({percent(share_lines)})",
-        f"- **Files {mode}:** {len(changed)}",
-        f"- **Changes:** {len(changes)} ({sum(1 for f in changes if f.fix == 'unsafe')} unsafe: they change numbers)",
-        f"- **Left for a person** (marked `# TODO(pt2jax)`): {len(todos)}",
+        f"- **Files scanned:** {results.files} ({results.lines} lines)",
+        f"- **Torch-free before the rewrite:** {results.torch_free_files} of {results.files} files "
+        f"({percent(share_files)}), {results.torch_free_lines} of {results.lines} lines ({percent(share_lines)})",
+        f"- **Files {results.mode}:** {len(results.changed)}",
+        f"- **Changes:** {counts.fixable} ({counts.unsafe} unsafe: they change numbers)",
+        f"- **Left for a person** (marked `# TODO(pt2jax)`): {counts.manual}",
     ]
-    if errors:
-        out.append(f"- **Files that could not be converted:** {len(errors)}")
+    if results.markers_disagree:
+        out.append(f"- **`# TODO(pt2jax)` comment lines in the output:** {results.todo_markers} "
+                   "(not one per finding left for a person: check them)")
+    if results.errors:
+        out.append(f"- **Files that could not be converted:** {len(results.errors)}")
     out += ["", "## Changes per code", ""]
     per_code: dict[str, list[Finding]] = {}
-    for finding in findings:
+    for finding in results.findings:
         per_code.setdefault(finding.code, []).append(finding)
     if per_code:
         out += ["| code | rule | converted | unsafe | left for a person |", "|---|---|---:|---:|---:|"]
         for code in sorted(per_code, key=lambda c: (-len(per_code[c]), c)):
-            group = per_code[code]
-            done = sum(1 for f in group if f.fixable)
-            unsafe = sum(1 for f in group if f.fixable and f.fix == "unsafe")
-            out.append(f"| {_code_link(code)} | {names.get(code, '')} | {done} | {unsafe} | {len(group) - done} |")
+            group = count_findings(per_code[code])
+            out.append(f"| {_code_link(code)} | {names.get(code, '')} | {group.fixable} | {group.unsafe} | "
+                       f"{group.manual} |")
         out.append("")
     else:
         out += ["Nothing to convert.", ""]
-    if changed:
-        out += ["## Files", ""] + [f"- `{_cell(p)}`" for p in list(changed)[:MAX_ROWS]]
-        if len(changed) > MAX_ROWS:
-            out.append(f"- … {len(changed) - MAX_ROWS} more")
+    if results.changed:
+        out += ["## Files", ""] + [f"- `{_cell(p)}`" for p in list(results.changed)[:MAX_ROWS]]
+        if len(results.changed) > MAX_ROWS:
+            out.append(f"- … {len(results.changed) - MAX_ROWS} more")
         out.append("")
+    todos = [f for f in results.findings if fix_safety(f) == MANUAL]
     out += ["## Needs a person", "", *_manual_table(todos, "Nothing: everything was converted.")]
-    if errors:
-        out += ["## Files that could not be converted", ""] + [f"- `{_cell(e)}`" for e in errors[:MAX_ROWS]] + [""]
+    if results.errors:
+        out += ["## Files that could not be converted", ""] + [f"- `{_cell(e)}`" for e in results.errors[:MAX_ROWS]] + [""]
     out += _rules_section(per_code)
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_lint_report(summary: LintSummary, stream: TextIO, ctx=None) -> None:
+    stream.write(lint_report(summary.stats, summary.findings, suppressed=summary.suppressed,
+                             baseline=summary.baseline, errors=summary.errors))
+
+
+def render_rewrite(results: RewriteResults, stream: TextIO, ctx=None) -> None:
+    stream.write(rewrite_report(results))

@@ -1,0 +1,216 @@
+"""`text`: what a person reads in a terminal.
+
+* lint findings: `path:line:col CODE message [fixable]` lines (the format editors and CI
+  annotators parse; `[fixable]` for a safe fix, `[unsafe fix]` for an unsafe one, nothing for
+  a finding left for a person), then one summary line with the counts of counts.py;
+* `--statistics`: a table per code and per file, then the totals;
+* rewrite results: one line per change or TODO, then the summary line;
+* a verify report: a rich table, one row per comparison, then PASS/FAIL.
+
+Colour (rich styles) only when asked for, i.e. when the stream is a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TextIO
+
+from ..model import Finding, SourceError
+from .common import is_tty
+from .counts import SAFE_MARK, bare_message, count_findings, display_message, fix_mark, plural
+from .statistics import Statistics, percent
+
+_CODE_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan"}
+_MARK_STYLE = {SAFE_MARK: "green"}  # an unsafe fix stays unstyled (bold yellow would read as a warning)
+
+
+def console(stream: TextIO, color: bool, *, soft_wrap: bool = True, markup: bool = False):
+    """A rich console on `stream`. Logs and pipes get a wide one: rich's 80-column default
+    would fold tables there."""
+    from rich.console import Console
+
+    width = None if is_tty(stream) else 120
+    return Console(file=stream, force_terminal=color, no_color=not color, highlight=False,
+                   soft_wrap=soft_wrap, emoji=False, markup=markup, width=width)
+
+
+# ---------------------------------------------------------------------------------- findings
+
+
+def finding_line(finding: Finding) -> str:
+    return f"{finding.path}:{finding.line}:{finding.col} {finding.code} {display_message(finding)}"
+
+
+def _styled(finding: Finding):
+    from rich.text import Text
+
+    text = Text()
+    text.append(f"{finding.path}:{finding.line}:{finding.col}", style="bold")
+    text.append(" ")
+    text.append(finding.code, style=_CODE_STYLE.get(finding.severity, "bold"))
+    text.append(" ")
+    mark = fix_mark(finding)
+    if mark:
+        text.append(bare_message(finding))
+        text.append(" " + mark, style=_MARK_STYLE.get(mark, ""))
+    else:
+        text.append(finding.message)
+    return text
+
+
+def render_lines(findings: Iterable[Finding], stream: TextIO, color: bool) -> None:
+    """One `path:line:col CODE message` line per finding, no summary."""
+    if not color:
+        stream.write("".join(finding_line(f) + "\n" for f in findings))
+        return
+    out = console(stream, True)
+    for finding in findings:
+        out.print(_styled(finding))
+
+
+def summary(findings: Sequence[Finding], *, noun: str = "finding", errors: int = 0) -> str:
+    """`Found 7 findings in 2 files: 4 safe fixes, 1 unsafe fix, 2 for a person.` With
+    `errors` (files that could not be read or parsed) it never claims the code is clean."""
+    counts = count_findings(findings)
+    if not counts.findings:
+        if errors:
+            return (f"No PyTorch constructs found in the files that could be read; "
+                    f"{plural(errors, 'file')} could not be linted (see the errors).")
+        return "No PyTorch constructs found."
+    return (f"Found {plural(counts.findings, noun)} in {plural(counts.files, 'file')}: "
+            f"{counts.fixes_phrase()}.")
+
+
+def print_line(line: str, stream: TextIO, color: bool, style: str = "bold") -> None:
+    if color:
+        console(stream, True).print(line, style=style)
+    else:
+        stream.write(line + "\n")
+
+
+def render_findings(findings: Sequence[Finding], stream: TextIO, ctx) -> None:
+    findings = sorted(findings)
+    render_lines(findings, stream, ctx.color)
+    if ctx.show_summary:
+        print_line(summary(findings, errors=len(ctx.errors)), stream, ctx.color, "bold green" if not findings else "bold")
+
+
+def render_errors(errors: Iterable[SourceError | str], stream: TextIO, color: bool | None = None) -> None:
+    """Each error as `path:line: message` (SourceError's own text)."""
+    if color is None:
+        color = is_tty(stream)
+    lines = [str(e) for e in errors]
+    if not lines:
+        return
+    if not color:
+        stream.write("".join(f"{line}\n" for line in lines))
+        return
+    out = console(stream, True)
+    for line in lines:
+        out.print(line, style="bold red")
+
+
+# -------------------------------------------------------------------------------- statistics
+
+
+def render_statistics(stats: Statistics, stream: TextIO, ctx=None) -> None:
+    w = stream.write
+    if stats.codes:
+        width = max(len(str(c.count)) for c in stats.codes)
+        fwidth = max(len(str(c.fixable)) for c in stats.codes)
+        w(f"{'count':>{max(width, 5)}}  {'fixable':>{max(fwidth, 7)}}  code    name\n")
+        for c in stats.codes:
+            w(f"{c.count:>{max(width, 5)}}  {c.fixable:>{max(fwidth, 7)}}  {c.code:<6}  {c.name}\n")
+        w("\nper file:\n")
+        pwidth = max(len(str(f.count)) for f in stats.per_file)
+        for f in stats.per_file:
+            w(f"{f.count:>{max(pwidth, 5)}}  {f.fixable:>{max(fwidth, 7)}}  {f.path}\n")
+        w("\n")
+    counts = stats.counts
+    w(f"Findings: {counts.findings}, {counts.fixable} auto-fixable ({percent(counts.fixable_share)}: "
+      f"{counts.safe} safe, {counts.unsafe} unsafe), {counts.manual} for a person"
+      + (f"; {stats.suppressed} suppressed" if stats.suppressed else "") + ".\n")
+    w(f"Torch-free: {stats.torch_free_files} of {stats.files} files ({percent(stats.torch_free_file_share)}), "
+      f"{stats.torch_free_lines} of {stats.lines} lines ({percent(stats.torch_free_line_share)}).\n")
+
+
+# ---------------------------------------------------------------------------------- rewrite
+
+
+def rewrite_summary(results) -> str:
+    """The line `pt2jax rewrite` ends with: files, changes (how many unsafe), and TODOs left
+    for a person. When the TODO(pt2jax) lines counted in the output differ from the findings
+    left for a person, both numbers are given."""
+    counts = results.counts
+    changes = plural(counts.fixable, "change") + (f" including {counts.unsafe} unsafe" if counts.unsafe else "")
+    todos = plural(counts.manual, "TODO")
+    markers = ""
+    if results.markers_disagree:
+        markers = f"; {plural(results.todo_markers, 'TODO(pt2jax) comment line')} in the output"
+    detail = f"{changes}, {todos} left for a person{markers}"
+    done, changed = results.files, len(results.changed)
+    if results.action == "out":
+        return f"Wrote {plural(results.written, 'file')} to {results.out} ({changed} converted; {detail})."
+    if changed:
+        verb = f"{plural(changed, 'file')} would be rewritten" if results.action == "check" \
+            else f"Rewrote {plural(changed, 'file')}"
+        return f"{verb} ({detail}); {done - changed} unchanged."
+    left = f" ({todos} left{markers})" if counts.manual or markers else ""
+    if results.errors:  # a file that could not be read is not a file that needs no change
+        failed = f"{plural(len(results.errors), 'file')} could not be converted (see the errors)"
+        if not done:
+            return f"No file converted: {failed}."
+        return f"No changes in the {plural(done, 'file')} converted{left}; {failed}."
+    return f"No changes needed in {plural(done, 'file')}{left}."
+
+
+def render_rewrite(results, stream: TextIO, ctx) -> None:
+    render_lines(sorted(results.findings), stream, ctx.color)
+    print_line(rewrite_summary(results), stream, ctx.color)
+
+
+# ----------------------------------------------------------------------------------- verify
+
+
+def _num(value: float) -> str:
+    return f"{value:.2e}"
+
+
+def render_verify_table(report, out) -> None:
+    """A verify report on a rich console: one table row per comparison, then a summary line."""
+    from rich.table import Table
+    from rich.text import Text
+
+    title = f"pt2jax verify: {report.model} ({report.dtype}"
+    title += ", weights perturbed)" if report.perturbed else ")"
+    table = Table(title=title, title_justify="left")
+    table.add_column("check")
+    table.add_column("name", overflow="fold")
+    table.add_column("shape")
+    table.add_column("max abs err", justify="right")
+    table.add_column("max rel err", justify="right")
+    table.add_column("result")
+    for c in report.comparisons:
+        result = Text("pass", style="green") if c.passed else Text("FAIL", style="bold red")
+        table.add_row(c.kind, Text(c.name), "(" + ", ".join(str(d) for d in c.shape) + ")",
+                      _num(c.max_abs_err), _num(c.max_rel_err), result)
+    out.print(table)
+
+    n_out, n_grad = len(report.outputs), len(report.gradients)
+    tol = (
+        f"outputs atol={report.atol:g} rtol={report.rtol:g}, gradients atol={report.grad_atol:g} "
+        f"rtol={report.grad_rtol:g}; pass if max abs err <= atol + rtol * max|torch|"
+    )
+    if report.passed:
+        line = Text("PASS", style="bold green")
+        line.append(f": {n_out} output(s) and {n_grad} gradient(s) within tolerance ({tol})", style="default")
+    else:
+        failed = report.failures
+        line = Text("FAIL", style="bold red")
+        names = ", ".join(c.name for c in failed[:5]) + (", ..." if len(failed) > 5 else "")
+        line.append(f": {len(failed)} of {n_out + n_grad} comparisons out of tolerance: {names} ({tol})", style="default")
+    out.print(line)
+
+
+def render_verify(report, stream: TextIO, ctx) -> None:
+    render_verify_table(report, console(stream, ctx.color, soft_wrap=False, markup=True))
