@@ -405,7 +405,7 @@ def render_output(findings: Sequence[Finding], fmt: str, stream: TextIO, *, colo
     if fmt in ("text", "json"):
         from .render import render_findings
 
-        render_findings(findings, fmt, stream, color, show_summary=show_summary)
+        render_findings(findings, fmt, stream, color, show_summary=show_summary, errors=errors, files=files)
     elif fmt == "sarif":
         json.dump(to_sarif(findings, root=root, sources=sources, errors=errors), stream, indent=2)
         stream.write("\n")

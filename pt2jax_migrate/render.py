@@ -44,12 +44,19 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def summary(findings: Sequence[Finding]) -> str:
+def summary(findings: Sequence[Finding], errors: Sequence[SourceError | str] = (), linted: int | None = None) -> str:
+    """The one-line account. Files that could not be read or parsed (`errors`) are counted,
+    and never summed up as "No PyTorch constructs found"."""
+    failed = f"{plural(len(errors), 'file')} could not be linted (see the errors)"
     if not findings:
-        return "No PyTorch constructs found."
+        if not errors:
+            return "No PyTorch constructs found."
+        rest = f"; no findings in the other {plural(linted, 'file')}" if linted else ""
+        return f"{failed[0].upper()}{failed[1:]}{rest}."
     fixable = sum(1 for f in findings if f.fixable)
     files = len({f.path for f in findings})
-    return f"Found {plural(len(findings), 'finding')} ({fixable} fixable) in {plural(files, 'file')}."
+    line = f"Found {plural(len(findings), 'finding')} ({fixable} fixable) in {plural(files, 'file')}"
+    return f"{line}; {failed}." if errors else f"{line}."
 
 
 def finding_line(finding: Finding) -> str:
@@ -88,8 +95,8 @@ def render_findings(findings: Sequence[Finding], fmt: str, stream: TextIO, color
                     sources: Mapping[str, str] | None = None, errors: Iterable[SourceError | str] = (),
                     files: Iterable[str] = ()) -> None:
     """Write findings as `text` (lines + a one-line summary), `json` (a list of dicts), or one
-    of the CI formats `sarif`, `github`, `junit` (see formats.py; `root`, `sources`, `errors`
-    and `files` are used by those only)."""
+    of the CI formats `sarif`, `github`, `junit` (see formats.py; `root` and `sources` are
+    used by those only; the text summary counts `errors` and the `files` linted)."""
     if fmt not in ("text", "json"):
         render_output(findings, fmt, stream, root=root, sources=sources, errors=errors, files=files)
         return
@@ -102,11 +109,13 @@ def render_findings(findings: Sequence[Finding], fmt: str, stream: TextIO, color
         return
     render_lines(findings, stream, color)
     if show_summary:
+        files = list(files)
+        line = summary(findings, list(errors), len(files) if files else None)
         if color:
-            style = "bold green" if not findings else "bold"
-            _console(stream, True).print(summary(findings), style=style)
+            style = "bold green" if not findings and not errors else "bold"
+            _console(stream, True).print(line, style=style)
         else:
-            stream.write(summary(findings) + "\n")
+            stream.write(line + "\n")
 
 
 def render_errors(errors: Iterable[SourceError | str], stream: TextIO, color: bool | None = None) -> None:
