@@ -10,19 +10,21 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
-from .fsio import iter_python_files, read_source, write_atomic
-from .model import FileResult, Finding, SourceError
+from .fsio import write_atomic
+from .model import Finding, SourceError
 from .output import FINDINGS, VERIFY, formats_for
 from .output.common import is_tty
 from .output.counts import plural
 from .output.diff import render_diff, unified_diff
 from .output.text import render_errors, render_lines
+
+if TYPE_CHECKING:  # the rewrite's data: api.RewriteRun, one api.RewriteFile per file
+    from .api import RewriteFile as _Job, RewriteRun as _RewriteRun
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -230,7 +232,8 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
     file and line; other files are still linted).
     """
     from .config import ConfigError, load_config
-    from .project import LintOptions, lint_project
+    from .api import lint_paths
+    from .project import LintOptions
     from .selection import SelectionError, check_selectors, split_codes
 
     # ---- usage
@@ -278,9 +281,9 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
     bar = _Progress(progress)
     try:
         if stdin_mode:
-            report = lint_project((), options, stdin=(stdin_name, _read_stdin(stdin_name)))
+            report = lint_paths((), options, stdin=(stdin_name, _read_stdin(stdin_name)))
         else:
-            report = lint_project(paths, options, cache=not no_cache, jobs=jobs, progress=bar.advance,
+            report = lint_paths(paths, options, cache=not no_cache, jobs=jobs, progress=bar.advance,
                                   on_total=bar.total)
     finally:
         bar.stop()
@@ -329,7 +332,8 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
             sys.exit(2)
         click.echo(f"Wrote {plural(count, 'finding')} to the baseline {write_baseline}.", err=True)
 
-    # ---- output
+    # ---- output (errors first: the summary below counts them)
+    render_errors(report.errors, sys.stderr, err_color)
     if diff:
         pass  # the diffs were the output
     elif statistics:
@@ -358,7 +362,6 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
             click.echo(note, err=True)
     if report.suppressed and not statistics:
         click.echo(f"{plural(report.suppressed, 'finding')} suppressed by noqa comments.", err=True)
-    render_errors(report.errors, sys.stderr, err_color)
     if report.errors:
         sys.exit(2)
     if exit_zero or write_baseline:
@@ -538,59 +541,6 @@ def _add_noqa(report, findings, color: bool) -> None:
 # ------------------------------------------------------------------------------------- rewrite
 
 
-@dataclass
-class _Job:
-    path: str  # the input file
-    relative: str  # its path under --out
-    result: FileResult | None = None
-    written: str | None = None  # where the converted text went
-
-
-@dataclass
-class _RewriteRun:
-    jobs: list[_Job] = field(default_factory=list)
-    errors: list[SourceError] = field(default_factory=list)
-
-
-def _collect(paths: tuple[str, ...], out: str | None) -> _RewriteRun:
-    run = _RewriteRun()
-    seen: set[str] = set()
-    out_root = Path(out).resolve() if out else None
-    for given in paths:
-        try:
-            files = list(iter_python_files([given]))
-        except SourceError as error:
-            run.errors.append(error)
-            continue
-        for file in files:
-            resolved = Path(file).resolve()
-            if resolved in seen:
-                continue
-            if out_root is not None and out_root in resolved.parents:
-                continue  # a previous run's output inside the input folder
-            seen.add(resolved)
-            relative = os.path.relpath(file, given) if os.path.isdir(given) else os.path.basename(file)
-            run.jobs.append(_Job(file, relative))
-    return run
-
-
-def _rewrite_one(job: _Job, target: str, unsafe_fixes: bool = True) -> None:
-    from .rewrite import rewrite_source
-
-    source = read_source(job.path)
-    try:
-        result = rewrite_source(source, job.path, target=target, unsafe_fixes=unsafe_fixes)
-    except SourceError:
-        raise
-    except Exception as error:  # an engine bug must not stop the other files
-        raise SourceError(job.path, f"internal error while rewriting: {type(error).__name__}: {error}") from error
-    if result.error:
-        raise SourceError(job.path, result.error)
-    if result.new_source is None:
-        result.new_source = source
-    job.result = result
-
-
 def _verify_settings(config, job: _Job, cli_model: str | None, cli_init: str, cli_inputs: tuple[str, ...],
                      atol: float | None, rtol: float | None) -> dict | None:
     if cli_model:
@@ -629,15 +579,28 @@ def _verify_settings(config, job: _Job, cli_model: str | None, cli_init: str, cl
 @click.option("--input", "inputs", multiple=True, metavar="SPEC", help="With --verify: an input spec (repeatable).")
 @click.option("--atol", type=float, default=None, help="With --verify: absolute tolerance.")
 @click.option("--rtol", type=float, default=None, help="With --verify: relative tolerance.")
+@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+              help="Skip files and folders matching this gitignore-style glob (repeatable; added to the "
+                   "config's `exclude`, as for lint).")
+@click.option("--respect-gitignore/--no-respect-gitignore", default=None,
+              help="Skip what .gitignore files ignore while walking folders (default: on; config "
+                   "`respect-gitignore`).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and the one-line summary (and the diffs "
+              "with --diff), not each change and TODO.")
 @color_option
 def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, model, init, inputs, atol, rtol,
-            color) -> None:
+            exclude, respect_gitignore, quiet, color) -> None:
     """Convert PyTorch code in PATHS to JAX (Flax NNX + Optax).
 
     By default files are rewritten in place, atomically, and only when something changes;
     torch-free files are left byte for byte. Whatever is not converted stays as it was,
     marked `# TODO(pt2jax): why`, and is listed. Every change and TODO is printed as
     `path:line:col CODE message`, then a summary.
+
+    Files are found as `pt2jax lint` finds them (hidden folders, virtual environments,
+    build/dist, .gitignore and the config's `exclude` are skipped). With --out, two inputs
+    that would land on the same output path, or an --out folder inside an input folder, are
+    refused before anything is written.
 
     \b
     Examples:
@@ -672,56 +635,37 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
     if target != "nnx":
         raise click.UsageError(f"target {target!r} is not supported yet; only nnx (Flax NNX)")
 
+    from .api import RewriteRefused, rewrite_paths
+    from .files.walk import FileRules
+
     out_color = _color(color, sys.stdout)
-    run = _collect(paths, out)
-    write = not (diff or check)
-    originals: dict[str, str] = {}  # job.path -> a file holding the original text (for --verify)
-    tmp = tempfile.TemporaryDirectory(prefix="pt2jax-") if do_verify else None
-    all_findings: list[Finding] = []
-    changed: list[_Job] = []
+    rules = FileRules.build(config, exclude=exclude, respect_gitignore=respect_gitignore)
     try:
-        for job in run.jobs:
-            try:
-                _rewrite_one(job, target, unsafe_fixes=not safe_only)
-            except SourceError as error:
-                run.errors.append(error)
-                continue
-            result = job.result
-            assert result is not None and result.new_source is not None
-            all_findings.extend(result.findings)
-            try:
-                if out:
-                    destination = os.path.join(out, job.relative)
-                    write_atomic(destination, result.new_source)
-                    job.written = destination
-                elif write and result.changed:
-                    if tmp is not None:
-                        originals[job.path] = _spill(tmp.name, job, result.source)
-                    write_atomic(job.path, result.new_source)
-                    job.written = job.path
-            except SourceError as error:
-                run.errors.append(error)
-                continue
-            if result.changed:
-                changed.append(job)
-            if diff and result.changed:
-                render_diff(unified_diff(result.source, result.new_source, job.path), sys.stdout, out_color)
+        run = rewrite_paths(paths, out=out, write=not (diff or check), target=target, unsafe_fixes=not safe_only,
+                            rules=rules)
+    except RewriteRefused as error:
+        raise click.UsageError(str(error)) from None
+    changed = run.changed
+    all_findings = run.findings
+    if diff:
+        for job in changed:
+            assert job.result is not None and job.result.new_source is not None
+            render_diff(unified_diff(job.result.source, job.result.new_source, job.path), sys.stdout, out_color)
+    if not quiet:
+        render_lines(all_findings, sys.stdout, out_color)
+    render_errors(run.errors, sys.stderr, _color(color, sys.stderr))  # before the summary that counts them
+    _rewrite_summary(run, changed, all_findings, out=out, diff=diff, check=check, color=out_color)
+    if report_file:
+        _rewrite_report(report_file, run, changed, all_findings, out=out, dry=diff or check, quiet=quiet)
 
-        render_lines(sorted(all_findings), sys.stdout, out_color)
-        _rewrite_summary(run, changed, all_findings, out=out, diff=diff, check=check, color=out_color)
-        if report_file:
-            _rewrite_report(report_file, run, changed, all_findings, out=out, dry=diff or check)
-
-        verify_failed = verify_error = False
-        if do_verify:
-            verify_failed, verify_error = _verify_jobs(
-                run, changed, config, originals, tmp.name,  # type: ignore[union-attr]
-                model, init, inputs, atol, rtol, out_color,
-            )
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    render_errors(run.errors, sys.stderr, _color(color, sys.stderr))
+    verify_failed = verify_error = False
+    if do_verify:
+        with tempfile.TemporaryDirectory(prefix="pt2jax-") as tmp:
+            # the originals of files rewritten in place, for verify to compare against
+            originals = {job.path: _spill(tmp, job, job.result.source)  # type: ignore[union-attr]
+                         for job in changed if job.written == job.path}
+            verify_failed, verify_error = _verify_jobs(run, changed, config, originals, tmp, model, init, inputs,
+                                                       atol, rtol, out_color)
     if run.errors or verify_error:
         sys.exit(2)
     if (check and changed) or verify_failed:
@@ -774,12 +718,14 @@ def _rewrite_summary(run: _RewriteRun, changed: list[_Job], findings: list[Findi
     print_line(rewrite_summary(results), sys.stdout, color)
 
 
-def _rewrite_report(path: str, run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry) -> None:
+def _rewrite_report(path: str, run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry,
+                    quiet: bool = False) -> None:
     from .output import REWRITE
 
     results = _rewrite_results(run, changed, findings, out=out, dry=dry)
     _write_text(path, _rendered("markdown", REWRITE, results))
-    click.echo(f"Wrote the report {path}.", err=True)
+    if not quiet:
+        click.echo(f"Wrote the report {path}.", err=True)
 
 
 def _verify_jobs(run: _RewriteRun, changed: list[_Job], config, originals: dict[str, str], tmp: str,

@@ -1,4 +1,4 @@
-"""File I/O: read sources exactly, write atomically, find Python files.
+"""File I/O: read sources exactly and write them atomically (the one writer every command uses).
 
 Text is never re-encoded behind the user's back: files are read as bytes and decoded as
 UTF-8 (CRLF line endings and a BOM are kept), and written back as UTF-8 bytes of exactly
@@ -16,20 +16,31 @@ from collections.abc import Iterable, Iterator
 
 from .model import SourceError
 
-SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "build", "dist"})
-
 
 def read_source(path: str | os.PathLike) -> str:
     """The file's text, exactly. SourceError (naming the file, and the line for a decoding
     error) when it is missing, unreadable or not UTF-8."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as handle:
-            data = handle.read()
+        # non-blocking, then checked: a FIFO or a device is refused, never waited on
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise SourceError(name, "no such file") from None
     except IsADirectoryError:
         raise SourceError(name, "is a directory, not a file") from None
+    except OSError as error:
+        raise SourceError(name, f"cannot read: {error.strerror or error}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            if stat.S_ISDIR(mode):
+                raise SourceError(name, "is a directory, not a file")
+            from .files.walk import not_regular
+
+            raise not_regular(name, mode)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read()
     except OSError as error:
         raise SourceError(name, f"cannot read: {error.strerror or error}") from None
     try:
@@ -99,28 +110,18 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def _skip_dir(name: str) -> bool:
-    return name.startswith(".") or name in SKIP_DIRS
-
-
 def iter_python_files(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Files given directly, and `*.py` files found (sorted) under folders given, skipping
-    hidden folders, __pycache__, virtual environments, site-packages, build and dist.
-    Each file once. SourceError for a path that does not exist."""
+    """The walker's files (files.walk.discover) without .gitignore or `exclude`: files given
+    directly, and `*.py` files found (sorted) under folders given. SourceError for the first
+    path that is missing or not a regular file."""
+    from .files.walk import FileRules, discover
+
     seen: set[str] = set()
     for path in paths:
-        name = os.fspath(path)
-        if os.path.isdir(name):
-            found: list[str] = []
-            for folder, dirs, files in os.walk(name):
-                dirs[:] = [d for d in dirs if not _skip_dir(d)]
-                found.extend(os.path.normpath(os.path.join(folder, f)) for f in files if f.endswith(".py"))
-            found.sort()
-        elif os.path.exists(name):
-            found = [name]
-        else:
-            raise SourceError(name, "no such file or directory")
-        for file in found:
+        found = discover([path], FileRules(respect_gitignore=False))
+        if found.errors:
+            raise found.errors[0]
+        for file in found.paths:
             key = os.path.normpath(file)
             if key not in seen:
                 seen.add(key)
@@ -128,17 +129,8 @@ def iter_python_files(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
 
 
 def collect_python_files(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[SourceError]]:
-    """iter_python_files over each path, with missing paths returned as errors instead."""
-    files: list[str] = []
-    errors: list[SourceError] = []
-    seen: set[str] = set()
-    for path in paths:
-        try:
-            for file in iter_python_files([path]):
-                key = os.path.normpath(file)
-                if key not in seen:
-                    seen.add(key)
-                    files.append(file)
-        except SourceError as error:
-            errors.append(error)
-    return files, errors
+    """iter_python_files over all paths, with what is missing returned as errors instead."""
+    from .files.walk import FileRules, discover
+
+    found = discover(paths, FileRules(respect_gitignore=False))
+    return found.paths, found.errors

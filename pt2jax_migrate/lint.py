@@ -37,7 +37,7 @@ from .names import (
     lookup,
 )
 from .rules import load_rules
-from .core.constructs import (ATTRIBUTE_NAMES, CONTAINERS, MODULE_BASES, NO_GRAD, PARAMETER, container_refusal,
+from .core.constructs import (ATTRIBUTE_NAMES, MODULE_BASES, NO_GRAD, PARAMETER, container_refusal,
                               parameter_refusal, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code,
                               may_be_torch_only_method, torch_only_attribute, torch_only_method)
 from .core.residue import literal_kind, receiver_text
@@ -631,8 +631,10 @@ class _Classifier:
             if not ok:
                 message += "; kept while code that is not converted automatically still uses it"
         record = _Record(_REF, node, None, None, None, None)
-        # the import goes only once its uses are converted: unsafe when one of them is
-        self.add(record, node, "PTJ001", message, ok, safety="unsafe" if unsafe else "safe")
+        # the import goes only once its uses are converted: unsafe when one of them is; a kept
+        # import is a note, not a to-do of its own (its uses carry the TODOs)
+        self.add(record, node, "PTJ001", message, ok, severity="warning" if ok else "info",
+                 safety="unsafe" if unsafe else "safe")
 
     def torch_call(self, record: _Record) -> None:
         q = record.qual

@@ -1,4 +1,4 @@
-"""Lint a project: find its files, lint them (lint.lint_sources), then apply the project's
+"""Lint a project: find its files (files.walk, the walker rewrite uses too), lint them (lint.lint_sources), then apply the project's
 rule selection, per-file ignores and suppression comments to each file's findings.
 
 The engine's per-file findings are cached unfiltered, so changing `--select` or adding a
@@ -8,13 +8,13 @@ nothing (suppress.apply only looks at the lines that carry findings).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .files.walk import AnyOf, FileRules, discover
 from .lint import lint_sources
 from .model import Finding, SourceError
-from .selection import Layer, PatternList, discover, resolve_selection
+from .selection import Layer, PatternList, resolve_selection
 from .suppress import apply, split_lines
 
 
@@ -24,7 +24,7 @@ class LintOptions:
 
     enabled: frozenset[str] | None = None  # None: every code
     per_file_ignores: list[tuple[PatternList, tuple[str, ...]]] = field(default_factory=list)
-    exclude: PatternList | None = None
+    exclude: PatternList | AnyOf | None = None
     respect_gitignore: bool = True
     root: str | None = None  # the folder patterns are relative to
 
@@ -39,27 +39,20 @@ class LintOptions:
             known = load_rules().lint_rules
         known = list(known)
         layers = []
-        root = os.getcwd()
-        patterns: list[str] = []
         per_file: list[tuple[PatternList, tuple[str, ...]]] = []
-        gitignore = True
         if config is not None and config.pyproject is not None:
-            root = str(config.root)
             layers.append(Layer(config.select, tuple(config.extend_select), tuple(config.ignore)))
-            patterns.extend(config.exclude)
-            per_file = [(PatternList.from_lines(root, [glob]), codes) for glob, codes in config.per_file_ignores.items()]
-            gitignore = config.respect_gitignore
+            per_file = [(PatternList.from_lines(str(config.root), [glob]), codes)
+                        for glob, codes in config.per_file_ignores.items()]
         cli = Layer(tuple(select) if select else None, tuple(extend_select), tuple(ignore))
         if cli != Layer():
             layers.append(cli)
-        if respect_gitignore is not None:
-            gitignore = respect_gitignore
-        cli_exclude = PatternList.from_lines(os.getcwd(), exclude) if exclude else None
-        config_exclude = PatternList.from_lines(root, patterns) if patterns else None
-        merged = None
-        if cli_exclude is not None or config_exclude is not None:
-            merged = _Either(config_exclude, cli_exclude)
-        return cls(resolve_selection(layers, known), per_file, merged, gitignore, root)
+        files = FileRules.build(config, exclude=exclude, respect_gitignore=respect_gitignore)
+        return cls(resolve_selection(layers, known), per_file, files.exclude, files.respect_gitignore, files.root)
+
+    @property
+    def file_rules(self) -> FileRules:
+        return FileRules(self.exclude, self.respect_gitignore, self.root)
 
     def enabled_for(self, path: str) -> frozenset[str] | None:
         enabled = self.enabled
@@ -73,16 +66,6 @@ class LintOptions:
             if patterns.matches(path):
                 enabled = frozenset(c for c in enabled if not any(c.startswith(p) for p in codes))
         return enabled
-
-
-class _Either:
-    """Two pattern lists (config, command line): a path excluded by either is excluded."""
-
-    def __init__(self, *lists: PatternList | None):
-        self.lists = [x for x in lists if x is not None]
-
-    def matches(self, path, is_dir: bool = False) -> bool:
-        return any(x.matches(path, is_dir) for x in self.lists)
 
 
 @dataclass
@@ -157,9 +140,9 @@ def lint_project(paths: Sequence[str], options: LintOptions | None = None, *, ca
             return report
         files, sources = [name], {name: text}
     else:
-        files, errors, report.excluded = discover(paths, exclude=options.exclude,
-                                                  respect_gitignore=options.respect_gitignore, root=options.root)
-        report.errors.extend(errors)
+        found = discover(paths, options.file_rules)
+        files, report.excluded = found.paths, found.excluded
+        report.errors.extend(found.errors)
     if on_total is not None:
         on_total(len(files))
     for file, source, outcome in lint_sources(files, cache=cache and stdin is None, jobs=jobs, progress=progress,

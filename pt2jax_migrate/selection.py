@@ -298,75 +298,11 @@ class GitIgnore:
         return GitIgnore(self.lists + [found]) if found is not None else self
 
 
-def _skip_dir(name: str) -> bool:
-    return name.startswith(".") or name in SKIP_DIRS
-
-
 def discover(paths: Iterable[str | os.PathLike], *, exclude: PatternList | None = None,
              respect_gitignore: bool = True, root: str | os.PathLike | None = None,
              ) -> tuple[list[str], list[SourceError], int]:
-    """Python files under `paths`: a file given directly is taken as is (unless `exclude`
-    matches it); folders are walked (sorted) skipping hidden folders, __pycache__, virtual
-    environments, site-packages, build and dist, whatever `exclude` matches and, with
-    `respect_gitignore`, what .gitignore files say. Returns (files, errors for missing
-    paths, number of files excluded)."""
-    files: list[str] = []
-    errors: list[SourceError] = []
-    seen: set[str] = set()
-    skipped = 0
-    for path in paths:
-        name = os.fspath(path)
-        if os.path.isdir(name):
-            found: list[str] = []
-            ignore = None
-            if respect_gitignore:
-                stop = git_root(name) or (os.fspath(root) if root is not None else None)
-                ignore = GitIgnore.above(name, stop)
-            stack: list[tuple[str, GitIgnore | None]] = [(name, ignore)]
-            while stack:
-                folder, ignore = stack.pop()
-                if ignore is not None:
-                    ignore = ignore.entering(folder)
-                try:
-                    entries = sorted(os.scandir(folder), key=lambda e: e.name)
-                except OSError as error:
-                    errors.append(SourceError(folder, f"cannot list: {error.strerror or error}"))
-                    continue
-                subfolders = []
-                for entry in entries:
-                    try:
-                        is_dir = entry.is_dir()
-                    except OSError:
-                        continue
-                    full = os.path.normpath(os.path.join(folder, entry.name))
-                    if is_dir:
-                        if _skip_dir(entry.name):
-                            continue
-                    elif not entry.name.endswith(".py"):
-                        continue
-                    if ignore is not None and ignore.ignored(full, is_dir):
-                        continue
-                    if exclude is not None and exclude.matches(full, is_dir):
-                        if not is_dir:
-                            skipped += 1
-                        continue
-                    if is_dir:
-                        subfolders.append((full, ignore))
-                    else:
-                        found.append(full)
-                stack.extend(reversed(subfolders))
-            found.sort()
-        elif os.path.exists(name):
-            if exclude is not None and exclude.matches(name):
-                skipped += 1
-                continue
-            found = [name]
-        else:
-            errors.append(SourceError(name, "no such file or directory"))
-            continue
-        for file in found:
-            key = os.path.normpath(os.path.abspath(file))
-            if key not in seen:
-                seen.add(key)
-                files.append(file)
-    return files, errors, skipped
+    """files.walk.discover (the one walker) as (files, errors, number of files excluded)."""
+    from .files.walk import FileRules, discover as walk
+
+    found = walk(paths, FileRules(exclude, respect_gitignore, os.fspath(root) if root is not None else None))
+    return found.paths, found.errors, found.excluded

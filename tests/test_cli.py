@@ -58,7 +58,7 @@ def test_lint_exit_codes_and_text_format(run, project):
     lines = found.stdout.splitlines()
     assert f"{project / 'pkg' / 'mlp.py'}:8:19 PTJ102 torch.nn.Linear layer construction [fixable]" in lines
     assert f"{project / 'partial.py'}:5:12 PTJ901 torch.fft.rfft has no automatic conversion; port it by hand" in lines
-    assert lines[-1] == "Found 7 findings in 2 files: 5 safe fixes, 0 unsafe fixes, 2 for a person."
+    assert lines[-1] == "Found 7 findings in 2 files: 5 safe fixes, 0 unsafe fixes, 1 for a person, 1 note."
     assert "\x1b[" not in found.stdout  # no colour when not on a terminal
 
 

@@ -129,7 +129,7 @@ def test_statistics_text_and_json(run, tmp_path):
     assert re.search(r"^\s+1\s+1\s+PTJ102\s+layer-construction$", out, re.M)
     assert re.search(r"^\s+3\s+2\s+PTJ001\s+torch-import$", out, re.M)
     assert re.search(r"^\s+5\s+3\s+\S+m\.py$", out, re.M)
-    assert "Findings: 8, 6 auto-fixable (75.0%: 4 safe, 2 unsafe), 2 for a person." in out
+    assert "Findings: 8, 6 auto-fixable (75.0%: 4 safe, 2 unsafe), 1 for a person, 1 note." in out
     assert "Torch-free: 1 of 3 files (33.3%), 5 of 20 lines (25.0%)." in out
     assert "PTJ102 torch.nn.Linear" not in out  # counts instead of each finding
 
@@ -248,7 +248,7 @@ def test_output_file_and_several_outputs(run, tmp_path):
 
     # an --output to stdout takes --format's place; two on stdout are a usage error
     github = run("lint", "m.py", "--output", "github")
-    assert github.stdout.startswith("::warning ") and "PTJ102" in github.stdout
+    assert github.stdout.startswith("::notice ") and "::warning " in github.stdout and "PTJ102" in github.stdout
     assert run("lint", "m.py", "--format", "json", "--output", "github").exit_code == 2
     assert run("lint", "m.py", "--output", "xml:x.xml").exit_code == 2
 

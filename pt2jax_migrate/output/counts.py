@@ -33,15 +33,16 @@ SAFE_MARK = "[fixable]"
 UNSAFE_MARK = "[unsafe fix]"
 TODO_MARKER = "# TODO(pt2jax):"  # how rewrite starts each line left for a person
 
-SAFE, UNSAFE, MANUAL = "safe", "unsafe", "manual"
+SAFE, UNSAFE, MANUAL, NOTE = "safe", "unsafe", "manual", "note"
 
 
 def fix_safety(finding: Finding) -> str:
-    """`safe`, `unsafe` or `manual` (not fixable): the one classification every count uses.
-    A fixable finding without a recorded safety is a safe fix (that is what lint's
-    catalogue defaults to)."""
+    """`safe`, `unsafe`, `manual` (not fixable: a TODO) or `note` (not fixable and nothing to do
+    of its own: an import kept while its uses are TODOs, `.train()` kept as is): the one
+    classification every count uses. A fixable finding without a recorded safety is a safe fix
+    (that is what lint's catalogue defaults to)."""
     if not finding.fixable:
-        return MANUAL
+        return NOTE if finding.severity == "info" else MANUAL
     return UNSAFE if finding.fix == UNSAFE else SAFE
 
 
@@ -52,6 +53,7 @@ class Counts:
     unsafe: int = 0
     manual: int = 0  # for a person; rewrite writes one TODO(pt2jax) line for each
     files: int = 0  # distinct files with at least one finding
+    notes: int = 0  # nothing to do of their own (severity info, not fixable)
 
     @property
     def fixable(self) -> int:
@@ -63,18 +65,19 @@ class Counts:
 
     def fixes_phrase(self) -> str:
         """`4 safe fixes, 1 unsafe fix, 2 for a person`: the same three numbers everywhere."""
-        return f"{plural(self.safe, 'safe fix')}, {plural(self.unsafe, 'unsafe fix')}, {self.manual} for a person"
+        phrase = f"{plural(self.safe, 'safe fix')}, {plural(self.unsafe, 'unsafe fix')}, {self.manual} for a person"
+        return f"{phrase}, {plural(self.notes, 'note')}" if self.notes else phrase
 
 
 def count_findings(findings: Iterable[Finding]) -> Counts:
-    per = {SAFE: 0, UNSAFE: 0, MANUAL: 0}
+    per = {SAFE: 0, UNSAFE: 0, MANUAL: 0, NOTE: 0}
     paths = set()
     total = 0
     for finding in findings:
         per[fix_safety(finding)] += 1
         paths.add(finding.path)
         total += 1
-    return Counts(total, per[SAFE], per[UNSAFE], per[MANUAL], len(paths))
+    return Counts(total, per[SAFE], per[UNSAFE], per[MANUAL], len(paths), per[NOTE])
 
 
 def plural(n: int, word: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from ..model import Finding
-from .counts import MANUAL, bare_message, count_findings, fix_safety
+from .counts import MANUAL, SAFE, UNSAFE, bare_message, count_findings, fix_safety
 from .results import LintSummary, RewriteResults
 from .statistics import Statistics, percent
 
@@ -82,7 +82,7 @@ def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: i
                 baseline: tuple[str, int] | None = None, errors: Sequence[str] = ()) -> str:
     """The report for `pt2jax lint --report`. `baseline` is (file, findings it covered)."""
     counts = stats.counts
-    fixable = [f for f in findings if fix_safety(f) != MANUAL]
+    fixable = [f for f in findings if fix_safety(f) in (SAFE, UNSAFE)]
     lines = [
         "# pt2jax migration report", "",
         f"- **Files scanned:** {stats.files} ({stats.lines} lines)",
@@ -91,7 +91,8 @@ def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: i
         f"({percent(stats.torch_free_line_share)})",
         f"- **Findings:** {counts.findings}: {counts.fixable} converted automatically by `pt2jax rewrite` "
         f"({percent(counts.fixable_share)}; {counts.safe} safe, {counts.unsafe} unsafe), "
-        f"{counts.manual} need a person",
+        f"{counts.manual} need a person" + (f", {counts.notes} notes (nothing to do of their own)"
+                                             if counts.notes else ""),
     ]
     if suppressed:
         lines.append(f"- **Suppressed** by `# noqa` / `# pt2jax: noqa`: {suppressed}")

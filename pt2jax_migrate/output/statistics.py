@@ -45,13 +45,14 @@ class Statistics:
     safe: int = 0
     unsafe: int = 0
     manual: int = 0
+    notes: int = 0  # not fixable, nothing to do of their own (counts.NOTE)
     suppressed: int = 0
     codes: list[CodeStats] = field(default_factory=list)
     per_file: list[FileStats] = field(default_factory=list)
 
     @property
     def counts(self) -> Counts:
-        return Counts(self.findings, self.safe, self.unsafe, self.manual, len(self.per_file))
+        return Counts(self.findings, self.safe, self.unsafe, self.manual, len(self.per_file), self.notes)
 
     @property
     def fixable_share(self) -> float:
@@ -82,7 +83,7 @@ def compute(report, findings: Sequence[Finding] | None = None) -> Statistics:
     findings = list(report.findings if findings is None else findings)
     totals = count_findings(findings)
     stats = Statistics(files=len(report.files), suppressed=report.suppressed, findings=totals.findings,
-                       fixable=totals.fixable, safe=totals.safe, unsafe=totals.unsafe, manual=totals.manual)
+                       fixable=totals.fixable, safe=totals.safe, unsafe=totals.unsafe, manual=totals.manual, notes=totals.notes)
     for file in report.files:
         stats.lines += file.lines
         if file.torch_free:
@@ -96,14 +97,14 @@ def compute(report, findings: Sequence[Finding] | None = None) -> Statistics:
         code.count += 1
         per.count += 1
         safety = fix_safety(finding)
-        if safety != MANUAL:
+        if safety in (SAFE, UNSAFE):
             code.fixable += 1
             per.fixable += 1
         if safety == SAFE:
             code.safe += 1
         elif safety == UNSAFE:
             code.unsafe += 1
-        else:
+        elif safety == MANUAL:
             code.manual += 1
     stats.codes = sorted(codes.values(), key=lambda c: (-c.count, c.code))
     stats.per_file = sorted(files.values(), key=lambda f: (-f.count, f.path))

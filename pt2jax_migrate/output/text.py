@@ -72,13 +72,13 @@ def summary(findings: Sequence[Finding], *, noun: str = "finding", errors: int =
     """`Found 7 findings in 2 files: 4 safe fixes, 1 unsafe fix, 2 for a person.` With
     `errors` (files that could not be read or parsed) it never claims the code is clean."""
     counts = count_findings(findings)
+    failed = f"{plural(errors, 'file')} could not be linted (see the errors)" if errors else ""
     if not counts.findings:
-        if errors:
-            return (f"No PyTorch constructs found in the files that could be read; "
-                    f"{plural(errors, 'file')} could not be linted (see the errors).")
+        if failed:  # never "No PyTorch constructs found" while some files were not read
+            return f"{failed[0].upper()}{failed[1:]}; no findings in the files that could be read."
         return "No PyTorch constructs found."
-    return (f"Found {plural(counts.findings, noun)} in {plural(counts.files, 'file')}: "
-            f"{counts.fixes_phrase()}.")
+    line = f"Found {plural(counts.findings, noun)} in {plural(counts.files, 'file')}: {counts.fixes_phrase()}"
+    return f"{line}; {failed}." if failed else f"{line}."
 
 
 def print_line(line: str, stream: TextIO, color: bool, style: str = "bold") -> None:
@@ -129,6 +129,7 @@ def render_statistics(stats: Statistics, stream: TextIO, ctx=None) -> None:
     counts = stats.counts
     w(f"Findings: {counts.findings}, {counts.fixable} auto-fixable ({percent(counts.fixable_share)}: "
       f"{counts.safe} safe, {counts.unsafe} unsafe), {counts.manual} for a person"
+      + (f", {plural(counts.notes, 'note')}" if counts.notes else "")
       + (f"; {stats.suppressed} suppressed" if stats.suppressed else "") + ".\n")
     w(f"Torch-free: {stats.torch_free_files} of {stats.files} files ({percent(stats.torch_free_file_share)}), "
       f"{stats.torch_free_lines} of {stats.lines} lines ({percent(stats.torch_free_line_share)}).\n")
@@ -149,15 +150,17 @@ def rewrite_summary(results) -> str:
         markers = f"; {plural(results.todo_markers, 'TODO(pt2jax) comment line')} in the output"
     detail = f"{changes}, {todos} left for a person{markers}"
     done, changed = results.files, len(results.changed)
+    # a file that could not be read is never summed up as converted or as needing no change
+    failed = f"{plural(len(results.errors), 'file')} could not be converted (see the errors)" if results.errors else ""
+    tail = f"; {failed}." if failed else "."
     if results.action == "out":
-        return f"Wrote {plural(results.written, 'file')} to {results.out} ({changed} converted; {detail})."
+        return f"Wrote {plural(results.written, 'file')} to {results.out} ({changed} converted; {detail}){tail}"
     if changed:
         verb = f"{plural(changed, 'file')} would be rewritten" if results.action == "check" \
             else f"Rewrote {plural(changed, 'file')}"
-        return f"{verb} ({detail}); {done - changed} unchanged."
+        return f"{verb} ({detail}); {done - changed} unchanged{tail}"
     left = f" ({todos} left{markers})" if counts.manual or markers else ""
-    if results.errors:  # a file that could not be read is not a file that needs no change
-        failed = f"{plural(len(results.errors), 'file')} could not be converted (see the errors)"
+    if failed:
         if not done:
             return f"No file converted: {failed}."
         return f"No changes in the {plural(done, 'file')} converted{left}; {failed}."
