@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import ast
 
-TORCH_ROOTS = ("torch", "torchvision")
-_TORCH_PREFIXES = ("torch.", "torchvision.")
+TORCH_ROOTS = ("torch", "torchvision", "einops.layers.torch")
+_TORCH_PREFIXES = ("torch.", "torchvision.", "einops.layers.torch.")
 
 
 def is_torch_name(qualname: str | None) -> bool:
-    """torch, torchvision and anything below them (not torchmetrics, torch_geometric, ...)."""
+    """torch, torchvision and anything below them (not torchmetrics, torch_geometric, ...), and
+    einops' torch layers (`Rearrange` is an nn.Module; einops' functions work on jax arrays)."""
     return qualname is not None and (qualname in TORCH_ROOTS or qualname.startswith(_TORCH_PREFIXES))
 
 

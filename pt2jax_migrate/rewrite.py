@@ -16,6 +16,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from . import trainstep
 from .helpers import HELPERS, helper_closure
+from .names import is_torch_name
 from .core.residue import RESIDUE_CODE, mark_residue, unmarked_residue
 from .core.constructs import (ATTRIBUTE_NAMES, CONTAINERS, MODULE_BASES, NO_GRAD, PARAMETER, container_refusal,
                               parameter_refusal, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code, is_dtype_text,
@@ -78,7 +79,7 @@ def import_aliases(module: cst.Module) -> dict[str, str]:
         def visit_Import(self, node: cst.Import) -> None:
             for alias in node.names:
                 full = _dotted(alias.name)
-                if not full or full.split(".")[0] not in TORCH_ROOTS:
+                if not full or not is_torch_name(full):
                     continue
                 if alias.asname is not None:
                     aliases[alias.asname.name.value] = full
@@ -90,7 +91,7 @@ def import_aliases(module: cst.Module) -> dict[str, str]:
             if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
                 return
             base = _dotted(node.module)
-            if not base or base.split(".")[0] not in TORCH_ROOTS:
+            if not base or not is_torch_name(base):
                 return
             for alias in node.names:
                 name = alias.name.value
@@ -317,6 +318,7 @@ class TorchToNNX(cst.CSTTransformer):
         self.step_lines, self.kept_optimizers, self.clips = (
             trainstep.train_step_analysis(module.code) if ".step(" in module.code else (set(), {}, {}))
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
+        self.todo_seen: set[tuple[int, str]] = set()  # (line, "CODE message") already reported
         self.called_attributes: set[int] = set()  # x.grad(...) is a method call, not the attribute .grad
         self.call_stack: list[tuple[int, bool, str | None]] = []  # calls lint records: (id, torch?, method)
         self.recorded_methods = frozenset(self.rules.methods) | {"to", "cuda", "cpu", "train", "eval", "zero_grad",
@@ -423,10 +425,17 @@ class TorchToNNX(cst.CSTTransformer):
         return not self.unsafe_fixes and rule is not None and rule.get("safety") == "unsafe"
 
     def todo(self, node: cst.CSTNode, code: str, message: str) -> None:
+        """A finding per line and text (as lint reports them), and a TODO(pt2jax) line above the
+        statement per distinct text: `def f(a: nn.Module, b: nn.Module)` is one TODO; the same
+        annotation on three lines of a signature is three findings under one marker line."""
+        text = f"{code} {message}"
         line, col = self._pos(node)
+        if (line, text) in self.todo_seen:
+            return
+        self.todo_seen.add((line, text))
         self.findings.append(Finding(self.path, line, col, code, message, False, "warning", "manual"))
         if self.todo_stack:
-            self.todo_stack[-1].append(f"{code} {message}")
+            self.todo_stack[-1].append(text)
 
     # ---------------------------------------------------------------- scopes and statements
 
@@ -450,7 +459,7 @@ class TorchToNNX(cst.CSTTransformer):
         for base in node.bases:
             self.handled_refs.add(id(base.value))
             q = self.qualname(base.value)
-            if q is not None and q.split(".")[0] in TORCH_ROOTS and not (converted and q in MODULE_BASES):
+            if q is not None and is_torch_name(q) and not (converted and q in MODULE_BASES):
                 self.todo(base.value, _manual_code(q), f"class {node.name.value} subclasses {q}, which is not "
                           "converted: port the class by hand (or write it as an nnx.Module)")
         bound: set[str] = set()
@@ -562,7 +571,7 @@ class TorchToNNX(cst.CSTTransformer):
     def _reference(self, original, updated) -> cst.BaseExpression:
         """A torch name used without calling it: a dtype, a type, a function passed around."""
         q = self.qualname(original)
-        if q is None or q.split(".")[0] not in TORCH_ROOTS:
+        if q is None or not is_torch_name(q):
             return updated
         target = self.rules.dtypes.get(q) or SPECIAL_NAMES.get(q)
         if target is not None:
@@ -717,7 +726,7 @@ class TorchToNNX(cst.CSTTransformer):
         if q in NO_GRAD:
             self.changed(original, "PTJ304", f"@{code_of(func)} removed (JAX computes gradients only when asked)")
             return cst.RemovalSentinel.REMOVE
-        if q is not None and q.split(".")[0] in TORCH_ROOTS:
+        if q is not None and is_torch_name(q):
             self.todo(func, _manual_code(q), f"@{q} has no automatic conversion")
         return updated
 
@@ -1423,12 +1432,12 @@ def _prune_import(node, aliases: dict[str, str], used: set[str]):
         for alias in node.names:
             full = _dotted(alias.name) or ""
             local = alias.asname.name.value if alias.asname is not None else full.split(".")[0]
-            if full.split(".")[0] in TORCH_ROOTS and local not in used:
+            if is_torch_name(full) and local not in used:
                 continue
             keep.append(alias)
     else:
         base = _dotted(node.module) if node.module is not None else None
-        if not base or base.split(".")[0] not in TORCH_ROOTS or isinstance(node.names, cst.ImportStar):
+        if not base or not is_torch_name(base) or isinstance(node.names, cst.ImportStar):
             return node
         keep = [a for a in node.names if (a.asname.name.value if a.asname is not None else a.name.value) in used]
     if len(keep) == len(node.names):
