@@ -37,6 +37,7 @@ from .names import (
     lookup,
 )
 from .rules import load_rules
+from .core.constructs import isinstance_message, isinstance_type_nodes
 from .core.constructs import (ATTRIBUTE_NAMES, MODULE_BASES, NO_GRAD, PARAMETER, container_refusal,
                               parameter_refusal, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code,
                               may_be_torch_only_method, torch_only_attribute, torch_only_method)
@@ -190,6 +191,7 @@ class _Walker:
         self.flag = 0
         self.assign_targets: list[ast.expr] | None = None
         self.method_names = _method_names()
+        self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
         self.dispatch = {
             ast.Name: self.visit_Name,
             ast.Attribute: self.visit_Attribute,
@@ -279,6 +281,8 @@ class _Walker:
             node = node.value
 
     def visit_Call(self, node: ast.Call) -> None:
+        if type(node.func) is ast.Name and node.func.id == "isinstance":
+            self.isinstance_types.update(id(t) for t in isinstance_type_nodes(node.args))
         flag = self.flag if node is self.flag_node else 0
         targets = self.assign_targets if flag == _ASSIGN else None
         func = node.func
@@ -734,6 +738,9 @@ class _Classifier:
             return
         if self.categorised(record, node, q):
             return
+        if id(node) in self.w.isinstance_types:
+            self.add(record, node, "PTJ901", isinstance_message(q), False)
+            return
         self.unsupported(record, node, q)
 
     def method_call(self, record: _Record) -> None:
@@ -776,7 +783,8 @@ class _Classifier:
         if reason is None:
             self.add(record, call, rule.code, f".{method}() tensor method", True, safety=rule.get("safety", "safe"))
         else:
-            self.add(record, call, rule.code, f".{method}() tensor method is not converted: {reason}", False)
+            noun = "tensor method" if rule.code == "PTJ105" else "method"  # .state_dict() is a module's
+            self.add(record, call, rule.code, f".{method}() {noun} is not converted: {reason}", False)
 
 
     def torch_only(self, record: _Record, call: ast.Call, method: str) -> None:

@@ -18,6 +18,7 @@ from . import trainstep
 from .helpers import HELPERS, helper_closure
 from .names import is_torch_name
 from .core.residue import RESIDUE_CODE, mark_residue, unmarked_residue
+from .core.constructs import isinstance_message, isinstance_type_nodes
 from .core.constructs import (ATTRIBUTE_NAMES, CONTAINERS, MODULE_BASES, NO_GRAD, PARAMETER, container_refusal,
                               parameter_refusal, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code, is_dtype_text,
                               may_be_torch_only_method, torch_only_attribute, torch_only_method)
@@ -318,6 +319,7 @@ class TorchToNNX(cst.CSTTransformer):
         self.step_lines, self.kept_optimizers, self.clips = (
             trainstep.train_step_analysis(module.code) if ".step(" in module.code else (set(), {}, {}))
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
+        self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
         self.todo_seen: set[tuple[int, str]] = set()  # (line, "CODE message") already reported
         self.called_attributes: set[int] = set()  # x.grad(...) is a method call, not the attribute .grad
         self.call_stack: list[tuple[int, bool, str | None]] = []  # calls lint records: (id, torch?, method)
@@ -540,6 +542,9 @@ class TorchToNNX(cst.CSTTransformer):
 
     def visit_Call(self, node: cst.Call) -> None:
         self.handled_refs.add(id(node.func))
+        if isinstance(node.func, cst.Name) and node.func.value == "isinstance":
+            positional = [a.value for a in node.args if a.keyword is None and not a.star]
+            self.isinstance_types.update(id(t) for t in isinstance_type_nodes(positional))
         # the calls lint records, innermost last (lint's `record.parent`): torch calls and the
         # method calls the tables or core.constructs know
         func = node.func
@@ -589,6 +594,9 @@ class TorchToNNX(cst.CSTTransformer):
             self.helpers |= set(rule.get("helpers", []))
             self.changed(original, rule.code, f"{q} (as a value) -> {text}")
             return self._expr(text)
+        if id(original) in self.isinstance_types and _manual_code(q) == "PTJ901":
+            self.todo(original, "PTJ901", isinstance_message(q))
+            return updated
         self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
         return updated
 

@@ -232,3 +232,22 @@ DEVICE_MOVES = frozenset({"to", "cuda", "cpu"})  # their arguments (x.to(y.devic
 def is_dtype_text(text: str) -> bool:
     """`y.dtype` or a variable named dtype: a `.to(...)` argument that casts (-> .astype)."""
     return text == "dtype" or text.endswith(".dtype")
+
+
+def isinstance_message(qualname: str) -> str:
+    """`isinstance(m, nn.Linear)`: the check is what remains, not a layer to build."""
+    return (f"isinstance(..., {qualname}): the type check remains (converted layers are flax classes); "
+            "test for the flax class or port the code it guards")
+
+
+def isinstance_type_nodes(args: list) -> list:
+    """The type expressions of `isinstance(x, T)` / `isinstance(x, (A, B))`, given the call's
+    positional argument values (ast or libcst nodes; tuples are told by their `elts`/`elements`)."""
+    if len(args) != 2:
+        return []
+    types = args[1]
+    elements = getattr(types, "elts", None) or getattr(types, "elements", None)
+    if elements:
+        # libcst wraps tuple items in Element (.value); ast's items are the expressions themselves
+        return [e.value if type(e).__name__ in ("Element", "StarredElement") else e for e in elements]
+    return [types]

@@ -22,7 +22,7 @@ import io
 import tokenize
 from dataclasses import dataclass
 
-from ..names import import_bindings, is_torch_name
+from ..names import dotted, import_bindings, is_torch_name
 from .constructs import torch_only_attribute, torch_only_method
 
 TODO_TAG = "TODO(pt2jax)"
@@ -187,14 +187,9 @@ class _Finder(ast.NodeVisitor):
 
 
 def _dotted(node: ast.AST) -> list[str] | None:
-    parts: list[str] = []
-    while type(node) is ast.Attribute:
-        parts.append(node.attr)
-        node = node.value
-    if type(node) is not ast.Name:
-        return None
-    parts.append(node.id)
-    return parts[::-1]
+    """`a.b.c` -> ['a', 'b', 'c'] (names.dotted as one list)."""
+    found = dotted(node)
+    return None if found is None else [found[0].id, *found[1]]
 
 
 def receiver_text(node: ast.AST) -> str:
