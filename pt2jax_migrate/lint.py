@@ -621,6 +621,18 @@ class _Classifier:
         for index, node in enumerate(self.w.imports):
             self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
         self.findings.sort(key=lambda f: (f.line, f.col, f.code))
+        # one to-do per line and text, as the rewrite writes one TODO for it:
+        # `def f(a: nn.Module, b: nn.Module)` is one thing to port, not two
+        seen: set[tuple[int, str, str]] = set()
+        kept = []
+        for finding in self.findings:
+            if not finding.fixable:
+                key = (finding.line, finding.code, finding.message)
+                if key in seen:
+                    continue
+                seen.add(key)
+            kept.append(finding)
+        self.findings = kept
         return self.findings
 
     # -------------------------------------------------------------- kinds
