@@ -847,7 +847,7 @@ def rules(color: bool | None) -> None:
 def unsafe_names(rules_, code: str) -> list[str]:
     """The constructs under `code` whose conversion is unsafe (the tables' `safety = "unsafe"`,
     and the 64-bit integer dtypes)."""
-    from .lint import UNSAFE_VALUE_NAMES
+    from .core.decide import UNSAFE_VALUE_NAMES
 
     names = {name for entry in rules_.entries if entry.code == code and entry.get("safety") == "unsafe"
              for name in entry.names}

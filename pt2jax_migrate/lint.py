@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Sequence
 from .fsio import collect_python_files, read_source
 from .model import Finding, SourceError
 from .mapping import CONVERTED_IMPORTS
-from .trainstep import CLIP
 from .names import (
     CLASS,
     COMPREHENSION,
@@ -37,45 +36,21 @@ from .names import (
     lookup,
 )
 from .rules import load_rules
-from .core.constructs import isinstance_message, isinstance_type_nodes
-from .core.constructs import (ATTRIBUTE_NAMES, MODULE_BASES, NO_GRAD, PARAMETER, container_refusal,
-                              parameter_refusal, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code,
-                              may_be_torch_only_method, torch_only_attribute, torch_only_method)
+from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
+                          WITH_AS, CallSite, category, check_rule,
+                          MethodSite, ReferenceSite, decide_call, decide_method, decide_reference, unsupported)
+from .core.constructs import isinstance_type_nodes
+from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
+                              may_be_torch_only_method, torch_only_attribute)
 from .core.residue import literal_kind, receiver_text
 
 FIXABLE = " [fixable]"
 
-DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
-CHECKPOINT = frozenset({"torch.save", "torch.load"})
-DEVICE_METHODS = frozenset({"to", "cuda", "cpu"})
-MODE_METHODS = frozenset({"train", "eval"})
-STEP_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
-
-NOUNS = {
-    "PTJ102": "layer construction",
-    "PTJ103": "call",
-    "PTJ104": "tensor creation",
-    "PTJ105": "tensor method",
-    "PTJ106": "loss",
-    "PTJ201": "optimizer",
-    "PTJ301": "global seeding",
-    "PTJ302": "device placement",
-}
-
-# torch names used as values (not called) that the rewrite renames, besides the dtypes table
-VALUE_NAMES = {"torch.Tensor": "jax.Array"}
-# dtype references whose conversion changes numbers (as rewrite._reference decides)
-UNSAFE_VALUE_NAMES = frozenset({"torch.int64", "torch.long"})
-
-
-def _converted_as_value(rule) -> bool:
-    """A function rule the rewrite substitutes when it is passed around uncalled (F.relu)."""
-    return (rule.kind == "function" and bool(rule.get("target")) and rule.get("templates") is None
-            and rule.status == "exact")
 
 
 # flags set by a statement on the call it directly contains
 _EXPR, _WITH_ITEM, _WITH_AS, _DECORATOR, _ASSIGN = 1, 2, 3, 4, 5
+_STATEMENT = {_EXPR: EXPR, _WITH_ITEM: WITH, _WITH_AS: WITH_AS, _DECORATOR: DECORATOR, _ASSIGN: ASSIGN}
 # record kinds
 _CALL, _METHOD, _REF, _ATTR = 0, 1, 2, 3
 
@@ -491,16 +466,6 @@ def _method_names() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=16384)
-def _check(rule, name: str, args: tuple, kwargs: tuple) -> str | None:
-    if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
-        return container_refusal(name, list(args), [k for k, _ in kwargs])
-    from .mapping import check_call
-
-    arg_list, kwarg_map = _arguments(args, kwargs)
-    return check_call(rule, list(arg_list), dict(kwarg_map), name)
-
-
-@functools.lru_cache(maxsize=16384)
 def _arguments(args: tuple, kwargs: tuple) -> tuple[list, dict]:
     from .mapping import make_arg
 
@@ -580,7 +545,7 @@ class _Classifier:
 
     def check(self, rule, call: ast.Call, name: str) -> str | None:
         """mapping.check_call's verdict on this call (memoised on the arguments' text)."""
-        return _check(rule, name, *self.arguments(call))
+        return check_rule(rule, name, *self.arguments(call))
 
     # -------------------------------------------------------------- resolution
 
@@ -653,164 +618,72 @@ class _Classifier:
                  safety="unsafe" if unsafe else "safe")
 
     def torch_call(self, record: _Record) -> None:
+        """Facts about the call -> core.decide.decide_call -> a finding (rewrite asks the same)."""
         q = record.qual
         call = record.node
         assert q is not None
-        if q in NO_GRAD:
-            if record.flag in (_WITH_ITEM, _DECORATOR):
-                self.add(record, call, "PTJ304", f"{q}(): JAX computes gradients only when asked", True)
-            elif record.flag == _WITH_AS:
-                self.add(record, call, "PTJ304", f"`with {q}() as ...`: the bound context is used; remove it by hand",
-                         False)
-            else:
-                self.unsupported(record, call, q, "only `with` blocks and decorators are converted")
-            return
-        if q == "torch.manual_seed":
-            if record.flag == _EXPR:
-                rule = self.rules.by_name.get(q)
-                self.add(record, call, "PTJ301", "torch.manual_seed(): becomes an explicit nnx.Rngs stream", True,
-                         safety=rule.get("safety", "safe") if rule is not None else "unsafe")
-            else:
-                self.add(record, call, "PTJ301",
-                         "torch.manual_seed() used as a value: only the statement `torch.manual_seed(s)` is converted",
-                         False)
-            return
-        if q in DEVICE:
-            self.add(record, call, "PTJ302", f"{q}(): JAX places arrays on its default device itself", True)
-            return
-        if q in PARAMETER:
-            args, kwargs = self.arguments(call)
-            reason = parameter_refusal(list(args), dict(kwargs))
-            self.add(record, call, "PTJ102" if reason is None else "PTJ901",
-                     f"{q}(): becomes an nnx.Param" if reason is None else f"{q}: {reason}", reason is None)
-            return
-        if q == CLIP:  # folded into the optimizer when its training step is converted
-            fixable = call.lineno in self.train_lines()
-            self.add(record, call, "PTJ204", "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer"
-                     if fixable else "clip_grad_norm_(): converted only inside a recognised training step", fixable)
-            return
-        if self.categorised(record, call, q):
-            return
-        rule = self.rules.by_name.get(q)
-        if rule is None:
-            self.unsupported(record, call, q)
-            return
-        reason = self.check(rule, call, q)
-        if reason is None and rule.kind == "optimizer" and record.targets and call.lineno in self.kept_optimizers():
-            from .trainstep import KEPT_OPTIMIZER
-
-            reason = KEPT_OPTIMIZER.format(name=record.targets[0])
-        noun = NOUNS.get(rule.code, "call")
-        if reason is None:
-            self.add(record, call, rule.code, f"{q} {noun}", True, safety=rule.get("safety", "safe"))
-        else:
-            self.add(record, call, rule.code, f"{q} {noun} is not converted: {reason}", False)
+        args, kwargs = self.arguments(call)
+        # the training-step facts cost an analysis of the file: only asked where they matter
+        site = CallSite(
+            q, args, kwargs, _STATEMENT.get(record.flag, VALUE),
+            in_train_step=q == CLIP and call.lineno in self.train_lines(),
+            kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
+                            and call.lineno in self.kept_optimizers() else None),
+        )
+        decision = decide_call(site, self.rules)
+        self.add(record, call, decision.code, decision.message, decision.fixable,
+                 safety=decision.safety if decision.fixable else "safe")
 
     def categorised(self, record: _Record, node: ast.AST, q: str) -> bool:
-        if q.startswith("torch.optim.lr_scheduler."):
-            self.add(record, node, "PTJ205", f"{q}: write an optax schedule (a function of the step) by hand", False)
-        elif q.startswith(("torch.utils.data.", "torchvision")) or q == "torch.utils.data":
-            self.add(record, node, "PTJ401", f"{q}: data loading has no JAX counterpart; feed numpy arrays", False)
-        elif q in CHECKPOINT:
-            self.add(record, node, "PTJ402", f"{q}: torch pickles are not portable; use orbax or nnx.state", False)
-        else:
-            return False
-        return True
+        found = category(q)
+        if found is not None:
+            self.add(record, node, found.code, found.message, False)
+        return found is not None
 
     def unsupported(self, record: _Record, node: ast.AST, q: str, why: str = "") -> None:
-        message = f"{q} has no automatic conversion; port it by hand"
-        if why:
-            message = f"{q}: {why}"
-        self.add(record, node, "PTJ901", message, False)
+        found = unsupported(q, why)
+        self.add(record, node, found.code, found.message, False)
 
     def torch_reference(self, record: _Record) -> None:
+        """Facts about the reference -> core.decide.decide_reference -> a finding."""
         q = record.qual
-        node = record.node
         assert q is not None
-        if record.base_of is not None and q in MODULE_BASES:
-            cls = record.base_of
-            self.add(record, cls, "PTJ101", f"class {cls.name} subclasses torch.nn.Module", True)
-            return
-        if q in NO_GRAD and record.flag == _DECORATOR:
-            self.add(record, node, "PTJ304", f"@{q}: JAX computes gradients only when asked", True)
-            return
-        # as rewrite._reference does: dtypes and torch.Tensor are renamed wherever they stand
-        # (inside a call too, converted or not); a plain function rule passed as a value is
-        # replaced by its target; anything else is left with a TODO
-        target = self.rules.dtypes.get(q) or VALUE_NAMES.get(q)
-        if target is not None:
-            # 64-bit integers become JAX's default 32-bit ones: that changes numbers
-            safety = "unsafe" if q in UNSAFE_VALUE_NAMES else "safe"
-            self.add(record, node, "PTJ104", f"{q} becomes {target}", True, safety=safety)
-            return
-        rule = self.rules.by_name.get(q)
-        if rule is not None and _converted_as_value(rule):
-            self.add(record, node, rule.code, f"{q} used as a value becomes {rule.get('target')}", True,
-                     safety=rule.get("safety", "safe"))
-            return
-        if self.categorised(record, node, q):
-            return
-        if id(node) in self.w.isinstance_types:
-            self.add(record, node, "PTJ901", isinstance_message(q), False)
-            return
-        self.unsupported(record, node, q)
+        cls = record.base_of
+        site = ReferenceSite(q, base_of=cls.name if cls is not None else None, decorator=record.flag == _DECORATOR,
+                             in_isinstance=id(record.node) in self.w.isinstance_types)
+        decision = decide_reference(site, self.rules)
+        # a converted base is reported on the class line, as the rewrite does
+        node = cls if cls is not None and decision.fixable else record.node
+        self.add(record, node, decision.code, decision.message, decision.fixable,
+                 safety=decision.safety if decision.fixable else "safe")
 
     def method_call(self, record: _Record) -> None:
+        """Facts about the method call -> core.decide.decide_method -> a finding (or none)."""
         method = record.method
         call = record.node
-        if method in DEVICE_METHODS:
-            self.add(record, call, "PTJ302", f".{method}(): JAX places arrays on its default device itself", True)
-            return
-        if method in MODE_METHODS:
-            self.add(record, call, "PTJ303", f".{method}(): kept as is (nnx modules have train() and eval())",
-                     False, "info")
-            return
-        code = STEP_METHODS.get(method)  # type: ignore[arg-type]
-        if code is not None:
+        assert method is not None
+        training_call, in_train_step = True, False
+        if method in STEP_METHODS:
             if method == "step":
                 receiver = record.receiver
-                if receiver in self.schedulers:
-                    return
-                if receiver not in self.optimizers and not record.scope.code_scope.has_backward:
-                    return
-            if call.lineno in self.train_lines():
-                self.add(record, call, code, f".{method}(): part of a train step that becomes nnx.value_and_grad + "
-                         "optimizer.update", True)
-            else:
-                self.add(record, call, code, f".{method}(): not part of a train step the rewrite recognises "
-                         "(zero_grad / forward / loss / backward / step); port it by hand", False)
-            return
-        rule = self.rules.methods.get(method)  # type: ignore[arg-type]
-        if rule is None:
-            self.torch_only(record, call, method)
-            return
-        from .mapping import tensor_method_applies
-
-        texts = self.arguments(call)
-        args, kwargs = _arguments(*texts)
-        if not tensor_method_applies(rule, args, kwargs, receiver=record.bare, not_tensors=self.not_tensors):
-            self.torch_only(record, call, method)  # not the table's tensor method; maybe a module's
-            return
-        reason = _check(rule, method, *texts)
-        if reason is None:
-            self.add(record, call, rule.code, f".{method}() tensor method", True, safety=rule.get("safety", "safe"))
-        else:
-            noun = "tensor method" if rule.code == "PTJ105" else "method"  # .state_dict() is a module's
-            self.add(record, call, rule.code, f".{method}() {noun} is not converted: {reason}", False)
-
-
-    def torch_only(self, record: _Record, call: ast.Call, method: str) -> None:
-        """A method only torch tensors/modules have (core.constructs, shared with rewrite and
-        the residue check)."""
-        if method in DECIDED_ELSEWHERE:
-            return
-        if method in CONSUMED_BY_TORCH_CALLS and record.parent is not None and record.parent.qual is not None:
-            return  # torch.optim.SGD(model.parameters(), ...): the optimizer decides
+                training_call = receiver not in self.schedulers and (
+                    receiver in self.optimizers or record.scope.code_scope.has_backward)
+            in_train_step = training_call and call.lineno in self.train_lines()
+        args, kwargs = self.arguments(call) if method not in STEP_METHODS else ((), ())
         func = call.func
-        reason = torch_only_method(method, [literal_kind(a) for a in call.args],
-                                   [k.arg for k in call.keywords], receiver_text(func.value))  # type: ignore[attr-defined]
-        if reason is not None:
-            self.add(record, call, construct_code(method), reason, False)
+        parent = record.parent
+        site = MethodSite(
+            method, args, kwargs, tuple(literal_kind(a) for a in call.args),
+            receiver_text(func.value), record.bare,  # type: ignore[attr-defined]
+            receiver_is_not_tensor=record.bare in self.not_tensors,
+            inside_torch_call=parent is not None and parent.qual is not None,
+            training_call=training_call, in_train_step=in_train_step,
+        )
+        decision = decide_method(site, self.rules)
+        if decision is not None:
+            self.add(record, call, decision.code, decision.message, decision.fixable,
+                     "info" if decision.action == "note" else "warning",
+                     safety=decision.safety if decision.fixable else "safe")
 
     def torch_only_attribute(self, record: _Record) -> None:
         node = record.node

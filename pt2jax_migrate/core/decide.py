@@ -1,0 +1,257 @@
+"""One verdict per torch call site, for lint and rewrite alike.
+
+The front ends only extract facts (`CallSite`: the qualified name, the arguments as source text,
+how the call stands in its statement, what the training-step planner found) and ask `decide_call`.
+Lint turns the `Decision` into a Finding; rewrite renders a fixable one (through the target) or
+writes a TODO with the same code and reason. The hand-coded constructs (no_grad forms, seeding,
+device queries, nn.Parameter, containers, gradient clipping, schedulers, data pipelines,
+checkpoints) are decided here once; table entries go through mapping.check_call.
+
+Framework-neutral: no ast, no libcst, no target names in the logic (messages may say what the
+default target writes).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
+                         construct_code, container_refusal, isinstance_message, parameter_refusal, torch_only_method)
+
+DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
+CHECKPOINT = frozenset({"torch.save", "torch.load"})
+CLIP = "torch.nn.utils.clip_grad_norm_"
+SEED = "torch.manual_seed"
+KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
+                  "convert the two together")
+
+# how lint names what a fixable table entry converts (`torch.nn.Linear layer construction`)
+NOUNS = {
+    "PTJ102": "layer construction",
+    "PTJ103": "call",
+    "PTJ104": "tensor creation",
+    "PTJ105": "tensor method",
+    "PTJ106": "loss",
+    "PTJ201": "optimizer",
+    "PTJ301": "global seeding",
+    "PTJ302": "device placement",
+}
+
+# how a call stands in its statement (set by the front end)
+EXPR, WITH, WITH_AS, DECORATOR, ASSIGN, VALUE = "expr", "with", "with_as", "decorator", "assign", "value"
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """The facts about one call of a torch name, as either front end sees them."""
+
+    qualname: str
+    args: tuple[tuple[str, bool], ...] = ()  # (source text, starred) per positional argument
+    kwargs: tuple[tuple[str | None, str], ...] = ()  # (keyword or None for **, source text)
+    statement: str = VALUE  # EXPR | WITH | WITH_AS | DECORATOR | ASSIGN | VALUE
+    in_train_step: bool = False  # on a line the training-step planner converts
+    kept_optimizer: str | None = None  # `opt = torch.optim.X(...)` whose training step stays PyTorch
+
+
+@dataclass(frozen=True)
+class Decision:
+    code: str
+    fixable: bool
+    message: str  # lint's message: what the call becomes, or why it is left for a person
+    safety: str = "safe"  # safe | unsafe (fixable), manual (not)
+    action: str = "rule"  # how a fixable call is rendered: no_grad | seed | device | parameter | container | clip | rule
+    rule: object = None  # the table entry (rules.Rule) for action "rule"/"container"
+
+
+def manual(code: str, message: str) -> Decision:
+    return Decision(code, False, message, "manual", "")
+
+
+def category(qualname: str) -> Decision | None:
+    """Whole families with no JAX counterpart to convert to."""
+    if qualname.startswith("torch.optim.lr_scheduler."):
+        return manual("PTJ205", f"{qualname}: write an optax schedule (a function of the step) by hand")
+    if qualname.startswith(("torch.utils.data.", "torchvision")) or qualname == "torch.utils.data":
+        return manual("PTJ401", f"{qualname}: data loading has no JAX counterpart; feed numpy arrays")
+    if qualname in CHECKPOINT:
+        return manual("PTJ402", f"{qualname}: torch pickles are not portable; use orbax or nnx.state")
+    return None
+
+
+def unsupported(qualname: str, why: str = "") -> Decision:
+    return manual("PTJ901", f"{qualname}: {why}" if why else f"{qualname} has no automatic conversion; port it by hand")
+
+
+@functools.lru_cache(maxsize=16384)
+def check_rule(rule, name: str, args: tuple, kwargs: tuple) -> str | None:
+    """Why a table entry refuses these arguments (None: it converts them). Memoised on the
+    arguments' text, which repeats a lot in real code."""
+    if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
+        return container_refusal(name, list(args), [k for k, _ in kwargs])
+    from ..mapping import check_call, make_arg
+
+    arg_list = [make_arg(text, starred) for text, starred in args]
+    kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in kwargs}
+    return check_call(rule, arg_list, kwarg_map, name)
+
+
+def decide_call(site: CallSite, rules) -> Decision:
+    """The verdict on one torch call (`rules` is a rules.RuleSet)."""
+    q = site.qualname
+    if q in NO_GRAD:
+        if site.statement in (WITH, DECORATOR):
+            return Decision("PTJ304", True, f"{q}(): JAX computes gradients only when asked", action="no_grad")
+        if site.statement == WITH_AS:
+            return manual("PTJ304", f"`with {q}() as ...`: the bound context is used; remove it by hand")
+        return unsupported(q, "only `with` blocks and decorators are converted")
+    if q == SEED:
+        if site.statement == EXPR:
+            rule = rules.by_name.get(q)
+            return Decision("PTJ301", True, f"{q}(): becomes an explicit nnx.Rngs stream",
+                            rule.get("safety", "safe") if rule is not None else "unsafe", "seed", rule)
+        return manual("PTJ301", f"{q}() used as a value: only the statement `torch.manual_seed(s)` is converted")
+    if q in DEVICE:
+        return Decision("PTJ302", True, f"{q}(): JAX places arrays on its default device itself", action="device")
+    if q in PARAMETER:
+        reason = parameter_refusal(list(site.args), {k: v for k, v in site.kwargs if k is not None})
+        if reason is not None:
+            return manual("PTJ901", f"{q}: {reason}")
+        return Decision("PTJ102", True, f"{q}(): becomes an nnx.Param", action="parameter")
+    if q == CLIP:  # folded into the optimizer when its training step is converted
+        if site.in_train_step:
+            return Decision("PTJ204", True, "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer",
+                            action="clip")
+        return manual("PTJ204", "clip_grad_norm_(): converted only inside a recognised training step")
+    found = category(q)
+    if found is not None:
+        return found
+    rule = rules.by_name.get(q)
+    if rule is None:
+        return unsupported(q)
+    noun = NOUNS.get(rule.code, "call")
+    reason = check_rule(rule, q, site.args, site.kwargs)
+    if reason is None and rule.kind == "optimizer" and site.kept_optimizer is not None:
+        reason = KEPT_OPTIMIZER.format(name=site.kept_optimizer)
+    if reason is not None:
+        return Decision(rule.code, False, f"{q} {noun} is not converted: {reason}", "manual", "", rule)
+    action = "container" if q in CONTAINERS else "rule"
+    return Decision(rule.code, True, f"{q} {noun}", rule.get("safety", "safe"), action, rule)
+
+
+# ------------------------------------------------------------------------------ references
+
+# torch names used as values (not called) that are renamed wherever they stand, besides dtypes
+VALUE_NAMES = {"torch.Tensor": "jax.Array"}
+UNSAFE_VALUE_NAMES = frozenset({"torch.int64", "torch.long"})  # 64-bit ints become JAX's 32-bit ones
+
+
+@dataclass(frozen=True)
+class ReferenceSite:
+    """A torch name used without calling it: a base class, a decorator, a dtype, an annotation,
+    a function passed around, the type in isinstance(x, T)."""
+
+    qualname: str
+    base_of: str | None = None  # the class it is a base of
+    decorator: bool = False
+    in_isinstance: bool = False
+
+
+def converted_as_value(rule) -> bool:
+    """A function rule substituted when it is passed around uncalled (F.relu -> jax.nn.relu)."""
+    return (rule.kind == "function" and bool(rule.get("target")) and rule.get("templates") is None
+            and rule.status == "exact")
+
+
+def decide_reference(site: ReferenceSite, rules) -> Decision:
+    q = site.qualname
+    if site.base_of is not None:
+        if q in MODULE_BASES:
+            return Decision("PTJ101", True, f"class {site.base_of} subclasses torch.nn.Module", action="module_base")
+        found = category(q) or unsupported(q)
+        return manual(found.code, f"class {site.base_of} subclasses {q}, which is not converted: port the class "
+                                  "by hand (or write it as an nnx.Module)")
+    if q in NO_GRAD and site.decorator:
+        return Decision("PTJ304", True, f"@{q}: JAX computes gradients only when asked", action="no_grad")
+    target = rules.dtypes.get(q) or VALUE_NAMES.get(q)
+    if target is not None:
+        return Decision("PTJ104", True, f"{q} becomes {target}", "unsafe" if q in UNSAFE_VALUE_NAMES else "safe",
+                        "rename")
+    rule = rules.by_name.get(q)
+    if rule is not None and converted_as_value(rule):
+        return Decision(rule.code, True, f"{q} used as a value becomes {rule.get('target')}",
+                        rule.get("safety", "safe"), "value", rule)
+    found = category(q)
+    if found is not None:
+        return found
+    if site.in_isinstance:
+        return manual("PTJ901", isinstance_message(q))
+    return unsupported(q)
+
+
+# ------------------------------------------------------------------------------ methods
+
+DEVICE_METHODS = frozenset({"to", "cuda", "cpu"})
+MODE_METHODS = frozenset({"train", "eval"})
+STEP_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
+
+
+@dataclass(frozen=True)
+class MethodSite:
+    """A method call on something that is not a torch name (`x.view(2, 3)`, `self.register_buffer(...)`)."""
+
+    method: str
+    args: tuple[tuple[str, bool], ...] = ()
+    kwargs: tuple[tuple[str | None, str], ...] = ()
+    arg_kinds: tuple[str, ...] = ()  # 'str' for a string-literal positional argument, 'other' otherwise
+    receiver: str = "<expr>"  # dotted text of the receiver, '<str>' / '<const>' / '<expr>'
+    bare_receiver: str | None = None  # the receiver when it is a plain name
+    receiver_is_not_tensor: bool = False  # bound to something that is not an array (a list, a str, ...)
+    inside_torch_call: bool = False  # an argument of a torch call (`SGD(model.parameters(), ...)`)
+    training_call: bool = True  # for step(): an optimizer's step (not a scheduler's, not unrelated)
+    in_train_step: bool = False  # on a line the training-step planner converts
+
+
+def decide_method(site: MethodSite, rules) -> Decision | None:
+    """The verdict on a method call, or None when it is not PyTorch's (as far as can be told)."""
+    method = site.method
+    if method in DEVICE_METHODS:
+        return Decision("PTJ302", True, f".{method}(): JAX places arrays on its default device itself",
+                        action="device_move")
+    if method in MODE_METHODS:
+        return Decision("PTJ303", False, f".{method}(): kept as is (nnx modules have train() and eval())", "",
+                        "note")
+    code = STEP_METHODS.get(method)
+    if code is not None:
+        if not site.training_call:
+            return None
+        if site.in_train_step:
+            return Decision(code, True, f".{method}(): part of a train step that becomes nnx.value_and_grad + "
+                            "optimizer.update", action="train_step")
+        return manual(code, f".{method}(): not part of a train step the rewrite recognises "
+                            "(zero_grad / forward / loss / backward / step); port it by hand")
+    rule = rules.methods.get(method)
+    if rule is not None:
+        from ..mapping import make_arg, tensor_method_applies
+
+        arg_list = [make_arg(text, starred) for text, starred in site.args]
+        kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in site.kwargs}
+        not_tensors = {site.bare_receiver} if site.receiver_is_not_tensor and site.bare_receiver else set()
+        if tensor_method_applies(rule, arg_list, kwarg_map, receiver=site.bare_receiver, not_tensors=not_tensors):
+            reason = check_rule(rule, method, site.args, site.kwargs)
+            if reason is None:
+                return Decision(rule.code, True, f".{method}() tensor method", rule.get("safety", "safe"), "rule", rule)
+            noun = "tensor method" if rule.code == "PTJ105" else "method"  # .state_dict() is a module's
+            return Decision(rule.code, False, f".{method}() {noun} is not converted: {reason}", "manual", "", rule)
+    return decide_torch_only(site)
+
+
+def decide_torch_only(site: MethodSite) -> Decision | None:
+    """A method only torch tensors/modules have (core.constructs), when no table entry took it."""
+    method = site.method
+    if method in DECIDED_ELSEWHERE:
+        return None
+    if method in CONSUMED_BY_TORCH_CALLS and site.inside_torch_call:
+        return None  # torch.optim.SGD(model.parameters(), ...): the optimizer decides
+    reason = torch_only_method(method, list(site.arg_kinds), [k for k, _ in site.kwargs], site.receiver)
+    return None if reason is None else manual(construct_code(method), reason)
