@@ -2,7 +2,10 @@
 calls here, and the data into output and an exit code.
 
     lint_paths(paths, options)        -> LintRun (project.LintReport): files, findings, errors
+    fix_paths(paths, options, ...)    -> FixRun: files fixed (with diffs), skipped and why, what remains
+    add_noqa(report, findings)        -> NoqaRun: directives added, files written, lines skipped
     rewrite_paths(paths, out=..., ...) -> RewriteRun: per-file results, where each went, errors
+    verify_rewritten(run, config, ...) -> [VerifyOutcome]: per changed file, a report, an error or no settings
 
 Both find their files with the one walker (files.walk.discover: `exclude`, .gitignore,
 symlinks, non-regular files) and write with the one atomic writer (fsio.write_atomic).
@@ -12,8 +15,10 @@ Nothing here prints.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .files.walk import FileRules, SourceFile, discover
 from .fsio import read_source, write_atomic
@@ -152,3 +157,228 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
             if file.result is not None and file.written is None:
                 file.result = None  # converted but not written: counted as an error, not as done
     return run
+
+
+# ------------------------------------------------------------------------------ lint --fix / --diff
+
+
+@dataclass
+class FileFix:
+    """What --fix did to one file, in the order the files were taken."""
+    path: str
+    skipped: str | None = None  # why it was left alone (a fixable finding suppressed or not selected)
+    diff: str | None = None  # the unified diff of the fix (written, or only shown with write=False)
+    written: bool = False
+
+
+@dataclass
+class FixRun:
+    report: LintReport  # what remains: the fixed files re-linted; errors of the fix appended
+    files: list[FileFix] = field(default_factory=list)
+    fixed: int = 0  # findings the fixes removed
+    write: bool = True
+
+    @property
+    def changed(self) -> list[FileFix]:
+        return [f for f in self.files if f.diff is not None]
+
+    @property
+    def skipped(self) -> list[FileFix]:
+        return [f for f in self.files if f.skipped is not None]
+
+    @property
+    def remaining(self) -> list[Finding]:
+        return self.report.findings
+
+    def note(self) -> str:
+        """The one-line account --fix / --diff ends with."""
+        from .output.counts import plural
+
+        count, changed = len(self.remaining), len(self.changed)
+        if self.write and changed:
+            return f"Fixed {plural(self.fixed, 'finding')} in {plural(changed, 'file')}; {count} remaining."
+        if changed:
+            return f"Would fix {plural(self.fixed, 'finding')} in {plural(changed, 'file')}; {count} would remain."
+        return f"Nothing to fix; {count} remaining."
+
+
+def fix_paths(paths: Sequence[str], options: LintOptions | None = None, *, unsafe: bool = False,
+              write: bool = True, target: str = "nnx", report: LintReport | None = None,
+              stdin: tuple[str, str] | None = None) -> FixRun:
+    """Rewrite each file under `paths` that has a fix to apply (safe ones; unsafe ones too
+    with `unsafe`), writing it atomically (or, with write=False, only giving its diff), and
+    re-lint it so the run's report holds what remains. `report`: an existing lint of the
+    same paths with the same options (the CLI's, made with a progress bar), not re-done.
+
+    The rewrite converts whole files, so a file in which a fixable finding is suppressed or
+    not selected is left alone (skipped, with the reason) rather than converted against the
+    user's say. `report` is updated in place."""
+    from .lint import lint_source
+    from .output.counts import plural
+    from .output.diff import unified_diff
+    from .project import filter_file
+    from .rewrite import rewrite_source
+
+    options = options if options is not None else LintOptions()
+    if report is None:
+        report = lint_paths(paths, options, stdin=stdin)
+    run = FixRun(report, write=write)
+    levels = ("safe", "unsafe") if unsafe else ("safe",)
+    for index, file in enumerate(report.files):
+        wanted = [f for f in file.findings if f.fixable and f.fix in levels]
+        if not wanted or file.source is None:
+            continue
+        source = file.source
+        raw = lint_source(source, file.path)
+        hidden = {(f.line, f.col, f.code) for f in raw} - {(f.line, f.col, f.code) for f in file.findings}
+        blocked = [f for f in raw if (f.line, f.col, f.code) in hidden and f.fixable and f.fix in levels
+                   and f.code != "PTJ001"]
+        if blocked:
+            run.files.append(FileFix(file.path, skipped=(
+                f"{plural(len(blocked), 'fixable finding')} in it {'is' if len(blocked) == 1 else 'are'} "
+                "suppressed or not selected, and the rewrite converts whole files "
+                f"(first: line {blocked[0].line}, {blocked[0].code})")))
+            continue
+        try:
+            result = rewrite_source(source, file.path, target=target, unsafe_fixes=unsafe)
+        except SourceError as error:
+            report.errors.append(error)
+            continue
+        except Exception as error:  # an engine bug must not stop the other files
+            report.errors.append(SourceError(file.path, f"internal error while fixing: {type(error).__name__}: {error}"))
+            continue
+        if result.error or not result.changed:
+            continue
+        assert result.new_source is not None
+        if write:
+            try:
+                write_atomic(file.path, result.new_source)
+            except SourceError as error:
+                report.errors.append(error)
+                continue
+        run.files.append(FileFix(file.path, diff=unified_diff(source, result.new_source, file.path), written=write))
+        try:
+            remaining = lint_source(result.new_source, file.path)
+        except SourceError as error:
+            report.errors.append(error)
+            continue
+        after = filter_file(file.path, result.new_source, remaining, options)
+        run.fixed += max(0, len(file.findings) - len(after.findings))
+        report.files[index] = after
+    return run
+
+
+# ---------------------------------------------------------------------------------- lint --add-noqa
+
+
+@dataclass
+class NoqaRun:
+    added: int = 0  # lines that got (or extended) a directive
+    files: list[str] = field(default_factory=list)  # the files written
+    skipped: list[tuple[str, int, str]] = field(default_factory=list)  # (path, line, why) left without one
+    errors: list[SourceError] = field(default_factory=list)
+
+
+def add_noqa(report: LintReport, findings: Sequence[Finding] | None = None) -> NoqaRun:
+    """Add a `# noqa: CODES` directive on each line with one of `findings` (default: the
+    report's), writing each changed file atomically. A file that cannot be written is an
+    error in the run (and in `report.errors`); the other files go on."""
+    from .suppress import add_noqa as add_to_source
+
+    run = NoqaRun()
+    by_file: dict[str, dict[int, set[str]]] = {}
+    for finding in report.findings if findings is None else findings:
+        by_file.setdefault(finding.path, {}).setdefault(finding.line, set()).add(finding.code)
+    files = report.by_path()
+    for path, lines in sorted(by_file.items()):
+        file = files.get(path)
+        if file is None or file.source is None:
+            continue
+        result = add_to_source(file.source, lines)
+        run.skipped += [(path, line, why) for line, why in result.skipped]
+        if not result.added:
+            continue
+        try:
+            write_atomic(path, result.source)
+        except SourceError as error:
+            run.errors.append(error)
+            report.errors.append(error)
+            continue
+        run.added += result.added
+        run.files.append(path)
+    return run
+
+
+# ---------------------------------------------------------------------------------- rewrite --verify
+
+
+@dataclass
+class VerifyOutcome:
+    """One rewritten file's verify: a report (passed or not), an error, or no settings."""
+    path: str
+    report: Any = None  # verify.VerifyReport when it ran
+    error: str | None = None  # why it could not run (VerifyError's message)
+
+    @property
+    def ran(self) -> bool:
+        return self.report is not None
+
+    @property
+    def passed(self) -> bool:
+        return self.report is not None and bool(self.report.passed)
+
+    @property
+    def unset(self) -> bool:  # no [tool.pt2jax.verify] entry (and no --model): not verified
+        return self.report is None and self.error is None
+
+
+def verify_settings(config: Any, path: str, model: str | None = None, init: str = "",
+                    inputs: Sequence[str] = (), atol: float | None = None, rtol: float | None = None) -> dict | None:
+    """run_verify's keyword arguments for one file: from `model`/`inputs` when given (every
+    file), else from the file's [tool.pt2jax.verify] entry, tolerances overridden. None: no settings."""
+    if model:
+        return {"model": model, "init": init, "inputs": list(inputs), "atol": atol, "rtol": rtol}
+    entry = config.verify_entry(path) if config is not None else None
+    if entry is None:
+        return None
+    settings = entry.kwargs()
+    if atol is not None:
+        settings["atol"] = atol
+    if rtol is not None:
+        settings["rtol"] = rtol
+    return settings
+
+
+def _spill(folder: str, name: str, text: str) -> str:
+    """Write `text` to a fresh file named like `name` inside `folder`."""
+    sub = tempfile.mkdtemp(dir=folder)
+    path = os.path.join(sub, os.path.basename(name))
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    return path
+
+
+def verify_rewritten(run: RewriteRun, config: Any = None, *, model: str | None = None, init: str = "",
+                     inputs: Sequence[str] = (), atol: float | None = None,
+                     rtol: float | None = None) -> list[VerifyOutcome]:
+    """Run verify on each changed file of `run` that has settings (see verify_settings),
+    comparing its original text with its converted text wherever each now lives (a file
+    rewritten in place has its original spilled to a temporary file; one not written has
+    its converted text spilled). torch and jax are imported only here, lazily."""
+    from .verify import VerifyError, run_verify
+
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="pt2jax-") as tmp:
+        for job in run.changed:
+            settings = verify_settings(config, job.path, model, init, inputs, atol, rtol)
+            if settings is None:
+                outcomes.append(VerifyOutcome(job.path))
+                continue
+            assert job.result is not None and job.result.new_source is not None
+            original = _spill(tmp, job.path, job.result.source) if job.written == job.path else job.path
+            converted = job.written or _spill(tmp, job.path, job.result.new_source)
+            try:
+                outcomes.append(VerifyOutcome(job.path, report=run_verify(original, converted, **settings)))
+            except VerifyError as error:
+                outcomes.append(VerifyOutcome(job.path, error=str(error)))
+    return outcomes

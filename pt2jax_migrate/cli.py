@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
-from .fsio import write_atomic
 from .model import Finding, SourceError
 from .output import FINDINGS, VERIFY, formats_for
 from .output.common import is_tty
@@ -445,115 +443,29 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _apply_fixes(report, options, *, unsafe: bool, write: bool, target: str, color: bool) -> tuple[str, bool]:
-    """Rewrite each file that has a fix to apply (safe ones; unsafe ones too with `unsafe`),
-    writing it (atomically) or printing its diff, and re-lint it so `report` holds what
-    remains. Returns a one-line account and whether any file changed.
+    """api.fix_paths on the report linted above, its skips and diffs shown in file order.
+    Returns the one-line account and whether any file changed."""
+    from .api import fix_paths
 
-    The rewrite converts whole files, so a file in which a fixable finding is suppressed or
-    not selected is left alone (with a message) rather than converted against the user's say."""
-    from .lint import lint_source
-    from .project import filter_file
-    from .rewrite import rewrite_source
-
-    levels = ("safe", "unsafe") if unsafe else ("safe",)
-    fixed = files_changed = 0
-    for index, file in enumerate(report.files):
-        wanted = [f for f in file.findings if f.fixable and f.fix in levels]
-        if not wanted or file.source is None:
-            continue
-        source = file.source
-        raw = lint_source(source, file.path)
-        hidden = {(f.line, f.col, f.code) for f in raw} - {(f.line, f.col, f.code) for f in file.findings}
-        blocked = [f for f in raw if (f.line, f.col, f.code) in hidden and f.fixable and f.fix in levels
-                   and f.code != "PTJ001"]
-        if blocked:
-            click.echo(f"{file.path}: not fixed: {plural(len(blocked), 'fixable finding')} in it "
-                       f"{'is' if len(blocked) == 1 else 'are'} suppressed or not selected, and the rewrite "
-                       "converts whole files (first: line {}, {})".format(blocked[0].line, blocked[0].code),
-                       err=True)
-            continue
-        try:
-            result = rewrite_source(source, file.path, target=target, unsafe_fixes=unsafe)
-        except SourceError as error:
-            report.errors.append(error)
-            continue
-        except Exception as error:  # an engine bug must not stop the other files
-            report.errors.append(SourceError(file.path, f"internal error while fixing: {type(error).__name__}: {error}"))
-            continue
-        if result.error or not result.changed:
-            continue
-        assert result.new_source is not None
-        if write:
-            try:
-                write_atomic(file.path, result.new_source)
-            except SourceError as error:
-                report.errors.append(error)
-                continue
-        else:
-            render_diff(unified_diff(source, result.new_source, file.path), sys.stdout, color)
-        files_changed += 1
-        try:
-            remaining = lint_source(result.new_source, file.path)
-        except SourceError as error:
-            report.errors.append(error)
-            continue
-        after = filter_file(file.path, result.new_source, remaining, options)
-        fixed += max(0, len(file.findings) - len(after.findings))
-        report.files[index] = after
-    remaining_count = len(report.findings)
-    if write and files_changed:
-        note = f"Fixed {plural(fixed, 'finding')} in {plural(files_changed, 'file')}; {remaining_count} remaining."
-    elif files_changed:
-        note = (f"Would fix {plural(fixed, 'finding')} in {plural(files_changed, 'file')}; "
-                f"{remaining_count} would remain.")
-    else:
-        note = f"Nothing to fix; {remaining_count} remaining."
-    return note, files_changed > 0
+    run = fix_paths((), options, unsafe=unsafe, write=write, target=target, report=report)
+    for file in run.files:
+        if file.skipped is not None:
+            click.echo(f"{file.path}: not fixed: {file.skipped}", err=True)
+        elif not write and file.diff is not None:
+            render_diff(file.diff, sys.stdout, color)
+    return run.note(), bool(run.changed)
 
 
 def _add_noqa(report, findings, color: bool) -> None:
-    from .suppress import add_noqa
+    from .api import add_noqa
 
-    by_file: dict[str, dict[int, set[str]]] = {}
-    for finding in findings:
-        by_file.setdefault(finding.path, {}).setdefault(finding.line, set()).add(finding.code)
-    files = report.by_path()
-    added = changed = 0
-    for path, lines in sorted(by_file.items()):
-        file = files.get(path)
-        if file is None or file.source is None:
-            continue
-        result = add_noqa(file.source, lines)
-        for line, why in result.skipped:
-            click.echo(f"warning: {path}:{line}: no noqa added: {why}", err=True)
-        if not result.added:
-            continue
-        try:
-            write_atomic(path, result.source)
-        except SourceError as error:
-            report.errors.append(error)
-            continue
-        added += result.added
-        changed += 1
-    click.echo(f"Added {plural(added, 'noqa directive')} to {plural(changed, 'file')}.", err=True)
+    run = add_noqa(report, findings)
+    for path, line, why in run.skipped:
+        click.echo(f"warning: {path}:{line}: no noqa added: {why}", err=True)
+    click.echo(f"Added {plural(run.added, 'noqa directive')} to {plural(len(run.files), 'file')}.", err=True)
 
 
 # ------------------------------------------------------------------------------------- rewrite
-
-
-def _verify_settings(config, job: _Job, cli_model: str | None, cli_init: str, cli_inputs: tuple[str, ...],
-                     atol: float | None, rtol: float | None) -> dict | None:
-    if cli_model:
-        return {"model": cli_model, "init": cli_init, "inputs": list(cli_inputs), "atol": atol, "rtol": rtol}
-    entry = config.verify_entry(job.path) if config is not None else None
-    if entry is None:
-        return None
-    settings = entry.kwargs()
-    if atol is not None:
-        settings["atol"] = atol
-    if rtol is not None:
-        settings["rtol"] = rtol
-    return settings
 
 
 @main.command(context_settings=CONTEXT, short_help="Convert PyTorch code to JAX (in place, --out, --diff, --check).")
@@ -660,26 +572,12 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
 
     verify_failed = verify_error = False
     if do_verify:
-        with tempfile.TemporaryDirectory(prefix="pt2jax-") as tmp:
-            # the originals of files rewritten in place, for verify to compare against
-            originals = {job.path: _spill(tmp, job, job.result.source)  # type: ignore[union-attr]
-                         for job in changed if job.written == job.path}
-            verify_failed, verify_error = _verify_jobs(run, changed, config, originals, tmp, model, init, inputs,
-                                                       atol, rtol, out_color)
+        verify_failed, verify_error = _verify_rewritten(run, config, model, init, inputs, atol, rtol, out_color)
     if run.errors or verify_error:
         sys.exit(2)
     if (check and changed) or verify_failed:
         sys.exit(1)
     sys.exit(0)
-
-
-def _spill(folder: str, job: _Job, text: str) -> str:
-    """Write `text` to a fresh file named like the job's file inside `folder`."""
-    sub = tempfile.mkdtemp(dir=folder)
-    path = os.path.join(sub, os.path.basename(job.path))
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    return path
 
 
 def _rewrite_results(run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry):
@@ -728,35 +626,24 @@ def _rewrite_report(path: str, run: _RewriteRun, changed: list[_Job], findings: 
         click.echo(f"Wrote the report {path}.", err=True)
 
 
-def _verify_jobs(run: _RewriteRun, changed: list[_Job], config, originals: dict[str, str], tmp: str,
-                 model, init, inputs, atol, rtol, color: bool) -> tuple[bool, bool]:
-    """Run verify on each changed file that has settings. Returns (any mismatch, any error)."""
-    from .verify import VerifyError, render_report, run_verify
+def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol, color: bool) -> tuple[bool, bool]:
+    """api.verify_rewritten, each outcome shown. Returns (any mismatch, any error)."""
+    from .api import verify_rewritten
+    from .verify import render_report
 
+    outcomes = verify_rewritten(run, config, model=model, init=init, inputs=inputs, atol=atol, rtol=rtol)
     console = _console(color)
-    failed = errored = False
-    verified = 0
-    for job in changed:
-        settings = _verify_settings(config, job, model, init, inputs, atol, rtol)
-        if settings is None:
-            print(f"{job.path}: no [tool.pt2jax.verify] entry; not verified", file=sys.stderr)
-            continue
-        assert job.result is not None and job.result.new_source is not None
-        original = originals.get(job.path, job.path)
-        converted = job.written or _spill(tmp, job, job.result.new_source)
-        try:
-            report = run_verify(original, converted, **settings)
-        except VerifyError as error:
-            print(f"{job.path}: verify could not run: {error}", file=sys.stderr)
-            errored = True
-            continue
-        verified += 1
-        console.print(f"verify {job.path}:", style="bold", markup=False)
-        render_report(report, console)
-        failed = failed or not report.passed
-    if not verified and not errored:
+    for outcome in outcomes:
+        if outcome.unset:
+            print(f"{outcome.path}: no [tool.pt2jax.verify] entry; not verified", file=sys.stderr)
+        elif outcome.error is not None:
+            print(f"{outcome.path}: verify could not run: {outcome.error}", file=sys.stderr)
+        else:
+            console.print(f"verify {outcome.path}:", style="bold", markup=False)
+            render_report(outcome.report, console)
+    if not any(o.ran or o.error is not None for o in outcomes):
         print("--verify: no rewritten file had verify settings", file=sys.stderr)
-    return failed, errored
+    return any(o.ran and not o.passed for o in outcomes), any(o.error is not None for o in outcomes)
 
 
 # -------------------------------------------------------------------------------------- verify

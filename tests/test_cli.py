@@ -267,6 +267,8 @@ def test_verify_command_pass_mismatch_and_error(run, tmp_path):
 
     error = run("verify", original, converted, "--model", "Nope", "--input", "float32[4,6]")
     assert error.exit_code == 2 and error.stderr.startswith("error: ")
+    # an unknown --model names the file and lists the classes it does define
+    assert f"{original}: no class or function named 'Nope'; classes in the file: MLP" in error.stderr
 
 
 def test_rewrite_verify_uses_pyproject_entries(run, tmp_path):

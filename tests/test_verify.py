@@ -472,11 +472,43 @@ def test_syntax_error_names_file_and_line(tmp_path):
 def test_unknown_model():
     with pytest.raises(VerifyError) as err:
         run_verify(data("cnn_torch.py"), data("cnn_nnx.py"), model="ResNet", inputs=["float32[2,1,8,8]"])
-    assert str(err.value) == f"{data('cnn_torch.py')}: no class or function named 'ResNet'"
+    # the candidates are listed: the classes the file defines at top level
+    assert str(err.value) == f"{data('cnn_torch.py')}: no class or function named 'ResNet'; classes in the file: CNN"
+
+
+def test_unknown_model_lists_every_class_or_else_the_functions(tmp_path):
+    classes = _write(tmp_path, "two.py", "import torch\n\nclass Encoder(torch.nn.Module):\n    pass\n\n\n"
+                     "class Decoder(torch.nn.Module):\n    pass\n\n\ndef make():\n    return Encoder()\n")
+    with pytest.raises(VerifyError) as err:
+        run_verify(classes, data("cnn_nnx.py"), model="Encoder.Missing", inputs=["float32[2,1,8,8]"])
+    assert str(err.value) == f"{classes}: no class or function named 'Encoder.Missing'; classes in the file: Encoder, Decoder"
+    functions = _write(tmp_path, "funcs.py", "import torch\n\ndef build():\n    return torch.nn.Linear(2, 2)\n")
+    with pytest.raises(VerifyError, match=r"funcs\.py: no class or function named 'Net'; the file defines no class; functions: build$"):
+        run_verify(functions, data("cnn_nnx.py"), model="Net", inputs=["float32[2,1,8,8]"])
+    empty = _write(tmp_path, "empty.py", "import torch\n")
+    with pytest.raises(VerifyError, match=r"empty\.py: no class or function named 'Net'; the file defines no class or function$"):
+        run_verify(empty, data("cnn_nnx.py"), model="Net", inputs=["float32[2,1,8,8]"])
+
+
+def test_failure_inside_forward_names_file_and_line(tmp_path):
+    # torch: the line of the torch forward that raised (not torch's internals)
+    torch_file = _write(tmp_path, "tiny_torch.py", TINY_TORCH.replace("return self.fc(x)", "y = self.fc(x)\n        return y.view(7, 7)"))
+    nnx_file = _write(tmp_path, "tiny_nnx.py", TINY_NNX.format(ret="self.fc(x)", rngs="*, rngs"))
+    line = TINY_TORCH.splitlines().index("        return self.fc(x)") + 2
+    with pytest.raises(VerifyError, match=rf"^{torch_file}:{line}: running Tiny failed: RuntimeError: .*invalid for input of size 8"):
+        run_verify(torch_file, nnx_file, model="Tiny", inputs=["float32[4,3]"])
+    # JAX: the line of the converted __call__, also under value_and_grad's tracing
+    _write(tmp_path, "tiny_torch.py", TINY_TORCH)
+    _write(tmp_path, "tiny_nnx.py", TINY_NNX.format(ret="self.fc(x).reshape(7, 7)", rngs="*, rngs"))
+    line = TINY_NNX.splitlines().index("        return {ret}") + 1
+    with pytest.raises(VerifyError, match=rf"^{nnx_file}:{line}: running Tiny failed: TypeError: .*reshape"):
+        run_verify(torch_file, nnx_file, model="Tiny", inputs=["float32[4,3]"])
 
 
 def test_failing_torch_construction_reports_the_exception():
-    with pytest.raises(VerifyError, match=r"cnn_torch\.py: building CNN\(1, -5\) failed: RuntimeError: .*negative dimension"):
+    # the line is the one in the file's __init__ that raised (inside torch's Linear, not shown)
+    line = Path(data("cnn_torch.py")).read_text().splitlines().index("        self.fc = nn.Linear(6 * 2 * 2, num_classes)") + 1
+    with pytest.raises(VerifyError, match=rf"cnn_torch\.py:{line}: building CNN\(1, -5\) failed: RuntimeError: .*negative dimension"):
         run_verify(data("cnn_torch.py"), data("cnn_nnx.py"), model="CNN", init="1, -5", inputs=["float32[2,1,8,8]"])
 
 
@@ -522,7 +554,8 @@ def test_failing_converted_construction(tmp_path):
     with pytest.raises(VerifyError, match=r"tiny_nnx\.py: building Tiny\(n=5, rngs=nnx\.Rngs\(0\)\) failed: TypeError: .*'n'"):
         tiny(tmp_path, rngs="*, rngs", init="n=5", nnx_init="in_features")  # a renamed constructor argument
     # a constructor without `rngs` is built without it, and then fails on its own terms
-    with pytest.raises(VerifyError, match=r"tiny_nnx\.py: building Tiny\(\) failed: NameError: name 'rngs'"):
+    # (the line of the converted __init__ that raised: `self.fc = nnx.Linear(n, 2, rngs=rngs)`)
+    with pytest.raises(VerifyError, match=r"tiny_nnx\.py:6: building Tiny\(\) failed: NameError: name 'rngs'"):
         tiny(tmp_path, rngs="rng=None")
 
 

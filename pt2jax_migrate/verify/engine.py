@@ -26,6 +26,7 @@ Passing `atol`/`rtol` sets the output tolerances, and the gradient ones become a
 
 from __future__ import annotations
 
+import ast
 import keyword
 from contextlib import ExitStack, contextmanager
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from . import DEFAULT_TOLERANCES
 from .compare import compare, flatten_output
-from .loader import LoadedFile, expression_names, load_slice
+from .loader import LoadedFile, expression_names, load_slice, parse_source, read_source
 from .report import VerifyError, VerifyReport
 from .specs import make_arrays, parse_spec
 
@@ -70,14 +71,44 @@ def _loaded(path: str, roots: set[str], label: str):
         loaded.unload()
 
 
+def _candidates(path: str) -> str:
+    """The classes (else functions) `path` defines at top level, for an unknown --model's
+    message; the slice the loader ran holds only what the model needs, so the file is re-read."""
+    try:
+        tree = parse_source(path, read_source(path))
+    except VerifyError:
+        return ""
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    if classes:
+        return f"; classes in the file: {', '.join(classes)}"
+    functions = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if functions:
+        return f"; the file defines no class; functions: {', '.join(functions)}"
+    return "; the file defines no class or function"
+
+
+def _unknown_model(loaded: LoadedFile, model: str) -> VerifyError:
+    return VerifyError(f"{loaded.path}: no class or function named {model!r}{_candidates(loaded.path)}")
+
+
+def _where(path: str, exc: BaseException) -> str:
+    """`path:line` of the innermost frame of `exc`'s traceback that runs code of `path` (the
+    loader compiles each file under its own path), so a failure inside the model names the
+    line; `path` alone when the failure never reached the file's code."""
+    import traceback
+
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == path]
+    return f"{path}:{lines[-1]}" if lines and lines[-1] else path
+
+
 def _lookup(loaded: LoadedFile, model: str):
     head, *rest = model.split(".")
     if head not in loaded.namespace:
-        raise VerifyError(f"{loaded.path}: no class or function named {model!r}")
+        raise _unknown_model(loaded, model)
     obj = loaded.namespace[head]
     for attr in rest:
         if not hasattr(obj, attr):
-            raise VerifyError(f"{loaded.path}: no class or function named {model!r}")
+            raise _unknown_model(loaded, model)
         obj = getattr(obj, attr)
     if not callable(obj):
         raise VerifyError(f"{loaded.path}: {model!r} is not a class or function")
@@ -109,7 +140,7 @@ def _build(loaded: LoadedFile, model: str, init: str, extra: str = "", extra_ns:
     try:
         return eval(f"__pt2jax_factory__({call_args})", namespace)
     except Exception as exc:
-        raise VerifyError(f"{loaded.path}: building {text} failed: {type(exc).__name__}: {exc}") from exc
+        raise VerifyError(f"{_where(loaded.path, exc)}: building {text} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _default_loss(leaves, xp_sum):
@@ -207,7 +238,7 @@ def run_verify(
             try:
                 torch_out = torch_model(*torch_inputs)
             except Exception as exc:
-                raise VerifyError(f"{original}: running {model} failed: {type(exc).__name__}: {exc}") from exc
+                raise VerifyError(f"{_where(original, exc)}: running {model} failed: {type(exc).__name__}: {exc}") from exc
             torch_leaves = flatten_output(torch_out)
             float_leaves = [(n, t) for n, t in torch_leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
             params = [(k, p) for k, p in torch_model.named_parameters() if p.requires_grad]
@@ -235,7 +266,7 @@ def run_verify(
         except VerifyError:
             raise
         except Exception as exc:
-            raise VerifyError(f"{converted}: running {model} failed: {type(exc).__name__}: {exc}") from exc
+            raise VerifyError(f"{_where(converted, exc)}: running {model} failed: {type(exc).__name__}: {exc}") from exc
 
         # --- compare outputs
         # matched by name: JAX returns dicts with sorted keys (pytree order), torch in insertion order
