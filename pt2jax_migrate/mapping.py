@@ -12,18 +12,17 @@ from dataclasses import dataclass, field
 
 from . import rules_schema
 from .rules import Rule, load_rules
+from .targets import Target, get_target
 
 TORCH_ROOTS = ("torch", "torchvision")
-# Names the converted code may use, and the import that binds each (stdlib first).
-CONVERTED_IMPORTS = {
-    "math": "import math",
-    "partial": "from functools import partial",
-    "jax": "import jax",
-    "jnp": "import jax.numpy as jnp",
-    "np": "import numpy as np",
-    "optax": "import optax",
-    "nnx": "from flax import nnx",
-}
+# Names the converted code may use, and the import that binds each (the default target's;
+# a rule renders with its own target's, see `target_of`).
+CONVERTED_IMPORTS = get_target().converted_imports
+
+
+def target_of(rule: Rule) -> Target:
+    """The target a rule renders for: the one whose sub-tables its rule set resolved."""
+    return get_target(rule.target)
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,8 @@ def make_arg(source: str, starred: bool = False) -> Arg:
 class CallContext:
     """What the surrounding code provides to a rendered call."""
 
-    rngs: str = "nnx.Rngs(0)"  # expression giving an nnx.Rngs (layers with parameters)
-    key: str = "rngs()"  # expression giving a fresh PRNG key (random sampling)
+    rngs: str | None = None  # the randomness layers with parameters get (None: the target's fresh one)
+    key: str | None = None  # expression giving a fresh PRNG key (None: drawn from the target's `rngs`)
     receiver: str | None = None  # tensor-method receiver
     clip_norm: str | None = None  # optimizers: gradient clipping folded in from the training step
 
@@ -400,7 +399,8 @@ def target_name(rule: Rule, name: str | None) -> str:
 
 
 def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> dict[str, str]:
-    values: dict[str, str] = {"name": _short_name(name), "key": ctx.key, "jax_name": jax_name(rule, name),
+    key = ctx.key if ctx.key is not None else target_of(rule).key_expr(target_of(rule).rngs_name)
+    values: dict[str, str] = {"name": _short_name(name), "key": key, "jax_name": jax_name(rule, name),
                               "op": rule.get("ops", {}).get(_short_name(name), "")}
     if ctx.receiver is not None:
         values["self"] = ctx.receiver
@@ -500,8 +500,8 @@ def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) 
     parts += [f"{k}={v}" for k, v in keywords.items()]
     if rule.kind == "layer" and rule.get("kind") == "module":
         parts += _init_keywords(rule, bound, helpers, name)
-        parts.append(f"rngs={ctx.rngs}")
-        return Rendered(f"{target}({', '.join(parts)})", helpers)
+        emit = target_of(rule)
+        return Rendered(emit.render_layer(target, parts, ctx.rngs or emit.rngs_expr()), helpers)
     if rule.kind == "layer":  # parameter-free layer: the function itself, arguments bound
         if positional:
             raise Refused("positional arguments to a function layer are not converted")
@@ -549,7 +549,7 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
         tx = _fill(rule.get("with_weight_decay"), {"weight_decay": decay.source, "optimizer": tx})
     if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
         tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
-    return Rendered(f"nnx.Optimizer({optimizer_model(params.source)}, {tx}, wrt=nnx.Param)")
+    return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx))
 
 
 def dtype_target(qualname: str) -> str | None:

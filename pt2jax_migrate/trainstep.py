@@ -262,7 +262,7 @@ KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() i
                   "convert the two together")
 
 
-def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = None,
+def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = None, *, target: str | None = None,
                         ) -> tuple[set[int], dict[int, int], dict[int, str]]:
     """What the rewrite does to the training steps of a file, decided with `ast` (fast enough
     for lint) by the same planner the rewrite uses; tests/test_lint_rewrite_agree.py holds the
@@ -270,11 +270,12 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
     converted, {line of an optimizer construction kept in PyTorch: line of a step() that stays},
     {line of an optimizer construction that gains clipping: max_norm})."""
     tree = ast.parse(source)
-    from .helpers import HELPERS
-    from .mapping import CONVERTED_IMPORTS, TORCH_ROOTS, optimizer_model
+    from .mapping import TORCH_ROOTS, optimizer_model
     from .rules import load_rules
+    from .targets import get_target
 
-    rules = load_rules()
+    emit = get_target(target)  # the names its converted code and helpers define are not models
+    rules = load_rules(target=emit.table)
     aliases: dict[str, str] = {}
     module_names: set[str] = set()
     for node in ast.walk(tree):
@@ -317,7 +318,7 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
                 model = optimizer_model(ast.unparse(node.value.args[0]))
                 if model is not None:
                     optimizers[node.targets[0].id] = model
-    not_models = module_names | set(CONVERTED_IMPORTS) | set(HELPERS) | loss_vars
+    not_models = module_names | set(emit.converted_imports) | set(emit.helpers) | loss_vars
     if unconverted_lines is None:  # lines holding code the rewrite leaves in place, as lint reports them
         from .lint import unconverted_lines as find_unconverted
 

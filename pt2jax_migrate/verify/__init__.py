@@ -71,14 +71,14 @@ def run_verify(
     )
 
 
-def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None) -> list[tuple[str, tuple]]:
+def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None, target=None) -> list[tuple[str, tuple]]:
     """Copy every torch parameter/buffer into `nnx_model`; returns [(torch key, nnx path)].
 
     Raises VerifyError when anything would be left over or unwritten. See transfer.py.
     """
     from .transfer import transfer_weights as _transfer
 
-    return _transfer(torch_model, nnx_model, dtype=dtype)
+    return _transfer(torch_model, nnx_model, dtype=dtype, target=target)
 
 
 def render_report(report: VerifyReport, console) -> None:

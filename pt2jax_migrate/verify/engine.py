@@ -115,8 +115,8 @@ def _lookup(loaded: LoadedFile, model: str):
     return obj
 
 
-def _accepts_rngs(factory) -> bool:
-    """Whether the converted class/factory takes `rngs` (True when its signature is unknown)."""
+def _accepts_keyword(factory, keyword: str) -> bool:
+    """Whether the converted class/factory takes `keyword` (True when its signature is unknown)."""
     import inspect
 
     target = factory.__init__ if isinstance(factory, type) else factory
@@ -126,7 +126,7 @@ def _accepts_rngs(factory) -> bool:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return True
-    return any(p.name == "rngs" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _build(loaded: LoadedFile, model: str, init: str, extra: str = "", extra_ns: dict | None = None, shown: str = ""):
@@ -166,8 +166,10 @@ def run_verify(
     seed: int = 0,
     grad_atol: float | None = None,
     grad_rtol: float | None = None,
+    target=None,
 ) -> VerifyReport:
-    """Run `model` from `original` (torch) and from `converted` (Flax NNX) and compare them.
+    """Run `model` from `original` (torch) and from `converted` (written for `target`, a name or
+    a Target; default Flax NNX) and compare them.
 
     Raises VerifyError when verify cannot run (missing file, syntax error, unknown model, failing
     construction, bad input spec, incomplete weight mapping, output shape/structure mismatch).
@@ -194,39 +196,41 @@ def run_verify(
     import jax
     import jax.numpy as jnp
     import torch
-    from flax import nnx
 
+    from ..targets import get_target
     from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
+
+    target = get_target(target)  # builds, runs and maps weights into the converted model
 
     with ExitStack() as stack:
         stack.enter_context(_jax_x64(float64))
         torch_file = stack.enter_context(_loaded(original, roots, "torch"))
-        jax_file = stack.enter_context(_loaded(converted, roots, "nnx"))
+        jax_file = stack.enter_context(_loaded(converted, roots, target.name))
 
         torch.manual_seed(seed)
         torch_model = _build(torch_file, model, init)
         if not isinstance(torch_model, torch.nn.Module):
             raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
-        if _accepts_rngs(_lookup(jax_file, model)):
-            nnx_model = _build(
-                jax_file, model, init, "rngs=__pt2jax_rngs__", {"__pt2jax_rngs__": nnx.Rngs(seed)}, f"rngs=nnx.Rngs({seed})"
-            )
+        keyword, value, shown = target.build_keyword(seed)
+        if _accepts_keyword(_lookup(jax_file, model), keyword):
+            nnx_model = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
         else:  # e.g. a parameter-free module without __init__: the rewrite adds no rngs there
             nnx_model = _build(jax_file, model, init)
-        if not isinstance(nnx_model, nnx.Module):
-            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, not an nnx.Module")
+        if not target.is_model(nnx_model):
+            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
+                              f"not an {target.module_base}")
         if float64:
             torch_model = torch_model.double()
 
         try:
-            entries = plan_transfer(torch_model, nnx_model)
+            entries = plan_transfer(torch_model, nnx_model, target=target)
         except VerifyError as exc:
             raise VerifyError(f"{converted}: {exc}") from exc
         if perturb:
             perturb_weights(entries, seed)
-        transferred = apply_transfer(entries, nnx_model, dtype="float64" if float64 else None)
+        transferred = apply_transfer(entries, nnx_model, dtype="float64" if float64 else None, target=target)
         torch_model.eval()
-        nnx_model.eval()
+        target.eval_mode(nnx_model)
 
         arrays = make_arrays(specs, seed, float64=float64)
         device = next((p.device for p in torch_model.parameters()), torch.device("cpu"))
@@ -259,10 +263,10 @@ def run_verify(
         try:
             with jax.default_matmul_precision("highest"):
                 if want_grads:
-                    (_, jax_out), grads = nnx.value_and_grad(run_jax, has_aux=True)(nnx_model)
+                    (_, jax_out), flat_grads = target.value_and_grad(run_jax, nnx_model)
                 else:
                     _, jax_out = run_jax(nnx_model)
-                    grads = None
+                    flat_grads = None
         except VerifyError:
             raise
         except Exception as exc:
@@ -288,7 +292,6 @@ def run_verify(
 
         # --- compare gradients, mapped through the same transfer entries
         if want_grads:
-            flat_grads = {path: v for path, v in nnx.to_flat_state(grads)}
             by_tensor = {id(e.tensor): e for e in entries if e.is_param and e.nnx_path is not None}
             for key, p in params:
                 entry = by_tensor.get(id(p))
@@ -297,7 +300,7 @@ def run_verify(
                 t_grad = p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(tuple(p.shape))
                 expected = entry.convert(t_grad)
                 g = flat_grads.get(entry.nnx_path)
-                actual = np.asarray(g[...]) if g is not None else np.zeros_like(expected)
+                actual = np.asarray(g) if g is not None else np.zeros_like(expected)
                 try:
                     comparisons.append(compare(f"grad {key}", "gradient", actual, expected, grad_atol, grad_rtol))
                 except VerifyError as exc:

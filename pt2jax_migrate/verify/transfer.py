@@ -4,10 +4,10 @@ The mapping is driven by rules/layers.toml: each layer entry's `weights` list sa
 torch tensor goes ({torch, to, transform?, positive?}; `to = ""` drops it). The module tree is
 walked with torch's `named_modules()` and each module path is mapped to its nnx path:
 
-* a child of `nn.Sequential` gains a `layers` level (`features.0` -> `features.layers.0`),
-  because nnx.Sequential keeps its children in `.layers`;
-* a child of `nn.ModuleList` / `nn.ModuleDict` keeps its index / key (nnx.List / nnx.Dict);
-* any other child keeps its attribute name.
+* the target decides each step (Target.child_path / weight_path, targets/): for NNX a child
+  of `nn.Sequential` gains a `layers` level (`features.0` -> `features.layers.0`), because
+  nnx.Sequential keeps its children in `.layers`; a child of `nn.ModuleList` / `nn.ModuleDict`
+  keeps its index / key (nnx.List / nnx.Dict); any other child keeps its attribute name.
 
 A module whose class comes from torch.nn (`type(m).__module__` starts with "torch.nn") is
 looked up as "torch.nn." + class name; its direct tensors must all be listed in that entry's
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..rules_schema import WEIGHT_TRANSFORMS
+from ..targets import Target, get_target
 from .report import VerifyError
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -110,8 +111,8 @@ def torch_class_name(module) -> str | None:
     return None
 
 
-def _module_prefixes(torch_model) -> list[tuple[str, object, tuple]]:
-    """[(torch module path, module, nnx path prefix)] in named_modules() order."""
+def _module_prefixes(torch_model, target: Target) -> list[tuple[str, object, tuple]]:
+    """[(torch module path, module, converted path prefix)] in named_modules() order."""
     import torch
 
     prefixes: dict[str, tuple] = {}
@@ -123,31 +124,33 @@ def _module_prefixes(torch_model) -> list[tuple[str, object, tuple]]:
         else:
             parent_name, _, part = name.rpartition(".")
             parent = modules[parent_name]
-            parent_prefix = prefixes[parent_name]
+            index = int(part) if part.isdigit() else list(parent._modules).index(part)
             if isinstance(parent, torch.nn.Sequential):
-                index = int(part) if part.isdigit() else list(parent._modules).index(part)
-                prefix = (*parent_prefix, "layers", index)
+                container = "sequential"
             elif isinstance(parent, torch.nn.ModuleList):
-                prefix = (*parent_prefix, int(part))
+                container = "list"
+            elif isinstance(parent, torch.nn.ModuleDict):
+                container = "dict"
             else:
-                prefix = (*parent_prefix, part)
+                container = None
+            prefix = target.child_path(prefixes[parent_name], container, part, index)
         prefixes[name] = prefix
         modules[name] = module
         out.append((name, module, prefix))
     return out
 
 
-def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
-    """Map every torch tensor to its nnx variable and check the plan (raises VerifyError)."""
-    from flax import nnx
-
+def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None) -> list[TransferEntry]:
+    """Map every torch tensor to its variable in the converted model and check the plan
+    (raises VerifyError). The paths come from `target` (default: NNX)."""
     from ..rules import load_rules
 
-    ruleset = load_rules()
-    flat = dict(nnx.to_flat_state(nnx.state(nnx_model)))
+    target = get_target(target)
+    ruleset = load_rules(target=target.table)
+    flat = target.variables(nnx_model)
     entries: list[TransferEntry] = []
     problems: list[str] = []
-    for mod_name, module, prefix in _module_prefixes(torch_model):
+    for mod_name, module, prefix in _module_prefixes(torch_model, target):
         tensors = [(n, t, True) for n, t in module.named_parameters(recurse=False)]
         non_persistent = getattr(module, "_non_persistent_buffers_set", set())
         tensors += [(n, t, False) for n, t in module.named_buffers(recurse=False)]
@@ -167,7 +170,7 @@ def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
         for tname, tensor, is_param in tensors:
             key = f"{mod_name}.{tname}" if mod_name else tname
             if table is None:  # user-defined module: same name, copied as is
-                path = (*prefix, tname)
+                path = target.weight_path(prefix, tname)
                 if not is_param and tname in non_persistent and path not in flat:
                     continue  # recomputed by the converted constructor
                 entries.append(TransferEntry(key, tensor, is_param, path, "copy", False, "custom"))
@@ -181,7 +184,7 @@ def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
                 problems.append(f"{key}: unknown transform {transform!r} for {qual} (known: {', '.join(TRANSFORMS)})")
                 continue
             to = w.get("to", "")
-            path = (*prefix, *to.split(".")) if to else None
+            path = target.weight_path(prefix, to) if to else None
             entries.append(TransferEntry(key, tensor, is_param, path, transform, bool(w.get("positive")), qual))
 
     written: dict[tuple, TransferEntry] = {}
@@ -189,39 +192,39 @@ def plan_transfer(torch_model, nnx_model) -> list[TransferEntry]:
         if e.nnx_path is None:
             continue
         var = flat.get(e.nnx_path)
-        target = format_path(e.nnx_path)
+        where = format_path(e.nnx_path)
         if var is None:
-            problems.append(f"{e.torch_key} -> {target}: the converted model has no such variable")
+            problems.append(f"{e.torch_key} -> {where}: the converted model has no such variable")
             continue
         try:
             value = e.convert(_to_numpy(e.tensor))
         except ValueError as exc:
-            problems.append(f"{e.torch_key} -> {target}: {exc}")
+            problems.append(f"{e.torch_key} -> {where}: {exc}")
             continue
         if tuple(value.shape) != tuple(var.shape):
             problems.append(
-                f"{e.torch_key} -> {target}: shape mismatch: torch {tuple(e.tensor.shape)}"
+                f"{e.torch_key} -> {where}: shape mismatch: torch {tuple(e.tensor.shape)}"
                 f"{'' if e.transform == 'copy' else f' ({e.transform}: {tuple(value.shape)})'}"
                 f", converted {tuple(var.shape)}"
             )
             continue
         trainable = e.is_param and e.tensor.requires_grad
-        if trainable and not isinstance(var, nnx.Param):
+        if trainable and not target.is_trainable(var):
             problems.append(
-                f"{e.torch_key} -> {target}: a trainable torch parameter, but {type(var).__name__} (not nnx.Param) "
+                f"{e.torch_key} -> {where}: a trainable torch parameter, but {type(var).__name__} (not {target.parameter_class}) "
                 "in the converted model (it would not be trained)"
             )
-        elif not e.is_param and isinstance(var, nnx.Param):
+        elif not e.is_param and target.is_trainable(var):
             problems.append(
-                f"{e.torch_key} -> {target}: a torch buffer, but an nnx.Param in the converted model "
+                f"{e.torch_key} -> {where}: a torch buffer, but an {target.parameter_class} in the converted model "
                 "(an optimizer would train it)"
             )
         other = written.get(e.nnx_path)
         if other is not None and other.tensor is not e.tensor:
-            problems.append(f"{e.torch_key} and {other.torch_key} both map to {target}")
+            problems.append(f"{e.torch_key} and {other.torch_key} both map to {where}")
         written[e.nnx_path] = e
     for path, var in flat.items():
-        if isinstance(var, (nnx.Param, nnx.BatchStat)) and path not in written:
+        if target.must_be_written(var) and path not in written:
             problems.append(
                 f"{format_path(path)} ({type(var).__name__} {tuple(var.shape)}) in the converted model "
                 "receives no torch tensor"
@@ -264,12 +267,13 @@ def perturb(entries: list[TransferEntry], seed: int) -> None:
             t.copy_(torch.from_numpy(a).to(dtype=t.dtype, device=t.device))
 
 
-def apply_transfer(entries: list[TransferEntry], nnx_model, *, dtype: str | None = None) -> list[tuple[str, tuple]]:
+def apply_transfer(entries: list[TransferEntry], nnx_model, *, dtype: str | None = None,
+                   target: str | Target | None = None) -> list[tuple[str, tuple]]:
     """Write the planned values. dtype None keeps each variable's dtype; "float64" writes float64."""
     import jax.numpy as jnp
-    from flax import nnx
 
-    flat = dict(nnx.to_flat_state(nnx.state(nnx_model)))
+    target = get_target(target)
+    flat = target.variables(nnx_model)
     done = []
     for e in entries:
         if e.nnx_path is None:
@@ -283,17 +287,18 @@ def apply_transfer(entries: list[TransferEntry], nnx_model, *, dtype: str | None
             new = jnp.asarray(value, dtype=jnp.float64)
         else:
             new = jnp.asarray(value, dtype=var.dtype)
-        var.set_value(new)  # replaces the array (and its dtype); `var[...] = x` would keep float32
+        target.set_value(var, new)
         done.append((e.torch_key, e.nnx_path))
     return done
 
 
-def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None) -> list[tuple[str, tuple]]:
+def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None,
+                     target: str | Target | None = None) -> list[tuple[str, tuple]]:
     """Copy every torch parameter and buffer into `nnx_model`, as rules/layers.toml says.
 
     Returns [(torch key, nnx path)] for every tensor copied. Raises VerifyError, before writing
     anything, if any torch tensor is neither mapped nor dropped, a target is missing or has the
     wrong shape or kind, or an nnx.Param/BatchStat would be left unwritten.
     """
-    entries = plan_transfer(torch_model, nnx_model)
-    return apply_transfer(entries, nnx_model, dtype=dtype)
+    entries = plan_transfer(torch_model, nnx_model, target=target)
+    return apply_transfer(entries, nnx_model, dtype=dtype, target=target)

@@ -1,0 +1,120 @@
+"""Flax NNX (with Optax): the first target, and the default one.
+
+Modules subclass nnx.Module and take `*, rngs: nnx.Rngs`; layers with parameters are built
+with `rngs=`; an optimizer is an nnx.Optimizer over nnx.Param; a training step is an
+`@nnx.jit` function around `nnx.value_and_grad`. nnx.Sequential keeps its children in `.layers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..base import Target
+from .helpers import ALLOWED_IMPORTS, HELPERS
+
+__all__ = ["NNXTarget"]
+
+
+class NNXTarget(Target):
+    name = "nnx"
+    table = "nnx"
+    module_base = "nnx.Module"
+    parameter_class = "nnx.Param"
+    sequential_class = "nnx.Sequential"
+    module_list_class = "nnx.List"
+    rngs_name = "rngs"
+    converted_imports = {
+        "math": "import math",
+        "partial": "from functools import partial",
+        "jax": "import jax",
+        "jnp": "import jax.numpy as jnp",
+        "np": "import numpy as np",
+        "optax": "import optax",
+        "nnx": "from flax import nnx",
+    }
+    helpers = HELPERS
+    import_order = ALLOWED_IMPORTS
+
+    # ---------------------------------------------------------------- text (no flax import)
+
+    def rngs_expr(self, seed: str = "0") -> str:
+        return f"nnx.Rngs({seed})"
+
+    def init_param(self) -> str:
+        return "*, rngs: nnx.Rngs"
+
+    def key_expr(self, rngs: str) -> str:
+        return f"{rngs}()"
+
+    def render_layer(self, callable_: str, arguments: list[str], rngs: str) -> str:
+        return f"{callable_}({', '.join([*arguments, f'rngs={rngs}'])})"
+
+    def render_optimizer(self, model: str, transformation: str) -> str:
+        return f"nnx.Optimizer({model}, {transformation}, wrt=nnx.Param)"
+
+    def train_step(self, *, name: str, loss_fn: str, model: str, optimizer: str, params: list[str],
+                   body: str, loss: str, aux: list[str]) -> str:
+        header = ", ".join([model, optimizer, *params])
+        if aux:
+            aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
+            ret_inner = f"        return {loss}, ({aux_tuple})\n"
+            grad_line = f"    ({loss}, ({aux_tuple})), grads = nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n"
+            ret = f"    return {loss}, {', '.join(aux)}\n"
+        else:
+            ret_inner = f"        return {loss}\n"
+            grad_line = f"    {loss}, grads = nnx.value_and_grad({loss_fn})({model})\n"
+            ret = f"    return {loss}\n"
+        return (
+            "@nnx.jit\n"
+            f"def {name}({header}):\n"
+            f"    def {loss_fn}({model}):\n"
+            f"{body}{ret_inner}"
+            f"{grad_line}"
+            f"    {optimizer}.update({model}, grads)\n"
+            f"{ret}"
+        )
+
+    def child_path(self, prefix: tuple, container: str | None, part: str, index: int) -> tuple:
+        if container == "sequential":  # nnx.Sequential keeps its children in `.layers`
+            return (*prefix, "layers", index)
+        return super().child_path(prefix, container, part, index)
+
+    # ---------------------------------------------------------------- runtime (verify only)
+
+    def build_keyword(self, seed: int) -> tuple[str, Any, str]:
+        from flax import nnx
+
+        return "rngs", nnx.Rngs(seed), f"rngs={self.rngs_expr(str(seed))}"
+
+    def is_model(self, obj: Any) -> bool:
+        from flax import nnx
+
+        return isinstance(obj, nnx.Module)
+
+    def variables(self, model: Any) -> dict[tuple, Any]:
+        from flax import nnx
+
+        return dict(nnx.to_flat_state(nnx.state(model)))
+
+    def is_trainable(self, variable: Any) -> bool:
+        from flax import nnx
+
+        return isinstance(variable, nnx.Param)
+
+    def must_be_written(self, variable: Any) -> bool:
+        from flax import nnx
+
+        return isinstance(variable, (nnx.Param, nnx.BatchStat))
+
+    def set_value(self, variable: Any, value: Any) -> None:
+        variable.set_value(value)  # replaces the array (and its dtype); `var[...] = x` would keep float32
+
+    def eval_mode(self, model: Any) -> None:
+        model.eval()
+
+    def value_and_grad(self, fn: Callable, model: Any) -> tuple[Any, dict[tuple, Any]]:
+        from flax import nnx
+
+        value, grads = nnx.value_and_grad(fn, has_aux=True)(model)
+        return value, {path: g[...] for path, g in nnx.to_flat_state(grads)}
