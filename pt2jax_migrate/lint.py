@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from .fsio import collect_python_files, read_source
 from .model import Finding, SourceError
-from .mapping import CONVERTED_IMPORTS
+from .mapping import CONVERTED_IMPORTS, check_rule
 from .names import (
     CLASS,
     COMPREHENSION,
@@ -37,7 +37,7 @@ from .names import (
 )
 from .rules import load_rules
 from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
-                          WITH_AS, CallSite, category, check_rule,
+                          WITH_AS, CallSite, category,
                           MethodSite, ReferenceSite, decide_call, decide_method, decide_reference, unsupported)
 from .core.constructs import isinstance_type_nodes
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
@@ -630,7 +630,7 @@ class _Classifier:
             kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
                             and call.lineno in self.kept_optimizers() else None),
         )
-        decision = decide_call(site, self.rules)
+        decision = decide_call(site, self.rules, check_rule)
         self.add(record, call, decision.code, decision.message, decision.fixable,
                  safety=decision.safety if decision.fixable else "safe")
 
@@ -679,7 +679,7 @@ class _Classifier:
             inside_torch_call=parent is not None and parent.qual is not None,
             training_call=training_call, in_train_step=in_train_step,
         )
-        decision = decide_method(site, self.rules)
+        decision = decide_method(site, self.rules, check_rule)
         if decision is not None:
             self.add(record, call, decision.code, decision.message, decision.fixable,
                      "info" if decision.action == "note" else "warning",

@@ -7,11 +7,15 @@ share one decision: `check_call` says whether a call is converted, `render_call`
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass, field
 
 from . import rules_schema
 from .rules import Rule, load_rules
+from .core.calls import (Arg, Refused, bind, check_arguments as _check_arguments, effective as _effective,
+                         is_module_form, make_arg, tensor_method_applies)  # noqa: F401 (re-exported)
+from .core.constructs import container_refusal
 from .targets import Target, get_target
 
 TORCH_ROOTS = ("torch", "torchvision")
@@ -23,21 +27,6 @@ CONVERTED_IMPORTS = get_target().converted_imports
 def target_of(rule: Rule) -> Target:
     """The target a rule renders for: the one whose sub-tables its rule set resolved."""
     return get_target(rule.target)
-
-
-@dataclass(frozen=True)
-class Arg:
-    source: str  # the argument expression as written
-    literal: str | None  # repr() of its value when it is a literal, else None
-    starred: bool = False  # *args or **kwargs
-
-
-def make_arg(source: str, starred: bool = False) -> Arg:
-    try:
-        literal = repr(ast.literal_eval(source.strip()))
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        literal = None
-    return Arg(source.strip(), literal, starred)
 
 
 @dataclass
@@ -57,121 +46,15 @@ class Rendered:
     notes: list[str] = field(default_factory=list)
 
 
-class Refused(Exception):
-    """The call is left in place; the message says why (it becomes the TODO text)."""
-
-
-# --------------------------------------------------------------------------- binding
-
-
-def is_module_form(rule: Rule, name: str | None) -> bool:
-    """nn.CrossEntropyLoss (a module, built then called) vs F.cross_entropy (a function)."""
-    return rule.kind == "loss" and name is not None and name.rsplit(".", 1)[-1][:1].isupper()
-
-
-def _signature(rule: Rule, name: str | None) -> list[str]:
-    if is_module_form(rule, name):
-        return list(rule.get("module_signature", []))
-    return rule.signature
-
-
-def bind(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None = None) -> dict[str, Arg | list[Arg]]:
-    """Bind call arguments to the torch signature. Raises Refused when they do not fit."""
-    if any(a.starred for a in args) or any(a.starred for a in kwargs.values()):
-        raise Refused("*args/**kwargs are not converted")
-    signature = _signature(rule, name)
-    by_arity = rule.get("signature_by_arity", {})
-    if str(len(args)) in by_arity:  # torch overloads: randint(high, size) / randint(low, high, size)
-        signature = by_arity[str(len(args))] + [p for p in signature if p not in by_arity[str(len(args))]]
-    bound: dict[str, Arg | list[Arg]] = {}
-    position = 0
-    for param in signature:
-        if param.startswith("*"):
-            bound[param[1:]] = list(args[position:])
-            position = len(args)
-            break
-        if position < len(args):
-            bound[param] = args[position]
-            position += 1
-    if position < len(args):
-        raise Refused(f"{len(args)} positional arguments; the torch signature takes {position}")
-    names = {p.lstrip("*") for p in signature}
-    for key, value in kwargs.items():
-        if key not in names:
-            raise Refused(f"unknown argument {key}=")
-        if key in bound:
-            raise Refused(f"argument {key} given twice")
-        bound[key] = value
-    # varargs given as one sequence: x.view((2, 3)) / torch.zeros((2, 3))
-    return bound
-
-
-def _check_arguments(rule: Rule, bound: dict) -> None:
-    for param in rule.get("int_args", []):  # torch.max(a, b) vs torch.max(x, 1): only a literal int is a dim
-        arg = bound.get(param)
-        if isinstance(arg, Arg) and not _is_int_literal(arg):
-            raise Refused(f"{param}={arg.source} is not a literal int (torch.max(a, b) is element-wise)")
-    refuse = rule.get("refuse", {})
-    allow = rule.get("allow", {})
-    if "<always>" in refuse:
-        raise Refused(refuse["<always>"])
-    for key, reason in refuse.items():
-        if key.startswith("<missing>") and key[len("<missing>"):] not in bound:
-            raise Refused(reason)
-    for param, arg in bound.items():
-        if param in refuse:
-            if not (isinstance(arg, Arg) and arg.literal is not None and arg.literal in allow.get(param, [])):
-                raise Refused(refuse[param])
-    values = rule.get("values", {})
-    for param, table in values.items():
-        arg = bound.get(param)
-        if isinstance(arg, Arg) and (arg.literal is None or arg.literal not in table):
-            raise Refused(f"{param}={arg.source} is not converted")
-    for param, spec in rule.get("args", {}).items():
-        arg = bound.get(param)
-        if isinstance(spec, dict) and isinstance(arg, Arg):
-            table = spec.get("values")
-            if table is not None and (arg.literal is None or arg.literal not in table):
-                raise Refused(f"{param}={arg.source} is not converted")
-            if spec.get("transform") == "one_minus" and arg.literal == "None":
-                raise Refused(f"{param}=None (cumulative average) has no flax equivalent")
-
-
-def _effective(rule: Rule, bound: dict) -> dict:
-    """Bound arguments minus those that do not change the output (ignored, allowed defaults)."""
-    ignore = set(rule.get("ignore", []))
-    allow = rule.get("allow", {})
-    out = {}
-    for param, arg in bound.items():
-        if param in ignore:
-            continue
-        if isinstance(arg, Arg) and arg.literal is not None and arg.literal in allow.get(param, []):
-            continue
-        out[param] = arg
-    return out
-
-
-def tensor_method_applies(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, receiver: str | None,
-                          not_tensors: set[str]) -> bool:
-    """Whether `receiver.method(...)` is taken for a tensor method (lint and rewrite ask this).
-
-    Methods have no qualified name, so a call is left alone when its receiver is a bare name
-    bound to a module, function or class (`math.sqrt(x)`, `np.exp(x)`), is `self`
-    (`self.relu(x)` calls a submodule), when its arguments do not fit the torch method's
-    signature, or when JAX already spells it the same way (`x.sum(1)`, `x.max()`).
-    receiver: the receiver's text when it is a bare name, else None.
-    """
-    if receiver is not None and (receiver == "self" or receiver in not_tensors):
-        return False
-    if rule.get("rewrite_only_keywords") and not set(kwargs) & {"dim", "keepdim"}:
-        return False
-    if rule.get("only_with_arguments") and not (args or kwargs):
-        return False
-    try:
-        bind(rule, args, kwargs)
-    except Refused:
-        return False
-    return True
+@functools.lru_cache(maxsize=16384)
+def check_rule(rule: Rule, name: str, args: tuple, kwargs: tuple) -> str | None:
+    """check_call on arguments given as text ((source, starred), ...), ((keyword, source), ...):
+    what core.decide asks (the front ends pass it in). Memoised: argument texts repeat a lot."""
+    if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
+        return container_refusal(name, list(args), [k for k, _ in kwargs])
+    arg_list = [make_arg(text, starred) for text, starred in args]
+    kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in kwargs}
+    return check_call(rule, arg_list, kwarg_map, name)
 
 
 def check_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None = None) -> str | None:
@@ -429,10 +312,6 @@ def _looks_like_shape(arg: Arg) -> bool:
         return not isinstance(ast.literal_eval(arg.literal), int)
     text = arg.source.rstrip()
     return text.endswith(("shape", "size()", "size", ")", "]")) and not text.endswith(("len(", "numel()"))
-
-
-def _is_int_literal(arg: Arg) -> bool:
-    return arg.literal is not None and isinstance(ast.literal_eval(arg.literal), int)
 
 
 def _render_template(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> Rendered:

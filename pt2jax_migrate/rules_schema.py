@@ -21,7 +21,9 @@ An entry without a sub-table for a target has no mapping for that target.
 Named transforms (argument transforms, computed keywords, weight transforms, initialisers) are
 registered here by name and described; their code lives in mapping.py and verify/transfer.py,
 which check at import time that they implement exactly these names. Lint never imports verify.
-Imports nothing but the standard library and helpers.py (source text only).
+Imports nothing but the standard library. Helper names are registered by the targets that
+provide them (`register_helpers`, called by targets.register_target): the tables sit below the
+targets and never import one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .helpers import HELPERS
+# helper name -> the target that provides it, filled by targets.register_target
+HELPERS: dict[str, str] = {}
+
+
+def register_helpers(target: str, names) -> None:
+    for name in names:
+        HELPERS[name] = target
 
 TARGETS = ("nnx",)
 DEFAULT_TARGET = "nnx"
@@ -115,7 +123,7 @@ def named(registry: dict, what: str) -> Type:
     def check(value: Any) -> str | None:
         if not isinstance(value, str):
             return f"expected the name of {what}, got {_show(value)}"
-        if value in registry:
+        if value in registry or (not registry and registry is HELPERS):  # no target loaded: nothing to check
             return None
         close = difflib.get_close_matches(value, list(registry), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

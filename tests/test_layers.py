@@ -29,13 +29,15 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engines", {"lint", "project", "baseline", "suppress", "rewrite", "trainstep", "verify"}),
     # shared services the engines use: rendering, file walking and writing, settings, code selection
     ("services", {"output", "files", "fsio", "config", "selection"}),
-    # the target side of the tables (NNX today; mapping moves here as targets/ grows)
-    ("targets", {"targets", "mapping"}),
-    # framework-neutral decisions: the hand-coded constructs, the residue check
+    # the target side: rendering through the tables' [x.nnx] sub-tables, the helpers written into
+    # converted files (helpers.py re-exports targets/nnx/helpers.py)
+    ("targets", {"targets", "mapping", "helpers"}),
+    # framework-neutral decisions: argument binding (calls), one verdict per site (decide), the
+    # hand-coded constructs, the residue check
     ("core", {"core"}),
-    # data and tables: rule tables and their schema, the data model, torch names, the helper
-    # sources (the schema checks the helper names), the package's version
-    ("base", {"rules", "rules_schema", "model", "names", "helpers", ""}),
+    # data and tables: rule tables and their schema (targets register their helper names with
+    # it), the data model, torch names, the package's version
+    ("base", {"rules", "rules_schema", "model", "names", ""}),
 ]
 
 # Pairs inside one layer that must not depend on each other anyway (first must not import second).

@@ -13,11 +13,12 @@ default target writes).
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from .calls import make_arg, tensor_method_applies
 from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
-                         construct_code, container_refusal, isinstance_message, parameter_refusal, torch_only_method)
+                         construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CHECKPOINT = frozenset({"torch.save", "torch.load"})
@@ -75,7 +76,7 @@ def category(qualname: str) -> Decision | None:
     if qualname.startswith(("torch.utils.data.", "torchvision")) or qualname == "torch.utils.data":
         return manual("PTJ401", f"{qualname}: data loading has no JAX counterpart; feed numpy arrays")
     if qualname in CHECKPOINT:
-        return manual("PTJ402", f"{qualname}: torch pickles are not portable; use orbax or nnx.state")
+        return manual("PTJ402", f"{qualname}: torch pickles are not portable; save the converted model's state with orbax")
     return None
 
 
@@ -83,20 +84,12 @@ def unsupported(qualname: str, why: str = "") -> Decision:
     return manual("PTJ901", f"{qualname}: {why}" if why else f"{qualname} has no automatic conversion; port it by hand")
 
 
-@functools.lru_cache(maxsize=16384)
-def check_rule(rule, name: str, args: tuple, kwargs: tuple) -> str | None:
-    """Why a table entry refuses these arguments (None: it converts them). Memoised on the
-    arguments' text, which repeats a lot in real code."""
-    if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
-        return container_refusal(name, list(args), [k for k, _ in kwargs])
-    from ..mapping import check_call, make_arg
-
-    arg_list = [make_arg(text, starred) for text, starred in args]
-    kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in kwargs}
-    return check_call(rule, arg_list, kwarg_map, name)
+# How a front end asks whether a table entry converts these arguments for its target:
+# check(rule, name, args, kwargs) -> None (converts) or the reason it is left (mapping.check_rule).
+Check = Callable[[object, str, tuple, tuple], "str | None"]
 
 
-def decide_call(site: CallSite, rules) -> Decision:
+def decide_call(site: CallSite, rules, check: Check) -> Decision:
     """The verdict on one torch call (`rules` is a rules.RuleSet)."""
     q = site.qualname
     if q in NO_GRAD:
@@ -108,7 +101,7 @@ def decide_call(site: CallSite, rules) -> Decision:
     if q == SEED:
         if site.statement == EXPR:
             rule = rules.by_name.get(q)
-            return Decision("PTJ301", True, f"{q}(): becomes an explicit nnx.Rngs stream",
+            return Decision("PTJ301", True, f"{q}(): becomes an explicit random-key stream",
                             rule.get("safety", "safe") if rule is not None else "unsafe", "seed", rule)
         return manual("PTJ301", f"{q}() used as a value: only the statement `torch.manual_seed(s)` is converted")
     if q in DEVICE:
@@ -117,7 +110,7 @@ def decide_call(site: CallSite, rules) -> Decision:
         reason = parameter_refusal(list(site.args), {k: v for k, v in site.kwargs if k is not None})
         if reason is not None:
             return manual("PTJ901", f"{q}: {reason}")
-        return Decision("PTJ102", True, f"{q}(): becomes an nnx.Param", action="parameter")
+        return Decision("PTJ102", True, f"{q}(): becomes a parameter of the converted module", action="parameter")
     if q == CLIP:  # folded into the optimizer when its training step is converted
         if site.in_train_step:
             return Decision("PTJ204", True, "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer",
@@ -130,7 +123,7 @@ def decide_call(site: CallSite, rules) -> Decision:
     if rule is None:
         return unsupported(q)
     noun = NOUNS.get(rule.code, "call")
-    reason = check_rule(rule, q, site.args, site.kwargs)
+    reason = check(rule, q, site.args, site.kwargs)
     if reason is None and rule.kind == "optimizer" and site.kept_optimizer is not None:
         reason = KEPT_OPTIMIZER.format(name=site.kept_optimizer)
     if reason is not None:
@@ -170,7 +163,7 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
             return Decision("PTJ101", True, f"class {site.base_of} subclasses torch.nn.Module", action="module_base")
         found = category(q) or unsupported(q)
         return manual(found.code, f"class {site.base_of} subclasses {q}, which is not converted: port the class "
-                                  "by hand (or write it as an nnx.Module)")
+                                  "by hand (or write it as a converted module)")
     if q in NO_GRAD and site.decorator:
         return Decision("PTJ304", True, f"@{q}: JAX computes gradients only when asked", action="no_grad")
     target = rules.dtypes.get(q) or VALUE_NAMES.get(q)
@@ -212,33 +205,31 @@ class MethodSite:
     in_train_step: bool = False  # on a line the training-step planner converts
 
 
-def decide_method(site: MethodSite, rules) -> Decision | None:
+def decide_method(site: MethodSite, rules, check: Check) -> Decision | None:
     """The verdict on a method call, or None when it is not PyTorch's (as far as can be told)."""
     method = site.method
     if method in DEVICE_METHODS:
         return Decision("PTJ302", True, f".{method}(): JAX places arrays on its default device itself",
                         action="device_move")
     if method in MODE_METHODS:
-        return Decision("PTJ303", False, f".{method}(): kept as is (nnx modules have train() and eval())", "",
+        return Decision("PTJ303", False, f".{method}(): kept as is (converted modules have train() and eval() too)", "",
                         "note")
     code = STEP_METHODS.get(method)
     if code is not None:
         if not site.training_call:
             return None
         if site.in_train_step:
-            return Decision(code, True, f".{method}(): part of a train step that becomes nnx.value_and_grad + "
-                            "optimizer.update", action="train_step")
+            return Decision(code, True, f".{method}(): part of a train step that becomes one jitted train_step "
+                            "(value_and_grad + optimizer update)", action="train_step")
         return manual(code, f".{method}(): not part of a train step the rewrite recognises "
                             "(zero_grad / forward / loss / backward / step); port it by hand")
     rule = rules.methods.get(method)
     if rule is not None:
-        from ..mapping import make_arg, tensor_method_applies
-
         arg_list = [make_arg(text, starred) for text, starred in site.args]
         kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in site.kwargs}
         not_tensors = {site.bare_receiver} if site.receiver_is_not_tensor and site.bare_receiver else set()
         if tensor_method_applies(rule, arg_list, kwarg_map, receiver=site.bare_receiver, not_tensors=not_tensors):
-            reason = check_rule(rule, method, site.args, site.kwargs)
+            reason = check(rule, method, site.args, site.kwargs)
             if reason is None:
                 return Decision(rule.code, True, f".{method}() tensor method", rule.get("safety", "safe"), "rule", rule)
             noun = "tensor method" if rule.code == "PTJ105" else "method"  # .state_dict() is a module's

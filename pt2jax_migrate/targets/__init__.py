@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from ..rules_schema import register_helpers
+
 from .base import Helper, Target
 from .nnx import NNXTarget
 
@@ -27,6 +29,7 @@ def register_target(target: Target) -> Target:
     if target.name in _REGISTRY and _REGISTRY[target.name] is not target:
         raise ValueError(f"a target named {target.name!r} is already registered")
     _REGISTRY[target.name] = target
+    register_helpers(target.table, target.helpers)  # so the tables' `helpers = [...]` names are checked
     return target
 
 
