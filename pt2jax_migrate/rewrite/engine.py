@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ast
 
-from libcst.metadata import MetadataWrapper
 import libcst as cst
+from libcst.metadata import MetadataWrapper
 
 from .. import trainstep
 from ..core.residue import RESIDUE_CODE, mark_residue, unmarked_residue

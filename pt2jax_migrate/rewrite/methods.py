@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.constructs import ATTRIBUTE_NAMES, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code, is_dtype_text, torch_only_attribute, torch_only_method
+from ..core.constructs import (ATTRIBUTE_NAMES, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code,
+                               is_dtype_text, torch_only_attribute, torch_only_method)
 from ..mapping import Refused, render_call, tensor_method_applies
 from .cst_util import _head, _receiver_text, code_of, paren_code
 

@@ -3,8 +3,8 @@ statement (or compound statement header) a TODO belongs to."""
 
 from __future__ import annotations
 
-from libcst.metadata import PositionProvider
 import libcst as cst
+from libcst.metadata import PositionProvider
 
 from ..model import Finding
 

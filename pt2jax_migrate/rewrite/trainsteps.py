@@ -3,26 +3,23 @@ and lifted into an `@nnx.jit` train step; leftover training calls get TODOs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import builtins
+from dataclasses import dataclass, field
 
 import libcst as cst
 
 from .. import trainstep
 from ..helpers import HELPERS
 from ..model import Finding
-from .cst_util import _after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept, code_of, names_in
+from .cst_util import (_after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
+                       code_of, names_in)
 from .imports import IMPORTS, finish_imports
 from .lifting import _Lifter, _cst_info
 from .scopes import _Scope
 from .todos import _with_todos
 
 _BUILTINS = set(dir(builtins))
-
-
 TRAIN_METHODS = trainstep.TRAIN_METHODS
-
-
 TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
 
 
