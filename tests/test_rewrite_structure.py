@@ -21,8 +21,8 @@ MAX_LINES = 300
 
 def own_names(cls) -> set[str]:
     """Methods and other attributes the class body itself defines (not inherited ones, not
-    Python's own such as __init__, nor abc's bookkeeping)."""
-    return {name for name in vars(cls) if not (name.startswith("__") and name.endswith("__")) and name != "_abc_impl"}
+    Python's own such as __init__)."""
+    return {name for name in vars(cls) if not (name.startswith("__") and name.endswith("__"))}
 
 
 def test_no_name_is_defined_in_two_mixins():
@@ -38,7 +38,8 @@ def test_no_name_is_defined_in_two_mixins():
 
 def test_the_transformer_is_the_mixins_and_only_sets_up_state():
     assert TorchToNNX.__bases__ == (*MIXINS, cst.CSTTransformer)
-    assert own_names(TorchToNNX) <= {"METADATA_DEPENDENCIES"}
+    # its body sets up state (__init__) and declares metadata; behaviour lives in the mixins
+    assert {name for name in own_names(TorchToNNX) if callable(getattr(TorchToNNX, name))} == set()
     # every mixin hook comes before libcst's no-op default of the same name
     mro = TorchToNNX.__mro__
     for mixin in MIXINS:
