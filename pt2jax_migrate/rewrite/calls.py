@@ -1,0 +1,166 @@
+"""Torch calls through the rules/ tables, nn containers, nn.Parameter, and passing `rngs` to
+converted classes; replacement expressions parenthesised only where needed."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from .. import trainstep
+from ..core.constructs import CONTAINERS, NO_GRAD, PARAMETER, container_refusal, parameter_refusal
+from ..mapping import Arg, CallContext, Refused, make_arg, render_call
+from .cst_util import _head, code_of
+from .todos import _manual_code
+
+_ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString,
+                cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp)
+
+
+class CallsMixin:
+    """`torch.*(...)` calls, containers, Parameter, instantiation of converted classes."""
+
+    def _ctx(self, receiver: str | None = None) -> CallContext:
+        scope = self._fscope()
+        rngs = scope.rngs or "nnx.Rngs(0)"
+        if scope.rngs is None:
+            key = "rngs()"
+            # random sampling without a seed: this scope gets its own stream
+        else:
+            key = f"{scope.rngs}()"
+        return CallContext(rngs=rngs, key=key, receiver=receiver)
+
+    def _args(self, call: cst.Call) -> tuple[list[Arg], dict[str, Arg]]:
+        args: list[Arg] = []
+        kwargs: dict[str, Arg] = {}
+        for arg in call.args:
+            text = code_of(arg.value)
+            if arg.keyword is not None:
+                kwargs[arg.keyword.value] = make_arg(text)
+            else:
+                args.append(make_arg(text, starred=arg.star != ""))
+        return args, kwargs
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if self.call_stack and self.call_stack[-1][0] == id(original):
+            self.call_stack.pop()
+        q = self.qualname(original.func)
+        if q is not None:
+            return self._torch_call(original, updated, q)
+        if isinstance(original.func, cst.Name) and original.func.value in self.rngs_classes:
+            return self._instantiate(original, updated)
+        if isinstance(original.func, cst.Attribute) and self.aliases:
+            return self._method_call(original, updated)
+        return updated
+
+    def _expr(self, text: str) -> cst.BaseExpression:
+        """A replacement expression. A compound one (`a == b`, `x ** 2`, a lambda) is wrapped
+        in parentheses so it keeps its meaning wherever it lands (`(a == b).sum()`); the
+        parentheses are dropped again where the expression stands alone (_unwrap_ours)."""
+        expr = cst.parse_expression(text)
+        if not isinstance(expr, _ATOMIC_EXPR) and not expr.lpar:
+            expr = expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
+            self.wrapped.add(id(expr))
+        return expr
+
+    def _unwrap_ours(self, node):
+        if id(node) in self.wrapped and not isinstance(node, (cst.Tuple, cst.GeneratorExp)):
+            return node.with_changes(lpar=[], rpar=[])
+        return node
+
+    # contexts where any expression stands alone: our parentheses are not needed there
+    def leave_Arg(self, original: cst.Arg, updated: cst.Arg) -> cst.Arg:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
+
+    def leave_AugAssign(self, original: cst.AugAssign, updated: cst.AugAssign) -> cst.AugAssign:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
+
+    def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
+        return updated.with_changes(value=self._unwrap_ours(updated.value)) if updated.value is not None else updated
+
+    def leave_Element(self, original: cst.Element, updated: cst.Element) -> cst.Element:
+        return updated.with_changes(value=self._unwrap_ours(updated.value))
+
+    def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
+        if q in NO_GRAD or q == "torch.manual_seed":
+            if id(original) in self.statement_level_calls:
+                return updated  # handled by the enclosing statement
+            code = "PTJ304" if q in NO_GRAD else "PTJ301"
+            self.todo(original, code, f"{q}() used as a value is not converted (only as a statement, `with` or decorator)")
+            return updated
+        if q == "torch.device":
+            self.changed(original, "PTJ302", "torch.device(...) -> jax.devices()[0] (JAX places arrays itself)")
+            return cst.parse_expression("jax.devices()[0]")
+        if q == "torch.cuda.is_available":
+            self.changed(original, "PTJ302", 'torch.cuda.is_available() -> jax.default_backend() == "gpu"')
+            return self._expr('jax.default_backend() == "gpu"')
+        if q in PARAMETER:
+            args, kwargs = self._args(updated)
+            reason = parameter_refusal([(a.source, a.starred) for a in args],
+                                       {k: v.source for k, v in kwargs.items()})
+            if reason is None:
+                self.changed(original, "PTJ102", "nn.Parameter -> nnx.Param")
+                return cst.parse_expression(f"nnx.Param({args[0].source})")
+            self.todo(original, "PTJ901", f"{q}: {reason}")
+            return updated
+        if q in CONTAINERS:
+            return self._container(original, updated, q)
+        if q == trainstep.CLIP:
+            if self._pos(original)[0] in self.step_lines:
+                return updated  # folded into the optimizer by the training-step rewrite
+            self.todo(original, "PTJ204", "clip_grad_norm_ is converted only inside a recognised training step "
+                      "(as optax.clip_by_global_norm in the optimizer built in this file)")
+            return updated
+        rule = self.rules.by_name.get(q)
+        if rule is None:
+            self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
+            return updated
+        if self.skip_unsafe(rule):
+            return updated
+        built_as = self.optimizer_calls.get(id(original))
+        line = self._pos(original)[0]
+        if rule.kind == "optimizer" and built_as is not None and line in self.kept_optimizers:
+            self.todo(original, rule.code, trainstep.KEPT_OPTIMIZER.format(name=built_as))
+            return updated
+        args, kwargs = self._args(updated)
+        ctx = self._ctx()
+        if rule.kind == "optimizer" and built_as is not None and line in self.clips:
+            ctx.clip_norm = self.clips[line]  # its training step clips gradients
+        try:
+            rendered = render_call(rule, args, kwargs, name=q, ctx=ctx)
+        except Refused as why:
+            self.todo(original, rule.code, f"{q}: {why}")
+            return updated
+        if rule.get("needs_key") and self._fscope().rngs is None:
+            self._fscope().needs_rngs = True
+        self.helpers |= rendered.helpers
+        self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}", rule.get("safety", "safe"))
+        return self._expr(rendered.text)
+
+    def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
+        args, kwargs = self._args(updated)
+        reason = container_refusal(q, [(a.source, a.starred) for a in args], list(kwargs))
+        if reason is not None:
+            self.todo(original, "PTJ102", f"{q}: {reason}")
+            return updated
+        if q.endswith("Sequential"):
+            self.changed(original, "PTJ102", "nn.Sequential -> nnx.Sequential")
+            return updated.with_changes(func=cst.parse_expression("nnx.Sequential"))
+        self.changed(original, "PTJ102", "nn.ModuleList -> nnx.List")
+        if not updated.args:
+            return cst.parse_expression("nnx.List([])")
+        return updated.with_changes(func=cst.parse_expression("nnx.List"))
+
+    def _instantiate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if any(arg.keyword is not None and arg.keyword.value == "rngs" for arg in updated.args):
+            return updated
+        rngs = self._ctx().rngs
+        args = list(updated.args)
+        if args:
+            last = args[-1]
+            args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        args.append(cst.Arg(keyword=cst.Name("rngs"), value=cst.parse_expression(rngs), equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))))
+        self.changed(original, "PTJ101", f"{original.func.value}(...) gets rngs={rngs}")  # type: ignore[attr-defined]
+        return updated.with_changes(args=args)

@@ -1,0 +1,118 @@
+"""nn.Module classes -> nnx.Module: which classes convert, their bases, `rngs` on __init__,
+forward -> __call__, super().__init__() recognised for removal."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..core.constructs import MODULE_BASES
+from ..names import is_torch_name
+from .cst_util import _all_params, _target_names
+from .scopes import _Scope
+from .todos import _manual_code, _with_todos
+
+class ClassesMixin:
+    """Class conversion; `class_stack` (is the enclosing class converted?)."""
+
+    def _find_module_classes(self, module: cst.Module) -> set[str]:
+        classes: set[str] = set()
+        changed = True
+        while changed:  # subclasses of converted classes are converted too
+            changed = False
+            for stmt in module.body:
+                if isinstance(stmt, cst.ClassDef) and stmt.name.value not in classes:
+                    for base in stmt.bases:
+                        q = self.qualname(base.value)
+                        if q in MODULE_BASES or (isinstance(base.value, cst.Name) and base.value.value in classes):
+                            classes.add(stmt.name.value)
+                            changed = True
+                            break
+        return classes
+
+    def _classes_taking_rngs(self, module: cst.Module) -> set[str]:
+        """Converted classes whose __init__ (own or inherited in this file) gains `rngs`."""
+        classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value in self.converted_classes}
+        out: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name, node in classes.items():
+                if name in out:
+                    continue
+                own_init = any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in node.body.body)
+                inherits = any(isinstance(b.value, cst.Name) and b.value.value in out for b in node.bases)
+                if own_init or inherits:
+                    out.add(name)
+                    changed = True
+        return out
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        converted = node.name.value in self.converted_classes
+        self.class_stack.append(converted)
+        self.todo_stack.append([])  # the header's TODOs (bases, decorators) go above the class
+        for base in node.bases:
+            self.handled_refs.add(id(base.value))
+            q = self.qualname(base.value)
+            if q is not None and is_torch_name(q) and not (converted and q in MODULE_BASES):
+                self.todo(base.value, _manual_code(q), f"class {node.name.value} subclasses {q}, which is not "
+                          "converted: port the class by hand (or write it as an nnx.Module)")
+        bound: set[str] = set()
+        for stmt in node.body.body:
+            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                bound.add(stmt.name.value)
+            elif isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    for target in getattr(small, "targets", []):
+                        bound |= _target_names(target.target)
+                    if isinstance(small, (cst.AnnAssign, cst.AugAssign)):
+                        bound |= _target_names(small.target)
+        self.scopes.append(_Scope(bound=bound, kind="class"))
+
+    def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        return _with_todos(self._leave_class(original, updated), self.todo_stack.pop())
+
+    def _leave_class(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        converted = self.class_stack.pop()
+        self.scopes.pop()
+        if not converted:
+            return updated
+        bases = []
+        for original_base, base in zip(original.bases, updated.bases):
+            if self.qualname(original_base.value) in MODULE_BASES:
+                self.changed(original_base, "PTJ101", f"class {original.name.value}: nn.Module -> nnx.Module")
+                base = base.with_changes(value=cst.parse_expression("nnx.Module"))
+            bases.append(base)
+        return updated.with_changes(bases=bases)
+
+    def _convert_method(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        """A method of a converted class: forward -> __call__, __init__ takes rngs."""
+        if original.name.value == "forward":
+            self.changed(original.name, "PTJ101", "forward -> __call__")
+            updated = updated.with_changes(name=cst.Name("__call__"))
+        if original.name.value == "__init__":
+            updated = self._add_rngs_param(original, updated)
+        return updated
+
+    def _add_rngs_param(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        params = updated.params
+        if any(p.name.value == "rngs" for p in _all_params(params)):
+            return updated
+        self.changed(original.name, "PTJ101", "__init__ takes rngs: nnx.Rngs")
+        rngs = cst.Param(
+            name=cst.Name("rngs"),
+            annotation=cst.Annotation(cst.parse_expression("nnx.Rngs")),
+        )
+        star = params.star_arg
+        if isinstance(star, cst.MaybeSentinel):
+            star = cst.ParamStar()
+        return updated.with_changes(params=params.with_changes(star_arg=star, kwonly_params=[*params.kwonly_params, rngs]))
+
+    def _is_super_init(self, call: cst.Call) -> bool:
+        func = call.func
+        return (
+            isinstance(func, cst.Attribute)
+            and func.attr.value == "__init__"
+            and isinstance(func.value, cst.Call)
+            and isinstance(func.value.func, cst.Name)
+            and func.value.func.value == "super"
+        )

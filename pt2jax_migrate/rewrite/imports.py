@@ -1,0 +1,144 @@
+"""Imports: which local names are torch names (`import_aliases`), the names a module binds, and
+the final pass that prunes unused torch imports, adds JAX ones and emits helpers."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..helpers import helper_closure
+from ..mapping import CONVERTED_IMPORTS
+from ..names import is_torch_name
+from .cst_util import _after_imports, _dotted, _has_comment, _target_names, code_of, names_in
+
+IMPORTS = CONVERTED_IMPORTS  # names the converted code may use -> the import binding each
+
+
+def import_aliases(module: cst.Module) -> dict[str, str]:
+    """Local name -> qualified torch name, for every torch import in the file."""
+    aliases: dict[str, str] = {}
+
+    class Collect(cst.CSTVisitor):
+        def visit_Import(self, node: cst.Import) -> None:
+            for alias in node.names:
+                full = _dotted(alias.name)
+                if not full or not is_torch_name(full):
+                    continue
+                if alias.asname is not None:
+                    aliases[alias.asname.name.value] = full
+                else:
+                    root = full.split(".")[0]
+                    aliases[root] = root
+
+        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+            if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+                return
+            base = _dotted(node.module)
+            if not base or not is_torch_name(base):
+                return
+            for alias in node.names:
+                name = alias.name.value
+                local = alias.asname.name.value if alias.asname is not None else name
+                aliases[local] = f"{base}.{name}"
+
+    module.visit(Collect())
+    return aliases
+
+
+def _module_level_names(module: cst.Module, assignments: bool = True) -> set[str]:
+    """Names bound at module level by defs, classes, imports (and plain assignments)."""
+    names: set[str] = set()
+    for stmt in module.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            names.add(stmt.name.value)
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, cst.Assign) and assignments:
+                    for target in small.targets:
+                        names |= _target_names(target.target)
+                elif isinstance(small, (cst.Import, cst.ImportFrom)) and not isinstance(getattr(small, "names", None), cst.ImportStar):
+                    for alias in small.names:
+                        if alias.asname is not None:
+                            names |= _target_names(alias.asname.name)
+                        else:
+                            names.add(code_of(alias.name).split(".")[0])
+    return names
+
+
+def not_tensor_names(module: cst.Module) -> set[str]:
+    """Module-level names bound by imports, defs and classes: receivers that are not tensors."""
+    return set(IMPORTS) | _module_level_names(module, assignments=False)
+
+
+def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str]) -> cst.Module:
+    """Drop torch imports nothing uses any more, add the JAX imports the new code uses,
+    and emit the helpers it needs (once per file)."""
+    body = list(module.body)
+    defined = _module_level_names(module)
+    needed_helpers = [h for h in helper_closure(sorted(helpers)) if h.name not in defined]
+    helper_stmts = []
+    for helper in needed_helpers:
+        parsed = cst.parse_module(helper.source)
+        stmts = list(parsed.body)
+        if stmts:
+            lines = [cst.EmptyLine(indent=False), cst.EmptyLine(indent=False)] if helper_stmts or True else []
+            stmts[0] = stmts[0].with_changes(leading_lines=[*lines, *stmts[0].leading_lines])
+        helper_stmts += stmts
+    probe = module.with_changes(body=[*body, *helper_stmts])
+    used = names_in(probe)
+    first_import = None
+    new_body = []
+    for stmt in body:
+        if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], (cst.Import, cst.ImportFrom)):
+            kept = _prune_import(stmt.body[0], aliases, used)
+            if kept is not stmt.body[0]:
+                if first_import is None:
+                    first_import = len(new_body)
+                if kept is None:
+                    if _has_comment(stmt.leading_lines):
+                        new_body.append(cst.SimpleStatementLine(body=[cst.Pass()], leading_lines=stmt.leading_lines))
+                    continue
+                stmt = stmt.with_changes(body=[kept])
+        new_body.append(stmt)
+    bound = _module_level_names(module.with_changes(body=new_body))
+    missing = [name for name in IMPORTS if name in used and name not in bound]
+    insert_at = first_import if first_import is not None else _after_imports(new_body)
+    import_stmts = [cst.parse_statement(IMPORTS[name] + "\n") for name in missing]
+    if import_stmts and insert_at < len(new_body) and insert_at == first_import:
+        # keep the blank lines/comments that stood above the first torch import
+        pass
+    new_body[insert_at:insert_at] = import_stmts
+    if helper_stmts:
+        at = _after_imports(new_body)
+        header = cst.EmptyLine(comment=cst.Comment("# pt2jax helpers: PyTorch semantics with no one-call JAX equivalent"))
+        first = helper_stmts[0]
+        helper_stmts[0] = first.with_changes(leading_lines=[*first.leading_lines, header])
+        new_body[at:at] = helper_stmts
+        if at + len(helper_stmts) < len(new_body):
+            nxt = new_body[at + len(helper_stmts)]
+            if not nxt.leading_lines or len(nxt.leading_lines) < 2:
+                new_body[at + len(helper_stmts)] = nxt.with_changes(
+                    leading_lines=[cst.EmptyLine(indent=False), cst.EmptyLine(indent=False), *[l for l in nxt.leading_lines if l.comment is not None]])
+    return module.with_changes(body=new_body)
+
+
+def _prune_import(node, aliases: dict[str, str], used: set[str]):
+    """The import with unused torch names removed (None if nothing is left)."""
+    if isinstance(node, cst.Import):
+        keep = []
+        for alias in node.names:
+            full = _dotted(alias.name) or ""
+            local = alias.asname.name.value if alias.asname is not None else full.split(".")[0]
+            if is_torch_name(full) and local not in used:
+                continue
+            keep.append(alias)
+    else:
+        base = _dotted(node.module) if node.module is not None else None
+        if not base or not is_torch_name(base) or isinstance(node.names, cst.ImportStar):
+            return node
+        keep = [a for a in node.names if (a.asname.name.value if a.asname is not None else a.name.value) in used]
+    if len(keep) == len(node.names):
+        return node
+    if not keep:
+        return None
+    keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    return node.with_changes(names=keep)

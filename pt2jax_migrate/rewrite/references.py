@@ -1,0 +1,95 @@
+"""Bare torch names (dtypes, torch.Tensor, functions passed as values) and decorators; and the
+visit_ bookkeeping that marks which names are handled by the construct around them."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..core.constructs import NO_GRAD, isinstance_message, isinstance_type_nodes, may_be_torch_only_method
+from ..mapping import target_name
+from ..names import is_torch_name
+from .cst_util import code_of
+from .todos import _manual_code
+
+SPECIAL_NAMES = {"torch.Tensor": "jax.Array"}
+
+
+class ReferencesMixin:
+    """Torch names used without being called, decorators, and the `handled_refs` / `call_stack` records."""
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return False  # import statements are pruned at the end, not converted
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.handled_refs.add(id(node.func))
+        if isinstance(node.func, cst.Name) and node.func.value == "isinstance":
+            positional = [a.value for a in node.args if a.keyword is None and not a.star]
+            self.isinstance_types.update(id(t) for t in isinstance_type_nodes(positional))
+        # the calls lint records, innermost last (lint's `record.parent`): torch calls and the
+        # method calls the tables or core.constructs know
+        func = node.func
+        if isinstance(func, cst.Attribute):
+            self.called_attributes.add(id(func))
+        if self.qualname(func) is not None:
+            self.call_stack.append((id(node), True, None))
+        elif isinstance(func, cst.Attribute) and (func.attr.value in self.recorded_methods
+                                                  or may_be_torch_only_method(func.attr.value)):
+            self.call_stack.append((id(node), False, func.attr.value))
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        self.handled_refs.add(id(node.decorator))
+        self.statement_level_calls.add(id(node.decorator))
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.handled_refs.add(id(node.value))  # only the outermost name of a chain is reported
+        self.handled_refs.add(id(node.attr))  # `.nn` in torch.nn is not a use of the name nn
+
+    def visit_Arg(self, node: cst.Arg) -> None:
+        if node.keyword is not None:
+            self.handled_refs.add(id(node.keyword))
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        if original.value in self.aliases and id(original) not in self.handled_refs:
+            return self._reference(original, updated)
+        return updated
+
+    def _reference(self, original, updated) -> cst.BaseExpression:
+        """A torch name used without calling it: a dtype, a type, a function passed around."""
+        q = self.qualname(original)
+        if q is None or not is_torch_name(q):
+            return updated
+        target = self.rules.dtypes.get(q) or SPECIAL_NAMES.get(q)
+        if target is not None:
+            # 64-bit integers become 32-bit ones (JAX's default without x64): that changes numbers
+            safety = "unsafe" if q in ("torch.int64", "torch.long") else "safe"
+            if safety == "unsafe" and not self.unsafe_fixes:
+                return updated
+            self.changed(original, "PTJ104", f"{q} -> {target}", safety)
+            return self._expr(target)
+        rule = self.rules.by_name.get(q)
+        if rule is not None and rule.kind == "function" and rule.get("target") and rule.get("templates") is None and rule.status == "exact":
+            keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
+            function = target_name(rule, q)
+            text = f"partial({function}, {keywords})" if keywords else function
+            self.helpers |= set(rule.get("helpers", []))
+            self.changed(original, rule.code, f"{q} (as a value) -> {text}")
+            return self._expr(text)
+        if id(original) in self.isinstance_types and _manual_code(q) == "PTJ901":
+            self.todo(original, "PTJ901", isinstance_message(q))
+            return updated
+        self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
+        return updated
+
+    def leave_Decorator(self, original: cst.Decorator, updated: cst.Decorator):
+        node = original.decorator
+        func = node.func if isinstance(node, cst.Call) else node
+        q = self.qualname(func)
+        if q in NO_GRAD:
+            self.changed(original, "PTJ304", f"@{code_of(func)} removed (JAX computes gradients only when asked)")
+            return cst.RemovalSentinel.REMOVE
+        if q is not None and is_torch_name(q):
+            self.todo(func, _manual_code(q), f"@{q} has no automatic conversion")
+        return updated

@@ -1,0 +1,187 @@
+"""Scope tracking: which names each function, class body and comprehension binds, so that a
+local name shadowing a torch import is not converted; and torch qualified names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of
+from .todos import _with_todos
+
+class _Bindings(cst.CSTVisitor):
+    """Names bound in one function scope (parameters, assignments, loops, with, imports)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.depth = 0
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.depth += 1
+        if self.depth == 1:
+            for param in _all_params(node.params):
+                self.names.add(param.name.value)
+            return True
+        self.names.add(node.name.value)
+        return False
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.depth -= 1
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        self.names.add(node.name.value)
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_For(self, node: cst.For) -> None:
+        self.names.update(_target_names(node.target))
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self.names.update(_target_names(node.name))
+
+
+@dataclass
+class _Scope:
+    """One function (or the module) being rewritten."""
+
+    bound: set[str]
+    rngs: str | None = None  # an nnx.Rngs available here ("rngs")
+    needs_rngs: bool = False  # random sampling without a seed: add `rngs = nnx.Rngs(0)`
+    pending_defs: list[tuple[cst.BaseStatement, str]] = field(default_factory=list)
+    in_converted_init: bool = False
+    has_backward: bool = False  # a .backward() call somewhere in this function
+    kind: str = "function"  # function | class | comprehension | module
+    globals: set[str] = field(default_factory=set)  # names declared `global` here
+
+
+class ScopesMixin:
+    """The scope stack (`scopes`), name resolution (`qualname`) and function entry and exit."""
+
+    def shadowed(self, name: str) -> bool:
+        """Python's scoping: enclosing functions and comprehensions shadow a module-level
+        import; a class body's names shadow only code directly in that body."""
+        for depth, scope in enumerate(reversed(self.scopes[1:])):
+            if scope.kind == "class" and depth > 0:
+                continue
+            if name in scope.bound and name not in scope.globals:
+                return True
+            if name in scope.globals:
+                return False
+        return False
+
+    def qualname(self, node: cst.BaseExpression) -> str | None:
+        dotted = _dotted(node)
+        if dotted is None:
+            return None
+        root, _, rest = dotted.partition(".")
+        if root not in self.aliases or self.shadowed(root):
+            return None
+        base = self.aliases[root]
+        return f"{base}.{rest}" if rest else base
+
+    def _fscope(self) -> _Scope:
+        """The innermost function (or the module): where statements and variables live."""
+        for scope in reversed(self.scopes):
+            if scope.kind in ("function", "module"):
+                return scope
+        return self.scopes[0]
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        bindings = _Bindings()
+        node.visit(bindings)
+        in_class = bool(self.class_stack) and self.class_stack[-1]
+        is_init = in_class and node.name.value == "__init__"
+        scope = _Scope(bound=bindings.names - {"rngs"} if is_init else bindings.names, in_converted_init=is_init,
+                       has_backward=".backward(" in code_of(node))
+        if is_init:
+            scope.rngs = "rngs"
+        self.scopes.append(scope)
+        self.class_stack.append(False)
+        self.todo_stack.append([])  # the header's TODOs (decorators, annotations) go above the def
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        return _with_todos(self._leave_function(original, updated), self.todo_stack.pop())
+
+    def _leave_function(self, original: cst.FunctionDef, updated: cst.FunctionDef):
+        self.class_stack.pop()
+        scope = self.scopes.pop()
+        in_class = bool(self.class_stack) and self.class_stack[-1]
+        if in_class:
+            updated = self._convert_method(original, updated)
+        body = list(updated.body.body) if isinstance(updated.body, cst.IndentedBlock) else None
+        if body is not None:
+            body = self._insert_pending(scope, body)
+            if scope.needs_rngs:
+                at = 1 if body and _is_docstring(body[0]) else 0
+                body.insert(at, cst.parse_statement("rngs = nnx.Rngs(0)  # pt2jax: JAX needs explicit keys (torch drew from its global generator)\n"))
+            updated = updated.with_changes(body=updated.body.with_changes(body=body))
+        return updated
+
+    def _visit_comprehension(self, node) -> None:
+        bound: set[str] = set()
+        comp = node.for_in
+        while comp is not None:
+            bound |= _target_names(comp.target)
+            comp = comp.inner_for_in
+        self.scopes.append(_Scope(bound=bound, kind="comprehension"))
+
+    def _leave_comprehension(self, original, updated):
+        self.scopes.pop()
+        return updated
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _visit_comprehension
+
+    leave_ListComp = leave_SetComp = leave_DictComp = leave_GeneratorExp = _leave_comprehension
+
+    def visit_Global(self, node: cst.Global) -> None:
+        for item in node.names:
+            self.handled_refs.add(id(item.name))
+            self.scopes[-1].globals.add(item.name.value)
+
+    def visit_Nonlocal(self, node: cst.Nonlocal) -> None:
+        for item in node.names:
+            self.handled_refs.add(id(item.name))
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._stores(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._stores(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._stores(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._stores(node.target)
+        self.todo_stack.append([])
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._stores(node.target)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._stores(node.name)
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self.handled_refs.add(id(node.name))
+
+    def _stores(self, target) -> None:
+        """Names being bound are not uses of a torch import."""
+        if isinstance(target, cst.Name):
+            self.handled_refs.add(id(target))
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._stores(element.value)
+        elif isinstance(target, cst.StarredElement):
+            self._stores(target.value)

@@ -1,0 +1,102 @@
+"""Statement-level conversions: torch.manual_seed(s) -> rngs, super().__init__() removed,
+`model.to(device)` statements dropped, `with torch.no_grad():` unwrapped."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..core.constructs import NO_GRAD
+from ..mapping import optimizer_model
+from .cst_util import _expr_call, _has_comment, _is_self_assignment, code_of
+from .todos import _with_todos
+
+class StatementsMixin:
+    """Simple statements and `with` blocks; records optimizer, scheduler and loss variables."""
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        self.todo_stack.append([])
+        call = _expr_call(node)
+        if call is not None and self.qualname(call.func) == "torch.manual_seed":
+            if len(call.args) == 1 and call.args[0].keyword is None:
+                self.statement_level_calls.add(id(call))
+            if self.unsafe_fixes:
+                self._fscope().rngs = "rngs"
+        for small in node.body:
+            if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) and len(small.targets) == 1:
+                target = small.targets[0].target
+                q = self.qualname(small.value.func)
+                rule = self.rules.by_name.get(q) if q else None
+                if q and q.startswith("torch.optim.lr_scheduler.") and isinstance(target, cst.Name):
+                    self.scheduler_vars.add(target.value)
+                if rule is not None and rule.kind == "loss" and isinstance(target, cst.Name):
+                    self.loss_vars.add(target.value)
+                if rule is not None and rule.kind == "optimizer" and isinstance(target, cst.Name):
+                    self.optimizer_vars.add(target.value)
+                    self.optimizer_calls[id(small.value)] = target.value
+                if rule is not None and rule.kind == "optimizer" and isinstance(target, cst.Name) and small.value.args:
+                    model = optimizer_model(code_of(small.value.args[0].value))
+                    if model is not None:
+                        self.optimizers[target.value] = model
+
+    def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        todos = self.todo_stack.pop()
+        self.statement_pos[id(updated)] = self._pos(original)  # block-level passes see only updated nodes
+        call = _expr_call(original)
+        if call is not None:
+            q = self.qualname(call.func)
+            if q == "torch.manual_seed" and len(call.args) == 1 and call.args[0].keyword is None and self.unsafe_fixes:
+                self.changed(original, "PTJ301", "torch.manual_seed(s) -> rngs = nnx.Rngs(s)", "unsafe")
+                seed = code_of(updated.body[0].value.args[0].value)  # type: ignore[attr-defined]
+                new = cst.parse_statement(f"rngs = nnx.Rngs({seed})\n")
+                return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
+            in_class_init = self._fscope().in_converted_init
+            if in_class_init and self._is_super_init(call):
+                self.changed(original, "PTJ101", "super().__init__() removed (nnx modules need none)")
+                if not _has_comment(updated.leading_lines) and not todos:
+                    return cst.RemovalSentinel.REMOVE
+                return _with_todos(updated.with_changes(body=[cst.Pass()]), todos)
+            new_expr = updated.body[0]
+            if (
+                isinstance(new_expr, cst.Expr)
+                and isinstance(new_expr.value, (cst.Name, cst.Attribute))
+                and isinstance(call.func, cst.Attribute)
+                and call.func.attr.value in ("to", "cuda", "cpu")
+                and not todos
+                and not _has_comment(updated.leading_lines)
+            ):
+                return cst.RemovalSentinel.REMOVE  # `model.to(device)`: nothing left to do
+        if _is_self_assignment(updated) and not _is_self_assignment(original) and not todos \
+                and not _has_comment(updated.leading_lines):
+            return cst.RemovalSentinel.REMOVE  # `x, y = x.to(d), y.to(d)` became `x, y = x, y`
+        return _with_todos(updated, todos)
+
+    def visit_With(self, node: cst.With) -> None:
+        self.todo_stack.append([])
+        for item in node.items:
+            if isinstance(item.item, cst.Call) and item.asname is None:
+                self.statement_level_calls.add(id(item.item))
+
+    def leave_With(self, original: cst.With, updated: cst.With):
+        todos = self.todo_stack.pop()
+        keep = []
+        for original_item, item in zip(original.items, updated.items):
+            call = original_item.item
+            if isinstance(call, cst.Call) and self.qualname(call.func) in NO_GRAD and original_item.asname is None:
+                self.changed(original_item, "PTJ304", f"with {code_of(call.func)}(): removed (JAX computes gradients only when asked)")
+                continue
+            keep.append(item)
+        if len(keep) == len(updated.items):
+            return _with_todos(updated, todos)
+        if keep:
+            keep[-1] = keep[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            return _with_todos(updated.with_changes(items=keep), todos)
+        body = updated.body
+        if isinstance(body, cst.SimpleStatementSuite):
+            statements = [cst.SimpleStatementLine(body=list(body.body))]
+        else:
+            statements = list(body.body)
+        if not statements:
+            statements = [cst.SimpleStatementLine(body=[cst.Pass()])]
+        first = statements[0]
+        statements[0] = _with_todos(first.with_changes(leading_lines=[*updated.leading_lines, *first.leading_lines]), todos)
+        return cst.FlattenSentinel(statements)

@@ -1,0 +1,86 @@
+"""Reporting: one Finding per change or TODO, and the TODO(pt2jax) lines placed above the
+statement (or compound statement header) a TODO belongs to."""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.metadata import PositionProvider
+
+from ..model import Finding
+
+TODO_PREFIX = "# TODO(pt2jax): "
+
+
+def _manual_code(qualname: str) -> str:
+    if qualname.startswith("torch.optim.lr_scheduler"):
+        return "PTJ205"
+    if qualname.startswith(("torch.utils.data", "torchvision")):
+        return "PTJ401"
+    if qualname in ("torch.save", "torch.load"):
+        return "PTJ402"
+    return "PTJ901"
+
+
+def _with_todos(stmt, todos: list[str]):
+    if not todos:
+        return stmt
+    existing = {line.comment.value for line in stmt.leading_lines if line.comment is not None}
+    added = [
+        cst.EmptyLine(comment=cst.Comment(TODO_PREFIX + text))
+        for text in dict.fromkeys(todos)
+        if TODO_PREFIX + text not in existing
+    ]
+    if not added:
+        return stmt
+    return stmt.with_changes(leading_lines=[*stmt.leading_lines, *added])
+
+
+def _has_todo(stmt) -> bool:
+    return any(line.comment is not None and line.comment.value.startswith(TODO_PREFIX) for line in stmt.leading_lines)
+
+
+class TodosMixin:
+    """Findings, and the per-statement TODO frames (`todo_stack`) that `_with_todos` places."""
+
+    def _pos(self, node: cst.CSTNode) -> tuple[int, int]:
+        if id(node) in self.statement_pos:
+            return self.statement_pos[id(node)]
+        try:
+            pos = self.get_metadata(PositionProvider, node)
+            return pos.start.line, pos.start.column + 1
+        except KeyError:
+            return 0, 0
+
+    def changed(self, node: cst.CSTNode, code: str, message: str, safety: str = "safe") -> None:
+        line, col = self._pos(node)
+        self.findings.append(Finding(self.path, line, col, code, message, True, "info", safety))
+
+    def skip_unsafe(self, rule) -> bool:
+        """With unsafe fixes off, a conversion that changes numbers is left as it is."""
+        return not self.unsafe_fixes and rule is not None and rule.get("safety") == "unsafe"
+
+    def todo(self, node: cst.CSTNode, code: str, message: str) -> None:
+        """A finding per line and text (as lint reports them), and a TODO(pt2jax) line above the
+        statement per distinct text: `def f(a: nn.Module, b: nn.Module)` is one TODO; the same
+        annotation on three lines of a signature is three findings under one marker line."""
+        text = f"{code} {message}"
+        line, col = self._pos(node)
+        if (line, text) in self.todo_seen:
+            return
+        self.todo_seen.add((line, text))
+        self.findings.append(Finding(self.path, line, col, code, message, False, "warning", "manual"))
+        if self.todo_stack:
+            self.todo_stack[-1].append(text)
+
+    def _compound_visit(self, node) -> None:
+        self.todo_stack.append([])
+
+    def _compound_leave(self, updated):
+        return _with_todos(updated, self.todo_stack.pop())
+
+    visit_While = visit_If = visit_Try = _compound_visit
+
+    def leave_For(self, original, updated):
+        return self._compound_leave(updated)
+
+    leave_While = leave_If = leave_Try = leave_For

@@ -1,0 +1,213 @@
+"""Block-level pass: zero_grad / forward / loss / backward / step groups planned by trainstep
+and lifted into an `@nnx.jit` train step; leftover training calls get TODOs."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from .. import trainstep
+from ..helpers import HELPERS
+from ..model import Finding
+from .cst_util import (_after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
+                       code_of, names_in)
+from .imports import IMPORTS, finish_imports
+from .lifting import _Lifter, _cst_info
+from .scopes import _Scope
+from .todos import _with_todos
+
+_BUILTINS = set(dir(builtins))
+TRAIN_METHODS = trainstep.TRAIN_METHODS
+TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
+
+
+@dataclass
+class _Group:
+    """A recognised zero_grad / forward / loss / backward / step group in one block."""
+
+    text_def: str
+    call: cst.SimpleStatementLine
+    remove: set[int]
+    call_index: int
+    lines: list[tuple[cst.CSTNode, str, str]]  # (original statement, code, message)
+    at_module_level: bool = False
+    after: list = field(default_factory=list)  # statements moved after the call (they read its outputs)
+
+
+class TrainStepsMixin:
+    """Training-step rewriting over each block (`leave_IndentedBlock`, `leave_Module`)."""
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        body = self._train_steps(list(updated.body))
+        if not body:
+            body = [cst.SimpleStatementLine(body=[cst.Pass()])]
+        return updated.with_changes(body=body)
+
+    def leave_Module(self, original: cst.Module, updated: cst.Module) -> cst.Module:
+        scope = self.scopes[0]
+        body = self._train_steps(list(updated.body))
+        body = self._insert_pending(scope, body)
+        if scope.needs_rngs:
+            at = _after_imports(body)
+            body.insert(at, cst.parse_statement("rngs = nnx.Rngs(0)  # pt2jax: JAX needs explicit keys (torch drew from its global generator)\n"))
+        module = updated.with_changes(body=body)
+        return finish_imports(module, self.aliases, self.helpers)
+
+    def _insert_pending(self, scope: _Scope, body: list) -> list:
+        """Put each lifted train step right before the top-level statement that uses it."""
+        for call_stmt, text in scope.pending_defs:
+            for index, stmt in enumerate(body):
+                if _contains(stmt, call_stmt):
+                    new_def = cst.parse_statement(text)
+                    if index > 0:
+                        blank = [cst.EmptyLine(indent=False)] * (2 if scope is self.scopes[0] else 1)
+                        new_def = new_def.with_changes(leading_lines=blank)
+                    want = 2 if scope is self.scopes[0] else 1
+                    blanks = 0
+                    for line in stmt.leading_lines:
+                        if line.comment is not None:
+                            break
+                        blanks += 1
+                    if blanks < want:
+                        extra = [cst.EmptyLine(indent=False)] * (want - blanks)
+                        body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
+                    body.insert(index, new_def)
+                    break
+        return body
+
+    def _not_models(self) -> set[str]:
+        """Names called in a forward pass that are not the model: functions, loss modules."""
+        return self.module_names | set(IMPORTS) | set(HELPERS) | self.loss_vars
+
+    def _unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.used_names:
+            name = f"{base}_{i}"
+            i += 1
+        self.used_names.add(name)
+        return name
+
+    def _train_steps(self, body: list) -> list:
+        index = 0
+        refusals: list[tuple[int, str]] = []  # (id of a backward() statement, why it stays)
+        while index < len(body):
+            loss_name = _method_call(body[index], "backward")
+            if loss_name is None:
+                index += 1
+                continue
+            plan = self._plan_group(body, index, loss_name)
+            if isinstance(plan, str):
+                refusals.append((id(body[index]), f"training step not converted: {plan}"))
+                index += 1
+                continue
+            for stmt, code, message in plan.lines:
+                self.changed(stmt, code, message)
+            kept = [stmt for i, stmt in enumerate(body) if i not in plan.remove or i == plan.call_index]
+            position = kept.index(body[plan.call_index])
+            kept[position:position + 1] = [plan.call, *plan.after]
+            scope = self.scopes[0] if plan.at_module_level else self._fscope()
+            scope.pending_defs.append((plan.call, plan.text_def))
+            body = kept
+            index = position + 1 + len(plan.after)
+        out, reason = [], None
+        reasons = dict(refusals)
+        for position, stmt in enumerate(body):
+            if id(stmt) in reasons:
+                reason = reasons[id(stmt)]
+            elif reason is None or _method_call(stmt, "zero_grad") is not None:
+                # a zero_grad() or early statement reports the next refused backward()'s reason
+                ahead = [reasons[id(s)] for s in body[position:] if id(s) in reasons]
+                reason = ahead[0] if ahead else reason
+            out.append(self._leftover_training_calls(stmt, reason))
+        return out
+
+    def _leftover_training_calls(self, stmt, refusal: str | None):
+        """backward()/zero_grad()/step() calls not part of a converted step: kept, with a TODO."""
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            return stmt
+        todos = []
+        for call in _method_calls(stmt, TRAIN_METHODS):
+            method = call.func.attr.value
+            if method == "step" and not self._optimizer_step(call):
+                continue
+            code = TRAIN_METHODS[method]
+            reason = refusal or "not part of a recognised training step (zero_grad / forward / loss / backward / step in one block)"
+            line, col = self._pos(stmt)
+            self.findings.append(Finding(self.path, line, col, code, reason, False, "warning", "manual"))
+            todos.append(f"{code} {reason}")
+        return _with_todos(stmt, todos)
+
+    def _optimizer_step(self, call: cst.Call) -> bool:
+        receiver = call.func.value
+        if isinstance(receiver, cst.Name) and receiver.value in self.optimizer_vars:
+            return True
+        if isinstance(receiver, cst.Name) and receiver.value in self.scheduler_vars:
+            return False  # an lr scheduler's step: reported where the scheduler is built
+        return self._fscope().has_backward
+
+    def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
+        infos = [_cst_info(stmt, self.qualname) for stmt in body]
+        plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models())
+        if isinstance(plan, str):
+            return plan
+        model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
+        clip = plan.clip
+        tainted = set().union(*(infos[i].targets or set() for i in group))
+        closure = set(self.module_names) | set(self.aliases) | set(IMPORTS) | _BUILTINS | {"self"}
+        lifter = _Lifter(model, tainted, closure)
+        group_stmts = [body[i].visit(lifter) for i in group]
+        later = set()
+        for stmt in [*(body[i] for i in after), *body[step_index + 1:]]:
+            later |= names_in(stmt)
+        aux = sorted((tainted - {loss}) & later)
+        free = set()
+        for stmt in group_stmts:
+            free |= names_in(stmt)
+        free -= {model, opt, *tainted, *(name for name, _ in lifter.params), *_BUILTINS}
+        # a step that reads only module-level names goes at module level: jitted once, not per call
+        at_module_level = free <= (self.module_names | set(IMPORTS)) and len(self.scopes) > 1
+        train_step = self._unique("train_step")
+        loss_fn = self._unique("loss_fn") if "loss_fn" not in self.used_names else self._unique("compute_loss")
+        params = [name for name, _ in lifter.params]
+        args = [code_of(expr) for _, expr in lifter.params]
+        inner = "".join(code_of(s) for s in group_stmts)
+        inner = _indent(_strip_leading_comments_kept(inner), "        ")
+        header = ", ".join([model, opt, *params])
+        if aux:
+            aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
+            ret_inner = f"        return {loss}, ({aux_tuple})\n"
+            grad_line = f"    ({loss}, ({aux_tuple})), grads = nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n"
+            ret = f"    return {loss}, {', '.join(aux)}\n"
+            call_targets = f"{loss}, {', '.join(aux)}"
+        else:
+            ret_inner = f"        return {loss}\n"
+            grad_line = f"    {loss}, grads = nnx.value_and_grad({loss_fn})({model})\n"
+            ret = f"    return {loss}\n"
+            call_targets = loss
+        text_def = (
+            "@nnx.jit\n"
+            f"def {train_step}({header}):\n"
+            f"    def {loss_fn}({model}):\n"
+            f"{inner}{ret_inner}"
+            f"{grad_line}"
+            f"    {opt}.update({model}, grads)\n"
+            f"{ret}"
+        )
+        call_text = f"{call_targets} = {train_step}({', '.join([model, opt, *args])})\n"
+        call = cst.parse_statement(call_text)
+        comments = []  # comments above removed statements move to the call: nothing is dropped
+        remove = set(group) | set(zero) | set(after) | set(clip) | {b, step_index}
+        for i in sorted(set(zero) | set(clip) | {b, step_index}):  # group statements keep theirs in loss_fn
+            comments += [line for line in body[i].leading_lines if line.comment is not None]
+            trailing = body[i].trailing_whitespace.comment
+            if trailing is not None:
+                comments.append(cst.EmptyLine(comment=trailing))
+        call = call.with_changes(leading_lines=comments)
+        lines = [(body[i], "PTJ202", f"{opt}.zero_grad() removed (gradients are returned, not accumulated)") for i in zero]
+        lines.append((body[b], "PTJ203", f"{loss}.backward() -> nnx.value_and_grad in @nnx.jit {train_step}"))
+        lines += [(body[i], "PTJ204", f"clip_grad_norm_ -> optax.clip_by_global_norm({plan.max_norm}) in {opt}'s chain")
+                  for i in clip]
+        lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
+        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after])

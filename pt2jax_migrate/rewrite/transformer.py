@@ -1,0 +1,91 @@
+"""The transformer: one libcst pass, composed of one mixin per concern.
+
+libcst dispatches visit_X / leave_X by name, so each hook is defined in exactly one mixin
+(tests/test_rewrite_structure.py checks it); where two concerns meet at one hook, the owner
+calls named helpers of the other.
+
+Module        hooks it owns                                    state it keeps (set up below)
+todos         visit_While/If/Try, leave_For/While/If/Try;      findings, todo_stack, todo_seen,
+              changed(), todo(), skip_unsafe(), _pos()         statement_pos
+scopes        visit_FunctionDef, leave_FunctionDef, the         scopes (a _Scope per function, class
+              comprehensions, Global, Nonlocal, AssignTarget,  body, comprehension; [0] the module)
+              AnnAssign, AugAssign, For, CompFor, AsName,
+              Param; qualname(), shadowed(), _fscope()
+references    visit_Import/ImportFrom/Call/Decorator/          handled_refs, call_stack,
+              Attribute/Arg, leave_Name, leave_Decorator;      called_attributes, isinstance_types,
+              _reference()                                     statement_level_calls (with statements)
+statements    visit/leave_SimpleStatementLine, visit/leave_With  optimizers, optimizer_vars,
+                                                               optimizer_calls, scheduler_vars, loss_vars
+calls         leave_Call, leave_Arg/Assign/AugAssign/Return/   wrapped, helpers, rngs_classes
+              Element; _expr(), _ctx(), _args()
+methods       leave_Attribute; _method_call() (from leave_Call)  not_tensors
+classes       visit_ClassDef, leave_ClassDef; _convert_method()  class_stack, converted_classes
+              (from leave_FunctionDef), _is_super_init()
+trainsteps    leave_IndentedBlock, leave_Module;               module_names, used_names, step_lines,
+              _insert_pending() (from leave_FunctionDef)       kept_optimizers, clips
+imports       (functions) import_aliases, finish_imports       aliases (from the engine)
+
+Free helpers live in cst_util (libcst shapes) and lifting (train-step pieces); the entry points
+(rewrite_source, parse, the residue check) in engine.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.metadata import PositionProvider
+
+from .. import trainstep
+from ..model import Finding
+from ..rules import load_rules
+from .calls import CallsMixin
+from .classes import ClassesMixin
+from .cst_util import names_in
+from .imports import _module_level_names, not_tensor_names
+from .methods import MethodsMixin
+from .references import ReferencesMixin
+from .scopes import ScopesMixin, _Scope
+from .statements import StatementsMixin
+from .todos import TodosMixin
+from .trainsteps import TrainStepsMixin
+
+MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin, MethodsMixin, ClassesMixin,
+          TrainStepsMixin)
+
+
+class TorchToNNX(*MIXINS, cst.CSTTransformer):
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True):
+        super().__init__()
+        self.path = path
+        self.unsafe_fixes = unsafe_fixes
+        self.rules = load_rules()
+        self.aliases = aliases
+        self.findings: list[Finding] = []
+        self.helpers: set[str] = set()
+        self.scopes: list[_Scope] = [_Scope(bound=set(), kind="module", has_backward=".backward(" in module.code)]
+        self.todo_stack: list[list[str]] = []
+        self.class_stack: list[bool] = []
+        self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
+        self.statement_pos: dict[int, tuple[int, int]] = {}
+        self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
+        self.optimizer_vars: set[str] = set()  # names assigned a torch.optim optimizer
+        self.scheduler_vars: set[str] = set()  # names assigned a torch.optim.lr_scheduler
+        self.wrapped: set[int] = set()  # replacement expressions we parenthesised
+        self.handled_refs: set[int] = set()  # torch names reported by the construct around them
+        self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
+        # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
+        self.step_lines, self.kept_optimizers, self.clips = (
+            trainstep.train_step_analysis(module.code) if ".step(" in module.code else (set(), {}, {}))
+        self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
+        self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
+        self.todo_seen: set[tuple[int, str]] = set()  # (line, "CODE message") already reported
+        self.called_attributes: set[int] = set()  # x.grad(...) is a method call, not the attribute .grad
+        self.call_stack: list[tuple[int, bool, str | None]] = []  # calls lint records: (id, torch?, method)
+        self.recorded_methods = frozenset(self.rules.methods) | {"to", "cuda", "cpu", "train", "eval", "zero_grad",
+                                                                 "backward", "step"}
+        self.converted_classes = self._find_module_classes(module)
+        self.rngs_classes = self._classes_taking_rngs(module)
+        self.module_names = _module_level_names(module)
+        self.not_tensors = not_tensor_names(module)
+        self.used_names = names_in(module) | self.module_names
