@@ -95,4 +95,5 @@ def test_lint_and_rewrite_agree_and_nothing_torch_is_left_unmarked(path):
     for finding in todos:
         assert f"# TODO(pt2jax): {finding.code} {finding.message}" in new, finding
     added = count_todo_markers(new) - count_todo_markers(source)
-    assert len({(f.code, f.message) for f in todos}) <= added <= len(todos)
+    new_texts = {(f.code, f.message) for f in todos if f"# TODO(pt2jax): {f.code} {f.message}" not in source}
+    assert len(new_texts) <= added <= len(todos)

@@ -162,7 +162,7 @@ def test_unconvertible_code_stays_with_a_todo_marker_and_a_finding():
     todos = [f for f in result.findings if not f.fixable]
     assert [(f.line, f.code) for f in todos] == [(4, "PTJ901"), (5, "PTJ103")]
     out = result.new_source
-    assert "    # TODO(pt2jax): PTJ901 torch.fft.rfft has no automatic conversion\n    y = torch.fft.rfft(x)  # keep me\n" in out
+    assert "    # TODO(pt2jax): PTJ901 torch.fft.rfft has no automatic conversion; port it by hand\n    y = torch.fft.rfft(x)  # keep me\n" in out
     assert "correction=0" in out and "import torch\n" in out  # the import stays: code still uses it
     # a second run neither duplicates markers nor changes anything
     assert rewrite_source(out, "t.py").new_source == out
@@ -379,7 +379,7 @@ def test_an_optimizer_whose_step_stays_pytorch_stays_pytorch_too():
         """).lstrip()
     result = rewrite_source(source, "t.py")
     assert "opt = torch.optim.SGD(model.parameters(), lr=0.1)" in result.new_source
-    assert "PTJ201 kept in PyTorch: the training step that calls opt.step() is not converted" in result.new_source
+    assert "PTJ201 torch.optim.SGD: kept in PyTorch: the training step that calls opt.step() is not converted" in result.new_source
     assert (5, "PTJ201", False) in {(f.line, f.code, f.fixable) for f in result.findings}
 
 

@@ -127,7 +127,7 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
     if reason is None and rule.kind == "optimizer" and site.kept_optimizer is not None:
         reason = KEPT_OPTIMIZER.format(name=site.kept_optimizer)
     if reason is not None:
-        return Decision(rule.code, False, f"{q} {noun} is not converted: {reason}", "manual", "", rule)
+        return Decision(rule.code, False, f"{q}: {reason}", "manual", "", rule)
     action = "container" if q in CONTAINERS else "rule"
     return Decision(rule.code, True, f"{q} {noun}", rule.get("safety", "safe"), action, rule)
 
@@ -232,8 +232,7 @@ def decide_method(site: MethodSite, rules, check: Check) -> Decision | None:
             reason = check(rule, method, site.args, site.kwargs)
             if reason is None:
                 return Decision(rule.code, True, f".{method}() tensor method", rule.get("safety", "safe"), "rule", rule)
-            noun = "tensor method" if rule.code == "PTJ105" else "method"  # .state_dict() is a module's
-            return Decision(rule.code, False, f".{method}() {noun} is not converted: {reason}", "manual", "", rule)
+            return Decision(rule.code, False, f".{method}(): {reason}", "manual", "", rule)
     return decide_torch_only(site)
 
 

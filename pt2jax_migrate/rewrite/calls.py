@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from .. import trainstep
-from ..core.constructs import CONTAINERS, NO_GRAD, PARAMETER, container_refusal, parameter_refusal
-from ..mapping import Arg, CallContext, Refused, make_arg, render_call
+from ..core.constructs import NO_GRAD
+from ..core.decide import CLIP, SEED, VALUE, CallSite, decide_call
+from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
-from .todos import _manual_code
 
 _ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString,
                 cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp)
@@ -83,53 +82,42 @@ class CallsMixin:
         return updated.with_changes(value=self._unwrap_ours(updated.value))
 
     def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
-        if q in NO_GRAD or q == "torch.manual_seed":
-            if id(original) in self.statement_level_calls:
-                return updated  # handled by the enclosing statement
-            code = "PTJ304" if q in NO_GRAD else "PTJ301"
-            self.todo(original, code, f"{q}() used as a value is not converted (only as a statement, `with` or decorator)")
+        """Facts about the call -> core.decide.decide_call (lint asks the same) -> rendering."""
+        statement = self.call_statement.get(id(original), VALUE)
+        if id(original) in self.statement_level_calls and (q in NO_GRAD or q == SEED):
+            return updated  # `with torch.no_grad():`, `@torch.no_grad()`, `torch.manual_seed(s)`: the statement
+        args, kwargs = self._args(updated)
+        line = self._pos(original)[0]
+        built_as = self.optimizer_calls.get(id(original))
+        site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((k, v.source) for k, v in kwargs.items()),
+                        statement, in_train_step=q == CLIP and line in self.step_lines,
+                        kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None)
+        decision = decide_call(site, self.rules, check_rule)
+        if not decision.fixable:
+            self.todo(original, decision.code, decision.message)
             return updated
-        if q == "torch.device":
-            self.changed(original, "PTJ302", "torch.device(...) -> jax.devices()[0] (JAX places arrays itself)")
-            return cst.parse_expression("jax.devices()[0]")
-        if q == "torch.cuda.is_available":
+        if decision.action == "clip":
+            return updated  # folded into the optimizer by the training-step rewrite
+        if decision.action == "device":
+            if q == "torch.device":
+                self.changed(original, "PTJ302", "torch.device(...) -> jax.devices()[0] (JAX places arrays itself)")
+                return cst.parse_expression("jax.devices()[0]")
             self.changed(original, "PTJ302", 'torch.cuda.is_available() -> jax.default_backend() == "gpu"')
             return self._expr('jax.default_backend() == "gpu"')
-        if q in PARAMETER:
-            args, kwargs = self._args(updated)
-            reason = parameter_refusal([(a.source, a.starred) for a in args],
-                                       {k: v.source for k, v in kwargs.items()})
-            if reason is None:
-                self.changed(original, "PTJ102", "nn.Parameter -> nnx.Param")
-                return cst.parse_expression(f"nnx.Param({args[0].source})")
-            self.todo(original, "PTJ901", f"{q}: {reason}")
-            return updated
-        if q in CONTAINERS:
+        if decision.action == "parameter":
+            self.changed(original, "PTJ102", "nn.Parameter -> nnx.Param")
+            return cst.parse_expression(f"nnx.Param({args[0].source})")
+        if decision.action == "container":
             return self._container(original, updated, q)
-        if q == trainstep.CLIP:
-            if self._pos(original)[0] in self.step_lines:
-                return updated  # folded into the optimizer by the training-step rewrite
-            self.todo(original, "PTJ204", "clip_grad_norm_ is converted only inside a recognised training step "
-                      "(as optax.clip_by_global_norm in the optimizer built in this file)")
-            return updated
-        rule = self.rules.by_name.get(q)
-        if rule is None:
-            self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
-            return updated
+        rule = decision.rule
         if self.skip_unsafe(rule):
             return updated
-        built_as = self.optimizer_calls.get(id(original))
-        line = self._pos(original)[0]
-        if rule.kind == "optimizer" and built_as is not None and line in self.kept_optimizers:
-            self.todo(original, rule.code, trainstep.KEPT_OPTIMIZER.format(name=built_as))
-            return updated
-        args, kwargs = self._args(updated)
         ctx = self._ctx()
         if rule.kind == "optimizer" and built_as is not None and line in self.clips:
             ctx.clip_norm = self.clips[line]  # its training step clips gradients
         try:
             rendered = render_call(rule, args, kwargs, name=q, ctx=ctx)
-        except Refused as why:
+        except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
             self.todo(original, rule.code, f"{q}: {why}")
             return updated
         if rule.get("needs_key") and self._fscope().rngs is None:
@@ -139,11 +127,6 @@ class CallsMixin:
         return self._expr(rendered.text)
 
     def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
-        args, kwargs = self._args(updated)
-        reason = container_refusal(q, [(a.source, a.starred) for a in args], list(kwargs))
-        if reason is not None:
-            self.todo(original, "PTJ102", f"{q}: {reason}")
-            return updated
         if q.endswith("Sequential"):
             self.changed(original, "PTJ102", "nn.Sequential -> nnx.Sequential")
             return updated.with_changes(func=cst.parse_expression("nnx.Sequential"))

@@ -9,7 +9,8 @@ from ..core.constructs import MODULE_BASES
 from ..names import is_torch_name
 from .cst_util import _all_params, _target_names
 from .scopes import _Scope
-from .todos import _manual_code, _with_todos
+from ..core.decide import ReferenceSite, decide_reference
+from .todos import _with_todos
 
 class ClassesMixin:
     """Class conversion; `class_stack` (is the enclosing class converted?)."""
@@ -53,9 +54,10 @@ class ClassesMixin:
         for base in node.bases:
             self.handled_refs.add(id(base.value))
             q = self.qualname(base.value)
-            if q is not None and is_torch_name(q) and not (converted and q in MODULE_BASES):
-                self.todo(base.value, _manual_code(q), f"class {node.name.value} subclasses {q}, which is not "
-                          "converted: port the class by hand (or write it as an nnx.Module)")
+            if q is not None and is_torch_name(q):
+                decision = decide_reference(ReferenceSite(q, base_of=node.name.value), self.rules)
+                if not decision.fixable:  # a torch base other than nn.Module (a fixable one: leave_ClassDef)
+                    self.todo(base.value, decision.code, decision.message)
         bound: set[str] = set()
         for stmt in node.body.body:
             if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):

@@ -5,31 +5,47 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.constructs import (ATTRIBUTE_NAMES, CONSUMED_BY_TORCH_CALLS, DECIDED_ELSEWHERE, DEVICE_MOVES, construct_code,
-                               is_dtype_text, torch_only_attribute, torch_only_method)
-from ..mapping import Refused, render_call, tensor_method_applies
+from ..core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
+                               is_dtype_text, torch_only_attribute)
+from ..core.decide import MODE_METHODS, STEP_METHODS, MethodSite, decide_method
+from ..mapping import Refused, check_rule, render_call
+
+_STRINGS = (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)
+
 from .cst_util import _head, _receiver_text, code_of, paren_code
 
 class MethodsMixin:
     """`x.method(...)` calls and torch-only attributes (`x.grad`, `x.device`, ...)."""
 
     def _method_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        """Facts about the method call -> core.decide.decide_method (lint asks the same) -> rendering."""
         method = original.func.attr.value  # type: ignore[attr-defined]
         receiver = updated.func.value  # type: ignore[attr-defined]
-        if method in ("to", "cuda", "cpu"):
-            return self._device_move(original, updated, method, receiver)
-        rule = self.rules.methods.get(method)
-        if rule is None:
-            return self._torch_only_method(original, updated, method)
-        if (rule.get("templates") is None and rule.status != "refused") or self.skip_unsafe(rule):
-            return updated
+        if method in STEP_METHODS or method in MODE_METHODS:
+            return updated  # the training step is rewritten per block; train()/eval() stay (a note)
         args, kwargs = self._args(updated)
         bare = original.func.value.value if isinstance(original.func.value, cst.Name) else None  # type: ignore[attr-defined]
-        if not tensor_method_applies(rule, args, kwargs, receiver=bare, not_tensors=self.not_tensors):
-            return self._torch_only_method(original, updated, method)  # maybe a module's method
+        site = MethodSite(
+            method, tuple((a.source, a.starred) for a in args), tuple((k, v.source) for k, v in kwargs.items()),
+            tuple("str" if isinstance(a.value, _STRINGS) else "other" for a in original.args if a.keyword is None),
+            _receiver_text(original.func.value), bare,  # type: ignore[attr-defined]
+            receiver_is_not_tensor=bare in self.not_tensors,
+            inside_torch_call=bool(self.call_stack) and self.call_stack[-1][1],
+        )
+        decision = decide_method(site, self.rules, check_rule)
+        if decision is None:
+            return updated
+        if not decision.fixable:
+            self.todo(original, decision.code, decision.message)
+            return updated
+        if decision.action == "device_move":
+            return self._device_move(original, updated, method, receiver)
+        rule = decision.rule
+        if rule.get("templates") is None or self.skip_unsafe(rule):
+            return updated
         try:
             rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(code_of(receiver)))
-        except Refused as why:
+        except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
             self.todo(original, rule.code, f".{method}(): {why}")
             return updated
         self.helpers |= rendered.helpers
@@ -54,20 +70,6 @@ class MethodsMixin:
                 return updated
         self.changed(original, "PTJ302", f".{method}(...) removed (JAX places arrays itself)")
         return receiver.with_changes(lpar=[], rpar=[]) if isinstance(receiver, (cst.Name, cst.Attribute)) else receiver
-
-    def _torch_only_method(self, original: cst.Call, updated: cst.Call, method: str) -> cst.BaseExpression:
-        """A method only torch tensors/modules have (core.constructs, shared with lint)."""
-        if method in DECIDED_ELSEWHERE:
-            return updated
-        if method in CONSUMED_BY_TORCH_CALLS and self.call_stack and self.call_stack[-1][1]:
-            return updated  # torch.optim.SGD(model.parameters(), ...): the optimizer decides
-        arg_kinds = ["str" if isinstance(a.value, (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString))
-                     else "other" for a in original.args if a.keyword is None]
-        keywords = [a.keyword.value for a in original.args if a.keyword is not None]
-        reason = torch_only_method(method, arg_kinds, keywords, _receiver_text(original.func.value))  # type: ignore[attr-defined]
-        if reason is not None:
-            self.todo(original, construct_code(method), reason)
-        return updated
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         if original.attr.value in ATTRIBUTE_NAMES and id(original) not in self.called_attributes \

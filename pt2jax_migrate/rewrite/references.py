@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.constructs import NO_GRAD, isinstance_message, isinstance_type_nodes, may_be_torch_only_method
+from ..core.constructs import NO_GRAD, isinstance_type_nodes, may_be_torch_only_method
+from ..core.decide import DECORATOR, VALUE_NAMES, ReferenceSite, decide_reference
 from ..mapping import target_name
 from ..names import is_torch_name
 from .cst_util import code_of
-from .todos import _manual_code
 
-SPECIAL_NAMES = {"torch.Tensor": "jax.Array"}
+SPECIAL_NAMES = VALUE_NAMES  # torch.Tensor -> jax.Array (core.decide)
 
 
 class ReferencesMixin:
@@ -42,6 +42,8 @@ class ReferencesMixin:
     def visit_Decorator(self, node: cst.Decorator) -> None:
         self.handled_refs.add(id(node.decorator))
         self.statement_level_calls.add(id(node.decorator))
+        if isinstance(node.decorator, cst.Call):
+            self.call_statement[id(node.decorator)] = DECORATOR
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         self.handled_refs.add(id(node.value))  # only the outermost name of a chain is reported
@@ -57,31 +59,28 @@ class ReferencesMixin:
         return updated
 
     def _reference(self, original, updated) -> cst.BaseExpression:
-        """A torch name used without calling it: a dtype, a type, a function passed around."""
+        """A torch name used without calling it: facts -> core.decide.decide_reference -> rendering."""
         q = self.qualname(original)
         if q is None or not is_torch_name(q):
             return updated
-        target = self.rules.dtypes.get(q) or SPECIAL_NAMES.get(q)
-        if target is not None:
-            # 64-bit integers become 32-bit ones (JAX's default without x64): that changes numbers
-            safety = "unsafe" if q in ("torch.int64", "torch.long") else "safe"
-            if safety == "unsafe" and not self.unsafe_fixes:
-                return updated
-            self.changed(original, "PTJ104", f"{q} -> {target}", safety)
-            return self._expr(target)
-        rule = self.rules.by_name.get(q)
-        if rule is not None and rule.kind == "function" and rule.get("target") and rule.get("templates") is None and rule.status == "exact":
-            keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
-            function = target_name(rule, q)
-            text = f"partial({function}, {keywords})" if keywords else function
-            self.helpers |= set(rule.get("helpers", []))
-            self.changed(original, rule.code, f"{q} (as a value) -> {text}")
-            return self._expr(text)
-        if id(original) in self.isinstance_types and _manual_code(q) == "PTJ901":
-            self.todo(original, "PTJ901", isinstance_message(q))
+        site = ReferenceSite(q, in_isinstance=id(original) in self.isinstance_types)
+        decision = decide_reference(site, self.rules)
+        if not decision.fixable:
+            self.todo(original, decision.code, decision.message)
             return updated
-        self.todo(original, _manual_code(q), f"{q} has no automatic conversion")
-        return updated
+        if decision.action == "rename":  # dtypes, torch.Tensor
+            if decision.safety == "unsafe" and not self.unsafe_fixes:
+                return updated  # 64-bit integers become 32-bit ones: left for --unsafe-fixes
+            target = self.rules.dtypes.get(q) or VALUE_NAMES[q]
+            self.changed(original, "PTJ104", f"{q} -> {target}", decision.safety)
+            return self._expr(target)
+        rule = decision.rule  # action "value": a function passed around uncalled
+        keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
+        function = target_name(rule, q)
+        text = f"partial({function}, {keywords})" if keywords else function
+        self.helpers |= set(rule.get("helpers", []))
+        self.changed(original, rule.code, f"{q} (as a value) -> {text}")
+        return self._expr(text)
 
     def leave_Decorator(self, original: cst.Decorator, updated: cst.Decorator):
         node = original.decorator
@@ -90,6 +89,8 @@ class ReferencesMixin:
         if q in NO_GRAD:
             self.changed(original, "PTJ304", f"@{code_of(func)} removed (JAX computes gradients only when asked)")
             return cst.RemovalSentinel.REMOVE
-        if q is not None and is_torch_name(q):
-            self.todo(func, _manual_code(q), f"@{q} has no automatic conversion")
+        if q is not None and is_torch_name(q) and not isinstance(node, cst.Call):  # a call: leave_Call decided it
+            decision = decide_reference(ReferenceSite(q, decorator=True), self.rules)
+            if not decision.fixable:
+                self.todo(func, decision.code, decision.message)
         return updated

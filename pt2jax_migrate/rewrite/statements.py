@@ -6,19 +6,33 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import NO_GRAD
+from ..core.decide import ASSIGN, EXPR, WITH, WITH_AS
 from ..mapping import optimizer_model
 from .cst_util import _expr_call, _has_comment, _is_self_assignment, code_of
 from .todos import _with_todos
+
+def _seed_argument(call: cst.Call):
+    """The seed of `torch.manual_seed(s)` / `torch.manual_seed(seed=s)` (None: another shape)."""
+    if len(call.args) == 1 and call.args[0].star == "" and call.args[0].keyword in (None,) :
+        return call.args[0].value
+    if len(call.args) == 1 and call.args[0].keyword is not None and call.args[0].keyword.value == "seed":
+        return call.args[0].value
+    return None
+
 
 class StatementsMixin:
     """Simple statements and `with` blocks; records optimizer, scheduler and loss variables."""
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         self.todo_stack.append([])
+        for small in node.body:  # how each call stands in its statement: a fact for core.decide
+            if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+                self.call_statement[id(small.value)] = EXPR
+            elif isinstance(small, (cst.Assign, cst.AnnAssign, cst.AugAssign)) and isinstance(small.value, cst.Call):
+                self.call_statement[id(small.value)] = ASSIGN
         call = _expr_call(node)
-        if call is not None and self.qualname(call.func) == "torch.manual_seed":
-            if len(call.args) == 1 and call.args[0].keyword is None:
-                self.statement_level_calls.add(id(call))
+        if call is not None and self.qualname(call.func) == "torch.manual_seed" and _seed_argument(call) is not None:
+            self.statement_level_calls.add(id(call))
             if self.unsafe_fixes:
                 self._fscope().rngs = "rngs"
         for small in node.body:
@@ -44,9 +58,9 @@ class StatementsMixin:
         call = _expr_call(original)
         if call is not None:
             q = self.qualname(call.func)
-            if q == "torch.manual_seed" and len(call.args) == 1 and call.args[0].keyword is None and self.unsafe_fixes:
+            if q == "torch.manual_seed" and _seed_argument(call) is not None and self.unsafe_fixes:
                 self.changed(original, "PTJ301", "torch.manual_seed(s) -> rngs = nnx.Rngs(s)", "unsafe")
-                seed = code_of(updated.body[0].value.args[0].value)  # type: ignore[attr-defined]
+                seed = code_of(_seed_argument(updated.body[0].value))  # type: ignore[attr-defined]
                 new = cst.parse_statement(f"rngs = nnx.Rngs({seed})\n")
                 return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
             in_class_init = self._fscope().in_converted_init
@@ -73,6 +87,8 @@ class StatementsMixin:
     def visit_With(self, node: cst.With) -> None:
         self.todo_stack.append([])
         for item in node.items:
+            if isinstance(item.item, cst.Call):
+                self.call_statement[id(item.item)] = WITH if item.asname is None else WITH_AS
             if isinstance(item.item, cst.Call) and item.asname is None:
                 self.statement_level_calls.add(id(item.item))
 
