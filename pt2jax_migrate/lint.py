@@ -39,8 +39,8 @@ from .rules import load_rules
 from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
                           WITH_AS, CallSite, category,
                           MethodSite, ReferenceSite, decide_call, decide_method, decide_reference, unsupported)
-from .core.constructs import isinstance_type_nodes
-from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
+from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
+from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
                               may_be_torch_only_method, torch_only_attribute)
 from .core.residue import literal_kind, receiver_text
 
@@ -59,7 +59,7 @@ class _Record:
     """A construct seen in the walk, classified once all bindings are known."""
 
     __slots__ = ("kind", "node", "root", "parts", "scope", "parent", "flag", "targets", "method",
-                 "base_of", "qual", "import_index", "finding", "fixable", "receiver", "bare")
+                 "base_of", "qual", "import_index", "finding", "fixable", "receiver", "bare", "kept_layer")
 
     def __init__(self, kind, node, root, parts, scope, parent, flag=0, method=None):
         self.kind = kind
@@ -78,6 +78,7 @@ class _Record:
         self.fixable = False
         self.receiver: str | None = None  # x.step() -> 'x'
         self.bare: str | None = None  # a method's receiver when it is a plain name: x.view() -> 'x'
+        self.kept_layer = False  # a torch layer constructed here stays PyTorch (a manual finding)
 
 
 def _chain_text(node: ast.AST) -> str | None:
@@ -533,6 +534,8 @@ class _Classifier:
         self.findings.append(finding)
         record.finding = finding
         record.fixable = fixable
+        if not fixable and record.kind == _CALL and record.qual is not None and kept_layer(record.qual):
+            record.kept_layer = True
 
     def arguments(self, call: ast.Call) -> tuple[tuple, tuple]:
         """The call's arguments as text: ((source, starred), ...), ((keyword, source), ...)."""
@@ -585,6 +588,7 @@ class _Classifier:
                 self.method_call(record)
         for index, node in enumerate(self.w.imports):
             self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
+        self.classes_keeping_layers()
         self.findings.sort(key=lambda f: (f.line, f.col, f.code))
         # one to-do per line and text, as the rewrite writes one TODO for it:
         # `def f(a: nn.Module, b: nn.Module)` is one thing to port, not two
@@ -684,6 +688,21 @@ class _Classifier:
             self.add(record, call, decision.code, decision.message, decision.fixable,
                      "info" if decision.action == "note" else "warning",
                      safety=decision.safety if decision.fixable else "safe")
+
+    def classes_keeping_layers(self) -> None:
+        """A converted class (nn.Module base) that still builds torch layers says so on its
+        class line (core.constructs.keeps_layers_message), as the rewrite writes it there."""
+        kept = [r for r in self.w.records if r.kept_layer and r.qual is not None]
+        if not kept:
+            return
+        for record in self.w.records:
+            cls = record.base_of
+            if cls is None or record.qual not in MODULE_BASES:
+                continue
+            inside = {r.qual for r in kept if cls.lineno <= r.node.lineno <= (cls.end_lineno or cls.lineno)}
+            if inside:  # a record of its own: the base's (fixable) finding stays as it is
+                self.add(_Record(_REF, cls, None, None, None, None), cls, "PTJ102",
+                         keeps_layers_message(cls.name, inside), False)
 
     def torch_only_attribute(self, record: _Record) -> None:
         node = record.node

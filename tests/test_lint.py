@@ -125,6 +125,7 @@ EXPECTED_CODES = [
     (4, 1, "PTJ001", False),
     (5, 1, "PTJ001", False),
     (8, 1, "PTJ101", True),
+    (8, 1, "PTJ102", False),  # class Net keeps a PyTorch layer (the Embedding with padding_idx)
     (11, 19, "PTJ102", True),
     (12, 20, "PTJ102", False),
     (13, 22, "PTJ102", True),  # nn.Parameter

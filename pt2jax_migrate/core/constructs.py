@@ -251,3 +251,19 @@ def isinstance_type_nodes(args: list) -> list:
         # libcst wraps tuple items in Element (.value); ast's items are the expressions themselves
         return [e.value if type(e).__name__ in ("Element", "StarredElement") else e for e in elements]
     return [types]
+
+
+def kept_layer(qualname: str) -> bool:
+    """A torch layer class (`torch.nn.LSTM`, `einops.layers.torch.Rearrange`, a torchvision
+    block): constructing one that stays PyTorch leaves its converted class incomplete."""
+    if qualname in MODULE_BASES or qualname in PARAMETER:
+        return False
+    last = qualname.rpartition(".")[2]
+    return qualname.startswith(("torch.nn.", "einops.layers.torch.", "torchvision.")) and last[:1].isupper()
+
+
+def keeps_layers_message(class_name: str, qualnames: set[str]) -> str:
+    """What the class line says when a converted class still builds torch layers."""
+    names = ", ".join(sorted({q.rpartition(".")[2] for q in qualnames}))
+    return (f"class {class_name} keeps PyTorch layers ({names}): it runs as a converted module only "
+            "once they are ported (see the TODOs inside)")

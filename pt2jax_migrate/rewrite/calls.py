@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.constructs import NO_GRAD
+from ..core.constructs import NO_GRAD, kept_layer
 from ..core.decide import CLIP, SEED, VALUE, CallSite, decide_call
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
@@ -95,6 +95,9 @@ class CallsMixin:
         decision = decide_call(site, self.rules, check_rule)
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
+            if kept_layer(q):  # every enclosing class keeps a torch layer (lint counts by line range)
+                for kept in self.class_kept_layers:
+                    kept.add(q)
             return updated
         if decision.action == "clip":
             return updated  # folded into the optimizer by the training-step rewrite

@@ -9,6 +9,7 @@ from ..core.constructs import MODULE_BASES
 from ..names import is_torch_name
 from .cst_util import _all_params, _target_names
 from .scopes import _Scope
+from ..core.constructs import keeps_layers_message
 from ..core.decide import ReferenceSite, decide_reference
 from .todos import _with_todos
 
@@ -51,6 +52,7 @@ class ClassesMixin:
         converted = node.name.value in self.converted_classes
         self.class_stack.append(converted)
         self.todo_stack.append([])  # the header's TODOs (bases, decorators) go above the class
+        self.class_kept_layers.append(set())  # torch layers built inside that stay PyTorch
         for base in node.bases:
             self.handled_refs.add(id(base.value))
             q = self.qualname(base.value)
@@ -71,6 +73,10 @@ class ClassesMixin:
         self.scopes.append(_Scope(bound=bound, kind="class"))
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+        kept = self.class_kept_layers.pop()
+        if kept and any(self.qualname(base.value) in MODULE_BASES for base in original.bases):
+            # a converted class that still builds torch layers says so on its class line
+            self.todo(original, "PTJ102", keeps_layers_message(original.name.value, kept))
         return _with_todos(self._leave_class(original, updated), self.todo_stack.pop())
 
     def _leave_class(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:

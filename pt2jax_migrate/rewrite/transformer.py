@@ -69,6 +69,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
         self.statement_pos: dict[int, tuple[int, int]] = {}
         self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
+        self.class_kept_layers: list[set[str]] = []  # per enclosing class: torch layers left PyTorch
         self.call_statement: dict[int, str] = {}  # id of a call -> how it stands (core.decide EXPR, WITH, ...)
         self.optimizer_vars: set[str] = set()  # names assigned a torch.optim optimizer
         self.scheduler_vars: set[str] = set()  # names assigned a torch.optim.lr_scheduler
