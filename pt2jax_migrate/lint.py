@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import tempfile
+from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
 
 from .fsio import collect_python_files, read_source
@@ -898,9 +899,12 @@ class LintCache:
         from .rules import rules_dir
 
         digest = hashlib.blake2b(__version__.encode(), digest_size=12)
-        here = os.path.dirname(os.path.abspath(__file__))
-        sources = [os.path.join(here, name) for name in ("lint.py", "names.py", "mapping.py", "rewrite.py", "rules.py",
-                                                         "trainstep.py")]
+        here = Path(__file__).resolve().parent
+        # everything lint's verdicts depend on: the front end, the decisions (core/), the tables,
+        # the rendering check (mapping.py and the targets), the training-step planner
+        sources = [str(here / name) for name in ("lint.py", "names.py", "mapping.py", "rules.py", "rules_schema.py",
+                                                 "trainstep.py")]
+        sources += sorted(str(p) for folder in ("core", "targets") for p in (here / folder).rglob("*.py"))
         sources += sorted(str(p) for p in rules_dir().glob("*.toml"))
         for name in sources:
             try:
