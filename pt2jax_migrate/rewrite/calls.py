@@ -1,5 +1,5 @@
-"""Torch calls through the rules/ tables, nn containers, nn.Parameter, and passing `rngs` to
-converted classes; replacement expressions parenthesised only where needed."""
+"""Torch calls through the rules/ tables, nn containers, nn.Parameter, and passing the target's
+randomness (`rngs`) to converted classes; replacement expressions parenthesised only where needed."""
 
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ class CallsMixin:
 
     def _ctx(self, receiver: str | None = None) -> CallContext:
         scope = self._fscope()
-        rngs = scope.rngs or "nnx.Rngs(0)"
-        if scope.rngs is None:
-            key = "rngs()"
-            # random sampling without a seed: this scope gets its own stream
-        else:
-            key = f"{scope.rngs}()"
+        target = self.target
+        rngs = scope.rngs or target.rngs_expr()
+        # random sampling without a seed: this scope gets its own stream (see needs_rngs)
+        key = target.key_expr(scope.rngs or target.rngs_name)
         return CallContext(rngs=rngs, key=key, receiver=receiver)
 
     def _args(self, call: cst.Call) -> tuple[list[Arg], dict[str, Arg]]:
@@ -108,8 +106,8 @@ class CallsMixin:
             self.changed(original, "PTJ302", 'torch.cuda.is_available() -> jax.default_backend() == "gpu"')
             return self._expr('jax.default_backend() == "gpu"')
         if decision.action == "parameter":
-            self.changed(original, "PTJ102", "nn.Parameter -> nnx.Param")
-            return cst.parse_expression(f"nnx.Param({args[0].source})")
+            self.changed(original, "PTJ102", f"nn.Parameter -> {self.target.parameter_class}")
+            return cst.parse_expression(self.target.render_parameter(args[0].source))
         if decision.action == "container":
             return self._container(original, updated, q)
         rule = decision.rule
@@ -130,23 +128,26 @@ class CallsMixin:
         return self._expr(rendered.text)
 
     def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
+        target = self.target
         if q.endswith("Sequential"):
-            self.changed(original, "PTJ102", "nn.Sequential -> nnx.Sequential")
-            return updated.with_changes(func=cst.parse_expression("nnx.Sequential"))
-        self.changed(original, "PTJ102", "nn.ModuleList -> nnx.List")
+            self.changed(original, "PTJ102", f"nn.Sequential -> {target.sequential_class}")
+            return updated.with_changes(func=cst.parse_expression(target.sequential_class))
+        self.changed(original, "PTJ102", f"nn.ModuleList -> {target.module_list_class}")
         if not updated.args:
-            return cst.parse_expression("nnx.List([])")
-        return updated.with_changes(func=cst.parse_expression("nnx.List"))
+            return cst.parse_expression(f"{target.module_list_class}([])")
+        return updated.with_changes(func=cst.parse_expression(target.module_list_class))
 
     def _instantiate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if any(arg.keyword is not None and arg.keyword.value == "rngs" for arg in updated.args):
-            return updated
         rngs = self._ctx().rngs
+        keyword_text = self.target.instantiate_keyword(rngs)
+        # the target's `keyword=value`, parsed as a call's argument so its spelling is kept
+        keyword = cst.parse_expression(f"f({keyword_text})").args[0]  # type: ignore[attr-defined]
+        if any(arg.keyword is not None and arg.keyword.value == keyword.keyword.value for arg in updated.args):
+            return updated
         args = list(updated.args)
         if args:
             last = args[-1]
             args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-        args.append(cst.Arg(keyword=cst.Name("rngs"), value=cst.parse_expression(rngs), equal=cst.AssignEqual(
-            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))))
-        self.changed(original, "PTJ101", f"{original.func.value}(...) gets rngs={rngs}")  # type: ignore[attr-defined]
+        args.append(keyword)
+        self.changed(original, "PTJ101", f"{original.func.value}(...) gets {keyword_text}")  # type: ignore[attr-defined]
         return updated.with_changes(args=args)

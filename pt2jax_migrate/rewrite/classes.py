@@ -1,4 +1,5 @@
-"""nn.Module classes -> nnx.Module: which classes convert, their bases, `rngs` on __init__,
+"""nn.Module classes -> the target's module base: which classes convert, their bases, the
+target's randomness parameter (`rngs`) on __init__,
 forward -> __call__, super().__init__() recognised for removal."""
 
 from __future__ import annotations
@@ -7,11 +8,20 @@ import libcst as cst
 
 from ..core.constructs import MODULE_BASES
 from ..names import is_torch_name
-from .cst_util import _all_params, _target_names
+from .cst_util import _all_params, _target_names, code_of
 from .scopes import _Scope
 from ..core.constructs import keeps_layers_message
 from ..core.decide import ReferenceSite, decide_reference
 from .todos import _with_todos
+
+def _init_params(text: str) -> list[cst.Param]:
+    """The keyword-only parameters of a target's `init_param()` text (`*, rngs: nnx.Rngs`)."""
+    header = cst.parse_statement(f"def f({text}): pass\n")
+    params = header.params  # type: ignore[attr-defined]
+    if params.params or params.posonly_params or not isinstance(params.star_arg, cst.ParamStar) or params.star_kwarg:
+        raise ValueError(f"a target's init_param must be keyword-only parameters after `*, `: {text!r}")
+    return list(params.kwonly_params)
+
 
 class ClassesMixin:
     """Class conversion; `class_stack` (is the enclosing class converted?)."""
@@ -87,8 +97,9 @@ class ClassesMixin:
         bases = []
         for original_base, base in zip(original.bases, updated.bases):
             if self.qualname(original_base.value) in MODULE_BASES:
-                self.changed(original_base, "PTJ101", f"class {original.name.value}: nn.Module -> nnx.Module")
-                base = base.with_changes(value=cst.parse_expression("nnx.Module"))
+                module_base = self.target.module_base
+                self.changed(original_base, "PTJ101", f"class {original.name.value}: nn.Module -> {module_base}")
+                base = base.with_changes(value=cst.parse_expression(module_base))
             bases.append(base)
         return updated.with_changes(bases=bases)
 
@@ -103,17 +114,16 @@ class ClassesMixin:
 
     def _add_rngs_param(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         params = updated.params
-        if any(p.name.value == "rngs" for p in _all_params(params)):
+        added = _init_params(self.target.init_param())
+        names = {p.name.value for p in _all_params(params)}
+        if any(p.name.value in names for p in added):
             return updated
-        self.changed(original.name, "PTJ101", "__init__ takes rngs: nnx.Rngs")
-        rngs = cst.Param(
-            name=cst.Name("rngs"),
-            annotation=cst.Annotation(cst.parse_expression("nnx.Rngs")),
-        )
+        self.changed(original.name, "PTJ101", f"__init__ takes {', '.join(code_of(p).rstrip(', ') for p in added)}")
         star = params.star_arg
         if isinstance(star, cst.MaybeSentinel):
             star = cst.ParamStar()
-        return updated.with_changes(params=params.with_changes(star_arg=star, kwonly_params=[*params.kwonly_params, rngs]))
+        added = [p.with_changes(comma=cst.MaybeSentinel.DEFAULT) for p in added]
+        return updated.with_changes(params=params.with_changes(star_arg=star, kwonly_params=[*params.kwonly_params, *added]))
 
     def _is_super_init(self, call: cst.Call) -> bool:
         func = call.func

@@ -11,6 +11,7 @@ from libcst.metadata import MetadataWrapper
 from .. import trainstep
 from ..core.residue import RESIDUE_CODE, mark_residue, unmarked_residue
 from ..model import FileResult, Finding, SourceError
+from ..targets import Target, get_target
 from .imports import import_aliases
 from .transformer import TorchToNNX
 
@@ -25,15 +26,17 @@ def parse(source: str, path: str) -> cst.Module:
         raise SourceError(path, f"syntax error: {error.message}", error.raw_line) from None
 
 
-def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx", unsafe_fixes: bool = True) -> FileResult:
-    """Rewrite one file's text. Unchanged text comes back as is (byte for byte).
+def rewrite_source(source: str, path: str = "<string>", *, target: str | Target = "nnx",
+                   unsafe_fixes: bool = True) -> FileResult:
+    """Rewrite one file's text for `target` (a registered target's name, or a Target). Unchanged
+    text comes back as is (byte for byte). An unknown target raises targets.UnknownTarget (a
+    ValueError naming the available ones).
 
     `unsafe_fixes=False` (what `lint --fix` uses) leaves alone the conversions that change
     numbers: random sampling and seeding (JAX's streams differ from torch's) and 64-bit
     integers becoming 32-bit ones.
     """
-    if target != "nnx":
-        raise ValueError(f"target {target!r} is not supported yet (only 'nnx')")
+    target = get_target(target)  # asked first: an unknown name fails even for torch-free text
     if "torch" not in source:
         return FileResult(path, source, source)
     module = parse(source, path)
@@ -41,7 +44,7 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str = "nnx", 
     if not aliases:
         return FileResult(path, source, source)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    transformer = TorchToNNX(path, aliases, module, unsafe_fixes)
+    transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target)
     new_module = wrapper.visit(transformer)
     new_source = new_module.code
     try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..helpers import helper_closure
-from ..mapping import CONVERTED_IMPORTS
 from ..names import is_torch_name
+from ..targets import Target, get_target
 from .cst_util import _after_imports, _dotted, _has_comment, _target_names, code_of, names_in
 
-IMPORTS = CONVERTED_IMPORTS  # names the converted code may use -> the import binding each
+# names the default target's converted code may use -> the import binding each (the rewrite
+# itself asks its target: `target.converted_imports`)
+IMPORTS = get_target().converted_imports
 
 
 def import_aliases(module: cst.Module) -> dict[str, str]:
@@ -64,17 +65,21 @@ def _module_level_names(module: cst.Module, assignments: bool = True) -> set[str
     return names
 
 
-def not_tensor_names(module: cst.Module) -> set[str]:
-    """Module-level names bound by imports, defs and classes: receivers that are not tensors."""
-    return set(IMPORTS) | _module_level_names(module, assignments=False)
+def not_tensor_names(module: cst.Module, target: str | Target | None = None) -> set[str]:
+    """Module-level names bound by imports, defs and classes, and the names the target's converted
+    code imports: receivers that are not tensors."""
+    return set(get_target(target).converted_imports) | _module_level_names(module, assignments=False)
 
 
-def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str]) -> cst.Module:
-    """Drop torch imports nothing uses any more, add the JAX imports the new code uses,
-    and emit the helpers it needs (once per file)."""
+def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str],
+                   target: str | Target | None = None) -> cst.Module:
+    """Drop torch imports nothing uses any more, add the imports (the target's) the new code
+    uses, and emit the target's helpers it needs (once per file)."""
+    target = get_target(target)
+    imports = target.converted_imports
     body = list(module.body)
     defined = _module_level_names(module)
-    needed_helpers = [h for h in helper_closure(sorted(helpers)) if h.name not in defined]
+    needed_helpers = [h for h in target.helper_closure(sorted(helpers)) if h.name not in defined]
     helper_stmts = []
     for helper in needed_helpers:
         parsed = cst.parse_module(helper.source)
@@ -100,9 +105,9 @@ def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str
                 stmt = stmt.with_changes(body=[kept])
         new_body.append(stmt)
     bound = _module_level_names(module.with_changes(body=new_body))
-    missing = [name for name in IMPORTS if name in used and name not in bound]
+    missing = [name for name in imports if name in used and name not in bound]
     insert_at = first_import if first_import is not None else _after_imports(new_body)
-    import_stmts = [cst.parse_statement(IMPORTS[name] + "\n") for name in missing]
+    import_stmts = [cst.parse_statement(imports[name] + "\n") for name in missing]
     if import_stmts and insert_at < len(new_body) and insert_at == first_import:
         # keep the blank lines/comments that stood above the first torch import
         pass

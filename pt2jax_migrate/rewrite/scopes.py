@@ -57,8 +57,8 @@ class _Scope:
     """One function (or the module) being rewritten."""
 
     bound: set[str]
-    rngs: str | None = None  # an nnx.Rngs available here ("rngs")
-    needs_rngs: bool = False  # random sampling without a seed: add `rngs = nnx.Rngs(0)`
+    rngs: str | None = None  # the target's randomness available here (its rngs_name)
+    needs_rngs: bool = False  # random sampling without a seed: add the target's unseeded_statement()
     pending_defs: list[tuple[cst.BaseStatement, str]] = field(default_factory=list)
     in_converted_init: bool = False
     has_backward: bool = False  # a .backward() call somewhere in this function
@@ -103,10 +103,11 @@ class ScopesMixin:
         node.visit(bindings)
         in_class = bool(self.class_stack) and self.class_stack[-1]
         is_init = in_class and node.name.value == "__init__"
-        scope = _Scope(bound=bindings.names - {"rngs"} if is_init else bindings.names, in_converted_init=is_init,
+        rngs_name = self.target.rngs_name
+        scope = _Scope(bound=bindings.names - {rngs_name} if is_init else bindings.names, in_converted_init=is_init,
                        has_backward=".backward(" in code_of(node))
         if is_init:
-            scope.rngs = "rngs"
+            scope.rngs = rngs_name
         self.scopes.append(scope)
         self.class_stack.append(False)
         self.todo_stack.append([])  # the header's TODOs (decorators, annotations) go above the def
@@ -125,7 +126,7 @@ class ScopesMixin:
             body = self._insert_pending(scope, body)
             if scope.needs_rngs:
                 at = 1 if body and _is_docstring(body[0]) else 0
-                body.insert(at, cst.parse_statement("rngs = nnx.Rngs(0)  # pt2jax: JAX needs explicit keys (torch drew from its global generator)\n"))
+                body.insert(at, cst.parse_statement(self.target.unseeded_statement() + "\n"))
             updated = updated.with_changes(body=updated.body.with_changes(body=body))
         return updated
 

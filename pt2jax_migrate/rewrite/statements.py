@@ -1,4 +1,5 @@
-"""Statement-level conversions: torch.manual_seed(s) -> rngs, super().__init__() removed,
+"""Statement-level conversions: torch.manual_seed(s) -> the target's seeded randomness,
+super().__init__() removed,
 `model.to(device)` statements dropped, `with torch.no_grad():` unwrapped."""
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class StatementsMixin:
         if call is not None and self.qualname(call.func) == "torch.manual_seed" and _seed_argument(call) is not None:
             self.statement_level_calls.add(id(call))
             if self.unsafe_fixes:
-                self._fscope().rngs = "rngs"
+                self._fscope().rngs = self.target.rngs_name
         for small in node.body:
             if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call) and len(small.targets) == 1:
                 target = small.targets[0].target
@@ -59,13 +60,13 @@ class StatementsMixin:
         if call is not None:
             q = self.qualname(call.func)
             if q == "torch.manual_seed" and _seed_argument(call) is not None and self.unsafe_fixes:
-                self.changed(original, "PTJ301", "torch.manual_seed(s) -> rngs = nnx.Rngs(s)", "unsafe")
+                self.changed(original, "PTJ301", f"torch.manual_seed(s) -> {self.target.seed_statement('s')}", "unsafe")
                 seed = code_of(_seed_argument(updated.body[0].value))  # type: ignore[attr-defined]
-                new = cst.parse_statement(f"rngs = nnx.Rngs({seed})\n")
+                new = cst.parse_statement(self.target.seed_statement(seed) + "\n")
                 return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
             in_class_init = self._fscope().in_converted_init
             if in_class_init and self._is_super_init(call):
-                self.changed(original, "PTJ101", "super().__init__() removed (nnx modules need none)")
+                self.changed(original, "PTJ101", f"super().__init__() removed ({self.target.name} modules need none)")
                 if not _has_comment(updated.leading_lines) and not todos:
                     return cst.RemovalSentinel.REMOVE
                 return _with_todos(updated.with_changes(body=[cst.Pass()]), todos)

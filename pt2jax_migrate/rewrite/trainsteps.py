@@ -1,5 +1,5 @@
 """Block-level pass: zero_grad / forward / loss / backward / step groups planned by trainstep
-and lifted into an `@nnx.jit` train step; leftover training calls get TODOs."""
+and lifted into the target's jitted train step; leftover training calls get TODOs."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from .. import trainstep
-from ..helpers import HELPERS
 from ..model import Finding
 from .cst_util import (_after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
                        code_of, names_in)
-from .imports import IMPORTS, finish_imports
+from .imports import finish_imports
 from .lifting import _Lifter, _cst_info
 from .scopes import _Scope
 from .todos import _with_todos
@@ -51,9 +50,9 @@ class TrainStepsMixin:
         body = self._insert_pending(scope, body)
         if scope.needs_rngs:
             at = _after_imports(body)
-            body.insert(at, cst.parse_statement("rngs = nnx.Rngs(0)  # pt2jax: JAX needs explicit keys (torch drew from its global generator)\n"))
+            body.insert(at, cst.parse_statement(self.target.unseeded_statement() + "\n"))
         module = updated.with_changes(body=body)
-        return finish_imports(module, self.aliases, self.helpers)
+        return finish_imports(module, self.aliases, self.helpers, self.target)
 
     def _insert_pending(self, scope: _Scope, body: list) -> list:
         """Put each lifted train step right before the top-level statement that uses it."""
@@ -79,7 +78,7 @@ class TrainStepsMixin:
 
     def _not_models(self) -> set[str]:
         """Names called in a forward pass that are not the model: functions, loss modules."""
-        return self.module_names | set(IMPORTS) | set(HELPERS) | self.loss_vars
+        return self.module_names | set(self.target.converted_imports) | set(self.target.helpers) | self.loss_vars
 
     def _unique(self, base: str) -> str:
         name, i = base, 1
@@ -155,7 +154,7 @@ class TrainStepsMixin:
         model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
         clip = plan.clip
         tainted = set().union(*(infos[i].targets or set() for i in group))
-        closure = set(self.module_names) | set(self.aliases) | set(IMPORTS) | _BUILTINS | {"self"}
+        closure = set(self.module_names) | set(self.aliases) | set(self.target.converted_imports) | _BUILTINS | {"self"}
         lifter = _Lifter(model, tainted, closure)
         group_stmts = [body[i].visit(lifter) for i in group]
         later = set()
@@ -167,35 +166,17 @@ class TrainStepsMixin:
             free |= names_in(stmt)
         free -= {model, opt, *tainted, *(name for name, _ in lifter.params), *_BUILTINS}
         # a step that reads only module-level names goes at module level: jitted once, not per call
-        at_module_level = free <= (self.module_names | set(IMPORTS)) and len(self.scopes) > 1
+        at_module_level = free <= (self.module_names | set(self.target.converted_imports)) and len(self.scopes) > 1
         train_step = self._unique("train_step")
         loss_fn = self._unique("loss_fn") if "loss_fn" not in self.used_names else self._unique("compute_loss")
         params = [name for name, _ in lifter.params]
         args = [code_of(expr) for _, expr in lifter.params]
         inner = "".join(code_of(s) for s in group_stmts)
         inner = _indent(_strip_leading_comments_kept(inner), "        ")
-        header = ", ".join([model, opt, *params])
-        if aux:
-            aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
-            ret_inner = f"        return {loss}, ({aux_tuple})\n"
-            grad_line = f"    ({loss}, ({aux_tuple})), grads = nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n"
-            ret = f"    return {loss}, {', '.join(aux)}\n"
-            call_targets = f"{loss}, {', '.join(aux)}"
-        else:
-            ret_inner = f"        return {loss}\n"
-            grad_line = f"    {loss}, grads = nnx.value_and_grad({loss_fn})({model})\n"
-            ret = f"    return {loss}\n"
-            call_targets = loss
-        text_def = (
-            "@nnx.jit\n"
-            f"def {train_step}({header}):\n"
-            f"    def {loss_fn}({model}):\n"
-            f"{inner}{ret_inner}"
-            f"{grad_line}"
-            f"    {opt}.update({model}, grads)\n"
-            f"{ret}"
-        )
-        call_text = f"{call_targets} = {train_step}({', '.join([model, opt, *args])})\n"
+        text_def = self.target.train_step(name=train_step, loss_fn=loss_fn, model=model, optimizer=opt, params=params,
+                                          body=inner, loss=loss, aux=aux)
+        call_text = self.target.train_step_call(name=train_step, model=model, optimizer=opt, args=args, loss=loss,
+                                                aux=aux)
         call = cst.parse_statement(call_text)
         comments = []  # comments above removed statements move to the call: nothing is dropped
         remove = set(group) | set(zero) | set(after) | set(clip) | {b, step_index}
@@ -206,7 +187,7 @@ class TrainStepsMixin:
                 comments.append(cst.EmptyLine(comment=trailing))
         call = call.with_changes(leading_lines=comments)
         lines = [(body[i], "PTJ202", f"{opt}.zero_grad() removed (gradients are returned, not accumulated)") for i in zero]
-        lines.append((body[b], "PTJ203", f"{loss}.backward() -> nnx.value_and_grad in @nnx.jit {train_step}"))
+        lines.append((body[b], "PTJ203", f"{loss}.backward() -> {self.target.gradient_step} {train_step}"))
         lines += [(body[i], "PTJ204", f"clip_grad_norm_ -> optax.clip_by_global_norm({plan.max_norm}) in {opt}'s chain")
                   for i in clip]
         lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))

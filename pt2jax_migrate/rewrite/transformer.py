@@ -37,6 +37,7 @@ from libcst.metadata import PositionProvider
 from .. import trainstep
 from ..model import Finding
 from ..rules import load_rules
+from ..targets import Target, get_target
 from .calls import CallsMixin
 from .classes import ClassesMixin
 from .cst_util import names_in
@@ -55,11 +56,13 @@ MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin,
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True):
+    def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True,
+                 target: str | Target | None = None):
         super().__init__()
         self.path = path
         self.unsafe_fixes = unsafe_fixes
-        self.rules = load_rules()
+        self.target = get_target(target)  # every piece of converted text is spelled by the target
+        self.rules = load_rules(target=self.target.table)
         self.aliases = aliases
         self.findings: list[Finding] = []
         self.helpers: set[str] = set()
@@ -89,5 +92,5 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
         self.module_names = _module_level_names(module)
-        self.not_tensors = not_tensor_names(module)
+        self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names

@@ -63,6 +63,8 @@ class Target(ABC):
     converted_imports: ClassVar[dict[str, str]]
     helpers: ClassVar[dict[str, Helper]]  # the helper definitions it can emit, dependencies first
     import_order: ClassVar[tuple[str, ...]]  # the only import lines helpers may ask for, in order
+    # what a loss's backward() becomes, for the rewrite's messages ("nnx.value_and_grad in @nnx.jit")
+    gradient_step: ClassVar[str]
 
     # ---------------------------------------------------------------- randomness and parameters
 

@@ -35,6 +35,7 @@ class NNXTarget(Target):
     }
     helpers = HELPERS
     import_order = ALLOWED_IMPORTS
+    gradient_step = "nnx.value_and_grad in @nnx.jit"
 
     # ---------------------------------------------------------------- text (no flax import)
 
