@@ -253,11 +253,6 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
     return lines
 
 
-def fixable_train_step_lines(source: str) -> set[int]:
-    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts."""
-    return train_step_analysis(source)[0]
-
-
 KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
                   "convert the two together")
 
@@ -319,10 +314,8 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
                 if model is not None:
                     optimizers[node.targets[0].id] = model
     not_models = module_names | set(emit.converted_imports) | set(emit.helpers) | loss_vars
-    if unconverted_lines is None:  # lines holding code the rewrite leaves in place, as lint reports them
-        from .lint import unconverted_lines as find_unconverted
-
-        unconverted_lines = find_unconverted(source)
+    if unconverted_lines is None:  # the caller passes the lines lint leaves unconverted (lint.unconverted_lines)
+        raise TypeError("train_step_analysis needs unconverted_lines (lint.unconverted_lines(source))")
     step_clips: dict[int, str] = {}
     lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models, qualname=qualname, clips=step_clips,
                           unconverted_lines=unconverted_lines)

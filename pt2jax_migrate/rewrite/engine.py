@@ -96,4 +96,8 @@ def _line_map(source: str, new_source: str):
 
 
 # lint imports it from trainstep (no libcst there); kept here for callers of the engine
-fixable_train_step_lines = trainstep.fixable_train_step_lines
+def fixable_train_step_lines(source: str) -> set[int]:
+    """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts."""
+    from ..lint import unconverted_lines
+
+    return trainstep.train_step_analysis(source, unconverted_lines(source))[0]

@@ -35,6 +35,7 @@ import libcst as cst
 from libcst.metadata import PositionProvider
 
 from .. import trainstep
+from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
 from ..model import Finding
 from ..rules import load_rules
 from ..targets import Target, get_target
@@ -81,7 +82,8 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
         self.step_lines, self.kept_optimizers, self.clips = (
-            trainstep.train_step_analysis(module.code) if ".step(" in module.code else (set(), {}, {}))
+            trainstep.train_step_analysis(module.code, unconverted_lines(module.code))
+            if ".step(" in module.code else (set(), {}, {}))
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
         self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
         self.todo_seen: set[tuple[int, str]] = set()  # (line, "CODE message") already reported
