@@ -32,7 +32,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .model import SourceError
 
 ALL = "ALL"
 SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "build", "dist"})
@@ -296,13 +295,3 @@ class GitIgnore:
     def entering(self, folder: str) -> GitIgnore:
         found = read_gitignore(folder)
         return GitIgnore(self.lists + [found]) if found is not None else self
-
-
-def discover(paths: Iterable[str | os.PathLike], *, exclude: PatternList | None = None,
-             respect_gitignore: bool = True, root: str | os.PathLike | None = None,
-             ) -> tuple[list[str], list[SourceError], int]:
-    """files.walk.discover (the one walker) as (files, errors, number of files excluded)."""
-    from .files.walk import FileRules, discover as walk
-
-    found = walk(paths, FileRules(exclude, respect_gitignore, os.fspath(root) if root is not None else None))
-    return found.paths, found.errors, found.excluded

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from pt2jax_migrate.rules import load_rules
+from pt2jax_migrate.files.walk import discover_files as discover
 from pt2jax_migrate.selection import (
     GitIgnore,
     Layer,
@@ -16,7 +17,6 @@ from pt2jax_migrate.selection import (
     PatternList,
     SelectionError,
     check_selectors,
-    discover,
     resolve_selection,
     split_codes,
 )

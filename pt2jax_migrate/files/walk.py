@@ -192,3 +192,11 @@ def discover(paths: Iterable[str | os.PathLike], rules: FileRules | None = None)
         unique.setdefault(str(error), error)
     found.errors = list(unique.values())
     return found
+
+
+def discover_files(paths: Iterable[str | os.PathLike], *, exclude: PatternList | None = None,
+                   respect_gitignore: bool = True, root: str | os.PathLike | None = None,
+                   ) -> tuple[list[str], list[SourceError], int]:
+    """`discover` as (files, errors, number of files excluded)."""
+    found = discover(paths, FileRules(exclude, respect_gitignore, os.fspath(root) if root is not None else None))
+    return found.paths, found.errors, found.excluded

@@ -15,14 +15,7 @@ Defaults are in `DEFAULT_TOLERANCES` (see engine.py for how the gradient ones we
 
 from __future__ import annotations
 
-from .report import Comparison, VerifyError, VerifyReport
-
-# dtype -> (atol, rtol, grad_atol, grad_rtol); a comparison passes when
-# max_abs_err <= atol + rtol * max|torch value|. Why these gradient values: see engine.py.
-DEFAULT_TOLERANCES: dict[str, tuple[float, float, float, float]] = {
-    "float32": (1e-5, 1e-4, 1e-6, 1e-4),
-    "float64": (1e-10, 1e-10, 1e-10, 1e-9),
-}
+from .report import DEFAULT_TOLERANCES, Comparison, VerifyError, VerifyReport
 
 __all__ = [
     "DEFAULT_TOLERANCES",

@@ -6,7 +6,7 @@ then the gradient of every trainable named parameter. JAX: `nnx.value_and_grad` 
 nnx.Param. Each torch gradient goes through the same transform as its weight (transpose, conv
 layout) and is compared with the nnx gradient at the same path.
 
-Tolerances (`DEFAULT_TOLERANCES` in __init__.py), rule ``max_abs_err <= atol + rtol * max|torch|``:
+Tolerances (`DEFAULT_TOLERANCES` in report.py), rule ``max_abs_err <= atol + rtol * max|torch|``:
 
 * float32 outputs: atol 1e-5, rtol 1e-4.
 * float32 gradients: atol 1e-6, rtol 1e-4. Measured with perturbed weights, seeds 0-2, loss
@@ -32,7 +32,7 @@ from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
-from . import DEFAULT_TOLERANCES
+from .report import DEFAULT_TOLERANCES
 from .compare import compare, flatten_output
 from .loader import LoadedFile, expression_names, load_slice, parse_source, read_source
 from .report import VerifyError, VerifyReport

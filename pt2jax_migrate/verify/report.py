@@ -5,6 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+# dtype -> (atol, rtol, grad_atol, grad_rtol); a comparison passes when
+# max_abs_err <= atol + rtol * max|torch value|. Why these gradient values: see engine.py.
+DEFAULT_TOLERANCES: dict[str, tuple[float, float, float, float]] = {
+    "float32": (1e-5, 1e-4, 1e-6, 1e-4),
+    "float64": (1e-10, 1e-10, 1e-10, 1e-9),
+}
+
 
 class VerifyError(Exception):
     """verify could not run: bad file, model, spec or weight mapping. The CLI exits 2.
