@@ -110,18 +110,7 @@ def test_add_noqa_skips_a_line_it_cannot_mark(tmp_path):
     assert run.files == [] and run.added == 0 and path.read_text() == text
 
 
-MLP = """import torch
-import torch.nn as nn
-
-
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(6, 3)
-
-    def forward(self, x):
-        return torch.relu(self.fc(x))
-"""
+from tests.test_cli import MLP  # the same small model the CLI tests verify
 
 
 def test_verify_rewritten_compares_each_changed_file_with_its_original(tmp_path):

@@ -13,6 +13,7 @@ default target writes).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -225,15 +226,27 @@ def decide_method(site: MethodSite, rules, check: Check) -> Decision | None:
                             "(zero_grad / forward / loss / backward / step); port it by hand")
     rule = rules.methods.get(method)
     if rule is not None:
-        arg_list = [make_arg(text, starred) for text, starred in site.args]
-        kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in site.kwargs}
-        not_tensors = {site.bare_receiver} if site.receiver_is_not_tensor and site.bare_receiver else set()
-        if tensor_method_applies(rule, arg_list, kwarg_map, receiver=site.bare_receiver, not_tensors=not_tensors):
-            reason = check(rule, method, site.args, site.kwargs)
-            if reason is None:
-                return Decision(rule.code, True, f".{method}() tensor method", rule.get("safety", "safe"), "rule", rule)
-            return Decision(rule.code, False, f".{method}(): {reason}", "manual", "", rule)
+        found = _table_method(rule, method, site.args, site.kwargs, site.bare_receiver, site.receiver_is_not_tensor,
+                              check)
+        if found is not None:
+            return found
     return decide_torch_only(site)
+
+
+@functools.lru_cache(maxsize=16384)
+def _table_method(rule, method: str, args: tuple, kwargs: tuple, bare: str | None, not_tensor: bool,
+                  check: Check) -> Decision | None:
+    """A tensor-method table entry's verdict (None: the entry does not apply to this call).
+    Memoised on the arguments' text, which repeats a lot in real code (lint's speed)."""
+    arg_list = [make_arg(text, starred) for text, starred in args]
+    kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in kwargs}
+    not_tensors = {bare} if not_tensor and bare else set()
+    if not tensor_method_applies(rule, arg_list, kwarg_map, receiver=bare, not_tensors=not_tensors):
+        return None
+    reason = check(rule, method, args, kwargs)
+    if reason is None:
+        return Decision(rule.code, True, f".{method}() tensor method", rule.get("safety", "safe"), "rule", rule)
+    return Decision(rule.code, False, f".{method}(): {reason}", "manual", "", rule)
 
 
 def decide_torch_only(site: MethodSite) -> Decision | None:
