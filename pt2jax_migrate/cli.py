@@ -129,6 +129,16 @@ def _codes_option(name: str, help_text: str):
                         help=help_text)
 
 
+def _walk_options(command):
+    """--exclude and --respect-gitignore: lint and rewrite walk files with the one walker (files/)."""
+    command = click.option("--respect-gitignore/--no-respect-gitignore", default=None,
+                           help="Skip what .gitignore files ignore while walking folders (default: on; config "
+                                "`respect-gitignore`).")(command)
+    return click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
+                        help="Skip files and folders matching this gitignore-style glob (repeatable; added to "
+                             "the config's `exclude`).")(command)
+
+
 def _explicit(ctx: click.Context, name: str) -> bool:
     from click.core import ParameterSource
 
@@ -152,12 +162,7 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 @_codes_option("--extend-select", "Report these codes in addition to those selected.")
 @_codes_option("--ignore", "Do not report these codes or prefixes (the more specific prefix wins "
                            "over --select; a tie goes to --ignore).")
-@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
-              help="Skip files and folders matching this gitignore-style glob (repeatable; added to the "
-                   "config's `exclude`).")
-@click.option("--respect-gitignore/--no-respect-gitignore", default=None,
-              help="Skip what .gitignore files ignore while walking folders (default: on; config "
-                   "`respect-gitignore`).")
+@_walk_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Read [tool.pt2jax] from this pyproject.toml instead of the nearest one above the paths.")
 @click.option("--stdin-filename", default=None, metavar="NAME",
@@ -491,12 +496,7 @@ def _add_noqa(report, findings, color: bool) -> None:
 @click.option("--input", "inputs", multiple=True, metavar="SPEC", help="With --verify: an input spec (repeatable).")
 @click.option("--atol", type=float, default=None, help="With --verify: absolute tolerance.")
 @click.option("--rtol", type=float, default=None, help="With --verify: relative tolerance.")
-@click.option("--exclude", "exclude", multiple=True, metavar="GLOB",
-              help="Skip files and folders matching this gitignore-style glob (repeatable; added to the "
-                   "config's `exclude`, as for lint).")
-@click.option("--respect-gitignore/--no-respect-gitignore", default=None,
-              help="Skip what .gitignore files ignore while walking folders (default: on; config "
-                   "`respect-gitignore`).")
+@_walk_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and the one-line summary (and the diffs "
               "with --diff), not each change and TODO.")
 @color_option

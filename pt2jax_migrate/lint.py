@@ -38,8 +38,7 @@ from .names import (
 )
 from .rules import load_rules
 from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
-                          WITH_AS, CallSite, category,
-                          MethodSite, ReferenceSite, decide_call, decide_method, decide_reference, unsupported)
+                          WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
                               may_be_torch_only_method, torch_only_attribute)
@@ -467,17 +466,6 @@ def _method_names() -> frozenset[str]:
 # ---------------------------------------------------------------------- classification
 
 
-@functools.lru_cache(maxsize=16384)
-def _arguments(args: tuple, kwargs: tuple) -> tuple[list, dict]:
-    from .mapping import make_arg
-
-    arg_list = [make_arg(source, starred=starred) for source, starred in args]
-    kwarg_map = {
-        ("**" if key is None else key): make_arg(source, starred=key is None) for key, source in kwargs
-    }
-    return arg_list, kwarg_map
-
-
 class _Classifier:
     def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None,
                  with_steps: bool = True):
@@ -546,10 +534,6 @@ class _Classifier:
         )
         kwargs = tuple((k.arg, text(k.value)) for k in call.keywords)
         return args, kwargs
-
-    def check(self, rule, call: ast.Call, name: str) -> str | None:
-        """mapping.check_call's verdict on this call (memoised on the arguments' text)."""
-        return check_rule(rule, name, *self.arguments(call))
 
     # -------------------------------------------------------------- resolution
 
@@ -638,16 +622,6 @@ class _Classifier:
         decision = decide_call(site, self.rules, check_rule)
         self.add(record, call, decision.code, decision.message, decision.fixable,
                  safety=decision.safety if decision.fixable else "safe")
-
-    def categorised(self, record: _Record, node: ast.AST, q: str) -> bool:
-        found = category(q)
-        if found is not None:
-            self.add(record, node, found.code, found.message, False)
-        return found is not None
-
-    def unsupported(self, record: _Record, node: ast.AST, q: str, why: str = "") -> None:
-        found = unsupported(q, why)
-        self.add(record, node, found.code, found.message, False)
 
     def torch_reference(self, record: _Record) -> None:
         """Facts about the reference -> core.decide.decide_reference -> a finding."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import rules_schema
 from .rules import Rule, load_rules
-from .core.calls import (Arg, Refused, bind, check_arguments as _check_arguments, effective as _effective,
+from .core.calls import (Arg, Refused, arguments_from_text, bind, check_arguments as _check_arguments, effective as _effective,
                          is_module_form, make_arg, tensor_method_applies)  # noqa: F401 (re-exported)
 from .core.constructs import container_refusal
 from .targets import Target, get_target
@@ -52,9 +52,7 @@ def check_rule(rule: Rule, name: str, args: tuple, kwargs: tuple) -> str | None:
     what core.decide asks (the front ends pass it in). Memoised: argument texts repeat a lot."""
     if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
         return container_refusal(name, list(args), [k for k, _ in kwargs])
-    arg_list = [make_arg(text, starred) for text, starred in args]
-    kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in kwargs}
-    return check_call(rule, arg_list, kwarg_map, name)
+    return check_call(rule, *arguments_from_text(args, kwargs), name)
 
 
 def check_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None = None) -> str | None:

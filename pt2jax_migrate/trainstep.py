@@ -253,10 +253,6 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
     return lines
 
 
-KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
-                  "convert the two together")
-
-
 def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = None, *, target: str | None = None,
                         ) -> tuple[set[int], dict[int, int], dict[int, str]]:
     """What the rewrite does to the training steps of a file, decided with `ast` (fast enough

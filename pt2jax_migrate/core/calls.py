@@ -29,6 +29,13 @@ def make_arg(source: str, starred: bool = False) -> Arg:
     return Arg(source.strip(), literal, starred)
 
 
+def arguments_from_text(args: tuple, kwargs: tuple) -> tuple[list[Arg], dict[str, Arg]]:
+    """((source, starred), ...), ((keyword or None for **, source), ...) -> bind()'s Args."""
+    arg_list = [make_arg(text, starred) for text, starred in args]
+    kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in kwargs}
+    return arg_list, kwarg_map
+
+
 class Refused(Exception):
     """The call is left in place; the message says why (it becomes the TODO text)."""
 

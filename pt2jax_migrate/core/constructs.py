@@ -197,8 +197,7 @@ def torch_only_method(method: str, arg_kinds: list[str], kwarg_names: list[str |
 
 def torch_only_attribute(attr: str, receiver: str) -> str | None:
     """Why reading `receiver.attr` is PyTorch (None: it is not, or might not be)."""
-    if _foreign(receiver) or (attr == "device" and receiver.partition(".")[0] in _SETTINGS_ROOTS
-                              and receiver.count(".") == 0) or receiver == "self":
+    if _foreign(receiver) or receiver == "self" or (attr == "device" and receiver in _SETTINGS_ROOTS):
         return None
     return ATTRIBUTES.get(attr)
 

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .calls import make_arg, tensor_method_applies
+from .calls import arguments_from_text, tensor_method_applies
 from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
@@ -238,8 +238,7 @@ def _table_method(rule, method: str, args: tuple, kwargs: tuple, bare: str | Non
                   check: Check) -> Decision | None:
     """A tensor-method table entry's verdict (None: the entry does not apply to this call).
     Memoised on the arguments' text, which repeats a lot in real code (lint's speed)."""
-    arg_list = [make_arg(text, starred) for text, starred in args]
-    kwarg_map = {k if k is not None else "**": make_arg(text, k is None) for k, text in kwargs}
+    arg_list, kwarg_map = arguments_from_text(args, kwargs)
     not_tensors = {bare} if not_tensor and bare else set()
     if not tensor_method_applies(rule, arg_list, kwarg_map, receiver=bare, not_tensors=not_tensors):
         return None

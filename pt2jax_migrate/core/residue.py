@@ -97,6 +97,7 @@ class _Finder(ast.NodeVisitor):
         self.statement: ast.stmt | None = None
         self.header_of: ast.stmt | None = None
         self.found: list[tuple[ast.AST, ast.stmt, str, str]] = []
+        self.called: set[int] = set()  # ids of x.m in x.m(...): a method call, not the attribute .m
 
     # statements: remember the innermost one; a compound statement's body is its own statements
     def generic_visit(self, node: ast.AST) -> None:
@@ -165,19 +166,16 @@ class _Finder(ast.NodeVisitor):
             return
         if type(node.ctx) is not ast.Del:
             reason = torch_only_attribute(node.attr, receiver_text(node.value))
-            if reason is not None and not self._is_called(node):
+            if reason is not None and id(node) not in self.called:
                 self._add(node, f".{node.attr}", reason)
         self.generic_visit(node)
-
-    def _is_called(self, node: ast.Attribute) -> bool:
-        return getattr(node, "_called", False)
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         if type(func) is ast.Attribute:
             chain = _dotted(func)
             if chain is None or chain[0] not in self.torch_names or self._is_shadowed(chain[0]):
-                func._called = True  # type: ignore[attr-defined]
+                self.called.add(id(func))
                 args = [literal_kind(a) for a in node.args]
                 kwargs = [k.arg for k in node.keywords]
                 reason = torch_only_method(func.attr, args, kwargs, receiver_text(func.value))

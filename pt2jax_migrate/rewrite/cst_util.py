@@ -85,19 +85,6 @@ def names_in(node: cst.CSTNode) -> set[str]:
     return visitor.names
 
 
-def _calls_name(node: cst.CSTNode, name: str) -> bool:
-    found = False
-
-    class Find(cst.CSTVisitor):
-        def visit_Call(self, call: cst.Call) -> None:
-            nonlocal found
-            if isinstance(call.func, cst.Name) and call.func.value == name:
-                found = True
-
-    node.visit(Find())
-    return found
-
-
 def _expr_call(stmt: cst.BaseStatement) -> cst.Call | None:
     """The call of a one-expression statement line (`x.backward()`), else None."""
     if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:

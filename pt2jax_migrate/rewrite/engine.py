@@ -48,24 +48,24 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str | Target 
     new_module = wrapper.visit(transformer)
     new_source = new_module.code
     try:
-        ast.parse(new_source)
+        tree = ast.parse(new_source)
     except SyntaxError as error:  # an engine bug: never hand back text that does not parse
         raise SourceError(path, f"internal error: the rewrite produced invalid code ({error.msg})", error.lineno) from None
     findings = transformer.findings
     # with unsafe fixes off (`lint --fix`), conversions that change numbers are left for a later
     # `--unsafe-fixes` run, not for a person: no marker that would go stale then
     if new_source != source and unsafe_fixes:
-        new_source, residue_findings = _mark_residue(source, new_source, path)
+        new_source, residue_findings = _mark_residue(source, new_source, path, tree)
         findings = findings + residue_findings
     findings = sorted(findings, key=lambda f: (f.line, f.col, f.code))
     return FileResult(path, source, new_source, findings)
 
 
-def _mark_residue(source: str, new_source: str, path: str) -> tuple[str, list[Finding]]:
+def _mark_residue(source: str, new_source: str, path: str, tree: ast.Module) -> tuple[str, list[Finding]]:
     """The residue check (core.residue) over the output: torch left without a TODO(pt2jax)
     gets one (PTJ920) and a finding, so the summary never claims more than was done. The
     engine should have marked everything itself; a PTJ920 is an engine gap, reported as such."""
-    unmarked = unmarked_residue(new_source)
+    unmarked = unmarked_residue(new_source, tree)
     if not unmarked:
         return new_source, []
     to_input = _line_map(source, new_source)
@@ -95,7 +95,6 @@ def _line_map(source: str, new_source: str):
     return to_input
 
 
-# lint imports it from trainstep (no libcst there); kept here for callers of the engine
 def fixable_train_step_lines(source: str) -> set[int]:
     """Lines of zero_grad()/backward()/step() calls that `rewrite_source` converts."""
     from ..lint import unconverted_lines

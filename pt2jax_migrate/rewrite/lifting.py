@@ -6,7 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from .. import trainstep
-from .cst_util import _expr_call, _method_call, _target_names, code_of, names_in
+from .cst_util import _expr_call, _target_names, code_of, names_in
 from .todos import _has_todo
 
 def _cst_info(stmt, qualname) -> trainstep.StmtInfo:
@@ -46,17 +46,6 @@ def _assign_targets(stmt) -> set[str] | None:
     if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name) and small.value is not None:
         return {small.target.value}
     return None
-
-
-def _train_statements(body: list, b: int):
-    """backward() and the step()/zero_grad() calls around it, for TODO reports."""
-    out = [(body[b], "PTJ203")]
-    for stmt in body:
-        if _method_call(stmt, "step") is not None:
-            out.append((stmt, "PTJ204"))
-        elif _method_call(stmt, "zero_grad") is not None:
-            out.append((stmt, "PTJ202"))
-    return out
 
 
 class _Lifter(cst.CSTTransformer):

@@ -11,16 +11,6 @@ from ..model import Finding
 TODO_PREFIX = "# TODO(pt2jax): "
 
 
-def _manual_code(qualname: str) -> str:
-    if qualname.startswith("torch.optim.lr_scheduler"):
-        return "PTJ205"
-    if qualname.startswith(("torch.utils.data", "torchvision")):
-        return "PTJ401"
-    if qualname in ("torch.save", "torch.load"):
-        return "PTJ402"
-    return "PTJ901"
-
-
 def _with_todos(stmt, todos: list[str]):
     if not todos:
         return stmt

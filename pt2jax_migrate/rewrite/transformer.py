@@ -35,6 +35,7 @@ import libcst as cst
 from libcst.metadata import PositionProvider
 
 from .. import trainstep
+from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
 from ..model import Finding
 from ..rules import load_rules
@@ -89,8 +90,8 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.todo_seen: set[tuple[int, str]] = set()  # (line, "CODE message") already reported
         self.called_attributes: set[int] = set()  # x.grad(...) is a method call, not the attribute .grad
         self.call_stack: list[tuple[int, bool, str | None]] = []  # calls lint records: (id, torch?, method)
-        self.recorded_methods = frozenset(self.rules.methods) | {"to", "cuda", "cpu", "train", "eval", "zero_grad",
-                                                                 "backward", "step"}
+        # the method calls lint records (lint._method_names): the table's, device moves, train/eval, the step
+        self.recorded_methods = frozenset(self.rules.methods) | DEVICE_METHODS | MODE_METHODS | set(STEP_METHODS)
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
         self.module_names = _module_level_names(module)
