@@ -75,7 +75,11 @@ def _mark_residue(source: str, new_source: str, path: str, tree: ast.Module) -> 
         for r in unmarked
     ]
     marked = mark_residue(new_source, unmarked)
-    ast.parse(marked)  # comment lines only: cannot fail, checked all the same
+    try:  # comment lines only: cannot fail, checked all the same (never hand back invalid code)
+        ast.parse(marked)
+    except SyntaxError as error:
+        raise SourceError(path, f"internal error: marking residue produced invalid code ({error.msg})",
+                          error.lineno) from None
     return marked, findings
 
 
