@@ -295,6 +295,11 @@ def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> 
                 values[param + "_tuple"] = arg[0].source if _looks_like_shape(arg[0]) else f"({arg[0].source},)"
             else:
                 values[param + "_tuple"] = f"({values[param]})"
+            # a sequence however it was passed: x.permute(0, 2, 1), x.permute(dims), x.permute(0)
+            if len(arg) == 1 and not _is_int(arg[0]):
+                values[param + "_seq"] = arg[0].source
+            else:
+                values[param + "_seq"] = f"({values[param]},)" if len(arg) == 1 else f"({values[param]})"
         else:
             values[param] = arg.source
     for param, table in rule.get("values", {}).items():
@@ -302,6 +307,10 @@ def _values_for(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> 
         literal = arg.literal if isinstance(arg, Arg) else rule.get("defaults", {}).get(param)
         values[param] = table[literal]
     return values
+
+
+def _is_int(arg: Arg) -> bool:
+    return arg.literal is not None and isinstance(ast.literal_eval(arg.literal), int)
 
 
 def _looks_like_shape(arg: Arg) -> bool:

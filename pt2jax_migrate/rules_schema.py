@@ -288,7 +288,7 @@ KEYS: dict[str, Key] = {k.name: k for k in (
          "target keyword -> a named computation over several bound torch arguments"),
     _key("templates", STR_TABLE, TARGET, ALL - {"layer"},
          "sorted, comma-joined set of the torch arguments given ('' = none) -> output expression; {p} is the "
-         "argument's source (parenthesised where needed), {*p} a varargs list, {p_tuple} varargs as a tuple, "
+         "argument's source (parenthesised where needed), {*p} a varargs list, {p_tuple} varargs as a tuple, {p_seq} varargs as one sequence (a lone non-int argument is taken as the sequence itself), "
          "{self} a method's receiver, {key} a fresh PRNG key, {name}/{jax_name}/{op} as for target"),
     _key("values", table_of(STR_TABLE), TARGET, ALL - {"layer"},
          "torch param -> {literal (repr) -> text} substituted for {param}; any other value is refused"),

@@ -137,6 +137,21 @@ TENSOR_METHODS: dict[str, str] = {
     "multinomial": "multinomial(): use jax.random.categorical with an explicit key",
 }
 
+# Methods the tensor-method table converts that jax and numpy arrays do not have: when the table
+# cannot take a call (`x.permute(*perm)`: starred arguments), it is still torch's and must be
+# marked, or the converted file would crash on a jax array with nothing saying why.
+TENSOR_METHODS.update({
+    "permute": "permute(*dims) with arguments the table cannot bind: use jnp.transpose(x, dims)",
+    "unsqueeze": "unsqueeze(dim) with arguments the table cannot bind: use jnp.expand_dims(x, dim)",
+    "masked_fill": "masked_fill(mask, v) with arguments the table cannot bind: use jnp.where(mask, v, x)",
+    "contiguous": "contiguous(): jax arrays have no strides; drop the call",
+    "type_as": "type_as(y): use x.astype(y.dtype)",
+    "expand_as": "expand_as(y): use jnp.broadcast_to(x, y.shape)",
+    "view_as": "view_as(y): use x.reshape(y.shape)",
+    "reshape_as": "reshape_as(y): use x.reshape(y.shape)",
+    "numel": "numel(): use x.size",
+})
+
 # attribute name -> reason (reads)
 ATTRIBUTES: dict[str, str] = {
     "device": f".device: {_DEVICE}",
