@@ -430,3 +430,23 @@ def test_optimizer_decisions_are_per_construction_not_per_variable_name():
     assert "opt = torch.optim.SGD(model.parameters(), lr=0.1)" in by_variable and "kept in PyTorch" in by_variable
     assert "opt = nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)" in accumulate
     assert "loss, out = train_step_1(model, opt, x, y)\n        acc = jnp.abs(out - y).mean()" in accumulate
+
+
+def test_permute_converts_to_the_function_form_and_a_second_pass_changes_nothing():
+    source = textwrap.dedent("""\
+        import torch
+
+        def f(x, perm):
+            return x.permute(1, 0), x.permute(perm), x.permute(0, 2, 1)
+        """)
+    once = rewrite_source(source, "p.py").new_source
+    assert "jnp.transpose(x, (1, 0)), jnp.transpose(x, perm), jnp.transpose(x, (0, 2, 1))" in once
+    assert rewrite_source(once, "p.py").new_source == once
+
+
+def test_a_table_method_the_table_cannot_bind_is_still_marked():
+    """x.permute(*perm) has no jax counterpart spelled the same: left unmarked it crashes at run time."""
+    source = "import torch\n\ndef f(x, perm):\n    return x.permute(*perm)\n"
+    result = rewrite_source(source, "p.py")
+    assert "# TODO(pt2jax): PTJ105 permute(*dims)" in result.new_source
+    assert [(f.line, f.code, f.fixable) for f in result.findings if f.code == "PTJ105"] == [(4, "PTJ105", False)]
