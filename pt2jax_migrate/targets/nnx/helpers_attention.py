@@ -200,7 +200,7 @@ class TorchTransformerEncoder(nnx.Module):
     """torch.nn.TransformerEncoder: num_layers copies of encoder_layer (same initial weights,
     trained independently, as PyTorch's deepcopy), then the optional norm."""
 
-    def __init__(self, encoder_layer, num_layers, norm=None):
+    def __init__(self, encoder_layer, num_layers, norm=None, *, rngs=None):  # rngs: unused, the layer comes built
         self.layers = nnx.List([nnx.clone(encoder_layer) for _ in range(num_layers)])
         self.norm = norm
 
@@ -216,7 +216,7 @@ class TorchTransformerDecoder(nnx.Module):
     """torch.nn.TransformerDecoder: num_layers copies of decoder_layer (same initial weights,
     trained independently, as PyTorch's deepcopy), then the optional norm."""
 
-    def __init__(self, decoder_layer, num_layers, norm=None):
+    def __init__(self, decoder_layer, num_layers, norm=None, *, rngs=None):  # rngs: unused, the layer comes built
         self.layers = nnx.List([nnx.clone(decoder_layer) for _ in range(num_layers)])
         self.norm = norm
 
