@@ -215,6 +215,7 @@ EXAMPLE = record("an example", {
     "train": (BOOL, False),
     "skip": (STR, False),
     "jax": (STR, False),
+    "forward": (STR, False),
 })
 
 SOURCE, TARGET = "source", "target"

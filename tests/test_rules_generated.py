@@ -67,7 +67,7 @@ def torch_source(rule) -> str:
                 self.layer = {expr}
 
             def forward(self, x):
-                return self.layer(x)
+                return {example.get("forward", "self.layer(x)")}
         """
     else:
         args = "x, t" if "target" in example else "x"

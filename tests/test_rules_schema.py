@@ -109,7 +109,8 @@ def test_unknown_named_transform_is_rejected(tables, stem, old, new, expected):
 
 
 def test_missing_required_key_is_rejected(tables):
-    tables("layers", 'torch = "torch.nn.Linear"\ncode = "PTJ102"\n', 'torch = "torch.nn.Linear"\n')
+    linear = 'torch = ["torch.nn.Linear", "torch.nn.NonDynamicallyQuantizableLinear"]\n'
+    tables("layers", linear + 'code = "PTJ102"\n', linear)
     message = load_error(tables.dir)
     assert "layers.toml" in message and "torch.nn.Linear" in message and "required key 'code' is missing" in message
 
