@@ -52,9 +52,10 @@ def torch_recurrent_params(module, rngs, suffix, input_size, hidden_size, gates,
     """Create PyTorch's weight_ih/weight_hh/bias_ih/bias_hh + suffix on `module`, in torch's
     layout, drawn as torch does: U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) for all."""
     bound = 1 / math.sqrt(hidden_size)
-    shapes = {"weight_ih": (gates * hidden_size, input_size), "weight_hh": (gates * hidden_size, hidden_size)}
+    rows = gates * hidden_size
+    shapes = {"weight_ih": (rows, input_size), "weight_hh": (rows, hidden_size)}
     if bias:
-        shapes.update(bias_ih=(gates * hidden_size,), bias_hh=(gates * hidden_size,))
+        shapes.update(bias_ih=(rows,), bias_hh=(rows,))
     for name, shape in shapes.items():
         value = jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
         setattr(module, name + suffix, nnx.Param(value))
@@ -83,7 +84,9 @@ class TorchRecurrent(nnx.Module):
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.directions
             for suffix in ("", "_reverse")[: self.directions]:
-                torch_recurrent_params(self, rngs, f"_l{layer}{suffix}", layer_input, hidden_size, gates, bias)
+                torch_recurrent_params(
+                    self, rngs, f"_l{layer}{suffix}", layer_input, hidden_size, gates, bias
+                )
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 and num_layers > 1 else None
 
     def __call__(self, input, hx=None):
@@ -100,11 +103,11 @@ class TorchRecurrent(nnx.Module):
             if not batched:
                 h0 = h0[:, None]
                 c0 = c0[:, None] if lstm else None
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[: 4 if self.bias else 2]
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outputs = []
             for direction, suffix in enumerate(("", "_reverse")[: self.directions]):
-                names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.bias else ("weight_ih", "weight_hh")
                 weights = [getattr(self, f"{name}_l{layer}{suffix}")[...] for name in names]
                 weights += [None] * (4 - len(weights))
                 index = layer * self.directions + direction
@@ -135,11 +138,12 @@ class TorchRecurrent(nnx.Module):
 
 _LAYER = '''\
 class Torch{name}(TorchRecurrent):
-    """torch.nn.{name}: {what}, PyTorch's gate order, biases and parameter names."""
+    """torch.nn.{name}, a stacked {what}: torch's gates, biases and parameter names."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, {extra}bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, rngs):
-        super().__init__({mode}, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+    def __init__(self, input_size, hidden_size, num_layers=1, {extra}bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, rngs):
+        {mode_line}
+        super().__init__(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, rngs=rngs)
 '''
 
@@ -178,30 +182,35 @@ class TorchRecurrentCell(nnx.Module):
 
 _CELL = '''\
 class Torch{name}Cell(TorchRecurrentCell):
-    """torch.nn.{name}Cell: one {what} step, PyTorch's gate order, biases and parameter names."""
+    """torch.nn.{name}Cell, one {what} step: torch's gates, biases and parameter names."""
 
     def __init__(self, input_size, hidden_size, bias=True, {extra}*, rngs):
-        super().__init__({mode}, input_size, hidden_size, bias, rngs=rngs)
+        {mode_line}
+        super().__init__(mode, input_size, hidden_size, bias, rngs=rngs)
 '''
 
-_RNN_MODE = '"RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"'
+# torch raises for any other nonlinearity; so does this lookup (KeyError)
+_RNN_MODE = 'mode = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}[nonlinearity]'
+
+
+_REQUIRES = ("torch_recurrent_step", "torch_recurrent_params")
 
 
 def _recurrent_helpers() -> list[Helper]:
     helpers = [
         Helper("torch_recurrent_step", _TORCH_RECURRENT_STEP, ("import jax", "import jax.numpy as jnp")),
         Helper("torch_recurrent_params", _TORCH_RECURRENT_PARAMS, _IMPORTS),
-        Helper("TorchRecurrent", _TORCH_RECURRENT, _IMPORTS, ("torch_recurrent_step", "torch_recurrent_params")),
-        Helper("TorchRecurrentCell", _TORCH_RECURRENT_CELL, _IMPORTS, ("torch_recurrent_step", "torch_recurrent_params")),
+        Helper("TorchRecurrent", _TORCH_RECURRENT, _IMPORTS[1:], _REQUIRES),
+        Helper("TorchRecurrentCell", _TORCH_RECURRENT_CELL, _IMPORTS[2:], _REQUIRES),
     ]
     kinds = (
-        ("LSTM", "an LSTM", '"LSTM"', ""),
-        ("GRU", "a GRU", '"GRU"', ""),
-        ("RNN", "an Elman RNN (tanh or relu)", _RNN_MODE, 'nonlinearity="tanh", '),
+        ("LSTM", "LSTM", 'mode = "LSTM"', ""),
+        ("GRU", "GRU", 'mode = "GRU"', ""),
+        ("RNN", "Elman RNN", _RNN_MODE, 'nonlinearity="tanh", '),
     )
     for name, what, mode, extra in kinds:
-        layer = _LAYER.format(name=name, what=what, mode=mode, extra=extra)
-        cell = _CELL.format(name=name, what=what, mode=mode, extra=extra)
+        layer = _LAYER.format(name=name, what=what, mode_line=mode, extra=extra)
+        cell = _CELL.format(name=name, what=what, mode_line=mode, extra=extra)
         helpers.append(Helper(f"Torch{name}", layer, (), ("TorchRecurrent",)))
         helpers.append(Helper(f"Torch{name}Cell", cell, (), ("TorchRecurrentCell",)))
     return helpers
