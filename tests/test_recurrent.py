@@ -139,3 +139,61 @@ def test_forward_call_and_tuple_unpacking_are_kept():
     assert "out, (h, c) = self.lstm(x, (h0, c0))" in new
     assert "import torch" not in new and "nn.LSTM" not in new.split("class Tagger")[-1]
     assert rewrite_source(new, "m.py").new_source == new
+
+
+def _helper_namespace(*names):
+    from pt2jax_migrate.targets.nnx.helpers import helper_closure, helper_imports
+
+    helpers = helper_closure(names)
+    namespace: dict = {}
+    exec("\n".join(helper_imports(helpers)) + "\n" + "\n\n".join(h.source for h in helpers), namespace)
+    return namespace
+
+
+def test_dropout_between_layers_acts_in_train_mode_only():
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    gru = _helper_namespace("TorchGRU")["TorchGRU"](3, 5, num_layers=2, dropout=0.5, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((6, 2, 3)), jnp.float32)
+    gru.eval()
+    first, _ = gru(x)
+    again, _ = gru(x)
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    gru.train()
+    dropped, _ = gru(x)
+    assert not np.allclose(np.asarray(first), np.asarray(dropped))
+    single = _helper_namespace("TorchGRU")["TorchGRU"](3, 5, dropout=0.5, rngs=nnx.Rngs(0))
+    assert single.dropout is None  # torch applies it between layers only: one layer, no dropout
+
+
+def test_flatten_parameters_is_a_no_op_and_bad_nonlinearity_raises():
+    from flax import nnx
+
+    namespace = _helper_namespace("TorchLSTM", "TorchRNN")
+    lstm = namespace["TorchLSTM"](3, 5, rngs=nnx.Rngs(0))
+    assert lstm.flatten_parameters() is None
+    with pytest.raises(KeyError):
+        namespace["TorchRNN"](3, 5, nonlinearity="sigmoid", rngs=nnx.Rngs(0))
+
+
+def test_parameters_are_named_and_shaped_as_torch():
+    import torch
+    from flax import nnx
+
+    namespace = _helper_namespace("TorchLSTM", "TorchGRUCell")
+    rngs = nnx.Rngs(0)
+    pairs = [
+        (torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True),
+         namespace["TorchLSTM"](3, 5, 2, bidirectional=True, rngs=rngs)),
+        (torch.nn.GRUCell(3, 5, bias=False), namespace["TorchGRUCell"](3, 5, bias=False, rngs=rngs)),
+    ]
+    for torch_layer, nnx_layer in pairs:
+        want = {name: tuple(p.shape) for name, p in torch_layer.named_parameters()}
+        got = {".".join(map(str, path)): tuple(v[...].shape)
+               for path, v in nnx.to_flat_state(nnx.state(nnx_layer, nnx.Param))}
+        assert got == want
+        bound = 1 / 5 ** 0.5  # torch's U(-1/sqrt(hidden), 1/sqrt(hidden)) for every tensor
+        for _, v in nnx.to_flat_state(nnx.state(nnx_layer, nnx.Param)):
+            assert float(abs(v[...]).max()) <= bound and float(abs(v[...]).max()) > bound / 2

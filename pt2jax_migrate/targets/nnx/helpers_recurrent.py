@@ -134,6 +134,9 @@ class TorchRecurrent(nnx.Module):
         elif self.batch_first:
             output = jnp.swapaxes(output, 0, 1)
         return (output, (h_n, c_n)) if lstm else (output, h_n)
+
+    def flatten_parameters(self):
+        """Nothing to do (torch compacts weights for cuDNN): code calling it runs unchanged."""
 '''
 
 _LAYER = '''\
