@@ -75,10 +75,12 @@ class TorchRecurrent(nnx.Module):
     def __init__(self, mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                  bidirectional, *, rngs):
         self.mode = mode
+        self.input_size = input_size  # torch's attribute names, for code that reads them
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bias = bias
         self.batch_first = batch_first
+        self.bidirectional = bidirectional
         self.directions = 2 if bidirectional else 1
         gates = {"LSTM": 4, "GRU": 3}.get(mode, 1)
         for layer in range(num_layers):
@@ -161,6 +163,7 @@ class TorchRecurrentCell(nnx.Module):
 
     def __init__(self, mode, input_size, hidden_size, bias, *, rngs):
         self.mode = mode
+        self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
         gates = {"LSTM": 4, "GRU": 3}.get(mode, 1)
