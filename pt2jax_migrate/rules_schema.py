@@ -301,7 +301,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     _key("init", named(INITIALISERS, "initialiser"), TARGET, {"layer"},
          "PyTorch's default initialiser to reproduce (kernel_init/bias_init keywords)"),
     _key("weights", list_of(WEIGHT), TARGET, {"layer"},
-         "verify's weight transfer: each torch parameter/buffer {torch, to (nnx attribute; '' drops it), "
+         "verify's weight transfer: each torch parameter/buffer {torch (a name, or 'prefix*' for every name "
+         "starting with prefix), to (nnx attribute; '' drops it; '*' keeps the torch name), "
          "transform (a weight transform), positive (variance-like: perturbed by scaling)}"),
     _key("needs_key", BOOL, TARGET, {"function"}, "the output draws random numbers: it needs a PRNG key in scope"),
     _key("safety", choice("safe", "unsafe"), TARGET, ALL,

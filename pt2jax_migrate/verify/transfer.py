@@ -111,6 +111,17 @@ def torch_class_name(module) -> str | None:
     return None
 
 
+def _weight_rule(table: dict[str, dict], tname: str) -> dict | None:
+    """The `weights` entry for tensor `tname`: its exact name, else a `prefix*` pattern (for
+    per-layer names such as LSTM's weight_ih_l0, weight_ih_l1_reverse); `to = "*"` keeps the name."""
+    w = table.get(tname)
+    if w is None:
+        w = next((v for k, v in table.items() if k.endswith("*") and tname.startswith(k[:-1])), None)
+    if w is not None and w.get("to") == "*":
+        w = {**w, "to": tname}
+    return w
+
+
 def _module_prefixes(torch_model, target: Target) -> list[tuple[str, object, tuple]]:
     """[(torch module path, module, converted path prefix)] in named_modules() order."""
     import torch
@@ -175,7 +186,7 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None)
                     continue  # recomputed by the converted constructor
                 entries.append(TransferEntry(key, tensor, is_param, path, "copy", False, "custom"))
                 continue
-            w = table.get(tname)
+            w = _weight_rule(table, tname)
             if w is None:
                 problems.append(f"{key}: {qual}'s `weights` in rules/layers.toml has no entry for '{tname}'")
                 continue

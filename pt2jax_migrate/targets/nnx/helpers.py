@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from ..base import Helper, closure_of
 from .helpers_attention import ATTENTION_HELPERS
+from .helpers_recurrent import RECURRENT_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -245,6 +246,7 @@ HELPERS: dict[str, Helper] = {
             ["ntuple"],
         ),
         *ATTENTION_HELPERS,
+        *RECURRENT_HELPERS,
     )
 }
 
