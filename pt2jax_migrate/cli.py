@@ -142,7 +142,8 @@ def _walk_options(command):
 def _set_size_limit(ctx, param, value):
     from .fsio import parse_size, set_size_limit
 
-    if value is None:
+    if value is None:  # every run sets it: an earlier run in this process must not leak into this one
+        set_size_limit(None)
         return None
     try:
         limit = parse_size(value)

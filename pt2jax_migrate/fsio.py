@@ -26,15 +26,21 @@ from .model import SourceError
 # files larger than this are refused with one line, not converted for minutes (the rewrite
 # of a multi-megabyte generated file costs minutes and gigabytes); --max-file-size changes it
 DEFAULT_MAX_SOURCE_BYTES = 2_000_000
-_max_source_bytes = int(os.environ.get("PT2JAX_MAX_FILE_SIZE") or DEFAULT_MAX_SOURCE_BYTES)
+
+
+def default_size_limit() -> int:
+    """$PT2JAX_MAX_FILE_SIZE (bytes, or like 5M), else DEFAULT_MAX_SOURCE_BYTES."""
+    try:
+        return parse_size(os.environ.get("PT2JAX_MAX_FILE_SIZE") or str(DEFAULT_MAX_SOURCE_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_SOURCE_BYTES
 
 
 def set_size_limit(limit: int | None) -> None:
-    """The largest file read_source accepts, in bytes (None or 0: no limit). Also exported to
-    PT2JAX_MAX_FILE_SIZE, so worker processes use the same limit."""
+    """The largest file read_source accepts, in bytes (0: no limit; None: the default).
+    Worker processes get it from files.pool."""
     global _max_source_bytes
-    _max_source_bytes = limit or 0
-    os.environ["PT2JAX_MAX_FILE_SIZE"] = str(_max_source_bytes)
+    _max_source_bytes = default_size_limit() if limit is None else limit
 
 
 def size_limit() -> int:
@@ -52,6 +58,9 @@ def parse_size(text: str) -> int:
     if number < 0:
         raise ValueError(text)
     return int(number * scale)
+
+
+_max_source_bytes = default_size_limit()
 
 
 def _megabytes(n: int) -> str:

@@ -30,8 +30,11 @@ def worker_count(jobs: int, items: int) -> int:
     return max(1, min(jobs, items))
 
 
-def _quiet_worker() -> None:
+def _init_worker(size_limit: int) -> None:
+    from ..fsio import set_size_limit
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    set_size_limit(size_limit)  # the parent's --max-file-size
 
 
 def run_jobs(fn: Callable[[T], R], items: Sequence[T], jobs: int,
@@ -49,9 +52,11 @@ def run_jobs(fn: Callable[[T], R], items: Sequence[T], jobs: int,
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from ..fsio import size_limit
+
     chunk = max(1, len(items) // (workers * 8))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_quiet_worker)
+                               initializer=_init_worker, initargs=(size_limit(),))
     try:
         results = []
         for result in pool.map(fn, items, chunksize=chunk):

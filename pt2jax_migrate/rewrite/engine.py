@@ -72,6 +72,9 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     try:
         tree = ast.parse(new_source)
     except SyntaxError as error:  # an engine bug: never hand back text that does not parse
+        if "too many nested parentheses" in str(error.msg):  # a method chain of 200+ links -> nested calls
+            raise SourceError(path, "cannot convert: the JAX form of an expression here nests calls deeper than "
+                                    "Python's parser allows (too many nested parentheses); split it", error.lineno) from None
         raise SourceError(path, f"internal error: the rewrite produced invalid code ({error.msg})", error.lineno) from None
     findings = transformer.findings
     # with unsafe fixes off (`lint --fix`), conversions that change numbers are left for a later
