@@ -190,8 +190,9 @@ def plural_files(n: int) -> str:
 
 
 def uncommitted(files: Sequence[str]) -> list[str]:
-    """Those of `files` that are modified, staged or untracked in the git work tree holding
-    them (`git status`); none when git is missing or they are not in a work tree."""
+    """Those of `files` that are untracked, or changed in the git work tree holding them since
+    they were last committed or staged (`git status`); none when git is missing or they are
+    not in a work tree."""
     import subprocess
 
     from .selection import git_root
@@ -219,9 +220,12 @@ def uncommitted(files: Sequence[str]) -> list[str]:
             index += 1
             if len(entry) < 4:
                 continue
-            changed.add(_real(os.path.join(root, os.fsdecode(entry[3:]))))
             if entry[:1] in (b"R", b"C"):
                 index += 1  # a rename's old path follows
+            # staged and not changed since (worktree == index): `git diff` shows and `git checkout`
+            # undoes the rewrite exactly, so only worktree changes and untracked files are refused
+            if entry[1:2] != b" ":
+                changed.add(_real(os.path.join(root, os.fsdecode(entry[3:]))))
         dirty += [m for m in members if _real(m) in changed]
     return dirty
 

@@ -401,15 +401,21 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
 
 
 def _read_stdin(name: str) -> str:
-    """stdin's bytes as UTF-8 text, exactly (line endings kept), like fsio.read_source."""
+    """stdin's bytes as text, exactly (line endings kept), decoded as fsio.read_source does."""
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:
         return sys.stdin.read()
+    from .fsio import source_encoding
+
     data = buffer.read()
     try:
-        return data.decode("utf-8")
+        encoding = source_encoding(data, name)  # UTF-8, or what a coding cookie names
+        return data.decode(encoding)
+    except SourceError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
     except UnicodeDecodeError as error:
-        click.echo(f"{name}: not valid UTF-8 (byte {error.start}); pt2jax reads UTF-8 sources only", err=True)
+        click.echo(f"{name}: not valid {encoding} (byte {error.start})", err=True)
         sys.exit(2)
 
 

@@ -254,17 +254,20 @@ def test_in_place_rewrite_refuses_uncommitted_and_untracked_files_unless_forced(
     (repo / "edited.py").write_text(GOOD + "y = torch.ones(2)\n")
     (repo / "new.py").write_text(GOOD)
     (repo / "plain.py").write_text("print(1)\n")  # untracked but unchanged by the rewrite: no reason to refuse
+    (repo / "staged.py").write_text(GOOD)  # staged, unchanged since: `git diff` shows the rewrite exactly
+    _git(repo, "add", "staged.py")
 
     refused = run("rewrite", "repo")
     assert refused.exit_code == 2
     assert "repo/edited.py" in refused.output and "repo/new.py" in refused.output
-    assert "repo/clean.py" not in refused.output.split("--force")[0].split("git:")[-1]
+    named = refused.output.split("git:")[-1].split(";")[0]
+    assert "clean.py" not in named and "staged.py" not in named and "plain.py" not in named
     assert "--force" in refused.output
     assert (repo / "clean.py").read_text() == GOOD  # nothing written
 
-    only_clean = run("rewrite", "repo/clean.py")
+    only_clean = run("rewrite", "repo/clean.py", "repo/staged.py")
     assert only_clean.exit_code == 0, only_clean.output
-    assert "jnp.zeros" in (repo / "clean.py").read_text()
+    assert "jnp.zeros" in (repo / "clean.py").read_text() and "jnp.zeros" in (repo / "staged.py").read_text()
 
     forced = run("rewrite", "--force", "repo")
     assert forced.exit_code == 0, forced.output
