@@ -297,3 +297,31 @@ def test_jobs_give_the_same_output_in_the_same_order(run, tmp_path):
         assert converted == (tmp_path / "out_a" / f"m{index}.py").read_text()
         ast.parse(converted)
     assert not (tmp_path / "out_b" / "broken.py").exists()
+
+
+def test_ctrl_c_during_a_parallel_rewrite_stops_cleanly_having_written_nothing(tmp_path):
+    import signal
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for index in range(400):
+        (src / f"m{index:03}.py").write_bytes(MODULE_CRLF.encode())
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen([sys.executable, "-m", "pt2jax_migrate.cli", "rewrite", "-j", "2", "--out", "out", "src"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 60
+    workers: list[str] = []
+    while time.time() < deadline and len(workers) < 2:  # wait until the pool is at work
+        time.sleep(0.2)
+        workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert b"Interrupted: nothing was written." in err and b"Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    time.sleep(1)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}") and
+                b"multiprocessing.spawn" in open(f"/proc/{pid}/cmdline", "rb").read()]
