@@ -20,8 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .files.guard import guarded
 from .files.walk import FileRules, SourceFile, discover
-from .fsio import read_source, write_atomic
+from .fsio import clean_stale_temps, read_source, write_atomic
 from .model import FileResult, Finding, SourceError
 from .project import LintOptions, LintReport, lint_project
 
@@ -58,6 +59,7 @@ class RewriteRun:
     files: list[RewriteFile] = field(default_factory=list)
     errors: list[SourceError] = field(default_factory=list)
     excluded: int = 0
+    cleaned: list[str] = field(default_factory=list)  # stale temp files of an interrupted run, removed
 
     @property
     def jobs(self) -> list[RewriteFile]:  # the name the report and verify code use
@@ -91,6 +93,9 @@ def check_out(out: str, paths: Sequence[str], files: Sequence[SourceFile]) -> No
                 where = "is the input folder" if real_out == real_in else "is inside the input folder"
                 raise RewriteRefused(f"--out {out} {where} {given}: the converted copies would mix with (or "
                                      "replace) the originals; choose a folder outside the inputs")
+            if real_in.startswith(real_out.rstrip(os.sep) + os.sep):
+                raise RewriteRefused(f"--out {out} contains the input folder {given}: the converted copies would "
+                                     "mix with the originals; choose a folder outside the inputs")
     inputs = {_real(f.path): f.path for f in files}
     taken: dict[str, SourceFile] = {}
     clashes = []
@@ -114,12 +119,8 @@ def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True) -> Fi
     from .rewrite import rewrite_source
 
     source = read_source(path)
-    try:
-        result = rewrite_source(source, path, target=target, unsafe_fixes=unsafe_fixes)
-    except SourceError:
-        raise
-    except Exception as error:  # an engine bug must not stop the other files
-        raise SourceError(path, f"internal error while rewriting: {type(error).__name__}: {error}") from error
+    result = guarded(path, "rewriting", lambda: rewrite_source(source, path, target=target,
+                                                                unsafe_fixes=unsafe_fixes))
     if result.error:
         raise SourceError(path, result.error)
     if result.new_source is None:
@@ -128,19 +129,44 @@ def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True) -> Fi
 
 
 def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool = True, target: str = "nnx",
-                  unsafe_fixes: bool = True, rules: FileRules | None = None) -> RewriteRun:
+                  unsafe_fixes: bool = True, rules: FileRules | None = None, jobs: int = 1,
+                  force: bool = False) -> RewriteRun:
     """Convert the files under `paths`: in place (`write`, only the files that change), into
     `out` (every file, at its path under the folder given), or not at all (`write=False`:
-    --check and --diff). RewriteRefused, before anything is written, for an unsafe --out."""
+    --check and --diff). RewriteRefused, before anything is written, for an unsafe --out, or
+    (in place, without `force`) for files that would change but have uncommitted changes or
+    are untracked in their git work tree. `jobs` > 1 converts in that many processes (0: one
+    per CPU); the results are the same, in the same order. Stale temp files an interrupted run
+    left where this one writes are removed (listed in `run.cleaned`)."""
     found = discover(paths, rules)
     run = RewriteRun(errors=list(found.errors), excluded=found.excluded)
     if out is not None:
         check_out(out, paths, found.files)
-    for source_file in found.files:
-        file = RewriteFile(source_file.path, source_file.relative, source_file.outside)
-        run.files.append(file)
+    files = [RewriteFile(f.path, f.relative, f.outside) for f in found.files]
+    run.files = files
+    outcomes = _rewrite_all([f.path for f in files], target, unsafe_fixes, jobs)
+    for file, outcome in zip(files, outcomes):
+        if isinstance(outcome, SourceError):
+            run.errors.append(outcome)
+        else:
+            file.result = outcome
+    if out is None and write and not force:
+        dirty = uncommitted([f.path for f in files if f.changed and not f.outside])
+        if dirty:
+            raise RewriteRefused(f"{plural_files(len(dirty))} to rewrite in place {'has' if len(dirty) == 1 else 'have'} "
+                                 f"uncommitted changes or {'is' if len(dirty) == 1 else 'are'} untracked in git: "
+                                 f"{', '.join(dirty)}; commit or stash them first (so the rewrite can be reviewed "
+                                 "and undone), or pass --force")
+    if write or out is not None:
+        folders = {os.path.dirname(os.path.join(out, f.relative)) if out is not None else os.path.dirname(f.path)
+                   for f in files}
+        for folder in sorted(folders):
+            run.cleaned += clean_stale_temps(folder)
+    for file in files:
+        result = file.result
+        if result is None:
+            continue
         try:
-            file.result = result = rewrite_one(file.path, target, unsafe_fixes)
             assert result.new_source is not None
             if out is not None:
                 destination = os.path.join(out, file.relative)
@@ -154,9 +180,78 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
                 file.written = file.path
         except SourceError as error:
             run.errors.append(error)
-            if file.result is not None and file.written is None:
+            if file.written is None:
                 file.result = None  # converted but not written: counted as an error, not as done
     return run
+
+
+def plural_files(n: int) -> str:
+    return "1 file" if n == 1 else f"{n} files"
+
+
+def uncommitted(files: Sequence[str]) -> list[str]:
+    """Those of `files` that are untracked, or changed in the git work tree holding them since
+    they were last committed or staged (`git status`); none when git is missing or they are
+    not in a work tree."""
+    import subprocess
+
+    from .selection import git_root
+
+    by_root: dict[str, list[str]] = {}
+    for file in files:
+        root = git_root(os.path.dirname(os.path.abspath(file)))
+        if root is not None:
+            by_root.setdefault(root, []).append(file)
+    dirty = []
+    for root, members in by_root.items():
+        try:
+            done = subprocess.run(["git", "-C", root, "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                                   "--ignored=no", "--", *[os.path.abspath(m) for m in members]],
+                                  capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode != 0:
+            continue
+        changed = set()
+        entries = done.stdout.split(b"\0")
+        index = 0
+        while index < len(entries):
+            entry = entries[index]
+            index += 1
+            if len(entry) < 4:
+                continue
+            if entry[:1] in (b"R", b"C"):
+                index += 1  # a rename's old path follows
+            # staged and not changed since (worktree == index): `git diff` shows and `git checkout`
+            # undoes the rewrite exactly, so only worktree changes and untracked files are refused
+            if entry[1:2] != b" ":
+                changed.add(_real(os.path.join(root, os.fsdecode(entry[3:]))))
+        dirty += [m for m in members if _real(m) in changed]
+    return dirty
+
+
+def _rewrite_job(job: tuple[str, str, bool]) -> FileResult | tuple[str, str, int | None]:
+    """rewrite_one for a worker: a SourceError comes back as (path, message, line), since it
+    does not pickle."""
+    path, target, unsafe_fixes = job
+    try:
+        return rewrite_one(path, target, unsafe_fixes)
+    except SourceError as error:
+        return _error_tuple(error)
+
+
+def _error_tuple(error: SourceError) -> tuple[str, str, int | None]:
+    prefix = f"{error.path}:{error.line}: " if error.line else f"{error.path}: "
+    text = str(error)
+    return (error.path, text[len(prefix):] if text.startswith(prefix) else text, error.line)
+
+
+def _rewrite_all(paths: list[str], target: str, unsafe_fixes: bool, jobs: int) -> list[FileResult | SourceError]:
+    """rewrite_one for each path, in order, in `jobs` processes (see pool.run_jobs)."""
+    from .files.pool import run_jobs
+
+    outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes) for p in paths], jobs)
+    return [SourceError(*o) if isinstance(o, tuple) else o for o in outcomes]
 
 
 # ------------------------------------------------------------------------------ lint --fix / --diff
@@ -229,7 +324,11 @@ def fix_paths(paths: Sequence[str], options: LintOptions | None = None, *, unsaf
         if not wanted or file.source is None:
             continue
         source = file.source
-        raw = lint_source(source, file.path)
+        try:
+            raw = guarded(file.path, "linting", lint_source, source, file.path)
+        except SourceError as error:
+            report.errors.append(error)
+            continue
         hidden = {(f.line, f.col, f.code) for f in raw} - {(f.line, f.col, f.code) for f in file.findings}
         blocked = [f for f in raw if (f.line, f.col, f.code) in hidden and f.fixable and f.fix in levels
                    and f.code != "PTJ001"]
@@ -240,12 +339,10 @@ def fix_paths(paths: Sequence[str], options: LintOptions | None = None, *, unsaf
                 f"(first: line {blocked[0].line}, {blocked[0].code})")))
             continue
         try:
-            result = rewrite_source(source, file.path, target=target, unsafe_fixes=unsafe)
+            result = guarded(file.path, "fixing", lambda: rewrite_source(source, file.path, target=target,
+                                                                                unsafe_fixes=unsafe))
         except SourceError as error:
             report.errors.append(error)
-            continue
-        except Exception as error:  # an engine bug must not stop the other files
-            report.errors.append(SourceError(file.path, f"internal error while fixing: {type(error).__name__}: {error}"))
             continue
         if result.error or not result.changed:
             continue
@@ -258,7 +355,7 @@ def fix_paths(paths: Sequence[str], options: LintOptions | None = None, *, unsaf
                 continue
         run.files.append(FileFix(file.path, diff=unified_diff(source, result.new_source, file.path), written=write))
         try:
-            remaining = lint_source(result.new_source, file.path)
+            remaining = guarded(file.path, "linting", lint_source, result.new_source, file.path)
         except SourceError as error:
             report.errors.append(error)
             continue

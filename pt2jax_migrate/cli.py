@@ -139,6 +139,31 @@ def _walk_options(command):
                              "the config's `exclude`).")(command)
 
 
+def _set_size_limit(ctx, param, value):
+    from .fsio import parse_size, set_size_limit
+
+    if value is None:  # every run sets it: an earlier run in this process must not leak into this one
+        set_size_limit(None)
+        return None
+    try:
+        limit = parse_size(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 2M, 500k, 0 for none)") from None
+    set_size_limit(limit)
+    return limit
+
+
+def _scale_options(command):
+    """-j/--jobs and --max-file-size: lint and rewrite spread files over processes and skip huge files alike."""
+    command = click.option("--max-file-size", default=None, metavar="SIZE", callback=_set_size_limit,
+                           expose_value=False,
+                           help="Skip (with an error) files larger than this, e.g. 5M or 500k; 0: no limit "
+                                "(default 2M, or $PT2JAX_MAX_FILE_SIZE in bytes).")(command)
+    return click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, show_default=True,
+                        help="Work in this many processes (0: one per CPU on runs of 16 files or more); "
+                             "the output is the same, in the same order.")(command)
+
+
 def _explicit(ctx: click.Context, name: str) -> bool:
     from click.core import ParameterSource
 
@@ -185,8 +210,7 @@ def _explicit(ctx: click.Context, name: str) -> bool:
               metavar="FILE.md", help="Also write a Markdown summary for the pull request's reviewer.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain (2 still means an error).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the lint cache.")
-@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Lint in this many processes (0: one per CPU).")
+@_scale_options
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr (default: on long runs, on a terminal, never in CI).")
 @color_option
@@ -288,6 +312,10 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
         else:
             report = lint_paths(paths, options, cache=not no_cache, jobs=jobs, progress=bar.advance,
                                   on_total=bar.total)
+    except KeyboardInterrupt:
+        bar.stop()
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
     finally:
         bar.stop()
     err_color = _color(color, sys.stderr)
@@ -373,15 +401,21 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
 
 
 def _read_stdin(name: str) -> str:
-    """stdin's bytes as UTF-8 text, exactly (line endings kept), like fsio.read_source."""
+    """stdin's bytes as text, exactly (line endings kept), decoded as fsio.read_source does."""
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is None:
         return sys.stdin.read()
+    from .fsio import source_encoding
+
     data = buffer.read()
     try:
-        return data.decode("utf-8")
+        encoding = source_encoding(data, name)  # UTF-8, or what a coding cookie names
+        return data.decode(encoding)
+    except SourceError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
     except UnicodeDecodeError as error:
-        click.echo(f"{name}: not valid UTF-8 (byte {error.start}); pt2jax reads UTF-8 sources only", err=True)
+        click.echo(f"{name}: not valid {encoding} (byte {error.start})", err=True)
         sys.exit(2)
 
 
@@ -497,11 +531,14 @@ def _add_noqa(report, findings, color: bool) -> None:
 @click.option("--atol", type=float, default=None, help="With --verify: absolute tolerance.")
 @click.option("--rtol", type=float, default=None, help="With --verify: relative tolerance.")
 @_walk_options
+@_scale_options
+@click.option("--force", is_flag=True, help="Rewrite in place even files with uncommitted changes or untracked "
+              "in their git work tree (refused by default: the rewrite could not be reviewed or undone).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and the one-line summary (and the diffs "
               "with --diff), not each change and TODO.")
 @color_option
 def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, model, init, inputs, atol, rtol,
-            exclude, respect_gitignore, quiet, color) -> None:
+            exclude, respect_gitignore, jobs, force, quiet, color) -> None:
     """Convert PyTorch code in PATHS to JAX (Flax NNX + Optax).
 
     By default files are rewritten in place, atomically, and only when something changes;
@@ -512,7 +549,10 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
     Files are found as `pt2jax lint` finds them (hidden folders, virtual environments,
     build/dist, .gitignore and the config's `exclude` are skipped). With --out, two inputs
     that would land on the same output path, or an --out folder inside an input folder, are
-    refused before anything is written.
+    refused before anything is written; so is an in-place rewrite of files with uncommitted
+    changes (or untracked) in a git work tree, unless --force. A file that cannot be
+    converted (unreadable, not valid Python, over --max-file-size, or an internal error) is
+    one error line; the other files are still converted.
 
     \b
     Examples:
@@ -554,9 +594,14 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
     rules = FileRules.build(config, exclude=exclude, respect_gitignore=respect_gitignore)
     try:
         run = rewrite_paths(paths, out=out, write=not (diff or check), target=target, unsafe_fixes=not safe_only,
-                            rules=rules)
+                            rules=rules, jobs=jobs, force=force)
     except RewriteRefused as error:
         raise click.UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        click.echo("Interrupted: nothing was written.", err=True)
+        sys.exit(130)
+    for stale in run.cleaned:
+        click.echo(f"{stale}: removed a temp file an interrupted run left behind", err=True)
     changed = run.changed
     all_findings = run.findings
     if diff:

@@ -801,7 +801,6 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
             todo.append((file, source, key))
     if progress is not None and ready:
         progress(ready)
-    jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
 
     def record(entry: tuple[str, str, bytes | None], outcome) -> None:
         file, _, key = entry
@@ -811,31 +810,26 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
             results[file] = outcome
             if store is not None and key is not None:
                 store.put(key, outcome)
+
+    from .files.pool import run_jobs
+
+    def advance(outcome) -> None:
         if progress is not None:
             progress(1)
 
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunk = max(1, len(todo) // (jobs * 8))
-        # spawn, not fork: the caller may have threads (JAX does) that fork would deadlock
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
-            for entry, outcome in zip(todo, pool.map(_lint_job, [(f, s) for f, s, _ in todo], chunksize=chunk)):
-                record(entry, outcome)
-    else:
-        for entry in todo:
-            record(entry, _lint_job((entry[0], entry[1])))
+    for entry, outcome in zip(todo, run_jobs(_lint_job, [(f, s) for f, s, _ in todo], jobs, advance)):
+        record(entry, outcome)
     if store is not None:
         store.save()
     return [(file, texts.get(file), results[file]) for file in files]
 
 
 def _lint_job(job: tuple[str, str]) -> list[Finding] | tuple[str, str, int | None]:
+    from .files.guard import guarded
+
     file, source = job
     try:
-        return lint_source(source, file)
+        return guarded(file, "linting", lint_source, source, file)
     except SourceError as error:
         prefix = f"{error.path}:{error.line}: " if error.line else f"{error.path}: "
         text = str(error)

@@ -48,11 +48,16 @@ class CallsMixin:
             return self._method_call(original, updated)
         return updated
 
-    def _expr(self, text: str) -> cst.BaseExpression:
+    def _expr(self, text: str, stand_in: tuple[str, cst.BaseExpression] | None = None) -> cst.BaseExpression:
         """A replacement expression. A compound one (`a == b`, `x ** 2`, a lambda) is wrapped
         in parentheses so it keeps its meaning wherever it lands (`(a == b).sum()`); the
-        parentheses are dropped again where the expression stands alone (_unwrap_ours)."""
+        parentheses are dropped again where the expression stands alone (_unwrap_ours).
+        `stand_in`: (name, node): the name in `text` stands for that node (methods.py)."""
         expr = cst.parse_expression(text)
+        if stand_in is not None:
+            from .methods import _PutBack
+
+            expr = expr.visit(_PutBack(*stand_in))
         if not isinstance(expr, _ATOMIC_EXPR) and not expr.lpar:
             expr = expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
             self.wrapped.add(id(expr))

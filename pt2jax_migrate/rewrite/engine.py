@@ -4,6 +4,7 @@ over the output."""
 from __future__ import annotations
 
 import ast
+import re
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper
@@ -26,8 +27,29 @@ def parse(source: str, path: str) -> cst.Module:
         raise SourceError(path, f"syntax error: {error.message}", error.raw_line) from None
 
 
+_LONE_LF = re.compile(r"(?<!\r)\n")
+
+
 def rewrite_source(source: str, path: str = "<string>", *, target: str | Target = "nnx",
                    unsafe_fixes: bool = True) -> FileResult:
+    """_rewrite_text with the file's form kept: a BOM is set aside for the parse and put
+    back, and in a file whose every line ends in CRLF the lines the rewrite adds (imports,
+    helpers with their docstrings, TODO comments) end in CRLF too."""
+    bom = "\ufeff" if source.startswith("\ufeff") else ""
+    result = _rewrite_text(source[len(bom):], path, target=target, unsafe_fixes=unsafe_fixes)
+    new_source = result.new_source
+    if new_source is not None and new_source != result.source:
+        if "\r\n" in source and not _LONE_LF.search(source):
+            new_source = _LONE_LF.sub("\r\n", new_source)
+        result.new_source = bom + new_source
+    elif new_source is not None:
+        result.new_source = source
+    result.source = source
+    return result
+
+
+def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target = "nnx",
+                  unsafe_fixes: bool = True) -> FileResult:
     """Rewrite one file's text for `target` (a registered target's name, or a Target). Unchanged
     text comes back as is (byte for byte). An unknown target raises targets.UnknownTarget (a
     ValueError naming the available ones).
@@ -50,6 +72,9 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str | Target 
     try:
         tree = ast.parse(new_source)
     except SyntaxError as error:  # an engine bug: never hand back text that does not parse
+        if "too many nested parentheses" in str(error.msg):  # a method chain of 200+ links -> nested calls
+            raise SourceError(path, "cannot convert: the JAX form of an expression here nests calls deeper than "
+                                    "Python's parser allows (too many nested parentheses); split it", error.lineno) from None
         raise SourceError(path, f"internal error: the rewrite produced invalid code ({error.msg})", error.lineno) from None
     findings = transformer.findings
     # with unsafe fixes off (`lint --fix`), conversions that change numbers are left for a later

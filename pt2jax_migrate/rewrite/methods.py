@@ -14,6 +14,21 @@ _STRINGS = (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)
 
 from .cst_util import _head, _receiver_text, code_of, paren_code
 
+_LONG_RECEIVER = 200  # characters
+_RECEIVER_STAND_IN = "__pt2jax_receiver__"
+
+
+class _PutBack(cst.CSTTransformer):
+    """Replaces the stand-in name with the receiver node it stood for."""
+
+    def __init__(self, name: str, node: cst.BaseExpression):
+        super().__init__()
+        self.name, self.node = name, node
+
+    def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.BaseExpression:
+        return self.node if updated.value == self.name else updated
+
+
 class MethodsMixin:
     """`x.method(...)` calls and torch-only attributes (`x.grad`, `x.device`, ...)."""
 
@@ -43,13 +58,20 @@ class MethodsMixin:
         rule = decision.rule
         if rule.get("templates") is None or self.skip_unsafe(rule):
             return updated
+        receiver_code = code_of(receiver)
+        # a long receiver (a chain of hundreds of calls) is rendered as a placeholder name and
+        # put back as a node: re-parsing its text at every link made chains cost O(n^2) or worse
+        stand_in = _RECEIVER_STAND_IN if len(receiver_code) > _LONG_RECEIVER else None
         try:
-            rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(code_of(receiver)))
+            rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(stand_in or receiver_code))
         except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
             self.todo(original, rule.code, f".{method}(): {why}")
             return updated
         self.helpers |= rendered.helpers
-        self.changed(original, rule.code, f".{method}(...) -> {_head(rendered.text)}", rule.get("safety", "safe"))
+        text = rendered.text if stand_in is None else rendered.text.replace(stand_in, receiver_code)
+        self.changed(original, rule.code, f".{method}(...) -> {_head(text)}", rule.get("safety", "safe"))
+        if stand_in is not None and stand_in in rendered.text:
+            return self._expr(rendered.text, (stand_in, receiver))
         return self._expr(rendered.text)
 
     def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
