@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..base import Helper, closure_of
+from .helpers_structure import STRUCTURE_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -245,6 +246,7 @@ HELPERS: dict[str, Helper] = {
         ),
     )
 }
+HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:

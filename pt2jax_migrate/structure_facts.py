@@ -1,0 +1,259 @@
+"""Facts about module structure, read off the `ast` once for lint and rewrite alike.
+
+Lint reports each `core.structure.StructureSite` as a finding; rewrite renders the same sites
+by line, so the two agree by construction (like trainstep.py for training steps). Also the
+facts the rewrite needs to thread `rngs` through builder methods (`self._make_layer(...)`) and
+block classes passed as constructor arguments (`ResNet(BasicBlock, [2, 2])`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from .core.structure import AT_METHODS, INDEX_TARGET_REFUSAL, TIE_REFUSAL, StructureSite
+
+_OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/="}
+
+
+@dataclass
+class ClassFacts:
+    buffers: set[str] = field(default_factory=set)
+    builders: set[str] = field(default_factory=set)  # methods that build layers: they take rngs
+    factories: dict[str, set[str]] = field(default_factory=dict)  # method -> parameters holding block classes
+
+
+@dataclass
+class StructureFacts:
+    sites: dict[int, StructureSite] = field(default_factory=dict)  # by statement line
+    classes: dict[str, ClassFacts] = field(default_factory=dict)
+    handled_calls: set[tuple[int, str]] = field(default_factory=set)  # (line, method) decided here
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *reversed(parts)])
+    return None
+
+
+def _self_attr(node: ast.AST) -> str | None:
+    """`self.name` -> name."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return None
+
+
+def _torch_roots(tree: ast.Module) -> set[str]:
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "torch")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            roots.update(a.asname or a.name for a in node.names)
+    return roots
+
+
+def _buffer_registration(call: ast.Call) -> tuple[str, bool] | None:
+    """(name, persistent) of `self.register_buffer("name", value[, persistent=True|False])`."""
+    if not (isinstance(call.func, ast.Attribute) and call.func.attr == "register_buffer"
+            and isinstance(call.func.value, ast.Name) and call.func.value.id == "self"):
+        return None
+    if len(call.args) != 2 or any(isinstance(a, ast.Starred) for a in call.args):
+        return None
+    name = call.args[0]
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.isidentifier()):
+        return None
+    persistent = True
+    for keyword in call.keywords:
+        if keyword.arg != "persistent" or not isinstance(keyword.value, ast.Constant) \
+                or not isinstance(keyword.value.value, bool):
+            return None
+        persistent = keyword.value.value
+    return name.value, persistent
+
+
+def _layer_kind(value: ast.AST, roots: set[str]) -> str | None:
+    """`nn.Linear(...)` -> "Linear" (a torch layer construction), else None."""
+    if isinstance(value, ast.Call):
+        text = _dotted(value.func)
+        if text and text.split(".")[0] in roots:
+            return text.rsplit(".", 1)[-1]
+    return None
+
+
+# cheap test on the text: only files with one of these constructs are analysed (lint's speed)
+_MAY_HAVE = re.compile(r"register_buffer|\.weight\s*=|\]\s*[-+*/]?=(?!=)")
+# (lint reports no finding for builder methods: the rewrite analyses every file)
+
+
+def may_have_structure(source: str) -> bool:
+    return _MAY_HAVE.search(source) is not None
+
+
+def analyse(tree: ast.Module) -> StructureFacts:
+    facts = StructureFacts()
+    roots = _torch_roots(tree)
+    if not roots:
+        return facts
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    class_names = {c.name for c in classes}
+    init_params = {}
+    for cls in classes:
+        for stmt in cls.body:
+            if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
+                init_params[cls.name] = [a.arg for a in stmt.args.args[1:]]
+    # block classes passed to a class of this file: `ResNet(BasicBlock, [2, 2])`
+    passed: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in init_params:
+            params = init_params[node.func.id]
+            for i, arg in enumerate(node.args):
+                if isinstance(arg, ast.Name) and arg.id in class_names and i < len(params):
+                    passed.setdefault(node.func.id, set()).add(params[i])
+            for keyword in node.keywords:
+                if isinstance(keyword.value, ast.Name) and keyword.value.id in class_names and keyword.arg:
+                    passed.setdefault(node.func.id, set()).add(keyword.arg)
+    for cls in classes:
+        facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _index_assignments(node, roots, facts)
+    return facts
+
+
+def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], init_factories: set[str],
+                   facts: StructureFacts) -> ClassFacts:
+    out = ClassFacts()
+    methods = {s.name: s for s in cls.body if isinstance(s, ast.FunctionDef)}
+    layers: dict[str, str] = {}  # self attribute -> torch layer kind built in __init__
+    init = methods.get("__init__")
+    out.factories["__init__"] = set(init_factories)
+    for method in methods.values():
+        for node in ast.walk(method):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                found = _buffer_registration(node.value)
+                if found is not None:
+                    out.buffers.add(found[0])
+                    facts.handled_calls.add((node.value.lineno, "register_buffer"))
+                    facts.sites[node.lineno] = StructureSite("buffer", node.lineno, node.col_offset + 1, found[0],
+                                                             persistent=found[1])
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and method is init:
+                name = _self_attr(node.targets[0])
+                kind = _layer_kind(node.value, roots)
+                if name and kind:
+                    layers[name] = kind
+    # builder methods: called as self.M(...) and building layers, blocks or other builders
+    changed = True
+    while changed:
+        changed = False
+        for name, method in methods.items():
+            if name in ("__init__", "forward") or name in out.builders:
+                continue
+            factories = out.factories.get(name, set())
+            for node in ast.walk(method):
+                if isinstance(node, ast.Call) and (
+                        _layer_kind(node, roots) is not None
+                        or (isinstance(node.func, ast.Name) and (node.func.id in class_names or node.func.id in factories))
+                        or (_self_attr(node.func) in out.builders)):
+                    out.builders.add(name)
+                    changed = True
+                    break
+        # block classes flow into builders' parameters: self._make_layer(block, ...)
+        for caller, method in methods.items():
+            given = out.factories.get(caller, set())
+            if not given:
+                continue
+            for node in ast.walk(method):
+                callee = _self_attr(node.func) if isinstance(node, ast.Call) else None
+                if callee in methods and callee != caller:
+                    params = [a.arg for a in methods[callee].args.args[1:]]
+                    new = {params[i] for i, a in enumerate(node.args)
+                           if isinstance(a, ast.Name) and a.id in given and i < len(params)}
+                    new |= {k.arg for k in node.keywords if isinstance(k.value, ast.Name) and k.value.id in given and k.arg}
+                    if not new <= out.factories.get(callee, set()):
+                        out.factories.setdefault(callee, set()).update(new)
+                        changed = True
+    for method in methods.values():
+        for node in ast.walk(method):
+            if isinstance(node, ast.AugAssign) and type(node.op) in _OPS:
+                name = _self_attr(node.target)
+                if name in out.buffers:
+                    facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name,
+                                                             _OPS[type(node.op)])
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                name = _self_attr(target)
+                if name in out.buffers and method is not init:
+                    facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name, "=")
+                if isinstance(target, ast.Subscript) and _self_attr(target.value) in out.buffers:
+                    what = f"buffer self.{_self_attr(target.value)}"
+                    facts.sites[node.lineno] = StructureSite("index_assign", node.lineno, node.col_offset + 1,
+                                                             refusal=INDEX_TARGET_REFUSAL.format(what=what))
+                if (method is init and isinstance(target, ast.Attribute) and target.attr == "weight"
+                        and isinstance(node.value, ast.Attribute) and node.value.attr == "weight"):
+                    head, embed = _self_attr(target.value), _self_attr(node.value.value)
+                    lhs, rhs = _dotted(target) or "?", _dotted(node.value) or "?"
+                    if head and embed and layers.get(head) == "Linear" and layers.get(embed) == "Embedding":
+                        facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1, head,
+                                                                 source=f"self.{embed}")
+                    else:
+                        facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1,
+                                                                 refusal=TIE_REFUSAL.format(lhs=lhs, rhs=rhs))
+    return out
+
+
+def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[str], facts: StructureFacts) -> None:
+    """`pe[:, 0::2] = v` where `pe` is a local the function built with torch (`pe = torch.zeros(...)`,
+    or a method of such a local). Nested functions are analysed on their own."""
+    arrays: set[str] = set()
+    for stmt in _own_statements(func.body):
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            target = stmt.targets[0]
+            if isinstance(target, ast.Name):
+                if _torch_built(stmt.value, roots, arrays):
+                    arrays.add(target.id)
+                else:
+                    arrays.discard(target.id)
+            elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays:
+                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1,
+                                                         target.value.id, "=")
+        elif isinstance(stmt, ast.AugAssign):
+            target = stmt.target
+            if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays \
+                    and type(stmt.op) in _OPS and _OPS[type(stmt.op)] in AT_METHODS:
+                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1,
+                                                         target.value.id, _OPS[type(stmt.op)])
+            elif isinstance(target, ast.Name) and not _torch_built(stmt.value, roots, arrays):
+                arrays.discard(target.id)
+
+
+def _own_statements(body: list[ast.stmt]):
+    """Statements in source order, into if/for/while/with/try blocks but not nested defs/classes."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        yield stmt
+        for name in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, name, None)
+            if isinstance(inner, list):
+                yield from _own_statements(inner)
+        for handler in getattr(stmt, "handlers", []) or []:
+            yield from _own_statements(handler.body)
+
+
+def _torch_built(value: ast.AST, roots: set[str], arrays: set[str]) -> bool:
+    """A torch call (`torch.zeros(...)`), or a method/operator of a local array (`pe.unsqueeze(0)`)."""
+    if isinstance(value, ast.Call):
+        text = _dotted(value.func)
+        if text is not None:
+            root = text.split(".")[0]
+            if root in roots and "." in text and not text.split(".")[-1][:1].isupper():
+                return True  # torch.zeros, not nn.Linear
+            if root in arrays and "." in text:
+                return True
+    return False
