@@ -12,7 +12,8 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-from .core.structure import AT_METHODS, INDEX_TARGET_REFUSAL, TIE_REFUSAL, StructureSite
+from .core.structure import (AT_METHODS, CHAIN_OPS, INDEX_TARGET_REFUSAL, TIE_REFUSAL, StructureSite,
+                             buffer_chain_refusal)
 
 _OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/="}
 
@@ -180,6 +181,8 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
                         changed = True
     for method in methods.values():
         for node in ast.walk(method):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                _buffer_chain(node, out.buffers, facts)
             if isinstance(node, ast.AugAssign) and type(node.op) in _OPS:
                 name = _self_attr(node.target)
                 if name in out.buffers:
@@ -205,6 +208,26 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
                         facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1,
                                                                  refusal=TIE_REFUSAL.format(lhs=lhs, rhs=rhs))
     return out
+
+
+def _buffer_chain(stmt: ast.Expr, buffers: set[str], facts: StructureFacts) -> None:
+    """`self.running.mul_(m).add_(x)` as a statement, on a registered buffer."""
+    calls = []
+    node = stmt.value
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.endswith("_"):
+        calls.append(node)
+        node = node.func.value
+    name = _self_attr(node)
+    if not calls or name not in buffers:
+        return
+    methods = [call.func.attr for call in reversed(calls)]  # type: ignore[attr-defined]
+    for method in methods:
+        facts.handled_calls.add((stmt.value.lineno, method))
+    convertible = all(call.func.attr in CHAIN_OPS and len(call.args) == 1 and not call.keywords  # type: ignore[attr-defined]
+                      and not isinstance(call.args[0], ast.Starred) for call in calls)
+    facts.sites[stmt.lineno] = StructureSite("buffer_chain", stmt.lineno, stmt.col_offset + 1, name,
+                                             "".join(f".{m}()" for m in methods),
+                                             refusal="" if convertible else buffer_chain_refusal(name, methods))
 
 
 def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[str], facts: StructureFacts) -> None:

@@ -254,13 +254,33 @@ def test_index_assignment_only_on_local_torch_arrays():
     lint_agrees(source)
 
 
-def test_inplace_chain_on_a_buffer_is_refused_with_the_expression_to_write():
-    source = BUFFERS.replace(
-        "self.running = self.running * self.momentum + y.mean(0).detach() * (1 - self.momentum)",
-        "self.running.mul_(self.momentum).add_(y.mean(0).detach())")
+CHAIN = BUFFERS.replace(
+    "self.running = self.running * self.momentum + y.mean(0).detach() * (1 - self.momentum)",
+    "self.running.mul_(self.momentum).add_(y.mean(0).detach() * (1 - self.momentum))")
+
+
+def test_inplace_chain_on_a_buffer_becomes_one_update(tmp_path):
+    original, converted, out = convert(tmp_path, "chain", CHAIN)
+    assert ("self.running[...] = self.running * self.momentum + jax.lax.stop_gradient(y.mean(0)) * (1 - self.momentum)"
+            in out)
+    assert "mul_" not in out and "TODO" not in out
+    lint_agrees(CHAIN)
+    torch_model = load(original, "RunningMean")(3)
+    nnx_model = load(converted, "RunningMean")(3, rngs=nnx.Rngs(0))
+    transfer_weights(torch_model, nnx_model)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for _ in range(2):
+        torch_model(torch.from_numpy(x))
+        nnx.jit(lambda model, x: model(x))(nnx_model, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(nnx_model.running[...]), torch_model.running.numpy(), atol=1e-6)
+
+
+def test_inplace_chain_it_cannot_write_is_refused():
+    source = CHAIN.replace(".add_(y.mean(0).detach() * (1 - self.momentum))", ".add_(y.mean(0).detach(), alpha=0.1)")
     result = rewrite_source(source, "m.py")
     todos = [f for f in result.findings if not f.fixable]
-    assert todos and all(f.code == "PTJ105" for f in todos)
+    assert [f.code for f in todos] == ["PTJ105"]
+    assert "in-place update of buffer self.running.mul_(...).add_(...)" in todos[0].message
     lint_agrees(source)
 
 

@@ -6,8 +6,8 @@ reports them, rewrite renders them by line); the verdicts and their wording live
 * buffer registration `self.register_buffer("name", value[, persistent=...])` -> `self.name =
   Buffer(value)` (for NNX a non-trainable Variable subclass: the optimizer leaves it);
 * a buffer updated in forward (`self.count += 1`) -> an explicit update of its value
-  (`self.count[...] += 1`); chains of in-place methods (`self.r.mul_(m).add_(x)`) are refused
-  with the expression to write;
+  (`self.count[...] += 1`), and so is a chain of in-place arithmetic (`self.r.mul_(m).add_(x)`
+  -> `self.r[...] = self.r * m + x`); other in-place methods on a buffer are refused;
 * an index assignment on a local array built by torch (`pe[:, 0::2] = v`, `pe[i] += v`) ->
   `pe = pe.at[:, 0::2].set(v)` / `.at[i].add(v)` (only locals: a parameter or buffer is state,
   and the subscript of an unknown object may be a list or dict);
@@ -19,6 +19,7 @@ Framework-neutral: no ast, no libcst; messages say what the default target write
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .decide import Decision, manual
@@ -27,6 +28,10 @@ BUFFER_CLASS = "Buffer"
 TIED_CLASS = "TiedLinear"
 # augmented operators on a local array -> the jnp `.at[]` method that does the same
 AT_METHODS = {"=": "set", "+=": "add", "-=": "subtract", "*=": "multiply", "/=": "divide"}
+# in-place tensor methods a buffer update chain may use -> the operator they apply (copy_: replace)
+CHAIN_OPS = {"mul_": "*", "add_": "+", "sub_": "-", "div_": "/", "copy_": ""}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+_SIMPLE = re.compile(r"[\w.]+")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ def decide_structure(site: StructureSite) -> Decision:
         return Decision("PTJ105", True, f"buffer update `self.{site.name} {site.op} ...` becomes an explicit "
                         f"update of the {BUFFER_CLASS}'s value (`self.{site.name}[...] {site.op} ...`)",
                         action="buffer_update")
+    if site.kind == "buffer_chain":
+        return Decision("PTJ105", True, f"in-place update of buffer self.{site.name} ({site.op}) becomes an "
+                        f"explicit update of the {BUFFER_CLASS}'s value (`self.{site.name}[...] = ...`)",
+                        action="buffer_update")
     if site.kind == "index_assign":
         method = AT_METHODS[site.op]
         return Decision("PTJ105", True, f"index assignment `{site.name}[...] {site.op} v` on a local array becomes "
@@ -64,6 +73,22 @@ def decide_structure(site: StructureSite) -> Decision:
                         f"self.{site.name} becomes a {TIED_CLASS} reading {site.source}'s table (still tied)",
                         action="weight_tie")
     raise ValueError(f"unknown structure construct {site.kind!r}")
+
+
+def chain_expression(current: str, steps: list[tuple[str, str]]) -> str:
+    """`x.mul_(m).add_(y)` as one expression: steps are (method, argument text) in call order."""
+    text, last = current, 3
+    for method, arg in steps:
+        op = CHAIN_OPS[method]
+        if not op:  # copy_(v): the value is replaced
+            text, last = arg, 3
+            continue
+        if _PRECEDENCE[op] > last:
+            text = f"({text})"
+        if not _SIMPLE.fullmatch(arg) and (op != "+" or " if " in arg or "lambda" in arg):
+            arg = f"({arg})"
+        text, last = f"{text} {op} {arg}", _PRECEDENCE[op]
+    return text
 
 
 def buffer_chain_refusal(name: str, methods: list[str]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.structure import AT_METHODS, decide_structure
+from ..core.structure import AT_METHODS, chain_expression, decide_structure
 from ..structure_facts import ClassFacts
 from .cst_util import code_of
 
@@ -69,6 +69,16 @@ class StructureMixin:
         if site.kind == "buffer_update" and isinstance(small, (cst.AugAssign, cst.Assign)):
             op = code_of(small.operator).strip() if isinstance(small, cst.AugAssign) else "="
             return target.render_buffer_update(f"self.{site.name}", op, code_of(small.value))
+        if site.kind == "buffer_chain" and isinstance(small, cst.Expr):
+            steps = []
+            node = small.value
+            while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and len(node.args) == 1:
+                steps.append((node.func.attr.value, code_of(node.args[0].value)))
+                node = node.func.value
+            attribute = f"self.{site.name}"
+            if code_of(node) != attribute:
+                return None
+            return target.render_buffer_update(attribute, "=", chain_expression(attribute, steps[::-1]))
         if site.kind == "index_assign":
             if isinstance(small, cst.Assign) and isinstance(small.targets[0].target, cst.Subscript):
                 subscript, op = small.targets[0].target, "="
