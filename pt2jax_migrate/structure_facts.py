@@ -231,28 +231,79 @@ def _buffer_chain(stmt: ast.Expr, buffers: set[str], facts: StructureFacts) -> N
 
 
 def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[str], facts: StructureFacts) -> None:
-    """`pe[:, 0::2] = v` where `pe` is a local the function built with torch (`pe = torch.zeros(...)`,
-    or a method of such a local). Nested functions are analysed on their own."""
+    """`pe[:, 0::2] = v` where `pe` is a local array the function built with torch (`pe =
+    torch.zeros(...)`, rebound by its own methods `pe = pe.float()`) and shared with nothing yet.
+
+    Aliasing: once the array is stored elsewhere (`self.register_buffer("pe", pe)`, `self.x = pe`,
+    `nn.Parameter(pe)`, a view `row = pe[0]`, a list), a torch write through one name shows through
+    the others, and `pe = pe.at[...].set(v)` would only rebind the local: refused from then on.
+    Nested functions are analysed on their own."""
     arrays: set[str] = set()
+    shared: dict[str, int] = {}  # array -> line where it was stored elsewhere
     for stmt in _own_statements(func.body):
+        target = None
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-            target = stmt.targets[0]
-            if isinstance(target, ast.Name):
-                if _torch_built(stmt.value, roots, arrays):
-                    arrays.add(target.id)
-                else:
-                    arrays.discard(target.id)
-            elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays:
-                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1,
-                                                         target.value.id, "=")
-        elif isinstance(stmt, ast.AugAssign):
-            target = stmt.target
-            if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays \
-                    and type(stmt.op) in _OPS and _OPS[type(stmt.op)] in AT_METHODS:
-                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1,
-                                                         target.value.id, _OPS[type(stmt.op)])
-            elif isinstance(target, ast.Name) and not _torch_built(stmt.value, roots, arrays):
+            target, op = stmt.targets[0], "="
+        elif isinstance(stmt, ast.AugAssign) and type(stmt.op) in _OPS:
+            target, op = stmt.target, _OPS[type(stmt.op)]
+        if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays:
+            name = target.value.id
+            if name in shared:
+                what = f"local array `{name}`, which line {shared[name]} shares (a buffer, parameter, view or container)"
+                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1, name, op,
+                                                         refusal=INDEX_TARGET_REFUSAL.format(what=what))
+            else:
+                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1, name, op)
+            continue
+        for name in _escaping(stmt, arrays, roots):
+            shared.setdefault(name, stmt.lineno)
+        if isinstance(target, ast.Name):
+            rebinds_itself = _is_method_of(stmt.value, target.id)
+            if op == "=" and (_torch_call(stmt.value, roots) or (rebinds_itself and target.id in arrays)):
+                if not rebinds_itself:
+                    shared.pop(target.id, None)  # a fresh array under an old name
+                arrays.add(target.id)
+            elif not (op != "=" and target.id in arrays):
                 arrays.discard(target.id)
+
+
+def _is_method_of(value: ast.AST, name: str) -> bool:
+    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+            and isinstance(value.func.value, ast.Name) and value.func.value.id == name)
+
+
+def _escaping(stmt: ast.stmt, arrays: set[str], roots: set[str]) -> set[str]:
+    """Arrays this statement stores elsewhere (shares memory with another name or object)."""
+    if not arrays:
+        return set()
+    out: set[str] = set()
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
+        value = stmt.value
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        base = value
+        while isinstance(base, (ast.Subscript, ast.Attribute)) or (
+                isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute)):
+            base = base.func.value if isinstance(base, ast.Call) else base.value  # type: ignore[union-attr]
+        if isinstance(base, ast.Name) and base.id in arrays and not (
+                len(targets) == 1 and isinstance(targets[0], ast.Name) and targets[0].id == base.id):
+            out.add(base.id)  # q = pe, self.pe = pe, row = pe[0], v = pe.view(...)
+    headers = [stmt] if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr, ast.Return)) else \
+        [getattr(stmt, f) for f in ("iter", "test", "items") if getattr(stmt, f, None) is not None]
+    for header in headers:
+        for node in ast.walk(header) if isinstance(header, ast.AST) else ():
+            if isinstance(node, ast.Call):
+                text = _dotted(node.func) or ""
+                fresh = text.split(".")[0] in roots and not text.rsplit(".", 1)[-1][:1].isupper()
+                if not fresh:  # torch.sin(pe) makes a new array; register_buffer / nn.Parameter keep pe
+                    out |= {a.id for a in node.args if isinstance(a, ast.Name) and a.id in arrays}
+                    out |= {k.value.id for k in node.keywords if isinstance(k.value, ast.Name) and k.value.id in arrays}
+            elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+                out |= {e.id for e in node.elts if isinstance(e, ast.Name) and e.id in arrays}
+            elif isinstance(node, ast.Dict):
+                out |= {v.id for v in node.values if isinstance(v, ast.Name) and v.id in arrays}
+    if isinstance(stmt, ast.For) and isinstance(stmt.iter, ast.Name) and stmt.iter.id in arrays:
+        out.add(stmt.iter.id)  # for row in pe: rows are views
+    return out
 
 
 def _own_statements(body: list[ast.stmt]):
@@ -269,14 +320,10 @@ def _own_statements(body: list[ast.stmt]):
             yield from _own_statements(handler.body)
 
 
-def _torch_built(value: ast.AST, roots: set[str], arrays: set[str]) -> bool:
-    """A torch call (`torch.zeros(...)`), or a method/operator of a local array (`pe.unsqueeze(0)`)."""
+def _torch_call(value: ast.AST, roots: set[str]) -> bool:
+    """A torch function call (`torch.zeros(...)`), which makes a new array (not `nn.Linear(...)`)."""
     if isinstance(value, ast.Call):
         text = _dotted(value.func)
-        if text is not None:
-            root = text.split(".")[0]
-            if root in roots and "." in text and not text.split(".")[-1][:1].isupper():
-                return True  # torch.zeros, not nn.Linear
-            if root in arrays and "." in text:
-                return True
+        if text is not None and "." in text and text.split(".")[0] in roots:
+            return not text.rsplit(".", 1)[-1][:1].isupper()
     return False

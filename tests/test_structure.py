@@ -387,3 +387,31 @@ def test_other_weight_assignments_are_refused():
     result = rewrite_source(source, "m.py")
     assert "TODO(pt2jax): PTJ102 weight tying `self.b.weight = self.a.weight`" in result.new_source
     lint_agrees(source)
+
+
+def test_index_assignment_after_the_array_is_shared_is_refused():
+    """In torch, writing into `pe` after `register_buffer("pe", pe)` changes the buffer too; a
+    rebinding `pe = pe.at[...].set(v)` would not: refused from the line that shares it on."""
+    source = textwrap.dedent('''\
+        import torch
+        import torch.nn as nn
+
+        class M(nn.Module):
+            def __init__(self):
+                super().__init__()
+                pe = torch.zeros(4, 4)
+                pe = pe.float()
+                pe[0] = 1.0
+                self.register_buffer("pe", pe)
+                pe[1] = 2.0
+                w = torch.ones(3)
+                row = w[0:2]
+                w[0] += 1
+        ''')
+    result = rewrite_source(source, "m.py")
+    out = result.new_source
+    assert "pe = pe.at[0].set(1.0)" in out
+    assert "# TODO(pt2jax): PTJ105 index assignment on local array `pe`, which line 10 shares" in out
+    assert "pe[1] = 2.0" in out and "w[0] += 1" in out
+    assert "# TODO(pt2jax): PTJ105 index assignment on local array `w`, which line 13 shares" in out
+    lint_agrees(source)
