@@ -43,6 +43,9 @@ from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_l
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
                               may_be_torch_only_method, torch_only_attribute)
 from .core.residue import literal_kind, receiver_text
+from .core.structure import decide_structure
+from .structure_facts import StructureFacts, may_have_structure
+from .structure_facts import analyse as analyse_structure
 
 FIXABLE = " [fixable]"
 
@@ -468,8 +471,9 @@ def _method_names() -> frozenset[str]:
 
 class _Classifier:
     def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None,
-                 with_steps: bool = True):
+                 with_steps: bool = True, structure: StructureFacts | None = None):
         self.w = walker
+        self.structure = structure  # buffers, index assignments, weight ties (structure_facts)
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
@@ -570,7 +574,10 @@ class _Classifier:
                 if self.w.imports:
                     self.torch_only_attribute(record)
             elif record.method is not None and self.w.imports:
-                self.method_call(record)
+                if self.structure is None or (record.node.lineno, record.method) not in self.structure.handled_calls:
+                    self.method_call(record)
+        if self.structure is not None:
+            self.structure_sites()
         for index, node in enumerate(self.w.imports):
             self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
         self.classes_keeping_layers()
@@ -664,6 +671,14 @@ class _Classifier:
                      "info" if decision.action == "note" else "warning",
                      safety=decision.safety if decision.fixable else "safe")
 
+    def structure_sites(self) -> None:
+        """Module-structure statements -> core.structure.decide_structure (rewrite renders the same)."""
+        for site in self.structure.sites.values():  # type: ignore[union-attr]
+            decision = decide_structure(site)
+            self.findings.append(Finding(self.path, site.line, site.col, decision.code,
+                                         decision.message + (FIXABLE if decision.fixable else ""), decision.fixable,
+                                         "warning", decision.safety if decision.fixable else "manual"))
+
     def classes_keeping_layers(self) -> None:
         """A converted class (nn.Module base) that still builds torch layers says so on its
         class line (core.constructs.keeps_layers_message), as the rewrite writes it there."""
@@ -715,7 +730,8 @@ def lint_source(source: str, path: str = "<string>") -> list[Finding]:
     walker.visit_all(tree.body)
     if not walker.imports:
         return []
-    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body)).run()
+    structure = analyse_structure(tree) if may_have_structure(source) else None
+    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure).run()
 
 
 def unconverted_lines(source: str) -> frozenset[int]:

@@ -28,7 +28,7 @@ MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module"})
 PARAMETER = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad",
                      "torch.autograd.no_grad", "torch.autograd.grad_mode.inference_mode"})
-CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList"})  # rules/layers.toml kind = "container"
+CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})  # rules/layers.toml kind = "container"
 
 
 def container_refusal(qualname: str, args: list[tuple[str, bool]], keywords: list[str]) -> str | None:
@@ -37,12 +37,26 @@ def container_refusal(qualname: str, args: list[tuple[str, bool]], keywords: lis
     if keywords:
         return "containers with keyword arguments are not converted"
     if qualname.endswith("Sequential"):
-        if any(text.split("(")[0].endswith("OrderedDict") for text, _ in args):
-            return "nn.Sequential(OrderedDict(...)) is not converted (nnx.Sequential takes layers, not names)"
+        named = [text for text, _ in args if text.split("(")[0].endswith("OrderedDict")]
+        if named and (len(args) != 1 or not named_layers_literal(named[0])):
+            return ("nn.Sequential(OrderedDict(...)) is converted only from a literal list of (name, layer) "
+                    "pairs (the layers keep their order; the names go)")
         return None  # nnx.Sequential(*layers) as well
+    if qualname.endswith("ModuleDict"):
+        if any(starred for _, starred in args) or len(args) > 1:
+            return "nn.ModuleDict takes one mapping (or list of pairs) of modules"
+        return None
     if any(starred for _, starred in args) or len(args) > 1:
         return "nn.ModuleList takes one iterable of modules"
     return None
+
+
+_NAMED_LAYERS = re.compile(r"^(?:collections\.)?OrderedDict\(\s*\[\s*\(\s*(['\"]).*\]\s*\)$", re.DOTALL)
+
+
+def named_layers_literal(text: str) -> bool:
+    """`OrderedDict([("conv", ...), ("relu", ...)])` written out (not built by a comprehension)."""
+    return _NAMED_LAYERS.match(text) is not None and re.search(r"\bfor\b", text) is None
 
 
 def parameter_refusal(args: list[tuple[str, bool]], keywords: dict[str, str]) -> str | None:

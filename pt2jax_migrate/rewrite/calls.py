@@ -14,6 +14,23 @@ _ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, c
                 cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp)
 
 
+def _unnamed_layers(args):
+    """`OrderedDict([("a", A), ("b", B)])` as Sequential's one argument -> `A, B` (same order,
+    so verify's weight paths, by index, still line up); any other arguments as they are."""
+    if len(args) != 1 or not isinstance(args[0].value, cst.Call):
+        return args
+    inner = args[0].value
+    if not (code_of(inner.func).endswith("OrderedDict") and len(inner.args) == 1
+            and isinstance(inner.args[0].value, cst.List)):
+        return args
+    pairs = inner.args[0].value.elements
+    if not all(isinstance(e.value, cst.Tuple) and len(e.value.elements) == 2 for e in pairs):
+        return args
+    # each pair's comma (and the line break after it) goes with its layer: the layout stays
+    return [cst.Arg(e.value.elements[1].value, comma=e.comma if i < len(pairs) - 1 else cst.MaybeSentinel.DEFAULT)
+            for i, e in enumerate(pairs)]
+
+
 class CallsMixin:
     """`torch.*(...)` calls, containers, Parameter, instantiation of converted classes."""
 
@@ -42,6 +59,8 @@ class CallsMixin:
         q = self.qualname(original.func)
         if q is not None:
             return self._torch_call(original, updated, q)
+        if self._builds_with_rngs(original):  # self._make_layer(...), block(...)
+            return self._instantiate(original, updated)
         if isinstance(original.func, cst.Name) and original.func.value in self.rngs_classes:
             return self._instantiate(original, updated)
         if isinstance(original.func, cst.Attribute) and self.aliases:
@@ -136,7 +155,14 @@ class CallsMixin:
         target = self.target
         if q.endswith("Sequential"):
             self.changed(original, "PTJ102", f"nn.Sequential -> {target.sequential_class}")
-            return updated.with_changes(func=cst.parse_expression(target.sequential_class))
+            return updated.with_changes(func=cst.parse_expression(target.sequential_class),
+                                        args=_unnamed_layers(updated.args))
+        if q.endswith("ModuleDict"):
+            if target.module_dict_class is None:
+                self.todo(original, "PTJ102", f"nn.ModuleDict: not converted for target {target.name}")
+                return updated
+            self.changed(original, "PTJ102", f"nn.ModuleDict -> {target.module_dict_class}")
+            return updated.with_changes(func=cst.parse_expression(target.module_dict_class))
         self.changed(original, "PTJ102", f"nn.ModuleList -> {target.module_list_class}")
         if not updated.args:
             return cst.parse_expression(f"{target.module_list_class}([])")
@@ -154,5 +180,5 @@ class CallsMixin:
             last = args[-1]
             args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
         args.append(keyword)
-        self.changed(original, "PTJ101", f"{original.func.value}(...) gets {keyword_text}")  # type: ignore[attr-defined]
+        self.changed(original, "PTJ101", f"{code_of(original.func)}(...) gets {keyword_text}")
         return updated.with_changes(args=args)

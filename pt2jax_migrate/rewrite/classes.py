@@ -61,6 +61,7 @@ class ClassesMixin:
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         converted = node.name.value in self.converted_classes
         self.class_stack.append(converted)
+        self.class_names.append(node.name.value)
         self.todo_stack.append([])  # the header's TODOs (bases, decorators) go above the class
         self.class_kept_layers.append(set())  # torch layers built inside that stay PyTorch
         for base in node.bases:
@@ -84,6 +85,7 @@ class ClassesMixin:
 
     def leave_ClassDef(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         kept = self.class_kept_layers.pop()
+        self.class_names.pop()
         if kept and any(self.qualname(base.value) in MODULE_BASES for base in original.bases):
             # a converted class that still builds torch layers says so on its class line
             self.todo(original, "PTJ102", keeps_layers_message(original.name.value, kept))
@@ -108,7 +110,7 @@ class ClassesMixin:
         if original.name.value == "forward":
             self.changed(original.name, "PTJ101", "forward -> __call__")
             updated = updated.with_changes(name=cst.Name("__call__"))
-        if original.name.value == "__init__":
+        if original.name.value == "__init__" or self._is_builder(original.name.value):
             updated = self._add_rngs_param(original, updated)
         return updated
 

@@ -36,8 +36,8 @@ class MethodsMixin:
         """Facts about the method call -> core.decide.decide_method (lint asks the same) -> rendering."""
         method = original.func.attr.value  # type: ignore[attr-defined]
         receiver = updated.func.value  # type: ignore[attr-defined]
-        if method in STEP_METHODS or method in MODE_METHODS:
-            return updated  # the training step is rewritten per block; train()/eval() stay (a note)
+        if method in STEP_METHODS or method in MODE_METHODS or self._handled_by_structure(original, method):
+            return updated  # a step/mode method (rewritten per block, or a note); a structure statement  # the training step is rewritten per block; train()/eval() stay (a note)
         args, kwargs = self._args(updated)
         bare = original.func.value.value if isinstance(original.func.value, cst.Name) else None  # type: ignore[attr-defined]
         site = MethodSite(

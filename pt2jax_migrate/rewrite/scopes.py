@@ -61,6 +61,7 @@ class _Scope:
     needs_rngs: bool = False  # random sampling without a seed: add the target's unseeded_statement()
     pending_defs: list[tuple[cst.BaseStatement, str]] = field(default_factory=list)
     in_converted_init: bool = False
+    method: str | None = None  # the name of a converted class's method
     has_backward: bool = False  # a .backward() call somewhere in this function
     kind: str = "function"  # function | class | comprehension | module
     globals: set[str] = field(default_factory=set)  # names declared `global` here
@@ -103,10 +104,11 @@ class ScopesMixin:
         node.visit(bindings)
         in_class = bool(self.class_stack) and self.class_stack[-1]
         is_init = in_class and node.name.value == "__init__"
+        builds = is_init or (in_class and self._is_builder(node.name.value))  # takes rngs
         rngs_name = self.target.rngs_name
-        scope = _Scope(bound=bindings.names - {rngs_name} if is_init else bindings.names, in_converted_init=is_init,
-                       has_backward=".backward(" in code_of(node))
-        if is_init:
+        scope = _Scope(bound=bindings.names - {rngs_name} if builds else bindings.names, in_converted_init=is_init,
+                       has_backward=".backward(" in code_of(node), method=node.name.value if in_class else None)
+        if builds:
             scope.rngs = rngs_name
         self.scopes.append(scope)
         self.class_stack.append(False)

@@ -54,6 +54,7 @@ class StatementsMixin:
                         self.optimizers[target.value] = model
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        updated = self._structure_statement(original, updated)  # buffers, index assignment, weight tying
         todos = self.todo_stack.pop()
         self.statement_pos[id(updated)] = self._pos(original)  # block-level passes see only updated nodes
         call = _expr_call(original)

@@ -31,6 +31,8 @@ Free helpers live in cst_util (libcst shapes) and lifting (train-step pieces); t
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 from libcst.metadata import PositionProvider
 
@@ -39,6 +41,7 @@ from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
 from ..model import Finding
 from ..rules import load_rules
+from ..structure_facts import analyse as analyse_structure
 from ..targets import Target, get_target
 from .calls import CallsMixin
 from .classes import ClassesMixin
@@ -48,11 +51,12 @@ from .methods import MethodsMixin
 from .references import ReferencesMixin
 from .scopes import ScopesMixin, _Scope
 from .statements import StatementsMixin
+from .structure import StructureMixin
 from .todos import TodosMixin
 from .trainsteps import TrainStepsMixin
 
 MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin, MethodsMixin, ClassesMixin,
-          TrainStepsMixin)
+          TrainStepsMixin, StructureMixin)
 
 
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
@@ -92,6 +96,9 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.call_stack: list[tuple[int, bool, str | None]] = []  # calls lint records: (id, torch?, method)
         # the method calls lint records (lint._method_names): the table's, device moves, train/eval, the step
         self.recorded_methods = frozenset(self.rules.methods) | DEVICE_METHODS | MODE_METHODS | set(STEP_METHODS)
+        # buffers, index assignments, weight ties, builder methods (read off the ast, as lint does)
+        self.structure = analyse_structure(ast.parse(module.code))
+        self.class_names: list[str] = []  # enclosing class names
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
         self.module_names = _module_level_names(module)

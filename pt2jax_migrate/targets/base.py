@@ -58,6 +58,7 @@ class Target(ABC):
     parameter_class: ClassVar[str]  # what nn.Parameter(x) becomes, e.g. "nnx.Param"
     sequential_class: ClassVar[str]  # what nn.Sequential becomes
     module_list_class: ClassVar[str]  # what nn.ModuleList becomes
+    module_dict_class: ClassVar[str | None] = None  # what nn.ModuleDict becomes (None: not converted)
     rngs_name: ClassVar[str]  # the parameter/variable that carries randomness ("rngs")
     # names the converted code may use -> the import line binding each (stdlib first)
     converted_imports: ClassVar[dict[str, str]]
@@ -98,6 +99,24 @@ class Target(ABC):
     @abstractmethod
     def render_layer(self, callable_: str, arguments: list[str], rngs: str) -> str:
         """A layer with parameters built from its (already mapped) arguments."""
+
+    # module structure (core.structure): each returns (statement text, helpers it needs), or
+    # None when this target does not convert the construct (the rewrite then leaves a TODO)
+    def render_buffer(self, attribute: str, value: str) -> tuple[str, set[str]] | None:
+        """`self.register_buffer("name", value)`: `attribute` is `self.name`."""
+        return None
+
+    def render_buffer_update(self, attribute: str, op: str, value: str) -> tuple[str, set[str]] | None:
+        """`self.name += value` (op `+=`; `=` outside __init__) on a registered buffer."""
+        return None
+
+    def render_weight_tie(self, head: str, embedding: str) -> tuple[str, set[str]] | None:
+        """`head.weight = embedding.weight` (a Linear tied to an Embedding)."""
+        return None
+
+    def render_index_update(self, name: str, index: str, method: str, value: str) -> tuple[str, set[str]] | None:
+        """`name[index] op= value` on a local array; `method` is the jax `.at[]` method (set, add, ...)."""
+        return f"{name} = {name}.at{index}.{method}({value})", set()
 
     def render_parameter(self, value: str) -> str:
         """What `nn.Parameter(value)` becomes."""

@@ -161,6 +161,7 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None)
     flat = target.variables(nnx_model)
     entries: list[TransferEntry] = []
     problems: list[str] = []
+    planned: set[int] = set()  # ids of tensors already mapped: a tied weight is one parameter
     for mod_name, module, prefix in _module_prefixes(torch_model, target):
         tensors = [(n, t, True) for n, t in module.named_parameters(recurse=False)]
         non_persistent = getattr(module, "_non_persistent_buffers_set", set())
@@ -180,6 +181,12 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None)
             table = {w["torch"]: w for w in weights}
         for tname, tensor, is_param in tensors:
             key = f"{mod_name}.{tname}" if mod_name else tname
+            if id(tensor) in planned:
+                # tied (`head.weight = embed.weight`): torch's state_dict repeats it, its
+                # parameters() do not; the converted model shares one variable (a converted
+                # model that unties it is caught below: its second variable receives nothing)
+                continue
+            planned.add(id(tensor))
             if table is None:  # user-defined module: same name, copied as is
                 path = target.weight_path(prefix, tname)
                 if not is_param and tname in non_persistent and path not in flat:

@@ -23,6 +23,7 @@ class NNXTarget(Target):
     parameter_class = "nnx.Param"
     sequential_class = "nnx.Sequential"
     module_list_class = "nnx.List"
+    module_dict_class = "nnx.Dict"
     rngs_name = "rngs"
     converted_imports = {
         "math": "import math",
@@ -50,6 +51,15 @@ class NNXTarget(Target):
 
     def render_layer(self, callable_: str, arguments: list[str], rngs: str) -> str:
         return f"{callable_}({', '.join([*arguments, f'rngs={rngs}'])})"
+
+    def render_buffer(self, attribute: str, value: str) -> tuple[str, set[str]]:
+        return f"{attribute} = Buffer({value})", {"Buffer"}  # helpers_structure: a non-trainable Variable
+
+    def render_buffer_update(self, attribute: str, op: str, value: str) -> tuple[str, set[str]]:
+        return f"{attribute}[...] {op} {value}", set()  # Variables refuse `+=` on themselves
+
+    def render_weight_tie(self, head: str, embedding: str) -> tuple[str, set[str]]:
+        return f"{head} = TiedLinear({embedding}, {head}.bias)", {"TiedLinear"}
 
     def render_optimizer(self, model: str, transformation: str) -> str:
         return f"nnx.Optimizer({model}, {transformation}, wrt=nnx.Param)"

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from ..base import Helper, closure_of
 from .helpers_attention import ATTENTION_HELPERS
 from .helpers_recurrent import RECURRENT_HELPERS
+from .helpers_structure import STRUCTURE_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -249,6 +250,7 @@ HELPERS: dict[str, Helper] = {
         *RECURRENT_HELPERS,
     )
 }
+HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:

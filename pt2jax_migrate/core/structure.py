@@ -1,0 +1,103 @@
+"""Module-structure constructs, decided once for lint and rewrite.
+
+The front ends extract the facts (structure_facts.py reads them off the `ast` for both: lint
+reports them, rewrite renders them by line); the verdicts and their wording live here:
+
+* buffer registration `self.register_buffer("name", value[, persistent=...])` -> `self.name =
+  Buffer(value)` (for NNX a non-trainable Variable subclass: the optimizer leaves it);
+* a buffer updated in forward (`self.count += 1`) -> an explicit update of its value
+  (`self.count[...] += 1`), and so is a chain of in-place arithmetic (`self.r.mul_(m).add_(x)`
+  -> `self.r[...] = self.r * m + x`); other in-place methods on a buffer are refused;
+* an index assignment on a local array built by torch (`pe[:, 0::2] = v`, `pe[i] += v`) ->
+  `pe = pe.at[:, 0::2].set(v)` / `.at[i].add(v)` (only locals: a parameter or buffer is state,
+  and the subscript of an unknown object may be a list or dict);
+* weight tying `self.head.weight = self.embed.weight` -> the head becomes a TiedLinear that reads
+  the embedding's table (the tie is kept, never silently dropped).
+
+Framework-neutral: no ast, no libcst; messages say what the default target writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .decide import Decision, manual
+
+BUFFER_CLASS = "Buffer"
+TIED_CLASS = "TiedLinear"
+# augmented operators on a local array -> the jnp `.at[]` method that does the same
+AT_METHODS = {"=": "set", "+=": "add", "-=": "subtract", "*=": "multiply", "/=": "divide"}
+# in-place tensor methods a buffer update chain may use -> the operator they apply (copy_: replace)
+CHAIN_OPS = {"mul_": "*", "add_": "+", "sub_": "-", "div_": "/", "copy_": ""}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+_SIMPLE = re.compile(r"[\w.]+")
+
+
+@dataclass(frozen=True)
+class StructureSite:
+    """One statement the structure analysis found (structure_facts.StructureFacts)."""
+
+    kind: str  # buffer | buffer_update | buffer_chain | index_assign | weight_tie
+    line: int
+    col: int
+    name: str = ""  # the buffer / local array / tied module attribute
+    op: str = ""  # the assignment operator (`=`, `+=`)
+    source: str = ""  # the other side: the tied-to module attribute, the registered value
+    persistent: bool = True
+    refusal: str = ""  # why it is not converted ("" when it is)
+
+
+def decide_structure(site: StructureSite) -> Decision:
+    if site.refusal:
+        return manual("PTJ105" if site.kind in ("buffer_chain", "index_assign") else "PTJ102", site.refusal)
+    if site.kind == "buffer":
+        kept = "" if site.persistent else " (non-persistent: recomputed by the constructor, not in the state_dict)"
+        return Decision("PTJ102", True, f"register_buffer({site.name!r}) becomes self.{site.name} = "
+                        f"{BUFFER_CLASS}(...), a variable that is not trained{kept}", action="buffer")
+    if site.kind == "buffer_update":
+        return Decision("PTJ105", True, f"buffer update `self.{site.name} {site.op} ...` becomes an explicit "
+                        f"update of the {BUFFER_CLASS}'s value (`self.{site.name}[...] {site.op} ...`)",
+                        action="buffer_update")
+    if site.kind == "buffer_chain":
+        return Decision("PTJ105", True, f"in-place update of buffer self.{site.name} ({site.op}) becomes an "
+                        f"explicit update of the {BUFFER_CLASS}'s value (`self.{site.name}[...] = ...`)",
+                        action="buffer_update")
+    if site.kind == "index_assign":
+        method = AT_METHODS[site.op]
+        return Decision("PTJ105", True, f"index assignment `{site.name}[...] {site.op} v` on a local array becomes "
+                        f"`{site.name} = {site.name}.at[...].{method}(v)` (jax arrays are immutable)",
+                        action="index_assign")
+    if site.kind == "weight_tie":
+        return Decision("PTJ102", True, f"weight tying `self.{site.name}.weight = {site.source}.weight`: "
+                        f"self.{site.name} becomes a {TIED_CLASS} reading {site.source}'s table (still tied)",
+                        action="weight_tie")
+    raise ValueError(f"unknown structure construct {site.kind!r}")
+
+
+def chain_expression(current: str, steps: list[tuple[str, str]]) -> str:
+    """`x.mul_(m).add_(y)` as one expression: steps are (method, argument text) in call order."""
+    text, last = current, 3
+    for method, arg in steps:
+        op = CHAIN_OPS[method]
+        if not op:  # copy_(v): the value is replaced
+            text, last = arg, 3
+            continue
+        if _PRECEDENCE[op] > last:
+            text = f"({text})"
+        if not _SIMPLE.fullmatch(arg) and (op != "+" or " if " in arg or "lambda" in arg):
+            arg = f"({arg})"
+        text, last = f"{text} {op} {arg}", _PRECEDENCE[op]
+    return text
+
+
+def buffer_chain_refusal(name: str, methods: list[str]) -> str:
+    chain = "".join(f".{m}(...)" for m in methods)
+    return (f"in-place update of buffer self.{name}{chain}: jax arrays are immutable; write the new value "
+            f"explicitly, e.g. `self.{name}[...] = self.{name}[...] * m + x`")
+
+
+INDEX_TARGET_REFUSAL = ("index assignment on {what}: jax arrays are immutable; rebind a local "
+                        "(`x = x.at[idx].set(v)`) or update the variable (`self.v[...] = new`)")
+TIE_REFUSAL = ("weight tying `{lhs} = {rhs}`: only a Linear's weight tied to an Embedding's weight of the same "
+               "module is converted; share one parameter between the two layers by hand")

@@ -1,0 +1,93 @@
+"""Module structure: buffers, buffer updates, index assignment on local arrays, weight tying
+(statements found by structure_facts, decided by core.structure as lint decides them), and
+`rngs` threaded through builder methods (`self._make_layer(...)`) and block classes passed as
+constructor arguments (`block(inplanes, planes)`). No libcst hooks of its own: the owners of
+leave_SimpleStatementLine, leave_Call and visit_FunctionDef call in here."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..core.structure import AT_METHODS, chain_expression, decide_structure
+from ..structure_facts import ClassFacts
+from .cst_util import code_of
+
+
+class StructureMixin:
+    """State: `structure` (structure_facts.StructureFacts), `class_names` (enclosing classes)."""
+
+    def _class_facts(self) -> ClassFacts | None:
+        return self.structure.classes.get(self.class_names[-1]) if self.class_names else None
+
+    def _is_builder(self, method: str) -> bool:
+        """A method of the enclosing class that builds layers: it takes and passes on `rngs`."""
+        facts = self._class_facts()
+        return facts is not None and method in facts.builders
+
+    def _builds_with_rngs(self, call: cst.Call) -> bool:
+        """`self._make_layer(...)` (a builder) or `block(...)` (a block class passed in)."""
+        scope = self._fscope()
+        if scope.rngs is None:
+            return False
+        func = call.func
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+            return self._is_builder(func.attr.value)
+        facts = self._class_facts()
+        if isinstance(func, cst.Name) and facts is not None and scope.method is not None:
+            return func.value in facts.factories.get(scope.method, set())
+        return False
+
+    def _handled_by_structure(self, call: cst.Call, method: str) -> bool:
+        return (self._pos(call)[0], method) in self.structure.handled_calls
+
+    def _structure_statement(self, original: cst.SimpleStatementLine,
+                             updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        """The statement rendered as core.structure decides it (a TODO when refused)."""
+        site = self.structure.sites.get(self._pos(original)[0])
+        if site is None or len(updated.body) != 1:
+            return updated
+        decision = decide_structure(site)
+        if not decision.fixable:
+            self.todo(original, decision.code, decision.message)
+            return updated
+        rendered = self._structure_text(site, updated.body[0])
+        if rendered is None:  # the target does not convert it, or the statement's shape differs
+            self.todo(original, decision.code, f"{decision.message}: not converted for target {self.target.name}")
+            return updated
+        text, helpers = rendered
+        self.helpers |= helpers
+        self.changed(original, decision.code, decision.message, decision.safety)
+        new = cst.parse_statement(text + "\n")
+        return updated.with_changes(body=new.body)  # type: ignore[attr-defined]
+
+    def _structure_text(self, site, small) -> tuple[str, set[str]] | None:
+        """What the target writes for the statement (None: it does not convert it)."""
+        target = self.target
+        if site.kind == "buffer" and isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+            value = [a for a in small.value.args if a.keyword is None][1].value
+            return target.render_buffer(f"self.{site.name}", code_of(value))
+        if site.kind == "buffer_update" and isinstance(small, (cst.AugAssign, cst.Assign)):
+            op = code_of(small.operator).strip() if isinstance(small, cst.AugAssign) else "="
+            return target.render_buffer_update(f"self.{site.name}", op, code_of(small.value))
+        if site.kind == "buffer_chain" and isinstance(small, cst.Expr):
+            steps = []
+            node = small.value
+            while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and len(node.args) == 1:
+                steps.append((node.func.attr.value, code_of(node.args[0].value)))
+                node = node.func.value
+            attribute = f"self.{site.name}"
+            if code_of(node) != attribute:
+                return None
+            return target.render_buffer_update(attribute, "=", chain_expression(attribute, steps[::-1]))
+        if site.kind == "index_assign":
+            if isinstance(small, cst.Assign) and isinstance(small.targets[0].target, cst.Subscript):
+                subscript, op = small.targets[0].target, "="
+            elif isinstance(small, cst.AugAssign) and isinstance(small.target, cst.Subscript):
+                subscript, op = small.target, code_of(small.operator).strip()
+            else:
+                return None
+            index = code_of(subscript.with_changes(value=cst.Name("_")))[1:]  # `[:, 0::2]`
+            return target.render_index_update(site.name, index, AT_METHODS[op], code_of(small.value))
+        if site.kind == "weight_tie":
+            return target.render_weight_tie(f"self.{site.name}", site.source)
+        return None

@@ -1,0 +1,329 @@
+"""Facts about module structure, read off the `ast` once for lint and rewrite alike.
+
+Lint reports each `core.structure.StructureSite` as a finding; rewrite renders the same sites
+by line, so the two agree by construction (like trainstep.py for training steps). Also the
+facts the rewrite needs to thread `rngs` through builder methods (`self._make_layer(...)`) and
+block classes passed as constructor arguments (`ResNet(BasicBlock, [2, 2])`).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from .core.structure import (AT_METHODS, CHAIN_OPS, INDEX_TARGET_REFUSAL, TIE_REFUSAL, StructureSite,
+                             buffer_chain_refusal)
+
+_OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/="}
+
+
+@dataclass
+class ClassFacts:
+    buffers: set[str] = field(default_factory=set)
+    builders: set[str] = field(default_factory=set)  # methods that build layers: they take rngs
+    factories: dict[str, set[str]] = field(default_factory=dict)  # method -> parameters holding block classes
+
+
+@dataclass
+class StructureFacts:
+    sites: dict[int, StructureSite] = field(default_factory=dict)  # by statement line
+    classes: dict[str, ClassFacts] = field(default_factory=dict)
+    handled_calls: set[tuple[int, str]] = field(default_factory=set)  # (line, method) decided here
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *reversed(parts)])
+    return None
+
+
+def _self_attr(node: ast.AST) -> str | None:
+    """`self.name` -> name."""
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return None
+
+
+def _torch_roots(tree: ast.Module) -> set[str]:
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "torch")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            roots.update(a.asname or a.name for a in node.names)
+    return roots
+
+
+def _buffer_registration(call: ast.Call) -> tuple[str, bool] | None:
+    """(name, persistent) of `self.register_buffer("name", value[, persistent=True|False])`."""
+    if not (isinstance(call.func, ast.Attribute) and call.func.attr == "register_buffer"
+            and isinstance(call.func.value, ast.Name) and call.func.value.id == "self"):
+        return None
+    if len(call.args) != 2 or any(isinstance(a, ast.Starred) for a in call.args):
+        return None
+    name = call.args[0]
+    if not (isinstance(name, ast.Constant) and isinstance(name.value, str) and name.value.isidentifier()):
+        return None
+    persistent = True
+    for keyword in call.keywords:
+        if keyword.arg != "persistent" or not isinstance(keyword.value, ast.Constant) \
+                or not isinstance(keyword.value.value, bool):
+            return None
+        persistent = keyword.value.value
+    return name.value, persistent
+
+
+def _layer_kind(value: ast.AST, roots: set[str]) -> str | None:
+    """`nn.Linear(...)` -> "Linear" (a torch layer construction), else None."""
+    if isinstance(value, ast.Call):
+        text = _dotted(value.func)
+        if text and text.split(".")[0] in roots:
+            return text.rsplit(".", 1)[-1]
+    return None
+
+
+# cheap test on the text: only files with one of these constructs are analysed (lint's speed)
+_MAY_HAVE = re.compile(r"register_buffer|\.weight\s*=|\]\s*[-+*/]?=(?!=)")
+# (lint reports no finding for builder methods: the rewrite analyses every file)
+
+
+def may_have_structure(source: str) -> bool:
+    return _MAY_HAVE.search(source) is not None
+
+
+def analyse(tree: ast.Module) -> StructureFacts:
+    facts = StructureFacts()
+    roots = _torch_roots(tree)
+    if not roots:
+        return facts
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    class_names = {c.name for c in classes}
+    init_params = {}
+    for cls in classes:
+        for stmt in cls.body:
+            if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
+                init_params[cls.name] = [a.arg for a in stmt.args.args[1:]]
+    # block classes passed to a class of this file: `ResNet(BasicBlock, [2, 2])`
+    passed: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in init_params:
+            params = init_params[node.func.id]
+            for i, arg in enumerate(node.args):
+                if isinstance(arg, ast.Name) and arg.id in class_names and i < len(params):
+                    passed.setdefault(node.func.id, set()).add(params[i])
+            for keyword in node.keywords:
+                if isinstance(keyword.value, ast.Name) and keyword.value.id in class_names and keyword.arg:
+                    passed.setdefault(node.func.id, set()).add(keyword.arg)
+    for cls in classes:
+        facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _index_assignments(node, roots, facts)
+    return facts
+
+
+def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], init_factories: set[str],
+                   facts: StructureFacts) -> ClassFacts:
+    out = ClassFacts()
+    methods = {s.name: s for s in cls.body if isinstance(s, ast.FunctionDef)}
+    layers: dict[str, str] = {}  # self attribute -> torch layer kind built in __init__
+    init = methods.get("__init__")
+    out.factories["__init__"] = set(init_factories)
+    for method in methods.values():
+        for node in ast.walk(method):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                found = _buffer_registration(node.value)
+                if found is not None:
+                    out.buffers.add(found[0])
+                    facts.handled_calls.add((node.value.lineno, "register_buffer"))
+                    facts.sites[node.lineno] = StructureSite("buffer", node.lineno, node.col_offset + 1, found[0],
+                                                             persistent=found[1])
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and method is init:
+                name = _self_attr(node.targets[0])
+                kind = _layer_kind(node.value, roots)
+                if name and kind:
+                    layers[name] = kind
+    # builder methods: called as self.M(...) and building layers, blocks or other builders
+    changed = True
+    while changed:
+        changed = False
+        for name, method in methods.items():
+            if name in ("__init__", "forward") or name in out.builders:
+                continue
+            factories = out.factories.get(name, set())
+            for node in ast.walk(method):
+                if isinstance(node, ast.Call) and (
+                        _layer_kind(node, roots) is not None
+                        or (isinstance(node.func, ast.Name) and (node.func.id in class_names or node.func.id in factories))
+                        or (_self_attr(node.func) in out.builders)):
+                    out.builders.add(name)
+                    changed = True
+                    break
+        # block classes flow into builders' parameters: self._make_layer(block, ...)
+        for caller, method in methods.items():
+            given = out.factories.get(caller, set())
+            if not given:
+                continue
+            for node in ast.walk(method):
+                callee = _self_attr(node.func) if isinstance(node, ast.Call) else None
+                if callee in methods and callee != caller:
+                    params = [a.arg for a in methods[callee].args.args[1:]]
+                    new = {params[i] for i, a in enumerate(node.args)
+                           if isinstance(a, ast.Name) and a.id in given and i < len(params)}
+                    new |= {k.arg for k in node.keywords if isinstance(k.value, ast.Name) and k.value.id in given and k.arg}
+                    if not new <= out.factories.get(callee, set()):
+                        out.factories.setdefault(callee, set()).update(new)
+                        changed = True
+    for method in methods.values():
+        for node in ast.walk(method):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                _buffer_chain(node, out.buffers, facts)
+            if isinstance(node, ast.AugAssign) and type(node.op) in _OPS:
+                name = _self_attr(node.target)
+                if name in out.buffers:
+                    facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name,
+                                                             _OPS[type(node.op)])
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                name = _self_attr(target)
+                if name in out.buffers and method is not init:
+                    facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name, "=")
+                if isinstance(target, ast.Subscript) and _self_attr(target.value) in out.buffers:
+                    what = f"buffer self.{_self_attr(target.value)}"
+                    facts.sites[node.lineno] = StructureSite("index_assign", node.lineno, node.col_offset + 1,
+                                                             refusal=INDEX_TARGET_REFUSAL.format(what=what))
+                if (method is init and isinstance(target, ast.Attribute) and target.attr == "weight"
+                        and isinstance(node.value, ast.Attribute) and node.value.attr == "weight"):
+                    head, embed = _self_attr(target.value), _self_attr(node.value.value)
+                    lhs, rhs = _dotted(target) or "?", _dotted(node.value) or "?"
+                    if head and embed and layers.get(head) == "Linear" and layers.get(embed) == "Embedding":
+                        facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1, head,
+                                                                 source=f"self.{embed}")
+                    else:
+                        facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1,
+                                                                 refusal=TIE_REFUSAL.format(lhs=lhs, rhs=rhs))
+    return out
+
+
+def _buffer_chain(stmt: ast.Expr, buffers: set[str], facts: StructureFacts) -> None:
+    """`self.running.mul_(m).add_(x)` as a statement, on a registered buffer."""
+    calls = []
+    node = stmt.value
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.endswith("_"):
+        calls.append(node)
+        node = node.func.value
+    name = _self_attr(node)
+    if not calls or name not in buffers:
+        return
+    methods = [call.func.attr for call in reversed(calls)]  # type: ignore[attr-defined]
+    for method in methods:
+        facts.handled_calls.add((stmt.value.lineno, method))
+    convertible = all(call.func.attr in CHAIN_OPS and len(call.args) == 1 and not call.keywords  # type: ignore[attr-defined]
+                      and not isinstance(call.args[0], ast.Starred) for call in calls)
+    facts.sites[stmt.lineno] = StructureSite("buffer_chain", stmt.lineno, stmt.col_offset + 1, name,
+                                             "".join(f".{m}()" for m in methods),
+                                             refusal="" if convertible else buffer_chain_refusal(name, methods))
+
+
+def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[str], facts: StructureFacts) -> None:
+    """`pe[:, 0::2] = v` where `pe` is a local array the function built with torch (`pe =
+    torch.zeros(...)`, rebound by its own methods `pe = pe.float()`) and shared with nothing yet.
+
+    Aliasing: once the array is stored elsewhere (`self.register_buffer("pe", pe)`, `self.x = pe`,
+    `nn.Parameter(pe)`, a view `row = pe[0]`, a list), a torch write through one name shows through
+    the others, and `pe = pe.at[...].set(v)` would only rebind the local: refused from then on.
+    Nested functions are analysed on their own."""
+    arrays: set[str] = set()
+    shared: dict[str, int] = {}  # array -> line where it was stored elsewhere
+    for stmt in _own_statements(func.body):
+        target = None
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            target, op = stmt.targets[0], "="
+        elif isinstance(stmt, ast.AugAssign) and type(stmt.op) in _OPS:
+            target, op = stmt.target, _OPS[type(stmt.op)]
+        if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays:
+            name = target.value.id
+            if name in shared:
+                what = f"local array `{name}`, which line {shared[name]} shares (a buffer, parameter, view or container)"
+                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1, name, op,
+                                                         refusal=INDEX_TARGET_REFUSAL.format(what=what))
+            else:
+                facts.sites[stmt.lineno] = StructureSite("index_assign", stmt.lineno, stmt.col_offset + 1, name, op)
+            continue
+        for name in _escaping(stmt, arrays, roots):
+            shared.setdefault(name, stmt.lineno)
+        if isinstance(target, ast.Name):
+            rebinds_itself = _is_method_of(stmt.value, target.id)
+            if op == "=" and (_torch_call(stmt.value, roots) or (rebinds_itself and target.id in arrays)):
+                if not rebinds_itself:
+                    shared.pop(target.id, None)  # a fresh array under an old name
+                arrays.add(target.id)
+            elif not (op != "=" and target.id in arrays):
+                arrays.discard(target.id)
+
+
+def _is_method_of(value: ast.AST, name: str) -> bool:
+    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+            and isinstance(value.func.value, ast.Name) and value.func.value.id == name)
+
+
+def _escaping(stmt: ast.stmt, arrays: set[str], roots: set[str]) -> set[str]:
+    """Arrays this statement stores elsewhere (shares memory with another name or object)."""
+    if not arrays:
+        return set()
+    out: set[str] = set()
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
+        value = stmt.value
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        base = value
+        while isinstance(base, (ast.Subscript, ast.Attribute)) or (
+                isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute)):
+            base = base.func.value if isinstance(base, ast.Call) else base.value  # type: ignore[union-attr]
+        if isinstance(base, ast.Name) and base.id in arrays and not (
+                len(targets) == 1 and isinstance(targets[0], ast.Name) and targets[0].id == base.id):
+            out.add(base.id)  # q = pe, self.pe = pe, row = pe[0], v = pe.view(...)
+    headers = [stmt] if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr, ast.Return)) else \
+        [getattr(stmt, f) for f in ("iter", "test", "items") if getattr(stmt, f, None) is not None]
+    for header in headers:
+        for node in ast.walk(header) if isinstance(header, ast.AST) else ():
+            if isinstance(node, ast.Call):
+                text = _dotted(node.func) or ""
+                fresh = text.split(".")[0] in roots and not text.rsplit(".", 1)[-1][:1].isupper()
+                if not fresh:  # torch.sin(pe) makes a new array; register_buffer / nn.Parameter keep pe
+                    out |= {a.id for a in node.args if isinstance(a, ast.Name) and a.id in arrays}
+                    out |= {k.value.id for k in node.keywords if isinstance(k.value, ast.Name) and k.value.id in arrays}
+            elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+                out |= {e.id for e in node.elts if isinstance(e, ast.Name) and e.id in arrays}
+            elif isinstance(node, ast.Dict):
+                out |= {v.id for v in node.values if isinstance(v, ast.Name) and v.id in arrays}
+    if isinstance(stmt, ast.For) and isinstance(stmt.iter, ast.Name) and stmt.iter.id in arrays:
+        out.add(stmt.iter.id)  # for row in pe: rows are views
+    return out
+
+
+def _own_statements(body: list[ast.stmt]):
+    """Statements in source order, into if/for/while/with/try blocks but not nested defs/classes."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        yield stmt
+        for name in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, name, None)
+            if isinstance(inner, list):
+                yield from _own_statements(inner)
+        for handler in getattr(stmt, "handlers", []) or []:
+            yield from _own_statements(handler.body)
+
+
+def _torch_call(value: ast.AST, roots: set[str]) -> bool:
+    """A torch function call (`torch.zeros(...)`), which makes a new array (not `nn.Linear(...)`)."""
+    if isinstance(value, ast.Call):
+        text = _dotted(value.func)
+        if text is not None and "." in text and text.split(".")[0] in roots:
+            return not text.rsplit(".", 1)[-1][:1].isupper()
+    return False
