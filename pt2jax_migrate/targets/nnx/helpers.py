@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..base import Helper, closure_of
+from .helpers_surface import SURFACE_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -243,6 +244,7 @@ HELPERS: dict[str, Helper] = {
             ["import math", "import jax", "import jax.numpy as jnp"],
             ["ntuple"],
         ),
+        *SURFACE_HELPERS,
     )
 }
 
