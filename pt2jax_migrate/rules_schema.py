@@ -257,6 +257,10 @@ KEYS: dict[str, Key] = {k.name: k for k in (
          "torch overloads: number of positional arguments -> the parameters they bind first"),
     _key("int_args", STR_LIST, SOURCE, {"function"},
          "parameters converted only when given as a literal int (torch.max(x, 1) vs torch.max(a, b))"),
+    _key("sizes_arg", STR, SOURCE, {"method"},
+         "a method another type shares (str.split): the entry applies only when this parameter is an int "
+         "or a list/tuple of ints as a literal, or dim= is given; otherwise the call is left to the "
+         "torch-only check"),
     _key("defaults", STR_TABLE, SOURCE, ALL - {"layer"},
          "torch's default for a parameter (source text), used when the call does not give it"),
     _key("ignore", STR_LIST, SOURCE, ALL, "torch parameters dropped without changing numbers (device, inplace)"),

@@ -147,10 +147,23 @@ def tensor_method_applies(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *
     if rule.get("only_with_arguments") and not (args or kwargs):
         return False
     try:
-        bind(rule, args, kwargs)
+        bound = bind(rule, args, kwargs)
     except Refused:
         return False
+    sizes = rule.get("sizes_arg")
+    if sizes is not None and "dim" not in kwargs:  # line.split(sep, 1) is str's: only literal sizes tell
+        return _is_sizes_literal(bound.get(sizes))
     return True
+
+
+def _is_sizes_literal(arg) -> bool:
+    """An int, or a list/tuple of ints, written as a literal (x.split(2), x.split([1, 3]))."""
+    if not isinstance(arg, Arg) or arg.literal is None:
+        return False
+    value = ast.literal_eval(arg.literal)
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(type(v) is int for v in value)
+    return type(value) is int
 
 
 def _is_int_literal(arg: Arg) -> bool:
