@@ -65,6 +65,8 @@ def bind(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None =
     bound: dict[str, Arg | list[Arg]] = {}
     position = 0
     for param in signature:
+        if param.startswith("**"):
+            continue
         if param.startswith("*"):
             bound[param[1:]] = list(args[position:])
             position = len(args)
@@ -75,8 +77,9 @@ def bind(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None =
     if position < len(args):
         raise Refused(f"{len(args)} positional arguments; the torch signature takes {position}")
     names = {p.lstrip("*") for p in signature}
+    takes_any_keyword = any(p.startswith("**") for p in signature)  # Rearrange(pattern, **axes_lengths)
     for key, value in kwargs.items():
-        if key not in names:
+        if key not in names and not takes_any_keyword:
             raise Refused(f"unknown argument {key}=")
         if key in bound:
             raise Refused(f"argument {key} given twice")
