@@ -167,3 +167,24 @@ def _split_findings(line: str):
 def test_split_is_told_from_str_split_alike_by_lint_and_rewrite(line, expected):
     lint, rewrite = _split_findings(line)
     assert lint == rewrite == expected
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("size", [7, 8, 9])
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [(2, 2, 0), (3, 2, 1), (2, 2, 1), (3, 3, 1), (4, 3, 2)])
+def test_pooling_ceil_mode_matches_torch(n, size, kernel, stride, padding):
+    """Output sizes and values with ceil_mode=True (and False): max pooling with dilation 1
+    and 2, average pooling with and without the padding in the divisor."""
+    x = _randn(2, 3, *(size,) * n, seed=size)
+    t = torch.tensor(x)
+    max_pool, avg_pool = _load(f"max_pool{n}d"), _load(f"avg_pool{n}d")
+    torch_max, torch_avg = getattr(F, f"max_pool{n}d"), getattr(F, f"avg_pool{n}d")
+    for ceil_mode in (True, False):
+        for dilation in (1, 2):
+            if padding * 2 > dilation * (kernel - 1) + 1:  # torch: pad at most half the window
+                continue
+            _close(max_pool(x, kernel, stride, padding, dilation, ceil_mode),
+                   torch_max(t, kernel, stride, padding, dilation, ceil_mode))
+        for count_include_pad in (True, False):
+            _close(avg_pool(x, kernel, stride, padding, ceil_mode, count_include_pad),
+                   torch_avg(t, kernel, stride, padding, ceil_mode, count_include_pad))
