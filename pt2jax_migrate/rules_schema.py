@@ -288,6 +288,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     _key("set", STR_TABLE, TARGET, {"layer", "function"},
          "target keywords (or positional slots '0', '1' ...) written even when the torch argument is absent: "
          "PyTorch's default where it differs from the target's (written out explicitly)"),
+    _key("target_if_given", STR_TABLE, TARGET, {"layer"},
+         "torch parameter -> the target (a helper, written into the output) used instead when that "
+         "parameter is given (nn.Embedding(padding_idx=...) -> EmbedPaddingIdx)"),
     _key("compute", table_of(named(COMPUTED, "computed keyword")), TARGET, {"layer"},
          "target keyword -> a named computation over several bound torch arguments"),
     _key("templates", STR_TABLE, TARGET, ALL - {"layer"},

@@ -188,3 +188,26 @@ def test_pooling_ceil_mode_matches_torch(n, size, kernel, stride, padding):
         for count_include_pad in (True, False):
             _close(avg_pool(x, kernel, stride, padding, ceil_mode, count_include_pad),
                    torch_avg(t, kernel, stride, padding, ceil_mode, count_include_pad))
+
+
+def test_embedding_padding_idx_row_starts_at_zero_and_gets_no_gradient():
+    """torch zeroes the padding_idx row at init and its gradient is always zero."""
+    from flax import nnx
+
+    namespace = {"__name__": "converted_under_test"}
+    exec(compile(emitted_source(["EmbedPaddingIdx"]), "<emitted helpers>", "exec"), namespace)
+    layer = namespace["EmbedPaddingIdx"](6, 3, padding_idx=-2, rngs=nnx.Rngs(0))
+    assert layer.padding_idx == 4
+    assert not np.asarray(layer.embedding[...][4]).any() and np.asarray(layer.embedding[...][3]).any()
+    torch_layer = torch.nn.Embedding(6, 3, padding_idx=-2)
+    weight = _randn(6, 3)  # a nonzero padding row too (loaded weights): returned, never trained
+    layer.embedding[...] = weight
+    with torch.no_grad():
+        torch_layer.weight.copy_(torch.tensor(weight))
+    ids = np.array([[4, 1, 4], [0, 5, 2]])
+    (torch_layer(torch.tensor(ids)) ** 2).sum().backward()
+    grads = nnx.grad(lambda m: (m(ids) ** 2).sum())(layer)
+    got = np.asarray(grads.embedding[...])
+    assert not got[4].any()
+    assert np.max(np.abs(got - torch_layer.weight.grad.numpy())) <= 1e-5
+    _close(layer(ids), torch_layer(torch.tensor(ids)))

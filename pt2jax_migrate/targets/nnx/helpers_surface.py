@@ -146,3 +146,24 @@ SURFACE_HELPERS: tuple[Helper, ...] = (
     Helper("torch_meshgrid", _TORCH_MESHGRID, ("import jax.numpy as jnp",)),
     Helper("multinomial", _MULTINOMIAL, tuple(_JAX)),
 )
+
+_EMBED_PADDING_IDX = '''\
+class EmbedPaddingIdx(nnx.Embed):
+    """nn.Embedding(padding_idx=i): row i starts at zero and is never trained (its gradient
+    is zero, as in PyTorch); it is returned as it stands for index i."""
+
+    def __init__(self, num_embeddings, features, *, padding_idx, rngs, **kwargs):
+        super().__init__(num_embeddings, features, rngs=rngs, **kwargs)
+        self.padding_idx = padding_idx % num_embeddings  # torch accepts a negative index
+        self.embedding[...] = self.embedding[...].at[self.padding_idx].set(0)
+
+    def __call__(self, inputs):
+        table = self.embedding[...]
+        frozen = (jnp.arange(table.shape[0]) == self.padding_idx)[:, None]
+        table = jnp.where(frozen, jax.lax.stop_gradient(table), table)
+        return jnp.take(table, inputs, axis=0)
+'''
+
+SURFACE_HELPERS += (
+    Helper("EmbedPaddingIdx", _EMBED_PADDING_IDX, ("import jax", "import jax.numpy as jnp", "from flax import nnx")),
+)
