@@ -182,7 +182,8 @@ def max_pool{nd}d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=
     lead = (1,) * (x.ndim - {nd})  # batch and channel axes are not pooled
     window = lead + kernel_size
     strides = lead + stride
-    pads = ((0, 0),) * len(lead) + pool_pads(x.shape[-{nd}:], kernel_size, stride, padding, dilation, ceil_mode)
+    spatial = pool_pads(x.shape[-{nd}:], kernel_size, stride, padding, dilation, ceil_mode)
+    pads = ((0, 0),) * len(lead) + spatial
     return jax.lax.reduce_window(
         x, -jnp.inf, jax.lax.max, window, strides, pads, window_dilation=lead + dilation
     )
@@ -201,13 +202,14 @@ def avg_pool{nd}d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count
     lead = (1,) * (x.ndim - {nd})  # batch and channel axes are not pooled
     window = lead + kernel_size
     strides = lead + stride
+    unpooled = ((0, 0),) * len(lead)
     spatial = pool_pads(x.shape[-{nd}:], kernel_size, stride, padding, (1,) * {nd}, ceil_mode)
-    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, ((0, 0),) * len(lead) + spatial)
+    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, unpooled + spatial)
     ones = jnp.ones(lead + x.shape[-{nd}:], x.dtype)
     if count_include_pad:  # padding counts; the ceil_mode overhang does not
-        ones = jnp.pad(ones, ((0, 0),) * len(lead) + tuple((p, p) for p in padding), constant_values=1)
+        ones = jnp.pad(ones, unpooled + tuple((p, p) for p in padding), constant_values=1)
         spatial = tuple((0, high - low) for low, high in spatial)
-    count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, ((0, 0),) * len(lead) + spatial)
+    count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, unpooled + spatial)
     return total / count
 '''
 
