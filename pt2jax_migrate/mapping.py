@@ -350,8 +350,16 @@ def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) 
     positional: dict[int, str] = {}
     keywords: dict[str, str] = {}
     ndim = int(rule.get("ndim_by_name", {}).get(_short_name(name), rule.get("ndim", 2)))
+    for param, alternative in rule.get("target_if_given", {}).items():
+        if param in effective:  # nn.Embedding(padding_idx=...) needs more than nnx.Embed
+            target = alternative
+            helpers.add(alternative)
+    extra_keywords = any(p.startswith("**") for p in rule.signature)
     for param, arg in effective.items():
         spec = mapping.get(param)
+        if spec is None and extra_keywords and param not in rule.signature:
+            keywords[param] = arg.source  # a **kwargs keyword (einops' axis lengths) passes through
+            continue
         if spec is None:
             raise Refused(f"argument {param} is not converted")
         if isinstance(spec, int):

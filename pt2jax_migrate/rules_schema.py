@@ -258,6 +258,10 @@ KEYS: dict[str, Key] = {k.name: k for k in (
          "torch overloads: number of positional arguments -> the parameters they bind first"),
     _key("int_args", STR_LIST, SOURCE, {"function"},
          "parameters converted only when given as a literal int (torch.max(x, 1) vs torch.max(a, b))"),
+    _key("sizes_arg", STR, SOURCE, {"method"},
+         "a method another type shares (str.split): the entry applies only when this parameter is an int "
+         "or a list/tuple of ints as a literal, or dim= is given; otherwise the call is left to the "
+         "torch-only check"),
     _key("defaults", STR_TABLE, SOURCE, ALL - {"layer"},
          "torch's default for a parameter (source text), used when the call does not give it"),
     _key("ignore", STR_LIST, SOURCE, ALL, "torch parameters dropped without changing numbers (device, inplace)"),
@@ -285,6 +289,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     _key("set", STR_TABLE, TARGET, {"layer", "function"},
          "target keywords (or positional slots '0', '1' ...) written even when the torch argument is absent: "
          "PyTorch's default where it differs from the target's (written out explicitly)"),
+    _key("target_if_given", STR_TABLE, TARGET, {"layer"},
+         "torch parameter -> the target (a helper, written into the output) used instead when that "
+         "parameter is given (nn.Embedding(padding_idx=...) -> EmbedPaddingIdx)"),
     _key("compute", table_of(named(COMPUTED, "computed keyword")), TARGET, {"layer"},
          "target keyword -> a named computation over several bound torch arguments"),
     _key("templates", STR_TABLE, TARGET, ALL - {"layer"},

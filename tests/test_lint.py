@@ -120,12 +120,12 @@ def test_relative_and_lookalike_imports_are_not_torch():
 
 EXPECTED_CODES = [
     (1, 1, "PTJ001", False),  # torch: still used by torch.fft.rfft / torch.save
-    (2, 1, "PTJ001", False),  # torch.nn: nn.Embedding(padding_idx=...) is not converted
+    (2, 1, "PTJ001", False),  # torch.nn: nn.Embedding(max_norm=...) is not converted
     (3, 1, "PTJ001", True),
     (4, 1, "PTJ001", False),
     (5, 1, "PTJ001", False),
     (8, 1, "PTJ101", True),
-    (8, 1, "PTJ102", False),  # class Net keeps a PyTorch layer (the Embedding with padding_idx)
+    (8, 1, "PTJ102", False),  # class Net keeps a PyTorch layer (the Embedding with max_norm)
     (11, 19, "PTJ102", True),
     (12, 20, "PTJ102", False),
     (13, 22, "PTJ102", True),  # nn.Parameter
@@ -162,7 +162,7 @@ def test_each_code_with_position_and_fixable_mark():
     assert rows(findings) == EXPECTED_CODES
     eval_finding = next(f for f in findings if f.code == "PTJ303")
     assert eval_finding.severity == "info"
-    assert "padding_idx" in next(f for f in findings if f.line == 12).message  # the reason
+    assert "max_norm" in next(f for f in findings if f.line == 12).message  # the reason
     assert "torch.fft.rfft" in next(f for f in findings if f.code == "PTJ901").message
 
 

@@ -124,7 +124,7 @@ def test_rewrite_marks_what_it_leaves_and_lint_reports_the_same():
                 self.register_buffer("scale", torch.ones(4))
 
             def forward(self, x):
-                a, b = x.chunk(2, dim=-1)
+                a, b = x.unbind(-1)  # (x.chunk is converted now; unbind is not)
                 return self.fc(x).to(x.device, dtype=b.dtype)
         """)
     result = rewrite_source(source)

@@ -65,6 +65,8 @@ def bind(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None =
     bound: dict[str, Arg | list[Arg]] = {}
     position = 0
     for param in signature:
+        if param.startswith("**"):
+            continue
         if param.startswith("*"):
             bound[param[1:]] = list(args[position:])
             position = len(args)
@@ -75,8 +77,9 @@ def bind(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None =
     if position < len(args):
         raise Refused(f"{len(args)} positional arguments; the torch signature takes {position}")
     names = {p.lstrip("*") for p in signature}
+    takes_any_keyword = any(p.startswith("**") for p in signature)  # Rearrange(pattern, **axes_lengths)
     for key, value in kwargs.items():
-        if key not in names:
+        if key not in names and not takes_any_keyword:
             raise Refused(f"unknown argument {key}=")
         if key in bound:
             raise Refused(f"argument {key} given twice")
@@ -147,10 +150,23 @@ def tensor_method_applies(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *
     if rule.get("only_with_arguments") and not (args or kwargs):
         return False
     try:
-        bind(rule, args, kwargs)
+        bound = bind(rule, args, kwargs)
     except Refused:
         return False
+    sizes = rule.get("sizes_arg")
+    if sizes is not None and "dim" not in kwargs:  # line.split(sep, 1) is str's: only literal sizes tell
+        return _is_sizes_literal(bound.get(sizes))
     return True
+
+
+def _is_sizes_literal(arg) -> bool:
+    """An int, or a list/tuple of ints, written as a literal (x.split(2), x.split([1, 3]))."""
+    if not isinstance(arg, Arg) or arg.literal is None:
+        return False
+    value = ast.literal_eval(arg.literal)
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(type(v) is int for v in value)
+    return type(value) is int
 
 
 def _is_int_literal(arg: Arg) -> bool:

@@ -106,7 +106,8 @@ MODULE_METHODS: dict[str, str] = {
 # method name -> reason (tensor API that jax.Array lacks)
 TENSOR_METHODS: dict[str, str] = {
     "chunk": "chunk(): use jnp.array_split(x, n, axis=dim) (torch's chunk sizes differ when n does not divide)",
-    "split": "split(sizes, dim): use jnp.split(x, indices, axis=dim) with cumulative indices",
+    "split": "split(sizes, dim): sizes that are not a literal may be str.split's; write dim= to have it converted "
+             "(or use jnp.split(x, cumulative_indices, axis=dim))",
     "tensor_split": "tensor_split(): use jnp.array_split",
     "unbind": "unbind(dim): use [x[i] for i in range(n)] or jnp.moveaxis + iteration",
     "new_zeros": "new_zeros(): use jnp.zeros(shape, dtype=x.dtype)",

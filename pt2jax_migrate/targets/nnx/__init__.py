@@ -33,6 +33,7 @@ class NNXTarget(Target):
         "np": "import numpy as np",
         "optax": "import optax",
         "nnx": "from flax import nnx",
+        "einops": "import einops",  # converted einops.layers.torch layers call einops' functions
     }
     helpers = HELPERS
     import_order = ALLOWED_IMPORTS

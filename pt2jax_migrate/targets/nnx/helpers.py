@@ -16,6 +16,7 @@ from ..base import Helper, closure_of
 from .helpers_attention import ATTENTION_HELPERS
 from .helpers_recurrent import RECURRENT_HELPERS
 from .helpers_structure import STRUCTURE_HELPERS
+from .helpers_surface import SURFACE_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -159,8 +160,23 @@ class TorchBatchNorm(nnx.BatchNorm):
         return y
 '''
 
+_POOL_PADS = '''\
+def pool_pads(size, kernel_size, stride, padding, dilation, ceil_mode):
+    """(low, high) padding of each pooled axis, as PyTorch pools: ceil_mode=True adds on the
+    high side what a last, partial window needs (a window must start inside the input or the
+    low padding)."""
+    pads = []
+    for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation):
+        span = n + 2 * p - d * (k - 1) - 1
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= n + p:
+            out -= 1
+        pads.append((p, p + max(0, (out - 1) * s + d * (k - 1) + 1 - (n + 2 * p))))
+    return tuple(pads)
+'''
+
 _MAX_POOL = '''\
-def max_pool{nd}d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool{nd}d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """torch.nn.functional.max_pool{nd}d on channels-first input (padding counts as -inf)."""
     kernel_size = ntuple(kernel_size, {nd})
     stride = kernel_size if stride is None else ntuple(stride, {nd})
@@ -169,30 +185,34 @@ def max_pool{nd}d(x, kernel_size, stride=None, padding=0, dilation=1):
     lead = (1,) * (x.ndim - {nd})  # batch and channel axes are not pooled
     window = lead + kernel_size
     strides = lead + stride
-    pads = ((0, 0),) * len(lead) + tuple((p, p) for p in padding)
+    spatial = pool_pads(x.shape[-{nd}:], kernel_size, stride, padding, dilation, ceil_mode)
+    pads = ((0, 0),) * len(lead) + spatial
     return jax.lax.reduce_window(
         x, -jnp.inf, jax.lax.max, window, strides, pads, window_dilation=lead + dilation
     )
 '''
 
-_AVG_POOL2D = '''\
-def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
-    """torch.nn.functional.avg_pool2d on channels-first input.
+_AVG_POOL = '''\
+def avg_pool{nd}d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """torch.nn.functional.avg_pool{nd}d on channels-first input.
 
-    Zero padding is counted in the divisor unless count_include_pad=False.
+    The divisor counts the zero padding (unless count_include_pad=False) but never the part
+    of a ceil_mode window that hangs past it, as in PyTorch.
     """
-    kernel_size = ntuple(kernel_size, 2)
-    stride = kernel_size if stride is None else ntuple(stride, 2)
-    padding = ntuple(padding, 2)
-    lead = (1,) * (x.ndim - 2)  # batch and channel axes are not pooled
+    kernel_size = ntuple(kernel_size, {nd})
+    stride = kernel_size if stride is None else ntuple(stride, {nd})
+    padding = ntuple(padding, {nd})
+    lead = (1,) * (x.ndim - {nd})  # batch and channel axes are not pooled
     window = lead + kernel_size
     strides = lead + stride
-    pads = ((0, 0),) * len(lead) + tuple((p, p) for p in padding)
-    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pads)
-    if count_include_pad:
-        return total / (kernel_size[0] * kernel_size[1])
-    ones = jnp.ones(lead + x.shape[-2:], x.dtype)
-    count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, pads)
+    unpooled = ((0, 0),) * len(lead)
+    spatial = pool_pads(x.shape[-{nd}:], kernel_size, stride, padding, (1,) * {nd}, ceil_mode)
+    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, unpooled + spatial)
+    ones = jnp.ones(lead + x.shape[-{nd}:], x.dtype)
+    if count_include_pad:  # padding counts; the ceil_mode overhang does not
+        ones = jnp.pad(ones, unpooled + tuple((p, p) for p in padding), constant_values=1)
+        spatial = tuple((0, high - low) for low, high in spatial)
+    count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, unpooled + spatial)
     return total / count
 '''
 
@@ -237,9 +257,11 @@ HELPERS: dict[str, Helper] = {
         _helper("GroupNormNCHW", _GROUP_NORM_NCHW, ["import jax.numpy as jnp", "from flax import nnx"]),
         _helper("upsample_nearest", _UPSAMPLE_NEAREST, ["import jax.numpy as jnp"], ["ntuple"]),
         _helper("TorchBatchNorm", _TORCH_BATCH_NORM, ["import jax", "import jax.numpy as jnp", "from flax import nnx"]),
-        _helper("max_pool1d", _MAX_POOL.format(nd=1), ["import jax", "import jax.numpy as jnp"], ["ntuple"]),
-        _helper("max_pool2d", _MAX_POOL.format(nd=2), ["import jax", "import jax.numpy as jnp"], ["ntuple"]),
-        _helper("avg_pool2d", _AVG_POOL2D, ["import jax", "import jax.numpy as jnp"], ["ntuple"]),
+        _helper("pool_pads", _POOL_PADS, ()),
+        _helper("max_pool1d", _MAX_POOL.format(nd=1), ["import jax", "import jax.numpy as jnp"], ["ntuple", "pool_pads"]),
+        _helper("max_pool2d", _MAX_POOL.format(nd=2), ["import jax", "import jax.numpy as jnp"], ["ntuple", "pool_pads"]),
+        _helper("avg_pool1d", _AVG_POOL.format(nd=1), ["import jax", "import jax.numpy as jnp"], ["ntuple", "pool_pads"]),
+        _helper("avg_pool2d", _AVG_POOL.format(nd=2), ["import jax", "import jax.numpy as jnp"], ["ntuple", "pool_pads"]),
         _helper(
             "adaptive_avg_pool2d",
             _ADAPTIVE_AVG_POOL2D,
@@ -248,6 +270,7 @@ HELPERS: dict[str, Helper] = {
         ),
         *ATTENTION_HELPERS,
         *RECURRENT_HELPERS,
+        *SURFACE_HELPERS,
     )
 }
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})

@@ -9,7 +9,7 @@ class Net(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(4, 3)
-        self.emb = nn.Embedding(10, 4, padding_idx=0)
+        self.emb = nn.Embedding(10, 4, max_norm=1.0)
         self.scale = nn.Parameter(torch.ones(3))
 
     def forward(self, x):
