@@ -22,6 +22,22 @@ Tolerances (`DEFAULT_TOLERANCES` in report.py), rule ``max_abs_err <= atol + rto
 
 Passing `atol`/`rtol` sets the output tolerances, and the gradient ones become at least those
 (explicit `grad_atol`/`grad_rtol` win).
+
+Rounding or meaning. float32 error grows with depth: a 16-layer VGG at 224x224 has gradients
+off by 1-2e-6 (RegNet 2e-5) against 1e-6 + 1e-4 * max|g|, although the port is right. So when
+any float32 comparison fails, run_verify runs both sides again in float64 (torch `.double()`,
+JAX with x64 enabled for that run only and restored after), from the same seed, so the same
+weights and inputs up to float32 rounding, against the float64 tolerances above. If every
+float64 comparison passes, the float32 differences are rounding noise: the report's status
+says so, shows both runs' figures, and passes. If float64 fails too, the two models compute
+different things (a wrong epsilon, a tanh GELU, a missing transpose): a mismatch.
+
+jit. After the eager run the converted model runs again under the target's jit (nnx.jit),
+the inputs traced as arguments: the forward pass, then value_and_grad inside nnx.jit, each
+compared with torch like the eager run. An exception while tracing (a Python `if` on an
+array, `int(array)`, a kept `x.device`) is the report's `jit_error`, naming the innermost
+line of the converted file in its traceback; the report then fails (exit 1), but it is not a
+numeric mismatch.
 """
 
 from __future__ import annotations
