@@ -41,7 +41,7 @@ def _rule(where: str, raw, need_torch: bool) -> dict:
     if not isinstance(raw, dict):
         raise VerifyError(f"{where}: expected a table such as {{ torch = \"weight\", to = \"kernel\", "
                           "transform = \"transpose\" }")
-    unknown = set(raw) - _KEYS - (set() if need_torch else set())
+    unknown = set(raw) - _KEYS
     if unknown:
         raise VerifyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_KEYS))}")
     if need_torch and not isinstance(raw.get("torch"), str):
