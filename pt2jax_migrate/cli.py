@@ -673,7 +673,7 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @click.option("--weights-map", "weights_map", default=None, metavar="FILE",
               help="TOML file of weight mappings for layers the tables lack (same form as "
                    "[tool.pt2jax.weights], whose entries it overrides).")
-@click.option("--no-jit", is_flag=True, help="Skip the second run of the converted model under nnx.jit.")
+@click.option("--no-jit", is_flag=True, help="Skip the second, compiled (jit) run of the converted model.")
 @color_option
 def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_perturb, loss, seed, weights_map,
            no_jit, color) -> None:

@@ -68,7 +68,7 @@ def render_verify(report, stream: TextIO, ctx) -> None:
     if report.jit_error is not None:
         jit = report.jit_error
         place = {"file": display_path(jit.path, ctx.root), **({"line": str(jit.line)} if jit.line else {})}
-        stream.write(command("error", {**place, "title": f"pt2jax verify {report.model}: fails under nnx.jit"},
+        stream.write(command("error", {**place, "title": f"pt2jax verify {report.model}: fails under jit"},
                              f"{jit.statement}: {jit.error}: {jit.message}") + "\n")
     total = len(report.all_comparisons)
     if report.passed:

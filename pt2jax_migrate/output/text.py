@@ -257,7 +257,7 @@ def render_verify_table(report, out) -> None:
                         "different things", style="default")
     elif status == JIT_FAILURE:
         line = Text("FAIL", style="bold red")
-        line.append(f": the converted model fails under nnx.jit at {report.jit_error.where}"
+        line.append(f": the converted model fails under jit at {report.jit_error.where}"
                     + (f"; eager: {len(failed)} comparison(s) out of tolerance: {names}" if failed else
                        f"; eager: {n_out} output(s) and {n_grad} gradient(s) within tolerance"), style="default")
     else:

@@ -61,7 +61,7 @@ class JitFailure:
 
     def describe(self) -> str:
         stmt = f" `{self.statement}`" if self.statement else ""
-        return f"{self.where}:{stmt} fails under nnx.jit ({self.stage}): {self.error}: {self.message}"
+        return f"{self.where}:{stmt} fails under jit ({self.stage}): {self.error}: {self.message}"
 
     def to_dict(self) -> dict:
         return {"stage": self.stage, "path": self.path, "line": self.line, "statement": self.statement,
