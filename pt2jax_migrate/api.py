@@ -463,8 +463,10 @@ def verify_rewritten(run: RewriteRun, config: Any = None, *, model: str | None =
     rewritten in place has its original spilled to a temporary file; one not written has
     its converted text spilled). torch and jax are imported only here, lazily."""
     from .verify import VerifyError, run_verify
+    from .verify.weightmap import WeightMap
 
     outcomes = []
+    table = config.settings.get("weights") if config is not None and config.pyproject is not None else None
     with tempfile.TemporaryDirectory(prefix="pt2jax-") as tmp:
         for job in run.changed:
             settings = verify_settings(config, job.path, model, init, inputs, atol, rtol)
@@ -475,6 +477,8 @@ def verify_rewritten(run: RewriteRun, config: Any = None, *, model: str | None =
             original = _spill(tmp, job.path, job.result.source) if job.written == job.path else job.path
             converted = job.written or _spill(tmp, job.path, job.result.new_source)
             try:
+                if table is not None:  # [tool.pt2jax.weights]: mappings for layers the tables lack
+                    settings["weights_map"] = WeightMap.from_table(table, f"{config.pyproject}: [tool.pt2jax.weights]")
                 outcomes.append(VerifyOutcome(job.path, report=run_verify(original, converted, **settings)))
             except VerifyError as error:
                 outcomes.append(VerifyOutcome(job.path, error=str(error)))

@@ -38,7 +38,7 @@ else:  # pragma: no cover
 
 VERIFY_KEYS = {"model", "init", "inputs", "loss", "atol", "rtol", "dtype", "perturb", "seed"}
 LINT_KEYS = {"select", "extend-select", "ignore", "exclude", "per-file-ignores", "respect-gitignore", "target",
-             "verify"}
+             "verify", "weights"}  # [tool.pt2jax.weights]: verify's user weight mappings (verify/weightmap.py)
 TARGETS = ("nnx", "linen")
 
 

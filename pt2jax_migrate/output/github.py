@@ -63,9 +63,14 @@ def render_verify(report, stream: TextIO, ctx) -> None:
     where = {"file": display_path(report.converted, ctx.root)} if report.converted else {}
     for c in report.failures:
         stream.write(command("error", {**where, "title": f"pt2jax verify {report.model}"},
-                             f"{c.name}: max abs err {c.max_abs_err:.2e}, max rel err {c.max_rel_err:.2e} "
+                             f"{c.name} ({c.mode}): max abs err {c.max_abs_err:.2e}, max rel err {c.max_rel_err:.2e} "
                              "out of tolerance") + "\n")
-    total = len(report.comparisons)
+    if report.jit_error is not None:
+        jit = report.jit_error
+        place = {"file": display_path(jit.path, ctx.root), **({"line": str(jit.line)} if jit.line else {})}
+        stream.write(command("error", {**place, "title": f"pt2jax verify {report.model}: fails under jit"},
+                             f"{jit.statement}: {jit.error}: {jit.message}") + "\n")
+    total = len(report.all_comparisons)
     if report.passed:
         stream.write(command("notice", {**where, "title": f"pt2jax verify {report.model}"},
                              f"PASS: {total} comparisons within tolerance") + "\n")

@@ -78,12 +78,13 @@ def verify_junit(report) -> str:
     comparison (classname `pt2jax.verify.output` or `.gradient`), a <failure> when the
     comparison is out of tolerance."""
     failures = str(len(report.failures))
-    tests = str(len(report.comparisons))
+    tests = str(len(report.all_comparisons))
     testsuites = ET.Element("testsuites", name="pt2jax", tests=tests, failures=failures, errors="0", time="0")
     testsuite = ET.SubElement(testsuites, "testsuite", name=_xml_text(f"pt2jax verify {report.model}"),
                               tests=tests, failures=failures, errors="0", skipped="0", time="0")
-    for c in report.comparisons:
-        case = ET.SubElement(testsuite, "testcase", classname=f"pt2jax.verify.{c.kind}", name=_xml_text(c.name),
+    for c in report.all_comparisons:
+        name = c.name if c.mode == "eager" else f"{c.name} ({c.mode})"
+        case = ET.SubElement(testsuite, "testcase", classname=f"pt2jax.verify.{c.kind}", name=_xml_text(name),
                              time="0")
         if not c.passed:
             text = (f"{c.name} {tuple(c.shape)}: max abs err {c.max_abs_err:.3e}, max rel err {c.max_rel_err:.3e} "

@@ -179,39 +179,91 @@ def _num(value: float) -> str:
     return f"{value:.2e}"
 
 
-def render_verify_table(report, out) -> None:
-    """A verify report on a rich console: one table row per comparison, then a summary line."""
+def _comparison_table(title: str, comparisons, mode_column: bool):
     from rich.table import Table
     from rich.text import Text
 
-    title = f"pt2jax verify: {report.model} ({report.dtype}"
-    title += ", weights perturbed)" if report.perturbed else ")"
     table = Table(title=title, title_justify="left")
     table.add_column("check")
+    if mode_column:
+        table.add_column("run")
     table.add_column("name", overflow="fold")
     table.add_column("shape")
     table.add_column("max abs err", justify="right")
     table.add_column("max rel err", justify="right")
     table.add_column("result")
-    for c in report.comparisons:
+    for c in comparisons:
         result = Text("pass", style="green") if c.passed else Text("FAIL", style="bold red")
-        table.add_row(c.kind, Text(c.name), "(" + ", ".join(str(d) for d in c.shape) + ")",
-                      _num(c.max_abs_err), _num(c.max_rel_err), result)
-    out.print(table)
+        cells = [c.kind, *([c.mode] if mode_column else []), Text(c.name),
+                 "(" + ", ".join(str(d) for d in c.shape) + ")", _num(c.max_abs_err), _num(c.max_rel_err), result]
+        table.add_row(*cells)
+    return table
+
+
+def _worst(comparisons) -> str:
+    """'max rel err 3.1e-06 (grad fc.weight)' for the worst comparison."""
+    if not comparisons:
+        return "nothing compared"
+    worst = max(comparisons, key=lambda c: c.max_rel_err)
+    return f"max rel err {_num(worst.max_rel_err)} ({worst.name}, {worst.mode})"
+
+
+def render_verify_table(report, out) -> None:
+    """A verify report on a rich console: one table row per comparison (eager, then under
+    jit), the float64 rerun when there was one, then a summary line."""
+    from rich.text import Text
+
+    ROUNDING, MISMATCH, JIT_FAILURE = report.ROUNDING, report.MISMATCH, report.JIT_FAILURE  # no import of verify
+    title = f"pt2jax verify: {report.model} ({report.dtype}"
+    title += ", weights perturbed)" if report.perturbed else ")"
+    out.print(_comparison_table(title, report.all_comparisons, mode_column=bool(report.jit_comparisons)))
+    if report.float64 is not None:
+        out.print(_comparison_table("float64 rerun (same model, weights and inputs; float64 tolerances)",
+                                    report.float64.all_comparisons, mode_column=bool(report.float64.jit_comparisons)))
+    if report.jit_error is not None:
+        line = Text("JIT FAIL", style="bold red")
+        line.append(f": {report.jit_error.describe()}", style="default")
+        out.print(line)
+    elif not report.jit:
+        out.print(Text("jit: not run", style="yellow"))
+    if report.float64_error is not None:
+        out.print(Text(f"float64 rerun could not run: {report.float64_error}", style="yellow"))
 
     n_out, n_grad = len(report.outputs), len(report.gradients)
     tol = (
         f"outputs atol={report.atol:g} rtol={report.rtol:g}, gradients atol={report.grad_atol:g} "
         f"rtol={report.grad_rtol:g}; pass if max abs err <= atol + rtol * max|torch|"
     )
-    if report.passed:
+    runs = "eager and jit" if report.jit and report.jit_error is None else "eager"
+    status = report.status
+    failed = report.numeric_failures
+    names = ", ".join(f"{c.name} ({c.mode})" for c in failed[:5]) + (", ..." if len(failed) > 5 else "")
+    if status == ROUNDING:
+        f64 = report.float64
         line = Text("PASS", style="bold green")
-        line.append(f": {n_out} output(s) and {n_grad} gradient(s) within tolerance ({tol})", style="default")
-    else:
-        failed = report.failures
+        line.append(f" (float32 rounding noise): {len(failed)} float32 comparison(s) out of tolerance: {names}; "
+                    f"float32 {_worst(report.all_comparisons)}, float64 {_worst(f64.all_comparisons)} "
+                    f"within atol={f64.atol:g} rtol={f64.rtol:g} (gradients rtol={f64.grad_rtol:g}): "
+                    f"the same computation ({tol})", style="default")
+    elif status == MISMATCH:
+        eager_failed = [c for c in report.comparisons if not c.passed]
+        jit_failed = [c for c in report.jit_comparisons if not c.passed]
+        under_jit = f"; under jit {len(jit_failed)} of {len(report.jit_comparisons)}" if report.jit_comparisons else ""
         line = Text("FAIL", style="bold red")
-        names = ", ".join(c.name for c in failed[:5]) + (", ..." if len(failed) > 5 else "")
-        line.append(f": {len(failed)} of {n_out + n_grad} comparisons out of tolerance: {names} ({tol})", style="default")
+        line.append(f": {len(eager_failed)} of {len(report.comparisons)} comparisons out of tolerance{under_jit}: "
+                    f"{names} ({tol})", style="default")
+        if report.float64 is not None:
+            line.append(f"; float64 rerun fails too ({_worst(report.float64.all_comparisons)}): the models compute "
+                        "different things", style="default")
+    elif status == JIT_FAILURE:
+        line = Text("FAIL", style="bold red")
+        line.append(f": the converted model fails under jit at {report.jit_error.where}"
+                    + (f"; eager: {len(failed)} comparison(s) out of tolerance: {names}" if failed else
+                       f"; eager: {n_out} output(s) and {n_grad} gradient(s) within tolerance"), style="default")
+    else:
+        line = Text("PASS", style="bold green")
+        line.append(f": {n_out} output(s) and {n_grad} gradient(s) within tolerance, {runs} ({tol})",
+                    style="default")
     out.print(line)
 
 

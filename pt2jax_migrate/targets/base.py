@@ -198,3 +198,14 @@ class Target(ABC):
     @abstractmethod
     def value_and_grad(self, fn: Callable, model: Any) -> tuple[Any, dict[tuple, Any]]:
         """(fn(model)'s value, path -> gradient array of each trainable variable)."""
+
+    # Optional: a target without a compiler leaves these unimplemented and verify skips the jit check.
+    def jit_call(self, fn: Callable, model: Any, *args: Any) -> Any:
+        """fn(model, *args) compiled the way converted code runs (for NNX: under nnx.jit), the
+        arguments traced."""
+        raise NotImplementedError
+
+    def jit_value_and_grad(self, fn: Callable, model: Any, *args: Any) -> tuple[Any, dict[tuple, Any]]:
+        """value_and_grad of fn(model, *args) with respect to the model, compiled (for NNX:
+        nnx.value_and_grad inside nnx.jit)."""
+        raise NotImplementedError

@@ -9,17 +9,25 @@ converted model as rules/layers.toml's `weights` entries say (transfer), make th
 for both from the specs (specs), run both in eval mode, compare every output leaf and the
 gradient of a scalar loss with respect to every parameter (compare), and report.
 
+Then the same outputs and gradients are computed again under the target's jit (nnx.jit); a
+model that cannot be traced is a `jit_error` naming the converted file's line, not a mismatch.
+
 Tolerances: a comparison passes when ``max_abs_err <= atol + rtol * max|torch value|``.
 Defaults are in `DEFAULT_TOLERANCES` (see engine.py for how the gradient ones were chosen).
+When a float32 comparison fails, both sides run again in float64 at the float64 tolerances:
+if that passes, the report's status is "float32 rounding noise" (it passes); otherwise the
+difference is in what the two models compute, and the report fails. User weight mappings:
+weightmap.py.
 """
 
 from __future__ import annotations
 
-from .report import DEFAULT_TOLERANCES, Comparison, VerifyError, VerifyReport
+from .report import DEFAULT_TOLERANCES, Comparison, JitFailure, VerifyError, VerifyReport
 
 __all__ = [
     "DEFAULT_TOLERANCES",
     "Comparison",
+    "JitFailure",
     "VerifyError",
     "VerifyReport",
     "render_report",
@@ -43,6 +51,9 @@ def run_verify(
     seed: int = 0,
     grad_atol: float | None = None,
     grad_rtol: float | None = None,
+    jit: bool = True,
+    weights_map=None,
+    float64_check: bool = True,
 ) -> VerifyReport:
     """Verify that `converted` computes what `original` does. See engine.run_verify."""
     from .engine import run_verify as _run
@@ -61,6 +72,9 @@ def run_verify(
         seed=seed,
         grad_atol=grad_atol,
         grad_rtol=grad_rtol,
+        jit=jit,
+        weights_map=weights_map,
+        float64_check=float64_check,
     )
 
 

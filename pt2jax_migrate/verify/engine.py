@@ -22,6 +22,22 @@ Tolerances (`DEFAULT_TOLERANCES` in report.py), rule ``max_abs_err <= atol + rto
 
 Passing `atol`/`rtol` sets the output tolerances, and the gradient ones become at least those
 (explicit `grad_atol`/`grad_rtol` win).
+
+Rounding or meaning. float32 error grows with depth: a 16-layer VGG at 224x224 has gradients
+off by 1-2e-6 (RegNet 2e-5) against 1e-6 + 1e-4 * max|g|, although the port is right. So when
+any float32 comparison fails, run_verify runs both sides again in float64 (torch `.double()`,
+JAX with x64 enabled for that run only and restored after), from the same seed, so the same
+weights and inputs up to float32 rounding, against the float64 tolerances above. If every
+float64 comparison passes, the float32 differences are rounding noise: the report's status
+says so, shows both runs' figures, and passes. If float64 fails too, the two models compute
+different things (a wrong epsilon, a tanh GELU, a missing transpose): a mismatch.
+
+jit. After the eager run the converted model runs again under the target's jit (nnx.jit),
+the inputs traced as arguments: the forward pass, then value_and_grad inside nnx.jit, each
+compared with torch like the eager run. An exception while tracing (a Python `if` on an
+array, `int(array)`, a kept `x.device`) is the report's `jit_error`, naming the innermost
+line of the converted file in its traceback; the report then fails (exit 1), but it is not a
+numeric mismatch.
 """
 
 from __future__ import annotations
@@ -35,7 +51,7 @@ import numpy as np
 from .report import DEFAULT_TOLERANCES
 from .compare import compare, flatten_output
 from .loader import LoadedFile, expression_names, load_slice, parse_source, read_source
-from .report import VerifyError, VerifyReport
+from .report import PASS, ROUNDING, Comparison, JitFailure, VerifyError, VerifyReport
 from .specs import make_arrays, parse_spec
 
 DTYPES = tuple(DEFAULT_TOLERANCES)
@@ -167,14 +183,61 @@ def run_verify(
     grad_atol: float | None = None,
     grad_rtol: float | None = None,
     target=None,
+    jit: bool = True,
+    weights_map=None,
+    float64_check: bool = True,
 ) -> VerifyReport:
     """Run `model` from `original` (torch) and from `converted` (written for `target`, a name or
-    a Target; default Flax NNX) and compare them.
+    a Target; default Flax NNX) and compare them, eagerly and (`jit`) under the target's jit.
+
+    `weights_map`: a weightmap.WeightMap (or its TOML table as a dict) of user mappings that
+    take precedence over the tables. `float64_check`: when a float32 comparison fails, rerun
+    both sides in float64; if that passes, the report's status is float32 rounding noise.
 
     Raises VerifyError when verify cannot run (missing file, syntax error, unknown model, failing
     construction, bad input spec, incomplete weight mapping, output shape/structure mismatch).
-    A numerical mismatch is not an error: it is a failed comparison in the report.
+    A numerical mismatch is not an error: it is a failed comparison in the report; nor is a
+    failure under jit: it is the report's `jit_error`.
     """
+    from .weightmap import WeightMap
+
+    if weights_map is not None and not isinstance(weights_map, WeightMap):
+        weights_map = WeightMap.from_table(weights_map, "weights map")
+    common = dict(model=model, init=init, inputs=inputs, perturb=perturb, loss=loss, seed=seed, target=target,
+                  weights_map=weights_map)
+    report = _run_once(original, converted, atol=atol, rtol=rtol, dtype=dtype, grad_atol=grad_atol,
+                       grad_rtol=grad_rtol, jit=jit, **common)
+    if float64_check and dtype != "float64" and report.numeric_failures:
+        # Same model, weights and inputs in float64 at the tight float64 tolerances: if that
+        # passes, the float32 differences are rounding, not a different computation.
+        rerun_jit = any(not c.passed for c in report.jit_comparisons)
+        try:
+            report.float64 = _run_once(original, converted, dtype="float64", jit=rerun_jit, **common)
+        except VerifyError as exc:
+            report.float64_error = str(exc)
+    report.passed = report.status in (PASS, ROUNDING)
+    return report
+
+
+def _run_once(
+    original: str,
+    converted: str,
+    *,
+    model: str,
+    init: str,
+    inputs: list[str],
+    atol: float | None = None,
+    rtol: float | None = None,
+    dtype: str,
+    perturb: bool,
+    loss: str | None,
+    seed: int,
+    grad_atol: float | None = None,
+    grad_rtol: float | None = None,
+    target=None,
+    jit: bool,
+    weights_map=None,
+) -> VerifyReport:
     if dtype not in DTYPES:
         raise VerifyError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     _check_model_name(model)
@@ -223,7 +286,7 @@ def run_verify(
             torch_model = torch_model.double()
 
         try:
-            entries = plan_transfer(torch_model, nnx_model, target=target)
+            entries = plan_transfer(torch_model, nnx_model, target=target, weights_map=weights_map)
         except VerifyError as exc:
             raise VerifyError(f"{converted}: {exc}") from exc
         if perturb:
@@ -254,8 +317,8 @@ def run_verify(
                 t_loss.backward()
 
         # --- JAX: forward (and value_and_grad when torch has gradients)
-        def run_jax(m):
-            out = m(*jax_inputs)
+        def run_jax(m, *xs):
+            out = m(*(xs or jax_inputs))
             if not want_grads:
                 return jnp.zeros(()), out
             return _jax_loss(jax_file, loss, out, converted), out
@@ -272,39 +335,35 @@ def run_verify(
         except Exception as exc:
             raise VerifyError(f"{_where(converted, exc)}: running {model} failed: {type(exc).__name__}: {exc}") from exc
 
-        # --- compare outputs
-        # matched by name: JAX returns dicts with sorted keys (pytree order), torch in insertion order
-        jax_leaves = dict(flatten_output(jax_out))
-        t_names = [n for n, _ in torch_leaves]
-        if sorted(t_names) != sorted(jax_leaves):
-            raise VerifyError(
-                f"{converted}: output structure differs: torch returns {', '.join(t_names) or 'nothing'}; "
-                f"converted returns {', '.join(jax_leaves) or 'nothing'}"
-            )
-        comparisons = []
-        for name, t_leaf in torch_leaves:
-            j_leaf = jax_leaves[name]
-            expected = t_leaf.detach().cpu().numpy() if isinstance(t_leaf, torch.Tensor) else np.asarray(t_leaf)
-            try:
-                comparisons.append(compare(name, "output", np.asarray(j_leaf), expected, atol, rtol))
-            except VerifyError as exc:
-                raise VerifyError(f"{converted}: {exc}") from exc
-
-        # --- compare gradients, mapped through the same transfer entries
+        comparisons = _compare_outputs(torch_leaves, jax_out, converted, atol, rtol, "eager")
+        by_tensor = {id(e.tensor): e for e in entries if e.is_param and e.nnx_path is not None}
         if want_grads:
-            by_tensor = {id(e.tensor): e for e in entries if e.is_param and e.nnx_path is not None}
-            for key, p in params:
-                entry = by_tensor.get(id(p))
-                if entry is None:
-                    continue  # dropped by the table: nothing to compare
-                t_grad = p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(tuple(p.shape))
-                expected = entry.convert(t_grad)
-                g = flat_grads.get(entry.nnx_path)
-                actual = np.asarray(g) if g is not None else np.zeros_like(expected)
-                try:
-                    comparisons.append(compare(f"grad {key}", "gradient", actual, expected, grad_atol, grad_rtol))
-                except VerifyError as exc:
-                    raise VerifyError(f"{converted}: {exc}") from exc
+            comparisons += _compare_grads(params, by_tensor, flat_grads, converted, grad_atol, grad_rtol, "eager")
+
+        # --- the same under jit, as the converted model will run in training and inference
+        jit_comparisons: list[Comparison] = []
+        jit_error = None
+        ran_jit = False
+        if jit:
+            stage = "forward"
+            try:
+                with jax.default_matmul_precision("highest"):
+                    # the inputs are arguments, so they are traced as in a jitted train step
+                    jit_out = target.jit_call(lambda m, *xs: m(*xs), nnx_model, *jax_inputs)
+                    ran_jit = True
+                    jit_comparisons = _compare_outputs(torch_leaves, jit_out, converted, atol, rtol, "jit")
+                    if want_grads:
+                        stage = "gradient"
+                        _, jit_grads = target.jit_value_and_grad(run_jax, nnx_model, *jax_inputs)
+                        jit_comparisons += _compare_grads(params, by_tensor, jit_grads, converted, grad_atol,
+                                                          grad_rtol, "jit")
+            except NotImplementedError:
+                ran_jit = False  # the target has no jit: nothing to check
+            except VerifyError:
+                raise
+            except Exception as exc:
+                ran_jit = True
+                jit_error = jit_failure(stage, converted, exc)
 
     return VerifyReport(
         passed=all(c.passed for c in comparisons),
@@ -319,7 +378,82 @@ def run_verify(
         converted=converted,
         transferred=len(transferred),
         perturbed=perturb,
+        jit=ran_jit,
+        jit_comparisons=jit_comparisons,
+        jit_error=jit_error,
     )
+
+
+def _compare_outputs(torch_leaves, jax_out, converted: str, atol: float, rtol: float, mode: str) -> list[Comparison]:
+    """One comparison per output leaf, matched by name: JAX returns dicts with sorted keys
+    (pytree order), torch in insertion order."""
+    import torch
+
+    jax_leaves = dict(flatten_output(jax_out))
+    t_names = [n for n, _ in torch_leaves]
+    if sorted(t_names) != sorted(jax_leaves):
+        raise VerifyError(
+            f"{converted}: output structure differs{' under jit' if mode == 'jit' else ''}: torch returns "
+            f"{', '.join(t_names) or 'nothing'}; converted returns {', '.join(jax_leaves) or 'nothing'}"
+        )
+    comparisons = []
+    for name, t_leaf in torch_leaves:
+        j_leaf = jax_leaves[name]
+        expected = t_leaf.detach().cpu().numpy() if isinstance(t_leaf, torch.Tensor) else np.asarray(t_leaf)
+        try:
+            c = compare(name, "output", np.asarray(j_leaf), expected, atol, rtol)
+        except VerifyError as exc:
+            raise VerifyError(f"{converted}: {exc}") from exc
+        c.mode = mode
+        comparisons.append(c)
+    return comparisons
+
+
+def _compare_grads(params, by_tensor, flat_grads, converted: str, atol: float, rtol: float,
+                   mode: str) -> list[Comparison]:
+    """Each torch parameter's gradient, mapped through its weight's transfer entry."""
+    comparisons = []
+    for key, p in params:
+        entry = by_tensor.get(id(p))
+        if entry is None:
+            continue  # dropped by the table: nothing to compare
+        t_grad = p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(tuple(p.shape))
+        expected = entry.convert(t_grad)
+        g = flat_grads.get(entry.nnx_path)
+        actual = np.asarray(g) if g is not None else np.zeros_like(expected)
+        try:
+            c = compare(f"grad {key}", "gradient", actual, expected, atol, rtol)
+        except VerifyError as exc:
+            raise VerifyError(f"{converted}: {exc}") from exc
+        c.mode = mode
+        comparisons.append(c)
+    return comparisons
+
+
+def _chain(exc: BaseException):
+    """`exc` and the exceptions it was raised from (JAX re-raises a tracing error with a
+    filtered traceback and may keep the original as the cause)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def jit_failure(stage: str, path: str, exc: BaseException) -> JitFailure:
+    """A JitFailure naming the innermost line of `path` in `exc`'s traceback."""
+    import linecache
+    import traceback
+
+    line = None
+    for link in _chain(exc):
+        lines = [f.lineno for f in traceback.extract_tb(link.__traceback__) if f.filename == path and f.lineno]
+        if lines:
+            line = lines[-1]
+            break
+    statement = linecache.getline(path, line).strip() if line else ""
+    message = next((text.strip() for text in str(exc).splitlines() if text.strip()), "")
+    return JitFailure(stage, path, line, statement, type(exc).__name__, message)
 
 
 def _torch_loss(loaded: LoadedFile, loss: str | None, out, float_leaves, path: str):

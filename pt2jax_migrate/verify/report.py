@@ -30,6 +30,7 @@ class Comparison:
     max_abs_err: float
     max_rel_err: float  # max_abs_err / max|torch value| (the scale rtol multiplies)
     passed: bool
+    mode: str = "eager"  # "eager" | "jit" (the converted model run under nnx.jit); to_dict groups by it
 
     def to_dict(self) -> dict:
         return {
@@ -39,6 +40,36 @@ class Comparison:
             "max_rel_err": _json_float(self.max_rel_err),
             "passed": self.passed,
         }
+
+
+@dataclass
+class JitFailure:
+    """The converted model ran eagerly but not under `nnx.jit` (a Python `if` on a traced value,
+    `int(tensor)`, a kept `x.device`, ...). `line` is the innermost statement of the converted
+    file in the traceback (None when the failure never reached the file's code)."""
+
+    stage: str  # "forward" | "gradient"
+    path: str
+    line: int | None
+    statement: str  # the source text of that line
+    error: str  # the exception's type name, e.g. TracerBoolConversionError
+    message: str  # its first line
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+    def describe(self) -> str:
+        stmt = f" `{self.statement}`" if self.statement else ""
+        return f"{self.where}:{stmt} fails under jit ({self.stage}): {self.error}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "path": self.path, "line": self.line, "statement": self.statement,
+                "error": self.error, "message": self.message}
+
+
+# VerifyReport.status values
+PASS, ROUNDING, MISMATCH, JIT_FAILURE = "pass", "float32 rounding noise", "mismatch", "jit failure"
 
 
 @dataclass
@@ -56,11 +87,37 @@ class VerifyReport:
     rtol: float
     grad_atol: float
     grad_rtol: float
+    # the values of `status` (also module constants), for renderers that may not import this module
+    PASS, ROUNDING, MISMATCH, JIT_FAILURE = PASS, ROUNDING, MISMATCH, JIT_FAILURE
     comparisons: list[Comparison] = field(default_factory=list)
     original: str = ""
     converted: str = ""
     transferred: int = 0  # number of torch tensors copied into the converted model
     perturbed: bool = True
+    jit: bool = False  # whether the converted model was also run under nnx.jit
+    jit_comparisons: list[Comparison] = field(default_factory=list)  # same checks, jitted
+    jit_error: JitFailure | None = None
+    # When a float32 comparison failed, both sides rerun in float64 (default float64 tolerances):
+    float64: VerifyReport | None = None
+    float64_error: str | None = None  # why the float64 rerun could not run
+
+    @property
+    def numeric_failures(self) -> list[Comparison]:
+        """Every eager and jitted comparison out of tolerance (in this report's dtype)."""
+        return [c for c in (*self.comparisons, *self.jit_comparisons) if not c.passed]
+
+    @property
+    def rounding_noise(self) -> bool:
+        """float32 failed only by rounding: the float64 rerun of the same model passes."""
+        return bool(self.numeric_failures) and self.float64 is not None and not self.float64.numeric_failures
+
+    @property
+    def status(self) -> str:
+        if self.jit_error is not None:
+            return JIT_FAILURE
+        if not self.numeric_failures:
+            return PASS
+        return ROUNDING if self.rounding_noise else MISMATCH
 
     @property
     def outputs(self) -> list[Comparison]:
@@ -72,12 +129,19 @@ class VerifyReport:
 
     @property
     def failures(self) -> list[Comparison]:
-        return [c for c in self.comparisons if not c.passed]
+        """The comparisons that make the report fail (none when float64 shows them to be float32
+        rounding noise)."""
+        return [] if self.rounding_noise else self.numeric_failures
+
+    @property
+    def all_comparisons(self) -> list[Comparison]:
+        return [*self.comparisons, *self.jit_comparisons]
 
     def to_dict(self) -> dict:
         """JSON-ready. Non-finite errors (NaN/inf) become null; such comparisons always fail."""
         return {
             "passed": self.passed,
+            "status": self.status,
             "model": self.model,
             "dtype": self.dtype,
             "original": self.original,
@@ -93,6 +157,21 @@ class VerifyReport:
             },
             "outputs": [c.to_dict() for c in self.outputs],
             "gradients": [c.to_dict() for c in self.gradients],
+            "jit": {
+                "ran": self.jit,
+                "error": self.jit_error.to_dict() if self.jit_error else None,
+                "outputs": [c.to_dict() for c in self.jit_comparisons if c.kind == "output"],
+                "gradients": [c.to_dict() for c in self.jit_comparisons if c.kind == "gradient"],
+            },
+            "float64_check": None if self.float64 is None and self.float64_error is None else {
+                "passed": self.float64 is not None and not self.float64.numeric_failures,
+                "error": self.float64_error,
+                "tolerances": None if self.float64 is None else {
+                    "atol": self.float64.atol, "rtol": self.float64.rtol,
+                    "grad_atol": self.float64.grad_atol, "grad_rtol": self.float64.grad_rtol},
+                "comparisons": [] if self.float64 is None else
+                [{**c.to_dict(), "mode": c.mode} for c in self.float64.all_comparisons],
+            },
         }
 
 

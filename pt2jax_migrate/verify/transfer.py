@@ -151,9 +151,24 @@ def _module_prefixes(torch_model, target: Target) -> list[tuple[str, object, tup
     return out
 
 
-def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None) -> list[TransferEntry]:
+def _entry(key: str, tensor, is_param: bool, prefix: tuple, rule: dict, source: str,
+           target: Target) -> TransferEntry:
+    to = rule.get("to", "")
+    path = target.weight_path(prefix, to) if to else None
+    transform = rule.get("transform", "copy") or "copy"
+    return TransferEntry(key, tensor, is_param, path, transform, bool(rule.get("positive")), source)
+
+
+MAP_HINT = ("a layer the tables lack (or one finished by hand) can be mapped in [tool.pt2jax.weights] "
+            "or --weights-map FILE, e.g. MyLayer = [{ torch = \"weight\", to = \"kernel\", "
+            "transform = \"transpose\" }]")
+
+
+def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
+                  weights_map=None) -> list[TransferEntry]:
     """Map every torch tensor to its variable in the converted model and check the plan
-    (raises VerifyError). The paths come from `target` (default: NNX)."""
+    (raises VerifyError). The paths come from `target` (default: NNX); `weights_map`
+    (weightmap.WeightMap) holds the user's mappings, which win over the tables."""
     from ..rules import load_rules
 
     target = get_target(target)
@@ -170,15 +185,24 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None)
             continue
         qual = torch_class_name(module)
         table = None
-        if qual is not None:
+        user_class = weights_map.for_class(module) if weights_map else None
+        key_rules = {}
+        if weights_map:
+            for tname, _, _ in tensors:
+                found = weights_map.for_key(f"{mod_name}.{tname}" if mod_name else tname)
+                if found is not None:
+                    key_rules[tname] = found
+        if user_class is not None:
+            table_name, table = f"the weights map's {user_class[0]!r}", user_class[1]
+        elif qual is not None and len(key_rules) < len(tensors):
             rule = ruleset.layer_for_class(qual)
             weights = rule.get("weights") if rule is not None else None
             if weights is None:
                 where = "rules/layers.toml has no entry" if rule is None else "its rules/layers.toml entry has no `weights`"
-                keys = ", ".join(f"{mod_name}.{n}" if mod_name else n for n, _, _ in tensors)
+                keys = ", ".join(f"{mod_name}.{n}" if mod_name else n for n, _, _ in tensors if n not in key_rules)
                 problems.append(f"{keys}: no weight mapping for {qual} ({where})")
                 continue
-            table = {w["torch"]: w for w in weights}
+            table_name, table = f"{qual}'s `weights` in rules/layers.toml", {w["torch"]: w for w in weights}
         for tname, tensor, is_param in tensors:
             key = f"{mod_name}.{tname}" if mod_name else tname
             if id(tensor) in planned:
@@ -187,6 +211,10 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None)
                 # model that unties it is caught below: its second variable receives nothing)
                 continue
             planned.add(id(tensor))
+            if tname in key_rules:
+                pattern, rule = key_rules[tname]
+                entries.append(_entry(key, tensor, is_param, prefix, rule, f"weights map {pattern!r}", target))
+                continue
             if table is None:  # user-defined module: same name, copied as is
                 path = target.weight_path(prefix, tname)
                 if not is_param and tname in non_persistent and path not in flat:
@@ -195,15 +223,14 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None)
                 continue
             w = _weight_rule(table, tname)
             if w is None:
-                problems.append(f"{key}: {qual}'s `weights` in rules/layers.toml has no entry for '{tname}'")
+                problems.append(f"{key}: {table_name} has no entry for '{tname}'")
                 continue
             transform = w.get("transform", "copy") or "copy"
             if transform not in TRANSFORMS:
                 problems.append(f"{key}: unknown transform {transform!r} for {qual} (known: {', '.join(TRANSFORMS)})")
                 continue
-            to = w.get("to", "")
-            path = target.weight_path(prefix, to) if to else None
-            entries.append(TransferEntry(key, tensor, is_param, path, transform, bool(w.get("positive")), qual))
+            source = "weights map" if user_class is not None else qual
+            entries.append(_entry(key, tensor, is_param, prefix, w, source, target))
 
     written: dict[tuple, TransferEntry] = {}
     for e in entries:
@@ -248,7 +275,7 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None)
                 "receives no torch tensor"
             )
     if problems:
-        raise VerifyError("weight transfer failed:\n  - " + "\n  - ".join(problems))
+        raise VerifyError("weight transfer failed:\n  - " + "\n  - ".join(problems) + "\n  " + MAP_HINT)
     return entries
 
 
@@ -311,12 +338,12 @@ def apply_transfer(entries: list[TransferEntry], nnx_model, *, dtype: str | None
 
 
 def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None,
-                     target: str | Target | None = None) -> list[tuple[str, tuple]]:
+                     target: str | Target | None = None, weights_map=None) -> list[tuple[str, tuple]]:
     """Copy every torch parameter and buffer into `nnx_model`, as rules/layers.toml says.
 
     Returns [(torch key, nnx path)] for every tensor copied. Raises VerifyError, before writing
     anything, if any torch tensor is neither mapped nor dropped, a target is missing or has the
     wrong shape or kind, or an nnx.Param/BatchStat would be left unwritten.
     """
-    entries = plan_transfer(torch_model, nnx_model, target=target)
+    entries = plan_transfer(torch_model, nnx_model, target=target, weights_map=weights_map)
     return apply_transfer(entries, nnx_model, dtype=dtype, target=target)

@@ -130,3 +130,18 @@ class NNXTarget(Target):
 
         value, grads = nnx.value_and_grad(fn, has_aux=True)(model)
         return value, {path: g[...] for path, g in nnx.to_flat_state(grads)}
+
+    def jit_call(self, fn: Callable, model: Any, *args: Any) -> Any:
+        from flax import nnx
+
+        return nnx.jit(fn)(model, *args)
+
+    def jit_value_and_grad(self, fn: Callable, model: Any, *args: Any) -> tuple[Any, dict[tuple, Any]]:
+        from flax import nnx
+
+        @nnx.jit
+        def step(m, *xs):
+            return nnx.value_and_grad(fn, has_aux=True)(m, *xs)  # with respect to the model only
+
+        value, grads = step(model, *args)
+        return value, {path: g[...] for path, g in nnx.to_flat_state(grads)}
