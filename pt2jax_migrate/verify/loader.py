@@ -318,6 +318,18 @@ def _on_sys_path(directory: str):
             pass
 
 
+def _package_of(path: str) -> tuple[str, str]:
+    """(package name, folder to put on sys.path) for a file inside a package (its folder and
+    the ones above holding an __init__.py), so its relative imports (`from ..ops import x`)
+    resolve; ("", the file's folder) for a loose script."""
+    folder = Path(path).resolve().parent
+    parts: list[str] = []
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts), str(folder)
+
+
 def _describe(node: ast.stmt) -> str:
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return "import"
@@ -338,11 +350,15 @@ def load_slice(path: str, roots: set[str], *, label: str = "file") -> LoadedFile
     module = types.ModuleType(name)
     module.__file__ = str(Path(path).resolve())
     module.__dict__["__builtins__"] = builtins
+    package, search_root = _package_of(path)
+    if package:
+        module.__package__ = package
     loaded = LoadedFile(path=path, module=module, lines=[n.lineno for n in nodes])
     flags = _future_flags(nodes)
     sys.modules[name] = module
     try:
-        with _on_sys_path(str(Path(path).resolve().parent)):
+        # the file's own folder stays first: a script in a package folder may import its siblings
+        with _on_sys_path(search_root), _on_sys_path(str(Path(path).resolve().parent)):
             for node in nodes:
                 code = compile(ast.Module(body=[node], type_ignores=[]), path, "exec", flags=flags, dont_inherit=True)
                 try:
