@@ -58,6 +58,7 @@ class RewriteRun:
     files: list[RewriteFile] = field(default_factory=list)
     errors: list[SourceError] = field(default_factory=list)
     excluded: int = 0
+    helpers_written: list[str] = field(default_factory=list)  # shared helpers modules written
 
     @property
     def jobs(self) -> list[RewriteFile]:  # the name the report and verify code use
@@ -108,14 +109,74 @@ def check_out(out: str, paths: Sequence[str], files: Sequence[SourceFile]) -> No
                              "runs, or give the folder that holds both so their paths under it differ)")
 
 
-def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True) -> FileResult:
+# the shared helpers module a folder rewrite writes (`rewrite_paths(helpers_module=...)`)
+DEFAULT_HELPERS_MODULE = "_pt2jax_helpers"
+
+
+@dataclass(frozen=True)
+class HelpersHome:
+    """Where the files of one package (or one folder of loose scripts) get their helpers."""
+    folder: tuple[str, ...]  # under the folder given
+    package: bool  # the folder is a package: files import the module relatively
+
+
+def helpers_home(file: SourceFile) -> HelpersHome | None:
+    """The folder whose helpers module `file` imports: the topmost package (below the folder
+    given) holding it, else its own folder (loose scripts import it absolutely, as a sibling);
+    None for a file given directly (it keeps its helpers inline)."""
+    if not os.path.isdir(file.given) or file.outside:
+        return None
+    parts = tuple(file.relative.replace(os.sep, "/").split("/")[:-1])
+
+    def is_package(folder: tuple[str, ...]) -> bool:
+        return os.path.isfile(os.path.join(file.given, *folder, "__init__.py"))
+
+    if not is_package(parts):
+        return HelpersHome(parts, False)
+    home = parts
+    while home and is_package(home[:-1]):
+        home = home[:-1]
+    return HelpersHome(home, True)
+
+
+def helpers_import(file: SourceFile, home: HelpersHome, name: str) -> str:
+    """The module as `file`'s import statement names it (`.._pt2jax_helpers`, `_pt2jax_helpers`)."""
+    if not home.package:
+        return name
+    depth = len(file.relative.replace(os.sep, "/").split("/")) - 1 - len(home.folder)
+    return "." * (depth + 1) + name
+
+
+def _helpers_path(root: str, home: HelpersHome, name: str) -> str:
+    return os.path.join(root, *home.folder, name + ".py")
+
+
+def _check_helpers_paths(paths: Sequence[str]) -> None:
+    """RewriteRefused when a file pt2jax did not write stands where a helpers module goes."""
+    from .targets.base import HELPERS_MODULE_HEADER
+
+    for path in paths:
+        if os.path.lexists(path):
+            try:
+                with open(path, encoding="utf-8", newline="") as handle:
+                    ours = handle.read(len(HELPERS_MODULE_HEADER)) == HELPERS_MODULE_HEADER
+            except (OSError, UnicodeDecodeError):
+                ours = False
+            if not ours:
+                raise RewriteRefused(f"{path} exists and was not written by pt2jax; the converted files would "
+                                     "import their helpers from it (nothing was written; choose another name "
+                                     "with --helpers-module, or --inline-helpers)")
+
+
+def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True,
+                helpers_module: str | None = None) -> FileResult:
     """One file's conversion (not written). SourceError when it cannot be read or parsed,
     naming the file and line; an engine bug becomes one too, so the other files go on."""
     from .rewrite import rewrite_source
 
     source = read_source(path)
     try:
-        result = rewrite_source(source, path, target=target, unsafe_fixes=unsafe_fixes)
+        result = rewrite_source(source, path, target=target, unsafe_fixes=unsafe_fixes, helpers_module=helpers_module)
     except SourceError:
         raise
     except Exception as error:  # an engine bug must not stop the other files
@@ -128,19 +189,42 @@ def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True) -> Fi
 
 
 def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool = True, target: str = "nnx",
-                  unsafe_fixes: bool = True, rules: FileRules | None = None) -> RewriteRun:
+                  unsafe_fixes: bool = True, rules: FileRules | None = None,
+                  helpers_module: str | None = DEFAULT_HELPERS_MODULE) -> RewriteRun:
     """Convert the files under `paths`: in place (`write`, only the files that change), into
     `out` (every file, at its path under the folder given), or not at all (`write=False`:
-    --check and --diff). RewriteRefused, before anything is written, for an unsafe --out."""
+    --check and --diff). RewriteRefused, before anything is written, for an unsafe --out.
+
+    Files found in a folder import their helpers (ConvNCHW, torch_bias_init, ...) from one module
+    named `helpers_module`, written once per package (its topmost folder below the folder given;
+    relative imports) or per folder of loose scripts (a sibling, absolute import) where some
+    converted file imports it. Files given directly, or `helpers_module=None`, define them inline."""
     found = discover(paths, rules)
     run = RewriteRun(errors=list(found.errors), excluded=found.excluded)
     if out is not None:
         check_out(out, paths, found.files)
+    homes = {f.path: helpers_home(f) for f in found.files} if helpers_module else {}
+    module_paths: dict[str, str] = {}  # where each home's helpers module is written -> a file of it
+    for source_file in found.files:
+        home = homes.get(source_file.path)
+        if home is not None:
+            root = out if out is not None else source_file.given
+            module_paths.setdefault(_helpers_path(root, home, helpers_module), source_file.path)
+    if write and module_paths:
+        inputs_there = [_helpers_path(f.given, h, helpers_module) for f in found.files
+                        if (h := homes.get(f.path)) is not None]
+        _check_helpers_paths(sorted(set(module_paths) | set(inputs_there)))
+    importing: set[str] = set()
     for source_file in found.files:
         file = RewriteFile(source_file.path, source_file.relative, source_file.outside)
         run.files.append(file)
+        home = homes.get(source_file.path)
+        spec = helpers_import(source_file, home, helpers_module) if home is not None else None
         try:
-            file.result = result = rewrite_one(file.path, target, unsafe_fixes)
+            file.result = result = rewrite_one(file.path, target, unsafe_fixes, spec)
+            if spec is not None and result.new_source and f"from {spec} import " in result.new_source:
+                root = out if out is not None else source_file.given
+                importing.add(_helpers_path(root, home, helpers_module))
             assert result.new_source is not None
             if out is not None:
                 destination = os.path.join(out, file.relative)
@@ -156,7 +240,24 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
             run.errors.append(error)
             if file.result is not None and file.written is None:
                 file.result = None  # converted but not written: counted as an error, not as done
+    if write:
+        _write_helpers_modules(run, sorted(importing), target)
     return run
+
+
+def _write_helpers_modules(run: RewriteRun, destinations: Sequence[str], target: str) -> None:
+    """Write (or bring up to date) each helpers module some converted file imports."""
+    from .targets import get_target
+
+    text = get_target(target).helpers_module_source()
+    for destination in destinations:
+        try:
+            if os.path.isfile(destination) and read_source(destination) == text:
+                continue
+            write_atomic(destination, text)
+            run.helpers_written.append(destination)
+        except (OSError, SourceError) as error:
+            run.errors.append(error if isinstance(error, SourceError) else SourceError(destination, str(error)))
 
 
 # ------------------------------------------------------------------------------ lint --fix / --diff

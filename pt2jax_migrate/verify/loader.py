@@ -330,6 +330,28 @@ def _package_of(path: str) -> tuple[str, str]:
     return ".".join(parts), str(folder)
 
 
+@contextmanager
+def _own_package(package: str, search_root: str):
+    """While a file of `package` loads, set aside a package of the same name loaded from another
+    folder (the original beside its converted copy: `src/pkg/m.py` and `jax_src/pkg/m.py`), so
+    the file's relative imports find its own siblings; put back afterwards."""
+    top = package.split(".")[0] if package else ""
+    loaded = sys.modules.get(top)
+    origin = list(getattr(loaded, "__path__", None) or [])
+    mine = str(Path(search_root, top).resolve())
+    if not top or loaded is None or any(str(Path(p).resolve()) == mine for p in origin):
+        yield
+        return
+    names = [name for name in sys.modules if name == top or name.startswith(top + ".")]
+    aside = {name: sys.modules.pop(name) for name in names}
+    try:
+        yield
+    finally:
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+        sys.modules.update(aside)
+
+
 def _describe(node: ast.stmt) -> str:
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return "import"
@@ -358,7 +380,8 @@ def load_slice(path: str, roots: set[str], *, label: str = "file") -> LoadedFile
     sys.modules[name] = module
     try:
         # the file's own folder stays first: a script in a package folder may import its siblings
-        with _on_sys_path(search_root), _on_sys_path(str(Path(path).resolve().parent)):
+        with _on_sys_path(search_root), _on_sys_path(str(Path(path).resolve().parent)), \
+                _own_package(package, search_root):
             for node in nodes:
                 code = compile(ast.Module(body=[node], type_ignores=[]), path, "exec", flags=flags, dont_inherit=True)
                 try:
