@@ -240,10 +240,11 @@ def verify_has_jit() -> bool:
     return "jit" in inspect.signature(run_verify).parameters
 
 
-def _short(message: str, width: int = 150) -> str:
+def _short(message: str, width: int | None = None) -> str:
+    """One line, paths from the package folder on, cut to `width` (the table's) if given."""
     message = " ".join(message.split())
     message = re.sub(r"/\S*/(tv_pt2jax|timm_pt2jax|site-packages)/", r"\1/", message)
-    return message if len(message) <= width else message[: width - 3] + "..."
+    return message if width is None or len(message) <= width else message[: width - 3] + "..."
 
 
 def run_arch(arch: Arch, source_root: Path, converted_root: Path, *, jit: bool, timeout: float) -> Row:
