@@ -103,7 +103,7 @@ TIMM: tuple[Arch, ...] = (
          "img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=10", SMALL),
     Arch("timm_mixer", "models/mlp_mixer.py", "MlpMixer",
          "num_classes=10, img_size=32, patch_size=8, num_blocks=1, embed_dim=16", SMALL),
-    Arch("timm_convnext", "models/convnext.py", "ConvNeXt", "depths=(1, 1), dims=(8, 16), num_classes=10", SMALL),
+    Arch("timm_convnext", "models/convnext.py", "ConvNeXt", "depths=(1, 1, 1, 1), dims=(8, 16, 32, 64), num_classes=10", SMALL),
 )
 
 TODO = re.compile(r"TODO\(pt2jax\):\s*(\S+)\s*(.*)")
