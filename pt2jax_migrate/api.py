@@ -60,6 +60,7 @@ class RewriteRun:
     errors: list[SourceError] = field(default_factory=list)
     excluded: int = 0
     cleaned: list[str] = field(default_factory=list)  # stale temp files of an interrupted run, removed
+    helpers_written: list[str] = field(default_factory=list)  # shared helpers modules written
 
     @property
     def jobs(self) -> list[RewriteFile]:  # the name the report and verify code use
@@ -113,14 +114,74 @@ def check_out(out: str, paths: Sequence[str], files: Sequence[SourceFile]) -> No
                              "runs, or give the folder that holds both so their paths under it differ)")
 
 
-def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True) -> FileResult:
+# the shared helpers module a folder rewrite writes (`rewrite_paths(helpers_module=...)`)
+DEFAULT_HELPERS_MODULE = "_pt2jax_helpers"
+
+
+@dataclass(frozen=True)
+class HelpersHome:
+    """Where the files of one package (or one folder of loose scripts) get their helpers."""
+    folder: tuple[str, ...]  # under the folder given
+    package: bool  # the folder is a package: files import the module relatively
+
+
+def helpers_home(file: SourceFile) -> HelpersHome | None:
+    """The folder whose helpers module `file` imports: the topmost package (below the folder
+    given) holding it, else its own folder (loose scripts import it absolutely, as a sibling);
+    None for a file given directly (it keeps its helpers inline)."""
+    if not os.path.isdir(file.given) or file.outside:
+        return None
+    parts = tuple(file.relative.replace(os.sep, "/").split("/")[:-1])
+
+    def is_package(folder: tuple[str, ...]) -> bool:
+        return os.path.isfile(os.path.join(file.given, *folder, "__init__.py"))
+
+    if not is_package(parts):
+        return HelpersHome(parts, False)
+    home = parts
+    while home and is_package(home[:-1]):
+        home = home[:-1]
+    return HelpersHome(home, True)
+
+
+def helpers_import(file: SourceFile, home: HelpersHome, name: str) -> str:
+    """The module as `file`'s import statement names it (`.._pt2jax_helpers`, `_pt2jax_helpers`)."""
+    if not home.package:
+        return name
+    depth = len(file.relative.replace(os.sep, "/").split("/")) - 1 - len(home.folder)
+    return "." * (depth + 1) + name
+
+
+def _helpers_path(root: str, home: HelpersHome, name: str) -> str:
+    return os.path.join(root, *home.folder, name + ".py")
+
+
+def _check_helpers_paths(paths: Sequence[str]) -> None:
+    """RewriteRefused when a file pt2jax did not write stands where a helpers module goes."""
+    from .targets.base import HELPERS_MODULE_HEADER
+
+    for path in paths:
+        if os.path.lexists(path):
+            try:
+                with open(path, encoding="utf-8", newline="") as handle:
+                    ours = handle.read(len(HELPERS_MODULE_HEADER)) == HELPERS_MODULE_HEADER
+            except (OSError, UnicodeDecodeError):
+                ours = False
+            if not ours:
+                raise RewriteRefused(f"{path} exists and was not written by pt2jax; the converted files would "
+                                     "import their helpers from it (nothing was written; choose another name "
+                                     "with --helpers-module, or --inline-helpers)")
+
+
+def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True,
+                helpers_module: str | None = None) -> FileResult:
     """One file's conversion (not written). SourceError when it cannot be read or parsed,
     naming the file and line; an engine bug becomes one too, so the other files go on."""
     from .rewrite import rewrite_source
 
     source = read_source(path)
-    result = guarded(path, "rewriting", lambda: rewrite_source(source, path, target=target,
-                                                                unsafe_fixes=unsafe_fixes))
+    result = guarded(path, "rewriting", lambda: rewrite_source(source, path, target=target, unsafe_fixes=unsafe_fixes,
+                                                                helpers_module=helpers_module))
     if result.error:
         raise SourceError(path, result.error)
     if result.new_source is None:
@@ -130,21 +191,39 @@ def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True) -> Fi
 
 def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool = True, target: str = "nnx",
                   unsafe_fixes: bool = True, rules: FileRules | None = None, jobs: int = 1,
-                  force: bool = False) -> RewriteRun:
+                  force: bool = False, helpers_module: str | None = DEFAULT_HELPERS_MODULE) -> RewriteRun:
     """Convert the files under `paths`: in place (`write`, only the files that change), into
     `out` (every file, at its path under the folder given), or not at all (`write=False`:
     --check and --diff). RewriteRefused, before anything is written, for an unsafe --out, or
     (in place, without `force`) for files that would change but have uncommitted changes or
     are untracked in their git work tree. `jobs` > 1 converts in that many processes (0: one
     per CPU); the results are the same, in the same order. Stale temp files an interrupted run
-    left where this one writes are removed (listed in `run.cleaned`)."""
+    left where this one writes are removed (listed in `run.cleaned`).
+
+    Files found in a folder import their helpers (ConvNCHW, torch_bias_init, ...) from one module
+    named `helpers_module`, written once per package (its topmost folder below the folder given;
+    relative imports) or per folder of loose scripts (a sibling, absolute import) where some
+    converted file imports it. Files given directly, or `helpers_module=None`, define them inline."""
     found = discover(paths, rules)
     run = RewriteRun(errors=list(found.errors), excluded=found.excluded)
     if out is not None:
         check_out(out, paths, found.files)
+    homes = {f.path: helpers_home(f) for f in found.files} if helpers_module else {}
+    module_paths: dict[str, str] = {}  # where each home's helpers module is written -> a file of it
+    for source_file in found.files:
+        home = homes.get(source_file.path)
+        if home is not None:
+            root = out if out is not None else source_file.given
+            module_paths.setdefault(_helpers_path(root, home, helpers_module), source_file.path)
+    if write and module_paths:
+        inputs_there = [_helpers_path(f.given, h, helpers_module) for f in found.files
+                        if (h := homes.get(f.path)) is not None]
+        _check_helpers_paths(sorted(set(module_paths) | set(inputs_there)))
     files = [RewriteFile(f.path, f.relative, f.outside) for f in found.files]
+    specs = [helpers_import(f, homes[f.path], helpers_module) if homes.get(f.path) is not None else None
+             for f in found.files]
     run.files = files
-    outcomes = _rewrite_all([f.path for f in files], target, unsafe_fixes, jobs)
+    outcomes = _rewrite_all([f.path for f in files], specs, target, unsafe_fixes, jobs)
     for file, outcome in zip(files, outcomes):
         if isinstance(outcome, SourceError):
             run.errors.append(outcome)
@@ -162,10 +241,14 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
                    for f in files}
         for folder in sorted(folders):
             run.cleaned += clean_stale_temps(folder)
-    for file in files:
+    importing: set[str] = set()  # the helpers modules some converted file imports
+    for source_file, file, spec in zip(found.files, files, specs):
         result = file.result
         if result is None:
             continue
+        if spec is not None and result.new_source and f"from {spec} import " in result.new_source:
+            root = out if out is not None else source_file.given
+            importing.add(_helpers_path(root, homes[source_file.path], helpers_module))
         try:
             assert result.new_source is not None
             if out is not None:
@@ -182,6 +265,8 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
             run.errors.append(error)
             if file.written is None:
                 file.result = None  # converted but not written: counted as an error, not as done
+    if write:
+        _write_helpers_modules(run, sorted(importing), target)
     return run
 
 
@@ -230,12 +315,12 @@ def uncommitted(files: Sequence[str]) -> list[str]:
     return dirty
 
 
-def _rewrite_job(job: tuple[str, str, bool]) -> FileResult | tuple[str, str, int | None]:
+def _rewrite_job(job: tuple[str, str, bool, str | None]) -> FileResult | tuple[str, str, int | None]:
     """rewrite_one for a worker: a SourceError comes back as (path, message, line), since it
     does not pickle."""
-    path, target, unsafe_fixes = job
+    path, target, unsafe_fixes, helpers_module = job
     try:
-        return rewrite_one(path, target, unsafe_fixes)
+        return rewrite_one(path, target, unsafe_fixes, helpers_module)
     except SourceError as error:
         return _error_tuple(error)
 
@@ -246,12 +331,29 @@ def _error_tuple(error: SourceError) -> tuple[str, str, int | None]:
     return (error.path, text[len(prefix):] if text.startswith(prefix) else text, error.line)
 
 
-def _rewrite_all(paths: list[str], target: str, unsafe_fixes: bool, jobs: int) -> list[FileResult | SourceError]:
-    """rewrite_one for each path, in order, in `jobs` processes (see pool.run_jobs)."""
+def _rewrite_all(paths: list[str], specs: list[str | None], target: str, unsafe_fixes: bool,
+                 jobs: int) -> list[FileResult | SourceError]:
+    """rewrite_one for each path (importing its helpers from its spec, if any), in order, in
+    `jobs` processes (see pool.run_jobs)."""
     from .files.pool import run_jobs
 
-    outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes) for p in paths], jobs)
+    outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes, m) for p, m in zip(paths, specs)], jobs)
     return [SourceError(*o) if isinstance(o, tuple) else o for o in outcomes]
+
+
+def _write_helpers_modules(run: RewriteRun, destinations: Sequence[str], target: str) -> None:
+    """Write (or bring up to date) each helpers module some converted file imports."""
+    from .targets import get_target
+
+    text = get_target(target).helpers_module_source()
+    for destination in destinations:
+        try:
+            if os.path.isfile(destination) and read_source(destination) == text:
+                continue
+            write_atomic(destination, text)
+            run.helpers_written.append(destination)
+        except (OSError, SourceError) as error:
+            run.errors.append(error if isinstance(error, SourceError) else SourceError(destination, str(error)))
 
 
 # ------------------------------------------------------------------------------ lint --fix / --diff

@@ -530,6 +530,11 @@ def _add_noqa(report, findings, color: bool) -> None:
 @click.option("--input", "inputs", multiple=True, metavar="SPEC", help="With --verify: an input spec (repeatable).")
 @click.option("--atol", type=float, default=None, help="With --verify: absolute tolerance.")
 @click.option("--rtol", type=float, default=None, help="With --verify: relative tolerance.")
+@click.option("--helpers-module", default="_pt2jax_helpers", show_default=True, metavar="NAME",
+              help="Files found in a folder import their helpers (ConvNCHW, torch_bias_init, ...) from this "
+                   "module, written once per package (or per folder of loose scripts); files named "
+                   "directly define them inline.")
+@click.option("--inline-helpers", is_flag=True, help="Define the helpers in every converted file instead.")
 @_walk_options
 @_scale_options
 @click.option("--force", is_flag=True, help="Rewrite in place even files with uncommitted changes or untracked "
@@ -538,7 +543,7 @@ def _add_noqa(report, findings, color: bool) -> None:
               "with --diff), not each change and TODO.")
 @color_option
 def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, model, init, inputs, atol, rtol,
-            exclude, respect_gitignore, jobs, force, quiet, color) -> None:
+            helpers_module, inline_helpers, exclude, respect_gitignore, jobs, force, quiet, color) -> None:
     """Convert PyTorch code in PATHS to JAX (Flax NNX + Optax).
 
     By default files are rewritten in place, atomically, and only when something changes;
@@ -572,6 +577,8 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
     """
     if out and (diff or check):
         raise click.UsageError("--out writes files; it cannot be combined with --diff or --check")
+    if not helpers_module.isidentifier():
+        raise click.UsageError(f"--helpers-module {helpers_module!r} is not a module name (a Python identifier)")
     if (model or inputs or init) and not do_verify:
         raise click.UsageError("--model/--init/--input are options of --verify")
     if do_verify and model and not inputs:
@@ -594,7 +601,8 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
     rules = FileRules.build(config, exclude=exclude, respect_gitignore=respect_gitignore)
     try:
         run = rewrite_paths(paths, out=out, write=not (diff or check), target=target, unsafe_fixes=not safe_only,
-                            rules=rules, jobs=jobs, force=force)
+                            rules=rules, jobs=jobs, force=force,
+                            helpers_module=None if inline_helpers else helpers_module)
     except RewriteRefused as error:
         raise click.UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -611,6 +619,8 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
     if not quiet:
         render_lines(all_findings, sys.stdout, out_color)
     render_errors(run.errors, sys.stderr, _color(color, sys.stderr))  # before the summary that counts them
+    for path in run.helpers_written:
+        click.echo(f"Wrote the shared helpers module {path}.", err=True)
     _rewrite_summary(run, changed, all_findings, out=out, diff=diff, check=check, color=out_color)
     if report_file:
         _rewrite_report(report_file, run, changed, all_findings, out=out, dry=diff or check, quiet=quiet)

@@ -155,8 +155,11 @@ def test_rewrite_out_keeps_the_layout_and_never_touches_inputs(run, project, tmp
     result = run("rewrite", "--out", tmp_path / "jax_src", project)
     assert result.exit_code == 0, result.stderr
     out = snapshot(tmp_path / "jax_src")
-    assert set(out) == {os.path.join("pkg", "mlp.py"), "partial.py", "plain.py"}
+    # pkg/mlp.py needs helpers: a folder rewrite imports them from one module beside it
+    assert set(out) == {os.path.join("pkg", "mlp.py"), os.path.join("pkg", "_pt2jax_helpers.py"), "partial.py",
+                        "plain.py"}
     assert b"nnx.Module" in out[os.path.join("pkg", "mlp.py")]
+    assert b"\nfrom _pt2jax_helpers import " in out[os.path.join("pkg", "mlp.py")]
     assert out["plain.py"] == PLAIN.encode()
     assert snapshot(project) == before
     # a file argument lands at its own name

@@ -31,12 +31,13 @@ _LONE_LF = re.compile(r"(?<!\r)\n")
 
 
 def rewrite_source(source: str, path: str = "<string>", *, target: str | Target = "nnx",
-                   unsafe_fixes: bool = True) -> FileResult:
+                   unsafe_fixes: bool = True, helpers_module: str | None = None) -> FileResult:
     """_rewrite_text with the file's form kept: a BOM is set aside for the parse and put
     back, and in a file whose every line ends in CRLF the lines the rewrite adds (imports,
     helpers with their docstrings, TODO comments) end in CRLF too."""
     bom = "\ufeff" if source.startswith("\ufeff") else ""
-    result = _rewrite_text(source[len(bom):], path, target=target, unsafe_fixes=unsafe_fixes)
+    result = _rewrite_text(source[len(bom):], path, target=target, unsafe_fixes=unsafe_fixes,
+                           helpers_module=helpers_module)
     new_source = result.new_source
     if new_source is not None and new_source != result.source:
         if "\r\n" in source and not _LONE_LF.search(source):
@@ -49,7 +50,7 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str | Target 
 
 
 def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target = "nnx",
-                  unsafe_fixes: bool = True) -> FileResult:
+                  unsafe_fixes: bool = True, helpers_module: str | None = None) -> FileResult:
     """Rewrite one file's text for `target` (a registered target's name, or a Target). Unchanged
     text comes back as is (byte for byte). An unknown target raises targets.UnknownTarget (a
     ValueError naming the available ones).
@@ -57,6 +58,10 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     `unsafe_fixes=False` (what `lint --fix` uses) leaves alone the conversions that change
     numbers: random sampling and seeding (JAX's streams differ from torch's) and 64-bit
     integers becoming 32-bit ones.
+
+    `helpers_module` (the module as the file's import names it: `._pt2jax_helpers`,
+    `_pt2jax_helpers`): the helpers the file needs are imported from it (a folder rewrite writes
+    it once per package, `api.rewrite_paths`) instead of defined in the file.
     """
     target = get_target(target)  # asked first: an unknown name fails even for torch-free text
     if "torch" not in source:
@@ -66,7 +71,7 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     if not aliases:
         return FileResult(path, source, source)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target)
+    transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target, helpers_module)
     new_module = wrapper.visit(transformer)
     new_source = new_module.code
     try:

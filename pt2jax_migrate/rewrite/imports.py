@@ -72,15 +72,23 @@ def not_tensor_names(module: cst.Module, target: str | Target | None = None) -> 
 
 
 def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str],
-                   target: str | Target | None = None) -> cst.Module:
+                   target: str | Target | None = None, helpers_module: str | None = None) -> cst.Module:
     """Drop torch imports nothing uses any more, add the imports (the target's) the new code
-    uses, and emit the target's helpers it needs (once per file)."""
+    uses, and emit the target's helpers it needs: their definitions (once per file), or, given
+    `helpers_module` (the module as an import names it, `._pt2jax_helpers`), one import of them
+    from the package's shared helpers module."""
     target = get_target(target)
     imports = target.converted_imports
     body = list(module.body)
     defined = _module_level_names(module)
-    needed_helpers = [h for h in target.helper_closure(sorted(helpers)) if h.name not in defined]
     helper_stmts = []
+    if helpers_module is not None:
+        needed_helpers = []
+        wanted = [name for name in sorted(helpers) if name not in defined]
+        if wanted:
+            helper_stmts = [cst.parse_statement(f"from {helpers_module} import {', '.join(wanted)}\n")]
+    else:
+        needed_helpers = [h for h in target.helper_closure(sorted(helpers)) if h.name not in defined]
     for helper in needed_helpers:
         parsed = cst.parse_module(helper.source)
         stmts = list(parsed.body)
@@ -112,7 +120,9 @@ def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str
         # keep the blank lines/comments that stood above the first torch import
         pass
     new_body[insert_at:insert_at] = import_stmts
-    if helper_stmts:
+    if helper_stmts and helpers_module is not None:
+        new_body.insert(_after_imports(new_body), helper_stmts[0])  # last of the imports
+    elif helper_stmts:
         at = _after_imports(new_body)
         header = cst.EmptyLine(comment=cst.Comment("# pt2jax helpers: PyTorch semantics with no one-call JAX equivalent"))
         first = helper_stmts[0]

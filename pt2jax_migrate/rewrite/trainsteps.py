@@ -52,7 +52,7 @@ class TrainStepsMixin:
             at = _after_imports(body)
             body.insert(at, cst.parse_statement(self.target.unseeded_statement() + "\n"))
         module = updated.with_changes(body=body)
-        return finish_imports(module, self.aliases, self.helpers, self.target)
+        return finish_imports(module, self.aliases, self.helpers, self.target, self.helpers_module)
 
     def _insert_pending(self, scope: _Scope, body: list) -> list:
         """Put each lifted train step right before the top-level statement that uses it."""

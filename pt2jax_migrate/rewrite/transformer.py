@@ -63,9 +63,10 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
     def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True,
-                 target: str | Target | None = None):
+                 target: str | Target | None = None, helpers_module: str | None = None):
         super().__init__()
         self.path = path
+        self.helpers_module = helpers_module  # import helpers from it (None: define them in the file)
         self.unsafe_fixes = unsafe_fixes
         self.target = get_target(target)  # every piece of converted text is spelled by the target
         self.rules = load_rules(target=self.target.table)

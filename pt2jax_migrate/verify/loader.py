@@ -318,6 +318,40 @@ def _on_sys_path(directory: str):
             pass
 
 
+def _package_of(path: str) -> tuple[str, str]:
+    """(package name, folder to put on sys.path) for a file inside a package (its folder and
+    the ones above holding an __init__.py), so its relative imports (`from ..ops import x`)
+    resolve; ("", the file's folder) for a loose script."""
+    folder = Path(path).resolve().parent
+    parts: list[str] = []
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    return ".".join(parts), str(folder)
+
+
+@contextmanager
+def _own_package(package: str, search_root: str):
+    """While a file of `package` loads, set aside a package of the same name loaded from another
+    folder (the original beside its converted copy: `src/pkg/m.py` and `jax_src/pkg/m.py`), so
+    the file's relative imports find its own siblings; put back afterwards."""
+    top = package.split(".")[0] if package else ""
+    loaded = sys.modules.get(top)
+    origin = list(getattr(loaded, "__path__", None) or [])
+    mine = str(Path(search_root, top).resolve())
+    if not top or loaded is None or any(str(Path(p).resolve()) == mine for p in origin):
+        yield
+        return
+    names = [name for name in sys.modules if name == top or name.startswith(top + ".")]
+    aside = {name: sys.modules.pop(name) for name in names}
+    try:
+        yield
+    finally:
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+        sys.modules.update(aside)
+
+
 def _describe(node: ast.stmt) -> str:
     if isinstance(node, (ast.Import, ast.ImportFrom)):
         return "import"
@@ -338,11 +372,16 @@ def load_slice(path: str, roots: set[str], *, label: str = "file") -> LoadedFile
     module = types.ModuleType(name)
     module.__file__ = str(Path(path).resolve())
     module.__dict__["__builtins__"] = builtins
+    package, search_root = _package_of(path)
+    if package:
+        module.__package__ = package
     loaded = LoadedFile(path=path, module=module, lines=[n.lineno for n in nodes])
     flags = _future_flags(nodes)
     sys.modules[name] = module
     try:
-        with _on_sys_path(str(Path(path).resolve().parent)):
+        # the file's own folder stays first: a script in a package folder may import its siblings
+        with _on_sys_path(search_root), _on_sys_path(str(Path(path).resolve().parent)), \
+                _own_package(package, search_root):
             for node in nodes:
                 code = compile(ast.Module(body=[node], type_ignores=[]), path, "exec", flags=flags, dont_inherit=True)
                 try:

@@ -1,0 +1,85 @@
+"""torchvision architectures end to end (rewrite -> load -> verify), CI-sized: the pipeline of
+benchmarks/bench_models.py on a few small architectures at small width.
+
+The converted package is a mirror of only the torchvision modules these architectures load
+(the benchmark rewrites the whole package); verify runs in a subprocess per architecture, as in
+the benchmark, so importing torchvision (with its workaround) stays out of the test process.
+
+EXPECTED is the state today, asserted exactly: when a conversion improves, this test fails and
+the row is updated (moving an architecture to "pass" is the point of issue 10).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_models  # noqa: E402
+
+pytestmark = pytest.mark.corpus
+
+# the modules the architectures below import (the model slice's relative imports)
+MIRROR = ["_utils.py", "_internally_replaced_utils.py", "utils.py", "ops/misc.py", "models/_api.py", "models/_meta.py", "models/_utils.py",
+          "transforms/_presets.py"]
+
+# name -> (torch-free, verify status, what the blocker says)
+EXPECTED = {
+    "squeezenet": (False, "error", "'SqueezeNet' object has no attribute 'modules'"),
+    "resnet18": (False, "error", "TypeError: BasicBlock.__init__()"),
+    "mobilenet_v2": (False, "error", "TypeError: InvertedResidual.__init__() missing 1 required keyword-only argument: 'rngs'"),
+}
+
+
+def _torchvision() -> Path | None:
+    spec = importlib.util.find_spec("torchvision")
+    return Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else None
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> tuple[Path, Path]:
+    source = _torchvision()
+    if source is None:
+        pytest.skip("torchvision is not installed")
+    mirror = tmp_path_factory.mktemp("mirror") / "torchvision"
+    archs = [a for a in bench_models.TORCHVISION if a.name in EXPECTED]
+    for relative in {*MIRROR, *(a.module for a in archs)}:
+        (mirror / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, mirror / relative)
+    for folder in {mirror, *(p.parent for p in mirror.rglob("*.py"))}:
+        (folder / "__init__.py").touch()
+    out = tmp_path_factory.mktemp("out") / bench_models.CONVERTED_PACKAGE["torchvision"]
+    files, errors = bench_models.rewrite_package(mirror, out)
+    assert errors == 0 and files == len(list(mirror.rglob("*.py")))
+    return source, out
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_architecture_end_to_end(converted, name):
+    source, out = converted
+    arch = next(a for a in bench_models.TORCHVISION if a.name == name)
+    row = bench_models.run_arch(arch, source, out, jit=False, timeout=600)
+    clean, status, blocker = EXPECTED[name]
+    # the rewrite columns are real: the converted file's imports and its TODO markers
+    text = (out / arch.module).read_text()
+    assert row.clean is clean and row.clean == (re.search(r"^\s*(import|from) torch\b", text, re.M) is None)
+    assert row.todos == text.count("TODO(pt2jax):") and (row.todos > 0) is (not clean or status != "pass")
+    assert row.eager == status, row
+    assert blocker in row.blocker, row
+    if status == "pass":
+        assert row.out_err is not None and row.grad_err is not None
+
+
+def test_the_table_counts_what_the_rows_say():
+    rows = [bench_models.Row("a", "a.py", clean=True, eager="pass", jit="n/a", out_err=1e-7, grad_err=2e-7),
+            bench_models.Row("b", "b.py", clean=False, todos=3, eager="error", blocker="verify: boom")]
+    table = bench_models.render(rows, jit=True)
+    assert table.splitlines()[-1] == "2 architectures: 1 torch-free, 1 verified eager, 0 verified jitted"
+    assert "verify: boom" in table and "1.0e-07" in table
