@@ -106,8 +106,9 @@ class ScopesMixin:
         rngs_name = self.target.rngs_name
         scope = _Scope(bound=bindings.names - {rngs_name} if is_init else bindings.names, in_converted_init=is_init,
                        has_backward=".backward(" in code_of(node))
-        if is_init:
-            scope.rngs = rngs_name
+        if is_init or self._init_function_needs_rngs(node.name.value):
+            scope.rngs = rngs_name  # an init function drawing random numbers takes rngs too
+            scope.bound.discard(rngs_name)
         self.scopes.append(scope)
         self.class_stack.append(False)
         self.todo_stack.append([])  # the header's TODOs (decorators, annotations) go above the def
@@ -121,6 +122,8 @@ class ScopesMixin:
         in_class = bool(self.class_stack) and self.class_stack[-1]
         if in_class:
             updated = self._convert_method(original, updated)
+        if self._init_function_needs_rngs(original.name.value):
+            updated = self._add_rngs_param(original, updated)
         body = list(updated.body.body) if isinstance(updated.body, cst.IndentedBlock) else None
         if body is not None:
             body = self._insert_pending(scope, body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..base import Helper, closure_of
+from .helpers_init import MODULE_APPLY, TORCH_INIT
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -243,6 +244,8 @@ HELPERS: dict[str, Helper] = {
             ["import math", "import jax", "import jax.numpy as jnp"],
             ["ntuple"],
         ),
+        _helper("torch_init", TORCH_INIT, ["import math", "import jax", "import jax.numpy as jnp"]),
+        _helper("module_apply", MODULE_APPLY, ["from flax import nnx"]),
     )
 }
 
