@@ -58,7 +58,9 @@ class Net(nn.Module):
         self.fc1 = nn.Linear(4, 4)
         self.fc2 = nn.Linear(4, 3)
         self.norm = nn.LayerNorm(3)
+        self.scale = nn.Parameter(torch.zeros(3))
         self.apply(self._init_weights)
+        nn.init.constant_(self.scale, 2.0)
         nn.init.dirac_(self.conv.weight)
         with torch.no_grad():
             self.conv2.weight.copy_(torch.arange(36.0).reshape(3, 2, 3, 2) / 36)
@@ -77,7 +79,7 @@ class Net(nn.Module):
 
     def forward(self, x, v):
         y = self.conv2(self.conv(x)).mean((2, 3))
-        return self.norm(y + self.fc2(self.fc1(v)))
+        return self.norm(y + self.fc2(self.fc1(v))) * self.scale
 '''
 
 
@@ -95,6 +97,45 @@ def test_deterministic_inits_give_torchs_outputs_before_any_weight_transfer():
     for seed in (0, 1):  # the rngs do not matter: every parameter is set by the init
         got = np.asarray(load(converted, "Net")(rngs=nnx.Rngs(seed))(x, v))
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+MODULES_LOOP = '''\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 2)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 0.5)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.constant_(m.bias, 0.25)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+'''
+
+
+def test_the_modules_loop_in_init_converts_torch_free():
+    """torchvision's pattern: `for m in self.modules(): if isinstance(m, nn.Conv2d): ...` in __init__."""
+    converted, findings = convert(MODULES_LOOP)
+    assert not [f for f in findings if not f.fixable]
+    assert "for m in submodules(self):" in converted and "isinstance(m, (TorchBatchNorm, GroupNormNCHW))" in converted
+    model = load(converted, "Net")(rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(np.asarray(model.bn.scale[...]), np.full(8, 0.5, np.float32))
+    np.testing.assert_array_equal(np.asarray(model.fc.bias[...]), np.full(2, 0.25, np.float32))
+    assert np.all(np.asarray(model.conv.bias[...]) == 0)
+    assert model(np.zeros((1, 3, 5, 5), np.float32)).shape == (1, 2)
 
 
 # ------------------------------------------------------------------ random: same distributions

@@ -330,4 +330,7 @@ def decide_torch_only(site: MethodSite) -> Decision | None:
     if method in CONSUMED_BY_TORCH_CALLS and site.inside_torch_call:
         return None  # torch.optim.SGD(model.parameters(), ...): the optimizer decides
     reason = torch_only_method(method, list(site.arg_kinds), [k for k, _ in site.kwargs], site.receiver)
+    if reason is not None and method == "modules" and not site.args and not site.kwargs:
+        # `for m in self.modules():` (the init loop of most model code): every submodule
+        return Decision("PTJ103", True, "modules(): every submodule and the module itself", action="modules")
     return None if reason is None else manual(construct_code(method), reason)

@@ -42,6 +42,10 @@ class MethodsMixin:
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
             return updated
+        if decision.action == "modules":
+            self.helpers.add("submodules")
+            self.changed(original, decision.code, f"{decision.message} -> submodules(...)")
+            return cst.parse_expression(f"submodules({code_of(receiver)})")
         if decision.action == "module_apply":
             return self._apply_call(original, updated, site.init_function, decision)
         if decision.action == "device_move":

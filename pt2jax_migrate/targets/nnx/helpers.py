@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..base import Helper, closure_of
-from .helpers_init import MODULE_APPLY, TORCH_INIT
+from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -246,6 +246,7 @@ HELPERS: dict[str, Helper] = {
         ),
         _helper("torch_init", TORCH_INIT, ["import math", "import jax", "import jax.numpy as jnp"]),
         _helper("module_apply", MODULE_APPLY, ["from flax import nnx"]),
+        _helper("submodules", SUBMODULES, ["from flax import nnx"]),
     )
 }
 

@@ -91,12 +91,10 @@ class torch_init:
         if len(shape) not in (3, 4, 5) or shape[0] % groups:
             raise ValueError("dirac_ needs a 3-5 dimensional tensor whose dim 0 divides by groups")
         out_per_group = shape[0] // groups
-        value = jnp.zeros(shape)
-        centre = tuple(k // 2 for k in shape[2:])
-        for g in range(groups):
-            for d in range(min(out_per_group, shape[1])):
-                value = value.at[(g * out_per_group + d, d, *centre)].set(1.0)
-        return cls._write(param, layout, value)
+        pairs = [(g * out_per_group + d, d) for g in range(groups) for d in range(min(out_per_group, shape[1]))]
+        index = (jnp.array([o for o, _ in pairs]), jnp.array([i for _, i in pairs]),
+                 *(k // 2 for k in shape[2:]))  # a 1 at the kernel's centre, one per (out, in) pair
+        return cls._write(param, layout, jnp.zeros(shape).at[index].set(1.0))
 
     @classmethod
     def copy(cls, param, src, *, layout="copy"):
@@ -168,6 +166,12 @@ class torch_init:
         if rows < cols:
             q = q.T
         return cls._write(param, layout, gain * q.reshape(shape))
+'''
+
+SUBMODULES = '''\
+def submodules(module):
+    """torch's Module.modules(): every submodule and the module itself (children first here)."""
+    return [submodule for _, submodule in nnx.iter_modules(module)]
 '''
 
 MODULE_APPLY = '''\
