@@ -271,6 +271,31 @@ def test_isinstance_over_classes_with_different_layouts_is_left():
     assert "nn.init.ones_(m.weight)" in converted
 
 
+MIXED = '''\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(64, 128, 3)
+        self.fc = nn.Linear(512, 256)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+'''
+
+
+def test_one_init_over_classes_with_different_layouts_picks_the_layout_at_run_time():
+    converted, findings = convert(MIXED)
+    assert not [f for f in findings if not f.fixable]
+    assert 'layout="conv" if isinstance(m, ConvNCHW) else "transpose"' in converted
+    model = load(converted, "Net")(rngs=nnx.Rngs(0))
+    conv, fc = np.asarray(model.conv.kernel[...]), np.asarray(model.fc.kernel[...])
+    assert conv.shape == (3, 3, 64, 128) and fc.shape == (512, 256)
+    assert conv.std() == pytest.approx(0.02, rel=0.03) and fc.std() == pytest.approx(0.02, rel=0.03)
+
+
 def test_a_random_init_outside_init_and_apply_functions_is_left():
     source = ("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
               "        self.fc = nn.Linear(2, 2)\n\n    def reset(self):\n        nn.init.normal_(self.fc.weight)\n"

@@ -199,10 +199,13 @@ def isinstance_class(rule) -> str | None:
 # ------------------------------------------------------------------------------ initialisation
 
 
-def _init_layout(rules, layers: tuple[str, ...], attribute: str) -> tuple[str, str] | str:
+def _init_layout(rules, layers: tuple[str, ...], attribute: str) -> tuple[str, str | tuple] | str:
     """(converted attribute, transform) from the weight tables for `attribute` of every class
-    the module may be, or why there is none."""
+    the module may be, or why there is none. Classes that store it under one name in different
+    layouts (isinstance(m, (nn.Conv2d, nn.Linear))) give ((converted class, transform), ...):
+    the layout is chosen by the module's class at run time."""
     found = set()
+    per_class = []
     for q in layers:
         if q == PARAMETER_LAYER:
             found.add(("", "copy"))
@@ -213,8 +216,11 @@ def _init_layout(rules, layers: tuple[str, ...], attribute: str) -> tuple[str, s
         if entry is None or not entry.get("to"):
             return f"{q} has no converted parameter for .{attribute}"
         found.add((entry["to"], entry.get("transform", "copy")))
-    if len(found) != 1:
+        per_class.append((isinstance_class(rule), entry.get("transform", "copy")))
+    if len({to for to, _ in found}) != 1 or (len(found) > 1 and any(c is None for c, _ in per_class)):
         return f"the classes in isinstance(...) store .{attribute} differently; test them one at a time"
+    if len(found) > 1:
+        return found.pop()[0], tuple(dict(per_class).items())  # one converted class may stand for several
     return found.pop()
 
 
@@ -231,8 +237,9 @@ def decide_init(site: InitSite, rules) -> Decision:
     if isinstance(layout, str):
         return manual(code, f"{name}: {layout}")
     to, transform = layout
-    if transform not in INIT_LAYOUTS:
-        return manual(code, f"{name}: an init through the layout {transform!r} is not converted")
+    transforms = [t for _, t in transform] if isinstance(transform, tuple) else [transform]
+    if any(t not in INIT_LAYOUTS for t in transforms):
+        return manual(code, f"{name}: an init through the layout {transforms[0]!r} is not converted")
     params = INIT_FUNCTIONS[kind][1] if kind != COPY else ("src",)
     keywords = [k for k, _ in site.kwargs]
     if any(k is None or k not in params for k in keywords) or any(s for _, s in site.args) \
@@ -243,7 +250,7 @@ def decide_init(site: InitSite, rules) -> Decision:
         return manual(code, f"{name} draws random numbers: converted only in __init__ or in a function "
                             "passed to module.apply (where a random key is at hand)")
     receiver = site.owner if site.attribute == "" else f"{site.owner}.{to}"
-    message = f"{name}: writes {receiver} through the weight table's '{transform}' layout"
+    message = f"{name}: writes {receiver} through the weight table's {'/'.join(sorted(set(transforms)))} layout"
     return Decision(code, True, message, "unsafe" if random else "safe", "init",
                     InitTarget(receiver, transform, kind, random))
 

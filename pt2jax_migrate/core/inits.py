@@ -67,6 +67,6 @@ class InitTarget:
     """Where a fixable init writes: the converted parameter and the transform to it."""
 
     receiver: str  # `m.kernel`, `self.pos_embed`
-    layout: str  # a weight-table transform name
+    layout: str | tuple  # a weight-table transform name, or ((converted class, transform), ...)
     kind: str  # the torch.nn.init name (or "copy_") of the helper to call
     random: bool

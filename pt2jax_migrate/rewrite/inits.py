@@ -33,7 +33,7 @@ class InitsMixin:
         args, kwargs = self._args(updated)
         positional = [a.source for a in (args if site.method else args[1:])]
         keywords = [f"{k}={v.source}" for k, v in kwargs.items()]
-        extra = [] if target.layout == "copy" else [f'layout="{target.layout}"']
+        extra = [] if target.layout == "copy" else [f"layout={self._layout_text(target.layout, site.owner)}"]
         if target.random:
             extra.append(f"key={self.target.key_expr(self._fscope().rngs or self.target.rngs_name)}")
         helper = f"torch_init.{target.kind.rstrip('_')}"  # no trailing _: not read as a torch in-place method
@@ -41,6 +41,16 @@ class InitsMixin:
         self.helpers.add("torch_init")
         self.changed(original, decision.code, f"{decision.message} -> {helper}", decision.safety)
         return self._expr(text)
+
+    def _layout_text(self, layout, owner: str) -> str:
+        """"conv", or by the module's class: `"conv" if isinstance(m, ConvNCHW) else "transpose"`."""
+        if isinstance(layout, str):
+            return f'"{layout}"'
+        *tests, (_, last) = layout
+        for cls, _ in layout:
+            if cls in self.target.helpers:
+                self.helpers.add(cls)
+        return " ".join(f'"{t}" if isinstance({owner}, {cls}) else' for cls, t in tests) + f' "{last}"'
 
     def _apply_call(self, original: cst.Call, updated: cst.Call, function: str, decision) -> cst.BaseExpression:
         receiver = updated.func.value  # type: ignore[attr-defined]

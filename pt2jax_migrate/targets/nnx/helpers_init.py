@@ -33,7 +33,11 @@ class torch_init:
 
     @classmethod
     def _write(cls, param, layout, value):
-        param.set_value(cls.LAYOUTS[layout](jnp.asarray(value, dtype=param.get_value().dtype)))
+        old = param.get_value()
+        new = cls.LAYOUTS[layout](jnp.asarray(value, dtype=old.dtype))
+        if new.shape != old.shape:  # never let a layout mix-up broadcast silently
+            raise ValueError(f"init of shape {new.shape} for a parameter of shape {old.shape}")
+        param.set_value(new)
         return param
 
     @classmethod
