@@ -309,3 +309,25 @@ def test_lint_fix_leaves_random_inits_for_unsafe_fixes():
     result = rewrite_source(RANDOM, "model.py", unsafe_fixes=False)
     assert "nn.init.uniform_(self.uniform.weight, -0.3, 0.1)" in result.new_source
     assert "torch_init.zeros(m.bias)" in result.new_source
+
+
+# ------------------------------------------------------------------ one layout language
+
+def test_the_helper_writes_through_the_same_transforms_as_the_weight_transfer():
+    """torch_init's layouts are verify's weight transforms (the tables name them once); a torch
+    shape is recovered from the converted one for every layout an init may be written through."""
+    from pt2jax_migrate.core.inits import INIT_LAYOUTS
+    from pt2jax_migrate.targets.nnx.helpers import HELPERS, helper_imports
+    from pt2jax_migrate.verify.transfer import TRANSFORMS
+
+    helper = HELPERS["torch_init"]
+    torch_init = load("\n".join(helper_imports([helper])) + "\n\n" + helper.source, "torch_init")
+    rng = np.random.default_rng(0)
+    for name in sorted(INIT_LAYOUTS):
+        for shape in ([(5, 3)] if name in ("copy", "transpose") else []) + [(4, 3, 2), (6, 2, 3, 5), (2, 3, 2, 4, 5)]:
+            if name == "transpose" and len(shape) != 2:
+                continue
+            a = rng.standard_normal(shape).astype(np.float32)
+            expected = TRANSFORMS[name](a)
+            np.testing.assert_array_equal(np.asarray(torch_init.LAYOUTS[name](a)), expected)
+            assert torch_init.torch_shape(expected.shape, name) == shape
