@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     # what the commands do, as functions returning plain data
     ("api", {"api"}),
     # the engines: lint (ast), rewrite (libcst, with its train-step planning), verify (torch/jax)
-    ("engines", {"lint", "project", "baseline", "suppress", "rewrite", "trainstep", "verify"}),
+    ("engines", {"lint", "project", "baseline", "suppress", "rewrite", "trainstep", "inits", "verify"}),
     # shared services the engines use: rendering, file walking and writing, settings, code selection
     ("services", {"output", "files", "fsio", "config", "selection"}),
     # the target side: rendering through the tables' [x.nnx] sub-tables, the helpers written into

@@ -95,9 +95,11 @@ class torch_init:
         if len(shape) not in (3, 4, 5) or shape[0] % groups:
             raise ValueError("dirac_ needs a 3-5 dimensional tensor whose dim 0 divides by groups")
         out_per_group = shape[0] // groups
-        pairs = [(g * out_per_group + d, d) for g in range(groups) for d in range(min(out_per_group, shape[1]))]
-        index = (jnp.array([o for o, _ in pairs]), jnp.array([i for _, i in pairs]),
-                 *(k // 2 for k in shape[2:]))  # a 1 at the kernel's centre, one per (out, in) pair
+        # a 1 at the kernel's centre for each (out, in) pair of a group
+        per_group = min(out_per_group, shape[1])
+        pairs = [(g * out_per_group + d, d) for g in range(groups) for d in range(per_group)]
+        centre = tuple(k // 2 for k in shape[2:])
+        index = (jnp.array([o for o, _ in pairs]), jnp.array([i for _, i in pairs]), *centre)
         return cls._write(param, layout, jnp.zeros(shape).at[index].set(1.0))
 
     @classmethod
