@@ -39,6 +39,8 @@ from .names import (
 from .rules import load_rules
 from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
+from .core.decide import decide_init
+from .inits import InitFacts, init_facts
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
                               may_be_torch_only_method, torch_only_attribute)
@@ -471,9 +473,11 @@ def _method_names() -> frozenset[str]:
 
 class _Classifier:
     def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None,
-                 with_steps: bool = True, structure: StructureFacts | None = None):
+                 with_steps: bool = True, structure: StructureFacts | None = None, tree: ast.Module | None = None):
         self.w = walker
         self.structure = structure  # buffers, index assignments, weight ties (structure_facts)
+        self.tree = tree
+        self._init_facts: InitFacts | None = None
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
@@ -506,10 +510,27 @@ class _Classifier:
             from .trainstep import train_step_analysis
 
             try:
-                unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False).unconverted()
+                unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False,
+                                          tree=self.tree).unconverted()
                 self._train_lines, self._kept_optimizers, _ = train_step_analysis(self.w.source, unconverted)
             except Exception:  # an analysis failure must not stop lint: the steps stay manual
                 pass
+
+    def init_facts(self) -> InitFacts:
+        """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
+        if self._init_facts is None:
+            self._init_facts = init_facts(self.tree or ast.parse(self.w.source), self.w.source)
+        return self._init_facts
+
+    def init_site(self, record: _Record, call: ast.Call) -> bool:
+        """An init of a parameter: core.decide.decide_init's finding (True: reported)."""
+        site = self.init_facts().sites.get((call.lineno, call.col_offset))
+        if site is None:
+            return False
+        decision = decide_init(site, self.rules)
+        self.add(record, call, decision.code, decision.message, decision.fixable,
+                 safety=decision.safety if decision.fixable else "safe")
+        return True
 
     def unconverted(self) -> frozenset[int]:
         """Lines holding code the rewrite leaves in place (not counting the training steps)."""
@@ -618,6 +639,8 @@ class _Classifier:
         q = record.qual
         call = record.node
         assert q is not None
+        if self.init_site(record, call):
+            return
         args, kwargs = self.arguments(call)
         # the training-step facts cost an analysis of the file: only asked where they matter
         site = CallSite(
@@ -648,6 +671,8 @@ class _Classifier:
         method = record.method
         call = record.node
         assert method is not None
+        if self.init_site(record, call):
+            return
         training_call, in_train_step = True, False
         if method in STEP_METHODS:
             if method == "step":
@@ -664,6 +689,7 @@ class _Classifier:
             receiver_is_not_tensor=record.bare in self.not_tensors,
             inside_torch_call=parent is not None and parent.qual is not None,
             training_call=training_call, in_train_step=in_train_step,
+            init_function=self.init_facts().applies.get((call.lineno, call.col_offset)) if method == "apply" else None,
         )
         decision = decide_method(site, self.rules, check_rule)
         if decision is not None:
@@ -731,7 +757,7 @@ def lint_source(source: str, path: str = "<string>") -> list[Finding]:
     if not walker.imports:
         return []
     structure = analyse_structure(tree) if may_have_structure(source) else None
-    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure).run()
+    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree).run()
 
 
 def unconverted_lines(source: str) -> frozenset[int]:
@@ -744,7 +770,8 @@ def unconverted_lines(source: str) -> frozenset[int]:
     walker.visit_all(tree.body)
     if not walker.imports:
         return frozenset()
-    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), with_steps=False).unconverted()
+    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), with_steps=False,
+                       tree=tree).unconverted()
 
 
 # names the converted code itself imports (rewrite.IMPORTS; a test keeps the two in step)

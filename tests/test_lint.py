@@ -318,7 +318,7 @@ def test_references_that_are_not_calls():
         (6, "PTJ104", True, "torch.Tensor"),
         (6, "PTJ103", True, "torch.nn.functional.relu"),  # passed as a value -> jax.nn.relu
         (7, "PTJ901", False, "torch.backends.cudnn.benchmark"),
-        (8, "PTJ901", False, "isinstance(...,"),  # the check remains, not a layer
+        (8, "PTJ102", True, "isinstance(...,"),  # tests the converted class nnx.Linear
         (8, "PTJ901", False, "torch.nn.functional.dropout"),  # refused rule: no value conversion
         (8, "PTJ104", True, "torch.arange"),
         (8, "PTJ104", True, "torch.long"),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .calls import arguments_from_text, tensor_method_applies
+from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitSite, InitTarget, is_random
 from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
@@ -179,8 +180,85 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
     if found is not None:
         return found
     if site.in_isinstance:
+        target = isinstance_class(rule)
+        if target is not None:
+            return Decision(rule.code, True, f"isinstance(..., {q}) tests the converted class {target}",
+                            action="isinstance", rule=rule)
         return manual("PTJ901", isinstance_message(q))
     return unsupported(q)
+
+
+def isinstance_class(rule) -> str | None:
+    """The class a converted layer is an instance of (None: it does not become one class)."""
+    if rule is None or rule.kind != "layer" or rule.get("templates") is not None:
+        return None
+    target = rule.get("target") or ""
+    return target if target.rpartition(".")[2][:1].isupper() else None
+
+
+# ------------------------------------------------------------------------------ initialisation
+
+
+def _init_layout(rules, layers: tuple[str, ...], attribute: str) -> tuple[str, str | tuple] | str:
+    """(converted attribute, transform) from the weight tables for `attribute` of every class
+    the module may be, or why there is none. Classes that store it under one name in different
+    layouts (isinstance(m, (nn.Conv2d, nn.Linear))) give ((converted class, transform), ...):
+    the layout is chosen by the module's class at run time."""
+    found = set()
+    per_class = []
+    for q in layers:
+        if q == PARAMETER_LAYER:
+            found.add(("", "copy"))
+            continue
+        rule = rules.by_name.get(q)
+        weights = rule.get("weights") if rule is not None else None
+        entry = next((w for w in weights or () if w.get("torch") == attribute), None)
+        if entry is None or not entry.get("to"):
+            return f"{q} has no converted parameter for .{attribute}"
+        found.add((entry["to"], entry.get("transform", "copy")))
+        per_class.append((isinstance_class(rule), entry.get("transform", "copy")))
+    if len({to for to, _ in found}) != 1 or (len(found) > 1 and any(c is None for c, _ in per_class)):
+        return f"the classes in isinstance(...) store .{attribute} differently; test them one at a time"
+    if len(found) > 1:
+        return found.pop()[0], tuple(dict(per_class).items())  # one converted class may stand for several
+    return found.pop()
+
+
+def decide_init(site: InitSite, rules) -> Decision:
+    """The verdict on one parameter init (an nn.init call or an in-place tensor method)."""
+    kind = site.kind
+    code = "PTJ105" if site.method else "PTJ103"
+    tensor = f"{site.owner}.{site.attribute}" if site.attribute else site.owner
+    name = f"in-place {kind.rstrip('_')} init of {tensor}" if site.method else f"torch.nn.init.{kind}({tensor})"
+    if not site.layers:
+        return manual(code, f"{name}: which layer this tensor belongs to is not known here; "
+                            "narrow it with isinstance(m, nn.X) or build it as self.x = nn.X(...)")
+    layout = _init_layout(rules, site.layers, site.attribute)
+    if isinstance(layout, str):
+        return manual(code, f"{name}: {layout}")
+    to, transform = layout
+    transforms = [t for _, t in transform] if isinstance(transform, tuple) else [transform]
+    if any(t not in INIT_LAYOUTS for t in transforms):
+        return manual(code, f"{name}: an init through the layout {transforms[0]!r} is not converted")
+    params = INIT_FUNCTIONS[kind][1] if kind != COPY else ("src",)
+    keywords = [k for k, _ in site.kwargs]
+    if any(k is None or k not in params for k in keywords) or any(s for _, s in site.args) \
+            or len(site.args) > len(params) or "generator" in keywords:
+        return manual(code, f"{name}: these arguments are not converted (a torch Generator, ** or unknown names)")
+    random = is_random(kind)
+    if random and not site.key_available:
+        return manual(code, f"{name} draws random numbers: converted only in __init__ or in a function "
+                            "passed to module.apply (where a random key is at hand)")
+    receiver = site.owner if site.attribute == "" else f"{site.owner}.{to}"
+    message = f"{name}: writes {receiver} through the weight table's {'/'.join(sorted(set(transforms)))} layout"
+    return Decision(code, True, message, "unsafe" if random else "safe", "init",
+                    InitTarget(receiver, transform, kind, random))
+
+
+def decide_apply(function: str) -> Decision:
+    """`module.apply(fn)` where fn is an init function of this file."""
+    return Decision("PTJ103", True, f"apply({function}): runs {function} on every submodule, children first",
+                    action="module_apply")
 
 
 # ------------------------------------------------------------------------------ methods
@@ -204,6 +282,7 @@ class MethodSite:
     inside_torch_call: bool = False  # an argument of a torch call (`SGD(model.parameters(), ...)`)
     training_call: bool = True  # for step(): an optimizer's step (not a scheduler's, not unrelated)
     in_train_step: bool = False  # on a line the training-step planner converts
+    init_function: str | None = None  # apply(fn): fn is an init function of this file
 
 
 def decide_method(site: MethodSite, rules, check: Check) -> Decision | None:
@@ -224,6 +303,8 @@ def decide_method(site: MethodSite, rules, check: Check) -> Decision | None:
                             "(value_and_grad + optimizer update)", action="train_step")
         return manual(code, f".{method}(): not part of a train step the rewrite recognises "
                             "(zero_grad / forward / loss / backward / step); port it by hand")
+    if method == "apply" and site.init_function is not None:
+        return decide_apply(site.init_function)
     rule = rules.methods.get(method)
     if rule is not None:
         found = _table_method(rule, method, site.args, site.kwargs, site.bare_receiver, site.receiver_is_not_tensor,
@@ -256,4 +337,7 @@ def decide_torch_only(site: MethodSite) -> Decision | None:
     if method in CONSUMED_BY_TORCH_CALLS and site.inside_torch_call:
         return None  # torch.optim.SGD(model.parameters(), ...): the optimizer decides
     reason = torch_only_method(method, list(site.arg_kinds), [k for k, _ in site.kwargs], site.receiver)
+    if reason is not None and method == "modules" and not site.args and not site.kwargs:
+        # `for m in self.modules():` (the init loop of most model code): every submodule
+        return Decision("PTJ103", True, "modules(): every submodule and the module itself", action="modules")
     return None if reason is None else manual(construct_code(method), reason)

@@ -108,6 +108,9 @@ class CallsMixin:
         statement = self.call_statement.get(id(original), VALUE)
         if id(original) in self.statement_level_calls and (q in NO_GRAD or q == SEED):
             return updated  # `with torch.no_grad():`, `@torch.no_grad()`, `torch.manual_seed(s)`: the statement
+        init_site = self._init_site(original)
+        if init_site is not None:  # nn.init.K(m.weight, ...): core.decide.decide_init
+            return self._init_call(original, updated, init_site)
         args, kwargs = self._args(updated)
         line = self._pos(original)[0]
         built_as = self.optimizer_calls.get(id(original))

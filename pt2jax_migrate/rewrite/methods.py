@@ -37,7 +37,10 @@ class MethodsMixin:
         method = original.func.attr.value  # type: ignore[attr-defined]
         receiver = updated.func.value  # type: ignore[attr-defined]
         if method in STEP_METHODS or method in MODE_METHODS or self._handled_by_structure(original, method):
-            return updated  # a step/mode method (rewritten per block, or a note); a structure statement  # the training step is rewritten per block; train()/eval() stay (a note)
+            return updated  # a step/mode method (rewritten per block, or a note); a structure statement
+        init_site = self._init_site(original)
+        if init_site is not None:  # m.weight.data.normal_(...): core.decide.decide_init
+            return self._init_call(original, updated, init_site)
         args, kwargs = self._args(updated)
         bare = original.func.value.value if isinstance(original.func.value, cst.Name) else None  # type: ignore[attr-defined]
         site = MethodSite(
@@ -46,6 +49,7 @@ class MethodsMixin:
             _receiver_text(original.func.value), bare,  # type: ignore[attr-defined]
             receiver_is_not_tensor=bare in self.not_tensors,
             inside_torch_call=bool(self.call_stack) and self.call_stack[-1][1],
+            init_function=self.init_facts.applies.get((self._pos(original)[0], self._pos(original)[1] - 1)),
         )
         decision = decide_method(site, self.rules, check_rule)
         if decision is None:
@@ -53,6 +57,12 @@ class MethodsMixin:
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
             return updated
+        if decision.action == "modules":
+            self.helpers.add("submodules")
+            self.changed(original, decision.code, f"{decision.message} -> submodules(...)")
+            return cst.parse_expression(f"submodules({code_of(receiver)})")
+        if decision.action == "module_apply":
+            return self._apply_call(original, updated, site.init_function, decision)
         if decision.action == "device_move":
             return self._device_move(original, updated, method, receiver)
         rule = decision.rule

@@ -68,6 +68,11 @@ class ReferencesMixin:
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
             return updated
+        if decision.action == "isinstance":  # isinstance(m, nn.Linear) tests the converted class
+            target = decision.rule.get("target")
+            self.helpers |= set(decision.rule.get("helpers", []))
+            self.changed(original, decision.code, f"isinstance(..., {q}) -> {target}")
+            return self._expr(target)
         if decision.action == "rename":  # dtypes, torch.Tensor
             if decision.safety == "unsafe" and not self.unsafe_fixes:
                 return updated  # 64-bit integers become 32-bit ones: left for --unsafe-fixes

@@ -108,8 +108,9 @@ class ScopesMixin:
         rngs_name = self.target.rngs_name
         scope = _Scope(bound=bindings.names - {rngs_name} if builds else bindings.names, in_converted_init=is_init,
                        has_backward=".backward(" in code_of(node), method=node.name.value if in_class else None)
-        if builds:
-            scope.rngs = rngs_name
+        if builds or self._init_function_needs_rngs(node.name.value):
+            scope.rngs = rngs_name  # builders and init functions drawing random numbers take rngs too
+            scope.bound.discard(rngs_name)
         self.scopes.append(scope)
         self.class_stack.append(False)
         self.todo_stack.append([])  # the header's TODOs (decorators, annotations) go above the def
@@ -123,6 +124,8 @@ class ScopesMixin:
         in_class = bool(self.class_stack) and self.class_stack[-1]
         if in_class:
             updated = self._convert_method(original, updated)
+        if self._init_function_needs_rngs(original.name.value):
+            updated = self._add_rngs_param(original, updated)
         body = list(updated.body.body) if isinstance(updated.body, cst.IndentedBlock) else None
         if body is not None:
             body = self._insert_pending(scope, body)

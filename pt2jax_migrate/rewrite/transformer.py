@@ -24,6 +24,8 @@ classes       visit_ClassDef, leave_ClassDef; _convert_method()  class_stack, co
 trainsteps    leave_IndentedBlock, leave_Module;               module_names, used_names, step_lines,
               _insert_pending() (from leave_FunctionDef)       kept_optimizers, clips
 imports       (functions) import_aliases, finish_imports       aliases (from the engine)
+inits         _init_call() (from leave_Call), _apply_call()     init_facts (pt2jax_migrate.inits)
+              (from _method_call), init functions take rngs
 
 Free helpers live in cst_util (libcst shapes) and lifting (train-step pieces); the entry points
 (rewrite_source, parse, the residue check) in engine.
@@ -39,6 +41,7 @@ from libcst.metadata import PositionProvider
 from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
+from ..inits import init_facts
 from ..model import Finding
 from ..rules import load_rules
 from ..structure_facts import analyse as analyse_structure
@@ -47,6 +50,7 @@ from .calls import CallsMixin
 from .classes import ClassesMixin
 from .cst_util import names_in
 from .imports import _module_level_names, not_tensor_names
+from .inits import InitsMixin
 from .methods import MethodsMixin
 from .references import ReferencesMixin
 from .scopes import ScopesMixin, _Scope
@@ -56,7 +60,7 @@ from .todos import TodosMixin
 from .trainsteps import TrainStepsMixin
 
 MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin, MethodsMixin, ClassesMixin,
-          TrainStepsMixin, StructureMixin)
+          TrainStepsMixin, StructureMixin, InitsMixin)
 
 
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
@@ -105,3 +109,4 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.module_names = _module_level_names(module)
         self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names
+        self.init_facts = init_facts(ast.parse(module.code), module.code)  # nn.init sites, apply(fn)

@@ -17,6 +17,7 @@ from .helpers_attention import ATTENTION_HELPERS
 from .helpers_recurrent import RECURRENT_HELPERS
 from .helpers_structure import STRUCTURE_HELPERS
 from .helpers_surface import SURFACE_HELPERS
+from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -271,6 +272,9 @@ HELPERS: dict[str, Helper] = {
         *ATTENTION_HELPERS,
         *RECURRENT_HELPERS,
         *SURFACE_HELPERS,
+        _helper("torch_init", TORCH_INIT, ["import math", "import jax", "import jax.numpy as jnp"]),
+        _helper("module_apply", MODULE_APPLY, ["from flax import nnx"]),
+        _helper("submodules", SUBMODULES, ["from flax import nnx"]),
     )
 }
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})

@@ -1,0 +1,72 @@
+"""Parameter initialisation (`nn.init.*`, in-place `weight.normal_()` ...), framework-neutral.
+
+What each torch init takes and whether it draws random numbers; the layouts (weight-table
+transform names, rules/layers.toml `weights`) an init can be written through. The converted
+init computes the values in torch's layout (so fans and `eye_`/`dirac_`/`copy_` mean what they
+mean in torch) and writes them through the same transform the weight transfer uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# torch.nn.init name -> (random?, torch's parameters after the tensor)
+INIT_FUNCTIONS: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "constant_": (False, ("val",)),
+    "zeros_": (False, ()),
+    "ones_": (False, ()),
+    "eye_": (False, ()),
+    "dirac_": (False, ("groups",)),
+    "uniform_": (True, ("a", "b", "generator")),
+    "normal_": (True, ("mean", "std", "generator")),
+    "trunc_normal_": (True, ("mean", "std", "a", "b", "generator")),
+    "xavier_uniform_": (True, ("gain", "generator")),
+    "xavier_normal_": (True, ("gain", "generator")),
+    "kaiming_uniform_": (True, ("a", "mode", "nonlinearity", "generator")),
+    "kaiming_normal_": (True, ("a", "mode", "nonlinearity", "generator")),
+    "orthogonal_": (True, ("gain", "generator")),
+}
+
+# in-place tensor method -> the torch.nn.init function that writes the same values
+INPLACE_METHODS: dict[str, str] = {
+    "normal_": "normal_",
+    "uniform_": "uniform_",
+    "zero_": "zeros_",
+    "fill_": "constant_",
+    "copy_": "copy_",
+}
+# copy_ only exists as a method; it is deterministic and takes the source tensor
+COPY = "copy_"
+
+# weight-table transforms an init can be written through (their torch-layout shape is recoverable)
+INIT_LAYOUTS = frozenset({"copy", "transpose", "conv", "conv_transpose"})
+
+PARAMETER_LAYER = "torch.nn.Parameter"  # `self.p = nn.Parameter(...)`: the value itself, same layout
+
+
+def is_random(kind: str) -> bool:
+    return kind != COPY and INIT_FUNCTIONS[kind][0]
+
+
+@dataclass(frozen=True)
+class InitSite:
+    """An init of one parameter, as either front end sees it (facts from pt2jax_migrate.inits)."""
+
+    kind: str  # a torch.nn.init name, or "copy_"
+    method: bool  # written as an in-place tensor method (`m.weight.data.normal_(0, .02)`)
+    layers: tuple[str, ...]  # torch classes the owning module may be (empty: unknown)
+    attribute: str  # "weight", "bias", ... ("" for an nn.Parameter attribute itself)
+    owner: str  # source text of the module (`m`, `self.fc`) or of the parameter
+    key_available: bool  # a random key can be drawn here (a converted __init__ or init function)
+    args: tuple[tuple[str, bool], ...] = ()  # after the tensor (source text, starred)
+    kwargs: tuple[tuple[str | None, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class InitTarget:
+    """Where a fixable init writes: the converted parameter and the transform to it."""
+
+    receiver: str  # `m.kernel`, `self.pos_embed`
+    layout: str | tuple  # a weight-table transform name, or ((converted class, transform), ...)
+    kind: str  # the torch.nn.init name (or "copy_") of the helper to call
+    random: bool

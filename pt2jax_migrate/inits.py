@@ -1,0 +1,183 @@
+"""Facts about parameter initialisation in one module, from its `ast` (lint and rewrite alike).
+
+Finds the init calls (`nn.init.K(m.weight, ...)`, `m.weight.data.normal_(...)`) and what module
+each one's tensor belongs to: a name narrowed by an enclosing `if isinstance(m, nn.Linear):`
+or an attribute assigned a torch layer (`self.fc = nn.Linear(...)`) or an `nn.Parameter` in the
+class's __init__; the init functions handed to `module.apply(fn)` and whether they draw random
+numbers. The verdicts are core.decide.decide_init's.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from .core.inits import COPY, INIT_FUNCTIONS, INPLACE_METHODS, PARAMETER_LAYER, InitSite, is_random
+from .names import import_bindings
+
+Position = tuple[int, int]  # (line, column) of a call
+
+
+@dataclass
+class InitFacts:
+    sites: dict[Position, InitSite] = field(default_factory=dict)
+    functions: dict[str, bool] = field(default_factory=dict)  # init function -> draws random numbers
+    applies: dict[Position, str] = field(default_factory=dict)  # `x.apply(fn)` -> fn's name
+
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update(import_bindings(node))
+    return out
+
+
+def _qualname(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in aliases:
+        return None
+    return ".".join([aliases[node.id], *reversed(parts)])
+
+
+def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str]) -> tuple[str, tuple[str, ...]] | None:
+    """`isinstance(m, nn.Linear)` / `isinstance(m, (nn.Conv2d, nn.Linear))` -> ("m", qualnames)."""
+    if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name) and test.func.id == "isinstance"
+            and len(test.args) == 2 and isinstance(test.args[0], ast.Name)):
+        return None
+    types = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
+    names = tuple(_qualname(t, aliases) for t in types)
+    if any(n is None for n in names):
+        return None
+    return test.args[0].id, names  # type: ignore[return-value]
+
+
+def _self_layers(cls: ast.ClassDef, aliases: dict[str, str]) -> dict[str, str]:
+    """`self.x = nn.Linear(...)` / `self.p = nn.Parameter(...)` in __init__ -> {x: torch class}."""
+    out: dict[str, str] = {}
+    for item in cls.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            for node in ast.walk(item):
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call):
+                    target = node.targets[0]
+                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
+                            and target.value.id == "self":
+                        q = _qualname(node.value.func, aliases)
+                        if q is not None and q.startswith("torch.nn."):
+                            out[target.attr] = "torch.nn.Parameter" if q.endswith(".Parameter") else q
+    return out
+
+
+def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[str, str]):
+    """(owner text, layers, attribute) for the tensor an init writes (None: not a recognised one)."""
+    if isinstance(expr, ast.Attribute) and expr.attr == "data":
+        expr = expr.value
+    if not isinstance(expr, ast.Attribute):
+        return None
+    owner = expr.value
+    if isinstance(owner, ast.Name) and owner.id in narrow:
+        return owner.id, narrow[owner.id], expr.attr
+    if isinstance(owner, ast.Name) and owner.id == "self" and layers.get(expr.attr) == PARAMETER_LAYER:
+        return f"self.{expr.attr}", (PARAMETER_LAYER,), ""
+    if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self" \
+            and owner.attr in layers and layers[owner.attr] != PARAMETER_LAYER:
+        return f"self.{owner.attr}", (layers[owner.attr],), expr.attr
+    return None
+
+
+def _text(source: str, node: ast.AST) -> str:
+    return ast.get_source_segment(source, node) or ""  # only for init calls: it splits the source
+
+
+def init_facts(tree: ast.Module, source: str) -> InitFacts:
+    facts = InitFacts()
+    if "init" not in source and "_(" not in source and ".apply(" not in source:
+        return facts  # nothing to find: keeps lint's speed on files without inits
+    aliases = _aliases(tree)
+    applied: set[str] = set()
+    for node in ast.walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
+                and len(node.args) == 1 and not node.keywords:
+            fn = node.args[0]
+            name = fn.id if isinstance(fn, ast.Name) else (
+                fn.attr if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name)
+                and fn.value.id == "self" else None)
+            if name is not None:
+                facts.applies[(node.lineno, node.col_offset)] = name
+                applied.add(name)
+    defined: dict[str, ast.FunctionDef] = {}
+
+    def function(fn: ast.FunctionDef, layers: dict[str, str], in_class: bool) -> None:
+        params = [a.arg for a in fn.args.args]
+        is_init_fn = fn.name in applied and len(params) == (2 if in_class else 1)
+        if is_init_fn:
+            defined[fn.name] = fn
+        key_available = is_init_fn or (in_class and fn.name == "__init__")
+        random = False
+
+        def walk(statements: list[ast.stmt], narrow: dict[str, tuple[str, ...]]) -> None:
+            nonlocal random
+            for statement in statements:
+                if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    continue
+                if isinstance(statement, ast.If):
+                    found = _isinstance_narrowing(statement.test, aliases)
+                    walk(statement.body, {**narrow, found[0]: found[1]} if found else narrow)
+                    walk(statement.orelse, narrow)
+                    continue
+                if isinstance(statement, (ast.With, ast.For, ast.While, ast.Try)):
+                    for block in ("body", "orelse", "finalbody"):
+                        walk(getattr(statement, block, []), narrow)
+                    for handler in getattr(statement, "handlers", []):
+                        walk(handler.body, narrow)
+                    continue
+                for node in ast.walk(statement):
+                    if isinstance(node, ast.Call):
+                        site = _site(node, narrow, layers, key_available)
+                        if site is not None:
+                            facts.sites[(node.lineno, node.col_offset)] = site
+                            random = random or is_random(site.kind)
+
+        def _site(call: ast.Call, narrow, layers, key_available) -> InitSite | None:
+            func = call.func
+            if not isinstance(func, ast.Attribute) or not func.attr.endswith("_"):
+                return None  # every init name ends in _ (cheap test first: lint runs this on every call)
+            q = _qualname(func, aliases)
+            kwargs = tuple((k.arg, _text(source, k.value)) for k in call.keywords)
+            if q is not None and q.startswith("torch.nn.init.") and q.rpartition(".")[2] in INIT_FUNCTIONS:
+                if not call.args or isinstance(call.args[0], ast.Starred):
+                    return None
+                found = _tensor_of(call.args[0], narrow, layers)
+                owner, kinds, attribute = found if found else (_text(source, call.args[0]), (), "")
+                args = tuple((_text(source, a.value), True) if isinstance(a, ast.Starred) else (_text(source, a), False)
+                             for a in call.args[1:])
+                return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs)
+            if q is None and func.attr in INPLACE_METHODS:
+                found = _tensor_of(func.value, narrow, layers)
+                if found is None:
+                    return None  # not a parameter we can place: the tensor-method verdicts apply
+                args = tuple((_text(source, a), isinstance(a, ast.Starred)) for a in call.args)
+                kind = INPLACE_METHODS[func.attr]
+                return InitSite(kind if kind != COPY else COPY, True, found[1], found[2], found[0], key_available,
+                                args, kwargs)
+            return None
+
+        walk(fn.body, {})
+        if is_init_fn:
+            facts.functions[fn.name] = facts.functions.get(fn.name, False) or random
+
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            function(node, {}, False)
+        elif isinstance(node, ast.ClassDef):
+            layers = _self_layers(node, aliases)
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    function(item, layers, True)
+    for position, name in list(facts.applies.items()):
+        if name not in defined:
+            del facts.applies[position]  # an apply of something that is not an init function here
+    return facts

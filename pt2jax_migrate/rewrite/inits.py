@@ -1,0 +1,63 @@
+"""Parameter initialisation: `nn.init.K(m.weight, ...)` / `m.weight.data.K_(...)` -> the
+target's init helper writing the converted parameter (`m.kernel`) through the weight table's
+layout; `module.apply(fn)` over an init function -> `module_apply`; an init function that draws
+random numbers takes the target's randomness (`rngs`). Facts from pt2jax_migrate.inits, verdicts
+from core.decide (lint asks the same)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..core.decide import decide_init
+from .cst_util import code_of
+
+
+class InitsMixin:
+    """Init calls and module.apply (called from calls/methods/scopes' hooks; no hooks of its own)."""
+
+    def _init_site(self, original: cst.Call):
+        line, col = self._pos(original)
+        return self.init_facts.sites.get((line, col - 1))
+
+    def _init_function_needs_rngs(self, name: str) -> bool:
+        return self.init_facts.functions.get(name, False)
+
+    def _init_call(self, original: cst.Call, updated: cst.Call, site) -> cst.BaseExpression:
+        decision = decide_init(site, self.rules)
+        if not decision.fixable:
+            self.todo(original, decision.code, decision.message)
+            return updated
+        if decision.safety == "unsafe" and not self.unsafe_fixes:
+            return updated  # random draws differ from torch's: left for --unsafe-fixes
+        target = decision.rule
+        args, kwargs = self._args(updated)
+        positional = [a.source for a in (args if site.method else args[1:])]
+        keywords = [f"{k}={v.source}" for k, v in kwargs.items()]
+        extra = [] if target.layout == "copy" else [f"layout={self._layout_text(target.layout, site.owner)}"]
+        if target.random:
+            extra.append(f"key={self.target.key_expr(self._fscope().rngs or self.target.rngs_name)}")
+        helper = f"torch_init.{target.kind.rstrip('_')}"  # no trailing _: not read as a torch in-place method
+        text = f"{helper}({', '.join([target.receiver, *positional, *keywords, *extra])})"
+        self.helpers.add("torch_init")
+        self.changed(original, decision.code, f"{decision.message} -> {helper}", decision.safety)
+        return self._expr(text)
+
+    def _layout_text(self, layout, owner: str) -> str:
+        """"conv", or by the module's class: `"conv" if isinstance(m, ConvNCHW) else "transpose"`."""
+        if isinstance(layout, str):
+            return f'"{layout}"'
+        *tests, (_, last) = layout
+        for cls, _ in layout:
+            if cls in self.target.helpers:
+                self.helpers.add(cls)
+        return " ".join(f'"{t}" if isinstance({owner}, {cls}) else' for cls, t in tests) + f' "{last}"'
+
+    def _apply_call(self, original: cst.Call, updated: cst.Call, function: str, decision) -> cst.BaseExpression:
+        receiver = updated.func.value  # type: ignore[attr-defined]
+        fn = updated.args[0].value
+        arguments = [code_of(receiver), code_of(fn)]
+        if self._init_function_needs_rngs(function):
+            arguments.append(self.target.instantiate_keyword(self._ctx().rngs))
+        self.helpers.add("module_apply")
+        self.changed(original, decision.code, f"{decision.message} -> module_apply")
+        return self._expr(f"module_apply({', '.join(arguments)})")
