@@ -83,7 +83,9 @@ def _layer_kind(value: ast.AST, roots: set[str]) -> str | None:
     if isinstance(value, ast.Call):
         text = _dotted(value.func)
         if text and text.split(".")[0] in roots:
-            return text.rsplit(".", 1)[-1]
+            last = text.rsplit(".", 1)[-1]
+            # classes only: nn.init.zeros_(...), torch.arange(...) and F.relu(...) build no layer
+            return last if last[:1].isupper() else None
     return None
 
 
