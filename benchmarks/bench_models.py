@@ -2,7 +2,7 @@
 
     python benchmarks/bench_models.py                      # every torchvision architecture
     python benchmarks/bench_models.py alexnet resnet18     # some of them
-    python benchmarks/bench_models.py --jit                # also verify under nnx.jit (when verify offers it)
+    python benchmarks/bench_models.py --no-jit             # verify eagerly only (default: also under nnx.jit)
     python benchmarks/bench_models.py --timm               # timm's model files instead
     python benchmarks/bench_models.py --json out.json      # the rows as JSON too
 
@@ -192,33 +192,43 @@ def rewrite_columns(row: Row, converted: Path, package_root: Path) -> None:
 # ------------------------------------------------------------------------- verify side (subprocess)
 
 def _child(args) -> None:
-    """Run verify once (eager, or jitted with --jit-only) and print one JSON line."""
+    """Run verify once (eagerly, and under jit unless --no-jit) and print one JSON line."""
     import types
 
     # torchvision 0.28 beside torch 2.13: skip the meta registrations that refer to a missing operator
     sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
     from pt2jax_migrate.verify import VerifyError, run_verify
 
-    kwargs = {"model": args.model, "init": args.init, "inputs": [args.input]}
-    if args.jit_only:
-        kwargs["jit"] = True
+    kwargs = {"model": args.model, "init": args.init, "inputs": [args.input], "jit": not args.no_jit}
     try:
         report = run_verify(args.original, args.converted, **kwargs)
     except VerifyError as error:
         print(json.dumps({"status": "error", "message": str(error)}))
         return
+    rounding = report.rounding_noise
+    eager_failed = [c for c in report.comparisons if not c.passed and not rounding]
+    jit_failed = [c for c in report.jit_comparisons if not c.passed and not rounding]
+    if not report.jit:
+        jit_status, jit_message = "-", ""
+    elif report.jit_error is not None:
+        error = report.jit_error
+        jit_status, jit_message = "error", f"{error.stage} {error.path}:{error.line}: {error.error}: {error.message}"
+    else:
+        jit_status = "FAIL" if jit_failed else "pass"
+        jit_message = f"{len(jit_failed)} comparisons fail, first {jit_failed[0].name}" if jit_failed else ""
     outputs = [c.max_abs_err for c in report.outputs]
     grads = [c.max_abs_err for c in report.gradients]
-    first = report.failures[0].name if report.failures else ""
-    print(json.dumps({"status": "pass" if report.passed else "FAIL", "out_err": max(outputs, default=None),
-                      "grad_err": max(grads, default=None), "failed": len(report.failures), "first": first}))
+    print(json.dumps({"status": "FAIL" if eager_failed else "pass", "out_err": max(outputs, default=None),
+                      "grad_err": max(grads, default=None), "failed": len(eager_failed),
+                      "first": eager_failed[0].name if eager_failed else "", "rounding": rounding,
+                      "jit": jit_status, "jit_message": jit_message}))
 
 
 def verify_in_subprocess(original: Path, converted: Path, arch: Arch, *, jit: bool, timeout: float) -> dict:
     command = [sys.executable, __file__, "--child", "--original", str(original), "--converted", str(converted),
                "--model", arch.model, "--init", arch.init, "--input", arch.input]
-    if jit:
-        command.append("--jit-only")
+    if not jit:
+        command.append("--no-jit")
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT))
@@ -229,16 +239,6 @@ def verify_in_subprocess(original: Path, converted: Path, arch: Arch, *, jit: bo
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"status": "error", "message": f"verify crashed (exit {done.returncode}): {tail}"}
     return json.loads(lines[-1])
-
-
-def verify_has_jit() -> bool:
-    """Whether run_verify takes `jit` (being added beside this benchmark); importing the verify
-    package is cheap (torch and jax load lazily)."""
-    import inspect
-
-    from pt2jax_migrate.verify import run_verify
-
-    return "jit" in inspect.signature(run_verify).parameters
 
 
 def _short(message: str, width: int | None = None) -> str:
@@ -257,7 +257,7 @@ def run_arch(arch: Arch, source_root: Path, converted_root: Path, *, jit: bool, 
         return row
     rewrite_columns(row, converted, converted_root)
     todo_blocker = row.blocker
-    eager = verify_in_subprocess(original, converted, arch, jit=False, timeout=timeout)
+    eager = verify_in_subprocess(original, converted, arch, jit=jit, timeout=timeout)
     row.eager = eager["status"]
     row.out_err, row.grad_err = eager.get("out_err"), eager.get("grad_err")
     if row.eager in ("error", "timeout"):
@@ -266,13 +266,9 @@ def run_arch(arch: Arch, source_root: Path, converted_root: Path, *, jit: bool, 
         row.blocker = f"verify: {eager['failed']} comparisons fail, first {eager['first']}"
     else:
         row.blocker = todo_blocker if row.todos else ""
-    if jit and not verify_has_jit():
-        row.jit = "n/a"
-    elif jit:
-        result = verify_in_subprocess(original, converted, arch, jit=True, timeout=timeout)
-        row.jit = result["status"]
-        if row.jit in ("error", "timeout", "FAIL") and row.eager == "pass":
-            row.blocker = "jit: " + _short(result.get("message", result.get("first", "")))
+    row.jit = eager.get("jit", "-")
+    if row.jit in ("error", "FAIL") and row.eager == "pass":
+        row.blocker = "jit: " + _short(eager.get("jit_message", ""))
     row.seconds = time.perf_counter() - start
     return row
 
@@ -319,14 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="architectures to run (default: all)")
     parser.add_argument("--timm", action="store_true", help="timm's models instead of torchvision's")
-    parser.add_argument("--jit", action="store_true", help="also verify under nnx.jit (if verify offers it)")
+    parser.add_argument("--no-jit", action="store_true", help="verify eagerly only (default: also under nnx.jit)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per verify run")
     parser.add_argument("--converted", help="reuse this converted package folder (skip the rewrite)")
     parser.add_argument("--keep", help="write the converted package here (kept)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     # the verify subprocess
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--jit-only", action="store_true", help=argparse.SUPPRESS)
+    
     for name in ("--original", "--model", "--init", "--input"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -353,10 +349,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"in {time.perf_counter() - start:.0f}s", file=sys.stderr)
         rows = []
         for arch in archs:
-            row = run_arch(arch, source_root, converted_root, jit=args.jit, timeout=args.timeout)
+            row = run_arch(arch, source_root, converted_root, jit=not args.no_jit, timeout=args.timeout)
             print(f"{arch.name}: eager {row.eager}, {row.seconds:.0f}s", file=sys.stderr)
             rows.append(row)
-        print(render(rows, args.jit))
+        print(render(rows, not args.no_jit))
         if args.timm and not args.names:
             files = timm_file_rows(converted_root, {a.module for a in archs})
             print(f"\ntimm model files (rewrite only): {len(files)} files, "
