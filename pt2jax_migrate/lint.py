@@ -173,6 +173,7 @@ class _Walker:
         self.assign_targets: list[ast.expr] | None = None
         self.method_names = _method_names()
         self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
+        self.annotation_nodes: set[int] = set()  # ids of nodes inside annotations (types, not values)
         self.dispatch = {
             ast.Name: self.visit_Name,
             ast.Attribute: self.visit_Attribute,
@@ -329,8 +330,12 @@ class _Walker:
         self.visit(node.value)
         self.visit_all(node.targets)
 
+    def _annotation(self, node: ast.AST) -> None:
+        self.annotation_nodes.update(id(n) for n in ast.walk(node))
+        self.visit(node)
+
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        self.visit(node.annotation)
+        self._annotation(node.annotation)
         if node.value is not None:
             self.flag_node, self.flag, self.assign_targets = node.value, _ASSIGN, [node.target]
             self.visit(node.value)
@@ -388,7 +393,7 @@ class _Walker:
         self.visit_all(args.kw_defaults)
         for arg in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg):
             if arg is not None and arg.annotation is not None:
-                self.visit(arg.annotation)
+                self._annotation(arg.annotation)
 
     def _bind_parameters(self, args: ast.arguments, scope: Scope, node: ast.AST) -> None:
         for arg in (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg):
@@ -404,7 +409,7 @@ class _Walker:
         self._decorators(node)
         self._arguments(node.args)
         if node.returns is not None:
-            self.visit(node.returns)
+            self._annotation(node.returns)
         self.bind(node.name, node)
         outer, in_except, parent = self._enter(FUNCTION), self.in_except, self.parent
         self.in_except, self.parent = 0, None
@@ -659,7 +664,8 @@ class _Classifier:
         assert q is not None
         cls = record.base_of
         site = ReferenceSite(q, base_of=cls.name if cls is not None else None, decorator=record.flag == _DECORATOR,
-                             in_isinstance=id(record.node) in self.w.isinstance_types)
+                             in_isinstance=id(record.node) in self.w.isinstance_types,
+                             in_annotation=id(record.node) in self.w.annotation_nodes)
         decision = decide_reference(site, self.rules)
         # a converted base is reported on the class line, as the rewrite does
         node = cls if cls is not None and decision.fixable else record.node

@@ -23,6 +23,9 @@ class ClassFacts:
     buffers: set[str] = field(default_factory=set)
     builders: set[str] = field(default_factory=set)  # methods that build layers: they take rngs
     factories: dict[str, set[str]] = field(default_factory=dict)  # method -> parameters holding block classes
+    # (line, column) of calls of a parameter or local whose result becomes a submodule
+    # (`self.bn = norm_layer(planes)`, `layers.append(block(...))`): module constructions
+    factory_calls: set[tuple[int, int]] = field(default_factory=set)
 
 
 @dataclass
@@ -105,6 +108,7 @@ def analyse(tree: ast.Module) -> StructureFacts:
         return facts
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
     class_names = {c.name for c in classes}
+    functions = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     init_params = {}
     for cls in classes:
         for stmt in cls.body:
@@ -122,7 +126,8 @@ def analyse(tree: ast.Module) -> StructureFacts:
                 if isinstance(keyword.value, ast.Name) and keyword.value.id in class_names and keyword.arg:
                     passed.setdefault(node.func.id, set()).add(keyword.arg)
     for cls in classes:
-        facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts)
+        facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts,
+                                                 functions)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _index_assignments(node, roots, facts)
@@ -130,9 +135,11 @@ def analyse(tree: ast.Module) -> StructureFacts:
 
 
 def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], init_factories: set[str],
-                   facts: StructureFacts) -> ClassFacts:
+                   facts: StructureFacts, functions: set[str] = frozenset()) -> ClassFacts:
     out = ClassFacts()
     methods = {s.name: s for s in cls.body if isinstance(s, ast.FunctionDef)}
+    factory_calls = {name: _factory_calls(method, functions) for name, method in methods.items()
+                     if name != "forward"}
     layers: dict[str, str] = {}  # self attribute -> torch layer kind built in __init__
     init = methods.get("__init__")
     out.factories["__init__"] = set(init_factories)
@@ -158,6 +165,10 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
             if name in ("__init__", "forward") or name in out.builders:
                 continue
             factories = out.factories.get(name, set())
+            if factory_calls.get(name):
+                out.builders.add(name)
+                changed = True
+                continue
             for node in ast.walk(method):
                 if isinstance(node, ast.Call) and (
                         _layer_kind(node, roots) is not None
@@ -181,6 +192,9 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
                     if not new <= out.factories.get(callee, set()):
                         out.factories.setdefault(callee, set()).update(new)
                         changed = True
+    for name, calls in factory_calls.items():
+        if name == "__init__" or name in out.builders:
+            out.factory_calls |= calls
     for method in methods.values():
         for node in ast.walk(method):
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
@@ -209,6 +223,69 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
                     else:
                         facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1,
                                                                  refusal=TIE_REFUSAL.format(lhs=lhs, rhs=rhs))
+    return out
+
+
+_CONTAINER_METHODS = {"append", "extend", "insert", "add_module"}
+
+
+def _factory_calls(method: ast.FunctionDef, functions: set[str]) -> set[tuple[int, int]]:
+    """Calls of a parameter or local of `method` whose result becomes a submodule: assigned to
+    `self.x`, appended to / listed in a layers list, passed to a container or a class, returned.
+    Such a callable is a layer class (a block passed in, `norm_layer = nn.BatchNorm2d`, a
+    `partial(...)` of one): it is constructed, so it gets `rngs`. A name bound to a plain function
+    of the file (`conv_fn = conv3x3`, or defaulting to one) is not a class and is left alone."""
+    args = method.args
+    params = [a.arg for a in [*args.posonlyargs, *args.args[1:], *args.kwonlyargs]]
+    plain: set[str] = set()
+    defaults = list(zip(reversed([*args.posonlyargs, *args.args]), reversed(args.defaults)))
+    defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    for arg, default in defaults:
+        if isinstance(default, ast.Name) and default.id in functions:
+            plain.add(arg.arg)
+    names = set(params)
+    for node in _own_statements(method.body):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+            if isinstance(node, (ast.AnnAssign, ast.For)) else []
+        for target in targets:
+            for leaf in ast.walk(target):
+                if isinstance(leaf, ast.Name):
+                    names.add(leaf.id)
+                    value = getattr(node, "value", None)
+                    if isinstance(value, ast.Name) and value.id in functions:
+                        plain.add(leaf.id)
+    names -= plain | {"self"}
+    out: set[tuple[int, int]] = set()
+
+    def module_position(expr: ast.AST | None) -> None:
+        if isinstance(expr, (ast.List, ast.Tuple)):
+            for element in expr.elts:
+                module_position(element)
+        elif isinstance(expr, ast.Starred):
+            module_position(expr.value)
+        elif isinstance(expr, ast.IfExp):
+            module_position(expr.body)
+            module_position(expr.orelse)
+        elif isinstance(expr, ast.Call):
+            if isinstance(expr.func, ast.Name) and expr.func.id in names:
+                out.add((expr.lineno, expr.col_offset + 1))
+
+    for node in _own_statements(method.body):
+        if isinstance(node, ast.Assign):
+            if any(_self_attr(t) for t in node.targets) or any(isinstance(t, ast.Name) for t in node.targets):
+                module_position(node.value)  # self.bn = norm_layer(c); layers = [block(...)]
+        elif isinstance(node, ast.AnnAssign):
+            module_position(node.value)
+        elif isinstance(node, ast.Return):
+            module_position(node.value)
+        for sub in ast.walk(node) if isinstance(node, (ast.Expr, ast.Assign, ast.AnnAssign, ast.Return)) else ():
+            if not isinstance(sub, ast.Call):
+                continue
+            method_name = sub.func.attr if isinstance(sub.func, ast.Attribute) else None
+            callee = _dotted(sub.func) or ""
+            if method_name in _CONTAINER_METHODS or callee.rsplit(".", 1)[-1][:1].isupper():
+                for arg in [*sub.args, *(k.value for k in sub.keywords)]:
+                    module_position(arg)  # layers.append(block(...)), nn.Sequential(norm_layer(c))
     return out
 
 

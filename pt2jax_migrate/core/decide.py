@@ -150,12 +150,48 @@ class ReferenceSite:
     base_of: str | None = None  # the class it is a base of
     decorator: bool = False
     in_isinstance: bool = False
+    in_annotation: bool = False  # a type (`-> nn.Conv2d`), never a value
 
 
 def converted_as_value(rule) -> bool:
     """A function rule substituted when it is passed around uncalled (F.relu -> jax.nn.relu)."""
     return (rule.kind == "function" and bool(rule.get("target")) and rule.get("templates") is None
             and rule.status == "exact")
+
+
+_RENDERS: dict[tuple[int, tuple[str, ...]], bool] = {}
+
+
+def _renders_from(rule, params: tuple[str, ...]) -> bool:
+    """Whether the table renders the layer from `params` alone (nn.Conv2d needs kernel_size too):
+    asked of the renderer itself so that lint and rewrite cannot differ."""
+    key = (id(rule), params)
+    if key not in _RENDERS:
+        from ..mapping import CallContext, make_arg, render_call  # mapping imports core: imported late
+
+        try:
+            render_call(rule, [make_arg(p) for p in params], {}, name=rule.names[0], ctx=CallContext(rngs="rngs"))
+            _RENDERS[key] = True
+        except Exception:  # noqa: BLE001 -- Refused, or a template needing an argument not given
+            _RENDERS[key] = False
+    return _RENDERS[key]
+
+
+def layer_value_params(rule) -> tuple[str, ...] | None:
+    """A torch layer class passed around uncalled (`norm_layer=nn.BatchNorm2d`,
+    `activation_layer=nn.ReLU`) becomes a constructor taking `rngs`: for a layer that becomes a
+    module, one taking its first parameter (`lambda num_features, *, rngs: TorchBatchNorm(...)`);
+    for one that becomes a function, one taking only the parameters JAX ignores (`inplace`).
+    Those shapes convert exactly; any other call of the constructor fails loudly (TypeError).
+    The parameters of the constructor, or None when the layer is not converted this way."""
+    if rule is None or rule.kind != "layer" or rule.status != "exact" or rule.get("templates") is not None:
+        return None
+    signature = tuple(rule.get("signature") or ())
+    if rule.get("kind") == "module" and signature:
+        return signature[:1] if _renders_from(rule, signature[:1]) else None
+    if rule.get("kind") == "function" and set(signature) <= set(rule.get("ignore") or ()):
+        return signature
+    return None
 
 
 def decide_reference(site: ReferenceSite, rules) -> Decision:
@@ -179,6 +215,9 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
     found = category(q)
     if found is not None:
         return found
+    if not (site.in_isinstance or site.in_annotation) and layer_value_params(rule) is not None:
+        return Decision(rule.code, True, f"{q} used as a value becomes a constructor taking rngs",
+                        rule.get("safety", "safe"), "layer_value", rule)
     if site.in_isinstance:
         target = isinstance_class(rule)
         if target is not None:

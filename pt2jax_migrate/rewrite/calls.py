@@ -6,7 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import NO_GRAD, kept_layer
-from ..core.decide import CLIP, SEED, VALUE, CallSite, decide_call
+from ..core.decide import CLIP, SEED, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
 
@@ -59,6 +59,9 @@ class CallsMixin:
         q = self.qualname(original.func)
         if q is not None:
             return self._torch_call(original, updated, q)
+        partial_layer = self._partial_layer(original, updated)
+        if partial_layer is not None:
+            return partial_layer
         if self._builds_with_rngs(original):  # self._make_layer(...), block(...)
             return self._instantiate(original, updated)
         if isinstance(original.func, cst.Name) and original.func.value in self.rngs_classes:
@@ -66,6 +69,26 @@ class CallsMixin:
         if isinstance(original.func, cst.Attribute) and self.aliases:
             return self._method_call(original, updated)
         return updated
+
+    def _partial_layer(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        """`partial(nn.BatchNorm2d, eps=1e-3)` -> `lambda num_features, *, rngs: TorchBatchNorm(
+        num_features, epsilon=1e-3, ..., rngs=rngs)`: the bound keywords rendered once, as the
+        table renders them in a call (the class itself, as a value, is decided by _reference)."""
+        if code_of(original.func) not in ("partial", "functools.partial") or not original.args:
+            return None
+        first, rest = original.args[0], original.args[1:]
+        q = self.qualname(first.value)
+        if q is None or first.keyword is not None or first.star or any(a.keyword is None or a.star for a in rest):
+            return None
+        rule = self.rules.by_name.get(q)
+        if decide_reference(ReferenceSite(q), self.rules).action != "layer_value":
+            return None
+        keywords = {a.keyword.value: code_of(u.value) for a, u in zip(rest, updated.args[1:])}
+        text = self._layer_constructor(rule, q, keywords)
+        if text is None:  # the constructor would reject these keywords at run time: say so now
+            self.todo(original, rule.code, f"partial({q}, ...): its keywords are not converted")
+            return None
+        return self._expr(text)
 
     def _expr(self, text: str, stand_in: tuple[str, cst.BaseExpression] | None = None) -> cst.BaseExpression:
         """A replacement expression. A compound one (`a == b`, `x ** 2`, a lambda) is wrapped

@@ -6,8 +6,8 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import NO_GRAD, isinstance_type_nodes, may_be_torch_only_method
-from ..core.decide import DECORATOR, VALUE_NAMES, ReferenceSite, decide_reference
-from ..mapping import target_name
+from ..core.decide import DECORATOR, VALUE_NAMES, ReferenceSite, decide_reference, layer_value_params
+from ..mapping import CallContext, Refused, make_arg, render_call, target_name
 from ..names import is_torch_name
 from .cst_util import code_of
 
@@ -39,6 +39,13 @@ class ReferencesMixin:
                                                   or may_be_torch_only_method(func.attr.value)):
             self.call_stack.append((id(node), False, func.attr.value))
 
+    def visit_Annotation(self, node: cst.Annotation) -> None:
+        self.annotation_depth += 1  # a type there, never a value (core.decide: ReferenceSite)
+
+    def leave_Annotation(self, original: cst.Annotation, updated: cst.Annotation) -> cst.Annotation:
+        self.annotation_depth -= 1
+        return updated
+
     def visit_Decorator(self, node: cst.Decorator) -> None:
         self.handled_refs.add(id(node.decorator))
         self.statement_level_calls.add(id(node.decorator))
@@ -63,7 +70,8 @@ class ReferencesMixin:
         q = self.qualname(original)
         if q is None or not is_torch_name(q):
             return updated
-        site = ReferenceSite(q, in_isinstance=id(original) in self.isinstance_types)
+        site = ReferenceSite(q, in_isinstance=id(original) in self.isinstance_types,
+                             in_annotation=self.annotation_depth > 0)
         decision = decide_reference(site, self.rules)
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
@@ -79,6 +87,13 @@ class ReferencesMixin:
             target = self.rules.dtypes.get(q) or VALUE_NAMES[q]
             self.changed(original, "PTJ104", f"{q} -> {target}", decision.safety)
             return self._expr(target)
+        if decision.action == "layer_value":  # norm_layer = nn.BatchNorm2d
+            rendered = self._layer_constructor(decision.rule, q, {})
+            if rendered is None:
+                self.todo(original, decision.code, f"{q} used as a value: not converted for target {self.target.name}")
+                return updated
+            self.changed(original, decision.code, f"{q} (as a value) -> a constructor taking rngs")
+            return self._expr(rendered)
         rule = decision.rule  # action "value": a function passed around uncalled
         keywords = ", ".join(f"{k}={v}" for k, v in rule.get("set", {}).items())
         function = target_name(rule, q)
@@ -86,6 +101,24 @@ class ReferencesMixin:
         self.helpers |= set(rule.get("helpers", []))
         self.changed(original, rule.code, f"{q} (as a value) -> {text}")
         return self._expr(text)
+
+    def _layer_constructor(self, rule, q: str, keywords: dict[str, str]) -> str | None:
+        """`lambda num_features, *, rngs: TorchBatchNorm(num_features, ..., rngs=rngs)` for the
+        torch class `q` with `keywords` bound (functools.partial); None when it does not render."""
+        params = layer_value_params(rule)
+        rngs = self.target.rngs_name
+        module = rule.get("kind") == "module"
+        args = [make_arg(p) for p in params] if module else []
+        try:
+            rendered = render_call(rule, args, {k: make_arg(v) for k, v in keywords.items()}, name=q,
+                                   ctx=CallContext(rngs=rngs))
+        except (Refused, KeyError):
+            return None
+        self.helpers |= set(rendered.helpers)
+        if module:
+            return f"lambda {', '.join(params)}, *, {rngs}: {rendered.text}"
+        head = "".join(f"{p}=None, " for p in params)  # ignored by JAX (inplace)
+        return f"lambda {head}*, {rngs}=None: {rendered.text}"
 
     def leave_Decorator(self, original: cst.Decorator, updated: cst.Decorator):
         node = original.decorator

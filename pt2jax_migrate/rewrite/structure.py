@@ -34,7 +34,8 @@ class StructureMixin:
             return self._is_builder(func.attr.value)
         facts = self._class_facts()
         if isinstance(func, cst.Name) and facts is not None and scope.method is not None:
-            return func.value in facts.factories.get(scope.method, set())
+            # a block class passed in by name, or any parameter / local whose result becomes a submodule
+            return func.value in facts.factories.get(scope.method, set()) or self._pos(call) in facts.factory_calls
         return False
 
     def _handled_by_structure(self, call: cst.Call, method: str) -> bool:

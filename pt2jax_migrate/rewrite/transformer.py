@@ -96,6 +96,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
             if ".step(" in module.code else (set(), {}, {}))
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
         self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
+        self.annotation_depth = 0  # > 0 inside an annotation (references.py)
         self.todo_seen: set[tuple[int, str]] = set()  # (line, "CODE message") already reported
         self.called_attributes: set[int] = set()  # x.grad(...) is a method call, not the attribute .grad
         self.call_stack: list[tuple[int, bool, str | None]] = []  # calls lint records: (id, torch?, method)
