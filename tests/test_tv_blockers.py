@@ -99,3 +99,36 @@ def test_regnet_width_arithmetic_converts_and_verifies(tmp_path):
     lint_agrees(WIDTHS)
     report = run_verify(original, converted, model="Widths", init="4, 8, 8.0, 2.0", inputs=["float32[2,4]"])
     assert report.comparisons and all(c.passed for c in report.comparisons), report.comparisons
+
+
+# torchvision's annotations and checks: `norm_layer: Callable[..., nn.Module]`, `model: nn.Module`,
+# `isinstance(m, nn.Module)` (143 TODOs on the torchvision corpus before)
+MODULE_VALUES = '''
+from typing import Callable, Optional
+import torch
+import torch.nn as nn
+
+
+def modules_in(items: list) -> int:
+    return sum(1 for m in items if isinstance(m, nn.Module))
+
+
+class Block(nn.Module):
+    def __init__(self, act: Optional[Callable[..., nn.Module]] = None, extra: Optional[torch.nn.Module] = None):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.count = modules_in([self.fc, act, 1])
+
+    def forward(self, x):
+        return self.fc(x) * self.count
+'''
+
+
+def test_nn_module_as_a_value_becomes_the_module_class(tmp_path):
+    original, converted, text = convert(tmp_path, "values", MODULE_VALUES)
+    assert "isinstance(m, nnx.Module)" in text and "Callable[..., nnx.Module]" in text
+    assert "Optional[nnx.Module]" in text
+    assert "import torch" not in text and "TODO(pt2jax)" not in text, text
+    lint_agrees(MODULE_VALUES)
+    report = run_verify(original, converted, model="Block", init="", inputs=["float32[2,3]"])
+    assert report.comparisons and all(c.passed for c in report.comparisons), report.comparisons
