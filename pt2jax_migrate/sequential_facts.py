@@ -1,8 +1,8 @@
 """Which `nn.Sequential(name)` calls are handed a mapping of named layers, from the module's `ast`.
 
 torch reads `nn.Sequential(layers)` two ways: an OrderedDict of (name -> layer) gives its layers in
-order; any other single argument is one layer. `nnx.Sequential` takes the layers only, so a name
-bound to `OrderedDict()` / `dict()` / `{}` (and nothing else) in the calling function becomes
+order; any other single argument is one layer (a plain dict is an error). `nnx.Sequential` takes
+the layers only, so a name bound to `OrderedDict()` (and nothing else) in the calling function becomes
 `nnx.Sequential(*layers.values())` (torchvision's ViT and MaxViT, timm's DPN and NFNet build their
 blocks so). A name that is also bound to anything else is left to the plain conversion.
 """
@@ -13,12 +13,10 @@ import ast
 
 Position = tuple[int, int]  # (line, column) of the Sequential call
 
-_MAPPING_CALLS = frozenset({"OrderedDict", "collections.OrderedDict", "dict"})
+_MAPPING_CALLS = frozenset({"OrderedDict", "collections.OrderedDict"})
 
 
 def _is_mapping(value: ast.expr | None) -> bool:
-    if isinstance(value, ast.Dict):
-        return True
     if isinstance(value, ast.Call) and not value.args and not value.keywords:
         return ast.unparse(value.func) in _MAPPING_CALLS
     return False
@@ -47,8 +45,9 @@ def mapping_sequentials(tree: ast.Module) -> set[Position]:
                         mapping[target.id] = mapping.get(target.id, True) and _is_mapping(node.value)
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
                 mapping[node.target.id] = mapping.get(node.target.id, True) and _is_mapping(node.value)
-            elif isinstance(node, (ast.AugAssign, ast.For, ast.With, ast.NamedExpr)):
-                for sub in ast.walk(node.target if not isinstance(node, ast.With) else node):
+            elif isinstance(node, (ast.AugAssign, ast.For, ast.AsyncFor, ast.NamedExpr, ast.withitem)):
+                target = node.optional_vars if isinstance(node, ast.withitem) else node.target
+                for sub in ast.walk(target) if target is not None else ():
                     if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                         mapping[sub.id] = False
             elif (isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords

@@ -132,3 +132,22 @@ def test_nn_module_as_a_value_becomes_the_module_class(tmp_path):
     lint_agrees(MODULE_VALUES)
     report = run_verify(original, converted, model="Block", init="", inputs=["float32[2,3]"])
     assert report.comparisons and all(c.passed for c in report.comparisons), report.comparisons
+
+
+def test_mapping_fact_follows_every_binding_of_the_name():
+    from pt2jax_migrate.sequential_facts import mapping_sequentials
+    import ast
+
+    source = (
+        "def f(blocks):\n"
+        "    a = OrderedDict()\n"
+        "    with open('x') as b:\n"
+        "        b = OrderedDict()\n"
+        "    c = {}\n"  # a plain dict is one (bad) layer to torch, not named layers
+        "    for d in blocks:\n"
+        "        pass\n"
+        "    d = OrderedDict()\n"
+        "    return nn.Sequential(a), nn.Sequential(b), nn.Sequential(c), nn.Sequential(d), nn.Sequential(blocks)\n"
+    )
+    found = mapping_sequentials(ast.parse(source))
+    assert found == {(9, 11)}  # only `a`: every other name has another binding (or none)
