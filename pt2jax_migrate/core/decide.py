@@ -202,6 +202,8 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
         found = category(q) or unsupported(q)
         return manual(found.code, f"class {site.base_of} subclasses {q}, which is not converted: port the class "
                                   "by hand (or write it as a converted module)")
+    if q in MODULE_BASES:  # an annotation, Callable[..., nn.Module], isinstance(m, nn.Module)
+        return Decision("PTJ104", True, f"{q} used as a value becomes the target's module class", "safe", "rename")
     if q in NO_GRAD and site.decorator:
         return Decision("PTJ304", True, f"@{q}: JAX computes gradients only when asked", action="no_grad")
     target = rules.dtypes.get(q) or VALUE_NAMES.get(q)

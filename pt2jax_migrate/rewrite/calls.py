@@ -181,8 +181,11 @@ class CallsMixin:
         target = self.target
         if q.endswith("Sequential"):
             self.changed(original, "PTJ102", f"nn.Sequential -> {target.sequential_class}")
-            return updated.with_changes(func=cst.parse_expression(target.sequential_class),
-                                        args=_unnamed_layers(updated.args))
+            args = _unnamed_layers(updated.args)
+            line, col = self._pos(original)
+            if (line, col - 1) in self.mapping_sequentials:  # a name bound to an OrderedDict: its layers
+                args = [args[0].with_changes(value=cst.parse_expression(f"{code_of(args[0].value)}.values()"), star="*")]
+            return updated.with_changes(func=cst.parse_expression(target.sequential_class), args=args)
         if q.endswith("ModuleDict"):
             if target.module_dict_class is None:
                 self.todo(original, "PTJ102", f"nn.ModuleDict: not converted for target {target.name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.constructs import NO_GRAD, isinstance_type_nodes, may_be_torch_only_method
+from ..core.constructs import MODULE_BASES, NO_GRAD, isinstance_type_nodes, may_be_torch_only_method
 from ..core.decide import DECORATOR, VALUE_NAMES, ReferenceSite, decide_reference, layer_value_params
 from ..mapping import CallContext, Refused, make_arg, render_call, target_name
 from ..names import is_torch_name
@@ -84,7 +84,7 @@ class ReferencesMixin:
         if decision.action == "rename":  # dtypes, torch.Tensor
             if decision.safety == "unsafe" and not self.unsafe_fixes:
                 return updated  # 64-bit integers become 32-bit ones: left for --unsafe-fixes
-            target = self.rules.dtypes.get(q) or VALUE_NAMES[q]
+            target = self.target.module_base if q in MODULE_BASES else self.rules.dtypes.get(q) or VALUE_NAMES[q]
             self.changed(original, "PTJ104", f"{q} -> {target}", decision.safety)
             return self._expr(target)
         if decision.action == "layer_value":  # norm_layer = nn.BatchNorm2d

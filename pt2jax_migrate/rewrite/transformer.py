@@ -42,6 +42,7 @@ from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
 from ..inits import init_facts
+from ..sequential_facts import mapping_sequentials
 from ..model import Finding
 from ..rules import load_rules
 from ..structure_facts import analyse as analyse_structure
@@ -111,3 +112,4 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names
         self.init_facts = init_facts(ast.parse(module.code), module.code)  # nn.init sites, apply(fn)
+        self.mapping_sequentials = mapping_sequentials(ast.parse(module.code))  # nn.Sequential(OrderedDict name)

@@ -1,0 +1,57 @@
+"""Which `nn.Sequential(name)` calls are handed a mapping of named layers, from the module's `ast`.
+
+torch reads `nn.Sequential(layers)` two ways: an OrderedDict of (name -> layer) gives its layers in
+order; any other single argument is one layer (a plain dict is an error). `nnx.Sequential` takes
+the layers only, so a name bound to `OrderedDict()` (and nothing else) in the calling function becomes
+`nnx.Sequential(*layers.values())` (torchvision's ViT and MaxViT, timm's DPN and NFNet build their
+blocks so). A name that is also bound to anything else is left to the plain conversion.
+"""
+
+from __future__ import annotations
+
+import ast
+
+Position = tuple[int, int]  # (line, column) of the Sequential call
+
+_MAPPING_CALLS = frozenset({"OrderedDict", "collections.OrderedDict"})
+
+
+def _is_mapping(value: ast.expr | None) -> bool:
+    if isinstance(value, ast.Call) and not value.args and not value.keywords:
+        return ast.unparse(value.func) in _MAPPING_CALLS
+    return False
+
+
+def _own_nodes(scope: ast.AST):
+    """The nodes of one function (or the module) without those of nested functions and classes."""
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def mapping_sequentials(tree: ast.Module) -> set[Position]:
+    found: set[Position] = set()
+    scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
+    for scope in scopes:
+        mapping: dict[str, bool] = {}  # name -> every binding in this scope is a mapping
+        calls: list[ast.Call] = []
+        for node in _own_nodes(scope):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        mapping[target.id] = mapping.get(target.id, True) and _is_mapping(node.value)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                mapping[node.target.id] = mapping.get(node.target.id, True) and _is_mapping(node.value)
+            elif isinstance(node, (ast.AugAssign, ast.For, ast.AsyncFor, ast.NamedExpr, ast.withitem)):
+                target = node.optional_vars if isinstance(node, ast.withitem) else node.target
+                for sub in ast.walk(target) if target is not None else ():
+                    if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                        mapping[sub.id] = False
+            elif (isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords
+                  and isinstance(node.args[0], ast.Name) and ast.unparse(node.func).split(".")[-1] == "Sequential"):
+                calls.append(node)
+        found |= {(c.lineno, c.col_offset) for c in calls if mapping.get(c.args[0].id, False)}  # type: ignore[attr-defined]
+    return found
