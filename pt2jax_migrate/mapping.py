@@ -15,6 +15,7 @@ from . import rules_schema
 from .rules import Rule, load_rules
 from .core.calls import (Arg, Refused, arguments_from_text, bind, check_arguments as _check_arguments, effective as _effective,
                          is_module_form, make_arg, tensor_method_applies)  # noqa: F401 (re-exported)
+from .core import decide as _decide
 from .core.constructs import container_refusal
 from .targets import Target, get_target
 
@@ -448,3 +449,16 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
 
 def dtype_target(qualname: str) -> str | None:
     return load_rules().dtypes.get(qualname)
+
+
+def _renders_from(rule: Rule, params: tuple[str, ...]) -> bool:
+    """Whether `rule` renders from these arguments alone (core.decide asks: a layer class used as
+    a value becomes a constructor taking just them)."""
+    try:
+        render_call(rule, [make_arg(p) for p in params], {}, name=rule.names[0], ctx=CallContext(rngs="rngs"))
+        return True
+    except Exception:  # noqa: BLE001 -- Refused, or a template needing an argument not given
+        return False
+
+
+_decide.render_probe = _renders_from

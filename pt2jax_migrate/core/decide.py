@@ -160,6 +160,9 @@ def converted_as_value(rule) -> bool:
 
 
 _RENDERS: dict[tuple[int, tuple[str, ...]], bool] = {}
+# Whether the target's renderer builds a layer from these arguments alone; mapping.py registers it
+# when imported (core never imports the layers above it; both front ends import mapping).
+render_probe: Callable[[object, tuple[str, ...]], bool] | None = None
 
 
 def _renders_from(rule, params: tuple[str, ...]) -> bool:
@@ -167,13 +170,9 @@ def _renders_from(rule, params: tuple[str, ...]) -> bool:
     asked of the renderer itself so that lint and rewrite cannot differ."""
     key = (id(rule), params)
     if key not in _RENDERS:
-        from ..mapping import CallContext, make_arg, render_call  # mapping imports core: imported late
-
-        try:
-            render_call(rule, [make_arg(p) for p in params], {}, name=rule.names[0], ctx=CallContext(rngs="rngs"))
-            _RENDERS[key] = True
-        except Exception:  # noqa: BLE001 -- Refused, or a template needing an argument not given
-            _RENDERS[key] = False
+        if render_probe is None:
+            raise RuntimeError("core.decide.render_probe is not registered (import pt2jax_migrate.mapping)")
+        _RENDERS[key] = render_probe(rule, params)
     return _RENDERS[key]
 
 
