@@ -42,6 +42,7 @@ from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
 from ..inits import init_facts
+from ..param_reads import param_reads
 from ..model import Finding
 from ..rules import load_rules
 from ..structure_facts import analyse as analyse_structure
@@ -110,3 +111,4 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names
         self.init_facts = init_facts(ast.parse(module.code), module.code)  # nn.init sites, apply(fn)
+        self.param_reads = param_reads(ast.parse(module.code))  # `self.p` handed to einops
