@@ -3,8 +3,8 @@
 Finds the init calls (`nn.init.K(m.weight, ...)`, `m.weight.data.normal_(...)`) and what module
 each one's tensor belongs to: a name narrowed by an enclosing `if isinstance(m, nn.Linear):`
 or an attribute assigned a torch layer (`self.fc = nn.Linear(...)`) or an `nn.Parameter` in the
-class's __init__; the init functions handed to `module.apply(fn)` and whether they draw random
-numbers. The verdicts are core.decide.decide_init's.
+class's __init__; the init functions handed to `module.apply(fn)` or run only by __init__
+(`self.init_weights()`) and whether they draw random numbers. The verdicts are core.decide.decide_init's.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ class InitFacts:
     sites: dict[Position, InitSite] = field(default_factory=dict)
     functions: dict[str, bool] = field(default_factory=dict)  # init function -> draws random numbers
     applies: dict[Position, str] = field(default_factory=dict)  # `x.apply(fn)` -> fn's name
+    # `self.init_weights()` in __init__ -> the method's name (a method only __init__ runs)
+    init_calls: dict[Position, str] = field(default_factory=dict)
 
 
 def _aliases(tree: ast.Module) -> dict[str, str]:
@@ -88,6 +90,36 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
     return None
 
 
+def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
+    """Methods that only their class's __init__ runs (`self.init_weights()`, as in pytorch/examples):
+    a random key is at hand there, so they take it as init functions do. A method named anywhere
+    else in the file (called from forward, passed as a value, another class's method of that name)
+    is left alone."""
+    mentions: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            mentions[node.attr] = mentions.get(node.attr, 0) + 1
+    out: set[str] = set()
+    for cls in tree.body:
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        methods = {f.name for f in cls.body if isinstance(f, ast.FunctionDef)}
+        init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+        if init is None:
+            continue
+        calls: dict[str, list[ast.Call]] = {}
+        for node in ast.walk(init):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" \
+                    and node.func.attr in methods and not node.func.attr.startswith("__"):
+                calls.setdefault(node.func.attr, []).append(node)
+        for name, sites in calls.items():
+            if name != "forward" and mentions.get(name) == len(sites):
+                out.add(name)
+                facts.init_calls.update({(c.lineno, c.col_offset): name for c in sites})
+    return out
+
+
 def _text(source: str, node: ast.AST) -> str:
     return ast.get_source_segment(source, node) or ""  # only for init calls: it splits the source
 
@@ -109,13 +141,15 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                 facts.applies[(node.lineno, node.col_offset)] = name
                 applied.add(name)
     defined: dict[str, ast.FunctionDef] = {}
+    init_methods = _run_only_by_init(tree, facts)
 
     def function(fn: ast.FunctionDef, layers: dict[str, str], in_class: bool) -> None:
         params = [a.arg for a in fn.args.args]
         is_init_fn = fn.name in applied and len(params) == (2 if in_class else 1)
         if is_init_fn:
             defined[fn.name] = fn
-        key_available = is_init_fn or (in_class and fn.name == "__init__")
+        init_method = in_class and fn.name in init_methods
+        key_available = is_init_fn or init_method or (in_class and fn.name == "__init__")
         random = False
 
         def walk(statements: list[ast.stmt], narrow: dict[str, tuple[str, ...]]) -> None:
@@ -166,7 +200,7 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
             return None
 
         walk(fn.body, {})
-        if is_init_fn:
+        if is_init_fn or init_method:
             facts.functions[fn.name] = facts.functions.get(fn.name, False) or random
 
     for node in tree.body:

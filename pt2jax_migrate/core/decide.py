@@ -287,8 +287,8 @@ def decide_init(site: InitSite, rules) -> Decision:
         return manual(code, f"{name}: these arguments are not converted (a torch Generator, ** or unknown names)")
     random = is_random(kind)
     if random and not site.key_available:
-        return manual(code, f"{name} draws random numbers: converted only in __init__ or in a function "
-                            "passed to module.apply (where a random key is at hand)")
+        return manual(code, f"{name} draws random numbers: converted only in __init__, a method only "
+                            "__init__ calls, or a function passed to module.apply (where a random key is at hand)")
     receiver = site.owner if site.attribute == "" else f"{site.owner}.{to}"
     message = f"{name}: writes {receiver} through the weight table's {'/'.join(sorted(set(transforms)))} layout"
     return Decision(code, True, message, "unsafe" if random else "safe", "init",

@@ -22,6 +22,14 @@ class InitsMixin:
     def _init_function_needs_rngs(self, name: str) -> bool:
         return self.init_facts.functions.get(name, False)
 
+    def _init_method_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression | None:
+        """`self.init_weights()` in __init__, when that method draws random numbers: it gets rngs."""
+        line, col = self._pos(original)
+        name = self.init_facts.init_calls.get((line, col - 1))
+        if name is None or not self._init_function_needs_rngs(name):
+            return None
+        return self._instantiate(original, updated)
+
     def _init_call(self, original: cst.Call, updated: cst.Call, site) -> cst.BaseExpression:
         decision = decide_init(site, self.rules)
         if not decision.fixable:

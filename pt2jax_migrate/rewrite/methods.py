@@ -41,6 +41,9 @@ class MethodsMixin:
         init_site = self._init_site(original)
         if init_site is not None:  # m.weight.data.normal_(...): core.decide.decide_init
             return self._init_call(original, updated, init_site)
+        init_method = self._init_method_call(original, updated)
+        if init_method is not None:  # self.init_weights() in __init__: it takes rngs
+            return init_method
         args, kwargs = self._args(updated)
         bare = original.func.value.value if isinstance(original.func.value, cst.Name) else None  # type: ignore[attr-defined]
         site = MethodSite(
@@ -112,4 +115,7 @@ class MethodsMixin:
                 self.todo(original, construct_code(original.attr.value), reason)
         if id(original) in self.handled_refs:
             return updated
+        line, col = self._pos(original)
+        if (line, col - 1) in self.param_reads:  # an nnx.Param is no array to einops: its value is
+            return cst.Subscript(updated, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
         return self._reference(original, updated)

@@ -43,6 +43,7 @@ from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
 from ..inits import init_facts
 from ..sequential_facts import mapping_sequentials
+from ..param_reads import param_reads
 from ..model import Finding
 from ..rules import load_rules
 from ..structure_facts import analyse as analyse_structure
@@ -104,12 +105,14 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         # the method calls lint records (lint._method_names): the table's, device moves, train/eval, the step
         self.recorded_methods = frozenset(self.rules.methods) | DEVICE_METHODS | MODE_METHODS | set(STEP_METHODS)
         # buffers, index assignments, weight ties, builder methods (read off the ast, as lint does)
-        self.structure = analyse_structure(ast.parse(module.code))
+        tree = ast.parse(module.code)  # one parse for every fact the ast front end reads too
+        self.structure = analyse_structure(tree)
         self.class_names: list[str] = []  # enclosing class names
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
         self.module_names = _module_level_names(module)
         self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names
-        self.init_facts = init_facts(ast.parse(module.code), module.code)  # nn.init sites, apply(fn)
-        self.mapping_sequentials = mapping_sequentials(ast.parse(module.code))  # nn.Sequential(OrderedDict name)
+        self.init_facts = init_facts(tree, module.code)  # nn.init sites, apply(fn)
+        self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
+        self.param_reads = param_reads(tree)  # `self.p` handed to einops

@@ -196,6 +196,17 @@ class Target(ABC):
     def variables(self, model: Any) -> dict[tuple, Any]:
         """path -> variable, every variable of the converted model."""
 
+    def shared_variable_path(self, model: Any, path: tuple, variables: dict[tuple, Any]) -> tuple | None:
+        """The path `variables` lists a shared variable under, reached here by another path
+        (a tied weight: `decoder.embed.embedding` is `encoder.embedding`); None if none is."""
+        node = model
+        for part in path:
+            try:
+                node = node[part] if isinstance(part, int) else getattr(node, part)
+            except (AttributeError, IndexError, KeyError, TypeError):
+                return None
+        return next((p for p, v in variables.items() if v is node), None)
+
     @abstractmethod
     def is_trainable(self, variable: Any) -> bool:
         """A variable an optimizer trains (nnx.Param)."""

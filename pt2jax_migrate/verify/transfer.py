@@ -237,6 +237,9 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
         if e.nnx_path is None:
             continue
         var = flat.get(e.nnx_path)
+        if var is None:  # a tied weight is listed once, maybe under its other owner's path
+            e.nnx_path = target.shared_variable_path(nnx_model, e.nnx_path, flat) or e.nnx_path
+            var = flat.get(e.nnx_path)
         where = format_path(e.nnx_path)
         if var is None:
             problems.append(f"{e.torch_key} -> {where}: the converted model has no such variable")
