@@ -26,9 +26,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     # what the commands do, as functions returning plain data
     ("api", {"api"}),
     # the engines: lint (ast), rewrite (libcst, with its train-step planning), verify (torch/jax)
-    # (structure_facts, sequential_facts and inits: facts both front ends read off the ast, like trainstep)
+    # (structure_facts, sequential_facts, param_reads and inits: facts the front ends read off the ast, like trainstep)
     ("engines", {"lint", "project", "baseline", "suppress", "rewrite", "trainstep", "structure_facts", "inits",
-                 "sequential_facts", "verify"}),
+                 "sequential_facts", "param_reads", "verify"}),
     # shared services the engines use: rendering, file walking and writing, settings, code selection
     ("services", {"output", "files", "fsio", "config", "selection"}),
     # the target side: rendering through the tables' [x.nnx] sub-tables, the helpers written into
