@@ -13,7 +13,7 @@ import ast
 from dataclasses import dataclass, field
 
 from .core.inits import COPY, INIT_FUNCTIONS, INPLACE_METHODS, PARAMETER_LAYER, InitSite, is_random
-from .names import import_bindings
+from .names import module_aliases, qualname_of
 
 Position = tuple[int, int]  # (line, column) of a call
 
@@ -27,31 +27,13 @@ class InitFacts:
     init_calls: dict[Position, str] = field(default_factory=dict)
 
 
-def _aliases(tree: ast.Module) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            out.update(import_bindings(node))
-    return out
-
-
-def _qualname(node: ast.AST, aliases: dict[str, str]) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name) or node.id not in aliases:
-        return None
-    return ".".join([aliases[node.id], *reversed(parts)])
-
-
 def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str]) -> tuple[str, tuple[str, ...]] | None:
     """`isinstance(m, nn.Linear)` / `isinstance(m, (nn.Conv2d, nn.Linear))` -> ("m", qualnames)."""
     if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name) and test.func.id == "isinstance"
             and len(test.args) == 2 and isinstance(test.args[0], ast.Name)):
         return None
     types = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
-    names = tuple(_qualname(t, aliases) for t in types)
+    names = tuple(qualname_of(t, aliases) for t in types)
     if any(n is None for n in names):
         return None
     return test.args[0].id, names  # type: ignore[return-value]
@@ -67,7 +49,7 @@ def _self_layers(cls: ast.ClassDef, aliases: dict[str, str]) -> dict[str, str]:
                     target = node.targets[0]
                     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
                             and target.value.id == "self":
-                        q = _qualname(node.value.func, aliases)
+                        q = qualname_of(node.value.func, aliases)
                         if q is not None and q.startswith("torch.nn."):
                             out[target.attr] = "torch.nn.Parameter" if q.endswith(".Parameter") else q
     return out
@@ -128,7 +110,7 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
     facts = InitFacts()
     if "init" not in source and "_(" not in source and ".apply(" not in source:
         return facts  # nothing to find: keeps lint's speed on files without inits
-    aliases = _aliases(tree)
+    aliases = module_aliases(tree)
     applied: set[str] = set()
     for node in ast.walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
@@ -179,7 +161,7 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
             func = call.func
             if not isinstance(func, ast.Attribute) or not func.attr.endswith("_"):
                 return None  # every init name ends in _ (cheap test first: lint runs this on every call)
-            q = _qualname(func, aliases)
+            q = qualname_of(func, aliases)
             kwargs = tuple((k.arg, _text(source, k.value)) for k in call.keywords)
             if q is not None and q.startswith("torch.nn.init.") and q.rpartition(".")[2] in INIT_FUNCTIONS:
                 if not call.args or isinstance(call.args[0], ast.Starred):

@@ -80,6 +80,23 @@ def dotted(node: ast.AST) -> tuple[ast.Name, list[str]] | None:
     return node, parts
 
 
+def module_aliases(tree: ast.Module) -> dict[str, str]:
+    """Each name the module's top-level imports bind -> the dotted name it stands for."""
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update(import_bindings(node))
+    return out
+
+
+def qualname_of(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """`nn.init.zeros_` -> "torch.nn.init.zeros_" through `aliases` (None: not an imported name's chain)."""
+    found = dotted(node)
+    if found is None or found[0].id not in aliases:
+        return None
+    return ".".join([aliases[found[0].id], *found[1]])
+
+
 class Binding:
     """A name bound in a scope: by an import (qualname set) or anything else (qualname None)."""
 

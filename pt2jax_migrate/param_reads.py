@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 
-from .names import import_bindings
+from .names import module_aliases, qualname_of
 
 # functions (qualified-name prefixes) that dispatch on the array's type; einops' torch layers
 # are converted as layers, not here
@@ -36,23 +36,10 @@ def _parameters(cls: ast.ClassDef, aliases: dict[str, str]) -> set[str]:
     return out
 
 
-def _qualname(node: ast.AST, aliases: dict[str, str]) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name) and node.id in aliases:
-        return ".".join([aliases[node.id], *reversed(parts)])
-    return None
-
-
 def param_reads(tree: ast.Module) -> set[tuple[int, int]]:
     """(line, col_offset) of each `self.p` (an nn.Parameter of its class) passed positionally
     to an ARRAY_ONLY function."""
-    aliases: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            aliases.update(import_bindings(node))
+    aliases = module_aliases(tree)
     if not any(q.startswith(ARRAY_ONLY) for q in aliases.values()):
         return set()
     out: set[tuple[int, int]] = set()
@@ -65,7 +52,7 @@ def param_reads(tree: ast.Module) -> set[tuple[int, int]]:
         for node in ast.walk(cls):
             if not isinstance(node, ast.Call):
                 continue
-            q = _qualname(node.func, aliases)
+            q = qualname_of(node.func, aliases)
             if q is None or not q.startswith(ARRAY_ONLY) or q.startswith(_NOT):
                 continue
             for arg in node.args:

@@ -12,6 +12,8 @@ import ast
 import builtins
 from dataclasses import dataclass, field
 
+from .names import qualname_of
+
 BUILTINS = frozenset(dir(builtins))
 TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
 
@@ -285,21 +287,12 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
             module_names |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
 
-    def qualname(node: ast.AST) -> str | None:
-        parts = []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        if not isinstance(node, ast.Name) or node.id not in aliases:
-            return None
-        return ".".join([aliases[node.id], *reversed(parts)])
-
     optimizers: dict[str, str] = {}
     optimizer_vars: set[str] = set()
     loss_vars: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call):
-            q = qualname(node.value.func)
+            q = qualname_of(node.value.func, aliases)
             rule = rules.by_name.get(q) if q else None
             if rule is not None and rule.kind == "loss":
                 loss_vars.add(node.targets[0].id)
@@ -313,7 +306,8 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
     if unconverted_lines is None:  # the caller passes the lines lint leaves unconverted (lint.unconverted_lines)
         raise TypeError("train_step_analysis needs unconverted_lines (lint.unconverted_lines(source))")
     step_clips: dict[int, str] = {}
-    lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models, qualname=qualname, clips=step_clips,
+    lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models,
+                          qualname=lambda node: qualname_of(node, aliases), clips=step_clips,
                           unconverted_lines=unconverted_lines)
     # per scope, each optimizer built here (keyed by the line of its construction call):
     # kept in PyTorch when one of its step() calls stays PyTorch (converting only the
@@ -326,7 +320,7 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
         for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
                     and node.targets[0].id in optimizer_vars and isinstance(node.value, ast.Call)):
-                q = qualname(node.value.func)
+                q = qualname_of(node.value.func, aliases)
                 rule = rules.by_name.get(q) if q else None
                 if rule is not None and rule.kind == "optimizer":
                     built[node.targets[0].id] = node.value.lineno
