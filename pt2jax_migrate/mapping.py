@@ -423,9 +423,9 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
     always = {"params", "lr", "weight_decay", *rule.get("params_in_templates", [])}
     present = sorted(p for p in effective if p not in always)
     key = ",".join(present)
-    templates = rule.get("templates")
+    templates = rule.get("templates", {})
     if key not in templates:
-        raise Refused(f"{rule.label} with {', '.join(present)} is not converted")
+        return _render_algorithm(rule, bound, effective, present, clip_norm)
     values = {p: a.source for p, a in bound.items() if isinstance(a, Arg)}
     for param, text in rule.get("defaults", {}).items():
         values.setdefault(param, text)
@@ -445,6 +445,23 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
     if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
         tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
     return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx))
+
+
+def _render_algorithm(rule: Rule, bound: dict, effective: dict, present: list[str],
+                      clip_norm: str | None) -> Rendered:
+    """Arguments no optax template covers: the entry's `algorithm` helper, torch's own update
+    rule with torch's signature, called with the arguments as given."""
+    algorithm = rule.get("algorithm")
+    if algorithm is None:
+        raise Refused(f"{rule.label} with {', '.join(present)} is not converted")
+    lr = bound.get("lr")
+    parts = [lr.source if isinstance(lr, Arg) else rule.get("defaults", {}).get("lr", "")]
+    parts += [f"{p}={_unwrap(a.source)}" for p, a in effective.items() if p not in ("params", "lr")]
+    tx = f"{algorithm}({', '.join(p for p in parts if p)})"
+    if clip_norm is not None:
+        tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
+    params = bound["params"]
+    return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx), {algorithm})
 
 
 def dtype_target(qualname: str) -> str | None:

@@ -324,6 +324,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
          "template wrapping {optimizer} when weight_decay is given and nonzero (L2 added to the gradient)"),
     _key("weight_decay_in_template", BOOL, TARGET, {"optimizer"},
          "the templates themselves write {weight_decay} (decoupled decay, AdamW)"),
+    _key("algorithm", named(HELPERS, "helper"), TARGET, {"optimizer"},
+         "a helper taking torch's own arguments (torch's defaults) and running torch's update rule, "
+         "called with every argument given when no template covers them (it applies weight_decay itself)"),
 )}
 
 DTYPE = record("a dtype table", {"torch": (STR_TABLE, True)})

@@ -18,6 +18,7 @@ from .helpers_recurrent import RECURRENT_HELPERS
 from .helpers_structure import STRUCTURE_HELPERS
 from .helpers_surface import SURFACE_HELPERS
 from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
+from .helpers_optim import OPTIM_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -27,6 +28,7 @@ ALLOWED_IMPORTS: tuple[str, ...] = (
     "import jax",
     "import jax.numpy as jnp",
     "from flax import nnx",
+    "import optax",
 )
 
 
@@ -275,6 +277,7 @@ HELPERS: dict[str, Helper] = {
         _helper("torch_init", TORCH_INIT, ["import math", "import jax", "import jax.numpy as jnp"]),
         _helper("module_apply", MODULE_APPLY, ["from flax import nnx"]),
         _helper("submodules", SUBMODULES, ["from flax import nnx"]),
+        *OPTIM_HELPERS,
     )
 }
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
