@@ -253,6 +253,9 @@ def _init_layout(rules, layers: tuple[str, ...], attribute: str) -> tuple[str, s
         rule = rules.by_name.get(q)
         weights = rule.get("weights") if rule is not None else None
         entry = next((w for w in weights or () if w.get("torch") == attribute), None)
+        if entry is None:  # `weight_ih_l*` -> `*`: every name with the prefix, kept as it is
+            entry = next((dict(w, to=attribute if w.get("to") == "*" else w.get("to")) for w in weights or ()
+                          if w.get("torch", "").endswith("*") and attribute.startswith(w["torch"][:-1])), None)
         if entry is None or not entry.get("to"):
             return f"{q} has no converted parameter for .{attribute}"
         found.add((entry["to"], entry.get("transform", "copy")))
