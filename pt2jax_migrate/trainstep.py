@@ -16,6 +16,14 @@ from .names import qualname_of
 
 BUILTINS = frozenset(dir(builtins))
 TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
+# keywords of a training call that mean nothing once gradients are returned by a jitted step:
+# the graph is never kept (retain_graph) and gradients are never stored (set_to_none)
+DROPPED_KEYWORDS = {"backward": frozenset({"retain_graph"}), "zero_grad": frozenset({"set_to_none"})}
+
+
+def is_training_call(method: str, positional: int, keywords) -> bool:
+    """`NAME.method(...)` with arguments the planner may drop: none, or only DROPPED_KEYWORDS."""
+    return not positional and set(keywords) <= DROPPED_KEYWORDS.get(method, frozenset())
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,8 @@ class StmtInfo:
     called: frozenset[str]  # names it calls as functions: f(...)
     clip: tuple[str, str] | None = None  # clip_grad_norm_(MODEL.parameters(), MAX_NORM): (MODEL, MAX_NORM)
     unconverted: bool = False  # holds code the rewrite leaves in place (a TODO(pt2jax))
+    reads_grad: bool = False  # mentions `.grad` (a gradient PyTorch stores and JAX returns)
+    barrier: bool = False  # an already converted train step: a step before it is another step
 
 
 @dataclass
@@ -56,6 +66,7 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     loss = stmts[b].method[0]  # type: ignore[index]
     step = None
     clip: list[int] = []
+    between: list[int] = []  # statements between backward() and step(): they run after the jitted step
     for j in range(b + 1, len(stmts)):
         method = stmts[j].method
         if method is not None and method[1] == "step":
@@ -64,12 +75,19 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
         if stmts[j].clip is not None:
             clip.append(j)
             continue
-        if method is None or method[1] != "zero_grad":
-            return "statements between backward() and step() are not converted (only zero_grad() and clip_grad_norm_())"
+        if method is not None and method[1] in ("zero_grad", "backward"):
+            if method[1] == "backward":
+                return ("a second backward() before step() accumulates gradients; accumulate them explicitly "
+                        "(one loss, or optax.MultiSteps) to convert")
+            continue
+        between.append(j)
     if step is None:
         return "no optimizer.step() after backward() in the same block"
     opt = stmts[step].method[0]  # type: ignore[index]
     max_norm = None
+    reason = _between_reason(stmts, between, opt, optimizers.get(opt))
+    if reason is not None:
+        return reason
     if clip:
         # clipping becomes optax.clip_by_global_norm at the head of the optimizer's chain, so
         # the optimizer must be built here, and the bound must be readable where it is built
@@ -82,9 +100,14 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
             return f"clip_grad_norm_'s max_norm {max_norm} is not a number (it moves to the optimizer's construction)"
     # the forward pass is looked for after the previous backward()/step() only: statements
     # before that belong to another step (a GAN's discriminator update, say)
-    start = 1 + max((i for i in range(b) if stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
+    start = 1 + max((i for i in range(b) if stmts[i].barrier
+                     or stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
                     default=-1)
     model = optimizers.get(opt) or _called_model(stmts[start:b], not_models)
+    if model is not None and between:
+        reason = _between_reason(stmts, between, opt, model)
+        if reason is not None:
+            return reason
     if model is None:
         return (f"cannot tell which model {opt} optimizes (build it from model.parameters() "
                 "in this file, or call exactly one model in the forward pass)")
@@ -127,6 +150,30 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
         if stmts[i].targets is None and stmts[i].names & later_uses or (stmts[i].targets or set()) & later_uses:
             return f"statement {i + 1} of the block sits inside the forward pass and cannot move after the step"
     return StepPlan(model, opt, loss, b, step, zero, group, after, clip, max_norm)
+
+
+def _between_reason(stmts: list[StmtInfo], between: list[int], opt: str, model: str | None) -> str | None:
+    """Why a statement between backward() and step() cannot run after the jitted step, or None.
+
+    It moves after the step, so it may read the step's values (the loss, the forward pass's
+    outputs) but not the gradients, the parameters (they are updated by then) or the optimizer."""
+    for j in between:
+        info = stmts[j]
+        where = f"statement {j + 1} of the block, between backward() and step(),"
+        if info.unconverted:
+            return f"{where} keeps code that is not converted"
+        if info.reads_grad:
+            return (f"{where} reads .grad; gradients exist only inside the jitted step (clip with "
+                    "clip_grad_norm_/clip_grad_value_, or move the code into an optax transformation)")
+        if info.method is not None and info.method[1] == "step":
+            return f"{where} steps {info.method[0]}; move it after {opt}.step()"
+        touched = info.names & {opt, *([model] if model else [])}
+        if touched:
+            return (f"{where} uses {', '.join(sorted(touched))}, which the step updates; move it after "
+                    f"{opt}.step() (it then sees the updated values)")
+        if info.barrier:
+            return f"{where} is another training step"
+    return None
 
 
 def _is_number(text: str) -> bool:
@@ -178,8 +225,8 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
                          {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg})
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
         call = stmt.value
-        if (not call.args and not call.keywords and isinstance(call.func, ast.Attribute)
-                and isinstance(call.func.value, ast.Name)):
+        if (isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)
+                and is_training_call(call.func.attr, len(call.args), [k.arg for k in call.keywords])):
             method = (call.func.value.id, call.func.attr)
     targets = None
     if isinstance(stmt, ast.Assign) and all(isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in stmt.targets):
@@ -187,12 +234,15 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
     elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
         targets = frozenset({stmt.target.id})
     names, called = set(), set()
+    reads_grad = False
     for node in ast.walk(stmt):
+        if isinstance(node, ast.Attribute) and node.attr == "grad":
+            reads_grad = True
         if isinstance(node, ast.Name):
             names.add(node.id)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
-    return StmtInfo(method, targets, frozenset(names), frozenset(called), clip, unconverted)
+    return StmtInfo(method, targets, frozenset(names), frozenset(called), clip, unconverted, reads_grad)
 
 
 def _blocks(tree: ast.Module):
@@ -226,11 +276,12 @@ _COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.Fo
              ast.With, ast.AsyncWith, ast.Try)
 
 
-def _joined_info(unit: list[ast.stmt]) -> StmtInfo:
+def _joined_info(unit: list[ast.stmt], unconverted_lines: frozenset[int] = frozenset()) -> StmtInfo:
     """Several statements on one line: never a plain assignment or a clean method call."""
-    parts = [ast_info(stmt) for stmt in unit]
+    parts = [ast_info(stmt, unconverted_lines=unconverted_lines) for stmt in unit]
     return StmtInfo(None, None, frozenset().union(*(p.names for p in parts)),
-                    frozenset().union(*(p.called for p in parts)))
+                    frozenset().union(*(p.called for p in parts)),
+                    unconverted=any(p.unconverted for p in parts), reads_grad=any(p.reads_grad for p in parts))
 
 
 def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
@@ -243,7 +294,7 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
         if not any(isinstance(s, ast.Expr) for s in body):
             continue
         units = _physical_lines(body)
-        infos = [ast_info(unit[0], qualname, unconverted_lines) if len(unit) == 1 else _joined_info(unit)
+        infos = [ast_info(unit[0], qualname, unconverted_lines) if len(unit) == 1 else _joined_info(unit, unconverted_lines)
                  for unit in units]
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":

@@ -4,7 +4,7 @@ and lifted into the target's jitted train step; leftover training calls get TODO
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
@@ -91,12 +91,13 @@ class TrainStepsMixin:
     def _train_steps(self, body: list) -> list:
         index = 0
         refusals: list[tuple[int, str]] = []  # (id of a backward() statement, why it stays)
+        calls: set[int] = set()  # ids of the train-step calls made here: a later step starts after them
         while index < len(body):
             loss_name = _method_call(body[index], "backward")
             if loss_name is None:
                 index += 1
                 continue
-            plan = self._plan_group(body, index, loss_name)
+            plan = self._plan_group(body, index, loss_name, calls)
             if isinstance(plan, str):
                 refusals.append((id(body[index]), f"training step not converted: {plan}"))
                 index += 1
@@ -108,6 +109,7 @@ class TrainStepsMixin:
             kept[position:position + 1] = [plan.call, *plan.after]
             scope = self.scopes[0] if plan.at_module_level else self._fscope()
             scope.pending_defs.append((plan.call, plan.text_def))
+            calls.add(id(plan.call))
             body = kept
             index = position + 1 + len(plan.after)
         out, reason = [], None
@@ -146,8 +148,9 @@ class TrainStepsMixin:
             return False  # an lr scheduler's step: reported where the scheduler is built
         return self._fscope().has_backward
 
-    def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
+    def _plan_group(self, body: list, b: int, loss: str, calls: set[int]) -> _Group | str:
         infos = [_cst_info(stmt, self.qualname) for stmt in body]
+        infos = [replace(info, barrier=True) if id(stmt) in calls else info for stmt, info in zip(body, infos)]
         plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models())
         if isinstance(plan, str):
             return plan
@@ -158,7 +161,7 @@ class TrainStepsMixin:
         lifter = _Lifter(model, tainted, closure)
         group_stmts = [body[i].visit(lifter) for i in group]
         later = set()
-        for stmt in [*(body[i] for i in after), *body[step_index + 1:]]:
+        for stmt in [*(body[i] for i in after), *body[b + 1:]]:
             later |= names_in(stmt)
         aux = sorted((tainted - {loss}) & later)
         free = set()
@@ -171,6 +174,11 @@ class TrainStepsMixin:
         loss_fn = self._unique("loss_fn") if "loss_fn" not in self.used_names else self._unique("compute_loss")
         params = [name for name, _ in lifter.params]
         args = [code_of(expr) for _, expr in lifter.params]
+        # another trained model the loss reads (a GAN's discriminator in the generator's loss) is
+        # an argument: read from the closure, jit would bake its first weights in as constants
+        for other in sorted(free & set(self.optimizers.values()) - {model, *params}):
+            params.append(other)
+            args.append(other)
         inner = "".join(code_of(s) for s in group_stmts)
         inner = _indent(_strip_leading_comments_kept(inner), "        ")
         text_def = self.target.train_step(name=train_step, loss_fn=loss_fn, model=model, optimizer=opt, params=params,
