@@ -10,6 +10,7 @@ import libcst as cst
 
 from .. import trainstep
 from ..model import Finding
+from .device_metrics import device_metrics
 from .cst_util import (_after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
                        code_of, names_in)
 from .imports import finish_imports
@@ -33,6 +34,7 @@ class _Group:
     lines: list[tuple[cst.CSTNode, str, str]]  # (original statement, code, message)
     at_module_level: bool = False
     after: list = field(default_factory=list)  # statements moved after the call (they read its outputs)
+    outputs: frozenset[str] = frozenset()  # the names the call assigns (loss and aux)
 
 
 class TrainStepsMixin:
@@ -74,7 +76,7 @@ class TrainStepsMixin:
                         body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
                     body.insert(index, new_def)
                     break
-        return body
+        return device_metrics(body, self.step_outputs)
 
     def _not_models(self) -> set[str]:
         """Names called in a forward pass that are not the model: functions, loss modules."""
@@ -110,6 +112,7 @@ class TrainStepsMixin:
             scope = self.scopes[0] if plan.at_module_level else self._fscope()
             scope.pending_defs.append((plan.call, plan.text_def))
             calls.add(id(plan.call))
+            self.step_outputs[id(plan.call)] = plan.outputs
             body = kept
             index = position + 1 + len(plan.after)
         out, reason = [], None
@@ -199,4 +202,5 @@ class TrainStepsMixin:
         lines += [(body[i], "PTJ204", f"clip_grad_norm_ -> optax.clip_by_global_norm({plan.max_norm}) in {opt}'s chain")
                   for i in clip]
         lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
-        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after])
+        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after],
+                      frozenset({loss, *aux}))
