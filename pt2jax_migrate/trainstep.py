@@ -38,6 +38,7 @@ class StmtInfo:
     unconverted: bool = False  # holds code the rewrite leaves in place (a TODO(pt2jax))
     reads_grad: bool = False  # mentions `.grad` (a gradient PyTorch stores and JAX returns)
     barrier: bool = False  # an already converted train step: a step before it is another step
+    gated: str | None = None  # OPT of `if COND:` whose body is exactly OPT.step(); OPT.zero_grad()
 
 
 @dataclass
@@ -52,6 +53,7 @@ class StepPlan:
     after: list[int]  # statements that read the step's values (moved after the call)
     clip: list[int] = field(default_factory=list)  # clip_grad_norm_ statements (folded into the optimizer)
     max_norm: str | None = None
+    accumulate: bool = False  # gradient accumulation: `step` is an `if` holding step(); zero_grad()
 
     def lines_removed(self) -> list[int]:
         return [*self.zero, *self.clip, self.backward, self.step]
@@ -67,10 +69,14 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     step = None
     clip: list[int] = []
     between: list[int] = []  # statements between backward() and step(): they run after the jitted step
+    accumulate = False
     for j in range(b + 1, len(stmts)):
         method = stmts[j].method
         if method is not None and method[1] == "step":
             step = j
+            break
+        if stmts[j].gated is not None:
+            step, accumulate = j, True  # micro-batches: gradients add up until the condition holds
             break
         if stmts[j].clip is not None:
             clip.append(j)
@@ -82,8 +88,9 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
             continue
         between.append(j)
     if step is None:
-        return "no optimizer.step() after backward() in the same block"
-    opt = stmts[step].method[0]  # type: ignore[index]
+        return ("no optimizer.step() after backward() in the same block (a step under a condition converts "
+                "as `if COND:` holding exactly OPT.step() then OPT.zero_grad(): gradient accumulation)")
+    opt = stmts[step].gated if accumulate else stmts[step].method[0]  # type: ignore[index]
     max_norm = None
     reason = _between_reason(stmts, between, opt, optimizers.get(opt))
     if reason is not None:
@@ -100,7 +107,7 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
             return f"clip_grad_norm_'s max_norm {max_norm} is not a number (it moves to the optimizer's construction)"
     # the forward pass is looked for after the previous backward()/step() only: statements
     # before that belong to another step (a GAN's discriminator update, say)
-    start = 1 + max((i for i in range(b) if stmts[i].barrier
+    start = 1 + max((i for i in range(b) if stmts[i].barrier or stmts[i].gated is not None
                      or stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
                     default=-1)
     model = optimizers.get(opt) or _called_model(stmts[start:b], not_models)
@@ -114,6 +121,11 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     if "." in model:
         return f"the model {model} is an attribute; lift it into a local variable first"
     zero = [i for i, s in enumerate(stmts) if s.method is not None and s.method[1] == "zero_grad" and s.method[0] in (opt, model)]
+    if accumulate and zero:
+        return (f"{opt}.zero_grad() runs every micro-batch while {opt}.step() runs under a condition, so "
+                "gradients never accumulate; zero them only after the step")
+    if accumulate and clip:
+        return "clip_grad_norm_ with gradient accumulation: clip inside the `if` before step() by hand"
     # forward taint: statements computed from model(...)
     tainted: set[str] = set()
     computed: dict[int, frozenset[str]] = {}
@@ -141,7 +153,11 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     for name in sorted(defined):
         bound = [i for i in range(start, b) if stmts[i].targets is not None and name in stmts[i].targets
                  or stmts[i].targets is None and name in stmts[i].names and i not in zero]
-        if len([i for i in bound if stmts[i].targets is not None]) > 1:
+        assigned = [i for i in bound if stmts[i].targets is not None]
+        # `loss = loss / accum`: several assignments move together into the loss function,
+        # unless a statement that stays outside reads the name between them
+        if len(assigned) > 1 and (not set(assigned) <= set(group) or any(
+                i not in group and name in stmts[i].names for i in range(assigned[0], assigned[-1]))):
             return f"{name} is assigned more than once before backward()"
     # statements before backward() that read values the step now computes run after it
     after = [i for i in range(group[0], b) if i not in group and i not in zero and stmts[i].names & defined]
@@ -149,7 +165,7 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
         later_uses = set().union(*(stmts[g].names for g in group if g > i))
         if stmts[i].targets is None and stmts[i].names & later_uses or (stmts[i].targets or set()) & later_uses:
             return f"statement {i + 1} of the block sits inside the forward pass and cannot move after the step"
-    return StepPlan(model, opt, loss, b, step, zero, group, after, clip, max_norm)
+    return StepPlan(model, opt, loss, b, step, zero, group, after, clip, max_norm, accumulate)
 
 
 def _between_reason(stmts: list[StmtInfo], between: list[int], opt: str, model: str | None) -> str | None:
@@ -242,7 +258,25 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
             names.add(node.id)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
-    return StmtInfo(method, targets, frozenset(names), frozenset(called), clip, unconverted, reads_grad)
+    return StmtInfo(method, targets, frozenset(names), frozenset(called), clip, unconverted, reads_grad,
+                    gated=_ast_gated(stmt) if not unconverted else None)
+
+
+def _ast_gated(stmt: ast.stmt) -> str | None:
+    """OPT of `if COND:` (no else) whose body is OPT.step() then OPT.zero_grad(), one per line."""
+    if not isinstance(stmt, ast.If) or stmt.orelse or len(stmt.body) != 2:
+        return None
+    receivers = []
+    line = stmt.lineno
+    for inner, method in zip(stmt.body, ("step", "zero_grad")):
+        if inner.lineno <= line or not (isinstance(inner, ast.Expr) and isinstance(inner.value, ast.Call)):
+            return None
+        call, line = inner.value, inner.lineno
+        if not (isinstance(call.func, ast.Attribute) and call.func.attr == method and isinstance(call.func.value, ast.Name)
+                and is_training_call(method, len(call.args), [k.arg for k in call.keywords])):
+            return None
+        receivers.append(call.func.value.id)
+    return receivers[0] if receivers[0] == receivers[1] else None
 
 
 def _blocks(tree: ast.Module):
@@ -300,7 +334,10 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
             if info.method is not None and info.method[1] == "backward":
                 result = plan(infos, b, optimizers=optimizers, not_models=not_models)
                 if isinstance(result, StepPlan):
-                    lines.update(units[i][0].lineno for i in result.lines_removed())
+                    lines.update(units[i][0].lineno for i in result.lines_removed() if i != result.step
+                                 or not result.accumulate)
+                    if result.accumulate:  # the step() and zero_grad() inside the `if`
+                        lines.update(inner.lineno for inner in units[result.step][0].body)
                     if result.max_norm is not None and clips is not None:
                         clips[units[result.step][0].lineno] = result.max_norm
     return lines
