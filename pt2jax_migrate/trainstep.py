@@ -16,6 +16,14 @@ from .names import qualname_of
 
 BUILTINS = frozenset(dir(builtins))
 TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
+# keywords of a training call that mean nothing once gradients are returned by a jitted step:
+# the graph is never kept (retain_graph) and gradients are never stored (set_to_none)
+DROPPED_KEYWORDS = {"backward": frozenset({"retain_graph"}), "zero_grad": frozenset({"set_to_none"})}
+
+
+def is_training_call(method: str, positional: int, keywords) -> bool:
+    """`NAME.method(...)` with arguments the planner may drop: none, or only DROPPED_KEYWORDS."""
+    return not positional and set(keywords) <= DROPPED_KEYWORDS.get(method, frozenset())
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,9 @@ class StmtInfo:
     called: frozenset[str]  # names it calls as functions: f(...)
     clip: tuple[str, str] | None = None  # clip_grad_norm_(MODEL.parameters(), MAX_NORM): (MODEL, MAX_NORM)
     unconverted: bool = False  # holds code the rewrite leaves in place (a TODO(pt2jax))
+    reads_grad: bool = False  # mentions `.grad` (a gradient PyTorch stores and JAX returns)
+    barrier: bool = False  # an already converted train step: a step before it is another step
+    gated: str | None = None  # OPT of `if COND:` whose body is exactly OPT.step(); OPT.zero_grad()
 
 
 @dataclass
@@ -42,6 +53,7 @@ class StepPlan:
     after: list[int]  # statements that read the step's values (moved after the call)
     clip: list[int] = field(default_factory=list)  # clip_grad_norm_ statements (folded into the optimizer)
     max_norm: str | None = None
+    accumulate: bool = False  # gradient accumulation: `step` is an `if` holding step(); zero_grad()
 
     def lines_removed(self) -> list[int]:
         return [*self.zero, *self.clip, self.backward, self.step]
@@ -56,20 +68,33 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     loss = stmts[b].method[0]  # type: ignore[index]
     step = None
     clip: list[int] = []
+    between: list[int] = []  # statements between backward() and step(): they run after the jitted step
+    accumulate = False
     for j in range(b + 1, len(stmts)):
         method = stmts[j].method
         if method is not None and method[1] == "step":
             step = j
             break
+        if stmts[j].gated is not None:
+            step, accumulate = j, True  # micro-batches: gradients add up until the condition holds
+            break
         if stmts[j].clip is not None:
             clip.append(j)
             continue
-        if method is None or method[1] != "zero_grad":
-            return "statements between backward() and step() are not converted (only zero_grad() and clip_grad_norm_())"
+        if method is not None and method[1] in ("zero_grad", "backward"):
+            if method[1] == "backward":
+                return ("a second backward() before step() accumulates gradients; accumulate them explicitly "
+                        "(one loss, or optax.MultiSteps) to convert")
+            continue
+        between.append(j)
     if step is None:
-        return "no optimizer.step() after backward() in the same block"
-    opt = stmts[step].method[0]  # type: ignore[index]
+        return ("no optimizer.step() after backward() in the same block (a step under a condition converts "
+                "as `if COND:` holding exactly OPT.step() then OPT.zero_grad(): gradient accumulation)")
+    opt = stmts[step].gated if accumulate else stmts[step].method[0]  # type: ignore[index]
     max_norm = None
+    reason = _between_reason(stmts, between, opt, optimizers.get(opt))
+    if reason is not None:
+        return reason
     if clip:
         # clipping becomes optax.clip_by_global_norm at the head of the optimizer's chain, so
         # the optimizer must be built here, and the bound must be readable where it is built
@@ -82,15 +107,25 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
             return f"clip_grad_norm_'s max_norm {max_norm} is not a number (it moves to the optimizer's construction)"
     # the forward pass is looked for after the previous backward()/step() only: statements
     # before that belong to another step (a GAN's discriminator update, say)
-    start = 1 + max((i for i in range(b) if stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
+    start = 1 + max((i for i in range(b) if stmts[i].barrier or stmts[i].gated is not None
+                     or stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
                     default=-1)
     model = optimizers.get(opt) or _called_model(stmts[start:b], not_models)
+    if model is not None and between:
+        reason = _between_reason(stmts, between, opt, model)
+        if reason is not None:
+            return reason
     if model is None:
         return (f"cannot tell which model {opt} optimizes (build it from model.parameters() "
                 "in this file, or call exactly one model in the forward pass)")
     if "." in model:
         return f"the model {model} is an attribute; lift it into a local variable first"
     zero = [i for i, s in enumerate(stmts) if s.method is not None and s.method[1] == "zero_grad" and s.method[0] in (opt, model)]
+    if accumulate and zero:
+        return (f"{opt}.zero_grad() runs every micro-batch while {opt}.step() runs under a condition, so "
+                "gradients never accumulate; zero them only after the step")
+    if accumulate and clip:
+        return "clip_grad_norm_ with gradient accumulation: clip inside the `if` before step() by hand"
     # forward taint: statements computed from model(...)
     tainted: set[str] = set()
     computed: dict[int, frozenset[str]] = {}
@@ -118,7 +153,11 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     for name in sorted(defined):
         bound = [i for i in range(start, b) if stmts[i].targets is not None and name in stmts[i].targets
                  or stmts[i].targets is None and name in stmts[i].names and i not in zero]
-        if len([i for i in bound if stmts[i].targets is not None]) > 1:
+        assigned = [i for i in bound if stmts[i].targets is not None]
+        # `loss = loss / accum`: several assignments move together into the loss function,
+        # unless a statement that stays outside reads the name between them
+        if len(assigned) > 1 and (not set(assigned) <= set(group) or any(
+                i not in group and name in stmts[i].names for i in range(assigned[0], assigned[-1]))):
             return f"{name} is assigned more than once before backward()"
     # statements before backward() that read values the step now computes run after it
     after = [i for i in range(group[0], b) if i not in group and i not in zero and stmts[i].names & defined]
@@ -126,7 +165,31 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
         later_uses = set().union(*(stmts[g].names for g in group if g > i))
         if stmts[i].targets is None and stmts[i].names & later_uses or (stmts[i].targets or set()) & later_uses:
             return f"statement {i + 1} of the block sits inside the forward pass and cannot move after the step"
-    return StepPlan(model, opt, loss, b, step, zero, group, after, clip, max_norm)
+    return StepPlan(model, opt, loss, b, step, zero, group, after, clip, max_norm, accumulate)
+
+
+def _between_reason(stmts: list[StmtInfo], between: list[int], opt: str, model: str | None) -> str | None:
+    """Why a statement between backward() and step() cannot run after the jitted step, or None.
+
+    It moves after the step, so it may read the step's values (the loss, the forward pass's
+    outputs) but not the gradients, the parameters (they are updated by then) or the optimizer."""
+    for j in between:
+        info = stmts[j]
+        where = f"statement {j + 1} of the block, between backward() and step(),"
+        if info.unconverted:
+            return f"{where} keeps code that is not converted"
+        if info.reads_grad:
+            return (f"{where} reads .grad; gradients exist only inside the jitted step (clip with "
+                    "clip_grad_norm_/clip_grad_value_, or move the code into an optax transformation)")
+        if info.method is not None and info.method[1] == "step":
+            return f"{where} steps {info.method[0]}; move it after {opt}.step()"
+        touched = info.names & {opt, *([model] if model else [])}
+        if touched:
+            return (f"{where} uses {', '.join(sorted(touched))}, which the step updates; move it after "
+                    f"{opt}.step() (it then sees the updated values)")
+        if info.barrier:
+            return f"{where} is another training step"
+    return None
 
 
 def _is_number(text: str) -> bool:
@@ -178,8 +241,8 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
                          {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg})
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
         call = stmt.value
-        if (not call.args and not call.keywords and isinstance(call.func, ast.Attribute)
-                and isinstance(call.func.value, ast.Name)):
+        if (isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)
+                and is_training_call(call.func.attr, len(call.args), [k.arg for k in call.keywords])):
             method = (call.func.value.id, call.func.attr)
     targets = None
     if isinstance(stmt, ast.Assign) and all(isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in stmt.targets):
@@ -187,12 +250,33 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
     elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
         targets = frozenset({stmt.target.id})
     names, called = set(), set()
+    reads_grad = False
     for node in ast.walk(stmt):
+        if isinstance(node, ast.Attribute) and node.attr == "grad":
+            reads_grad = True
         if isinstance(node, ast.Name):
             names.add(node.id)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
-    return StmtInfo(method, targets, frozenset(names), frozenset(called), clip, unconverted)
+    return StmtInfo(method, targets, frozenset(names), frozenset(called), clip, unconverted, reads_grad,
+                    gated=_ast_gated(stmt) if not unconverted else None)
+
+
+def _ast_gated(stmt: ast.stmt) -> str | None:
+    """OPT of `if COND:` (no else) whose body is OPT.step() then OPT.zero_grad(), one per line."""
+    if not isinstance(stmt, ast.If) or stmt.orelse or len(stmt.body) != 2:
+        return None
+    receivers = []
+    line = stmt.lineno
+    for inner, method in zip(stmt.body, ("step", "zero_grad")):
+        if inner.lineno <= line or not (isinstance(inner, ast.Expr) and isinstance(inner.value, ast.Call)):
+            return None
+        call, line = inner.value, inner.lineno
+        if not (isinstance(call.func, ast.Attribute) and call.func.attr == method and isinstance(call.func.value, ast.Name)
+                and is_training_call(method, len(call.args), [k.arg for k in call.keywords])):
+            return None
+        receivers.append(call.func.value.id)
+    return receivers[0] if receivers[0] == receivers[1] else None
 
 
 def _blocks(tree: ast.Module):
@@ -226,11 +310,12 @@ _COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.Fo
              ast.With, ast.AsyncWith, ast.Try)
 
 
-def _joined_info(unit: list[ast.stmt]) -> StmtInfo:
+def _joined_info(unit: list[ast.stmt], unconverted_lines: frozenset[int] = frozenset()) -> StmtInfo:
     """Several statements on one line: never a plain assignment or a clean method call."""
-    parts = [ast_info(stmt) for stmt in unit]
+    parts = [ast_info(stmt, unconverted_lines=unconverted_lines) for stmt in unit]
     return StmtInfo(None, None, frozenset().union(*(p.names for p in parts)),
-                    frozenset().union(*(p.called for p in parts)))
+                    frozenset().union(*(p.called for p in parts)),
+                    unconverted=any(p.unconverted for p in parts), reads_grad=any(p.reads_grad for p in parts))
 
 
 def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
@@ -243,13 +328,16 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
         if not any(isinstance(s, ast.Expr) for s in body):
             continue
         units = _physical_lines(body)
-        infos = [ast_info(unit[0], qualname, unconverted_lines) if len(unit) == 1 else _joined_info(unit)
+        infos = [ast_info(unit[0], qualname, unconverted_lines) if len(unit) == 1 else _joined_info(unit, unconverted_lines)
                  for unit in units]
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":
                 result = plan(infos, b, optimizers=optimizers, not_models=not_models)
                 if isinstance(result, StepPlan):
-                    lines.update(units[i][0].lineno for i in result.lines_removed())
+                    lines.update(units[i][0].lineno for i in result.lines_removed() if i != result.step
+                                 or not result.accumulate)
+                    if result.accumulate:  # the step() and zero_grad() inside the `if`
+                        lines.update(inner.lineno for inner in units[result.step][0].body)
                     if result.max_norm is not None and clips is not None:
                         clips[units[result.step][0].lineno] = result.max_norm
     return lines

@@ -374,7 +374,7 @@ def test_an_optimizer_whose_step_stays_pytorch_stays_pytorch_too():
             opt.zero_grad()
             loss = ((model(x) - y) ** 2).mean()
             loss.backward()
-            print(loss)
+            print(model.weight.grad)
             opt.step()
         """).lstrip()
     result = rewrite_source(source, "t.py")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..trainstep import is_training_call
+
 _EMPTY = cst.Module([])
 
 
@@ -95,9 +97,12 @@ def _expr_call(stmt: cst.BaseStatement) -> cst.Call | None:
 
 
 def _method_call(stmt: cst.BaseStatement, method: str) -> str | None:
-    """`NAME.method()` with no arguments -> NAME."""
+    """`NAME.method()` with no arguments (or only keywords the planner drops) -> NAME."""
     call = _expr_call(stmt)
-    if call is None or call.args or not isinstance(call.func, cst.Attribute):
+    if call is None or not isinstance(call.func, cst.Attribute):
+        return None
+    if not is_training_call(method, sum(a.keyword is None for a in call.args),
+                            [a.keyword.value for a in call.args if a.keyword is not None]):
         return None
     if call.func.attr.value != method or not isinstance(call.func.value, cst.Name):
         return None

@@ -17,19 +17,26 @@ def _cst_info(stmt, qualname) -> trainstep.StmtInfo:
     if call is not None and qualname(call.func) == trainstep.CLIP:
         clip = trainstep.clip_info([code_of(a.value) for a in call.args if a.keyword is None],
                                    {a.keyword.value: code_of(a.value) for a in call.args if a.keyword is not None})
-    if call is not None and not call.args and isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name):
+    if (call is not None and isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name)
+            and trainstep.is_training_call(call.func.attr.value, sum(a.keyword is None for a in call.args),
+                                           [a.keyword.value for a in call.args if a.keyword is not None])):
         method = (call.func.value.value, call.func.attr.value)
     targets = _assign_targets(stmt)
     called: set[str] = set()
+    grad = []
 
     class Calls(cst.CSTVisitor):
         def visit_Call(self, node: cst.Call) -> None:
             if isinstance(node.func, cst.Name):
                 called.add(node.func.value)
 
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            if node.attr.value == "grad":
+                grad.append(node)
+
     stmt.visit(Calls())
     return trainstep.StmtInfo(method, None if targets is None else frozenset(targets), frozenset(names_in(stmt)),
-                              frozenset(called), clip, _has_todo(stmt))
+                              frozenset(called), clip, _has_todo(stmt), bool(grad))
 
 
 def _assign_targets(stmt) -> set[str] | None:

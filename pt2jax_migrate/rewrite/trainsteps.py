@@ -4,18 +4,19 @@ and lifted into the target's jitted train step; leftover training calls get TODO
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import libcst as cst
 
 from .. import trainstep
 from ..model import Finding
+from .device_metrics import device_metrics
 from .cst_util import (_after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
                        code_of, names_in)
 from .imports import finish_imports
 from .lifting import _Lifter, _cst_info
 from .scopes import _Scope
-from .todos import _with_todos
+from .todos import _has_todo, _with_todos
 
 _BUILTINS = set(dir(builtins))
 TRAIN_METHODS = trainstep.TRAIN_METHODS
@@ -33,12 +34,67 @@ class _Group:
     lines: list[tuple[cst.CSTNode, str, str]]  # (original statement, code, message)
     at_module_level: bool = False
     after: list = field(default_factory=list)  # statements moved after the call (they read its outputs)
+    outputs: frozenset[str] = frozenset()  # the names the call assigns (loss and aux)
+    replace: dict = field(default_factory=dict)  # id of a statement kept in place -> its new form
+    extra_defs: list[str] = field(default_factory=list)  # more functions placed like text_def
+    init: str | None = None  # a statement placed before the top-level statement holding the call
 
 
-class TrainStepsMixin:
+def _gated_body(stmts: list) -> str | None:
+    """OPT of a block that is exactly `OPT.step()` then `OPT.zero_grad()`, else None."""
+    if len(stmts) != 2:
+        return None
+    opt = _method_call(stmts[0], "step")
+    return opt if opt is not None and _method_call(stmts[1], "zero_grad") == opt else None
+
+
+class AccumulationMixin:
+    """Gradient accumulation over micro-batches (`loss.backward()` every batch, `if COND:
+    opt.step(); opt.zero_grad()`): a jitted step returns the loss and the gradients summed so
+    far (PyTorch adds into .grad), the `if` applies them and zeroes the sum. Kept apart from
+    the plain train step so each can change on its own."""
+
+    def _accumulation_group(self, body, plan, lifter, inner, params, args, aux, train_step, loss_fn,
+                            at_module_level) -> _Group:
+        model, opt, loss, b, gate = plan.model, plan.opt, plan.loss, plan.backward, plan.step
+        grads = self._unique(f"{model}_grads")
+        apply_name = self._unique("apply_grads")
+        text_def = self.target.accumulate_step(name=train_step, loss_fn=loss_fn, model=model, grads=grads,
+                                               params=params, body=inner, loss=loss, aux=aux)
+        call = cst.parse_statement(self.target.accumulate_call(name=train_step, model=model, grads=grads, args=args,
+                                                               loss=loss, aux=aux))
+        apply_def = self.target.apply_grads(name=apply_name, model=model, optimizer=opt)
+        step_stmt, zero_stmt = body[gate].body.body
+        new_step = cst.parse_statement(self.target.apply_grads_call(name=apply_name, model=model, optimizer=opt,
+                                                                    grads=grads))
+        new_zero = cst.parse_statement(self.target.zero_grads(grads))
+        keep = {"leading_lines", "trailing_whitespace"}
+        new_step = new_step.with_changes(**{k: getattr(step_stmt, k) for k in keep})
+        new_zero = new_zero.with_changes(**{k: getattr(zero_stmt, k) for k in keep})
+        gate_stmt = body[gate].with_changes(body=body[gate].body.with_changes(body=[new_step, new_zero]))
+        comments = [line for line in body[b].leading_lines if line.comment is not None]
+        if body[b].trailing_whitespace.comment is not None:
+            comments.append(cst.EmptyLine(comment=body[b].trailing_whitespace.comment))
+        call = call.with_changes(leading_lines=comments)
+        lines = [(body[b], "PTJ203", f"{loss}.backward() -> {self.target.gradient_step} {train_step}, "
+                                     f"summed into {grads}"),
+                 (step_stmt, "PTJ204", f"{opt}.step() -> {opt}.update({model}, {grads}) in {apply_name}"),
+                 (zero_stmt, "PTJ202", f"{opt}.zero_grad() -> {grads} set to zeros")]
+        remove = set(plan.group) | set(plan.after) | {b}
+        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in plan.after],
+                      frozenset({loss, *aux}), replace={id(body[gate]): gate_stmt}, extra_defs=[apply_def],
+                      init=self.target.grads_init(model, grads))
+
+
+class TrainStepsMixin(AccumulationMixin):
     """Training-step rewriting over each block (`leave_IndentedBlock`, `leave_Module`)."""
 
     def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        if _gated_body(list(updated.body)) is not None:
+            # `OPT.step(); OPT.zero_grad()` under an `if`: the enclosing block decides (gradient
+            # accumulation) and reports what stays (_resolve_gated)
+            self.gated_blocks.add(id(updated))
+            return updated
         body = self._train_steps(list(updated.body))
         if not body:
             body = [cst.SimpleStatementLine(body=[cst.Pass()])]
@@ -74,7 +130,14 @@ class TrainStepsMixin:
                         body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
                     body.insert(index, new_def)
                     break
-        return body
+        for owner, call_stmt, text in self.pending_inits:
+            if owner == id(scope):
+                for index, stmt in enumerate(body):
+                    if _contains(stmt, call_stmt):  # the statement's blank lines and comments go above
+                        init = cst.parse_statement(text).with_changes(leading_lines=stmt.leading_lines)
+                        body[index:index + 1] = [init, stmt.with_changes(leading_lines=[])]
+                        break
+        return device_metrics(body, self.step_outputs)
 
     def _not_models(self) -> set[str]:
         """Names called in a forward pass that are not the model: functions, loss modules."""
@@ -91,12 +154,13 @@ class TrainStepsMixin:
     def _train_steps(self, body: list) -> list:
         index = 0
         refusals: list[tuple[int, str]] = []  # (id of a backward() statement, why it stays)
+        calls: set[int] = set()  # ids of the train-step calls made here: a later step starts after them
         while index < len(body):
             loss_name = _method_call(body[index], "backward")
             if loss_name is None:
                 index += 1
                 continue
-            plan = self._plan_group(body, index, loss_name)
+            plan = self._plan_group(body, index, loss_name, calls)
             if isinstance(plan, str):
                 refusals.append((id(body[index]), f"training step not converted: {plan}"))
                 index += 1
@@ -106,8 +170,14 @@ class TrainStepsMixin:
             kept = [stmt for i, stmt in enumerate(body) if i not in plan.remove or i == plan.call_index]
             position = kept.index(body[plan.call_index])
             kept[position:position + 1] = [plan.call, *plan.after]
+            kept = [plan.replace.get(id(stmt), stmt) for stmt in kept]
             scope = self.scopes[0] if plan.at_module_level else self._fscope()
             scope.pending_defs.append((plan.call, plan.text_def))
+            scope.pending_defs.extend((plan.call, text) for text in plan.extra_defs)
+            if plan.init is not None:  # set up where the loop's scope starts
+                self.pending_inits.append((id(self._fscope()), plan.call, plan.init))
+            calls.add(id(plan.call))
+            self.step_outputs[id(plan.call)] = plan.outputs
             body = kept
             index = position + 1 + len(plan.after)
         out, reason = [], None
@@ -119,8 +189,20 @@ class TrainStepsMixin:
                 # a zero_grad() or early statement reports the next refused backward()'s reason
                 ahead = [reasons[id(s)] for s in body[position:] if id(s) in reasons]
                 reason = ahead[0] if ahead else reason
-            out.append(self._leftover_training_calls(stmt, reason))
+            out.append(self._resolve_gated(self._leftover_training_calls(stmt, reason), reason))
         return out
+
+    def _resolve_gated(self, stmt, refusal: str | None):
+        """An `if` whose step()/zero_grad() body was left to this block and not converted:
+        its calls get their TODOs now (through elif chains too)."""
+        if not isinstance(stmt, cst.If):
+            return stmt
+        if id(stmt.body) in self.gated_blocks:
+            body = [self._leftover_training_calls(inner, refusal) for inner in stmt.body.body]
+            stmt = stmt.with_changes(body=stmt.body.with_changes(body=body))
+        if isinstance(stmt.orelse, cst.If):
+            stmt = stmt.with_changes(orelse=self._resolve_gated(stmt.orelse, refusal))
+        return stmt
 
     def _leftover_training_calls(self, stmt, refusal: str | None):
         """backward()/zero_grad()/step() calls not part of a converted step: kept, with a TODO."""
@@ -146,8 +228,17 @@ class TrainStepsMixin:
             return False  # an lr scheduler's step: reported where the scheduler is built
         return self._fscope().has_backward
 
-    def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
+    def _gated_if(self, stmt) -> str | None:
+        """OPT of `if COND:` (no else) holding exactly OPT.step() then OPT.zero_grad()."""
+        if (isinstance(stmt, cst.If) and stmt.orelse is None and id(stmt.body) in self.gated_blocks
+                and not _has_todo(stmt)):
+            return _gated_body(list(stmt.body.body))
+        return None
+
+    def _plan_group(self, body: list, b: int, loss: str, calls: set[int]) -> _Group | str:
         infos = [_cst_info(stmt, self.qualname) for stmt in body]
+        infos = [replace(info, barrier=True) if id(stmt) in calls else info for stmt, info in zip(body, infos)]
+        infos = [replace(info, gated=self._gated_if(stmt)) for stmt, info in zip(body, infos)]
         plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models())
         if isinstance(plan, str):
             return plan
@@ -158,7 +249,7 @@ class TrainStepsMixin:
         lifter = _Lifter(model, tainted, closure)
         group_stmts = [body[i].visit(lifter) for i in group]
         later = set()
-        for stmt in [*(body[i] for i in after), *body[step_index + 1:]]:
+        for stmt in [*(body[i] for i in after), *body[b + 1:]]:
             later |= names_in(stmt)
         aux = sorted((tainted - {loss}) & later)
         free = set()
@@ -171,8 +262,16 @@ class TrainStepsMixin:
         loss_fn = self._unique("loss_fn") if "loss_fn" not in self.used_names else self._unique("compute_loss")
         params = [name for name, _ in lifter.params]
         args = [code_of(expr) for _, expr in lifter.params]
+        # another trained model the loss reads (a GAN's discriminator in the generator's loss) is
+        # an argument: read from the closure, jit would bake its first weights in as constants
+        for other in sorted(free & set(self.optimizers.values()) - {model, *params}):
+            params.append(other)
+            args.append(other)
         inner = "".join(code_of(s) for s in group_stmts)
         inner = _indent(_strip_leading_comments_kept(inner), "        ")
+        if plan.accumulate:
+            return self._accumulation_group(body, plan, lifter, inner, params, args, aux, train_step, loss_fn,
+                                            at_module_level)
         text_def = self.target.train_step(name=train_step, loss_fn=loss_fn, model=model, optimizer=opt, params=params,
                                           body=inner, loss=loss, aux=aux)
         call_text = self.target.train_step_call(name=train_step, model=model, optimizer=opt, args=args, loss=loss,
@@ -191,4 +290,6 @@ class TrainStepsMixin:
         lines += [(body[i], "PTJ204", f"clip_grad_norm_ -> optax.clip_by_global_norm({plan.max_norm}) in {opt}'s chain")
                   for i in clip]
         lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
-        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after])
+        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after],
+                      frozenset({loss, *aux}))
+

@@ -113,6 +113,9 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.module_names = _module_level_names(module)
         self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names
+        self.step_outputs: dict[int, frozenset[str]] = {}  # id of a train-step call -> the names it assigns
+        self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
+        self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
         self.init_facts = init_facts(tree, module.code)  # nn.init sites, apply(fn)
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops

@@ -87,6 +87,52 @@ class NNXTarget(Target):
             f"{ret}"
         )
 
+    # gradient accumulation over micro-batches (rewrite/trainsteps.AccumulationMixin): the
+    # gradients PyTorch adds into .grad are a pytree the loop carries
+
+    def accumulate_step(self, *, name: str, loss_fn: str, model: str, grads: str, params: list[str],
+                        body: str, loss: str, aux: list[str]) -> str:
+        """A jitted step that returns the loss (and aux) and `grads` plus this batch's gradients."""
+        header = ", ".join([model, grads, *params])
+        outputs = ", ".join([loss, *aux])
+        if aux:
+            aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
+            ret_inner = f"        return {loss}, ({aux_tuple})\n"
+            grad_line = (f"    ({loss}, ({aux_tuple})), batch_grads = "
+                         f"nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n")
+        else:
+            ret_inner = f"        return {loss}\n"
+            grad_line = f"    {loss}, batch_grads = nnx.value_and_grad({loss_fn})({model})\n"
+        return (
+            "@nnx.jit\n"
+            f"def {name}({header}):\n"
+            f"    def {loss_fn}({model}):\n"
+            f"{body}{ret_inner}"
+            f"{grad_line}"
+            f"    return {outputs}, jax.tree.map(jnp.add, {grads}, batch_grads)\n"
+        )
+
+    def accumulate_call(self, *, name: str, model: str, grads: str, args: list[str], loss: str,
+                        aux: list[str]) -> str:
+        return f"{', '.join([loss, *aux, grads])} = {name}({', '.join([model, grads, *args])})\n"
+
+    def apply_grads(self, *, name: str, model: str, optimizer: str) -> str:
+        return (
+            "@nnx.jit\n"
+            f"def {name}({model}, {optimizer}, grads):\n"
+            f"    {optimizer}.update({model}, grads)\n"
+        )
+
+    def apply_grads_call(self, *, name: str, model: str, optimizer: str, grads: str) -> str:
+        return f"{name}({model}, {optimizer}, {grads})\n"
+
+    def zero_grads(self, grads: str) -> str:
+        return f"{grads} = jax.tree.map(jnp.zeros_like, {grads})\n"
+
+    def grads_init(self, model: str, grads: str) -> str:
+        """Before the loop: PyTorch's .grad starts empty (zero)."""
+        return f"{grads} = jax.tree.map(jnp.zeros_like, nnx.state({model}, nnx.Param))\n"
+
     def child_path(self, prefix: tuple, container: str | None, part: str, index: int) -> tuple:
         if container == "sequential":  # nnx.Sequential keeps its children in `.layers`
             return (*prefix, "layers", index)
