@@ -225,7 +225,8 @@ def test_training_step_is_lifted_into_a_jitted_function():
         """).lstrip()
     result = rewrite_source(source, "t.py")
     out = result.new_source
-    assert "@nnx.jit\n    def train_step(model, opt, x, y):" in out
+    assert "@jit_train_step\n    def train_step(model, opt, x, y):" in out
+    assert "def jit_train_step(step):" in out  # the decorator's definition comes with it
     assert "(loss, (pred,)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)" in out
     assert "        loss, pred = train_step(model, opt, x, y)\n        err = jnp.abs(pred - y).max()\n" in out
     assert "# reset" in out  # the comment on the removed zero_grad() line is kept

@@ -304,6 +304,7 @@ class _FakeTarget(NNXTarget):
     rngs_name = "keys"
     converted_imports = {**NNXTarget.converted_imports, "fakeflax": "import fakeflax"}
     gradient_step = "fakeflax.grad in @fakeflax.jit"
+    train_step_helpers = ()  # its jit needs no helper
 
     def rngs_expr(self, seed: str = "0") -> str:
         return f"fakeflax.Keys({seed})"
@@ -315,7 +316,7 @@ class _FakeTarget(NNXTarget):
         return f"{rngs}.next()"
 
     def train_step(self, **parts) -> str:
-        return super().train_step(**parts).replace("@nnx.jit", "@fakeflax.jit").replace("nnx.value_and_grad",
+        return super().train_step(**parts).replace("@jit_train_step", "@fakeflax.jit").replace("nnx.value_and_grad",
                                                                                           "fakeflax.grad")
 
 

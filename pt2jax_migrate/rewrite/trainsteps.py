@@ -235,6 +235,18 @@ class TrainStepsMixin(AccumulationMixin):
             return _gated_body(list(stmt.body.body))
         return None
 
+    def _emit_train_step(self, *, name: str, loss_fn: str, model: str, optimizer: str, params: list[str],
+                         args: list[str], body: str, loss: str, aux: list[str]) -> tuple[str, cst.SimpleStatementLine]:
+        """The lifted step's definition (text) and the statement calling it. The target renders
+        both; its step decorator is a helper (NNX: `@jit_train_step`, which splits the models
+        once instead of on every call, as `@nnx.jit` does), written into the file with it."""
+        text_def = self.target.train_step(name=name, loss_fn=loss_fn, model=model, optimizer=optimizer, params=params,
+                                          body=body, loss=loss, aux=aux)
+        self.helpers.update(self.target.train_step_helpers)
+        call_text = self.target.train_step_call(name=name, model=model, optimizer=optimizer, args=args, loss=loss,
+                                                aux=aux)
+        return text_def, cst.parse_statement(call_text)
+
     def _plan_group(self, body: list, b: int, loss: str, calls: set[int]) -> _Group | str:
         infos = [_cst_info(stmt, self.qualname) for stmt in body]
         infos = [replace(info, barrier=True) if id(stmt) in calls else info for stmt, info in zip(body, infos)]
@@ -272,11 +284,8 @@ class TrainStepsMixin(AccumulationMixin):
         if plan.accumulate:
             return self._accumulation_group(body, plan, lifter, inner, params, args, aux, train_step, loss_fn,
                                             at_module_level)
-        text_def = self.target.train_step(name=train_step, loss_fn=loss_fn, model=model, optimizer=opt, params=params,
-                                          body=inner, loss=loss, aux=aux)
-        call_text = self.target.train_step_call(name=train_step, model=model, optimizer=opt, args=args, loss=loss,
-                                                aux=aux)
-        call = cst.parse_statement(call_text)
+        text_def, call = self._emit_train_step(name=train_step, loss_fn=loss_fn, model=model, optimizer=opt,
+                                               params=params, args=args, body=inner, loss=loss, aux=aux)
         comments = []  # comments above removed statements move to the call: nothing is dropped
         remove = set(group) | set(zero) | set(after) | set(clip) | {b, step_index}
         for i in sorted(set(zero) | set(clip) | {b, step_index}):  # group statements keep theirs in loss_fn

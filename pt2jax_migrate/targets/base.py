@@ -75,6 +75,8 @@ class Target(ABC):
     import_order: ClassVar[tuple[str, ...]]  # the only import lines helpers may ask for, in order
     # what a loss's backward() becomes, for the rewrite's messages ("nnx.value_and_grad in @nnx.jit")
     gradient_step: ClassVar[str]
+    # helpers the train step's text uses (written into the file with it)
+    train_step_helpers: ClassVar[tuple[str, ...]] = ()
 
     # ---------------------------------------------------------------- randomness and parameters
 

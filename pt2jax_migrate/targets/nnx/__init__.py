@@ -1,8 +1,9 @@
 """Flax NNX (with Optax): the first target, and the default one.
 
 Modules subclass nnx.Module and take `*, rngs: nnx.Rngs`; layers with parameters are built
-with `rngs=`; an optimizer is an nnx.Optimizer over nnx.Param; a training step is an
-`@nnx.jit` function around `nnx.value_and_grad`. nnx.Sequential keeps its children in `.layers`.
+with `rngs=`; an optimizer is an nnx.Optimizer over nnx.Param; a training step is a
+`@jit_train_step` function (nnx.jit without the per-call graph walk, helpers_speed.py) around
+`nnx.value_and_grad`. nnx.Sequential keeps its children in `.layers`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class NNXTarget(Target):
     }
     helpers = HELPERS
     import_order = ALLOWED_IMPORTS
-    gradient_step = "nnx.value_and_grad in @nnx.jit"
+    gradient_step = "nnx.value_and_grad in @jit_train_step"
+    train_step_helpers = ("jit_train_step",)
 
     # ---------------------------------------------------------------- text (no flax import)
 
@@ -78,7 +80,7 @@ class NNXTarget(Target):
             grad_line = f"    {loss}, grads = nnx.value_and_grad({loss_fn})({model})\n"
             ret = f"    return {loss}\n"
         return (
-            "@nnx.jit\n"
+            "@jit_train_step\n"
             f"def {name}({header}):\n"
             f"    def {loss_fn}({model}):\n"
             f"{body}{ret_inner}"

@@ -19,6 +19,7 @@ from .helpers_structure import STRUCTURE_HELPERS
 from .helpers_surface import SURFACE_HELPERS
 from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
 from .helpers_optim import OPTIM_HELPERS
+from .helpers_speed import SPEED_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -274,6 +275,7 @@ HELPERS: dict[str, Helper] = {
         *ATTENTION_HELPERS,
         *RECURRENT_HELPERS,
         *SURFACE_HELPERS,
+        *SPEED_HELPERS,
         _helper("torch_init", TORCH_INIT, ["import math", "import jax", "import jax.numpy as jnp"]),
         _helper("module_apply", MODULE_APPLY, ["from flax import nnx"]),
         _helper("submodules", SUBMODULES, ["from flax import nnx"]),
