@@ -710,9 +710,9 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @click.option("--model", required=True, help="Class or factory function defined in both files.")
 @click.option("--init", "init", default="", help="Constructor arguments as Python source, e.g. '20, 10' "
               "(the converted model also gets `rngs=`).")
-@click.option("--input", "inputs", multiple=True, required=True, metavar="SPEC",
+@click.option("--input", "inputs", multiple=True, metavar="SPEC",
               help="An input as dtype[shape], e.g. 'float32[8,20]' or 'int64[4,7]:0..100' "
-                   "(repeat for several inputs).")
+                   "(repeat for several inputs; with --train, one per batch argument of the step).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
@@ -772,6 +772,8 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
                   "--no-plot": no_plot, "--steps": steps != 5}
     if not train and any(train_only.values()):
         raise click.UsageError(f"{', '.join(k for k, v in train_only.items() if v)}: options of --train")
+    if not train and not inputs:
+        raise click.UsageError("Missing option '--input'.")
     if train:
         _verify_train(original, converted, fmt, color, model=model, init=init, inputs=list(inputs), atol=atol,
                       rtol=rtol, dtype=dtype, perturb=not no_perturb, seed=seed, steps=steps, optimizer=optimizer,

@@ -38,8 +38,9 @@ def render_text(report, stream: TextIO, ctx) -> None:
         f"pt2jax verify --train: {report.model}, {len(report.steps)} optimizer steps ({report.dtype}"
         f"{', weights perturbed' if report.perturbed else ''}, seed {report.seed})",
         f"  step:      {report.setup}",
-        f"  optimizer: {report.optimizer} in each file",
-        f"  batches:   {', '.join(report.batch)} (a new batch per step, the same for both sides)",
+        f"  optimizer: {report.optimizer}",
+        f"  batches:   {', '.join(report.batch)} (a new batch per step, the same for both sides)" if report.batch
+        else "  batches:   none (the step reads its data from module-level names of each file)",
     ]
     lines += [f"  note:      {note}" for note in report.notes]
     lines.append("  columns grads..buffers: the worst comparison of that kind as a fraction of its tolerance "

@@ -39,19 +39,25 @@ def write_loss_plot(report, path: str | Path) -> int:
         raise VerifyError(f"writing the loss plot needs matplotlib (pip install 'pt2jax[verify]'): {exc}") from exc
 
     steps = [s.step for s in report.steps]
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    fig = Figure(figsize=(6.4, 5.2), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax, gap_ax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     ax.plot(steps, report.torch_losses, "o-", color="tab:red", linewidth=2.5, label=f"PyTorch ({Path(report.original).name})")
     ax.plot(steps, report.converted_losses, "x--", color="tab:blue", linewidth=1.5, markersize=9,
             label=f"converted ({Path(report.converted).name})")
     gap = max((abs(a - b) for a, b in zip(report.torch_losses, report.converted_losses)), default=0.0)
     ax.set_title(f"verify --train {report.model}: {report.status}, max |loss difference| {gap:.2g}", fontsize=10)
-    ax.set_xlabel("optimizer step")
     ax.set_ylabel(f"loss ({report.dtype})")
-    ax.set_xticks(steps)
     ax.grid(True, alpha=0.3)
     ax.legend()
+    # the difference on its own scale: curves 1e-7 apart look identical above
+    gaps = [abs(a - b) for a, b in zip(report.torch_losses, report.converted_losses)]
+    gap_ax.bar(steps, gaps, color="tab:gray")
+    gap_ax.set_ylabel("|difference|")
+    gap_ax.set_xlabel("optimizer step")
+    gap_ax.set_xticks(steps)
+    gap_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    gap_ax.grid(True, alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -44,6 +44,7 @@ from __future__ import annotations
 import ast
 import keyword
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,7 +54,7 @@ from .loader import expression_names
 from .report import DEFAULT_TOLERANCES, PASS, ROUNDING, VerifyError
 from .specs import make_arrays, parse_spec
 from .train_report import TrainComparison, TrainReport, TrainStepResult
-from .trainsource import STEP_FUNCTION, ScriptStep, find_script_steps
+from .trainsource import STEP_FUNCTION, ScriptStep, find_construction, find_script_steps
 
 DEFAULT_STEPS = 5
 DEFAULT_OPTIMIZER = "build_optimizer"
@@ -122,7 +123,8 @@ def run_train_verify(
             raise VerifyError(f"{original}: {len(found)} training steps ({where}); name the one to compare "
                               "with --step NAME or --loss-fn NAME (a function defined in both files)")
         script = found[0]
-    common = dict(model=model, init=init, inputs=inputs, steps=steps, optimizer=optimizer or DEFAULT_OPTIMIZER,
+    setup = _optimizer_setup(optimizer, script, original, converted)
+    common = dict(model=model, init=init, inputs=inputs, steps=steps, optimizer=setup,
                   loss_fn=loss_fn, step=step, script=script, perturb=perturb, seed=seed, target=target,
                   weights_map=weights_map)
     report = _run_once(original, converted, atol=atol, rtol=rtol, dtype=dtype, **common)
@@ -145,7 +147,7 @@ def _describe_setup(script: ScriptStep | None, step: str | None, loss_fn: str | 
 
 
 def _run_once(original: str, converted: str, *, model: str, init: str, inputs: list[str], steps: int,
-              optimizer: str, loss_fn: str | None, step: str | None, script: ScriptStep | None,
+              optimizer: OptimizerSetup, loss_fn: str | None, step: str | None, script: ScriptStep | None,
               atol: float | None = None, rtol: float | None = None, dtype: str, perturb: bool, seed: int,
               target=None, weights_map=None) -> TrainReport:
     if dtype not in DEFAULT_TOLERANCES:
@@ -159,10 +161,9 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
     grad_rtol = d_grtol if rtol == d_rtol else max(d_grtol, rtol)
     float64 = dtype == "float64"
     eps = float(np.finfo(np.float64 if float64 else np.float32).eps)
-    opt_text = _optimizer_call(optimizer)
-    opt_roots = expression_names(opt_text, what="--optimizer") - {"model"}
-    roots = {model.split(".")[0]} | expression_names(init, what="--init", call_args=True) | opt_roots
-    torch_roots, jax_roots = set(roots), set(roots)
+    roots = {model.split(".")[0]} | expression_names(init, what="--init", call_args=True)
+    torch_roots = roots | optimizer.torch_reads
+    jax_roots = roots | optimizer.jax_reads
     named = step or loss_fn
     if named:
         torch_roots.add(named.split(".")[0])
@@ -223,12 +224,16 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         jax_dropout = runtime.disable_dropout(nnx_model)
 
         # --- the optimizers, built after the weights are in place
-        torch_opt = _evaluate(torch_file, opt_text, {"model": torch_model}, "--optimizer")
+        torch_opt = _evaluate(torch_file, optimizer.torch, dict.fromkeys(optimizer.model_names, torch_model),
+                              optimizer.torch_where)
         if not isinstance(torch_opt, torch.optim.Optimizer):
-            raise VerifyError(f"{original}: {opt_text} is a {type(torch_opt).__name__}, not a torch.optim.Optimizer")
-        jax_opt = _evaluate(jax_file, opt_text, {"model": nnx_model}, "--optimizer")
+            raise VerifyError(f"{optimizer.torch_where}: {optimizer.torch} is a {type(torch_opt).__name__}, not a "
+                              "torch.optim.Optimizer")
+        jax_opt = _evaluate(jax_file, optimizer.jax, dict.fromkeys(optimizer.model_names, nnx_model),
+                            optimizer.jax_where)
         if not runtime.is_optimizer(jax_opt):
-            raise VerifyError(f"{converted}: {opt_text} is a {type(jax_opt).__name__}, not an nnx.Optimizer")
+            raise VerifyError(f"{optimizer.jax_where}: {optimizer.jax} is a {type(jax_opt).__name__}, not an "
+                              "nnx.Optimizer")
 
         # --- the steps
         if step:
@@ -303,7 +308,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
                     continue
                 t_after, j_after = after_t[e.torch_key], after_j[path]
                 kind = "parameter" if e.is_param else "buffer"
-                result.comparisons.append(_compare(e.torch_key, kind, j_after, t_after, atol, rtol))
+                result.comparisons.append(_compare(f"{'param' if e.is_param else 'buffer'} {e.torch_key}", kind,
+                                                   j_after, t_after, atol, rtol))
                 if e.is_param:
                     t_update = t_after.astype(np.float64) - before_t[e.torch_key]
                     j_update = j_after.astype(np.float64) - before_j[path]
@@ -323,7 +329,7 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         passed=all(not s.failures for s in results),
         model=model,
         setup=_describe_setup(script, step, loss_fn, converted),
-        optimizer=opt_text,
+        optimizer=optimizer.description,
         original=original,
         converted=converted,
         dtype=dtype,
@@ -369,12 +375,57 @@ def _scalar(value) -> float:
     return float(a.reshape(()))
 
 
-def _evaluate(loaded, text: str, names: dict, what: str):
+def _evaluate(loaded, text: str, names: dict, where: str):
     try:
         return eval(text, {**loaded.namespace, **names})
     except Exception as exc:
-        raise VerifyError(f"{_where(loaded.path, exc)}: evaluating {what} {text!r} failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
+        hint = ("; name the optimizer set-up with --optimizer NAME (a function in both files taking the model)"
+                if isinstance(exc, NameError) else "")
+        raise VerifyError(f"{where}: building the optimizer `{text}` failed: {type(exc).__name__}: {exc}"
+                          f"{hint}") from exc
+
+
+@dataclass(frozen=True)
+class OptimizerSetup:
+    """How each side's optimizer is built: an expression per file, evaluated in that file's
+    namespace with the model bound to `model_names`."""
+
+    torch: str
+    jax: str
+    torch_where: str
+    jax_where: str
+    description: str
+    model_names: tuple[str, ...] = ("model",)
+
+    def _reads(self, text: str) -> set[str]:
+        return expression_names(text, what="the optimizer set-up") - set(self.model_names)
+
+    @property
+    def torch_reads(self) -> set[str]:
+        return self._reads(self.torch)
+
+    @property
+    def jax_reads(self) -> set[str]:
+        return self._reads(self.jax)
+
+
+def _optimizer_setup(optimizer: str | None, script: ScriptStep | None, original: str,
+                     converted: str) -> OptimizerSetup:
+    """--optimizer when given; else the assignment to the step's optimizer variable each file
+    makes (`optimizer = build_optimizer(model)`, `optimizer = nnx.Optimizer(model, ...)`), when
+    each file has exactly one; else `build_optimizer(model)`."""
+    if optimizer:
+        text = _optimizer_call(optimizer)
+        return OptimizerSetup(text, text, original, converted, f"{text} in each file")
+    if script is not None:
+        built = find_construction(original, script.optimizer), find_construction(converted, script.optimizer)
+        if built[0] is not None and built[1] is not None:
+            names = tuple(dict.fromkeys(("model", script.model)))
+            return OptimizerSetup(built[0].expression, built[1].expression, built[0].where, built[1].where,
+                                  f"{script.optimizer} = {built[0].expression} ({built[0].where}) / "
+                                  f"{built[1].expression} ({built[1].where})", names)
+    text = _optimizer_call(DEFAULT_OPTIMIZER)
+    return OptimizerSetup(text, text, original, converted, f"{text} in each file (the default)")
 
 
 def _define(loaded, source: str, name: str, where: str):

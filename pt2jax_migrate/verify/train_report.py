@@ -22,7 +22,7 @@ KINDS = ("loss", "gradient", "parameter", "update", "buffer")
 class TrainComparison:
     """One compared array at one step; passes when max_abs_err <= allowed."""
 
-    name: str  # "loss", "grad fc1.weight", "fc1.weight", "update fc1.weight", "bn.running_mean"
+    name: str  # "loss", "grad fc1.weight", "param fc1.weight", "update fc1.weight", "buffer bn.running_mean"
     kind: str  # one of KINDS
     shape: tuple
     max_abs_err: float

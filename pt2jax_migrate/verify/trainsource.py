@@ -42,6 +42,8 @@ class ScriptStep:
     function: str  # the def's text, named STEP_FUNCTION
     batch: list[str]  # its batch parameters, in order
     reads: set[str] = field(default_factory=set)  # module-level names the step needs
+    model: str = "model"  # the step's names for the model and the optimizer
+    optimizer: str = "optimizer"
 
     @property
     def where(self) -> str:
@@ -138,4 +140,34 @@ def _as_function(path: str, units: list[list[ast.stmt]], plan: trainstep.StepPla
     lines += [f"    {plan.opt}.step()", f"    return {plan.loss}"]
     reads = ({n.id for n in _loads_in_order(group + clip)} & module_names) - {plan.model, plan.opt}
     all_lines = [s.lineno for i in (*plan.zero, *plan.group, plan.backward, *plan.clip, plan.step) for s in units[i]]
-    return ScriptStep(path, (min(all_lines), max(all_lines)), "\n".join(lines) + "\n", batch, reads)
+    return ScriptStep(path, (min(all_lines), max(all_lines)), "\n".join(lines) + "\n", batch, reads,
+                      plan.model, plan.opt)
+
+
+@dataclass(frozen=True)
+class Construction:
+    """`NAME = <call>` somewhere in a file: how the script builds its optimizer."""
+
+    path: str
+    line: int
+    expression: str  # the call's source text
+    reads: frozenset[str]  # every name the expression mentions
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def find_construction(path: str, name: str) -> Construction | None:
+    """The one call assigned to `name` in `path` (`optimizer = build_optimizer(model)`,
+    `optimizer = torch.optim.SGD(model.parameters(), lr=0.1)`); None when there is none, or
+    several different ones (the user names the set-up then)."""
+    tree = parse_source(path, read_source(path))
+    found: dict[str, Construction] = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == name and isinstance(node.value, ast.Call)):
+            text = ast.unparse(node.value)
+            names = frozenset(n.id for n in ast.walk(node.value) if isinstance(n, ast.Name))
+            found.setdefault(text, Construction(path, node.lineno, text, names))
+    return next(iter(found.values())) if len(found) == 1 else None
