@@ -88,7 +88,7 @@ def test_a_different_learning_rate_fails_at_step_one(tmp_path):
 def test_a_missing_weight_decay_fails(tmp_path):
     files = altered_copy(tmp_path, "mlp_classifier", "optax.adamw(lr, weight_decay=0.01)",
                          "optax.adamw(lr, weight_decay=0.0)")
-    report = run_train_verify(*files, steps=2, **MLP)
+    report = run_train_verify(*files, steps=2, float64_check=False, **MLP)
     assert not report.passed
     step, comparison = report.first_divergence
     assert step == 1
@@ -101,7 +101,7 @@ def test_a_missing_weight_decay_fails(tmp_path):
 
 def test_momentum_dropped_from_the_converted_sgd_fails_only_from_step_two(tmp_path):
     files = altered_copy(tmp_path, "cnn_classifier", "optax.sgd(lr, momentum=0.9)", "optax.sgd(lr)")
-    report = run_train_verify(*files, steps=2, **CNN)
+    report = run_train_verify(*files, steps=2, float64_check=False, **CNN)
     assert not report.passed
     assert not report.steps[0].failures  # the first SGD step has no momentum yet
     assert report.first_divergence[0] == 2
@@ -222,7 +222,7 @@ def test_named_functions_in_both_files(tmp_path, named):
     good = run_train_verify(str(tmp_path / "net.py"), str(tmp_path / "net_jax.py"), **args)
     assert good.passed, good.summary()
     assert len([c for c in good.steps[0].comparisons if c.kind == "gradient"]) == 2
-    bad = run_train_verify(str(tmp_path / "net.py"), str(tmp_path / "net_bad.py"), **args)
+    bad = run_train_verify(str(tmp_path / "net.py"), str(tmp_path / "net_bad.py"), float64_check=False, **args)
     assert not bad.passed and bad.first_divergence[0] == 1
 
 
