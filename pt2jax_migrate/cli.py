@@ -774,6 +774,8 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
         raise click.UsageError(f"{', '.join(k for k, v in train_only.items() if v)}: options of --train")
     if not train and not inputs:
         raise click.UsageError("Missing option '--input'.")
+    if train and loss:
+        raise click.UsageError("--loss belongs to the model check; with --train name a --loss-fn or --step")
     if train:
         _verify_train(original, converted, fmt, color, model=model, init=init, inputs=list(inputs), atol=atol,
                       rtol=rtol, dtype=dtype, perturb=not no_perturb, seed=seed, steps=steps, optimizer=optimizer,

@@ -154,6 +154,29 @@ def test_own_program_rewritten_then_verified(tmp_path):
     assert any(c.kind == "buffer" for c in report.steps[0].comparisons)
 
 
+def test_program_whose_step_reads_module_level_data(tmp_path):
+    """fixtures/programs/sgd_momentum_tanh.py: a top-level script; its step reads the module's
+    x and y (no batch arguments) and its optimizer is built inline at module level."""
+    from pt2jax_migrate.rewrite import rewrite_source
+
+    source = (FIXTURES / "programs" / "sgd_momentum_tanh.py").read_text()
+    (tmp_path / "prog.py").write_text(source)
+    (tmp_path / "prog_jax.py").write_text(rewrite_source(source, "prog.py").new_source)
+    report = run_train_verify(str(tmp_path / "prog.py"), str(tmp_path / "prog_jax.py"), model="Net", inputs=[],
+                              steps=3)
+    assert report.passed, report.summary()
+    assert report.batch == [] and "torch.optim.SGD" in report.optimizer and "optax.sgd" in report.optimizer
+    assert report.torch_losses[0] > report.torch_losses[2]  # the same data every step: it learns
+
+
+def test_a_converted_step_nested_in_a_function_asks_for_a_name(tmp_path):
+    original, converted = fixture("mlp_classifier")
+    text = Path(converted).read_text().replace("def train_step(", "def _renamed_step(")
+    (tmp_path / "conv.py").write_text(text)
+    with pytest.raises(VerifyError, match="no module-level train_step.*--step NAME or --loss-fn NAME"):
+        run_train_verify(original, str(tmp_path / "conv.py"), steps=1, **MLP)
+
+
 TORCH_FNS = '''
 import torch
 from torch import nn

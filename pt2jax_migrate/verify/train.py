@@ -246,7 +246,12 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
             signature = (jax_loss, 1)
         else:
             torch_step = _define(torch_file, script.function, STEP_FUNCTION, script.where)
-            jax_step = _lookup(jax_file, CONVERTED_STEP)
+            if not callable(jax_file.namespace.get(CONVERTED_STEP)):
+                raise VerifyError(
+                    f"{converted}: no module-level {CONVERTED_STEP} function to compare with the step at "
+                    f"{script.where} (the rewrite nests it in a function when it reads that function's "
+                    "local names); name the step: --step NAME or --loss-fn NAME, a function in both files")
+            jax_step = jax_file.namespace[CONVERTED_STEP]
             signature = (jax_step, 2)
         batch_names = _batch_names(script, *signature, len(specs), converted)
 
