@@ -710,9 +710,9 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @click.option("--model", required=True, help="Class or factory function defined in both files.")
 @click.option("--init", "init", default="", help="Constructor arguments as Python source, e.g. '20, 10' "
               "(the converted model also gets `rngs=`).")
-@click.option("--input", "inputs", multiple=True, required=True, metavar="SPEC",
+@click.option("--input", "inputs", multiple=True, metavar="SPEC",
               help="An input as dtype[shape], e.g. 'float32[8,20]' or 'int64[4,7]:0..100' "
-                   "(repeat for several inputs).")
+                   "(repeat for several inputs; with --train, one per batch argument of the step).")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (default by dtype).")
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (default by dtype).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
@@ -729,9 +729,22 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
               help="TOML file of weight mappings for layers the tables lack (same form as "
                    "[tool.pt2jax.weights], whose entries it overrides).")
 @click.option("--no-jit", is_flag=True, help="Skip the second, compiled (jit) run of the converted model.")
+@click.option("--train", is_flag=True, help="Compare training instead: K optimizer steps of the original's and "
+              "the converted training step from the same weights on the same batches (one --input per batch "
+              "argument), loss, gradients, parameters and buffers after each step.")
+@click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="With --train: optimizer steps.")
+@click.option("--optimizer", "optimizer", default=None, metavar="NAME|EXPR", help="With --train: a function in "
+              "both files called as NAME(model), or an expression over `model` [default: build_optimizer].")
+@click.option("--step", "step_fn", default=None, metavar="NAME", help="With --train: a function in both files, "
+              "NAME(model, optimizer, *batch) -> loss, doing one step [default: the script's own train step].")
+@click.option("--loss-fn", "loss_fn", default=None, metavar="NAME", help="With --train: a function in both "
+              "files, NAME(model, *batch) -> loss; verify does the backward pass and the optimizer step.")
+@click.option("--plot", default=None, metavar="PATH", help="With --train: the PNG of both loss curves (a file, "
+              "or a folder) [default: <converted>.train-loss.png beside the converted file].")
+@click.option("--no-plot", is_flag=True, help="With --train: write no PNG.")
 @color_option
 def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_perturb, loss, seed, weights_map,
-           no_jit, color) -> None:
+           no_jit, train, steps, optimizer, step_fn, loss_fn, plot, no_plot, color) -> None:
     """Check that CONVERTED (Flax NNX) computes what ORIGINAL (PyTorch) does.
 
     Loads only the definitions MODEL needs from each file (a script's top-level work is not
@@ -745,6 +758,7 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
       pt2jax verify model.py jax_model.py --model MLP --input 'float32[8,20]'
       pt2jax verify cnn.py jax_cnn.py --model CNN --init '10' --input 'float32[2,1,28,28]' --atol 1e-5
       pt2jax verify lm.py jax_lm.py --model LM --input 'int64[2,16]:0..1000' --format json
+      pt2jax verify train.py jax_train.py --model MLP --train --input 'float32[64,20]' --input 'int64[64]:0..5'
 
     \b
     Exit codes: 0 parity (or float32 rounding noise: float64 agrees), 1 mismatch or a failure
@@ -754,6 +768,19 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
     from .verify import VerifyError, run_verify
     from .verify.weightmap import load_weights_map
 
+    train_only = {"--optimizer": optimizer, "--step": step_fn, "--loss-fn": loss_fn, "--plot": plot,
+                  "--no-plot": no_plot, "--steps": steps != 5}
+    if not train and any(train_only.values()):
+        raise click.UsageError(f"{', '.join(k for k, v in train_only.items() if v)}: options of --train")
+    if not train and not inputs:
+        raise click.UsageError("Missing option '--input'.")
+    if train and loss:
+        raise click.UsageError("--loss belongs to the model check; with --train name a --loss-fn or --step")
+    if train:
+        _verify_train(original, converted, fmt, color, model=model, init=init, inputs=list(inputs), atol=atol,
+                      rtol=rtol, dtype=dtype, perturb=not no_perturb, seed=seed, steps=steps, optimizer=optimizer,
+                      step=step_fn, loss_fn=loss_fn, plot=None if no_plot else (plot or ""),
+                      weights_map=weights_map)
     try:
         report = run_verify(original, converted, model=model, init=init, inputs=list(inputs), atol=atol,
                             rtol=rtol, dtype=dtype, perturb=not no_perturb, loss=loss, seed=seed,
@@ -764,6 +791,34 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
     from .output import OutputContext, render
 
     render(fmt, VERIFY, report, sys.stdout, OutputContext(color=_color(color, sys.stdout), root=os.getcwd()))
+    sys.exit(0 if report.passed else 1)
+
+
+def _verify_train(original, converted, fmt, color, *, plot, weights_map, **options) -> None:
+    """`verify --train`: run verify.train, write the loss PNG (plot None: none), render, exit."""
+    from .output import VERIFY_TRAIN, OutputContext, render
+    from .verify import VerifyError, run_train_verify
+    from .verify.plot import plot_path, write_loss_plot
+    from .verify.weightmap import load_weights_map
+
+    if fmt not in formats_for(VERIFY_TRAIN):
+        raise click.UsageError(f"--train reports as {' or '.join(formats_for(VERIFY_TRAIN))}, not {fmt}")
+    try:
+        report = run_train_verify(original, converted, weights_map=load_weights_map(converted, weights_map),
+                                  **options)
+        if plot is not None:
+            target = plot_path(converted, plot)
+            try:
+                write_loss_plot(report, target)
+                report.plot = str(target)
+            except VerifyError as exc:
+                if plot:  # asked for by name: an error; the default plot is only noted
+                    raise
+                report.plot_error = str(exc)
+    except VerifyError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    render(fmt, VERIFY_TRAIN, report, sys.stdout, OutputContext(color=_color(color, sys.stdout), root=os.getcwd()))
     sys.exit(0 if report.passed else 1)
 
 

@@ -18,7 +18,7 @@ from pt2jax_migrate.cli import lint as lint_command
 from pt2jax_migrate.cli import verify as verify_command
 from pt2jax_migrate.model import Finding
 from pt2jax_migrate.output import (FINDINGS, KINDS, LINT_REPORT, REGISTRY, REWRITE, STATISTICS, VERIFY,
-                                   OutputContext, formats_for, render)
+                                   VERIFY_TRAIN, OutputContext, formats_for, render)
 from pt2jax_migrate.output.results import LintSummary, RewriteResults
 from pt2jax_migrate.output.statistics import compute
 from pt2jax_migrate.project import LintOptions, lint_project
@@ -54,6 +54,12 @@ def sample(kind: str):
         return RewriteResults(files=2, lines=20, changed=["src/a.py"], findings=findings(), todo_markers=1)
     if kind == VERIFY:
         return verify_report(passed=False)
+    if kind == VERIFY_TRAIN:
+        from pt2jax_migrate.verify.train_report import TrainComparison, TrainReport, TrainStepResult
+
+        step = TrainStepResult(1, 0.7, 0.71, [TrainComparison("loss", "loss", (), 0.01, 0.014, 1e-4, False)])
+        return TrainReport(False, "MLP", "the script's step", "build_optimizer(model)", "m.py", "jax_m.py",
+                           "float32", ["x=float32[2,4]"], [step])
     raise AssertionError(kind)
 
 

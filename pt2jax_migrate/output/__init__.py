@@ -10,6 +10,7 @@ statistics     statistics.Statistics                           `lint --statistic
 lint report    results.LintSummary                             `lint --report FILE.md`
 rewrite        results.RewriteResults                          `rewrite` summary, `--report`
 verify         verify.VerifyReport                             `verify --format`
+verify train   verify.train_report.TrainReport                 `verify --train --format`
 =============  ==============================================  =================================
 
 The CLI takes its choices from here (`formats_for(kind)`), so a command offers exactly the
@@ -32,14 +33,15 @@ from typing import TextIO
 
 from ..fsio import write_text_atomic
 from ..model import Finding, SourceError
-from . import github, json, junit, markdown, sarif, text
+from . import github, json, junit, markdown, sarif, text, verify_train
 
 FINDINGS = "findings"
 STATISTICS = "statistics"
 LINT_REPORT = "lint report"
 REWRITE = "rewrite"
 VERIFY = "verify"
-KINDS = (FINDINGS, STATISTICS, LINT_REPORT, REWRITE, VERIFY)
+VERIFY_TRAIN = "verify train"
+KINDS = (FINDINGS, STATISTICS, LINT_REPORT, REWRITE, VERIFY, VERIFY_TRAIN)
 
 
 @dataclass
@@ -71,9 +73,10 @@ class OutputFormat:
 REGISTRY: dict[str, OutputFormat] = {f.name: f for f in (
     OutputFormat("text", "lines and a summary for a person (a table for verify)", {
         FINDINGS: text.render_findings, STATISTICS: text.render_statistics,
-        REWRITE: text.render_rewrite, VERIFY: text.render_verify}),
+        REWRITE: text.render_rewrite, VERIFY: text.render_verify, VERIFY_TRAIN: verify_train.render_text}),
     OutputFormat("json", "machine-readable JSON", {
-        FINDINGS: json.render_findings, STATISTICS: json.render_statistics, VERIFY: json.render_verify}),
+        FINDINGS: json.render_findings, STATISTICS: json.render_statistics, VERIFY: json.render_verify,
+        VERIFY_TRAIN: json.render_verify}),
     OutputFormat("sarif", "SARIF 2.1.0 (GitHub code scanning)", {FINDINGS: sarif.render_findings}),
     OutputFormat("github", "GitHub Actions workflow annotations", {
         FINDINGS: github.render_findings, VERIFY: github.render_verify}),

@@ -239,3 +239,7 @@ class Target(ABC):
         """value_and_grad of fn(model, *args) with respect to the model, compiled (for NNX:
         nnx.value_and_grad inside nnx.jit)."""
         raise NotImplementedError
+
+    def training(self) -> Any:
+        """verify --train's runtime for converted training code (see targets/nnx/training.py)."""
+        raise NotImplementedError(f"verify --train does not support the {self.name} target yet")

@@ -31,6 +31,7 @@ __all__ = [
     "VerifyError",
     "VerifyReport",
     "render_report",
+    "run_train_verify",
     "run_verify",
     "transfer_weights",
 ]
@@ -76,6 +77,14 @@ def run_verify(
         weights_map=weights_map,
         float64_check=float64_check,
     )
+
+
+def run_train_verify(original: str, converted: str, **options):
+    """K optimizer steps of the original's and the converted training step, compared after each
+    (`pt2jax verify --train`). Options and how the step and optimizer are named: verify/train.py."""
+    from .train import run_train_verify as _run
+
+    return _run(original, converted, **options)
 
 
 def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None, target=None) -> list[tuple[str, tuple]]:

@@ -184,6 +184,11 @@ class NNXTarget(Target):
 
         return nnx.jit(fn)(model, *args)
 
+    def training(self) -> Any:
+        from .training import NNXTraining
+
+        return NNXTraining()
+
     def jit_value_and_grad(self, fn: Callable, model: Any, *args: Any) -> tuple[Any, dict[tuple, Any]]:
         from flax import nnx
 
