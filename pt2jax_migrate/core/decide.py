@@ -4,8 +4,8 @@ The front ends only extract facts (`CallSite`: the qualified name, the arguments
 how the call stands in its statement, what the training-step planner found) and ask `decide_call`.
 Lint turns the `Decision` into a Finding; rewrite renders a fixable one (through the target) or
 writes a TODO with the same code and reason. The hand-coded constructs (no_grad forms, seeding,
-device queries, nn.Parameter, containers, gradient clipping, schedulers, data pipelines,
-checkpoints) are decided here once; table entries go through mapping.check_call.
+device queries, nn.Parameter, containers, gradient clipping, schedulers, data pipelines) are
+decided here once; table entries (checkpoints among them) go through mapping.check_call.
 
 Framework-neutral: no ast, no libcst, no target names in the logic (messages may say what the
 default target writes).
@@ -23,7 +23,6 @@ from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
-CHECKPOINT = frozenset({"torch.save", "torch.load"})
 CLIP = "torch.nn.utils.clip_grad_norm_"
 SEED = "torch.manual_seed"
 KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
@@ -39,6 +38,7 @@ NOUNS = {
     "PTJ201": "optimizer",
     "PTJ301": "global seeding",
     "PTJ302": "device placement",
+    "PTJ402": "checkpoint",
 }
 
 # how a call stands in its statement (set by the front end)
@@ -77,8 +77,6 @@ def category(qualname: str) -> Decision | None:
         return manual("PTJ205", f"{qualname}: write an optax schedule (a function of the step) by hand")
     if qualname.startswith(("torch.utils.data.", "torchvision")) or qualname == "torch.utils.data":
         return manual("PTJ401", f"{qualname}: data loading has no JAX counterpart; feed numpy arrays")
-    if qualname in CHECKPOINT:
-        return manual("PTJ402", f"{qualname}: torch pickles are not portable; save the converted model's state with orbax")
     return None
 
 

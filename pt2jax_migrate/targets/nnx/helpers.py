@@ -20,6 +20,7 @@ from .helpers_surface import SURFACE_HELPERS
 from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
 from .helpers_optim import OPTIM_HELPERS
 from .helpers_speed import SPEED_HELPERS
+from .helpers_checkpoint import CHECKPOINT_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -283,6 +284,7 @@ HELPERS: dict[str, Helper] = {
     )
 }
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
+HELPERS.update({name: _helper(name, *spec) for name, spec in CHECKPOINT_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:
