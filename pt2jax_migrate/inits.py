@@ -12,10 +12,11 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from .core.inits import COPY, INIT_FUNCTIONS, INPLACE_METHODS, PARAMETER_LAYER, InitSite, is_random
+from .core.inits import COPY, INIT_FUNCTIONS, INPLACE_METHODS, PARAMETER_LAYER, InitRead, InitSite, is_random
 from .names import module_aliases, qualname_of
 
 Position = tuple[int, int]  # (line, column) of a call
+ReadPosition = tuple[int, int, str]  # (line, column, source text) of a parameter read (`m.weight.data`)
 
 
 @dataclass
@@ -25,6 +26,9 @@ class InitFacts:
     applies: dict[Position, str] = field(default_factory=dict)  # `x.apply(fn)` -> fn's name
     # `self.init_weights()` in __init__ -> the method's name (a method only __init__ runs)
     init_calls: dict[Position, str] = field(default_factory=dict)
+    # `m.weight` / `m.weight.data` read (not written by an init) where a random key is at hand
+    # (an init function, a method only __init__ runs, __init__): the parameter in torch's layout
+    reads: dict[ReadPosition, InitRead] = field(default_factory=dict)
 
 
 def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str]) -> tuple[str, tuple[str, ...]] | None:
@@ -150,12 +154,32 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                     for handler in getattr(statement, "handlers", []):
                         walk(handler.body, narrow)
                     continue
+                written: set[int] = set()  # ids of the tensors init calls write (the init converts them)
                 for node in ast.walk(statement):
                     if isinstance(node, ast.Call):
                         site = _site(node, narrow, layers, key_available)
                         if site is not None:
                             facts.sites[(node.lineno, node.col_offset)] = site
                             random = random or is_random(site.kind)
+                            tensor = node.func.value if site.method else node.args[0]  # type: ignore[attr-defined]
+                            written |= {id(n) for n in ast.walk(tensor)}
+                if key_available:
+                    _reads(statement, narrow, written)
+
+        def _reads(statement: ast.stmt, narrow, written: set[int]) -> None:
+            inner: set[int] = set()  # `m.weight` inside a recorded `m.weight.data`
+            for node in ast.walk(statement):  # outer attributes come first
+                if not isinstance(node, ast.Attribute) or id(node) in written or id(node) in inner \
+                        or not isinstance(node.ctx, ast.Load):
+                    continue
+                if node.attr != "data" and isinstance(node.value, ast.Attribute) and node.value.attr == "data":
+                    continue  # `m.weight.data.shape`: the read is `m.weight.data`
+                found = _tensor_of(node, narrow, layers)
+                if found is None or not found[2] or found[1] == (PARAMETER_LAYER,):
+                    continue
+                if node.attr == "data":
+                    inner.add(id(node.value))
+                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found)
 
         def _site(call: ast.Call, narrow, layers, key_available) -> InitSite | None:
             func = call.func

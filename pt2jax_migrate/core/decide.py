@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .calls import arguments_from_text, tensor_method_applies
-from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitSite, InitTarget, is_random
+from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random
 from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
@@ -294,6 +294,19 @@ def decide_init(site: InitSite, rules) -> Decision:
     message = f"{name}: writes {receiver} through the weight table's {'/'.join(sorted(set(transforms)))} layout"
     return Decision(code, True, message, "unsafe" if random else "safe", "init",
                     InitTarget(receiver, transform, kind, random))
+
+
+def decide_init_read(read: InitRead, rules) -> InitTarget | None:
+    """Where a parameter read in an init function (`m.weight.numel()`) reads the converted
+    parameter, in torch's layout (None: no weight-table entry says; the read is left as is)."""
+    layout = _init_layout(rules, read.layers, read.attribute)
+    if isinstance(layout, str):
+        return None
+    to, transform = layout
+    transforms = [t for _, t in transform] if isinstance(transform, tuple) else [transform]
+    if any(t not in INIT_LAYOUTS for t in transforms):
+        return None
+    return InitTarget(f"{read.owner}.{to}", transform, "read", False)
 
 
 def decide_apply(function: str) -> Decision:

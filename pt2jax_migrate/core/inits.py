@@ -63,6 +63,16 @@ class InitSite:
 
 
 @dataclass(frozen=True)
+class InitRead:
+    """A read of a parameter in an init function (`m.weight.numel()`, `m.weight.data.shape`):
+    torch code means the torch tensor, so the converted read is the parameter in torch's layout."""
+
+    owner: str  # `m`, `self.fc`
+    layers: tuple[str, ...]
+    attribute: str  # "weight", "bias", ...
+
+
+@dataclass(frozen=True)
 class InitTarget:
     """Where a fixable init writes: the converted parameter and the transform to it."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.decide import decide_init
+from ..core.decide import decide_init, decide_init_read
 from .cst_util import code_of
 
 
@@ -18,6 +18,19 @@ class InitsMixin:
     def _init_site(self, original: cst.Call):
         line, col = self._pos(original)
         return self.init_facts.sites.get((line, col - 1))
+
+    def _init_read(self, original: cst.Attribute) -> cst.BaseExpression | None:
+        """`m.weight` read in an init function -> `torch_init.value(m.kernel, layout=...)`, the
+        parameter in torch's layout (so `.numel()`, `.shape`, `.size(0)` give torch's answers).
+        No finding of its own: the init function's conversion is reported (apply, init calls)."""
+        line, col = self._pos(original)
+        read = self.init_facts.reads.get((line, col - 1, code_of(original)))
+        target = decide_init_read(read, self.rules) if read is not None else None
+        if target is None:
+            return None
+        self.helpers.add("torch_init")
+        layout = "" if target.layout == "copy" else f", layout={self._layout_text(target.layout, read.owner)}"
+        return self._expr(f"torch_init.value({target.receiver}{layout})")
 
     def _init_function_needs_rngs(self, name: str) -> bool:
         return self.init_facts.functions.get(name, False)

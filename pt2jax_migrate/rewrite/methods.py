@@ -113,6 +113,9 @@ class MethodsMixin:
             reason = torch_only_attribute(original.attr.value, _receiver_text(original.value))
             if reason is not None:
                 self.todo(original, construct_code(original.attr.value), reason)
+        init_read = self._init_read(original)
+        if init_read is not None:  # `m.weight.numel()` in an init function: the parameter as torch lays it out
+            return init_read
         if id(original) in self.handled_refs:
             return updated
         line, col = self._pos(original)

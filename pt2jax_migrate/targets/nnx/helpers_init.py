@@ -31,6 +31,20 @@ class torch_init:
             return shape[::-1]
         return (shape[-1], shape[-2], *shape[:-2])  # conv, conv_transpose
 
+    # converted parameter -> torch tensor (the inverse of LAYOUTS)
+    TORCH_LAYOUTS = {
+        "copy": lambda a: a,
+        "transpose": lambda a: a.T,
+        "conv": lambda a: jnp.transpose(a, (a.ndim - 1, a.ndim - 2, *range(a.ndim - 2))),
+        "conv_transpose": lambda a: jnp.transpose(a, (a.ndim - 1, a.ndim - 2, *range(a.ndim - 2))),
+    }
+
+    @classmethod
+    def value(cls, param, *, layout="copy"):
+        """The parameter as torch code reads `m.weight` in an init: torch's layout, so its
+        shape, numel(), size(0) and fans are torch's."""
+        return cls.TORCH_LAYOUTS[layout](param.get_value())
+
     @classmethod
     def _write(cls, param, layout, value):
         old = param.get_value()
