@@ -264,6 +264,10 @@ KEYS: dict[str, Key] = {k.name: k for k in (
          "torch-only check"),
     _key("defaults", STR_TABLE, SOURCE, ALL - {"layer"},
          "torch's default for a parameter (source text), used when the call does not give it"),
+    _key("value_defaults", STR_TABLE, SOURCE, {"layer"},
+         "torch's defaults (source text) of the parameters after the required ones: a layer class used "
+         "as a value (conv_layer=nn.Conv2d) becomes a constructor taking rngs and every parameter of "
+         "the signature that is neither ignored nor refused, these with their defaults"),
     _key("ignore", STR_LIST, SOURCE, ALL, "torch parameters dropped without changing numbers (device, inplace)"),
     _key("refuse", STR_TABLE, SOURCE, ALL,
          "torch parameter -> reason: given at all (unless its literal is listed in `allow`) -> TODO(pt2jax). "

@@ -12,8 +12,10 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-from .core.structure import (AT_METHODS, CHAIN_OPS, INDEX_TARGET_REFUSAL, TIE_REFUSAL, StructureSite,
-                             buffer_chain_refusal)
+from .core.constructs import CONTAINER_BASES, MODULE_BASES
+from .core.structure import (AT_METHODS, CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TARGET_REFUSAL, TIE_REFUSAL,
+                             StructureSite, buffer_chain_refusal)
+from .names import module_aliases, qualname_of
 
 _OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/="}
 
@@ -26,6 +28,10 @@ class ClassFacts:
     # (line, column) of calls of a parameter or local whose result becomes a submodule
     # (`self.bn = norm_layer(planes)`, `layers.append(block(...))`): module constructions
     factory_calls: set[tuple[int, int]] = field(default_factory=set)
+    # the torch container the class subclasses, itself or through a class of this file
+    # (core.constructs.CONTAINER_BASES: "sequential" / "dict"), "" for a plain nn.Module
+    container: str = ""
+    torch_base: bool = False  # a class of this file whose base is a torch module class
 
 
 @dataclass
@@ -93,7 +99,7 @@ def _layer_kind(value: ast.AST, roots: set[str]) -> str | None:
 
 
 # cheap test on the text: only files with one of these constructs are analysed (lint's speed)
-_MAY_HAVE = re.compile(r"register_buffer|\.weight\s*=|\]\s*[-+*/]?=(?!=)")
+_MAY_HAVE = re.compile(r"register_buffer|add_module|\.weight\s*=|\]\s*[-+*/]?=(?!=)|(?:Sequential|ModuleDict)\s*\)\s*:")
 # (lint reports no finding for builder methods: the rewrite analyses every file)
 
 
@@ -125,9 +131,13 @@ def analyse(tree: ast.Module) -> StructureFacts:
             for keyword in node.keywords:
                 if isinstance(keyword.value, ast.Name) and keyword.value.id in class_names and keyword.arg:
                     passed.setdefault(node.func.id, set()).add(keyword.arg)
+    containers = _container_kinds(classes, module_aliases(tree))
     for cls in classes:
         facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts,
                                                  functions)
+        facts.classes[cls.name].container = containers.get(cls.name, "")
+        facts.classes[cls.name].torch_base = cls.name in containers
+        _module_children(cls, containers.get(cls.name), roots, class_names, facts)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _index_assignments(node, roots, facts)
@@ -227,6 +237,67 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
 
 
 _CONTAINER_METHODS = {"append", "extend", "insert", "add_module"}
+
+
+def _container_kinds(classes: list[ast.ClassDef], aliases: dict[str, str]) -> dict[str, str]:
+    """Class name -> the torch container it subclasses ("sequential", "dict"; "" for nn.Module),
+    for every class of the file with a torch module base, directly or through another class."""
+    out: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for cls in classes:
+            if cls.name in out:
+                continue
+            for base in cls.bases:
+                q = qualname_of(base, aliases)
+                if q in CONTAINER_BASES or q in MODULE_BASES:
+                    kind = CONTAINER_BASES.get(q, "")
+                elif isinstance(base, ast.Name) and base.id in out:
+                    kind = out[base.id]
+                else:
+                    continue
+                out[cls.name] = kind
+                changed = True
+                break
+    return out
+
+
+def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], class_names: set[str],
+                     facts: StructureFacts) -> None:
+    """Children registered the torch way in a converted class: `self.add_module(name, m)` (any
+    class), and in an nn.Sequential subclass `self.name = layer` in __init__ (torch appends it)."""
+    if container is None:
+        return
+    reads: set[str] = set()  # self.x read anywhere in the class
+    for node in ast.walk(cls):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and _self_attr(node):
+            reads.add(node.attr)
+    for method in cls.body:
+        if not isinstance(method, ast.FunctionDef):
+            continue
+        for stmt in _own_statements(method.body):
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+                call = stmt.value
+                if (_self_attr(call.func) == "add_module" and len(call.args) == 2 and not call.keywords
+                        and not any(isinstance(a, ast.Starred) for a in call.args)):
+                    facts.handled_calls.add((call.lineno, "add_module"))
+                    facts.sites[stmt.lineno] = StructureSite("add_module", stmt.lineno, stmt.col_offset + 1,
+                                                             op=container)
+            elif (container == "sequential" and method.name == "__init__" and isinstance(stmt, ast.Assign)
+                  and len(stmt.targets) == 1 and _self_attr(stmt.targets[0])
+                  and _constructs_layer(stmt.value, roots, class_names)):
+                name = _self_attr(stmt.targets[0])
+                refusal = CHILD_READ_REFUSAL.format(cls=cls.name, name=name) if name in reads else ""
+                facts.sites[stmt.lineno] = StructureSite("sequential_child", stmt.lineno, stmt.col_offset + 1, name,
+                                                         refusal=refusal)
+
+
+def _constructs_layer(value: ast.AST, roots: set[str], class_names: set[str]) -> bool:
+    """`nn.BatchNorm2d(c)`, `Block(c)` (a class of this file): a layer torch registers in order."""
+    if _layer_kind(value, roots) is not None:
+        return True
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in class_names
 
 
 def _factory_calls(method: ast.FunctionDef, functions: set[str]) -> set[tuple[int, int]]:

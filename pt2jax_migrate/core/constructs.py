@@ -29,6 +29,15 @@ PARAMETER = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad",
                      "torch.autograd.no_grad", "torch.autograd.grad_mode.inference_mode"})
 CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})  # rules/layers.toml kind = "container"
+# containers a class may subclass (`class ConvNormAct(nn.Sequential)`): the class subclasses the
+# target's container, which keeps the layers in the same order (Sequential) or by the same keys
+CONTAINER_BASES = {"torch.nn.Sequential": "sequential", "torch.nn.ModuleDict": "dict"}
+
+
+def container_base_message(cls: str, qualname: str) -> str:
+    kept = "in the same order" if CONTAINER_BASES[qualname] == "sequential" else "under the same keys"
+    return (f"class {cls} subclasses {qualname}: it subclasses the converted container, which keeps "
+            f"the layers {kept} (super().__init__(...) and add_module(...) included)")
 
 
 def container_refusal(qualname: str, args: list[tuple[str, bool]], keywords: list[str]) -> str | None:

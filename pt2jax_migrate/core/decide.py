@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .calls import arguments_from_text, tensor_method_applies
 from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random
-from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
+from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
@@ -185,7 +185,15 @@ def layer_value_params(rule) -> tuple[str, ...] | None:
         return None
     signature = tuple(rule.get("signature") or ())
     if rule.get("kind") == "module" and signature:
-        return signature[:1] if _renders_from(rule, signature[:1]) else None
+        if _renders_from(rule, signature[:1]):
+            return signature[:1]
+        defaults = rule.get("value_defaults")  # conv_layer=nn.Conv2d: the whole signature, torch's defaults
+        skip = set(rule.get("ignore") or ()) | set(rule.get("refuse") or ())
+        params = tuple(p for p in signature if p not in skip)
+        required = [p for p in params if p not in (defaults or {})]
+        if defaults and params[:len(required)] == tuple(required) and _renders_from(rule, params):
+            return params
+        return None
     if rule.get("kind") == "function" and set(signature) <= set(rule.get("ignore") or ()):
         return signature
     return None
@@ -196,6 +204,8 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
     if site.base_of is not None:
         if q in MODULE_BASES:
             return Decision("PTJ101", True, f"class {site.base_of} subclasses torch.nn.Module", action="module_base")
+        if q in CONTAINER_BASES:  # core.structure: the container's own class is the base
+            return Decision("PTJ101", True, container_base_message(site.base_of, q), action="container_base")
         found = category(q) or unsupported(q)
         return manual(found.code, f"class {site.base_of} subclasses {q}, which is not converted: port the class "
                                   "by hand (or write it as a converted module)")

@@ -11,6 +11,8 @@ reports them, rewrite renders them by line); the verdicts and their wording live
 * an index assignment on a local array built by torch (`pe[:, 0::2] = v`, `pe[i] += v`) ->
   `pe = pe.at[:, 0::2].set(v)` / `.at[i].add(v)` (only locals: a parameter or buffer is state,
   and the subscript of an unknown object may be a list or dict);
+* children registered the torch way: `self.add_module(name, m)` and, in an nn.Sequential
+  subclass, `self.name = layer` in __init__ (appended to the container's layers, in order);
 * weight tying `self.head.weight = self.embed.weight` -> the head becomes a TiedLinear that reads
   the embedding's table (the tie is kept, never silently dropped).
 
@@ -38,11 +40,11 @@ _SIMPLE = re.compile(r"[\w.]+")
 class StructureSite:
     """One statement the structure analysis found (structure_facts.StructureFacts)."""
 
-    kind: str  # buffer | buffer_update | buffer_chain | index_assign | weight_tie
+    kind: str  # buffer | buffer_update | buffer_chain | index_assign | weight_tie | add_module | sequential_child
     line: int
     col: int
     name: str = ""  # the buffer / local array / tied module attribute
-    op: str = ""  # the assignment operator (`=`, `+=`)
+    op: str = ""  # the assignment operator (`=`, `+=`); add_module: the container kind of the class
     source: str = ""  # the other side: the tied-to module attribute, the registered value
     persistent: bool = True
     refusal: str = ""  # why it is not converted ("" when it is)
@@ -68,6 +70,14 @@ def decide_structure(site: StructureSite) -> Decision:
         return Decision("PTJ105", True, f"index assignment `{site.name}[...] {site.op} v` on a local array becomes "
                         f"`{site.name} = {site.name}.at[...].{method}(v)` (jax arrays are immutable)",
                         action="index_assign")
+    if site.kind == "add_module":
+        where = {"sequential": "appended to the container's layers (torch runs them in registration order)",
+                 "dict": "stored under its key (`self[name] = module`)"}.get(site.op, "set as an attribute "
+                                                                             "(`setattr(self, name, module)`)")
+        return Decision("PTJ102", True, f"self.add_module(name, module): the module is {where}", action="add_module")
+    if site.kind == "sequential_child":
+        return Decision("PTJ102", True, f"`self.{site.name} = layer` in an nn.Sequential subclass registers the "
+                        "layer in order: it is appended to the container's layers", action="sequential_child")
     if site.kind == "weight_tie":
         return Decision("PTJ102", True, f"weight tying `self.{site.name}.weight = {site.source}.weight`: "
                         f"self.{site.name} becomes a {TIED_CLASS} reading {site.source}'s table (still tied)",
@@ -101,3 +111,6 @@ INDEX_TARGET_REFUSAL = ("index assignment on {what}: jax arrays are immutable; r
                         "(`x = x.at[idx].set(v)`) or update the variable (`self.v[...] = new`)")
 TIE_REFUSAL = ("weight tying `{lhs} = {rhs}`: only a Linear's weight tied to an Embedding's weight of the same "
                "module is converted; share one parameter between the two layers by hand")
+CHILD_READ_REFUSAL = ("`self.{name} = layer` in {cls}, an nn.Sequential subclass: torch runs it as the next layer, "
+                      "and the class also reads self.{name}; append the layer to the converted container's "
+                      "layers by hand and read it from there")

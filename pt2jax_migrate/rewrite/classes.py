@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.constructs import MODULE_BASES
+from ..core.constructs import CONTAINER_BASES, MODULE_BASES
 from ..names import is_torch_name
 from .cst_util import _all_params, _target_names, code_of
 from .scopes import _Scope
@@ -35,7 +35,8 @@ class ClassesMixin:
                 if isinstance(stmt, cst.ClassDef) and stmt.name.value not in classes:
                     for base in stmt.bases:
                         q = self.qualname(base.value)
-                        if q in MODULE_BASES or (isinstance(base.value, cst.Name) and base.value.value in classes):
+                        if q in MODULE_BASES or q in CONTAINER_BASES or (
+                                isinstance(base.value, cst.Name) and base.value.value in classes):
                             classes.add(stmt.name.value)
                             changed = True
                             break
@@ -57,6 +58,24 @@ class ClassesMixin:
                     out.add(name)
                     changed = True
         return out
+
+    def _bases_taking_rngs(self, module: cst.Module) -> set[str]:
+        """Converted classes with a base whose __init__ takes rngs (a converted class of this file,
+        or one imported from a converted module): their super().__init__(...) passes rngs on."""
+        out = set()
+        for stmt in module.body:
+            if isinstance(stmt, cst.ClassDef) and stmt.name.value in self.converted_classes:
+                if any(isinstance(b.value, cst.Name) and b.value.value in self.rngs_classes for b in stmt.bases):
+                    out.add(stmt.name.value)
+        return out
+
+    def _keeps_super_init(self, call: cst.Call) -> bool:
+        """super().__init__(...) in a converted __init__ stays when it does something: it has
+        arguments, the base is a converted container (nnx.Sequential(*layers)) or a converted
+        class whose __init__ builds layers. Only nn.Module's own `super().__init__()` goes."""
+        facts = self._class_facts()
+        cls = self.class_names[-1] if self.class_names else None
+        return bool(call.args) or (facts is not None and bool(facts.container)) or cls in self.super_rngs_classes
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         converted = node.name.value in self.converted_classes
@@ -98,10 +117,20 @@ class ClassesMixin:
             return updated
         bases = []
         for original_base, base in zip(original.bases, updated.bases):
-            if self.qualname(original_base.value) in MODULE_BASES:
+            q = self.qualname(original_base.value)
+            if q in MODULE_BASES:
                 module_base = self.target.module_base
                 self.changed(original_base, "PTJ101", f"class {original.name.value}: nn.Module -> {module_base}")
                 base = base.with_changes(value=cst.parse_expression(module_base))
+            elif q in CONTAINER_BASES:
+                kind = CONTAINER_BASES[q]
+                container = self.target.sequential_class if kind == "sequential" else self.target.module_dict_class
+                if container is None:
+                    self.todo(original, "PTJ101", f"class {original.name.value} subclasses {q}: not converted for "
+                                                  f"target {self.target.name}")
+                else:
+                    self.changed(original_base, "PTJ101", f"class {original.name.value}: {q} -> {container}")
+                    base = base.with_changes(value=cst.parse_expression(container))
             bases.append(base)
         return updated.with_changes(bases=bases)
 

@@ -116,7 +116,9 @@ class ReferencesMixin:
             return None
         self.helpers |= set(rendered.helpers)
         if module:
-            return f"lambda {', '.join(params)}, *, {rngs}: {rendered.text}"
+            defaults = rule.get("value_defaults") or {}
+            head = ", ".join(f"{p}={defaults[p]}" if p in defaults else p for p in params)
+            return f"lambda {head}, *, {rngs}: {rendered.text}"
         head = "".join(f"{p}=None, " for p in params)  # ignored by JAX (inplace)
         return f"lambda {head}*, {rngs}=None: {rendered.text}"
 

@@ -66,7 +66,7 @@ class StatementsMixin:
                 new = cst.parse_statement(self.target.seed_statement(seed) + "\n")
                 return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
             in_class_init = self._fscope().in_converted_init
-            if in_class_init and self._is_super_init(call):
+            if in_class_init and self._is_super_init(call) and not self._keeps_super_init(call):
                 self.changed(original, "PTJ101", f"super().__init__() removed ({self.target.name} modules need none)")
                 if not _has_comment(updated.leading_lines) and not todos:
                     return cst.RemovalSentinel.REMOVE

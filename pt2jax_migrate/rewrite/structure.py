@@ -30,6 +30,9 @@ class StructureMixin:
         if scope.rngs is None:
             return False
         func = call.func
+        if self._is_super_init(call):  # the base's __init__ builds layers: it takes rngs
+            return bool(self.class_names) and self.class_names[-1] in self.super_rngs_classes \
+                and scope.method == "__init__"
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
             return self._is_builder(func.attr.value)
         facts = self._class_facts()
@@ -89,6 +92,11 @@ class StructureMixin:
                 return None
             index = code_of(subscript.with_changes(value=cst.Name("_")))[1:]  # `[:, 0::2]`
             return target.render_index_update(site.name, index, AT_METHODS[op], code_of(small.value))
+        if site.kind == "add_module" and isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+            name, module = (code_of(a.value) for a in small.value.args)
+            return target.render_add_module(site.op, name, module)
+        if site.kind == "sequential_child" and isinstance(small, cst.Assign):
+            return target.render_add_module("sequential", None, code_of(small.value))
         if site.kind == "weight_tie":
             return target.render_weight_tie(f"self.{site.name}", site.source)
         return None

@@ -110,6 +110,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.class_names: list[str] = []  # enclosing class names
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
+        self.super_rngs_classes = self._bases_taking_rngs(module)  # super().__init__(..., rngs=rngs)
         self.module_names = _module_level_names(module)
         self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names

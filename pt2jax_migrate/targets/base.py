@@ -125,6 +125,12 @@ class Target(ABC):
         """`head.weight = embedding.weight` (a Linear tied to an Embedding)."""
         return None
 
+    def render_add_module(self, container: str, name: str, module: str) -> tuple[str, set[str]] | None:
+        """`self.add_module(name, module)` in a converted class that subclasses `container`
+        ("sequential", "dict", "" for a plain module; core.constructs.CONTAINER_BASES); also
+        `self.x = layer` in a Sequential subclass (container "sequential", name None)."""
+        return None
+
     def render_index_update(self, name: str, index: str, method: str, value: str) -> tuple[str, set[str]] | None:
         """`name[index] op= value` on a local array; `method` is the jax `.at[]` method (set, add, ...)."""
         return f"{name} = {name}.at{index}.{method}({value})", set()
