@@ -148,7 +148,8 @@ class TrainStepsMixin:
 
     def _plan_group(self, body: list, b: int, loss: str) -> _Group | str:
         infos = [_cst_info(stmt, self.qualname) for stmt in body]
-        plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models())
+        plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models(),
+                              held=self.schedules.held if self.schedules is not None else None)
         if isinstance(plan, str):
             return plan
         model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
