@@ -433,6 +433,8 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_
     template = templates[key]
     lr = values["lr"]
     if lr_slot is not None:  # optax's own lr is 1.0: the scheduled lr is the final factor, as in torch
+        if "{lr}" not in template:
+            raise Refused(f"{rule.label}'s optax template takes no learning rate for a scheduler to set")
         values["lr"] = "1.0"
     betas = bound.get("betas")
     if isinstance(betas, Arg):  # betas=(0.5, 0.999) -> b1=0.5, b2=0.999 rather than (0.5, 0.999)[0]

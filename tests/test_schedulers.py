@@ -436,3 +436,30 @@ for i in range(3):
     assert linted == written and all(linted.values())
     assert "with_learning_rate(optax.sgd(1.0), 0.1)" in result.new_source
     assert 'print(param_groups(opt)[0]["lr"])' in result.new_source
+
+
+def test_lr_change_reaches_a_cached_partial_train_step():
+    """nnx.cached_partial (a faster way to call the jitted step) sees the new lr too: lr 0 after
+    the first scheduler step leaves the weights alone, with one trace."""
+    ns = helpers()
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    opt = nnx.Optimizer(model, ns["with_learning_rate"](optax.sgd(1.0), 0.1), wrt=nnx.Param)
+    sched = ns["StepLR"](opt, step_size=1, gamma=0.0)
+    traces = []
+
+    @nnx.jit
+    def train_step(model, opt, x):
+        traces.append(1)
+        loss, grads = nnx.value_and_grad(lambda m: (m(x) ** 2).mean())(model)
+        opt.update(model, grads)
+        return loss
+
+    cached = nnx.cached_partial(train_step, model, opt)
+    x = jnp.ones((4, 3))
+    start = np.asarray(model.kernel[...]).copy()
+    cached(x)
+    moved = np.asarray(model.kernel[...]).copy()
+    sched.step()
+    cached(x)
+    assert not np.array_equal(start, moved) and np.array_equal(moved, np.asarray(model.kernel[...]))
+    assert len(traces) == 1
