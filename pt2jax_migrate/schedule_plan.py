@@ -186,8 +186,8 @@ def plan_schedules(scopes, qualname, built: list[dict[str, tuple[int, str]]], ke
     # that name built in another: a converted optimizer handed to torch's scheduler would fail
     for optimizers in built:
         for name, (line, _) in optimizers.items():
-            if name in refused_names and line not in facts.kept and line not in kept:
-                facts.kept[line] = f"an lr scheduler of {name} is not converted; convert the two together"
+            if name in refused_names and line not in facts.kept and (line not in kept or name in held):
+                facts.kept[line] = held.get(name) or f"an lr scheduler of {name} is not converted; convert the two together"
                 facts.slots.pop(line, None)
     for line in list(facts.slots):
         if line in facts.kept:
@@ -196,6 +196,7 @@ def plan_schedules(scopes, qualname, built: list[dict[str, tuple[int, str]]], ke
         for name, (line, _) in optimizers.items():
             if line in facts.kept:
                 facts.held[name] = facts.kept[line]
+    facts.held = {**held, **facts.held}  # once held, an optimizer stays held (its steps stay PyTorch)
     for sched in everything:
         line = sched.call.lineno
         verdict = "" if sched.reason is None else sched.reason

@@ -463,3 +463,32 @@ def test_lr_change_reaches_a_cached_partial_train_step():
     cached(x)
     assert not np.array_equal(start, moved) and np.array_equal(moved, np.asarray(model.kernel[...]))
     assert len(traces) == 1
+
+
+def test_scheduler_built_in_another_function_keeps_the_optimizer_of_that_name():
+    """A scheduler built where its optimizer is not (a function taking it) stays PyTorch, and so
+    does the optimizer of that name: an nnx.Optimizer handed to torch's scheduler would fail."""
+    source = """\
+import torch
+import torch.nn as nn
+
+
+def make_scheduler(opt):
+    return torch.optim.lr_scheduler.StepLR(opt, 3)
+
+
+model = nn.Linear(3, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+sched = make_scheduler(opt)
+for i in range(3):
+    loss = model(torch.ones(2, 3)).sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+"""
+    linted, written, result = decisions(source)
+    assert linted == written
+    assert linted[(6, "PTJ205")] is False and linted[(10, "PTJ201")] is False
+    assert not any(linted.values()), linted
+    assert "an lr scheduler of opt is not converted" in result.new_source
