@@ -495,6 +495,7 @@ class _Classifier:
         self.schedulers: set[str] = set()
         self._train_lines: set[int] | None = None
         self._kept_optimizers: dict[str, int] = {}
+        self._schedules = None  # schedule_plan.ScheduleFacts: lr schedulers converted with their optimizers
 
     # -------------------------------------------------------------- helpers
 
@@ -517,9 +518,23 @@ class _Classifier:
             try:
                 unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False,
                                           tree=self.tree).unconverted()
-                self._train_lines, self._kept_optimizers, _ = train_step_analysis(self.w.source, unconverted)
+                analysis = train_step_analysis(self.w.source, unconverted)
+                self._train_lines, self._kept_optimizers, _ = analysis
+                self._schedules = analysis.schedules
             except Exception:  # an analysis failure must not stop lint: the steps stay manual
                 pass
+
+    def schedule_facts(self, q: str, line: int) -> dict:
+        """CallSite facts from the schedule plan: a scheduler's verdict, why an optimizer stays."""
+        if not q.startswith("torch.optim."):
+            return {}
+        self._analyse_steps()
+        facts = self._schedules
+        if facts is None:
+            return {}
+        if q.startswith("torch.optim.lr_scheduler."):
+            return {"scheduler": facts.schedulers.get(line)}
+        return {"kept_reason": facts.kept.get(line)}
 
     def init_facts(self) -> InitFacts:
         """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
@@ -653,6 +668,7 @@ class _Classifier:
             in_train_step=q == CLIP and call.lineno in self.train_lines(),
             kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
                             and call.lineno in self.kept_optimizers() else None),
+            **self.schedule_facts(q, call.lineno),
         )
         decision = decide_call(site, self.rules, check_rule)
         self.add(record, call, decision.code, decision.message, decision.fixable,

@@ -38,6 +38,7 @@ class CallContext:
     key: str | None = None  # expression giving a fresh PRNG key (None: drawn from the target's `rngs`)
     receiver: str | None = None  # tensor-method receiver
     clip_norm: str | None = None  # optimizers: gradient clipping folded in from the training step
+    lr_slot: str | None = None  # optimizers an lr scheduler drives: "lr", or also cycled "b1" / "momentum"
 
 
 @dataclass
@@ -259,7 +260,7 @@ def render_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, name: st
     bound = bind(rule, args, kwargs, name)
     _check_arguments(rule, bound)
     if rule.kind == "optimizer":
-        return _render_optimizer(rule, bound, ctx.clip_norm)
+        return _render_optimizer(rule, bound, ctx.clip_norm, ctx.lr_slot)
     if rule.get("templates") is not None:
         return _render_template(rule, bound, name, ctx)
     return _render_target(rule, bound, name, ctx)
@@ -415,7 +416,7 @@ def optimizer_model(params_source: str) -> str | None:
     return match.group("model") if match else None
 
 
-def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> Rendered:
+def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_slot: str | None = None) -> Rendered:
     params = bound.get("params")
     if not isinstance(params, Arg) or optimizer_model(params.source) is None:
         raise Refused("only `model.parameters()` is converted (parameter groups are not)")
@@ -430,6 +431,11 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
     for param, text in rule.get("defaults", {}).items():
         values.setdefault(param, text)
     template = templates[key]
+    lr = values["lr"]
+    if lr_slot is not None:  # optax's own lr is 1.0: the scheduled lr is the final factor, as in torch
+        if "{lr}" not in template:
+            raise Refused(f"{rule.label}'s optax template takes no learning rate for a scheduler to set")
+        values["lr"] = "1.0"
     betas = bound.get("betas")
     if isinstance(betas, Arg):  # betas=(0.5, 0.999) -> b1=0.5, b2=0.999 rather than (0.5, 0.999)[0]
         pair = ast.literal_eval(betas.literal) if betas.literal is not None else None
@@ -442,9 +448,33 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
     has_decay = isinstance(decay, Arg) and decay.literal not in ("0", "0.0")
     if has_decay and not rule.get("weight_decay_in_template"):
         tx = _fill(rule.get("with_weight_decay"), {"weight_decay": decay.source, "optimizer": tx})
+    if lr_slot in ("b1", "momentum"):  # OneCycleLR cycles it: held in the state too
+        tx = inject_hyperparameter(tx, lr_slot)
     if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
         tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
-    return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx))
+    helpers = set()
+    if lr_slot is not None:
+        tx = f"with_learning_rate({tx}, {lr})"
+        helpers.add("with_learning_rate")
+    return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx), helpers)
+
+
+def inject_hyperparameter(tx: str, name: str) -> str:
+    """`optax.adam(1.0, b1=0.8)` -> `optax.inject_hyperparams(optax.adam)(1.0, b1=0.8)`: the
+    optax call taking `name` (b1 or momentum) keeps it in its state, where a scheduler sets it."""
+    tree = ast.parse(tx, mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
+                and node.func.value.id == "optax" and node.func.attr in INJECTABLE.get(name, ()):
+            if not any(k.arg == name for k in node.keywords):
+                node.keywords.append(ast.keyword(arg=name, value=ast.Constant(0.9 if name == "b1" else 0.0)))
+            node.func = ast.parse(f"optax.inject_hyperparams({ast.unparse(node.func)})", mode="eval").body
+            return ast.unparse(tree)
+    raise Refused(f"cannot hold {name} of {tx} in the optimizer's state")
+
+
+# optax optimizers taking the hyperparameter OneCycleLR cycles
+INJECTABLE = {"b1": ("adam", "adamw", "adamax", "nadam", "radam"), "momentum": ("sgd", "rmsprop")}
 
 
 def _render_algorithm(rule: Rule, bound: dict, effective: dict, present: list[str],

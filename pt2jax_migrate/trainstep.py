@@ -12,6 +12,7 @@ import ast
 import builtins
 from dataclasses import dataclass, field
 
+from . import schedule_plan
 from .names import qualname_of
 
 BUILTINS = frozenset(dir(builtins))
@@ -59,11 +60,13 @@ class StepPlan:
         return [*self.zero, *self.clip, self.backward, self.step]
 
 
-def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_models: set[str]) -> StepPlan | str:
+def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_models: set[str],
+         held: dict[str, str] | None = None) -> StepPlan | str:
     """The step around `stmts[b]` (a `LOSS.backward()`), or the reason it is not converted.
 
     optimizers: optimizer variable -> the model whose parameters it was built from.
     not_models: names that are called but are not the model (functions, loss modules).
+    held: optimizers kept PyTorch for another reason (their lr scheduler) -> why.
     """
     loss = stmts[b].method[0]  # type: ignore[index]
     step = None
@@ -91,6 +94,8 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
         return ("no optimizer.step() after backward() in the same block (a step under a condition converts "
                 "as `if COND:` holding exactly OPT.step() then OPT.zero_grad(): gradient accumulation)")
     opt = stmts[step].gated if accumulate else stmts[step].method[0]  # type: ignore[index]
+    if held and opt in held:
+        return f"{opt} stays PyTorch: {held[opt]}"
     max_norm = None
     reason = _between_reason(stmts, between, opt, optimizers.get(opt))
     if reason is not None:
@@ -320,7 +325,7 @@ def _joined_info(unit: list[ast.stmt], unconverted_lines: frozenset[int] = froze
 
 def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
                   qualname=None, clips: dict[int, str] | None = None,
-                  unconverted_lines: frozenset[int] = frozenset()) -> set[int]:
+                  unconverted_lines: frozenset[int] = frozenset(), held: dict[str, str] | None = None) -> set[int]:
     """Lines of zero_grad()/clip_grad_norm_()/backward()/step() statements the rewrite
     converts; `clips` collects step() line -> max_norm for the steps that clip."""
     lines: set[int] = set()
@@ -332,7 +337,7 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
                  for unit in units]
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":
-                result = plan(infos, b, optimizers=optimizers, not_models=not_models)
+                result = plan(infos, b, optimizers=optimizers, not_models=not_models, held=held)
                 if isinstance(result, StepPlan):
                     lines.update(units[i][0].lineno for i in result.lines_removed() if i != result.step
                                  or not result.accumulate)
@@ -393,9 +398,20 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
     not_models = module_names | set(emit.converted_imports) | set(emit.helpers) | loss_vars
     if unconverted_lines is None:  # the caller passes the lines lint leaves unconverted (lint.unconverted_lines)
         raise TypeError("train_step_analysis needs unconverted_lines (lint.unconverted_lines(source))")
+    held: dict[str, str] = {}  # optimizers kept PyTorch for their schedulers: their steps stay too
+    while True:
+        lines, kept, clips, schedules = _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models,
+                                                 unconverted_lines, held)
+        if set(schedules.held) <= set(held):
+            break
+        held = {**held, **schedules.held}
+    return TrainStepAnalysis(lines, kept, clips, schedules)
+
+
+def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, unconverted_lines, held):
     step_clips: dict[int, str] = {}
     lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models,
-                          qualname=lambda node: qualname_of(node, aliases), clips=step_clips,
+                          qualname=lambda node: qualname_of(node, aliases), clips=step_clips, held=held,
                           unconverted_lines=unconverted_lines)
     # per scope, each optimizer built here (keyed by the line of its construction call):
     # kept in PyTorch when one of its step() calls stays PyTorch (converting only the
@@ -403,8 +419,12 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
     # its converted step clips
     kept: dict[int, int] = {}
     clips: dict[int, str] = {}
-    for nodes in _scopes(tree):
+    scopes = list(_scopes(tree))
+    built_per_scope: list[dict[str, tuple[int, str]]] = []  # optimizer variable -> (line, torch name)
+    constructions: dict[int, tuple] = {}  # line -> (rule, torch name, ast.Call) of an optimizer construction
+    for nodes in scopes:
         built: dict[str, int] = {}
+        built_per_scope.append({})
         for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
                     and node.targets[0].id in optimizer_vars and isinstance(node.value, ast.Call)):
@@ -412,6 +432,8 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
                 rule = rules.by_name.get(q) if q else None
                 if rule is not None and rule.kind == "optimizer":
                     built[node.targets[0].id] = node.value.lineno
+                    built_per_scope[-1][node.targets[0].id] = (node.value.lineno, q)
+                    constructions[node.value.lineno] = (rule, q, node.value)
         for node in nodes:
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "step"
                     and isinstance(node.func.value, ast.Name) and node.func.value.id in built):
@@ -420,7 +442,35 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
                     kept.setdefault(construction, node.lineno)
                 elif node.lineno in step_clips:
                     clips[construction] = step_clips[node.lineno]
-    return lines, kept, clips
+    schedules = schedule_plan.plan_schedules(
+        scopes, lambda node: qualname_of(node, aliases), built_per_scope, kept,
+        lambda line: _construction_converts(constructions[line]), set(aliases), held)
+    for line, why in schedules.kept.items():  # an optimizer whose scheduler stays PyTorch stays too
+        kept.setdefault(line, line)
+    return lines, kept, clips, schedules
+
+
+class TrainStepAnalysis(tuple):
+    """(converted step lines, kept optimizers, clips), unpacked as before, plus `.schedules`
+    (schedule_plan.ScheduleFacts: which lr schedulers convert, with their optimizers)."""
+
+    schedules: schedule_plan.ScheduleFacts
+
+    def __new__(cls, lines, kept, clips, schedules):
+        self = super().__new__(cls, (lines, kept, clips))
+        self.schedules = schedules
+        return self
+
+
+def _construction_converts(construction) -> bool:
+    """Whether an optimizer construction's own arguments convert (core.decide's check)."""
+    from .mapping import check_rule
+
+    rule, name, call = construction
+    args = tuple((ast.unparse(a.value), True) if isinstance(a, ast.Starred) else (ast.unparse(a), False)
+                 for a in call.args)
+    kwargs = tuple((k.arg, ast.unparse(k.value)) for k in call.keywords)
+    return check_rule(rule, name, args, kwargs) is None
 
 
 def _scopes(tree: ast.Module):

@@ -25,6 +25,7 @@ from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TO
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CLIP = "torch.nn.utils.clip_grad_norm_"
 SEED = "torch.manual_seed"
+SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
 KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
                   "convert the two together")
 
@@ -55,6 +56,8 @@ class CallSite:
     statement: str = VALUE  # EXPR | WITH | WITH_AS | DECORATOR | ASSIGN | VALUE
     in_train_step: bool = False  # on a line the training-step planner converts
     kept_optimizer: str | None = None  # `opt = torch.optim.X(...)` whose training step stays PyTorch
+    kept_reason: str | None = None  # why that optimizer stays (default: its training step is not converted)
+    scheduler: str | None = None  # an lr scheduler: "" converts with its optimizer, else why not (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,12 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
             return Decision("PTJ204", True, "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer",
                             action="clip")
         return manual("PTJ204", "clip_grad_norm_(): converted only inside a recognised training step")
+    if q.startswith(SCHEDULER_PREFIX) and site.scheduler is not None:  # decided with its optimizer
+        if site.scheduler:
+            return manual("PTJ205", f"{q}: {site.scheduler}")
+        name = q[len(SCHEDULER_PREFIX):]
+        return Decision("PTJ205", True, f"{q}: becomes the {name} helper (host-side, torch's exact lr sequence, "
+                        "written into the optimizer's state)", action="scheduler")
     found = category(q)
     if found is not None:
         return found
@@ -125,7 +134,8 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
     noun = NOUNS.get(rule.code, "call")
     reason = check(rule, q, site.args, site.kwargs)
     if reason is None and rule.kind == "optimizer" and site.kept_optimizer is not None:
-        reason = KEPT_OPTIMIZER.format(name=site.kept_optimizer)
+        reason = (f"kept in PyTorch: {site.kept_reason}" if site.kept_reason
+                  else KEPT_OPTIMIZER.format(name=site.kept_optimizer))
     if reason is not None:
         return Decision(rule.code, False, f"{q}: {reason}", "manual", "", rule)
     action = "container" if q in CONTAINERS else "rule"
@@ -221,6 +231,12 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
     if rule is not None and converted_as_value(rule):
         return Decision(rule.code, True, f"{q} used as a value becomes {rule.get('target')}",
                         rule.get("safety", "safe"), "value", rule)
+    if q.startswith(SCHEDULER_PREFIX) and site.scheduler is not None:  # decided with its optimizer
+        if site.scheduler:
+            return manual("PTJ205", f"{q}: {site.scheduler}")
+        name = q[len(SCHEDULER_PREFIX):]
+        return Decision("PTJ205", True, f"{q}: becomes the {name} helper (host-side, torch's exact lr sequence, "
+                        "written into the optimizer's state)", action="scheduler")
     found = category(q)
     if found is not None:
         return found

@@ -139,7 +139,8 @@ class CallsMixin:
         built_as = self.optimizer_calls.get(id(original))
         site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((k, v.source) for k, v in kwargs.items()),
                         statement, in_train_step=q == CLIP and line in self.step_lines,
-                        kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None)
+                        kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None,
+                        **self._schedule_facts(q, line))
         decision = decide_call(site, self.rules, check_rule)
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
@@ -149,6 +150,11 @@ class CallsMixin:
             return updated
         if decision.action == "clip":
             return updated  # folded into the optimizer by the training-step rewrite
+        if decision.action == "scheduler":  # the helper of the same name, same arguments
+            name = q.rsplit(".", 1)[1]
+            self.helpers.add(name)
+            self.changed(original, "PTJ205", f"{q} -> {name} (helper: exact lr sequence, in the optimizer's state)")
+            return updated.with_changes(func=cst.Name(name))
         if decision.action == "device":
             if q == "torch.device":
                 self.changed(original, "PTJ302", "torch.device(...) -> jax.devices()[0] (JAX places arrays itself)")
@@ -166,6 +172,8 @@ class CallsMixin:
         ctx = self._ctx()
         if rule.kind == "optimizer" and built_as is not None and line in self.clips:
             ctx.clip_norm = self.clips[line]  # its training step clips gradients
+        if rule.kind == "optimizer" and self.schedules is not None and line in self.schedules.slots:
+            ctx.lr_slot = self.schedules.slots[line]  # an lr scheduler (or param_groups) sets its lr
         try:
             rendered = render_call(rule, args, kwargs, name=q, ctx=ctx)
         except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
@@ -176,6 +184,14 @@ class CallsMixin:
         self.helpers |= rendered.helpers
         self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}", rule.get("safety", "safe"))
         return self._expr(rendered.text)
+
+    def _schedule_facts(self, q: str, line: int) -> dict:
+        """CallSite facts from the schedule plan (lint asks the same: lint.schedule_facts)."""
+        if self.schedules is None or not q.startswith("torch.optim."):
+            return {}
+        if q.startswith("torch.optim.lr_scheduler."):
+            return {"scheduler": self.schedules.schedulers.get(line)}
+        return {"kept_reason": self.schedules.kept.get(line)}
 
     def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         target = self.target

@@ -80,7 +80,10 @@ def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str
     target = get_target(target)
     imports = target.converted_imports
     body = list(module.body)
-    defined = _module_level_names(module)
+    # a scheduler helper takes the name of the torch class it replaces (`from
+    # torch.optim.lr_scheduler import StepLR`): the helper is written and the import goes
+    replaced = {name for name in helpers if aliases.get(name, "").startswith("torch.optim.lr_scheduler.")}
+    defined = _module_level_names(module) - replaced
     helper_stmts = []
     if helpers_module is not None:
         needed_helpers = []
@@ -97,7 +100,7 @@ def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str
             stmts[0] = stmts[0].with_changes(leading_lines=[*lines, *stmts[0].leading_lines])
         helper_stmts += stmts
     probe = module.with_changes(body=[*body, *helper_stmts])
-    used = names_in(probe)
+    used = names_in(probe) - replaced
     first_import = None
     new_body = []
     for stmt in body:

@@ -119,6 +119,9 @@ class MethodsMixin:
         if id(original) in self.handled_refs:
             return updated
         line, col = self._pos(original)
+        if self.schedules is not None and (line, col - 1) in self.schedules.param_groups:
+            self.helpers.add("param_groups")  # torch's opt.param_groups, over the converted optimizer
+            return cst.parse_expression(f"param_groups({code_of(updated.value)})")
         if (line, col - 1) in self.param_reads:  # an nnx.Param is no array to einops: its value is
             return cst.Subscript(updated, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
         return self._reference(original, updated)

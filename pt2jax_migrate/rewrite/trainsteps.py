@@ -251,7 +251,8 @@ class TrainStepsMixin(AccumulationMixin):
         infos = [_cst_info(stmt, self.qualname) for stmt in body]
         infos = [replace(info, barrier=True) if id(stmt) in calls else info for stmt, info in zip(body, infos)]
         infos = [replace(info, gated=self._gated_if(stmt)) for stmt, info in zip(body, infos)]
-        plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models())
+        plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models(),
+                              held=self.schedules.held if self.schedules is not None else None)
         if isinstance(plan, str):
             return plan
         model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after

@@ -93,9 +93,10 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
-        self.step_lines, self.kept_optimizers, self.clips = (
-            trainstep.train_step_analysis(module.code, unconverted_lines(module.code))
-            if ".step(" in module.code else (set(), {}, {}))
+        analysis = (trainstep.train_step_analysis(module.code, unconverted_lines(module.code))
+                    if ".step(" in module.code else None)
+        self.step_lines, self.kept_optimizers, self.clips = analysis if analysis is not None else (set(), {}, {})
+        self.schedules = analysis.schedules if analysis is not None else None  # lr schedulers (schedule_plan)
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
         self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
         self.annotation_depth = 0  # > 0 inside an annotation (references.py)

@@ -17,6 +17,7 @@ from .helpers_attention import ATTENTION_HELPERS
 from .helpers_recurrent import RECURRENT_HELPERS
 from .helpers_structure import STRUCTURE_HELPERS
 from .helpers_surface import SURFACE_HELPERS
+from .helpers_schedule import SCHEDULE_HELPERS
 from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
 from .helpers_optim import OPTIM_HELPERS
 from .helpers_speed import SPEED_HELPERS
@@ -285,6 +286,7 @@ HELPERS: dict[str, Helper] = {
 }
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
 HELPERS.update({name: _helper(name, *spec) for name, spec in CHECKPOINT_HELPERS.items()})
+HELPERS.update({name: _helper(name, *spec) for name, spec in SCHEDULE_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:
