@@ -411,22 +411,167 @@ _PARAMETERS = re.compile(r"^\s*(?P<model>[A-Za-z_][\w.]*)\.parameters\(\s*\)\s*$
 
 
 def optimizer_model(params_source: str) -> str | None:
-    """`model.parameters()` -> 'model'; anything else (param groups, filters) -> None."""
+    """The model an optimizer trains: `model.parameters()` -> 'model'; parameter groups
+    (`[{'params': model.fc.parameters(), 'lr': ...}, ...]`) -> their one root model (see
+    `param_groups`); anything else -> None."""
     match = _PARAMETERS.match(params_source)
-    return match.group("model") if match else None
+    if match:
+        return match.group("model")
+    groups = param_groups(params_source)
+    return groups[0] if isinstance(groups, tuple) else None
+
+
+# names a parameter-group filter may call besides the parameter name's own str methods
+_FILTER_BUILTINS = frozenset({"any", "all", "len", "str", "tuple", "list", "set"})
+
+
+def param_groups(params_source: str) -> tuple[str, list[tuple[str, dict[str, str]]]] | str | None:
+    """`[{'params': SELECTION, 'lr': 0.1}, ...]` -> (root model, [(converted selection, {torch
+    argument: source})]); a reason (str) when it is a list of groups that is not converted; None
+    when it is not a list of groups at all. A SELECTION is `model.sub.parameters()` or a
+    comprehension filtering `model.named_parameters()` by name (or by `p.ndim`)."""
+    text = params_source.strip()
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        return None
+    if not (isinstance(node, (ast.List, ast.Tuple)) and node.elts and all(isinstance(e, ast.Dict) for e in node.elts)):
+        return None
+    roots: set[str] = set()
+    groups = []
+    for group in node.elts:
+        keys = [k.value if isinstance(k, ast.Constant) and isinstance(k.value, str) else None for k in group.keys]
+        if None in keys or "params" not in keys:
+            return "each parameter group must be a dict literal with string keys and 'params'"
+        options = {k: _segment(text, v) for k, v in zip(keys, group.values) if k != "params"}
+        selection = _group_selection(group.values[keys.index("params")], text)
+        if isinstance(selection, str):
+            return selection
+        root, converted = selection
+        roots.add(root)
+        groups.append((converted, options))
+    if len(roots) != 1:
+        return "parameter groups are converted when every group selects parameters of one model"
+    return roots.pop(), groups
+
+
+# what a group filter may read of a parameter: the nnx.Param has ndim/shape/size; torch's
+# methods for them (which the rewrite may already have turned into these) -> the attribute
+_PARAM_FACTS = {"ndim": "", "shape": "", "size": "", "dim": "ndim", "ndimension": "ndim", "numel": "size"}
+
+
+def _param_facts(test: str, param: str) -> str:
+    """`p.dim() == 1` -> `p.ndim == 1` (p: the parameter's name in the filter)."""
+    for method, attribute in _PARAM_FACTS.items():
+        if attribute:
+            test = re.sub(rf"\b{param}\.{method}\(\s*\)", f"{param}.{attribute}", test)
+    return test
+
+
+def _segment(text: str, node: ast.expr) -> str:
+    """The source of `node` as the user wrote it (quotes and parentheses kept)."""
+    return ast.get_source_segment(text, node) or ast.unparse(node)
+
+
+def _group_selection(node: ast.expr, text: str) -> tuple[str, str] | str:
+    """(root model, converted text) of one group's 'params', or why it is not converted."""
+    unconverted = ("a group's 'params' is converted when it is model.sub.parameters() or "
+                   "[p for n, p in model.named_parameters() if <test of n or p.ndim>]")
+    if isinstance(node, ast.Call) and not node.args and not node.keywords and isinstance(node.func, ast.Attribute) \
+            and node.func.attr == "parameters":
+        owner = ast.unparse(node.func.value)
+        if not re.fullmatch(r"[A-Za-z_][\w.]*", owner):
+            return unconverted
+        return owner.split(".")[0], f"nnx.state({owner}, nnx.Param)"
+    if not (isinstance(node, (ast.ListComp, ast.GeneratorExp)) and len(node.generators) == 1):
+        return unconverted
+    loop = node.generators[0]
+    source = loop.iter
+    if not (isinstance(source, ast.Call) and not source.args and not source.keywords
+            and isinstance(source.func, ast.Attribute) and source.func.attr == "named_parameters"
+            and isinstance(loop.target, ast.Tuple) and len(loop.target.elts) == 2
+            and all(isinstance(t, ast.Name) for t in loop.target.elts)
+            and isinstance(node.elt, ast.Name) and node.elt.id == loop.target.elts[1].id and not loop.is_async):
+        return unconverted
+    owner = ast.unparse(source.func.value)
+    if not re.fullmatch(r"[A-Za-z_][\w.]*", owner):
+        return unconverted
+    name, param = (t.id for t in loop.target.elts)
+    bound = {name, param}
+    for inner in ast.walk(node):  # names bound by nested comprehensions (any(k in n for k in ...))
+        if isinstance(inner, ast.comprehension) and inner is not loop:
+            bound |= {n.id for n in ast.walk(inner.target) if isinstance(n, ast.Name)}
+    for test in loop.ifs:
+        for sub in ast.walk(test):
+            if isinstance(sub, ast.Name) and sub.id not in bound | _FILTER_BUILTINS:
+                return f"{unconverted}; the test reads {sub.id}"
+            if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name) and sub.value.id == param \
+                    and sub.attr not in _PARAM_FACTS:
+                return f"{unconverted}; the test reads {param}.{sub.attr} (write {param}.ndim, .shape or .size)"
+            if isinstance(sub, ast.Call) and not (isinstance(sub.func, ast.Name) and sub.func.id in _FILTER_BUILTINS
+                                                  or isinstance(sub.func, ast.Attribute) and isinstance(sub.func.value, ast.Name)
+                                                  and (sub.func.value.id == name or _PARAM_FACTS.get(sub.func.attr))):
+                return f"{unconverted}; the test calls {ast.unparse(sub.func)}"
+    tests = "".join(f" if {_param_facts(_segment(text, t), param)}" for t in loop.ifs)
+    text = f"[{param} for {name}, {param} in torch_named_parameters({owner}){tests}]"
+    return owner.split(".")[0], text
 
 
 def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_slot: str | None = None) -> Rendered:
     params = bound.get("params")
-    if not isinstance(params, Arg) or optimizer_model(params.source) is None:
-        raise Refused("only `model.parameters()` is converted (parameter groups are not)")
+    groups = param_groups(params.source) if isinstance(params, Arg) else None
+    if isinstance(groups, str):
+        raise Refused(groups)
+    model = optimizer_model(params.source) if isinstance(params, Arg) else None
+    if model is None:
+        raise Refused("only `model.parameters()` and parameter groups over one model are converted "
+                      "(a filter over requires_grad is not: freeze by leaving parameters out of the groups)")
+    lr = None
+    if lr_slot is not None:  # optax's own lr is 1.0: the scheduled lr is the final factor, as in torch
+        if groups is not None:
+            raise Refused("an lr scheduler over parameter groups is not converted (each group's lr needs its own "
+                          "schedule); schedule one group, or port the scheduler by hand")
+        given = bound.get("lr")
+        lr = given.source if isinstance(given, Arg) else rule.get("defaults", {}).get("lr")
+        if lr is None:
+            raise Refused(f"{rule.label} has no learning rate for a scheduler to set")
+        bound = {**bound, "lr": make_arg("1.0")}
+    if groups is None:
+        tx, helpers = _transformation(rule, bound)
+    else:  # one transformation per group, from the call's arguments with the group's own on top
+        selections, transforms, helpers = [], [], {"param_groups"}
+        for selection, options in groups[1]:
+            unknown = sorted(set(options) - set(rule.signature))
+            if unknown:
+                raise Refused(f"parameter group option {unknown[0]!r} is not an argument of {rule.label}")
+            merged = {**bound, **{k: make_arg(v) for k, v in options.items()}}
+            group_tx, group_helpers = _transformation(rule, merged)
+            selections.append(selection)
+            transforms.append(group_tx)
+            helpers |= group_helpers
+            if selection.startswith("["):
+                helpers.add("torch_named_parameters")
+        tx = f"param_groups({model}, [{', '.join(selections)}], [{', '.join(transforms)}])"
+    if lr_slot in ("b1", "momentum"):  # OneCycleLR cycles it: held in the state too
+        tx = inject_hyperparameter(tx, lr_slot)
+    if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
+        tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
+    if lr_slot is not None:
+        tx = f"with_learning_rate({tx}, {lr})"
+        helpers = {*helpers, "with_learning_rate"}
+    return Rendered(target_of(rule).render_optimizer(model, tx), helpers)
+
+
+def _transformation(rule: Rule, bound: dict) -> tuple[str, set[str]]:
+    """The optax transformation for these arguments (params aside), and the helpers it uses."""
+    _check_arguments(rule, bound)
     effective = _effective(rule, bound)
     always = {"params", "lr", "weight_decay", *rule.get("params_in_templates", [])}
     present = sorted(p for p in effective if p not in always)
     key = ",".join(present)
     templates = rule.get("templates", {})
     if key not in templates:
-        return _render_algorithm(rule, bound, effective, present, clip_norm)
+        return _algorithm(rule, bound, effective, present)
     values = {p: a.source for p, a in bound.items() if isinstance(a, Arg)}
     for param, text in rule.get("defaults", {}).items():
         values.setdefault(param, text)
@@ -448,15 +593,7 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_
     has_decay = isinstance(decay, Arg) and decay.literal not in ("0", "0.0")
     if has_decay and not rule.get("weight_decay_in_template"):
         tx = _fill(rule.get("with_weight_decay"), {"weight_decay": decay.source, "optimizer": tx})
-    if lr_slot in ("b1", "momentum"):  # OneCycleLR cycles it: held in the state too
-        tx = inject_hyperparameter(tx, lr_slot)
-    if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
-        tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
-    helpers = set()
-    if lr_slot is not None:
-        tx = f"with_learning_rate({tx}, {lr})"
-        helpers.add("with_learning_rate")
-    return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx), helpers)
+    return tx, set()
 
 
 def inject_hyperparameter(tx: str, name: str) -> str:
@@ -477,8 +614,7 @@ def inject_hyperparameter(tx: str, name: str) -> str:
 INJECTABLE = {"b1": ("adam", "adamw", "adamax", "nadam", "radam"), "momentum": ("sgd", "rmsprop")}
 
 
-def _render_algorithm(rule: Rule, bound: dict, effective: dict, present: list[str],
-                      clip_norm: str | None) -> Rendered:
+def _algorithm(rule: Rule, bound: dict, effective: dict, present: list[str]) -> tuple[str, set[str]]:
     """Arguments no optax template covers: the entry's `algorithm` helper, torch's own update
     rule with torch's signature, called with the arguments as given."""
     algorithm = rule.get("algorithm")
@@ -487,11 +623,7 @@ def _render_algorithm(rule: Rule, bound: dict, effective: dict, present: list[st
     lr = bound.get("lr")
     parts = [lr.source if isinstance(lr, Arg) else rule.get("defaults", {}).get("lr", "")]
     parts += [f"{p}={_unwrap(a.source)}" for p, a in effective.items() if p not in ("params", "lr")]
-    tx = f"{algorithm}({', '.join(p for p in parts if p)})"
-    if clip_norm is not None:
-        tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
-    params = bound["params"]
-    return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx), {algorithm})
+    return f"{algorithm}({', '.join(p for p in parts if p)})", {algorithm}
 
 
 def dtype_target(qualname: str) -> str | None:

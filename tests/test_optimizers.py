@@ -227,3 +227,76 @@ def test_invalid_combinations_fail_as_torch_does(expr):
 
     with pytest.raises(ValueError):
         jax_ns["make_optimizer"](jax_ns["Example"](rngs=nnx.Rngs(0)))
+
+
+NAMED = "model.named_parameters()"
+GROUP_CASES = [
+    # per-group lr and momentum over submodules; the call's arguments fill in the rest
+    (f'torch.optim.SGD([{{"params": model.first.parameters()}}, {{"params": model.second.parameters(), "lr": 0.3}},'
+     f' {{"params": model.norm.parameters(), "momentum": 0.5}}], lr=0.1, momentum=0.9)'),
+    # the usual "no weight decay on biases and norms", by name
+    (f'torch.optim.AdamW([{{"params": [p for n, p in {NAMED} if not n.endswith("bias") and "norm" not in n]}},'
+     f' {{"params": [p for n, p in {NAMED} if n.endswith("bias") or "norm" in n], "weight_decay": 0.0}}],'
+     f' lr=0.05, weight_decay=0.3)'),
+    # by rank, and a group taking the algorithm helper (amsgrad) beside an optax one
+    (f'torch.optim.Adam([{{"params": [p for n, p in {NAMED} if p.ndim > 1], "weight_decay": 0.1}},'
+     f' {{"params": [p for n, p in {NAMED} if p.dim() == 1], "amsgrad": True}}], lr=0.05)'),
+    # parameters in no group are not trained (torch never sees them)
+    f'torch.optim.RMSprop([{{"params": model.second.parameters()}}], lr=0.01, momentum=0.9)',
+]
+
+
+@pytest.mark.parametrize("expr", GROUP_CASES)
+def test_parameter_groups_match_torch(expr):
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from pt2jax_migrate.verify import transfer_weights
+
+    source, converted = _convert(expr)
+    assert "param_groups(model, [" in converted, converted
+    torch_ns, jax_ns = _run(source), _run(converted)
+    torch.manual_seed(0)
+    torch_model = torch_ns["Example"]()
+    jax_model = jax_ns["Example"](rngs=nnx.Rngs(0))
+    transfer_weights(torch_model, jax_model)
+    before = {k: v.detach().clone() for k, v in torch_model.named_parameters()}
+    torch_opt = torch_ns["make_optimizer"](torch_model)
+    jax_opt = jax_ns["make_optimizer"](jax_model)
+    rng = np.random.default_rng(1)
+    for step in range(STEPS):
+        x = rng.standard_normal((8, 4)).astype(np.float32)
+        t = rng.standard_normal((8, 3)).astype(np.float32)
+        torch_opt.zero_grad()
+        ((torch_model(torch.tensor(x)) - torch.tensor(t)) ** 2).mean().backward()
+        torch_opt.step()
+        _, grads = nnx.value_and_grad(lambda m: ((m(jnp.asarray(x)) - jnp.asarray(t)) ** 2).mean())(jax_model)
+        jax_opt.update(jax_model, grads)
+        reference = jax_ns["Example"](rngs=nnx.Rngs(1))
+        transfer_weights(torch_model, reference)
+        actual = dict(nnx.to_flat_state(nnx.state(jax_model, nnx.Param)))
+        for path, variable in nnx.to_flat_state(nnx.state(reference, nnx.Param)):
+            want, got = np.asarray(variable[...]), np.asarray(actual[path][...])
+            err = float(np.max(np.abs(want - got)))
+            assert err <= 5e-6 + 5e-6 * float(np.max(np.abs(want))), f"step {step + 1} {path}: {err:.3g}"
+    changed = {k for k, v in torch_model.named_parameters() if not torch.equal(v, before[k])}
+    assert changed, "the optimizer must move some parameters"
+    if "model.second.parameters()}], lr=0.01" in expr:
+        assert changed == {"second.weight", "second.bias"}
+
+
+@pytest.mark.parametrize(("expr", "reason"), [
+    ('torch.optim.SGD([{"params": decay}, {"params": rest, "weight_decay": 0}], lr=0.1)', "a group's 'params'"),
+    ('torch.optim.SGD([{"params": model.first.parameters()}, {"params": other.parameters()}], lr=0.1)', "one model"),
+    ('torch.optim.SGD([{"params": [p for n, p in model.named_parameters() if p.requires_grad]}], lr=0.1)', "p.ndim"),
+    ('torch.optim.SGD([{"params": model.first.parameters(), "nesterov_typo": True}], lr=0.1)', "nesterov_typo"),
+    ("torch.optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=0.1)", "parameter groups"),
+])
+def test_parameter_groups_not_converted_say_why(expr, reason):
+    source = SOURCE.format(expr=expr)
+    result = rewrite_source(source, "example.py")
+    todos = [f for f in result.findings if f.code == "PTJ201"]
+    assert len(todos) == 1 and not todos[0].fixable and reason in todos[0].message, result.findings
+    lint = [f for f in lint_source(source, "example.py") if f.code == "PTJ201"]
+    assert [(f.fixable, f.line) for f in lint] == [(False, todos[0].line)]

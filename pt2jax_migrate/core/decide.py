@@ -385,6 +385,8 @@ def decide_method(site: MethodSite, rules, check: Check) -> Decision | None:
                             "(zero_grad / forward / loss / backward / step); port it by hand")
     if method == "apply" and site.init_function is not None:
         return decide_apply(site.init_function)
+    if method in CONSUMED_BY_TORCH_CALLS and site.inside_torch_call:
+        return None  # torch.optim.SGD(model.parameters(), ...), parameter groups: the optimizer decides
     rule = rules.methods.get(method)
     if rule is not None:
         found = _table_method(rule, method, site.args, site.kwargs, site.bare_receiver, site.receiver_is_not_tensor,

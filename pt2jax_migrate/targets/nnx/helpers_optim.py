@@ -255,6 +255,45 @@ def torch_radam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0,
     return torch_optimizer(lr, {"exp_avg": jnp.zeros_like, "exp_avg_sq": jnp.zeros_like}, update)
 '''
 
+_PARAM_GROUPS = '''\
+def param_groups(model, selections, transforms):
+    """torch.optim parameter groups as optax.multi_transform: the parameters in selections[i]
+    (an nnx.State or a list of nnx.Param) get transforms[i]; a parameter in no group is left
+    unchanged, as torch leaves one its optimizer was not given."""
+    group = {}
+    for i, selection in enumerate(selections):
+        for variable in jax.tree.leaves(selection, is_leaf=lambda x: isinstance(x, nnx.Variable)):
+            group.setdefault(id(variable), f"group{i}")
+    labels = {tuple(path): group.get(id(variable), "not_optimized")
+              for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+    def label_of(path, _):
+        keys = (getattr(k, "key", getattr(k, "idx", None)) for k in path
+                if not isinstance(k, jax.tree_util.GetAttrKey))  # Variable.value at init
+        return labels[tuple(keys)]
+
+    named = {f"group{i}": tx for i, tx in enumerate(transforms)}
+    named["not_optimized"] = optax.set_to_zero()
+    return optax.multi_transform(
+        named, lambda params: jax.tree_util.tree_map_with_path(label_of, params))
+'''
+
+_TORCH_NAMED_PARAMETERS = '''\
+def torch_named_parameters(module):
+    """module.named_parameters(): (dotted name, nnx.Param) pairs of a converted module.
+
+    Names follow the converted attribute paths (an nnx.Sequential adds `.layers`), with flax's
+    kernel/scale/embedding called `weight` as in torch, so that filters such as
+    `"bias" in name` or `"norm" in name` pick the same parameters.
+    """
+    torch_names = {"kernel": "weight", "scale": "weight", "embedding": "weight"}
+    named = []
+    for path, variable in nnx.to_flat_state(nnx.state(module, nnx.Param)):
+        *prefix, last = (str(key) for key in path)
+        named.append((".".join([*prefix, torch_names.get(last, last)]), variable))
+    return named
+'''
+
 _IMPORTS = ("import jax", "import jax.numpy as jnp", "import optax")
 
 # Dependencies first (helper_closure keeps this order).
@@ -270,4 +309,6 @@ OPTIM_HELPERS: tuple[Helper, ...] = (
     Helper("torch_nadam", _TORCH_NADAM, ("import jax.numpy as jnp",), ("torch_optimizer",)),
     Helper("torch_radam", _TORCH_RADAM, ("import math", "import jax.numpy as jnp"),
            ("torch_optimizer",)),
+    Helper("param_groups", _PARAM_GROUPS, ("import jax", "import optax", "from flax import nnx")),
+    Helper("torch_named_parameters", _TORCH_NAMED_PARAMETERS, ("from flax import nnx",)),
 )
