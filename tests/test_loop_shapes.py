@@ -351,3 +351,28 @@ def test_refused_shapes_say_why(name):
     manual = [f.message for f in result.findings if not f.fixable and f.code == "PTJ203"]
     assert manual and reason in manual[0], manual
     agree(source)
+
+
+ACCUMULATION_IN_MAIN = PRELUDE + textwrap.dedent('''
+    if __name__ == "__main__":
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        # train
+        for i in range(6):
+            xb, yb = x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4]
+            loss = F.mse_loss(model(xb), yb) / 3
+            loss.backward()
+            if i % 3 == 2:
+                opt.step()
+                opt.zero_grad()
+        print("final", model(x)[:4, 0].tolist())
+    ''')
+
+
+def test_the_gradient_sum_starts_where_the_model_is_built(tmp_path, monkeypatch):
+    """Inside `if __name__ == "__main__":` the sum is set up right before the loop, in that
+    block (the model does not exist before it)."""
+    new, _ = same_output(ACCUMULATION_IN_MAIN, tmp_path, monkeypatch)
+    assert ("    # train\n    model_grads = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))\n"
+            "    for i in range(6):\n") in new
+    agree(ACCUMULATION_IN_MAIN)

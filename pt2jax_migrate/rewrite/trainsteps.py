@@ -25,6 +25,23 @@ TRAIN_METHODS = trainstep.TRAIN_METHODS
 TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
 
 
+def _before_outer_loop(body: list, call: cst.BaseStatement, init: cst.BaseStatement) -> list:
+    """body with `init` right before the outermost loop holding `call`, in the same block
+    (inside `if __name__ == "__main__":` or `with` when the loop is there, where the model is)."""
+    for index, stmt in enumerate(body):
+        if not _contains(stmt, call):
+            continue
+        if isinstance(stmt, (cst.For, cst.While)) or not isinstance(getattr(stmt, "body", None), cst.IndentedBlock):
+            # the statement's blank lines and comments go above the new line
+            init = init.with_changes(leading_lines=stmt.leading_lines)
+            return [*body[:index], init, stmt.with_changes(leading_lines=[]), *body[index + 1:]]
+        if _contains(stmt.body, call):
+            inner = _before_outer_loop(list(stmt.body.body), call, init)
+            return [*body[:index], stmt.with_changes(body=stmt.body.with_changes(body=inner)), *body[index + 1:]]
+        return [*body[:index], init, *body[index:]]  # in an else/except branch: before the whole statement
+    return body
+
+
 class TrainStepsMixin(AccumulationMixin):
     """Training-step rewriting over each block (`leave_IndentedBlock`, `leave_Module`)."""
 
@@ -69,13 +86,9 @@ class TrainStepsMixin(AccumulationMixin):
                         body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
                     body.insert(index, new_def)
                     break
-        for owner, call_stmt, text in self.pending_inits:
-            if owner == id(scope):
-                for index, stmt in enumerate(body):
-                    if _contains(stmt, call_stmt):  # the statement's blank lines and comments go above
-                        init = cst.parse_statement(text).with_changes(leading_lines=stmt.leading_lines)
-                        body[index:index + 1] = [init, stmt.with_changes(leading_lines=[])]
-                        break
+        for entry in [e for e in self.pending_inits if e[0] == id(scope)]:
+            self.pending_inits.remove(entry)
+            body = _before_outer_loop(body, entry[1], cst.parse_statement(entry[2]))
         return device_metrics(body, self.step_outputs)
 
     def _not_models(self) -> set[str]:
