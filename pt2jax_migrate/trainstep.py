@@ -309,7 +309,10 @@ def _blocks(tree: ast.Module):
 
 
 def _physical_lines(body: list[ast.stmt]) -> list[list[ast.stmt]]:
-    """Statements grouped as the rewrite sees them: `a(); b()` on one line is one statement."""
+    """Statements grouped as the rewrite sees them: `a(); b()` on one line is one statement,
+    except in a block with a backward() call, where a line holding a training call
+    (`opt.zero_grad(); loss.backward()`) is split into its statements (rewrite.trainsteps
+    splits it the same way)."""
     units: list[list[ast.stmt]] = []
     for stmt in body:
         if units and not isinstance(stmt, _COMPOUND) and not isinstance(units[-1][-1], _COMPOUND) \
@@ -317,7 +320,26 @@ def _physical_lines(body: list[ast.stmt]) -> list[list[ast.stmt]]:
             units[-1].append(stmt)
         else:
             units.append([stmt])
-    return units
+    if not any(_training_method(s) == "backward" for s in body):
+        return units
+    split: list[list[ast.stmt]] = []
+    for unit in units:
+        if len(unit) > 1 and any(_training_method(s) is not None for s in unit):
+            split.extend([s] for s in unit)
+        else:
+            split.append(unit)
+    return split
+
+
+def _training_method(stmt: ast.stmt) -> str | None:
+    """`NAME.zero_grad()` / `.backward()` / `.step()` as a statement: the method, else None."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        call = stmt.value
+        if (isinstance(call.func, ast.Attribute) and call.func.attr in TRAIN_METHODS
+                and isinstance(call.func.value, ast.Name)
+                and is_training_call(call.func.attr, len(call.args), [k.arg for k in call.keywords])):
+            return call.func.attr
+    return None
 
 
 _COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While,

@@ -376,3 +376,27 @@ def test_the_gradient_sum_starts_where_the_model_is_built(tmp_path, monkeypatch)
     assert ("    # train\n    model_grads = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))\n"
             "    for i in range(6):\n") in new
     agree(ACCUMULATION_IN_MAIN)
+
+
+JOINED = PRELUDE + textwrap.dedent('''
+    def fit(model, epochs):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for epoch in range(epochs):
+            total = 0.0
+            for i in range(4):
+                xb, yb = x[i * 6:(i + 1) * 6], y[i * 6:(i + 1) * 6]
+                loss = F.mse_loss(model(xb), yb)
+                opt.zero_grad(); loss.backward()  # one line
+                total += loss.item()
+                opt.step()
+            print(f"epoch {epoch} loss {total:.6f}")
+
+
+    fit(Net(), 2)
+    ''')
+
+
+def test_zero_grad_and_backward_on_one_line(tmp_path, monkeypatch):
+    new, _ = same_output(JOINED, tmp_path, monkeypatch)
+    assert "# one line\n            loss = train_step(model, opt, xb, yb)\n            total += loss\n" in new
+    agree(JOINED)

@@ -25,6 +25,13 @@ TRAIN_METHODS = trainstep.TRAIN_METHODS
 TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
 
 
+def _joined_method(stmt, method: str) -> bool:
+    """A small statement `NAME.method()` (a training call) on a line holding several."""
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) < 2:
+        return False
+    return any(_method_call(cst.SimpleStatementLine(body=[small]), method) is not None for small in stmt.body)
+
+
 def _before_outer_loop(body: list, call: cst.BaseStatement, init: cst.BaseStatement) -> list:
     """body with `init` right before the outermost loop holding `call`, in the same block
     (inside `if __name__ == "__main__":` or `with` when the loop is there, where the model is)."""
@@ -103,7 +110,32 @@ class TrainStepsMixin(AccumulationMixin):
         self.used_names.add(name)
         return name
 
+    def _split_training_lines(self, body: list) -> list:
+        """In a block with a backward() call, `opt.zero_grad(); loss.backward()` on one line
+        becomes one statement per line, so the step can be planned (trainstep._physical_lines
+        splits the same lines for lint)."""
+        if not any(_method_call(stmt, "backward") is not None or _joined_method(stmt, "backward")
+                   for stmt in body):
+            return body
+        out = []
+        for stmt in body:
+            if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) > 1
+                    and any(_joined_method(stmt, m) for m in TRAIN_METHODS)):
+                out.append(stmt)
+                continue
+            pos = self._pos(stmt)
+            last = len(stmt.body) - 1
+            for i, small in enumerate(stmt.body):
+                line = cst.SimpleStatementLine(
+                    body=[small.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
+                    leading_lines=stmt.leading_lines if i == 0 else [],
+                    trailing_whitespace=stmt.trailing_whitespace if i == last else cst.TrailingWhitespace())
+                self.statement_pos[id(line)] = pos
+                out.append(line)
+        return out
+
     def _train_steps(self, body: list) -> list:
+        body = self._split_training_lines(body)
         index = 0
         refusals: list[tuple[int, str]] = []  # (id of a backward() statement, why it stays)
         calls: set[int] = set()  # ids of the train-step calls made here: a later step starts after them
