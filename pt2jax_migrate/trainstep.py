@@ -22,6 +22,11 @@ TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
 DROPPED_KEYWORDS = {"backward": frozenset({"retain_graph"}), "zero_grad": frozenset({"set_to_none"})}
 
 
+# functions that read or change gradients in place (clip_grad_norm_ of the model's parameters
+# right before step() is folded into the optimizer instead: StmtInfo.clip)
+GRAD_FUNCTIONS = frozenset({"clip_grad_value_", "clip_grad_norm_", "clip_grad_norm"})
+
+
 def is_training_call(method: str, positional: int, keywords) -> bool:
     """`NAME.method(...)` with arguments the planner may drop: none, or only DROPPED_KEYWORDS."""
     return not positional and set(keywords) <= DROPPED_KEYWORDS.get(method, frozenset())
@@ -90,6 +95,9 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
                         "(one loss, or optax.MultiSteps) to convert")
             continue
         between.append(j)
+    if step is None and any(stmts[j].reads_grad for j in between):
+        return ("parameters are updated by hand from .grad after backward(); build an optimizer "
+                "(torch.optim.SGD(model.parameters(), lr=...)) and call its step() to convert, or port the update by hand")
     if step is None:
         return ("no optimizer.step() after backward() in the same block (a step under a condition converts "
                 "as `if COND:` holding exactly OPT.step() then OPT.zero_grad(): gradient accumulation)")
@@ -112,9 +120,13 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
             return f"clip_grad_norm_'s max_norm {max_norm} is not a number (it moves to the optimizer's construction)"
     # the forward pass is looked for after the previous backward()/step() only: statements
     # before that belong to another step (a GAN's discriminator update, say)
-    start = 1 + max((i for i in range(b) if stmts[i].barrier or stmts[i].gated is not None
-                     or stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
-                    default=-1)
+    previous = max((i for i in range(b) if stmts[i].barrier or stmts[i].gated is not None
+                    or stmts[i].method is not None and stmts[i].method[1] in ("backward", "step")),
+                   default=-1)
+    if previous >= 0 and stmts[previous].method is not None and stmts[previous].method[1] == "backward":
+        return ("a backward() before this one with no step() between accumulates gradients into this step; "
+                "accumulate them explicitly (one loss, or optax.MultiSteps) to convert")
+    start = previous + 1
     model = optimizers.get(opt) or _called_model(stmts[start:b], not_models)
     if model is not None and between:
         reason = _between_reason(stmts, between, opt, model)
@@ -181,11 +193,12 @@ def _between_reason(stmts: list[StmtInfo], between: list[int], opt: str, model: 
     for j in between:
         info = stmts[j]
         where = f"statement {j + 1} of the block, between backward() and step(),"
+        if info.reads_grad:
+            return (f"{where} reads or clips gradients (.grad, clip_grad_value_); gradients exist only inside the "
+                    "jitted step: clip with clip_grad_norm_(model.parameters(), max_norm) (folded into the "
+                    "optimizer) or add optax.clip(value) to the optimizer's chain by hand")
         if info.unconverted:
             return f"{where} keeps code that is not converted"
-        if info.reads_grad:
-            return (f"{where} reads .grad; gradients exist only inside the jitted step (clip with "
-                    "clip_grad_norm_/clip_grad_value_, or move the code into an optax transformation)")
         if info.method is not None and info.method[1] == "step":
             return f"{where} steps {info.method[0]}; move it after {opt}.step()"
         touched = info.names & {opt, *([model] if model else [])}
@@ -257,7 +270,8 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
     names, called = set(), set()
     reads_grad = False
     for node in ast.walk(stmt):
-        if isinstance(node, ast.Attribute) and node.attr == "grad":
+        if (isinstance(node, ast.Attribute) and (node.attr == "grad" or node.attr in GRAD_FUNCTIONS)
+                or isinstance(node, ast.Name) and node.id in GRAD_FUNCTIONS):
             reads_grad = True
         if isinstance(node, ast.Name):
             names.add(node.id)
@@ -300,7 +314,10 @@ def _blocks(tree: ast.Module):
 
 
 def _physical_lines(body: list[ast.stmt]) -> list[list[ast.stmt]]:
-    """Statements grouped as the rewrite sees them: `a(); b()` on one line is one statement."""
+    """Statements grouped as the rewrite sees them: `a(); b()` on one line is one statement,
+    except in a block with a backward() call, where a line holding a training call
+    (`opt.zero_grad(); loss.backward()`) is split into its statements (rewrite.trainsteps
+    splits it the same way)."""
     units: list[list[ast.stmt]] = []
     for stmt in body:
         if units and not isinstance(stmt, _COMPOUND) and not isinstance(units[-1][-1], _COMPOUND) \
@@ -308,7 +325,26 @@ def _physical_lines(body: list[ast.stmt]) -> list[list[ast.stmt]]:
             units[-1].append(stmt)
         else:
             units.append([stmt])
-    return units
+    if not any(_training_method(s) == "backward" for s in body):
+        return units
+    split: list[list[ast.stmt]] = []
+    for unit in units:
+        if len(unit) > 1 and any(_training_method(s) is not None for s in unit):
+            split.extend([s] for s in unit)
+        else:
+            split.append(unit)
+    return split
+
+
+def _training_method(stmt: ast.stmt) -> str | None:
+    """`NAME.zero_grad()` / `.backward()` / `.step()` as a statement: the method, else None."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        call = stmt.value
+        if (isinstance(call.func, ast.Attribute) and call.func.attr in TRAIN_METHODS
+                and isinstance(call.func.value, ast.Name)
+                and is_training_call(call.func.attr, len(call.args), [k.arg for k in call.keywords])):
+            return call.func.attr
+    return None
 
 
 _COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While,

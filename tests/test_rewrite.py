@@ -353,6 +353,7 @@ def test_a_name_assigned_twice_before_backward_is_not_moved():
 
         def fit(model, opt, x, y, extra):
             out = model(x)
+            print(out)
             out = out * extra
             loss = ((out - y) ** 2).mean()
             loss.backward()
@@ -361,6 +362,10 @@ def test_a_name_assigned_twice_before_backward_is_not_moved():
     result = rewrite_source(source, "t.py")
     assert "loss.backward()" in result.new_source
     assert "out is assigned more than once before backward()" in result.new_source
+    # without the print in between, the two assignments move into the loss function together
+    result = rewrite_source(source.replace("    print(out)\n", ""), "t.py")
+    assert "loss.backward()" not in result.new_source
+    assert "        out = model(x)\n        out = out * extra\n" in result.new_source
 
 
 def test_an_optimizer_whose_step_stays_pytorch_stays_pytorch_too():

@@ -31,7 +31,11 @@ def _cst_info(stmt, qualname) -> trainstep.StmtInfo:
                 called.add(node.func.value)
 
         def visit_Attribute(self, node: cst.Attribute) -> None:
-            if node.attr.value == "grad":
+            if node.attr.value == "grad" or node.attr.value in trainstep.GRAD_FUNCTIONS:
+                grad.append(node)
+
+        def visit_Name(self, node: cst.Name) -> None:
+            if node.value in trainstep.GRAD_FUNCTIONS:
                 grad.append(node)
 
     stmt.visit(Calls())

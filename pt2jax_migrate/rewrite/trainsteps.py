@@ -4,18 +4,20 @@ and lifted into the target's jitted train step; leftover training calls get TODO
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import libcst as cst
 
 from .. import trainstep
 from ..model import Finding
-from .device_metrics import device_metrics
+from .accumulation import AccumulationMixin, _gated_body
 from .cst_util import (_after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
                        code_of, names_in)
+from .device_metrics import device_metrics
 from .imports import finish_imports
 from .lifting import _Lifter, _cst_info
 from .scopes import _Scope
+from .step_group import _Group
 from .todos import _has_todo, _with_todos
 
 _BUILTINS = set(dir(builtins))
@@ -23,67 +25,28 @@ TRAIN_METHODS = trainstep.TRAIN_METHODS
 TRAIN_STEP_CODES = set(TRAIN_METHODS.values())
 
 
-@dataclass
-class _Group:
-    """A recognised zero_grad / forward / loss / backward / step group in one block."""
-
-    text_def: str
-    call: cst.SimpleStatementLine
-    remove: set[int]
-    call_index: int
-    lines: list[tuple[cst.CSTNode, str, str]]  # (original statement, code, message)
-    at_module_level: bool = False
-    after: list = field(default_factory=list)  # statements moved after the call (they read its outputs)
-    outputs: frozenset[str] = frozenset()  # the names the call assigns (loss and aux)
-    replace: dict = field(default_factory=dict)  # id of a statement kept in place -> its new form
-    extra_defs: list[str] = field(default_factory=list)  # more functions placed like text_def
-    init: str | None = None  # a statement placed before the top-level statement holding the call
+def _joined_method(stmt, method: str) -> bool:
+    """A small statement `NAME.method()` (a training call) on a line holding several."""
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) < 2:
+        return False
+    return any(_method_call(cst.SimpleStatementLine(body=[small]), method) is not None for small in stmt.body)
 
 
-def _gated_body(stmts: list) -> str | None:
-    """OPT of a block that is exactly `OPT.step()` then `OPT.zero_grad()`, else None."""
-    if len(stmts) != 2:
-        return None
-    opt = _method_call(stmts[0], "step")
-    return opt if opt is not None and _method_call(stmts[1], "zero_grad") == opt else None
-
-
-class AccumulationMixin:
-    """Gradient accumulation over micro-batches (`loss.backward()` every batch, `if COND:
-    opt.step(); opt.zero_grad()`): a jitted step returns the loss and the gradients summed so
-    far (PyTorch adds into .grad), the `if` applies them and zeroes the sum. Kept apart from
-    the plain train step so each can change on its own."""
-
-    def _accumulation_group(self, body, plan, lifter, inner, params, args, aux, train_step, loss_fn,
-                            at_module_level) -> _Group:
-        model, opt, loss, b, gate = plan.model, plan.opt, plan.loss, plan.backward, plan.step
-        grads = self._unique(f"{model}_grads")
-        apply_name = self._unique("apply_grads")
-        text_def = self.target.accumulate_step(name=train_step, loss_fn=loss_fn, model=model, grads=grads,
-                                               params=params, body=inner, loss=loss, aux=aux)
-        call = cst.parse_statement(self.target.accumulate_call(name=train_step, model=model, grads=grads, args=args,
-                                                               loss=loss, aux=aux))
-        apply_def = self.target.apply_grads(name=apply_name, model=model, optimizer=opt)
-        step_stmt, zero_stmt = body[gate].body.body
-        new_step = cst.parse_statement(self.target.apply_grads_call(name=apply_name, model=model, optimizer=opt,
-                                                                    grads=grads))
-        new_zero = cst.parse_statement(self.target.zero_grads(grads))
-        keep = {"leading_lines", "trailing_whitespace"}
-        new_step = new_step.with_changes(**{k: getattr(step_stmt, k) for k in keep})
-        new_zero = new_zero.with_changes(**{k: getattr(zero_stmt, k) for k in keep})
-        gate_stmt = body[gate].with_changes(body=body[gate].body.with_changes(body=[new_step, new_zero]))
-        comments = [line for line in body[b].leading_lines if line.comment is not None]
-        if body[b].trailing_whitespace.comment is not None:
-            comments.append(cst.EmptyLine(comment=body[b].trailing_whitespace.comment))
-        call = call.with_changes(leading_lines=comments)
-        lines = [(body[b], "PTJ203", f"{loss}.backward() -> {self.target.gradient_step} {train_step}, "
-                                     f"summed into {grads}"),
-                 (step_stmt, "PTJ204", f"{opt}.step() -> {opt}.update({model}, {grads}) in {apply_name}"),
-                 (zero_stmt, "PTJ202", f"{opt}.zero_grad() -> {grads} set to zeros")]
-        remove = set(plan.group) | set(plan.after) | {b}
-        return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in plan.after],
-                      frozenset({loss, *aux}), replace={id(body[gate]): gate_stmt}, extra_defs=[apply_def],
-                      init=self.target.grads_init(model, grads))
+def _before_outer_loop(body: list, call: cst.BaseStatement, init: cst.BaseStatement) -> list:
+    """body with `init` right before the outermost loop holding `call`, in the same block
+    (inside `if __name__ == "__main__":` or `with` when the loop is there, where the model is)."""
+    for index, stmt in enumerate(body):
+        if not _contains(stmt, call):
+            continue
+        if isinstance(stmt, (cst.For, cst.While)) or not isinstance(getattr(stmt, "body", None), cst.IndentedBlock):
+            # the statement's blank lines and comments go above the new line
+            init = init.with_changes(leading_lines=stmt.leading_lines)
+            return [*body[:index], init, stmt.with_changes(leading_lines=[]), *body[index + 1:]]
+        if _contains(stmt.body, call):
+            inner = _before_outer_loop(list(stmt.body.body), call, init)
+            return [*body[:index], stmt.with_changes(body=stmt.body.with_changes(body=inner)), *body[index + 1:]]
+        return [*body[:index], init, *body[index:]]  # in an else/except branch: before the whole statement
+    return body
 
 
 class TrainStepsMixin(AccumulationMixin):
@@ -130,13 +93,9 @@ class TrainStepsMixin(AccumulationMixin):
                         body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
                     body.insert(index, new_def)
                     break
-        for owner, call_stmt, text in self.pending_inits:
-            if owner == id(scope):
-                for index, stmt in enumerate(body):
-                    if _contains(stmt, call_stmt):  # the statement's blank lines and comments go above
-                        init = cst.parse_statement(text).with_changes(leading_lines=stmt.leading_lines)
-                        body[index:index + 1] = [init, stmt.with_changes(leading_lines=[])]
-                        break
+        for entry in [e for e in self.pending_inits if e[0] == id(scope)]:
+            self.pending_inits.remove(entry)
+            body = _before_outer_loop(body, entry[1], cst.parse_statement(entry[2]))
         return device_metrics(body, self.step_outputs)
 
     def _not_models(self) -> set[str]:
@@ -151,7 +110,32 @@ class TrainStepsMixin(AccumulationMixin):
         self.used_names.add(name)
         return name
 
+    def _split_training_lines(self, body: list) -> list:
+        """In a block with a backward() call, `opt.zero_grad(); loss.backward()` on one line
+        becomes one statement per line, so the step can be planned (trainstep._physical_lines
+        splits the same lines for lint)."""
+        if not any(_method_call(stmt, "backward") is not None or _joined_method(stmt, "backward")
+                   for stmt in body):
+            return body
+        out = []
+        for stmt in body:
+            if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) > 1
+                    and any(_joined_method(stmt, m) for m in TRAIN_METHODS)):
+                out.append(stmt)
+                continue
+            pos = self._pos(stmt)
+            last = len(stmt.body) - 1
+            for i, small in enumerate(stmt.body):
+                line = cst.SimpleStatementLine(
+                    body=[small.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
+                    leading_lines=stmt.leading_lines if i == 0 else [],
+                    trailing_whitespace=stmt.trailing_whitespace if i == last else cst.TrailingWhitespace())
+                self.statement_pos[id(line)] = pos
+                out.append(line)
+        return out
+
     def _train_steps(self, body: list) -> list:
+        body = self._split_training_lines(body)
         index = 0
         refusals: list[tuple[int, str]] = []  # (id of a backward() statement, why it stays)
         calls: set[int] = set()  # ids of the train-step calls made here: a later step starts after them
