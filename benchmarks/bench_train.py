@@ -108,6 +108,7 @@ def torch_step(source: str) -> tuple[int, ast.Module]:
                 model = optimizer_model(ast.unparse(node.value.args[0]))
                 if model is not None:
                     optimizers[node.targets[0].id] = model
+    steps = []
     for body in _blocks(tree):
         infos = [trainstep.ast_info(stmt) for stmt in body]
         for b, info in enumerate(infos):
@@ -117,8 +118,10 @@ def torch_step(source: str) -> tuple[int, ast.Module]:
             if isinstance(plan, str):
                 continue
             chosen = sorted({*plan.zero, *plan.group, *plan.clip, plan.backward, plan.step})
-            return body[plan.step].lineno, ast.Module(body=[body[i] for i in chosen], type_ignores=[])
-    raise LookupError("no training step the rewrite converts (zero_grad / forward / loss / backward / step)")
+            steps.append((body[plan.step].lineno, ast.Module(body=[body[i] for i in chosen], type_ignores=[])))
+    if not steps:
+        raise LookupError("no training step the rewrite converts (zero_grad / forward / loss / backward / step)")
+    return min(steps, key=lambda s: s[0])  # the first in the file, as on the JAX side
 
 
 def jax_step_call(source: str) -> tuple[int, ast.Module, list[str]]:
