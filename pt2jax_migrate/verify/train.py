@@ -148,7 +148,8 @@ def _describe_setup(script: ScriptStep | None, step: str | None, loss_fn: str | 
 
 
 def _run_once(original: str, converted: str, *, model: str, init: str, inputs: list[str], steps: int,
-              optimizer: OptimizerSetup, schedulers: list[SchedulerUse], loss_fn: str | None, step: str | None, script: ScriptStep | None,
+              optimizer: OptimizerSetup, schedulers: list[SchedulerUse], loss_fn: str | None, step: str | None,
+              script: ScriptStep | None,
               atol: float | None = None, rtol: float | None = None, dtype: str, perturb: bool, seed: int,
               target=None, weights_map=None) -> TrainReport:
     if dtype not in DEFAULT_TOLERANCES:
@@ -204,7 +205,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         else:
             nnx_model = _build(jax_file, model, init)
         if not target.is_model(nnx_model):
-            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, not an {target.module_base}")
+            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
+                              f"not an {target.module_base}")
         if float64:
             torch_model = torch_model.double()
         try:
