@@ -177,6 +177,74 @@ def test_a_converted_step_nested_in_a_function_asks_for_a_name(tmp_path):
         run_train_verify(original, str(tmp_path / "conv.py"), steps=1, **MLP)
 
 
+SCHEDULED = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def train(model, batches):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.5)
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+'''
+
+SCHEDULED_JAX = '''
+import optax
+from flax import nnx
+
+
+class Net(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.fc = nnx.Linear(3, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.fc(x)
+
+
+@nnx.jit
+def train_step(model, optimizer, x, y):
+    def loss_fn(model):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    optimizer.update(model, grads)
+    return loss
+
+
+def train(model, batches):
+    optimizer = nnx.Optimizer(model, optax.sgd({lr}), wrt=nnx.Param)
+    for x, y in batches:
+        loss = train_step(model, optimizer, x, y)
+'''
+
+
+def test_a_per_batch_scheduler_is_stepped_on_the_torch_side(tmp_path):
+    (tmp_path / "sched.py").write_text(SCHEDULED)
+    (tmp_path / "sched_jax.py").write_text(SCHEDULED_JAX.format(lr="optax.exponential_decay(0.5, 1, 0.5)"))
+    (tmp_path / "const_jax.py").write_text(SCHEDULED_JAX.format(lr="0.5"))
+    args = dict(model="Net", inputs=["float32[6,3]", "int64[6]:0..2"], steps=3)
+    report = run_train_verify(str(tmp_path / "sched.py"), str(tmp_path / "sched_jax.py"), **args)
+    assert report.passed, report.summary()
+    assert any("scheduler scheduler" in n and "every optimizer step" in n for n in report.notes)
+    # a converted optimizer that forgot the schedule: the same first step, then different updates
+    constant = run_train_verify(str(tmp_path / "sched.py"), str(tmp_path / "const_jax.py"), float64_check=False,
+                                **args)
+    assert not constant.steps[0].failures and constant.first_divergence[0] == 2
+
+
 TORCH_FNS = '''
 import torch
 from torch import nn

@@ -26,7 +26,8 @@ def _step_rows(report) -> list[str]:
     head += "".join(f"  {label:>8}" for _, label in _KINDS) + "  ok"
     rows = [head]
     for s in report.steps:
-        row = f"{s.step:>4}  {s.torch_loss:>12.6g}  {s.converted_loss:>14.6g}  {abs(s.torch_loss - s.converted_loss):>8.2g}"
+        gap = abs(s.torch_loss - s.converted_loss)
+        row = f"{s.step:>4}  {s.torch_loss:>12.6g}  {s.converted_loss:>14.6g}  {gap:>8.2g}"
         row += "".join(f"  {_ratio(s.worst(kind)):>8}" for kind, _ in _KINDS)
         rows.append(row + ("  yes" if not s.failures else "  NO"))
     return rows
@@ -39,8 +40,8 @@ def render_text(report, stream: TextIO, ctx) -> None:
         f"{', weights perturbed' if report.perturbed else ''}, seed {report.seed})",
         f"  step:      {report.setup}",
         f"  optimizer: {report.optimizer}",
-        f"  batches:   {', '.join(report.batch)} (a new batch per step, the same for both sides)" if report.batch
-        else "  batches:   none (the step reads its data from module-level names of each file)",
+        (f"  batches:   {', '.join(report.batch)} (a new batch per step, the same for both sides)" if report.batch
+         else "  batches:   none (the step reads its data from module-level names of each file)"),
     ]
     lines += [f"  note:      {note}" for note in report.notes]
     lines.append("  columns grads..buffers: the worst comparison of that kind as a fraction of its tolerance "

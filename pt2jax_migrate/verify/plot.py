@@ -42,11 +42,16 @@ def write_loss_plot(report, path: str | Path) -> int:
     fig = Figure(figsize=(6.4, 5.2), dpi=100)
     FigureCanvasAgg(fig)
     ax, gap_ax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    ax.plot(steps, report.torch_losses, "o-", color="tab:red", linewidth=2.5, label=f"PyTorch ({Path(report.original).name})")
+    ax.plot(steps, report.torch_losses, "o-", color="tab:red", linewidth=2.5,
+            label=f"PyTorch ({Path(report.original).name})")
     ax.plot(steps, report.converted_losses, "x--", color="tab:blue", linewidth=1.5, markersize=9,
             label=f"converted ({Path(report.converted).name})")
     gap = max((abs(a - b) for a, b in zip(report.torch_losses, report.converted_losses)), default=0.0)
-    ax.set_title(f"verify --train {report.model}: {report.status}, max |loss difference| {gap:.2g}", fontsize=10)
+    title = f"verify --train {report.model}: {report.status}, max |loss difference| {gap:.2g}"
+    first = report.first_divergence
+    if first is not None:
+        title += f"\nfirst divergence: step {first[0]}, {first[1].name}"
+    ax.set_title(title, fontsize=10)
     ax.set_ylabel(f"loss ({report.dtype})")
     ax.grid(True, alpha=0.3)
     ax.legend()

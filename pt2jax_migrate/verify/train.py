@@ -54,7 +54,7 @@ from .loader import expression_names
 from .report import DEFAULT_TOLERANCES, PASS, ROUNDING, VerifyError
 from .specs import make_arrays, parse_spec
 from .train_report import TrainComparison, TrainReport, TrainStepResult
-from .trainsource import STEP_FUNCTION, ScriptStep, find_construction, find_script_steps
+from .trainsource import STEP_FUNCTION, ScriptStep, SchedulerUse, find_construction, find_schedulers, find_script_steps
 
 DEFAULT_STEPS = 5
 DEFAULT_OPTIMIZER = "build_optimizer"
@@ -124,7 +124,8 @@ def run_train_verify(
                               "with --step NAME or --loss-fn NAME (a function defined in both files)")
         script = found[0]
     setup = _optimizer_setup(optimizer, script, original, converted)
-    common = dict(model=model, init=init, inputs=inputs, steps=steps, optimizer=setup,
+    schedulers = find_schedulers(original, script) if script is not None else []
+    common = dict(model=model, init=init, inputs=inputs, steps=steps, optimizer=setup, schedulers=schedulers,
                   loss_fn=loss_fn, step=step, script=script, perturb=perturb, seed=seed, target=target,
                   weights_map=weights_map)
     report = _run_once(original, converted, atol=atol, rtol=rtol, dtype=dtype, **common)
@@ -147,7 +148,8 @@ def _describe_setup(script: ScriptStep | None, step: str | None, loss_fn: str | 
 
 
 def _run_once(original: str, converted: str, *, model: str, init: str, inputs: list[str], steps: int,
-              optimizer: OptimizerSetup, loss_fn: str | None, step: str | None, script: ScriptStep | None,
+              optimizer: OptimizerSetup, schedulers: list[SchedulerUse], loss_fn: str | None, step: str | None,
+              script: ScriptStep | None,
               atol: float | None = None, rtol: float | None = None, dtype: str, perturb: bool, seed: int,
               target=None, weights_map=None) -> TrainReport:
     if dtype not in DEFAULT_TOLERANCES:
@@ -163,6 +165,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
     eps = float(np.finfo(np.float64 if float64 else np.float32).eps)
     roots = {model.split(".")[0]} | expression_names(init, what="--init", call_args=True)
     torch_roots = roots | optimizer.torch_reads
+    for use in schedulers:
+        torch_roots |= use.construction.reads - {script.optimizer}
     jax_roots = roots | optimizer.jax_reads
     named = step or loss_fn
     if named:
@@ -201,7 +205,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         else:
             nnx_model = _build(jax_file, model, init)
         if not target.is_model(nnx_model):
-            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, not an {target.module_base}")
+            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
+                              f"not an {target.module_base}")
         if float64:
             torch_model = torch_model.double()
         try:
@@ -229,6 +234,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         if not isinstance(torch_opt, torch.optim.Optimizer):
             raise VerifyError(f"{optimizer.torch_where}: {optimizer.torch} is a {type(torch_opt).__name__}, not a "
                               "torch.optim.Optimizer")
+        notes: list[str] = []
+        torch_schedulers = _build_schedulers(torch_file, schedulers, script, torch_opt, steps, notes)
         jax_opt = _evaluate(jax_file, optimizer.jax, dict.fromkeys(optimizer.model_names, nnx_model),
                             optimizer.jax_where)
         if not runtime.is_optimizer(jax_opt):
@@ -279,6 +286,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
             with torch.enable_grad():
                 try:
                     t_loss = _scalar(torch_step(torch_model, torch_opt, *torch_batch))
+                    for scheduler in torch_schedulers:
+                        scheduler.step()
                 except VerifyError:
                     raise
                 except Exception as exc:
@@ -323,7 +332,6 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
                                                        grad_atol + 4 * eps * scale, grad_rtol))
             results.append(result)
 
-    notes = []
     if grads_seen is None and results:
         notes.append("the converted step never called optimizer.update(model, grads): gradients not compared")
     if torch_dropout or jax_dropout:
@@ -441,6 +449,29 @@ def _define(loaded, source: str, name: str, where: str):
     except Exception as exc:  # pragma: no cover - the text comes from ast.unparse
         raise VerifyError(f"{where}: cannot rebuild the training step: {type(exc).__name__}: {exc}") from exc
     return loaded.namespace[name]
+
+
+def _build_schedulers(loaded, uses: list[SchedulerUse], script: ScriptStep | None, torch_opt, steps: int,
+                      notes: list[str]) -> list:
+    """Build the original's lr schedulers on the torch optimizer (some set the learning rate when
+    built: OneCycleLR, LinearLR) and return those stepped once per optimizer step, as the script
+    does. (The converted optimizer carries its schedule inside its optax transformation.)"""
+    stepped = []
+    for use in uses:
+        where, text = use.construction.where, use.construction.expression
+        try:
+            scheduler = eval(text, {**loaded.namespace, script.optimizer: torch_opt})
+        except Exception as exc:
+            notes.append(f"lr scheduler {use.name} ({where}) not built ({type(exc).__name__}: {exc}): the torch "
+                         "side runs without it")
+            continue
+        if use.per_step:
+            stepped.append(scheduler)
+            notes.append(f"lr scheduler {use.name} ({where}) stepped after every optimizer step, as the script does")
+        else:
+            notes.append(f"lr scheduler {use.name} ({where}) is stepped outside the training step's block (per "
+                         f"epoch): not stepped within the {steps} compared steps")
+    return stepped
 
 
 def _torch_loss_step(loss_fn):

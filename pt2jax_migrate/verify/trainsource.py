@@ -44,6 +44,7 @@ class ScriptStep:
     reads: set[str] = field(default_factory=set)  # module-level names the step needs
     model: str = "model"  # the step's names for the model and the optimizer
     optimizer: str = "optimizer"
+    stepped_beside: tuple[str, ...] = ()  # other `NAME.step()` calls in the step's block (per-batch schedulers)
 
     @property
     def where(self) -> str:
@@ -111,7 +112,11 @@ def find_script_steps(path: str) -> list[ScriptStep]:
                 continue
             plan = trainstep.plan(infos, b, optimizers=optimizers, not_models=not_models)
             if isinstance(plan, trainstep.StepPlan):
-                found.append(_as_function(path, units, plan, module_names))
+                step = _as_function(path, units, plan, module_names)
+                step.stepped_beside = tuple(dict.fromkeys(
+                    i.method[0] for j, i in enumerate(infos)
+                    if j != plan.step and i.method is not None and i.method[1] == "step" and i.method[0] != plan.opt))
+                found.append(step)
     return sorted(found, key=lambda s: s.lines)
 
 
@@ -156,6 +161,39 @@ class Construction:
     @property
     def where(self) -> str:
         return f"{self.path}:{self.line}"
+
+
+SCHEDULERS = "torch.optim.lr_scheduler."
+
+
+@dataclass(frozen=True)
+class SchedulerUse:
+    """An lr scheduler the script builds on the step's optimizer."""
+
+    name: str
+    construction: Construction
+    per_step: bool  # its step() sits in the training step's block: once per optimizer step
+
+
+def find_schedulers(path: str, step: ScriptStep) -> list[SchedulerUse]:
+    """`NAME = torch.optim.lr_scheduler.X(<the step's optimizer>, ...)` in `path`, in source order."""
+    tree = parse_source(path, read_source(path))
+    aliases = module_aliases(tree)
+    found: dict[str, SchedulerUse] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call)):
+            continue
+        q = qualname_of(node.value.func, aliases) or ""
+        call = node.value
+        first = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "optimizer"), None)
+        if not q.startswith(SCHEDULERS) or not (isinstance(first, ast.Name) and first.id == step.optimizer):
+            continue
+        name = node.targets[0].id
+        names = frozenset(n.id for n in ast.walk(call) if isinstance(n, ast.Name))
+        found.setdefault(name, SchedulerUse(name, Construction(path, node.lineno, ast.unparse(call), names),
+                                            name in step.stepped_beside))
+    return sorted(found.values(), key=lambda use: use.construction.line)
 
 
 def find_construction(path: str, name: str) -> Construction | None:
