@@ -25,6 +25,7 @@ from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE,
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CLIP = "torch.nn.utils.clip_grad_norm_"
 SEED = "torch.manual_seed"
+SEEDS = frozenset({SEED, "torch.random.manual_seed"})  # the global generator's seed, under either name
 KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
                   "convert the two together")
 
@@ -98,7 +99,7 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
         if site.statement == WITH_AS:
             return manual("PTJ304", f"`with {q}() as ...`: the bound context is used; remove it by hand")
         return unsupported(q, "only `with` blocks and decorators are converted")
-    if q == SEED:
+    if q in SEEDS:
         if site.statement == EXPR:
             rule = rules.by_name.get(q)
             return Decision("PTJ301", True, f"{q}(): becomes an explicit random-key stream",
