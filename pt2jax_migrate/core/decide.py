@@ -26,6 +26,8 @@ DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CLIP = "torch.nn.utils.clip_grad_norm_"
 SEED = "torch.manual_seed"
 SEEDS = frozenset({SEED, "torch.random.manual_seed"})  # the global generator's seed, under either name
+DISTRIBUTIONS = ("of torch.distributions only Categorical, Normal and Bernoulli are converted; write this one "
+                 "with jax.random and its closed-form log_prob by hand")
 KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
                   "convert the two together")
 
@@ -122,7 +124,7 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
         return found
     rule = rules.by_name.get(q)
     if rule is None:
-        return unsupported(q)
+        return unsupported(q, DISTRIBUTIONS if q.startswith("torch.distributions.") else "")
     noun = NOUNS.get(rule.code, "call")
     reason = check(rule, q, site.args, site.kwargs)
     if reason is None and rule.kind == "optimizer" and site.kept_optimizer is not None:

@@ -19,6 +19,7 @@ from .helpers_structure import STRUCTURE_HELPERS
 from .helpers_surface import SURFACE_HELPERS
 from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
 from .helpers_checkpoint import CHECKPOINT_HELPERS
+from .helpers_distributions import DISTRIBUTION_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -280,6 +281,7 @@ HELPERS: dict[str, Helper] = {
 }
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
 HELPERS.update({name: _helper(name, *spec) for name, spec in CHECKPOINT_HELPERS.items()})
+HELPERS.update({name: _helper(name, *spec) for name, spec in DISTRIBUTION_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:
