@@ -87,3 +87,30 @@ def test_generator_draws_leave_the_global_stream_alone(converted):
     torch_without = SCRIPT.replace("b1 = torch.randn(2, 3, generator=g)", "")
     torch.manual_seed(0)  # the torch side too (the property the conversion keeps)
     np.testing.assert_array_equal(run(SCRIPT, 0)["c"], run(torch_without, 0)["c"])
+
+
+LOADER = """\
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+g = torch.Generator()
+g.manual_seed(0)
+loader = DataLoader(TensorDataset(x), shuffle=True, generator=g)
+loader2 = DataLoader(TensorDataset(x), shuffle=True, generator=torch.Generator().manual_seed(3))
+h = torch.Generator().manual_seed(1)
+y = torch.randn(3, generator=h)
+"""
+
+
+def test_a_dataloaders_generator_stays_pytorchs():
+    """The DataLoader stays PyTorch (the data-pipeline policy): its generator must stay a
+    torch.Generator (a key stream would break it), marked; the other one is converted."""
+    result = rewrite_source(LOADER, "loader.py")
+    new = result.new_source
+    assert "g = torch.Generator()\ng.manual_seed(0)\n" in new
+    assert "generator=torch.Generator().manual_seed(3))" in new
+    kept = [(f.line, f.code) for f in result.findings if not f.fixable and "torch.Generator" in f.message]
+    assert kept == [(4, "PTJ401"), (7, "PTJ401")]
+    assert "h = nnx.Rngs(1)" in new and "jax.random.normal(h(), (3,))" in new
+    lint = sorted((f.line, f.code, f.fixable) for f in lint_source(LOADER, "loader.py") if f.code != "PTJ001")
+    assert lint == sorted((f.line, f.code, f.fixable) for f in result.findings)

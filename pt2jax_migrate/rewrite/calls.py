@@ -139,7 +139,8 @@ class CallsMixin:
         built_as = self.optimizer_calls.get(id(original))
         site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((k, v.source) for k, v in kwargs.items()),
                         statement, in_train_step=q == CLIP and line in self.step_lines,
-                        kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None)
+                        kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None,
+                        feeds_data=(line, self._pos(original)[1] - 1) in self.data_generators)
         decision = decide_call(site, self.rules, check_rule)
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
