@@ -41,6 +41,7 @@ from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_ME
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
 from .core.decide import decide_init
 from .inits import InitFacts, init_facts
+from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
                               may_be_torch_only_method, torch_only_attribute)
@@ -483,6 +484,7 @@ class _Classifier:
         self.structure = structure  # buffers, index assignments, weight ties (structure_facts)
         self.tree = tree
         self._init_facts: InitFacts | None = None
+        self._data_generators: frozenset[tuple[int, int]] | None = None
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
@@ -535,6 +537,12 @@ class _Classifier:
         if q.startswith("torch.optim.lr_scheduler."):
             return {"scheduler": facts.schedulers.get(line)}
         return {"kept_reason": facts.kept.get(line)}
+
+    def data_generators(self) -> frozenset[tuple[int, int]]:
+        """Calls building or reseeding a generator a torch.utils.data call keeps (data_generators.py)."""
+        if self._data_generators is None:
+            self._data_generators = data_generator_calls(self.tree or ast.parse(self.w.source))
+        return self._data_generators
 
     def init_facts(self) -> InitFacts:
         """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
@@ -669,6 +677,7 @@ class _Classifier:
             kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
                             and call.lineno in self.kept_optimizers() else None),
             **self.schedule_facts(q, call.lineno),
+            feeds_data=(call.lineno, call.col_offset) in self.data_generators(),
         )
         decision = decide_call(site, self.rules, check_rule)
         self.add(record, call, decision.code, decision.message, decision.fixable,
@@ -712,6 +721,7 @@ class _Classifier:
             inside_torch_call=parent is not None and parent.qual is not None,
             training_call=training_call, in_train_step=in_train_step,
             init_function=self.init_facts().applies.get((call.lineno, call.col_offset)) if method == "apply" else None,
+            feeds_data=(call.lineno, call.col_offset) in self.data_generators(),
         )
         decision = decide_method(site, self.rules, check_rule)
         if decision is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import rules_schema
 from .rules import Rule, load_rules
@@ -326,6 +326,10 @@ def _looks_like_shape(arg: Arg) -> bool:
 def _render_template(rule: Rule, bound: dict, name: str | None, ctx: CallContext) -> Rendered:
     effective = _effective(rule, bound)
     present = {p for p in effective if p not in rule.get("values", {})}
+    generator = effective.get(rule.get("key_from") or "")
+    if isinstance(generator, Arg):  # torch.randn(..., generator=g): g became a key stream of its own
+        present.discard(rule.get("key_from"))
+        ctx = replace(ctx, key=target_of(rule).key_expr(paren(generator.source)))
     module_form = is_module_form(rule, name)
     if module_form:  # nn.CrossEntropyLoss(...) -> a function of (input, target)
         present |= {"input", "target"}

@@ -316,6 +316,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
          "starting with prefix), to (nnx attribute; '' drops it; '*' keeps the torch name), "
          "transform (a weight transform), positive (variance-like: perturbed by scaling)}"),
     _key("needs_key", BOOL, TARGET, {"function"}, "the output draws random numbers: it needs a PRNG key in scope"),
+    _key("key_from", STR, TARGET, {"function"},
+         "the torch parameter that passes a torch.Generator (converted to a key stream): given, {key} is drawn "
+         "from it (`g()`) instead of the scope's stream, and it does not select a template"),
     _key("safety", choice("safe", "unsafe"), TARGET, ALL,
          "unsafe: the conversion changes numbers or semantics (applied only with --unsafe-fixes). Default safe"),
     _key("rewrite_only_keywords", BOOL, TARGET, {"method"},

@@ -26,6 +26,10 @@ DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CLIP = "torch.nn.utils.clip_grad_norm_"
 SEED = "torch.manual_seed"
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
+SEEDS = frozenset({SEED, "torch.random.manual_seed"})  # the global generator's seed, under either name
+GENERATOR = "torch.Generator"
+DISTRIBUTIONS = ("of torch.distributions only Categorical, Normal and Bernoulli are converted; write this one "
+                 "with jax.random and its closed-form log_prob by hand")
 KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
                   "convert the two together")
 
@@ -58,6 +62,7 @@ class CallSite:
     kept_optimizer: str | None = None  # `opt = torch.optim.X(...)` whose training step stays PyTorch
     kept_reason: str | None = None  # why that optimizer stays (default: its training step is not converted)
     scheduler: str | None = None  # an lr scheduler: "" converts with its optimizer, else why not (None: unknown)
+    feeds_data: bool = False  # builds a generator handed to torch.utils.data (data_generators.py)
 
 
 @dataclass(frozen=True)
@@ -95,13 +100,16 @@ Check = Callable[[object, str, tuple, tuple], "str | None"]
 def decide_call(site: CallSite, rules, check: Check) -> Decision:
     """The verdict on one torch call (`rules` is a rules.RuleSet)."""
     q = site.qualname
+    if q == GENERATOR and site.feeds_data:
+        return manual("PTJ401", f"{q}: feeds the data pipeline (torch.utils.data stays PyTorch), so it stays a "
+                                "torch.Generator; the converted code draws from its own keys")
     if q in NO_GRAD:
         if site.statement in (WITH, DECORATOR):
             return Decision("PTJ304", True, f"{q}(): JAX computes gradients only when asked", action="no_grad")
         if site.statement == WITH_AS:
             return manual("PTJ304", f"`with {q}() as ...`: the bound context is used; remove it by hand")
         return unsupported(q, "only `with` blocks and decorators are converted")
-    if q == SEED:
+    if q in SEEDS:
         if site.statement == EXPR:
             rule = rules.by_name.get(q)
             return Decision("PTJ301", True, f"{q}(): becomes an explicit random-key stream",
@@ -130,7 +138,7 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
         return found
     rule = rules.by_name.get(q)
     if rule is None:
-        return unsupported(q)
+        return unsupported(q, DISTRIBUTIONS if q.startswith("torch.distributions.") else "")
     noun = NOUNS.get(rule.code, "call")
     reason = check(rule, q, site.args, site.kwargs)
     if reason is None and rule.kind == "optimizer" and site.kept_optimizer is not None:
@@ -363,11 +371,14 @@ class MethodSite:
     training_call: bool = True  # for step(): an optimizer's step (not a scheduler's, not unrelated)
     in_train_step: bool = False  # on a line the training-step planner converts
     init_function: str | None = None  # apply(fn): fn is an init function of this file
+    feeds_data: bool = False  # reseeds a generator handed to torch.utils.data (kept with it)
 
 
 def decide_method(site: MethodSite, rules, check: Check) -> Decision | None:
     """The verdict on a method call, or None when it is not PyTorch's (as far as can be told)."""
     method = site.method
+    if site.feeds_data:
+        return None  # `g.manual_seed(s)` of a DataLoader's generator: PyTorch's, as the loader is
     if method in DEVICE_METHODS:
         return Decision("PTJ302", True, f".{method}(): JAX places arrays on its default device itself",
                         action="device_move")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import NO_GRAD, kept_layer
-from ..core.decide import CLIP, SEED, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.decide import CLIP, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
 
@@ -129,7 +129,7 @@ class CallsMixin:
     def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         """Facts about the call -> core.decide.decide_call (lint asks the same) -> rendering."""
         statement = self.call_statement.get(id(original), VALUE)
-        if id(original) in self.statement_level_calls and (q in NO_GRAD or q == SEED):
+        if id(original) in self.statement_level_calls and (q in NO_GRAD or q in SEEDS):
             return updated  # `with torch.no_grad():`, `@torch.no_grad()`, `torch.manual_seed(s)`: the statement
         init_site = self._init_site(original)
         if init_site is not None:  # nn.init.K(m.weight, ...): core.decide.decide_init
@@ -140,6 +140,7 @@ class CallsMixin:
         site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((k, v.source) for k, v in kwargs.items()),
                         statement, in_train_step=q == CLIP and line in self.step_lines,
                         kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None,
+                        feeds_data=(line, self._pos(original)[1] - 1) in self.data_generators,
                         **self._schedule_facts(q, line))
         decision = decide_call(site, self.rules, check_rule)
         if not decision.fixable:

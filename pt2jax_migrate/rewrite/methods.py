@@ -53,6 +53,7 @@ class MethodsMixin:
             receiver_is_not_tensor=bare in self.not_tensors,
             inside_torch_call=bool(self.call_stack) and self.call_stack[-1][1],
             init_function=self.init_facts.applies.get((self._pos(original)[0], self._pos(original)[1] - 1)),
+            feeds_data=(self._pos(original)[0], self._pos(original)[1] - 1) in self.data_generators,
         )
         decision = decide_method(site, self.rules, check_rule)
         if decision is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import NO_GRAD
-from ..core.decide import ASSIGN, EXPR, WITH, WITH_AS
+from ..core.decide import ASSIGN, EXPR, SEEDS, WITH, WITH_AS
 from ..mapping import optimizer_model
 from .cst_util import _expr_call, _has_comment, _is_self_assignment, code_of
 from .todos import _with_todos
@@ -32,7 +32,7 @@ class StatementsMixin:
             elif isinstance(small, (cst.Assign, cst.AnnAssign, cst.AugAssign)) and isinstance(small.value, cst.Call):
                 self.call_statement[id(small.value)] = ASSIGN
         call = _expr_call(node)
-        if call is not None and self.qualname(call.func) == "torch.manual_seed" and _seed_argument(call) is not None:
+        if call is not None and self.qualname(call.func) in SEEDS and _seed_argument(call) is not None:
             self.statement_level_calls.add(id(call))
             if self.unsafe_fixes:
                 self._fscope().rngs = self.target.rngs_name
@@ -60,11 +60,14 @@ class StatementsMixin:
         call = _expr_call(original)
         if call is not None:
             q = self.qualname(call.func)
-            if q == "torch.manual_seed" and _seed_argument(call) is not None and self.unsafe_fixes:
-                self.changed(original, "PTJ301", f"torch.manual_seed(s) -> {self.target.seed_statement('s')}", "unsafe")
+            if q in SEEDS and _seed_argument(call) is not None and self.unsafe_fixes:
+                self.changed(original, "PTJ301", f"{q}(s) -> {self.target.seed_statement('s')}", "unsafe")
                 seed = code_of(_seed_argument(updated.body[0].value))  # type: ignore[attr-defined]
                 new = cst.parse_statement(self.target.seed_statement(seed) + "\n")
                 return _with_todos(new.with_changes(leading_lines=updated.leading_lines), todos)
+            reseeded = self._reseeded_generator(call, updated)
+            if reseeded is not None:
+                return _with_todos(reseeded.with_changes(leading_lines=updated.leading_lines), todos)
             in_class_init = self._fscope().in_converted_init
             if in_class_init and self._is_super_init(call) and not self._keeps_super_init(call):
                 self.changed(original, "PTJ101", f"super().__init__() removed ({self.target.name} modules need none)")
@@ -118,3 +121,14 @@ class StatementsMixin:
         first = statements[0]
         statements[0] = _with_todos(first.with_changes(leading_lines=[*updated.leading_lines, *first.leading_lines]), todos)
         return cst.FlattenSentinel(statements)
+
+    def _reseeded_generator(self, call: cst.Call, updated: cst.SimpleStatementLine):
+        """`g.manual_seed(s)` as a statement, converted to a fresh key stream: `g = nnx.Rngs(s)`
+        (the generator is rebound; None when the statement is another one or was not converted)."""
+        if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "manual_seed"
+                and isinstance(call.func.value, cst.Name) and len(updated.body) == 1):
+            return None
+        new = updated.body[0]
+        if not isinstance(new, cst.Expr) or not isinstance(new.value, cst.Call) or new.value.deep_equals(call):
+            return None
+        return cst.parse_statement(f"{call.func.value.value} = {code_of(new.value)}\n")

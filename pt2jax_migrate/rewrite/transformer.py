@@ -44,6 +44,7 @@ from ..lint import unconverted_lines  # what lint leaves for a person: a step ho
 from ..inits import init_facts
 from ..sequential_facts import mapping_sequentials
 from ..param_reads import param_reads
+from ..data_generators import data_generator_calls
 from ..model import Finding
 from ..rules import load_rules
 from ..structure_facts import analyse as analyse_structure
@@ -121,3 +122,4 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.init_facts = init_facts(tree, module.code)  # nn.init sites, apply(fn)
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
+        self.data_generators = data_generator_calls(tree)  # generators a DataLoader keeps (PyTorch's)

@@ -22,6 +22,7 @@ from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
 from .helpers_optim import OPTIM_HELPERS
 from .helpers_speed import SPEED_HELPERS
 from .helpers_checkpoint import CHECKPOINT_HELPERS
+from .helpers_distributions import DISTRIBUTION_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -287,6 +288,7 @@ HELPERS: dict[str, Helper] = {
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
 HELPERS.update({name: _helper(name, *spec) for name, spec in CHECKPOINT_HELPERS.items()})
 HELPERS.update({name: _helper(name, *spec) for name, spec in SCHEDULE_HELPERS.items()})
+HELPERS.update({name: _helper(name, *spec) for name, spec in DISTRIBUTION_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:
