@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .calls import arguments_from_text, tensor_method_applies
+from .data import KEPT, MANUAL, data_verdict, is_data_pipeline, kept_message
 from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random
 from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
@@ -55,6 +56,7 @@ class CallSite:
     statement: str = VALUE  # EXPR | WITH | WITH_AS | DECORATOR | ASSIGN | VALUE
     in_train_step: bool = False  # on a line the training-step planner converts
     kept_optimizer: str | None = None  # `opt = torch.optim.X(...)` whose training step stays PyTorch
+    array_dataset: bool = False  # DataLoader(ds, ...): ds is a TensorDataset built in this file (core.data)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,21 @@ class Decision:
 
 def manual(code: str, message: str) -> Decision:
     return Decision(code, False, message, "manual", "")
+
+
+def note(code: str, message: str) -> Decision:
+    """Kept as it is, by policy: nothing for a person to do (reported as a note)."""
+    return Decision(code, False, message, "", "note")
+
+
+def decide_data(site: CallSite) -> Decision:
+    """A data-pipeline call (core.data): an array dataset/loader, or kept by the policy."""
+    kind, message, safety = data_verdict(site.qualname, site.args, site.kwargs, site.array_dataset)
+    if kind == KEPT:
+        return note("PTJ401", message)
+    if kind == MANUAL:
+        return manual("PTJ401", message)
+    return Decision("PTJ401", True, message, safety, kind)
 
 
 def category(qualname: str) -> Decision | None:
@@ -118,6 +135,8 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
             return Decision("PTJ204", True, "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer",
                             action="clip")
         return manual("PTJ204", "clip_grad_norm_(): converted only inside a recognised training step")
+    if is_data_pipeline(q):
+        return decide_data(site)
     found = category(q)
     if found is not None:
         return found
@@ -195,6 +214,9 @@ def layer_value_params(rule) -> tuple[str, ...] | None:
 
 def decide_reference(site: ReferenceSite, rules) -> Decision:
     q = site.qualname
+    if is_data_pipeline(q):  # a Dataset subclass, a transform passed around: the data pipeline stays
+        return note("PTJ401", f"class {site.base_of} stays a {q}: torch.utils.data stays for data loading only "
+                              "(data-pipeline policy)" if site.base_of is not None else kept_message(q))
     if site.base_of is not None:
         if q in MODULE_BASES:
             return Decision("PTJ101", True, f"class {site.base_of} subclasses torch.nn.Module", action="module_base")

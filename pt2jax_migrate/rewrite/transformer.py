@@ -44,6 +44,7 @@ from ..lint import unconverted_lines  # what lint leaves for a person: a step ho
 from ..inits import init_facts
 from ..sequential_facts import mapping_sequentials
 from ..param_reads import param_reads
+from ..data_facts import array_loaders
 from ..model import Finding
 from ..rules import load_rules
 from ..structure_facts import analyse as analyse_structure
@@ -116,3 +117,4 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.init_facts = init_facts(tree, module.code)  # nn.init sites, apply(fn)
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
+        self.array_loaders = array_loaders(tree, module.code)  # DataLoader(TensorDataset(...)) (data_facts)

@@ -18,6 +18,7 @@ from .helpers_recurrent import RECURRENT_HELPERS
 from .helpers_structure import STRUCTURE_HELPERS
 from .helpers_surface import SURFACE_HELPERS
 from .helpers_init import MODULE_APPLY, SUBMODULES, TORCH_INIT
+from .helpers_data import DATA_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -27,6 +28,7 @@ ALLOWED_IMPORTS: tuple[str, ...] = (
     "import jax",
     "import jax.numpy as jnp",
     "from flax import nnx",
+    "import numpy as np",
 )
 
 
@@ -278,6 +280,7 @@ HELPERS: dict[str, Helper] = {
     )
 }
 HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
+HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in DATA_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:
