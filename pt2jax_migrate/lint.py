@@ -40,6 +40,8 @@ from .rules import load_rules
 from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
 from .core.decide import decide_init
+from .core.data import DATA_LOADER
+from .data_facts import array_loaders
 from .inits import InitFacts, init_facts
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
@@ -678,9 +680,12 @@ class _Classifier:
                             and call.lineno in self.kept_optimizers() else None),
             **self.schedule_facts(q, call.lineno),
             feeds_data=(call.lineno, call.col_offset) in self.data_generators(),
+            array_dataset=q == DATA_LOADER and (call.lineno, call.col_offset) in array_loaders(
+                self.tree or ast.parse(self.w.source), self.w.source),
         )
         decision = decide_call(site, self.rules, check_rule)
         self.add(record, call, decision.code, decision.message, decision.fixable,
+                 "info" if decision.action == "note" else "warning",
                  safety=decision.safety if decision.fixable else "safe")
 
     def torch_reference(self, record: _Record) -> None:
@@ -695,6 +700,7 @@ class _Classifier:
         # a converted base is reported on the class line, as the rewrite does
         node = cls if cls is not None and decision.fixable else record.node
         self.add(record, node, decision.code, decision.message, decision.fixable,
+                 "info" if decision.action == "note" else "warning",
                  safety=decision.safety if decision.fixable else "safe")
 
     def method_call(self, record: _Record) -> None:

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("api", {"api"}),
     # the engines: lint (ast), rewrite (libcst, with its train-step planning), verify (torch/jax)
     # (structure_facts, sequential_facts, param_reads and inits: facts the front ends read off the ast, like trainstep)
-    ("engines", {"lint", "project", "baseline", "suppress", "rewrite", "trainstep", "structure_facts", "inits",
+    ("engines", {"lint", "project", "baseline", "suppress", "rewrite", "trainstep", "structure_facts", "inits", "data_facts",
                  "sequential_facts", "param_reads", "verify"}),
     # shared services the engines use: rendering, file walking and writing, settings, code selection
     ("services", {"output", "files", "fsio", "config", "selection"}),

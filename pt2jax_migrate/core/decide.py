@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .calls import arguments_from_text, tensor_method_applies
+from .data import KEPT, MANUAL, data_verdict, is_data_pipeline, kept_message
 from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random
 from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
@@ -63,6 +64,7 @@ class CallSite:
     kept_reason: str | None = None  # why that optimizer stays (default: its training step is not converted)
     scheduler: str | None = None  # an lr scheduler: "" converts with its optimizer, else why not (None: unknown)
     feeds_data: bool = False  # builds a generator handed to torch.utils.data (data_generators.py)
+    array_dataset: bool = False  # DataLoader(ds, ...): ds is a TensorDataset built in this file (core.data)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,21 @@ class Decision:
 
 def manual(code: str, message: str) -> Decision:
     return Decision(code, False, message, "manual", "")
+
+
+def note(code: str, message: str) -> Decision:
+    """Kept as it is, by policy: nothing for a person to do (reported as a note)."""
+    return Decision(code, False, message, "", "note")
+
+
+def decide_data(site: CallSite) -> Decision:
+    """A data-pipeline call (core.data): an array dataset/loader, or kept by the policy."""
+    kind, message, safety = data_verdict(site.qualname, site.args, site.kwargs, site.array_dataset)
+    if kind == KEPT:
+        return note("PTJ401", message)
+    if kind == MANUAL:
+        return manual("PTJ401", message)
+    return Decision("PTJ401", True, message, safety, kind)
 
 
 def category(qualname: str) -> Decision | None:
@@ -133,6 +150,8 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
         name = q[len(SCHEDULER_PREFIX):]
         return Decision("PTJ205", True, f"{q}: becomes the {name} helper (host-side, torch's exact lr sequence, "
                         "written into the optimizer's state)", action="scheduler")
+    if is_data_pipeline(q):
+        return decide_data(site)
     found = category(q)
     if found is not None:
         return found
@@ -219,6 +238,9 @@ def layer_value_params(rule) -> tuple[str, ...] | None:
 
 def decide_reference(site: ReferenceSite, rules) -> Decision:
     q = site.qualname
+    if is_data_pipeline(q):  # a Dataset subclass, a transform passed around: the data pipeline stays
+        return note("PTJ401", f"class {site.base_of} stays a {q}: torch.utils.data stays for data loading only "
+                              "(data-pipeline policy)" if site.base_of is not None else kept_message(q))
     if site.base_of is not None:
         if q in MODULE_BASES:
             return Decision("PTJ101", True, f"class {site.base_of} subclasses torch.nn.Module", action="module_base")

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 
 from ..names import dotted, import_bindings, is_torch_name
 from .constructs import torch_only_attribute, torch_only_method
+from .data import is_data_pipeline
 
 TODO_TAG = "TODO(pt2jax)"
+# kept by policy (core.data): marks a residue only when it is a data-pipeline name
+NOTE_TAG = "NOTE(pt2jax)"
 RESIDUE_CODE = "PTJ920"  # a residue the rewrite left without a marker (lint code catalogue)
 
 
@@ -50,8 +53,8 @@ class Residue:
         return f"{self.what}: {self.reason}"
 
 
-def _comment_lines(source: str) -> tuple[set[int], set[int]]:
-    """(lines whose comment is a TODO(pt2jax) marker, lines that hold only a comment)."""
+def _comment_lines(source: str, tag: str = TODO_TAG) -> tuple[set[int], set[int]]:
+    """(lines whose comment is a `tag` marker, lines that hold only a comment)."""
     marked: set[int] = set()
     comment_only: set[int] = set()
     try:
@@ -61,7 +64,7 @@ def _comment_lines(source: str) -> tuple[set[int], set[int]]:
     code_lines: set[int] = set()
     for tok in tokens:
         if tok.type == tokenize.COMMENT:
-            if TODO_TAG in tok.string:
+            if tag in tok.string:
                 marked.add(tok.start[0])
             comment_only.add(tok.start[0])
         elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
@@ -240,14 +243,17 @@ def find_residue(source: str, tree: ast.Module | None = None) -> list[Residue]:
     if not finder.found:
         return []
     todo_lines, comment_only = _comment_lines(source)
+    note_lines = _comment_lines(source, NOTE_TAG)[0] if NOTE_TAG in source else set()
     out: list[Residue] = []
     seen: set[tuple[int, int, str]] = set()
     for node, stmt, what, reason in finder.found:
         first = _first_line(stmt)
-        marked = any(line in todo_lines for line in _own_lines(stmt))
+        # a NOTE(pt2jax) marks only what the data-pipeline policy keeps
+        markers = todo_lines | note_lines if is_data_pipeline(what) else todo_lines
+        marked = any(line in markers for line in _own_lines(stmt))
         line = first - 1
         while not marked and line in comment_only:  # the comment block right above
-            marked = line in todo_lines
+            marked = line in markers
             line -= 1
         key = (node.lineno, node.col_offset, what)  # type: ignore[attr-defined]
         if key in seen:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import NO_GRAD, kept_layer
-from ..core.decide import CLIP, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
+from ..core.decide import CLIP, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
 
@@ -141,8 +142,11 @@ class CallsMixin:
                         statement, in_train_step=q == CLIP and line in self.step_lines,
                         kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None,
                         feeds_data=(line, self._pos(original)[1] - 1) in self.data_generators,
+                        array_dataset=q == DATA_LOADER and (line, self._pos(original)[1] - 1) in self.array_loaders,
                         **self._schedule_facts(q, line))
         decision = decide_call(site, self.rules, check_rule)
+        if decision.action in (ARRAY_DATASET, ARRAY_LOADER, "note") and is_data_pipeline(q):
+            return self._data_call(original, updated, q, decision)
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
             if kept_layer(q):  # every enclosing class keeps a torch layer (lint counts by line range)
@@ -193,6 +197,35 @@ class CallsMixin:
         if q.startswith("torch.optim.lr_scheduler."):
             return {"scheduler": self.schedules.schedulers.get(line)}
         return {"kept_reason": self.schedules.kept.get(line)}
+
+    def _data_call(self, original: cst.Call, updated: cst.Call, q: str, decision) -> cst.BaseExpression:
+        """core.data's verdicts: TensorDataset -> the target's array dataset, a DataLoader over
+        one -> its array loader (shuffled: with an explicit key); a DataLoader kept by the
+        data-pipeline policy hands its batches over as numpy arrays (collate_fn)."""
+        if decision.action == "note":
+            self.note(original, decision.code, decision.message)
+            if q != DATA_LOADER or not updated.args or any(
+                    a.keyword is not None and a.keyword.value == "collate_fn" for a in updated.args):
+                return updated
+            self.helpers.add("numpy_collate")
+            args = list(updated.args)
+            args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            return updated.with_changes(args=[*args, cst.Arg(cst.Name("numpy_collate"), keyword=cst.Name("collate_fn"),
+                                                             equal=cst.AssignEqual(cst.SimpleWhitespace(""),
+                                                                                   cst.SimpleWhitespace("")))])
+        if decision.safety == "unsafe" and not self.unsafe_fixes:
+            return updated  # a shuffle drawn from JAX's stream: left for --unsafe-fixes
+        name = "ArrayDataset" if decision.action == ARRAY_DATASET else "ArrayLoader"
+        args = list(updated.args)
+        if decision.safety == "unsafe" and args:  # shuffled: the permutation's key, from this scope's stream
+            if self._fscope().rngs is None:
+                self._fscope().needs_rngs = True
+            args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            args.append(cst.Arg(cst.parse_expression(self._ctx().key), keyword=cst.Name("key"),
+                                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+        self.helpers.add(name)
+        self.changed(original, decision.code, f"{decision.message} -> {name}", decision.safety)
+        return updated.with_changes(func=cst.Name(name), args=args)
 
     def _container(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         target = self.target

@@ -89,7 +89,7 @@ class ClassesMixin:
             if q is not None and is_torch_name(q):
                 decision = decide_reference(ReferenceSite(q, base_of=node.name.value), self.rules)
                 if not decision.fixable:  # a torch base other than nn.Module (a fixable one: leave_ClassDef)
-                    self.todo(base.value, decision.code, decision.message)
+                    self.report(base.value, decision)
         bound: set[str] = set()
         for stmt in node.body.body:
             if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):

@@ -74,7 +74,7 @@ class ReferencesMixin:
                              in_annotation=self.annotation_depth > 0)
         decision = decide_reference(site, self.rules)
         if not decision.fixable:
-            self.todo(original, decision.code, decision.message)
+            self.report(original, decision)
             return updated
         if decision.action == "isinstance":  # isinstance(m, nn.Linear) tests the converted class
             target = decision.rule.get("target")

@@ -45,6 +45,7 @@ from ..inits import init_facts
 from ..sequential_facts import mapping_sequentials
 from ..param_reads import param_reads
 from ..data_generators import data_generator_calls
+from ..data_facts import array_loaders
 from ..model import Finding
 from ..rules import load_rules
 from ..structure_facts import analyse as analyse_structure
@@ -123,3 +124,4 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
         self.data_generators = data_generator_calls(tree)  # generators a DataLoader keeps (PyTorch's)
+        self.array_loaders = array_loaders(tree, module.code)  # DataLoader(TensorDataset(...)) (data_facts)

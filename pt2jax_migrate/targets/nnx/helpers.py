@@ -23,6 +23,7 @@ from .helpers_optim import OPTIM_HELPERS
 from .helpers_speed import SPEED_HELPERS
 from .helpers_checkpoint import CHECKPOINT_HELPERS
 from .helpers_distributions import DISTRIBUTION_HELPERS
+from .helpers_data import DATA_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -33,6 +34,7 @@ ALLOWED_IMPORTS: tuple[str, ...] = (
     "import jax.numpy as jnp",
     "from flax import nnx",
     "import optax",
+    "import numpy as np",
 )
 
 
@@ -289,6 +291,7 @@ HELPERS.update({name: _helper(name, source, imports) for name, (source, imports)
 HELPERS.update({name: _helper(name, *spec) for name, spec in CHECKPOINT_HELPERS.items()})
 HELPERS.update({name: _helper(name, *spec) for name, spec in SCHEDULE_HELPERS.items()})
 HELPERS.update({name: _helper(name, *spec) for name, spec in DISTRIBUTION_HELPERS.items()})
+HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in DATA_HELPERS.items()})
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:
