@@ -174,14 +174,15 @@ def _check_helpers_paths(paths: Sequence[str]) -> None:
 
 
 def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True,
-                helpers_module: str | None = None) -> FileResult:
+                helpers_module: str | None = None, imported_classes: dict[str, bool] | None = None) -> FileResult:
     """One file's conversion (not written). SourceError when it cannot be read or parsed,
     naming the file and line; an engine bug becomes one too, so the other files go on."""
     from .rewrite import rewrite_source
 
     source = read_source(path)
     result = guarded(path, "rewriting", lambda: rewrite_source(source, path, target=target, unsafe_fixes=unsafe_fixes,
-                                                                helpers_module=helpers_module))
+                                                                helpers_module=helpers_module,
+                                                                imported_classes=imported_classes))
     if result.error:
         raise SourceError(path, result.error)
     if result.new_source is None:
@@ -223,7 +224,9 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
     specs = [helpers_import(f, homes[f.path], helpers_module) if homes.get(f.path) is not None else None
              for f in found.files]
     run.files = files
-    outcomes = _rewrite_all([f.path for f in files], specs, target, unsafe_fixes, jobs)
+    imported = _imported_classes(found.files)
+    outcomes = _rewrite_all([f.path for f in files], specs, target, unsafe_fixes, jobs,
+                            [imported.get(f.path) for f in found.files])
     for file, outcome in zip(files, outcomes):
         if isinstance(outcome, SourceError):
             run.errors.append(outcome)
@@ -318,9 +321,9 @@ def uncommitted(files: Sequence[str]) -> list[str]:
 def _rewrite_job(job: tuple[str, str, bool, str | None]) -> FileResult | tuple[str, str, int | None]:
     """rewrite_one for a worker: a SourceError comes back as (path, message, line), since it
     does not pickle."""
-    path, target, unsafe_fixes, helpers_module = job
+    path, target, unsafe_fixes, helpers_module, imported = job
     try:
-        return rewrite_one(path, target, unsafe_fixes, helpers_module)
+        return rewrite_one(path, target, unsafe_fixes, helpers_module, imported)
     except SourceError as error:
         return _error_tuple(error)
 
@@ -331,13 +334,38 @@ def _error_tuple(error: SourceError) -> tuple[str, str, int | None]:
     return (error.path, text[len(prefix):] if text.startswith(prefix) else text, error.line)
 
 
+def _imported_classes(files) -> dict[str, dict[str, bool]]:
+    """path -> the converted module classes it imports from other files found under the same
+    folder given (project_classes), for each file found in a folder."""
+    from .project_classes import project_classes
+
+    by_root: dict[str, dict[str, str]] = {}
+    for f in files:
+        if os.path.isdir(f.given):
+            try:
+                by_root.setdefault(f.given, {})[f.relative] = read_source(f.path)
+            except SourceError:
+                continue  # reported by its own rewrite
+    out: dict[str, dict[str, bool]] = {}
+    for given, sources in by_root.items():
+        top = os.path.basename(os.path.normpath(given)) or None
+        for relative, names in project_classes(sources, top).items():
+            if names:
+                out[os.path.join(given, relative) if not os.path.isabs(relative) else relative] = names
+    return {f.path: out[os.path.join(f.given, f.relative)] for f in files
+            if os.path.join(f.given, f.relative) in out}
+
+
 def _rewrite_all(paths: list[str], specs: list[str | None], target: str, unsafe_fixes: bool,
-                 jobs: int) -> list[FileResult | SourceError]:
-    """rewrite_one for each path (importing its helpers from its spec, if any), in order, in
-    `jobs` processes (see pool.run_jobs)."""
+                 jobs: int, imported: list[dict[str, bool] | None] | None = None) -> list[FileResult | SourceError]:
+    """rewrite_one for each path (importing its helpers from its spec, if any; knowing the
+    converted classes it imports from the run's other files), in order, in `jobs` processes
+    (see pool.run_jobs)."""
     from .files.pool import run_jobs
 
-    outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes, m) for p, m in zip(paths, specs)], jobs)
+    imported = imported or [None] * len(paths)
+    outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes, m, c) for p, m, c in zip(paths, specs, imported)],
+                        jobs)
     return [SourceError(*o) if isinstance(o, tuple) else o for o in outcomes]
 
 

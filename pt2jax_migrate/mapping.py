@@ -257,6 +257,9 @@ def render_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, name: st
         raise Refused(f"no {rule.target} mapping in the rules tables")
     if rule.kind == "layer" and rule.get("kind") == "container":
         raise Refused("containers are rewritten by the engine")  # never reached for Sequential
+    if rule.kind == "layer" and rule.get("value_defaults") and (
+            any(a.starred for a in args) or any(a.starred for a in kwargs.values())):
+        return _render_through_constructor(rule, args, kwargs, name, ctx)
     bound = bind(rule, args, kwargs, name)
     _check_arguments(rule, bound)
     if rule.kind == "optimizer":
@@ -264,6 +267,26 @@ def render_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, name: st
     if rule.get("templates") is not None:
         return _render_template(rule, bound, name, ctx)
     return _render_target(rule, bound, name, ctx)
+
+
+def _render_through_constructor(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], name: str | None,
+                                ctx: CallContext) -> Rendered:
+    """`nn.Conv2d(cin, cout, bias=False, **kwargs)`: the arguments are known only at run time, so
+    the call goes through the constructor a layer class used as a value becomes (torch's
+    signature and defaults, `value_defaults`): Python binds them as torch would, and an argument
+    the conversion refuses (padding_mode, dtype) fails loudly there (TypeError)."""
+    params = _decide.layer_value_params(rule)
+    if params is None or len(params) < 2:
+        raise Refused("*args/**kwargs are not converted")
+    emit = target_of(rule)
+    rngs = emit.rngs_name
+    inner = _render_target(rule, bind(rule, [make_arg(p) for p in params], {}, name), name, CallContext(rngs=rngs))
+    defaults = rule.get("value_defaults")
+    head = ", ".join(f"{p}={defaults[p]}" if p in defaults else p for p in params)
+    parts = [("*" if a.starred else "") + a.source for a in args]
+    parts += [f"**{a.source}" if k == "**" else f"{k}={a.source}" for k, a in kwargs.items()]
+    constructor = f"(lambda {head}, *, {rngs}: {inner.text})"
+    return Rendered(emit.render_layer(constructor, parts, ctx.rngs or emit.rngs_expr()), inner.helpers)
 
 
 def _short_name(name: str | None) -> str:

@@ -269,6 +269,15 @@ def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], 
     class), and in an nn.Sequential subclass `self.name = layer` in __init__ (torch appends it)."""
     if container is None:
         return
+    # containers built in __init__ (`self.features = nn.Sequential(...)`): their add_module appends too
+    owned: dict[str, str] = {}
+    for method in cls.body:
+        if isinstance(method, ast.FunctionDef) and method.name == "__init__":
+            for stmt in _own_statements(method.body):
+                if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and _self_attr(stmt.targets[0]):
+                    kind = {"Sequential": "sequential", "ModuleDict": "dict"}.get(_layer_kind(stmt.value, roots) or "")
+                    if kind:
+                        owned[_self_attr(stmt.targets[0])] = kind
     reads: set[str] = set()  # self.x read anywhere in the class
     for node in ast.walk(cls):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and _self_attr(node):
@@ -279,11 +288,18 @@ def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], 
         for stmt in _own_statements(method.body):
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
                 call = stmt.value
-                if (_self_attr(call.func) == "add_module" and len(call.args) == 2 and not call.keywords
-                        and not any(isinstance(a, ast.Starred) for a in call.args)):
+                shape_ok = len(call.args) == 2 and not call.keywords and not any(
+                    isinstance(a, ast.Starred) for a in call.args)
+                func = call.func
+                if _self_attr(func) == "add_module" and shape_ok:
                     facts.handled_calls.add((call.lineno, "add_module"))
                     facts.sites[stmt.lineno] = StructureSite("add_module", stmt.lineno, stmt.col_offset + 1,
                                                              op=container)
+                elif (isinstance(func, ast.Attribute) and func.attr == "add_module" and shape_ok
+                      and _self_attr(func.value) in owned):  # self.features.add_module(name, m)
+                    facts.handled_calls.add((call.lineno, "add_module"))
+                    facts.sites[stmt.lineno] = StructureSite("add_module", stmt.lineno, stmt.col_offset + 1,
+                                                             _self_attr(func.value), op=owned[_self_attr(func.value)])
             elif (container == "sequential" and method.name == "__init__" and isinstance(stmt, ast.Assign)
                   and len(stmt.targets) == 1 and _self_attr(stmt.targets[0])
                   and _constructs_layer(stmt.value, roots, class_names)):

@@ -74,7 +74,8 @@ def decide_structure(site: StructureSite) -> Decision:
         where = {"sequential": "appended to the container's layers (torch runs them in registration order)",
                  "dict": "stored under its key (`self[name] = module`)"}.get(site.op, "set as an attribute "
                                                                              "(`setattr(self, name, module)`)")
-        return Decision("PTJ102", True, f"self.add_module(name, module): the module is {where}", action="add_module")
+        owner = f"self.{site.name}" if site.name else "self"
+        return Decision("PTJ102", True, f"{owner}.add_module(name, module): the module is {where}", action="add_module")
     if site.kind == "sequential_child":
         return Decision("PTJ102", True, f"`self.{site.name} = layer` in an nn.Sequential subclass registers the "
                         "layer in order: it is appended to the container's layers", action="sequential_child")

@@ -50,6 +50,8 @@ class CallsMixin:
             text = code_of(arg.value)
             if arg.keyword is not None:
                 kwargs[arg.keyword.value] = make_arg(text)
+            elif arg.star == "**" and "**" not in kwargs:  # as lint passes it (core.calls.arguments_from_text)
+                kwargs["**"] = make_arg(text, starred=True)
             else:
                 args.append(make_arg(text, starred=arg.star != ""))
         return args, kwargs
@@ -138,7 +140,7 @@ class CallsMixin:
         args, kwargs = self._args(updated)
         line = self._pos(original)[0]
         built_as = self.optimizer_calls.get(id(original))
-        site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((k, v.source) for k, v in kwargs.items()),
+        site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((None if k == "**" else k, v.source) for k, v in kwargs.items()),
                         statement, in_train_step=q == CLIP and line in self.step_lines,
                         kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None,
                         feeds_data=(line, self._pos(original)[1] - 1) in self.data_generators,

@@ -35,8 +35,9 @@ class ClassesMixin:
                 if isinstance(stmt, cst.ClassDef) and stmt.name.value not in classes:
                     for base in stmt.bases:
                         q = self.qualname(base.value)
-                        if q in MODULE_BASES or q in CONTAINER_BASES or (
-                                isinstance(base.value, cst.Name) and base.value.value in classes):
+                        name = base.value.value if isinstance(base.value, cst.Name) else None
+                        if q in MODULE_BASES or q in CONTAINER_BASES or name in classes or (
+                                name in self.imported_classes and not self.shadowed(name)):
                             classes.add(stmt.name.value)
                             changed = True
                             break
@@ -45,7 +46,8 @@ class ClassesMixin:
     def _classes_taking_rngs(self, module: cst.Module) -> set[str]:
         """Converted classes whose __init__ (own or inherited in this file) gains `rngs`."""
         classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value in self.converted_classes}
-        out: set[str] = set()
+        imported = {name for name, rngs in self.imported_classes.items() if rngs and name not in classes}
+        out: set[str] = set(imported)
         changed = True
         while changed:
             changed = False

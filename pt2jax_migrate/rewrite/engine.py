@@ -31,13 +31,14 @@ _LONE_LF = re.compile(r"(?<!\r)\n")
 
 
 def rewrite_source(source: str, path: str = "<string>", *, target: str | Target = "nnx",
-                   unsafe_fixes: bool = True, helpers_module: str | None = None) -> FileResult:
+                   unsafe_fixes: bool = True, helpers_module: str | None = None,
+                   imported_classes: dict[str, bool] | None = None) -> FileResult:
     """_rewrite_text with the file's form kept: a BOM is set aside for the parse and put
     back, and in a file whose every line ends in CRLF the lines the rewrite adds (imports,
     helpers with their docstrings, TODO comments) end in CRLF too."""
     bom = "\ufeff" if source.startswith("\ufeff") else ""
     result = _rewrite_text(source[len(bom):], path, target=target, unsafe_fixes=unsafe_fixes,
-                           helpers_module=helpers_module)
+                           helpers_module=helpers_module, imported_classes=imported_classes)
     new_source = result.new_source
     if new_source is not None and new_source != result.source:
         if "\r\n" in source and not _LONE_LF.search(source):
@@ -50,7 +51,8 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str | Target 
 
 
 def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target = "nnx",
-                  unsafe_fixes: bool = True, helpers_module: str | None = None) -> FileResult:
+                  unsafe_fixes: bool = True, helpers_module: str | None = None,
+                  imported_classes: dict[str, bool] | None = None) -> FileResult:
     """Rewrite one file's text for `target` (a registered target's name, or a Target). Unchanged
     text comes back as is (byte for byte). An unknown target raises targets.UnknownTarget (a
     ValueError naming the available ones).
@@ -62,6 +64,10 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     `helpers_module` (the module as the file's import names it: `._pt2jax_helpers`,
     `_pt2jax_helpers`): the helpers the file needs are imported from it (a folder rewrite writes
     it once per package, `api.rewrite_paths`) instead of defined in the file.
+
+    `imported_classes`: names the file imports that are converted module classes of other files
+    of the same run -> whether their constructors take rngs (project_classes; a folder rewrite
+    passes them).
     """
     target = get_target(target)  # asked first: an unknown name fails even for torch-free text
     if "torch" not in source:
@@ -71,7 +77,7 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     if not aliases:
         return FileResult(path, source, source)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target, helpers_module)
+    transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target, helpers_module, imported_classes)
     new_module = wrapper.visit(transformer)
     new_source = new_module.code
     try:

@@ -71,8 +71,11 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
     def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True,
-                 target: str | Target | None = None, helpers_module: str | None = None):
+                 target: str | Target | None = None, helpers_module: str | None = None,
+                 imported_classes: dict[str, bool] | None = None):
         super().__init__()
+        # converted module classes imported from other files of the run -> takes rngs (project_classes)
+        self.imported_classes = dict(imported_classes or {})
         self.path = path
         self.helpers_module = helpers_module  # import helpers from it (None: define them in the file)
         self.unsafe_fixes = unsafe_fixes

@@ -125,10 +125,12 @@ class Target(ABC):
         """`head.weight = embedding.weight` (a Linear tied to an Embedding)."""
         return None
 
-    def render_add_module(self, container: str, name: str, module: str) -> tuple[str, set[str]] | None:
-        """`self.add_module(name, module)` in a converted class that subclasses `container`
-        ("sequential", "dict", "" for a plain module; core.constructs.CONTAINER_BASES); also
-        `self.x = layer` in a Sequential subclass (container "sequential", name None)."""
+    def render_add_module(self, container: str, name: str | None, module: str,
+                          owner: str = "self") -> tuple[str, set[str]] | None:
+        """`owner.add_module(name, module)` where owner (`self`, or `self.features` built as a
+        container in __init__) is a `container` ("sequential", "dict", "" for a plain module;
+        core.constructs.CONTAINER_BASES); also `self.x = layer` in a Sequential subclass
+        (container "sequential", name None)."""
         return None
 
     def render_index_update(self, name: str, index: str, method: str, value: str) -> tuple[str, set[str]] | None:

@@ -64,12 +64,13 @@ class NNXTarget(Target):
     def render_weight_tie(self, head: str, embedding: str) -> tuple[str, set[str]]:
         return f"{head} = TiedLinear({embedding}, {head}.bias)", {"TiedLinear"}
 
-    def render_add_module(self, container: str, name: str | None, module: str) -> tuple[str, set[str]]:
-        if container == "sequential":  # nnx.Sequential runs self.layers in order
-            return f"self.layers.append({module})", set()
+    def render_add_module(self, container: str, name: str | None, module: str,
+                          owner: str = "self") -> tuple[str, set[str]]:
+        if container == "sequential":  # nnx.Sequential runs .layers in order
+            return f"{owner}.layers.append({module})", set()
         if container == "dict":  # nnx.Dict: keys are attributes, iterated in insertion order
-            return f"self[{name}] = {module}", set()
-        return f"setattr(self, {name}, {module})", set()
+            return f"{owner}[{name}] = {module}", set()
+        return f"setattr({owner}, {name}, {module})", set()
 
     def render_optimizer(self, model: str, transformation: str) -> str:
         return f"nnx.Optimizer({model}, {transformation}, wrt=nnx.Param)"
