@@ -603,11 +603,6 @@ def _transformation(rule: Rule, bound: dict) -> tuple[str, set[str]]:
     for param, text in rule.get("defaults", {}).items():
         values.setdefault(param, text)
     template = templates[key]
-    lr = values["lr"]
-    if lr_slot is not None:  # optax's own lr is 1.0: the scheduled lr is the final factor, as in torch
-        if "{lr}" not in template:
-            raise Refused(f"{rule.label}'s optax template takes no learning rate for a scheduler to set")
-        values["lr"] = "1.0"
     betas = bound.get("betas")
     if isinstance(betas, Arg):  # betas=(0.5, 0.999) -> b1=0.5, b2=0.999 rather than (0.5, 0.999)[0]
         pair = ast.literal_eval(betas.literal) if betas.literal is not None else None
