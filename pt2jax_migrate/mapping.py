@@ -566,7 +566,7 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_
     if groups is None:
         tx, helpers = _transformation(rule, bound)
     else:  # one transformation per group, from the call's arguments with the group's own on top
-        selections, transforms, helpers = [], [], {"param_groups"}
+        selections, transforms, helpers = [], [], {"torch_param_groups"}
         for selection, options in groups[1]:
             unknown = sorted(set(options) - set(rule.signature))
             if unknown:
@@ -578,7 +578,7 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_
             helpers |= group_helpers
             if selection.startswith("["):
                 helpers.add("torch_named_parameters")
-        tx = f"param_groups({model}, [{', '.join(selections)}], [{', '.join(transforms)}])"
+        tx = f"torch_param_groups({model}, [{', '.join(selections)}], [{', '.join(transforms)}])"
     if lr_slot in ("b1", "momentum"):  # OneCycleLR cycles it: held in the state too
         tx = inject_hyperparameter(tx, lr_slot)
     if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it

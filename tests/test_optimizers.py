@@ -255,7 +255,7 @@ def test_parameter_groups_match_torch(expr):
     from pt2jax_migrate.verify import transfer_weights
 
     source, converted = _convert(expr)
-    assert "param_groups(model, [" in converted, converted
+    assert "torch_param_groups(model, [" in converted, converted
     torch_ns, jax_ns = _run(source), _run(converted)
     torch.manual_seed(0)
     torch_model = torch_ns["Example"]()

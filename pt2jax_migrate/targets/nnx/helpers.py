@@ -252,9 +252,20 @@ def _helper(name: str, source: str, imports: Iterable[str], requires: Iterable[s
 
 
 # Ordered so that every helper comes after the helpers it requires; helper_closure keeps this order.
-HELPERS: dict[str, Helper] = {
-    h.name: h
-    for h in (
+def _register(*groups: Iterable[Helper]) -> dict[str, Helper]:
+    """One name, one helper: each area's module adds its own, and two areas choosing the same
+    name would otherwise replace one helper with the other in every converted file."""
+    registry: dict[str, Helper] = {}
+    for group in groups:
+        for helper in group:
+            if helper.name in registry:
+                raise ValueError(f"two pt2jax helpers are named {helper.name!r}")
+            registry[helper.name] = helper
+    return registry
+
+
+HELPERS: dict[str, Helper] = _register(
+    (
         _helper("ntuple", _NTUPLE, ()),
         _helper("identity", _IDENTITY, ()),
         _helper("torch_kernel_init", _TORCH_KERNEL_INIT, ["from flax import nnx"]),
@@ -285,13 +296,13 @@ HELPERS: dict[str, Helper] = {
         _helper("module_apply", MODULE_APPLY, ["from flax import nnx"]),
         _helper("submodules", SUBMODULES, ["from flax import nnx"]),
         *OPTIM_HELPERS,
-    )
-}
-HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()})
-HELPERS.update({name: _helper(name, *spec) for name, spec in CHECKPOINT_HELPERS.items()})
-HELPERS.update({name: _helper(name, *spec) for name, spec in SCHEDULE_HELPERS.items()})
-HELPERS.update({name: _helper(name, *spec) for name, spec in DISTRIBUTION_HELPERS.items()})
-HELPERS.update({name: _helper(name, source, imports) for name, (source, imports) in DATA_HELPERS.items()})
+    ),
+    (_helper(name, source, imports) for name, (source, imports) in STRUCTURE_HELPERS.items()),
+    (_helper(name, *spec) for name, spec in CHECKPOINT_HELPERS.items()),
+    (_helper(name, *spec) for name, spec in SCHEDULE_HELPERS.items()),
+    (_helper(name, *spec) for name, spec in DISTRIBUTION_HELPERS.items()),
+    (_helper(name, source, imports) for name, (source, imports) in DATA_HELPERS.items()),
+)
 
 
 def helper_closure(names: Iterable[str]) -> list[Helper]:

@@ -256,7 +256,7 @@ def torch_radam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0,
 '''
 
 _PARAM_GROUPS = '''\
-def param_groups(model, selections, transforms):
+def torch_param_groups(model, selections, transforms):
     """torch.optim parameter groups as optax.multi_transform: the parameters in selections[i]
     (an nnx.State or a list of nnx.Param) get transforms[i]; a parameter in no group is left
     unchanged, as torch leaves one its optimizer was not given."""
@@ -309,6 +309,6 @@ OPTIM_HELPERS: tuple[Helper, ...] = (
     Helper("torch_nadam", _TORCH_NADAM, ("import jax.numpy as jnp",), ("torch_optimizer",)),
     Helper("torch_radam", _TORCH_RADAM, ("import math", "import jax.numpy as jnp"),
            ("torch_optimizer",)),
-    Helper("param_groups", _PARAM_GROUPS, ("import jax", "import optax", "from flax import nnx")),
+    Helper("torch_param_groups", _PARAM_GROUPS, ("import jax", "import optax", "from flax import nnx")),
     Helper("torch_named_parameters", _TORCH_NAMED_PARAMETERS, ("from flax import nnx",)),
 )
