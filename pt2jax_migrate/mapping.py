@@ -523,8 +523,9 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
         raise Refused(groups)
     model = optimizer_model(params.source) if isinstance(params, Arg) else None
     if model is None:
-        raise Refused("only `model.parameters()` and parameter groups over one model are converted "
-                      "(a filter over requires_grad is not: freeze by leaving parameters out of the groups)")
+        raise Refused("only `model.parameters()` and parameter groups over one model are converted (for "
+                      "filter(lambda p: p.requires_grad, ...) write model.parameters(): parameters frozen by "
+                      "requires_grad_(False) are no nnx.Param, so the converted optimizer leaves them out)")
     if groups is None:
         tx, helpers = _transformation(rule, bound)
     else:  # one transformation per group, from the call's arguments with the group's own on top
