@@ -551,8 +551,9 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_
         raise Refused(groups)
     model = optimizer_model(params.source) if isinstance(params, Arg) else None
     if model is None:
-        raise Refused("only `model.parameters()` and parameter groups over one model are converted "
-                      "(a filter over requires_grad is not: freeze by leaving parameters out of the groups)")
+        raise Refused("only `model.parameters()` and parameter groups over one model are converted (for "
+                      "filter(lambda p: p.requires_grad, ...) write model.parameters(): parameters frozen by "
+                      "requires_grad_(False) are no nnx.Param, so the converted optimizer leaves them out)")
     lr = None
     if lr_slot is not None:  # optax's own lr is 1.0: the scheduled lr is the final factor, as in torch
         if groups is not None:

@@ -291,7 +291,7 @@ def test_parameter_groups_match_torch(expr):
     ('torch.optim.SGD([{"params": model.first.parameters()}, {"params": other.parameters()}], lr=0.1)', "one model"),
     ('torch.optim.SGD([{"params": [p for n, p in model.named_parameters() if p.requires_grad]}], lr=0.1)', "p.ndim"),
     ('torch.optim.SGD([{"params": model.first.parameters(), "nesterov_typo": True}], lr=0.1)', "nesterov_typo"),
-    ("torch.optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=0.1)", "parameter groups"),
+    ("torch.optim.SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=0.1)", "write model.parameters()"),
 ])
 def test_parameter_groups_not_converted_say_why(expr, reason):
     source = SOURCE.format(expr=expr)
@@ -300,3 +300,58 @@ def test_parameter_groups_not_converted_say_why(expr, reason):
     assert len(todos) == 1 and not todos[0].fixable and reason in todos[0].message, result.findings
     lint = [f for f in lint_source(source, "example.py") if f.code == "PTJ201"]
     assert [(f.fixable, f.line) for f in lint] == [(False, todos[0].line)]
+
+
+@pytest.mark.parametrize("expr", [
+    f"torch.optim.SGD({P}, lr=0.1, momentum=0.9, weight_decay=0.1)",  # frozen: no gradient, torch skips them
+    f"torch.optim.AdamW({P}, lr=0.05)",
+])
+def test_frozen_parameters_do_not_train(expr):
+    """`module.requires_grad_(False)` -> freeze(module): its parameters leave nnx.Param, so the
+    gradient and the optimizer skip them, as torch skips parameters without a gradient."""
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from pt2jax_migrate.verify import transfer_weights
+
+    source = SOURCE.format(expr=expr).replace("def make_optimizer(model):\n",
+                                              "def make_optimizer(model):\n    model.first.requires_grad_(False)\n")
+    result = rewrite_source(source, "example.py")
+    assert not [f for f in result.findings if not f.fixable], result.findings
+    assert "freeze(model.first)" in result.new_source and "wrt=nnx.Param" in result.new_source
+    lint = lint_source(source, "example.py")
+    assert not [f for f in lint if not f.fixable], lint
+    torch_ns, jax_ns = _run(source), _run(result.new_source)
+    torch.manual_seed(0)
+    torch_model = torch_ns["Example"]()
+    jax_model = jax_ns["Example"](rngs=nnx.Rngs(0))
+    transfer_weights(torch_model, jax_model)
+    frozen = torch_model.first.weight.detach().clone()
+    torch_opt = torch_ns["make_optimizer"](torch_model)
+    jax_opt = jax_ns["make_optimizer"](jax_model)
+    rng = np.random.default_rng(2)
+    for _ in range(STEPS):
+        x = rng.standard_normal((8, 4)).astype(np.float32)
+        t = rng.standard_normal((8, 3)).astype(np.float32)
+        torch_opt.zero_grad()
+        ((torch_model(torch.tensor(x)) - torch.tensor(t)) ** 2).mean().backward()
+        torch_opt.step()
+        _, grads = nnx.value_and_grad(lambda m: ((m(jnp.asarray(x)) - jnp.asarray(t)) ** 2).mean())(jax_model)
+        jax_opt.update(jax_model, grads)
+    assert torch.equal(torch_model.first.weight, frozen)
+    np.testing.assert_array_equal(np.asarray(jax_model.first.kernel[...]), frozen.numpy().T)
+    for name in ("second", "norm"):
+        for attr, torch_attr in (("bias", "bias"),):
+            got = np.asarray(getattr(getattr(jax_model, name), attr)[...])
+            want = getattr(getattr(torch_model, name), torch_attr).detach().numpy()
+            np.testing.assert_allclose(got, want, atol=5e-6, rtol=5e-6)
+    np.testing.assert_allclose(np.asarray(jax_model.second.kernel[...]), torch_model.second.weight.detach().numpy().T,
+                               atol=5e-6, rtol=5e-6)
+
+
+def test_unfreezing_is_refused_with_a_reason():
+    source = SOURCE.format(expr=f"torch.optim.SGD({P}, lr=0.1)").replace(
+        "def make_optimizer(model):\n", "def make_optimizer(model):\n    model.first.requires_grad_(True)\n")
+    todos = [f for f in rewrite_source(source, "example.py").findings if not f.fixable]
+    assert len(todos) == 1 and "requires_grad_(False)" in todos[0].message, todos

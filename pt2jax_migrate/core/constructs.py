@@ -180,7 +180,7 @@ TENSOR_METHODS.update({
 ATTRIBUTES: dict[str, str] = {
     "device": f".device: {_DEVICE}",
     "is_cuda": f".is_cuda: {_DEVICE}",
-    "requires_grad": ".requires_grad: choose trainable state with nnx.Optimizer(..., wrt=...) filters",
+    "requires_grad": ".requires_grad: write module.requires_grad_(False) to freeze (converted: its parameters stop training), or choose trainable state with nnx.Optimizer(..., wrt=...) filters",
     "grad": f".grad: {_GRAD}",
     "grad_fn": f".grad_fn: {_GRAD}",
     "is_leaf": f".is_leaf: {_GRAD}",

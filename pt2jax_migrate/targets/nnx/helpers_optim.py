@@ -294,6 +294,26 @@ def torch_named_parameters(module):
     return named
 '''
 
+_FROZEN_PARAM = '''\
+class FrozenParam(nnx.Variable):
+    """A parameter with requires_grad=False: not an nnx.Param, so nnx.grad (whose default is
+    nnx.Param) gives it no gradient and nnx.Optimizer(..., wrt=nnx.Param) never updates it."""
+'''
+
+_FREEZE = '''\
+def freeze(x):
+    """x.requires_grad_(False). A module's parameters become FrozenParam (they stop training,
+    as torch skips parameters without a gradient; build the optimizer afterwards, as in
+    torch). An array is returned as it is: JAX differentiates only what it is asked to."""
+    if isinstance(x, nnx.Module):
+        for _, module in nnx.iter_graph(x):
+            if isinstance(module, nnx.Module):
+                for name, value in list(vars(module).items()):
+                    if type(value) is nnx.Param:
+                        setattr(module, name, FrozenParam(value[...]))
+    return x
+'''
+
 _IMPORTS = ("import jax", "import jax.numpy as jnp", "import optax")
 
 # Dependencies first (helper_closure keeps this order).
@@ -311,4 +331,6 @@ OPTIM_HELPERS: tuple[Helper, ...] = (
            ("torch_optimizer",)),
     Helper("torch_param_groups", _PARAM_GROUPS, ("import jax", "import optax", "from flax import nnx")),
     Helper("torch_named_parameters", _TORCH_NAMED_PARAMETERS, ("from flax import nnx",)),
+    Helper("FrozenParam", _FROZEN_PARAM, ("from flax import nnx",)),
+    Helper("freeze", _FREEZE, ("from flax import nnx",), ("FrozenParam",)),
 )
