@@ -37,7 +37,7 @@ class CallContext:
     rngs: str | None = None  # the randomness layers with parameters get (None: the target's fresh one)
     key: str | None = None  # expression giving a fresh PRNG key (None: drawn from the target's `rngs`)
     receiver: str | None = None  # tensor-method receiver
-    clip_norm: str | None = None  # optimizers: gradient clipping folded in from the training step
+    clip: str | None = None  # optimizers: the clipping transformation folded in from the training step
 
 
 @dataclass
@@ -259,7 +259,7 @@ def render_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, name: st
     bound = bind(rule, args, kwargs, name)
     _check_arguments(rule, bound)
     if rule.kind == "optimizer":
-        return _render_optimizer(rule, bound, ctx.clip_norm)
+        return _render_optimizer(rule, bound, ctx.clip)
     if rule.get("templates") is not None:
         return _render_template(rule, bound, name, ctx)
     return _render_target(rule, bound, name, ctx)
@@ -415,7 +415,7 @@ def optimizer_model(params_source: str) -> str | None:
     return match.group("model") if match else None
 
 
-def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> Rendered:
+def _render_optimizer(rule: Rule, bound: dict, clip: str | None = None) -> Rendered:
     params = bound.get("params")
     if not isinstance(params, Arg) or optimizer_model(params.source) is None:
         raise Refused("only `model.parameters()` is converted (parameter groups are not)")
@@ -442,8 +442,8 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None) -> 
     has_decay = isinstance(decay, Arg) and decay.literal not in ("0", "0.0")
     if has_decay and not rule.get("weight_decay_in_template"):
         tx = _fill(rule.get("with_weight_decay"), {"weight_decay": decay.source, "optimizer": tx})
-    if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
-        tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
+    if clip is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
+        tx = f"optax.chain({clip}, {tx})"
     return Rendered(target_of(rule).render_optimizer(optimizer_model(params.source), tx))
 
 

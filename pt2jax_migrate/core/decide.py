@@ -25,6 +25,7 @@ from .constructs import (CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE,
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CHECKPOINT = frozenset({"torch.save", "torch.load"})
 CLIP = "torch.nn.utils.clip_grad_norm_"
+CLIPS = (CLIP, "torch.nn.utils.clip_grad_value_")  # trainstep.CLIPS says what each becomes
 SEED = "torch.manual_seed"
 KEPT_OPTIMIZER = ("kept in PyTorch: the training step that calls {name}.step() is not converted; "
                   "convert the two together")
@@ -113,11 +114,12 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
         if reason is not None:
             return manual("PTJ901", f"{q}: {reason}")
         return Decision("PTJ102", True, f"{q}(): becomes a parameter of the converted module", action="parameter")
-    if q == CLIP:  # folded into the optimizer when its training step is converted
+    if q in CLIPS:  # folded into the optimizer when its training step is converted
+        short = q.rsplit(".", 1)[1]
         if site.in_train_step:
-            return Decision("PTJ204", True, "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer",
-                            action="clip")
-        return manual("PTJ204", "clip_grad_norm_(): converted only inside a recognised training step")
+            into = "optax.clip_by_global_norm" if q == CLIP else "optax.clip"
+            return Decision("PTJ204", True, f"{short}(): becomes {into} in the optimizer", action="clip")
+        return manual("PTJ204", f"{short}(): converted only inside a recognised training step")
     found = category(q)
     if found is not None:
         return found

@@ -6,7 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import NO_GRAD, kept_layer
-from ..core.decide import CLIP, SEED, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.decide import CLIPS, SEED, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
 
@@ -138,7 +138,7 @@ class CallsMixin:
         line = self._pos(original)[0]
         built_as = self.optimizer_calls.get(id(original))
         site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((k, v.source) for k, v in kwargs.items()),
-                        statement, in_train_step=q == CLIP and line in self.step_lines,
+                        statement, in_train_step=q in CLIPS and line in self.step_lines,
                         kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None)
         decision = decide_call(site, self.rules, check_rule)
         if not decision.fixable:
@@ -165,7 +165,7 @@ class CallsMixin:
             return updated
         ctx = self._ctx()
         if rule.kind == "optimizer" and built_as is not None and line in self.clips:
-            ctx.clip_norm = self.clips[line]  # its training step clips gradients
+            ctx.clip = self.clips[line]  # its training step clips gradients
         try:
             rendered = render_call(rule, args, kwargs, name=q, ctx=ctx)
         except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
