@@ -37,7 +37,7 @@ from .names import (
     lookup,
 )
 from .rules import load_rules
-from .core.decide import (ASSIGN, CLIP, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
+from .core.decide import (ASSIGN, CLIPS, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
 from .core.decide import decide_init
 from .core.data import DATA_LOADER
@@ -675,7 +675,7 @@ class _Classifier:
         # the training-step facts cost an analysis of the file: only asked where they matter
         site = CallSite(
             q, args, kwargs, _STATEMENT.get(record.flag, VALUE),
-            in_train_step=q == CLIP and call.lineno in self.train_lines(),
+            in_train_step=q in CLIPS and call.lineno in self.train_lines(),
             kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
                             and call.lineno in self.kept_optimizers() else None),
             **self.schedule_facts(q, call.lineno),

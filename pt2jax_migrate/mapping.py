@@ -37,7 +37,7 @@ class CallContext:
     rngs: str | None = None  # the randomness layers with parameters get (None: the target's fresh one)
     key: str | None = None  # expression giving a fresh PRNG key (None: drawn from the target's `rngs`)
     receiver: str | None = None  # tensor-method receiver
-    clip_norm: str | None = None  # optimizers: gradient clipping folded in from the training step
+    clip: str | None = None  # optimizers: the clipping transformation folded in from the training step
     lr_slot: str | None = None  # optimizers an lr scheduler drives: "lr", or also cycled "b1" / "momentum"
 
 
@@ -263,7 +263,7 @@ def render_call(rule: Rule, args: list[Arg], kwargs: dict[str, Arg], *, name: st
     bound = bind(rule, args, kwargs, name)
     _check_arguments(rule, bound)
     if rule.kind == "optimizer":
-        return _render_optimizer(rule, bound, ctx.clip_norm, ctx.lr_slot)
+        return _render_optimizer(rule, bound, ctx.clip, ctx.lr_slot)
     if rule.get("templates") is not None:
         return _render_template(rule, bound, name, ctx)
     return _render_target(rule, bound, name, ctx)
@@ -544,7 +544,7 @@ def _group_selection(node: ast.expr, text: str) -> tuple[str, str] | str:
     return owner.split(".")[0], text
 
 
-def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_slot: str | None = None) -> Rendered:
+def _render_optimizer(rule: Rule, bound: dict, clip: str | None = None, lr_slot: str | None = None) -> Rendered:
     params = bound.get("params")
     groups = param_groups(params.source) if isinstance(params, Arg) else None
     if isinstance(groups, str):
@@ -582,8 +582,8 @@ def _render_optimizer(rule: Rule, bound: dict, clip_norm: str | None = None, lr_
         tx = f"torch_param_groups({model}, [{', '.join(selections)}], [{', '.join(transforms)}])"
     if lr_slot in ("b1", "momentum"):  # OneCycleLR cycles it: held in the state too
         tx = inject_hyperparameter(tx, lr_slot)
-    if clip_norm is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
-        tx = f"optax.chain(optax.clip_by_global_norm({clip_norm}), {tx})"
+    if clip is not None:  # torch clips the gradient before the optimizer (and its decay) sees it
+        tx = f"optax.chain({clip}, {tx})"
     if lr_slot is not None:
         tx = f"with_learning_rate({tx}, {lr})"
         helpers = {*helpers, "with_learning_rate"}

@@ -58,7 +58,7 @@ class StepPlan:
     group: list[int]  # forward + loss statements (moved into the loss function)
     after: list[int]  # statements that read the step's values (moved after the call)
     clip: list[int] = field(default_factory=list)  # clip_grad_norm_ statements (folded into the optimizer)
-    max_norm: str | None = None
+    clip_tx: str | None = None  # the optax transformation the clipping becomes
     accumulate: bool = False  # gradient accumulation: `step` is an `if` holding step(); zero_grad()
 
     def lines_removed(self) -> list[int]:
@@ -113,11 +113,12 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
         # the optimizer must be built here, and the bound must be readable where it is built
         values = {stmts[j].clip[1] for j in clip}  # type: ignore[index]
         if len(clip) > 1 or opt not in optimizers or stmts[clip[0]].clip[0] != optimizers[opt]:  # type: ignore[index]
-            return (f"clip_grad_norm_ is folded into the optimizer only when {opt} is built from the same "
-                    "model's parameters() in this file")
+            return (f"gradient clipping is folded into the optimizer only when {opt} is built from the same "
+                    "model's parameters() in this file, with one clip per step")
         max_norm = values.pop()
-        if not _is_number(max_norm):
-            return f"clip_grad_norm_'s max_norm {max_norm} is not a number (it moves to the optimizer's construction)"
+        if max_norm.startswith("?"):
+            return (f"the clipping bound {max_norm[1:]} is not a number (it moves to the optimizer's "
+                    "construction)")
     # the forward pass is looked for after the previous backward()/step() only: statements
     # before that belong to another step (a GAN's discriminator update, say)
     previous = max((i for i in range(b) if stmts[i].barrier or stmts[i].gated is not None
@@ -195,8 +196,9 @@ def _between_reason(stmts: list[StmtInfo], between: list[int], opt: str, model: 
         where = f"statement {j + 1} of the block, between backward() and step(),"
         if info.reads_grad:
             return (f"{where} reads or clips gradients (.grad, clip_grad_value_); gradients exist only inside the "
-                    "jitted step: clip with clip_grad_norm_(model.parameters(), max_norm) (folded into the "
-                    "optimizer) or add optax.clip(value) to the optimizer's chain by hand")
+                    "jitted step: clip all of the model's gradients with clip_grad_norm_/clip_grad_value_("
+                    "model.parameters(), bound) right before step() (folded into the optimizer's chain), or "
+                    "write the optax transformation into the chain by hand")
         if info.unconverted:
             return f"{where} keeps code that is not converted"
         if info.method is not None and info.method[1] == "step":
@@ -219,20 +221,29 @@ def _is_number(text: str) -> bool:
 
 
 CLIP = "torch.nn.utils.clip_grad_norm_"
+CLIP_VALUE = "torch.nn.utils.clip_grad_value_"
+# gradient clipping right before step() -> the optax transformation at the head of the
+# optimizer's chain (torch clips before the optimizer, and its weight decay, sees the gradient).
+# clip_grad_norm_ scales by max_norm / (norm + 1e-6), optax by max_norm / norm: 1e-6 relative.
+CLIPS = {CLIP: ("max_norm", "optax.clip_by_global_norm"), CLIP_VALUE: ("clip_value", "optax.clip")}
 
 
-def clip_info(args: list[str], keywords: dict[str, str]) -> tuple[str, str] | None:
-    """(model, max_norm) of `clip_grad_norm_(model.parameters(), max_norm)` (default norm type)."""
+def clip_info(args: list[str], keywords: dict[str, str], function: str = CLIP) -> tuple[str, str] | None:
+    """(model, transformation) of `clip_grad_norm_(model.parameters(), max_norm)` (default norm
+    type) or `clip_grad_value_(model.parameters(), clip_value)`."""
     from .mapping import optimizer_model
 
-    if "max_norm" in keywords:
-        args = [*args, keywords.pop("max_norm")]
+    bound, transformation = CLIPS[function]
+    if bound in keywords:
+        args = [*args, keywords.pop(bound)]
     if "parameters" in keywords:
         args = [keywords.pop("parameters"), *args]
     if len(args) != 2 or set(keywords) - {"error_if_nonfinite", "foreach"}:
         return None
     model = optimizer_model(args[0])
-    return (model, args[1]) if model is not None else None
+    if model is None:
+        return None
+    return model, f"{transformation}({args[1]})" if _is_number(args[1]) else f"?{args[1]}"
 
 
 def _called_model(stmts: list[StmtInfo], not_models: set[str]) -> str | None:
@@ -253,10 +264,10 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
     unconverted = any(line in unconverted_lines for line in range(stmt.lineno, end + 1))
     clip = None
     if (qualname is not None and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
-            and qualname(stmt.value.func) == CLIP):
+            and qualname(stmt.value.func) in CLIPS):
         call = stmt.value
         clip = clip_info([ast.unparse(a) for a in call.args],
-                         {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg})
+                         {k.arg: ast.unparse(k.value) for k in call.keywords if k.arg}, qualname(call.func))
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
         call = stmt.value
         if (isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)
@@ -379,8 +390,8 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
                                  or not result.accumulate)
                     if result.accumulate:  # the step() and zero_grad() inside the `if`
                         lines.update(inner.lineno for inner in units[result.step][0].body)
-                    if result.max_norm is not None and clips is not None:
-                        clips[units[result.step][0].lineno] = result.max_norm
+                    if result.clip_tx is not None and clips is not None:
+                        clips[units[result.step][0].lineno] = result.clip_tx
     return lines
 
 

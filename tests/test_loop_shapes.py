@@ -311,8 +311,8 @@ REFUSALS = {
         opt.step()""", "reads or clips gradients (.grad, clip_grad_value_)"),
     "clip_value": ("""
         loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
-        opt.step()""", "add optax.clip(value) to the optimizer's chain by hand"),
+        torch.nn.utils.clip_grad_value_(list(model.parameters())[:1], 0.5)
+        opt.step()""", "write the optax transformation into the chain by hand"),
     "manual_sgd": ("""
         loss.backward()
         with torch.no_grad():
@@ -400,3 +400,24 @@ def test_zero_grad_and_backward_on_one_line(tmp_path, monkeypatch):
     new, _ = same_output(JOINED, tmp_path, monkeypatch)
     assert "# one line\n            loss = train_step(model, opt, xb, yb)\n            total += loss\n" in new
     agree(JOINED)
+
+
+CLIP_VALUE = PRELUDE + textwrap.dedent('''
+    model = Net()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.1)
+    for step in range(5):
+        loss = F.mse_loss(model(x), y * 3)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), clip_value=0.05)
+        opt.step()
+        print(f"step {step} loss {loss.item():.7f}")
+    print("final", model(x)[:4, 0].tolist())
+    ''')
+
+
+def test_clip_grad_value_folds_into_the_optimizer_as_optax_clip(tmp_path, monkeypatch):
+    new, _ = same_output(CLIP_VALUE, tmp_path, monkeypatch)
+    assert "optax.chain(optax.clip(0.05), optax.adamw(0.05, weight_decay=0.1))" in new
+    agree(CLIP_VALUE)
+    assert "clip_grad_value_" in REFUSALS["clip_value"][0]  # refused only when it cannot fold (below)

@@ -25,6 +25,7 @@ from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TO
 
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
 CLIP = "torch.nn.utils.clip_grad_norm_"
+CLIPS = (CLIP, "torch.nn.utils.clip_grad_value_")  # trainstep.CLIPS says what each becomes
 SEED = "torch.manual_seed"
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
 SEEDS = frozenset({SEED, "torch.random.manual_seed"})  # the global generator's seed, under either name
@@ -139,11 +140,12 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
         if reason is not None:
             return manual("PTJ901", f"{q}: {reason}")
         return Decision("PTJ102", True, f"{q}(): becomes a parameter of the converted module", action="parameter")
-    if q == CLIP:  # folded into the optimizer when its training step is converted
+    if q in CLIPS:  # folded into the optimizer when its training step is converted
+        short = q.rsplit(".", 1)[1]
         if site.in_train_step:
-            return Decision("PTJ204", True, "clip_grad_norm_(): becomes optax.clip_by_global_norm in the optimizer",
-                            action="clip")
-        return manual("PTJ204", "clip_grad_norm_(): converted only inside a recognised training step")
+            into = "optax.clip_by_global_norm" if q == CLIP else "optax.clip"
+            return Decision("PTJ204", True, f"{short}(): becomes {into} in the optimizer", action="clip")
+        return manual("PTJ204", f"{short}(): converted only inside a recognised training step")
     if q.startswith(SCHEDULER_PREFIX) and site.scheduler is not None:  # decided with its optimizer
         if site.scheduler:
             return manual("PTJ205", f"{q}: {site.scheduler}")

@@ -7,7 +7,7 @@ import libcst as cst
 
 from ..core.constructs import NO_GRAD, kept_layer
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
-from ..core.decide import CLIP, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.decide import CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
 
@@ -141,7 +141,7 @@ class CallsMixin:
         line = self._pos(original)[0]
         built_as = self.optimizer_calls.get(id(original))
         site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((None if k == "**" else k, v.source) for k, v in kwargs.items()),
-                        statement, in_train_step=q == CLIP and line in self.step_lines,
+                        statement, in_train_step=q in CLIPS and line in self.step_lines,
                         kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None,
                         feeds_data=(line, self._pos(original)[1] - 1) in self.data_generators,
                         array_dataset=q == DATA_LOADER and (line, self._pos(original)[1] - 1) in self.array_loaders,
@@ -178,7 +178,7 @@ class CallsMixin:
             return updated
         ctx = self._ctx()
         if rule.kind == "optimizer" and built_as is not None and line in self.clips:
-            ctx.clip_norm = self.clips[line]  # its training step clips gradients
+            ctx.clip = self.clips[line]  # its training step clips gradients
         if rule.kind == "optimizer" and self.schedules is not None and line in self.schedules.slots:
             ctx.lr_slot = self.schedules.slots[line]  # an lr scheduler (or param_groups) sets its lr
         try:

@@ -14,9 +14,10 @@ def _cst_info(stmt, qualname) -> trainstep.StmtInfo:
     method = None
     call = _expr_call(stmt)
     clip = None
-    if call is not None and qualname(call.func) == trainstep.CLIP:
+    if call is not None and qualname(call.func) in trainstep.CLIPS:
         clip = trainstep.clip_info([code_of(a.value) for a in call.args if a.keyword is None],
-                                   {a.keyword.value: code_of(a.value) for a in call.args if a.keyword is not None})
+                                   {a.keyword.value: code_of(a.value) for a in call.args if a.keyword is not None},
+                                   qualname(call.func))
     if (call is not None and isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name)
             and trainstep.is_training_call(call.func.attr.value, sum(a.keyword is None for a in call.args),
                                            [a.keyword.value for a in call.args if a.keyword is not None])):

@@ -281,7 +281,7 @@ class TrainStepsMixin(AccumulationMixin):
         call = call.with_changes(leading_lines=comments)
         lines = [(body[i], "PTJ202", f"{opt}.zero_grad() removed (gradients are returned, not accumulated)") for i in zero]
         lines.append((body[b], "PTJ203", f"{loss}.backward() -> {self.target.gradient_step} {train_step}"))
-        lines += [(body[i], "PTJ204", f"clip_grad_norm_ -> optax.clip_by_global_norm({plan.max_norm}) in {opt}'s chain")
+        lines += [(body[i], "PTJ204", f"gradient clipping -> {plan.clip_tx} in {opt}'s chain")
                   for i in clip]
         lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
         return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after],
