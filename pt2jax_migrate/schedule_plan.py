@@ -157,9 +157,11 @@ def plan_schedules(scopes, qualname, built: list[dict[str, tuple[int, str]]], ke
                 if sched.optimizer not in optimizers:
                     continue
                 line = optimizers[sched.optimizer][0]
-                if sched.reason is not None and line not in facts.kept and (line not in kept or sched.optimizer in held):
-                    facts.kept[line] = held.get(sched.optimizer) or (f"its lr scheduler {sched.name} (line {sched.call.lineno}) is not converted: "
-                                        f"{sched.reason}; convert the two together")
+                own = line not in kept or sched.optimizer in held  # not already kept for its step
+                if sched.reason is not None and line not in facts.kept and own:
+                    facts.kept[line] = held.get(sched.optimizer) or (
+                        f"its lr scheduler {sched.name} (line {sched.call.lineno}) is not converted: "
+                        f"{sched.reason}; convert the two together")
                     changed = True
                 if sched.reason is None and line in facts.kept:
                     sched.reason = f"its optimizer {sched.optimizer} stays PyTorch"
@@ -187,7 +189,8 @@ def plan_schedules(scopes, qualname, built: list[dict[str, tuple[int, str]]], ke
     for optimizers in built:
         for name, (line, _) in optimizers.items():
             if name in refused_names and line not in facts.kept and (line not in kept or name in held):
-                facts.kept[line] = held.get(name) or f"an lr scheduler of {name} is not converted; convert the two together"
+                facts.kept[line] = held.get(name) or (
+                    f"an lr scheduler of {name} is not converted; convert the two together")
                 facts.slots.pop(line, None)
     for line in list(facts.slots):
         if line in facts.kept:
