@@ -119,7 +119,7 @@ def plan_schedules(scopes, qualname, built: list[dict[str, tuple[int, str]]], ke
                    converts, torch_names: set[str], held: dict[str, str] | None = None) -> ScheduleFacts:
     """scopes: the node lists of each scope (trainstep._scopes); built[i]: optimizer variable ->
     (construction line, torch name) in scope i; kept: construction lines whose step stays PyTorch;
-    converts(line) -> whether that optimizer construction's own arguments convert; held: optimizer
+    converts(line) -> why a scheduler cannot drive that optimizer construction (None: it can); held: optimizer
     variables an earlier round kept for their schedulers -> why (their steps now stay too)."""
     held = held or {}
     facts = ScheduleFacts()
@@ -179,7 +179,7 @@ def plan_schedules(scopes, qualname, built: list[dict[str, tuple[int, str]]], ke
             if isinstance(node, ast.Attribute) and node.attr == "param_groups" and isinstance(node.value, ast.Name) \
                     and node.value.id in optimizers:
                 line, torch_name = optimizers[node.value.id]
-                if line in kept or line in facts.kept or torch_name not in LR_LAST or not converts(line):
+                if line in kept or line in facts.kept or torch_name not in LR_LAST or converts(line) is not None:
                     continue
                 facts.param_groups.add((node.lineno, node.col_offset))
                 facts.slots.setdefault(line, "lr")
@@ -263,8 +263,9 @@ def _check(sched: _Sched, scheds: dict[int, _Sched], by_var: dict[str, _Sched],
         return
     line, torch_name = optimizers[sched.optimizer]
     # its own reasons first (they are the same in every round), then its optimizer's state
-    if not converts(line):
-        sched.reason = f"its optimizer {sched.optimizer} is not converted"
+    refusal = converts(line)
+    if refusal is not None:
+        sched.reason = f"its optimizer {sched.optimizer} {refusal}"
     elif torch_name not in LR_LAST:
         sched.reason = f"{torch_name} does not apply its lr as the last factor of the update"
     elif sched.name == "OneCycleLR" and _cycles_momentum(sched) and LR_LAST[torch_name] is None:

@@ -491,7 +491,7 @@ def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, uncon
                     clips[construction] = step_clips[node.lineno]
     schedules = schedule_plan.plan_schedules(
         scopes, lambda node: qualname_of(node, aliases), built_per_scope, kept,
-        lambda line: _construction_converts(constructions[line]), set(aliases), held)
+        lambda line: _schedule_refusal(constructions[line]), set(aliases), held)
     for line, why in schedules.kept.items():  # an optimizer whose scheduler stays PyTorch stays too
         kept.setdefault(line, line)
     return lines, kept, clips, schedules
@@ -518,6 +518,20 @@ def _construction_converts(construction) -> bool:
                  for a in call.args)
     kwargs = tuple((k.arg, ast.unparse(k.value)) for k in call.keywords)
     return check_rule(rule, name, args, kwargs) is None
+
+
+def _schedule_refusal(construction) -> str | None:
+    """Why an lr scheduler cannot drive this optimizer construction (None: it can)."""
+    from .mapping import param_groups
+
+    if not _construction_converts(construction):
+        return "is not converted"
+    call = construction[2]
+    params = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "params"), None)
+    if params is not None and param_groups(ast.unparse(params)) is not None:
+        # the scheduler helpers hold one lr; each group's own would need its own (mapping refuses it too)
+        return "has parameter groups (an lr scheduler over several groups is not converted)"
+    return None
 
 
 def _scopes(tree: ast.Module):

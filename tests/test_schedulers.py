@@ -354,8 +354,11 @@ REFUSED = {
     "unknown-kwarg": ("torch.optim.Adam(model.parameters())", "lr_scheduler.StepLR(opt, 3, verbose=True)",
                       "argument verbose= is not converted"),
     "resumed": ("torch.optim.Adam(model.parameters())", "lr_scheduler.StepLR(opt, 3, last_epoch=5)", "last_epoch"),
-    "optimizer-refused": ("torch.optim.SGD(model.parameters(), lr=0.1, dampening=0.5)",
+    "optimizer-refused": ("torch.optim.Rprop(model.parameters(), lr=0.1)",
                           "lr_scheduler.StepLR(opt, 3)", "its optimizer opt is not converted"),
+    # each group would need its own lr in the state: refused where lint decides too (trainstep)
+    "param-groups": ("torch.optim.SGD([{'params': model.parameters()}], lr=0.1)",
+                     "lr_scheduler.StepLR(opt, 3)", "parameter groups"),
     "no-momentum-to-cycle": ("torch.optim.Adagrad(model.parameters())",
                              "lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)", "cycle_momentum"),
 }
