@@ -127,10 +127,11 @@ for epoch in range(2):
 def test_dataloader_over_a_tensor_dataset_becomes_an_array_loader_without_torch():
     result = agree(ARRAYS)
     new = result.new_source
-    assert "import torch" not in new and "from torch" not in new and find_residue(new) == []
+    assert "\nimport torch" not in new and "\nfrom torch" not in new and find_residue(new) == []
     assert "train_set = ArrayDataset(x, y)" in new
     assert "loader = ArrayLoader(train_set, batch_size=8, drop_last=False, num_workers=0)" in new
     assert "shuffled = ArrayLoader(ArrayDataset(x, y), batch_size=8, shuffle=True, key=rngs())" in new
+    assert "# pt2jax: shuffled by a JAX key: each epoch's order differs from torch's generator" in new
     unsafe = [f for f in result.findings if f.code == "PTJ401" and f.fix == "unsafe"]
     assert [f.line for f in unsafe] == [8]  # the shuffle: a different order than torch's generator
     assert not [f for f in result.findings if not f.fixable]

@@ -40,7 +40,8 @@ class Net(nn.Module):
             fan_out = m.weight.size(0) * m.weight[0][0].numel()
             with torch.no_grad():
                 m.weight.copy_(torch.linspace(-1, 1, m.weight.data.numel()).reshape(m.weight.data.shape) / fan_out)
-            nn.init.constant_(m.bias, m.weight.shape[1] / 10 + m.weight.dim())
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+            nn.init.constant_(m.bias, m.weight.shape[1] / 10 + m.weight.dim() + 1 / fan_in)
         elif isinstance(m, nn.ConvTranspose2d):
             w = m.weight.data
             m.weight.data.copy_(torch.arange(w.numel()).reshape(w.shape) * 0.01 + w.size(1))
@@ -76,6 +77,7 @@ def test_reads_are_the_parameter_in_torchs_layout(converted):
     assert "m.weight" not in code and "self.fc.weight" not in code
     assert 'n = torch_init.value(m.kernel, layout="transpose").size' in converted
     assert 'w = torch_init.value(m.kernel, layout="conv_transpose")' in converted
+    assert 'fan_in, _ = torch_init.fans(torch_init.value(m.kernel, layout="conv").shape)' in converted
 
 
 @pytest.mark.parametrize("layer", ["fc", "conv", "up"])

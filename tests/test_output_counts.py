@@ -148,7 +148,7 @@ def _rewrite_numbers(run, corpus, out):
     result = run("rewrite", "--out", out, corpus, "--report", "rewrite.md")
     assert result.exit_code == 0, result.output
     changes, todos = _numbers(r"^Wrote \d+ files to \S+ \(\d+ converted; (\d+) changes(?: including \d+ unsafe)?, "
-                              r"(\d+) TODOs left for a person(?:, \d+ notes?)?\)\.$", result.stdout)
+                              r"(\d+) TODOs left for a person\)\.$", result.stdout)
     md = (corpus.parent / "rewrite.md").read_text()
     report = (_numbers(r"^- \*\*Changes:\*\* (\d+) ", md)[0],
               _numbers(r"^- \*\*Left for a person\*\* \(marked `# TODO\(pt2jax\)`\): (\d+)$", md)[0])

@@ -73,4 +73,7 @@ def data_verdict(qualname: str, args: tuple = (), kwargs: tuple = (), array_data
     if bound is not None and bound.get("collate_fn", ARRAY_COLLATE) != ARRAY_COLLATE:
         return MANUAL, (f"{qualname} with its own collate_fn: a batch is what that function returns; make it "
                         "return numpy arrays (then only the loader stays torch)"), "manual"
-    return KEPT, f"{kept_message(qualname)}; its batches arrive as numpy arrays (collate_fn)", ""
+    shuffled = bound is not None and bound.get("shuffle", "False") not in ("False", "None")
+    return KEPT, (f"{kept_message(qualname)}; its batches arrive as numpy arrays (collate_fn)"
+                  + ("; its shuffle draws from torch's global generator, which the converted program no longer "
+                     "seeds" if shuffled else "")), ""

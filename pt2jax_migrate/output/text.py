@@ -148,8 +148,7 @@ def rewrite_summary(results) -> str:
     markers = ""
     if results.markers_disagree:
         markers = f"; {plural(results.todo_markers, 'TODO(pt2jax) comment line')} in the output"
-    notes = f", {plural(counts.notes, 'note')}" if counts.notes else ""  # kept by policy (NOTE(pt2jax) lines)
-    detail = f"{changes}, {todos} left for a person{notes}{markers}"
+    detail = f"{changes}, {todos} left for a person{markers}"
     done, changed = results.files, len(results.changed)
     # a file that could not be read is never summed up as converted or as needing no change
     failed = f"{plural(len(results.errors), 'file')} could not be converted (see the errors)" if results.errors else ""

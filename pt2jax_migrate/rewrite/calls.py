@@ -10,6 +10,7 @@ from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeli
 from ..core.decide import CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
+from .todos import Remark
 
 _ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString,
                 cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp)
@@ -225,6 +226,9 @@ class CallsMixin:
             args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
             args.append(cst.Arg(cst.parse_expression(self._ctx().key), keyword=cst.Name("key"),
                                 equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+            if self.todo_stack:
+                self.todo_stack[-1].append(Remark("shuffled by a JAX key: each epoch's order differs from torch's "
+                                                  "generator (the same samples per epoch)"))
         self.helpers.add(name)
         self.changed(original, decision.code, f"{decision.message} -> {name}", decision.safety)
         return updated.with_changes(func=cst.Name(name), args=args)

@@ -15,12 +15,20 @@ NOTE_PREFIX = "# NOTE(pt2jax): "  # kept by policy (core.data): a note, not a to
 class Note(str):
     """A marker text written with NOTE_PREFIX."""
 
+    prefix = NOTE_PREFIX
+
+
+class Remark(str):
+    """A comment on a conversion (`# pt2jax: ...`): no marker, nothing left to do."""
+
+    prefix = "# pt2jax: "
+
 
 def _with_todos(stmt, todos: list[str]):
     if not todos:
         return stmt
     existing = {line.comment.value for line in stmt.leading_lines if line.comment is not None}
-    marked = [(NOTE_PREFIX if isinstance(text, Note) else TODO_PREFIX) + text for text in dict.fromkeys(todos)]
+    marked = [getattr(text, "prefix", TODO_PREFIX) + text for text in dict.fromkeys(todos)]
     added = [cst.EmptyLine(comment=cst.Comment(line)) for line in dict.fromkeys(marked) if line not in existing]
     if not added:
         return stmt
