@@ -80,7 +80,15 @@ def test_state_dict_is_flat_dotted_and_leaves_rng_out():
     assert "step" in osd and int(osd["step"]) == 2
     assert any(k.endswith("mu.fc.kernel") for k in osd) and any(k.endswith("nu.bn.scale") for k in osd)
     with pytest.raises(TypeError, match="not a converted module"):
-        H["state_dict"](lambda step: 0.1)
+        H["state_dict"](3)
+
+
+def test_a_schedule_has_no_state_of_its_own():
+    schedule = optax.exponential_decay(0.1, 10, 0.5)  # a converted lr scheduler: a function of the step
+    assert H["state_dict"](schedule) == {}
+    assert H["load_state_dict"](schedule, {}) is None
+    with pytest.raises(TypeError, match="not a converted module"):
+        H["load_state_dict"](schedule, {"last_epoch": 3})
 
 
 def test_checkpoint_round_trip_restores_the_training_state(tmp_path, monkeypatch):

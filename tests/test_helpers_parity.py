@@ -127,6 +127,8 @@ def _free_names(source: str) -> set[str]:
             bound.add(node.arg)
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):  # a helper's own lazy import (orbax)
+            bound |= {a.asname or a.name.split(".")[0] for a in node.names}
     return loaded - bound - set(dir(builtins))
 
 

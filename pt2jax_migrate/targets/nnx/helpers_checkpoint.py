@@ -13,7 +13,8 @@ Policy (documented in the rewrite's messages and the README):
 - `state_dict(obj)` is torch's flat dict of dotted names -> arrays: an nnx module's parameters,
   BatchNorm statistics and buffers, or an nnx.Optimizer's step count and moments (the RNG
   streams are left out, as torch leaves them out). JAX arrays are immutable, so it is a
-  snapshot (torch's aliases the live tensors).
+  snapshot (torch's aliases the live tensors). An optax schedule (a converted lr scheduler)
+  has none of its own: it is a function of the optimizer's step count, so it saves `{}`.
 - `load_state_dict(obj, state)` writes those values back (cast to the current dtypes); strict
   like torch: missing or unexpected names raise, shapes must match. The optimizer's
   hyper-parameters are the converted optimizer's own (torch restores its param_groups' lr).
@@ -27,7 +28,9 @@ STATE_DICT = '''\
 def state_dict(obj):
     """torch's module/optimizer .state_dict(): {dotted name: array}, the RNG streams left out."""
     if not isinstance(obj, (nnx.Module, nnx.Optimizer)):
-        raise TypeError(f"state_dict(): {type(obj).__name__} is not a converted module or optimizer")
+        if callable(obj):  # an optax schedule (a converted lr scheduler): a function of the
+            return {}  # optimizer's step count, which the optimizer's state_dict carries
+        raise TypeError(f"state_dict(): {type(obj).__name__} is not a converted module/optimizer")
     flat = nnx.to_flat_state(nnx.state(obj, nnx.Not(nnx.RngState)))
     return {".".join(str(k) for k in path): variable.get_value() for path, variable in flat}
 '''
@@ -37,6 +40,12 @@ def load_state_dict(obj, state, strict=True):
     """torch's module/optimizer .load_state_dict(state): the values of state_dict(obj)'s names
     (a flat dotted dict, or the nested one an Orbax checkpoint holds) written into obj."""
     import collections
+
+    if not isinstance(obj, (nnx.Module, nnx.Optimizer)):
+        if callable(obj) and not state:  # an optax schedule: its state is the optimizer's step
+            return None
+        raise TypeError(f"load_state_dict(): {type(obj).__name__} is not a converted "
+                        "module/optimizer")
 
     def flat(tree, prefix=""):
         for key, value in tree.items():
@@ -49,7 +58,8 @@ def load_state_dict(obj, state, strict=True):
                 yield name, value
 
     current = nnx.state(obj, nnx.Not(nnx.RngState))
-    paths = {".".join(str(k) for k in path): (path, variable) for path, variable in nnx.to_flat_state(current)}
+    paths = {".".join(str(k) for k in path): (path, variable)
+             for path, variable in nnx.to_flat_state(current)}
     given = dict(flat(state))
     missing = [name for name in paths if name not in given]
     unexpected = [name for name in given if name not in paths]
@@ -62,11 +72,13 @@ def load_state_dict(obj, state, strict=True):
             old = variable.get_value()
             value = jnp.asarray(given[name], dtype=old.dtype)
             if value.shape != old.shape:
-                raise RuntimeError(f"size mismatch for {name}: checkpoint {value.shape}, current {old.shape}")
+                raise RuntimeError(f"size mismatch for {name}: checkpoint {value.shape}, "
+                                   f"current {old.shape}")
             new[path] = value
     nnx.replace_by_pure_dict(current, nnx.traversals.unflatten_mapping(new))
     nnx.update(obj, current)
-    return collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")(missing, unexpected)
+    keys = collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")
+    return keys(missing, unexpected)
 '''
 
 _CHECKPOINT_DIR = '''\
@@ -102,13 +114,13 @@ def save_checkpoint(obj, f):
             return [plain(v, where) for v in value]
         if isinstance(value, dict):
             return {str(k): plain(v, where) for k, v in value.items()}
-        raise TypeError(f"save_checkpoint: {'/'.join(where)} is a {type(value).__name__}; a checkpoint "
-                        "holds arrays, numbers, strings, None, and dicts/lists of them")
+        raise TypeError(f"save_checkpoint: {'/'.join(where)} is a {type(value).__name__}; a "
+                        "checkpoint holds arrays, numbers, strings, None, and dicts/lists of them")
 
     def whole(value):
         if isinstance(value, (nnx.Module, nnx.Optimizer)):
-            raise TypeError("save_checkpoint: a whole module/optimizer is not saved (torch pickles it): "
-                            "save its state_dict() and load it into a newly built one")
+            raise TypeError("save_checkpoint: a whole module/optimizer is not saved (torch "
+                            "pickles it): save its state_dict(), load it into a new one")
 
     def split(value, where, extra):  # the arrays for Orbax; array-free dict entries go to `extra`
         whole(value)
@@ -126,25 +138,26 @@ def save_checkpoint(obj, f):
             return value
         if isinstance(value, (bool, int, float)):
             return value
-        raise TypeError(f"save_checkpoint: {'/'.join(where)} is a {type(value).__name__} inside a list "
-                        "of arrays; a checkpoint holds arrays, numbers and dicts/lists of them")
+        raise TypeError(f"save_checkpoint: {'/'.join(where)} is a {type(value).__name__} inside "
+                        "a list of arrays; a checkpoint holds arrays, numbers, dicts, lists")
 
     path = checkpoint_dir(f)
     extra = []
     arrays = split({"obj": obj}, [], extra)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "_CHECKPOINT_METADATA")):
-        raise IsADirectoryError(f"{path} is a directory but not an Orbax checkpoint: not overwritten")
+        raise IsADirectoryError(f"{path} is a directory but no Orbax checkpoint: not overwritten")
     if os.path.isfile(path) or os.path.islink(path):
         os.remove(path)  # torch.save replaces the file there
     items = {"extra": ocp.args.JsonSave({"entries": extra})}
     if arrays:
         items["arrays"] = ocp.args.StandardSave(arrays)
-    ocp.Checkpointer(ocp.CompositeCheckpointHandler()).save(path, ocp.args.Composite(**items), force=True)
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    checkpointer.save(path, ocp.args.Composite(**items), force=True)
 '''
 
 LOAD_CHECKPOINT = '''\
 def load_checkpoint(f):
-    """torch.load(f): what save_checkpoint(obj, f) wrote, arrays as jax arrays on the default device."""
+    """torch.load(f): what save_checkpoint(obj, f) wrote (arrays on JAX's default device)."""
     import os
 
     import orbax.checkpoint as ocp
@@ -152,13 +165,14 @@ def load_checkpoint(f):
     path = checkpoint_dir(f)
     if not os.path.isdir(path):
         if os.path.exists(path):
-            raise ValueError(f"{path} is a file, not an Orbax checkpoint directory (a PyTorch pickle?): "
-                             "save it again from the converted program")
+            raise ValueError(f"{path} is a file, not an Orbax checkpoint directory (a PyTorch "
+                             "pickle?): save it again from the converted program")
         raise FileNotFoundError(path)
     items = {"extra": ocp.args.JsonRestore()}
     if os.path.isdir(os.path.join(path, "arrays")):
         items["arrays"] = ocp.args.StandardRestore()
-    restored = ocp.Checkpointer(ocp.CompositeCheckpointHandler()).restore(path, ocp.args.Composite(**items))
+    checkpointer = ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    restored = checkpointer.restore(path, ocp.args.Composite(**items))
     tree = restored["arrays"] if "arrays" in items else {}
     for where, value in restored["extra"]["entries"]:
         node = tree

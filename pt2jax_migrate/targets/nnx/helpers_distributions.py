@@ -29,13 +29,14 @@ class TorchDistribution:
         return sample_shape + self.batch_shape
 
     def rsample(self, sample_shape=()):
-        raise NotImplementedError(f"{type(self).__name__}.rsample: not reparameterizable (torch refuses it too)")
+        raise NotImplementedError(f"{type(self).__name__}.rsample: not reparameterizable "
+                                  "(torch refuses it too)")
 
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
-        raise NotImplementedError(f"{type(self).__name__}.{name}: not converted (sample, rsample, log_prob, "
-                                  "entropy, mean, variance, stddev, probs and logits are)")
+        raise NotImplementedError(f"{type(self).__name__}.{name}: not converted (sample, rsample, "
+                                  "log_prob, entropy, mean, variance, stddev, probs, logits are)")
 '''
 
 _CATEGORICAL = '''\
@@ -57,7 +58,8 @@ class TorchCategorical(TorchDistribution):
         super().__init__(self.logits.shape[:-1], key)
 
     def sample(self, sample_shape=()):
-        return jax.random.categorical(self._next_key(), self.logits, shape=self._shape(sample_shape))
+        shape = self._shape(sample_shape)
+        return jax.random.categorical(self._next_key(), self.logits, shape=shape)
 
     def log_prob(self, value):
         value = jnp.asarray(value).astype(jnp.int32)[..., None]
@@ -82,7 +84,8 @@ class TorchNormal(TorchDistribution):
     """torch.distributions.Normal(loc, scale)."""
 
     def __init__(self, loc, scale, *, key):
-        self.loc, self.scale = jnp.broadcast_arrays(jnp.asarray(loc, dtype=float), jnp.asarray(scale, dtype=float))
+        loc, scale = jnp.asarray(loc, dtype=float), jnp.asarray(scale, dtype=float)
+        self.loc, self.scale = jnp.broadcast_arrays(loc, scale)
         super().__init__(self.loc.shape, key)
 
     def rsample(self, sample_shape=()):
@@ -94,7 +97,8 @@ class TorchNormal(TorchDistribution):
 
     def log_prob(self, value):
         var = self.scale**2
-        return -((value - self.loc) ** 2) / (2 * var) - jnp.log(self.scale) - math.log(math.sqrt(2 * math.pi))
+        log_norm = math.log(math.sqrt(2 * math.pi))
+        return -((value - self.loc) ** 2) / (2 * var) - jnp.log(self.scale) - log_norm
 
     def entropy(self):
         return 0.5 + 0.5 * math.log(2 * math.pi) + jnp.log(self.scale)
@@ -114,7 +118,7 @@ class TorchNormal(TorchDistribution):
 
 _BERNOULLI = '''\
 class TorchBernoulli(TorchDistribution):
-    """torch.distributions.Bernoulli(probs=... | logits=...): samples are 0./1. floats, as torch's."""
+    """torch.distributions.Bernoulli(probs=... | logits=...): samples are 0./1. floats."""
 
     def __init__(self, probs=None, logits=None, *, key):
         if (probs is None) == (logits is None):
