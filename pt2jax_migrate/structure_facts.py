@@ -31,7 +31,6 @@ class ClassFacts:
     # the torch container the class subclasses, itself or through a class of this file
     # (core.constructs.CONTAINER_BASES: "sequential" / "dict"), "" for a plain nn.Module
     container: str = ""
-    torch_base: bool = False  # a class of this file whose base is a torch module class
 
 
 @dataclass
@@ -136,7 +135,6 @@ def analyse(tree: ast.Module) -> StructureFacts:
         facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts,
                                                  functions)
         facts.classes[cls.name].container = containers.get(cls.name, "")
-        facts.classes[cls.name].torch_base = cls.name in containers
         _module_children(cls, containers.get(cls.name), roots, class_names, facts)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
