@@ -64,6 +64,23 @@ def _check_model_name(model: str) -> None:
 
 
 @contextmanager
+def build_models(torch_file, jax_file, original: str, model: str, init: str, seed: int, target):
+    """NAME(ARGS) from each loaded file: torch's under torch.manual_seed(seed), the converted one
+    with the target's build keyword (rngs) when its constructor takes it."""
+    import torch
+
+    torch.manual_seed(seed)
+    torch_model = _build(torch_file, model, init)
+    if not isinstance(torch_model, torch.nn.Module):
+        raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
+    keyword, value, shown = target.build_keyword(seed)
+    if _accepts_keyword(_lookup(jax_file, model), keyword):
+        converted = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
+    else:  # e.g. a parameter-free module without __init__: the rewrite adds no rngs there
+        converted = _build(jax_file, model, init)
+    return torch_model, converted
+
+
 def _jax_x64(enabled: bool):
     """Enable JAX float64 for the duration (restored afterwards: the flag is process-wide)."""
     import jax
@@ -270,15 +287,7 @@ def _run_once(
         torch_file = stack.enter_context(_loaded(original, roots, "torch"))
         jax_file = stack.enter_context(_loaded(converted, roots, target.name))
 
-        torch.manual_seed(seed)
-        torch_model = _build(torch_file, model, init)
-        if not isinstance(torch_model, torch.nn.Module):
-            raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
-        keyword, value, shown = target.build_keyword(seed)
-        if _accepts_keyword(_lookup(jax_file, model), keyword):
-            nnx_model = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
-        else:  # e.g. a parameter-free module without __init__: the rewrite adds no rngs there
-            nnx_model = _build(jax_file, model, init)
+        torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
         if not target.is_model(nnx_model):
             raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
                               f"not an {target.module_base}")

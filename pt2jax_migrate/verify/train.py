@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compare import errors
-from .engine import _accepts_keyword, _build, _check_model_name, _jax_x64, _loaded, _lookup, _where
+from .engine import _check_model_name, _jax_x64, _loaded, _lookup, _where, build_models
 from .loader import expression_names
 from .report import DEFAULT_TOLERANCES, PASS, ROUNDING, VerifyError
 from .specs import make_arrays, parse_spec
@@ -195,15 +195,7 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         jax_file = stack.enter_context(_loaded(converted, jax_roots, target.name))
 
         # --- the two models, the same weights (as verify builds them)
-        torch.manual_seed(seed)
-        torch_model = _build(torch_file, model, init)
-        if not isinstance(torch_model, torch.nn.Module):
-            raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
-        kw, value, shown = target.build_keyword(seed)
-        if _accepts_keyword(_lookup(jax_file, model), kw):
-            nnx_model = _build(jax_file, model, init, f"{kw}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
-        else:
-            nnx_model = _build(jax_file, model, init)
+        torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
         if not target.is_model(nnx_model):
             raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
                               f"not an {target.module_base}")
