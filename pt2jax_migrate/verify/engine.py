@@ -63,7 +63,6 @@ def _check_model_name(model: str) -> None:
         raise VerifyError(f"--model {model!r} is not a class or function name")
 
 
-@contextmanager
 def build_models(torch_file, jax_file, original: str, model: str, init: str, seed: int, target):
     """NAME(ARGS) from each loaded file: torch's under torch.manual_seed(seed), the converted one
     with the target's build keyword (rngs) when its constructor takes it."""
@@ -81,6 +80,7 @@ def build_models(torch_file, jax_file, original: str, model: str, init: str, see
     return torch_model, converted
 
 
+@contextmanager
 def _jax_x64(enabled: bool):
     """Enable JAX float64 for the duration (restored afterwards: the flag is process-wide)."""
     import jax
