@@ -500,7 +500,7 @@ def _segment(text: str, node: ast.expr) -> str:
     return ast.get_source_segment(text, node) or ast.unparse(node)
 
 
-def _group_selection(node: ast.expr, text: str) -> tuple[str, str] | str:
+def _group_selection(node: ast.expr, text: str) -> tuple[str, str | tuple[str, str]] | str:
     """(root model, converted text) of one group's 'params', or why it is not converted."""
     unconverted = ("a group's 'params' is converted when it is model.sub.parameters() or "
                    "[p for n, p in model.named_parameters() if <test of n or p.ndim>]")
@@ -509,7 +509,7 @@ def _group_selection(node: ast.expr, text: str) -> tuple[str, str] | str:
         owner = ast.unparse(node.func.value)
         if not re.fullmatch(r"[A-Za-z_][\w.]*", owner):
             return unconverted
-        return owner.split(".")[0], f"nnx.state({owner}, nnx.Param)"
+        return owner.split(".")[0], ("parameters", owner)  # the target spells it (render_parameters)
     if not (isinstance(node, (ast.ListComp, ast.GeneratorExp)) and len(node.generators) == 1):
         return unconverted
     loop = node.generators[0]
@@ -553,7 +553,7 @@ def _render_optimizer(rule: Rule, bound: dict, clip: str | None = None, lr_slot:
     if model is None:
         raise Refused("only `model.parameters()` and parameter groups over one model are converted (for "
                       "filter(lambda p: p.requires_grad, ...) write model.parameters(): parameters frozen by "
-                      "requires_grad_(False) are no nnx.Param, so the converted optimizer leaves them out)")
+                      "requires_grad_(False) are no longer trained parameters, so the converted optimizer leaves them out)")
     lr = None
     if lr_slot is not None:  # optax's own lr is 1.0: the scheduled lr is the final factor, as in torch
         if groups is not None:
@@ -574,11 +574,13 @@ def _render_optimizer(rule: Rule, bound: dict, clip: str | None = None, lr_slot:
                 raise Refused(f"parameter group option {unknown[0]!r} is not an argument of {rule.label}")
             merged = {**bound, **{k: make_arg(v) for k, v in options.items()}}
             group_tx, group_helpers = _transformation(rule, merged)
+            if isinstance(selection, tuple):  # ("parameters", owner): all of a submodule's
+                selection = target_of(rule).render_parameters(selection[1])
+            else:
+                helpers.add("torch_named_parameters")
             selections.append(selection)
             transforms.append(group_tx)
             helpers |= group_helpers
-            if selection.startswith("["):
-                helpers.add("torch_named_parameters")
         tx = f"torch_param_groups({model}, [{', '.join(selections)}], [{', '.join(transforms)}])"
     if lr_slot in ("b1", "momentum"):  # OneCycleLR cycles it: held in the state too
         tx = inject_hyperparameter(tx, lr_slot)

@@ -145,6 +145,10 @@ class Target(ABC):
     def render_optimizer(self, model: str, transformation: str) -> str:
         """The optimizer state for `model` driven by an optax `transformation`."""
 
+    def render_parameters(self, owner: str) -> str:
+        """The trained parameters of the (sub)module `owner` (a parameter group's selection)."""
+        raise NotImplementedError(f"{self.name} has no parameter-group selection")
+
     # ---------------------------------------------------------------- training step
 
     @abstractmethod

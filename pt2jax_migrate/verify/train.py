@@ -231,8 +231,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         jax_opt = _evaluate(jax_file, optimizer.jax, dict.fromkeys(optimizer.model_names, nnx_model),
                             optimizer.jax_where)
         if not runtime.is_optimizer(jax_opt):
-            raise VerifyError(f"{optimizer.jax_where}: {optimizer.jax} is a {type(jax_opt).__name__}, not an "
-                              "nnx.Optimizer")
+            raise VerifyError(f"{optimizer.jax_where}: {optimizer.jax} is a {type(jax_opt).__name__}, not the "
+                              f"{target.name} target's optimizer")
 
         # --- the steps
         if step:

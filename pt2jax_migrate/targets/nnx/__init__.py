@@ -75,6 +75,9 @@ class NNXTarget(Target):
     def render_optimizer(self, model: str, transformation: str) -> str:
         return f"nnx.Optimizer({model}, {transformation}, wrt=nnx.Param)"
 
+    def render_parameters(self, owner: str) -> str:
+        return f"nnx.state({owner}, nnx.Param)"
+
     def train_step(self, *, name: str, loss_fn: str, model: str, optimizer: str, params: list[str],
                    body: str, loss: str, aux: list[str]) -> str:
         header = ", ".join([model, optimizer, *params])
