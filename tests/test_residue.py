@@ -110,7 +110,7 @@ def test_rewrite_marks_what_it_leaves_and_lint_reports_the_same():
         import torch
         import torch.nn as nn
 
-        class Block(nn.Sequential):
+        class Block(nn.Linear):  # a torch layer subclassed (nn.Sequential subclasses convert)
             pass
 
         @torch.jit.unused

@@ -108,7 +108,7 @@ def test_a_dataloaders_generator_stays_pytorchs():
     result = rewrite_source(LOADER, "loader.py")
     new = result.new_source
     assert "g = torch.Generator()\ng.manual_seed(0)\n" in new
-    assert "generator=torch.Generator().manual_seed(3))" in new
+    assert "generator=torch.Generator().manual_seed(3), collate_fn=numpy_collate)" in new
     kept = [(f.line, f.code) for f in result.findings if not f.fixable and "torch.Generator" in f.message]
     assert kept == [(4, "PTJ401"), (7, "PTJ401")]
     assert "h = nnx.Rngs(1)" in new and "jax.random.normal(h(), (3,))" in new

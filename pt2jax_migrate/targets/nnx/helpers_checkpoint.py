@@ -28,7 +28,7 @@ STATE_DICT = '''\
 def state_dict(obj):
     """torch's module/optimizer .state_dict(): {dotted name: array}, the RNG streams left out."""
     if not isinstance(obj, (nnx.Module, nnx.Optimizer)):
-        own = getattr(obj, "state_dict", None)  # a helper keeping torch's own (an lr scheduler)
+        own = getattr(obj, "state_dict", None)  # a helper with torch's own (lr scheduler)
         if callable(own):
             return own()
         if callable(obj):  # an optax schedule (a converted lr scheduler): a function of the
@@ -45,7 +45,7 @@ def load_state_dict(obj, state, strict=True):
     import collections
 
     if not isinstance(obj, (nnx.Module, nnx.Optimizer)):
-        own = getattr(obj, "load_state_dict", None)  # a helper keeping torch's own (an lr scheduler)
+        own = getattr(obj, "load_state_dict", None)  # a helper with torch's own (lr scheduler)
         if callable(own):
             return own(state)
         if callable(obj) and not state:  # an optax schedule: its state is the optimizer's step

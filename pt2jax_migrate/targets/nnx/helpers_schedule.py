@@ -45,10 +45,13 @@ class ParamGroup(dict):
 
     def __getitem__(self, key):
         value = super().__getitem__(key)
-        slot = hyperparam_slot(self.optimizer.opt_state, self.SLOTS[key]) if key in self.SLOTS else None
+        slot = None
+        if key in self.SLOTS:
+            slot = hyperparam_slot(self.optimizer.opt_state, self.SLOTS[key])
         if slot is not None:  # the state is the truth: load_state_dict(optimizer, ...) restores it
             held = slot.get_value()
-            if float(jnp.asarray(value[0] if key == "betas" else value, held.dtype)) != float(held):
+            mine = value[0] if key == "betas" else value
+            if float(jnp.asarray(mine, held.dtype)) != float(held):
                 value = (float(held), value[1]) if key == "betas" else float(held)
                 super().__setitem__(key, value)
         return value

@@ -38,7 +38,7 @@ def jit_train_step(step):
         treedef = jax.tree.structure(state)
         flags = [(m, name) for _, m in nnx.iter_graph(nodes) if isinstance(m, nnx.Module)
                  for name in modes if name in vars(m)]
-        if treedef.num_leaves != len(variables):  # a Variable holding a non-array: leave it to nnx.jit
+        if treedef.num_leaves != len(variables):  # a Variable holding a non-array: nnx.jit's job
             return nodes, None, variables, flags, [getattr(m, name) for m, name in flags]
         key = (positions, graphdef, treedef)
         if key not in compiled:
@@ -50,20 +50,22 @@ def jit_train_step(step):
                 out = step(*full, **kwargs)
                 new_state = nnx.state(merged)
                 if jax.tree.structure(new_state) != treedef:
-                    raise ValueError(f"{step.__name__} changed the structure of its models or optimizers")
+                    raise ValueError(
+                        f"{step.__name__} changed the structure of its models or optimizers")
                 return out, jax.tree.leaves(new_state)
 
             compiled[key] = jax.jit(on_arrays)
         return nodes, compiled[key], variables, flags, [getattr(m, name) for m, name in flags]
 
     def call(*args, **kwargs):
-        positions = tuple(i for i, a in enumerate(args) if isinstance(a, (nnx.Pytree, nnx.Variable)))
+        positions = tuple(i for i, a in enumerate(args)
+                          if isinstance(a, (nnx.Pytree, nnx.Variable)))
         key = (positions, *[id(args[i]) for i in positions])
         entry = splits.get(key)
         if (entry is None or any(node is not args[i] for node, i in zip(entry[0], positions))
                 or [getattr(m, name) for m, name in entry[3]] != entry[4]):
             splits.pop(key, None)
-            if len(splits) >= 8:  # keep the latest few (model, optimizer) pairs alive, not every one
+            if len(splits) >= 8:  # keep the latest few (model, optimizer) pairs alive only
                 splits.pop(next(iter(splits)))
             entry = splits[key] = split(args, positions)
         jitted, variables = entry[1], entry[2]
@@ -77,7 +79,8 @@ def jit_train_step(step):
 
     fallback = nnx.jit(step)
     call.reset = splits.clear
-    call.__name__, call.__qualname__, call.__doc__, call.__wrapped__ = step.__name__, step.__qualname__, step.__doc__, step
+    call.__name__, call.__qualname__ = step.__name__, step.__qualname__
+    call.__doc__, call.__wrapped__ = step.__doc__, step
     return call
 '''
 
