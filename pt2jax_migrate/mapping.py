@@ -628,15 +628,16 @@ def inject_hyperparameter(tx: str, name: str) -> str:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
                 and node.func.value.id == "optax" and node.func.attr in INJECTABLE.get(name, ()):
-            if not any(k.arg == name for k in node.keywords):
-                node.keywords.append(ast.keyword(arg=name, value=ast.Constant(0.9 if name == "b1" else 0.0)))
+            keyword = "decay" if node.func.attr == "trace" else name  # torch's momentum buffer as its own step
+            if not any(k.arg == keyword for k in node.keywords):
+                node.keywords.append(ast.keyword(arg=keyword, value=ast.Constant(0.9 if name == "b1" else 0.0)))
             node.func = ast.parse(f"optax.inject_hyperparams({ast.unparse(node.func)})", mode="eval").body
             return ast.unparse(tree)
     raise Refused(f"cannot hold {name} of {tx} in the optimizer's state")
 
 
 # optax optimizers taking the hyperparameter OneCycleLR cycles
-INJECTABLE = {"b1": ("adam", "adamw", "adamax", "nadam", "radam"), "momentum": ("sgd", "rmsprop")}
+INJECTABLE = {"b1": ("adam", "adamw", "adamax", "nadam", "radam"), "momentum": ("sgd", "rmsprop", "trace")}
 
 
 def _algorithm(rule: Rule, bound: dict, effective: dict, present: list[str]) -> tuple[str, set[str]]:

@@ -20,8 +20,11 @@ HYPERPARAM_SLOT = '''\
 def hyperparam_slot(state, name):
     """The state array of an injected hyperparameter (optax.inject_hyperparams), searched last
     first: the learning-rate factor is the last transformation of the chain."""
-    if hasattr(state, "hyperparams") and name in state.hyperparams:
-        return state.hyperparams[name]
+    if hasattr(state, "hyperparams"):
+        # torch's momentum is optax.trace's decay where the momentum buffer is its own step
+        for key in (name, "decay") if name == "momentum" else (name,):
+            if key in state.hyperparams:
+                return state.hyperparams[key]
     if isinstance(state, (tuple, list)):
         for part in reversed(state):
             found = hyperparam_slot(part, name)
