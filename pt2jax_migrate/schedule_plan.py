@@ -263,7 +263,8 @@ def _check(sched: _Sched, scheds: dict[int, _Sched], by_var: dict[str, _Sched],
         return
     line, torch_name = optimizers[sched.optimizer]
     # its own reasons first (they are the same in every round), then its optimizer's state
-    refusal = converts(line)
+    cycled = LR_LAST.get(torch_name) if sched.name == "OneCycleLR" and _cycles_momentum(sched) else None
+    refusal = converts(line, cycled or "lr")
     if refusal is not None:
         sched.reason = f"its optimizer {sched.optimizer} {refusal}"
     elif torch_name not in LR_LAST:

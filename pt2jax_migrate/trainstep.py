@@ -491,7 +491,7 @@ def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, uncon
                     clips[construction] = step_clips[node.lineno]
     schedules = schedule_plan.plan_schedules(
         scopes, lambda node: qualname_of(node, aliases), built_per_scope, kept,
-        lambda line: _schedule_refusal(constructions[line]), set(aliases), held)
+        lambda line, slot="lr": _schedule_refusal(constructions[line], slot), set(aliases), held)
     for line, why in schedules.kept.items():  # an optimizer whose scheduler stays PyTorch stays too
         kept.setdefault(line, line)
     return lines, kept, clips, schedules
@@ -520,9 +520,11 @@ def _construction_converts(construction) -> bool:
     return check_rule(rule, name, args, kwargs) is None
 
 
-def _schedule_refusal(construction) -> str | None:
-    """Why an lr scheduler cannot drive this optimizer construction (None: it can)."""
-    from .mapping import param_groups
+def _schedule_refusal(construction, slot: str = "lr") -> str | None:
+    """Why an lr scheduler cannot drive this optimizer construction (None: it can): the rewrite
+    renders it holding the scheduled `slot` (lr, or OneCycleLR's cycled b1 / momentum), so that is
+    tried here too, and lint and rewrite never part ways over a rendering gap."""
+    from .mapping import CallContext, Refused, make_arg, param_groups, render_call
 
     if not _construction_converts(construction):
         return "is not converted"
@@ -531,6 +533,14 @@ def _schedule_refusal(construction) -> str | None:
     if params is not None and param_groups(ast.unparse(params)) is not None:
         # the scheduler helpers hold one lr; each group's own would need its own (mapping refuses it too)
         return "has parameter groups (an lr scheduler over several groups is not converted)"
+    rule, name = construction[0], construction[1]
+    args = [make_arg(ast.unparse(a.value), True) if isinstance(a, ast.Starred) else make_arg(ast.unparse(a))
+            for a in call.args]
+    kwargs = {k.arg: make_arg(ast.unparse(k.value)) for k in call.keywords if k.arg}
+    try:
+        render_call(rule, args, kwargs, name=name, ctx=CallContext(lr_slot=slot))
+    except Refused as why:
+        return f"cannot be driven by it: {why}"
     return None
 
 

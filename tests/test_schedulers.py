@@ -495,3 +495,31 @@ for i in range(3):
     assert linted[(6, "PTJ205")] is False and linted[(10, "PTJ201")] is False
     assert not any(linted.values()), linted
     assert "an lr scheduler of opt is not converted" in result.new_source
+
+
+AGREEMENT_OPTIMIZERS = [
+    "torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)",
+    "torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, dampening=0.1)",
+    "torch.optim.Adam(model.parameters(), amsgrad=True)",
+    "torch.optim.AdamW(model.parameters())",
+    "torch.optim.NAdam(model.parameters(), lr=0.01)",
+    "torch.optim.RAdam(model.parameters())",
+    "torch.optim.Adamax(model.parameters())",
+    "torch.optim.Adadelta(model.parameters())",
+    "torch.optim.Adagrad(model.parameters())",
+    "torch.optim.RMSprop(model.parameters(), momentum=0.9)",
+    "torch.optim.RMSprop(model.parameters(), momentum=0.9, centered=True)",
+]
+
+
+@pytest.mark.parametrize("scheduler", ["lr_scheduler.StepLR(opt, 3)",
+                                       "lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=10)"])
+@pytest.mark.parametrize("optimizer", AGREEMENT_OPTIMIZERS)
+def test_every_optimizer_with_a_scheduler_is_decided_once(optimizer, scheduler):
+    """The optimizer the rewrite renders for a scheduler (lr 1.0, a cycled b1/momentum held in
+    the state) is the one the shared plan tried: lint and rewrite agree, and the unit converts
+    whole or stays whole -- never a converted scheduler on a PyTorch optimizer."""
+    linted, written, result = decisions(PROGRAM.format(optimizer=optimizer, scheduler=scheduler))
+    assert linted == written
+    assert len(set(written.values())) == 1, written
+    compile(result.new_source, "program.py", "exec")
