@@ -112,7 +112,7 @@ def torch_step(source: str) -> tuple[int, ast.Module]:
                 if model is not None:
                     optimizers[node.targets[0].id] = model
     steps = []
-    for body in _blocks(tree):
+    for body in trainstep._blocks(tree):
         infos = [trainstep.ast_info(stmt) for stmt in body]
         for b, info in enumerate(infos):
             if info.method is None or info.method[1] != "backward":
@@ -129,11 +129,13 @@ def torch_step(source: str) -> tuple[int, ast.Module]:
 
 def jax_step_call(source: str) -> tuple[int, ast.Module, list[str]]:
     """(line, the statement as a module, its target names) of the first call to a jitted train step."""
+    from pt2jax_migrate import trainstep
+
     tree = ast.parse(source)
     steps = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
              and any(ast.unparse(d) in STEP_DECORATORS for d in node.decorator_list)}
     calls = []
-    for body in _blocks(tree):
+    for body in trainstep._blocks(tree):
         for stmt in body:
             if isinstance(stmt, (ast.Assign, ast.Expr)) and isinstance(stmt.value, ast.Call) \
                     and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id in steps:
@@ -142,20 +144,6 @@ def jax_step_call(source: str) -> tuple[int, ast.Module, list[str]]:
     if not calls:
         raise LookupError("no call to a jitted train step in the converted program")
     return min(calls, key=lambda c: c[0])
-
-
-def _blocks(tree: ast.Module):
-    stack = [tree.body]
-    while stack:
-        body = stack.pop()
-        yield body
-        for stmt in body:
-            for field in ("body", "orelse", "finalbody"):
-                inner = getattr(stmt, field, None)
-                if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                    stack.append(inner)
-            for handler in getattr(stmt, "handlers", []):
-                stack.append(handler.body)
 
 
 # ----------------------------------------------------------------------------- worker (one subprocess)

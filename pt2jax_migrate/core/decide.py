@@ -87,6 +87,15 @@ def note(code: str, message: str) -> Decision:
     return Decision(code, False, message, "", "note")
 
 
+def decide_scheduler(q: str, verdict: str) -> Decision:
+    """An lr scheduler, called or referenced: the schedule plan's verdict ("" converts)."""
+    if verdict:
+        return manual("PTJ205", f"{q}: {verdict}")
+    name = q[len(SCHEDULER_PREFIX):]
+    return Decision("PTJ205", True, f"{q}: becomes the {name} helper (host-side, torch's exact lr sequence, "
+                    "written into the optimizer's state)", action="scheduler")
+
+
 def decide_data(site: CallSite) -> Decision:
     """A data-pipeline call (core.data): an array dataset/loader, or kept by the policy."""
     kind, message, safety = data_verdict(site.qualname, site.args, site.kwargs, site.array_dataset)
@@ -147,11 +156,7 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
             return Decision("PTJ204", True, f"{short}(): becomes {into} in the optimizer", action="clip")
         return manual("PTJ204", f"{short}(): converted only inside a recognised training step")
     if q.startswith(SCHEDULER_PREFIX) and site.scheduler is not None:  # decided with its optimizer
-        if site.scheduler:
-            return manual("PTJ205", f"{q}: {site.scheduler}")
-        name = q[len(SCHEDULER_PREFIX):]
-        return Decision("PTJ205", True, f"{q}: becomes the {name} helper (host-side, torch's exact lr sequence, "
-                        "written into the optimizer's state)", action="scheduler")
+        return decide_scheduler(q, site.scheduler)
     if is_data_pipeline(q):
         return decide_data(site)
     found = category(q)
@@ -264,11 +269,7 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
         return Decision(rule.code, True, f"{q} used as a value becomes {rule.get('target')}",
                         rule.get("safety", "safe"), "value", rule)
     if q.startswith(SCHEDULER_PREFIX) and site.scheduler is not None:  # decided with its optimizer
-        if site.scheduler:
-            return manual("PTJ205", f"{q}: {site.scheduler}")
-        name = q[len(SCHEDULER_PREFIX):]
-        return Decision("PTJ205", True, f"{q}: becomes the {name} helper (host-side, torch's exact lr sequence, "
-                        "written into the optimizer's state)", action="scheduler")
+        return decide_scheduler(q, site.scheduler)
     found = category(q)
     if found is not None:
         return found

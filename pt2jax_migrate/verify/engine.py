@@ -80,6 +80,28 @@ def build_models(torch_file, jax_file, original: str, model: str, init: str, see
     return torch_model, converted
 
 
+def build_transferred(torch_file, jax_file, original: str, converted: str, model: str, init: str, seed: int,
+                      target, *, weights_map, perturb: bool, float64: bool):
+    """build_models, then torch's weights (perturbed when asked) copied into the converted model
+    by the tables: (torch model, converted model, transfer entries, what apply_transfer did)."""
+    from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
+
+    torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
+    if not target.is_model(nnx_model):
+        raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
+                          f"not an {target.module_base}")
+    if float64:
+        torch_model = torch_model.double()
+    try:
+        entries = plan_transfer(torch_model, nnx_model, target=target, weights_map=weights_map)
+    except VerifyError as exc:
+        raise VerifyError(f"{converted}: {exc}") from exc
+    if perturb:
+        perturb_weights(entries, seed)
+    transferred = apply_transfer(entries, nnx_model, dtype="float64" if float64 else None, target=target)
+    return torch_model, nnx_model, entries, transferred
+
+
 @contextmanager
 def _jax_x64(enabled: bool):
     """Enable JAX float64 for the duration (restored afterwards: the flag is process-wide)."""
@@ -278,7 +300,6 @@ def _run_once(
     import torch
 
     from ..targets import get_target
-    from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
 
     target = get_target(target)  # builds, runs and maps weights into the converted model
 
@@ -287,20 +308,9 @@ def _run_once(
         torch_file = stack.enter_context(_loaded(original, roots, "torch"))
         jax_file = stack.enter_context(_loaded(converted, roots, target.name))
 
-        torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
-        if not target.is_model(nnx_model):
-            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
-                              f"not an {target.module_base}")
-        if float64:
-            torch_model = torch_model.double()
-
-        try:
-            entries = plan_transfer(torch_model, nnx_model, target=target, weights_map=weights_map)
-        except VerifyError as exc:
-            raise VerifyError(f"{converted}: {exc}") from exc
-        if perturb:
-            perturb_weights(entries, seed)
-        transferred = apply_transfer(entries, nnx_model, dtype="float64" if float64 else None, target=target)
+        torch_model, nnx_model, entries, transferred = build_transferred(
+            torch_file, jax_file, original, converted, model, init, seed, target,
+            weights_map=weights_map, perturb=perturb, float64=float64)
         torch_model.eval()
         target.eval_mode(nnx_model)
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compare import errors
-from .engine import _check_model_name, _jax_x64, _loaded, _lookup, _where, build_models
+from .engine import _check_model_name, _jax_x64, _loaded, _lookup, _where, build_transferred
 from .loader import expression_names
 from .report import DEFAULT_TOLERANCES, PASS, ROUNDING, VerifyError
 from .specs import make_arrays, parse_spec
@@ -181,7 +181,6 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
     import torch
 
     from ..targets import get_target
-    from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
 
     target = get_target(target)
     try:
@@ -195,19 +194,9 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         jax_file = stack.enter_context(_loaded(converted, jax_roots, target.name))
 
         # --- the two models, the same weights (as verify builds them)
-        torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
-        if not target.is_model(nnx_model):
-            raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
-                              f"not an {target.module_base}")
-        if float64:
-            torch_model = torch_model.double()
-        try:
-            entries = plan_transfer(torch_model, nnx_model, target=target, weights_map=weights_map)
-        except VerifyError as exc:
-            raise VerifyError(f"{converted}: {exc}") from exc
-        if perturb:
-            perturb_weights(entries, seed)
-        apply_transfer(entries, nnx_model, dtype="float64" if float64 else None, target=target)
+        torch_model, nnx_model, entries, _ = build_transferred(
+            torch_file, jax_file, original, converted, model, init, seed, target,
+            weights_map=weights_map, perturb=perturb, float64=float64)
         entries = [e for e in entries if e.nnx_path is not None]
 
         # --- train mode without dropout randomness
