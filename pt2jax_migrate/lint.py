@@ -487,6 +487,7 @@ class _Classifier:
         self.tree = tree
         self._init_facts: InitFacts | None = None
         self._data_generators: frozenset[tuple[int, int]] | None = None
+        self._array_loaders: set[tuple[int, int]] | None = None
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
@@ -545,6 +546,12 @@ class _Classifier:
         if self._data_generators is None:
             self._data_generators = data_generator_calls(self.tree or ast.parse(self.w.source))
         return self._data_generators
+
+    def array_loaders(self) -> set[tuple[int, int]]:
+        """DataLoader calls over a TensorDataset built in this file (data_facts.py), found once."""
+        if self._array_loaders is None:
+            self._array_loaders = array_loaders(self.tree or ast.parse(self.w.source), self.w.source)
+        return self._array_loaders
 
     def init_facts(self) -> InitFacts:
         """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
@@ -680,8 +687,7 @@ class _Classifier:
                             and call.lineno in self.kept_optimizers() else None),
             **self.schedule_facts(q, call.lineno),
             feeds_data=(call.lineno, call.col_offset) in self.data_generators(),
-            array_dataset=q == DATA_LOADER and (call.lineno, call.col_offset) in array_loaders(
-                self.tree or ast.parse(self.w.source), self.w.source),
+            array_dataset=q == DATA_LOADER and (call.lineno, call.col_offset) in self.array_loaders(),
         )
         decision = decide_call(site, self.rules, check_rule)
         self.add(record, call, decision.code, decision.message, decision.fixable,
