@@ -59,13 +59,54 @@ def _self_layers(cls: ast.ClassDef, aliases: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[str, str]):
+def _instances(tree: ast.Module, classes: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Names bound only to instances of one class of this file (`model = Net(...)`, anywhere in
+    the file) -> that class's layers: `model.bn.running_var` reads a converted BatchNorm."""
+    bound: dict[str, str | None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value
+            cls = (value.func.id if isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                   and value.func.id in classes and not isinstance(node, ast.AugAssign) else None)
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        single = cls is not None and target is name
+                        bound[name.id] = cls if single and bound.get(name.id, cls) == cls else None
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.NamedExpr, ast.arguments,
+                               ast.comprehension, ast.ExceptHandler, ast.Import, ast.ImportFrom)):
+            # any other binding of a name makes it something else somewhere
+            for name in ast.walk(node.target if isinstance(node, (ast.For, ast.AsyncFor, ast.NamedExpr,
+                                                                   ast.comprehension)) else node):
+                if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store):
+                    bound[name.id] = None
+            if isinstance(node, ast.arguments):
+                for arg in node.posonlyargs + node.args + node.kwonlyargs + [node.vararg, node.kwarg]:
+                    if arg is not None:
+                        bound[arg.arg] = None
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound[node.name] = None
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    bound[(alias.asname or alias.name).partition(".")[0]] = None
+    return {name: classes[cls] for name, cls in bound.items() if cls is not None and classes[cls]}
+
+
+def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[str, str],
+               instances: dict[str, dict[str, str]] | None = None):
     """(owner text, layers, attribute) for the tensor an init writes (None: not a recognised one)."""
     if isinstance(expr, ast.Attribute) and expr.attr == "data":
         expr = expr.value
     if not isinstance(expr, ast.Attribute):
         return None
     owner = expr.value
+    if instances and isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) \
+            and owner.value.id in instances:
+        kind = instances[owner.value.id].get(owner.attr)
+        if kind is not None and kind != PARAMETER_LAYER:
+            return f"{owner.value.id}.{owner.attr}", (kind,), expr.attr
+        return None
     if isinstance(owner, ast.Name) and owner.id in narrow:
         return owner.id, narrow[owner.id], expr.attr
     if isinstance(owner, ast.Name) and owner.id == "self" and layers.get(expr.attr) == PARAMETER_LAYER:
@@ -115,6 +156,8 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
     if "init" not in source and "_(" not in source and ".apply(" not in source:
         return facts  # nothing to find: keeps lint's speed on files without inits
     aliases = module_aliases(tree)
+    classes = {node.name: _self_layers(node, aliases) for node in tree.body if isinstance(node, ast.ClassDef)}
+    instances = _instances(tree, classes) if any(classes.values()) else {}
     applied: set[str] = set()
     for node in ast.walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
@@ -163,10 +206,9 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                             random = random or is_random(site.kind)
                             tensor = node.func.value if site.method else node.args[0]  # type: ignore[attr-defined]
                             written |= {id(n) for n in ast.walk(tensor)}
-                if key_available:
-                    _reads(statement, narrow, written)
+                _reads(statement, narrow, written, not key_available)
 
-        def _reads(statement: ast.stmt, narrow, written: set[int]) -> None:
+        def _reads(statement: ast.stmt, narrow, written: set[int], reported: bool) -> None:
             inner: set[int] = set()  # `m.weight` inside a recorded `m.weight.data`
             for node in ast.walk(statement):  # outer attributes come first
                 if not isinstance(node, ast.Attribute) or id(node) in written or id(node) in inner \
@@ -174,12 +216,12 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                     continue
                 if node.attr != "data" and isinstance(node.value, ast.Attribute) and node.value.attr == "data":
                     continue  # `m.weight.data.shape`: the read is `m.weight.data`
-                found = _tensor_of(node, narrow, layers)
+                found = _tensor_of(node, narrow, layers, instances)
                 if found is None or not found[2] or found[1] == (PARAMETER_LAYER,):
                     continue
                 if node.attr == "data":
                     inner.add(id(node.value))
-                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found)
+                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found, reported)
 
         def _site(call: ast.Call, narrow, layers, key_available) -> InitSite | None:
             func = call.func
@@ -190,13 +232,13 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
             if q is not None and q.startswith("torch.nn.init.") and q.rpartition(".")[2] in INIT_FUNCTIONS:
                 if not call.args or isinstance(call.args[0], ast.Starred):
                     return None
-                found = _tensor_of(call.args[0], narrow, layers)
+                found = _tensor_of(call.args[0], narrow, layers, instances)
                 owner, kinds, attribute = found if found else (_text(source, call.args[0]), (), "")
                 args = tuple((_text(source, a.value), True) if isinstance(a, ast.Starred) else (_text(source, a), False)
                              for a in call.args[1:])
                 return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs)
             if q is None and func.attr in INPLACE_METHODS:
-                found = _tensor_of(func.value, narrow, layers)
+                found = _tensor_of(func.value, narrow, layers, instances)
                 if found is None:
                     return None  # not a parameter we can place: the tensor-method verdicts apply
                 args = tuple((_text(source, a), isinstance(a, ast.Starred)) for a in call.args)
@@ -209,11 +251,16 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
         if is_init_fn or init_method:
             facts.functions[fn.name] = facts.functions.get(fn.name, False) or random
 
+    script = ast.FunctionDef(name="<module>", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                                                                 kw_defaults=[], defaults=[]),
+                             body=[n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.ClassDef))],
+                             decorator_list=[])  # module-level statements: a script's `model.bn.running_var`
+    function(script, {}, False)
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             function(node, {}, False)
         elif isinstance(node, ast.ClassDef):
-            layers = _self_layers(node, aliases)
+            layers = classes[node.name]
             for item in node.body:
                 if isinstance(item, ast.FunctionDef):
                     function(item, layers, True)

@@ -39,7 +39,7 @@ from .names import (
 from .rules import load_rules
 from .core.decide import (ASSIGN, CLIPS, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
-from .core.decide import decide_init
+from .core.decide import decide_init, decide_layer_read
 from .core.data import DATA_LOADER
 from .data_facts import array_loaders
 from .inits import InitFacts, init_facts
@@ -639,6 +639,7 @@ class _Classifier:
         for index, node in enumerate(self.w.imports):
             self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
         self.classes_keeping_layers()
+        self.layer_reads()
         self.findings.sort(key=lambda f: (f.line, f.col, f.code))
         # one to-do per line and text, as the rewrite writes one TODO for it:
         # `def f(a: nn.Module, b: nn.Module)` is one thing to port, not two
@@ -764,6 +765,21 @@ class _Classifier:
                 self.add(_Record(_REF, cls, None, None, None, None), cls, "PTJ102",
                          keeps_layers_message(cls.name, inside), False)
 
+    def layer_reads(self) -> None:
+        """A converted layer's parameter or statistic read outside init code (`self.emb.weight` in
+        forward, `model.bn.running_var`): core.decide.decide_layer_read, as the rewrite decides it."""
+        if not self.w.imports or _LAYER_READ.search(self.w.source) is None:
+            return  # no attribute a weight table names: no init facts to build (lint's speed)
+        for (line, col, _), read in self.init_facts().reads.items():
+            if not read.reported:
+                continue
+            decision = decide_layer_read(read, self.rules)
+            if decision is None:
+                continue
+            node = ast.Name(id="", lineno=line, col_offset=col)
+            self.add(_Record(_ATTR, node, None, None, None, None), node, decision.code, decision.message,
+                     decision.fixable)
+
     def torch_only_attribute(self, record: _Record) -> None:
         node = record.node
         parent = record.parent
@@ -776,6 +792,11 @@ class _Classifier:
 
 # ---------------------------------------------------------------------- entry points
 
+
+# attributes a weight table renames or lays out differently (rules/*.toml `weights`; a read of
+# any other attribute of a converted layer needs no change): the cheap test before init facts
+_LAYER_READ = re.compile(r"\.(?:weight|running_mean|running_var|num_batches_tracked|in_proj_weight|"
+                         r"in_proj_bias|weight_\w+|bias_\w+)\b")
 
 # a torch import inside a function or class body (module-level ones are found on the tree)
 _LOCAL_IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t][^\n#]*\btorch", re.MULTILINE)

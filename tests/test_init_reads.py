@@ -88,7 +88,12 @@ def test_init_that_reads_shapes_writes_torchs_values(converted, layer):
     np.testing.assert_allclose(np.asarray(got.bias[...]), want.bias.detach().numpy(), rtol=1e-6)
 
 
-def test_reads_outside_init_functions_are_left_alone():
-    source = READS.replace("self.apply(self._init)", "")
-    result = rewrite_source(source.replace("    def _init(self, m):", "    def forward(self, m):"), "model.py")
-    assert "torch_init.value(m." not in result.new_source
+def test_reads_outside_init_functions_are_findings_of_their_own():
+    """In init code the init's findings cover a read; elsewhere (forward here) the read is a
+    finding of its own (tests/test_layer_reads.py), reported alike by lint and rewrite."""
+    source = READS.replace("self.apply(self._init)", "").replace("    def _init(self, m):", "    def forward(self, m):")
+    result = rewrite_source(source, "model.py")
+    assert 'n = torch_init.value(m.kernel, layout="transpose").size' in result.new_source
+    reads = sorted((f.line, f.col) for f in result.findings if "read ->" in f.message)
+    assert reads and reads == sorted((f.line, f.col) for f in lint_source(source, "model.py") if "read ->" in f.message)
+    assert not any("read ->" in f.message for f in rewrite_source(READS, "model.py").findings)

@@ -324,6 +324,13 @@ def _init_layout(rules, layers: tuple[str, ...], attribute: str) -> tuple[str, s
     return found.pop()
 
 
+def _weight_entry(rules, layer: str, attribute: str) -> bool:
+    """Whether `layer`'s weight table names `attribute` (exactly or by a `weight_ih_l*` prefix)."""
+    rule = rules.by_name.get(layer)
+    return any(w.get("torch") == attribute or w.get("torch", "").endswith("*") and attribute.startswith(w["torch"][:-1])
+               for w in (rule.get("weights") or () if rule is not None else ()))
+
+
 def decide_init(site: InitSite, rules) -> Decision:
     """The verdict on one parameter init (an nn.init call or an in-place tensor method)."""
     kind = site.kind
@@ -366,6 +373,29 @@ def decide_init_read(read: InitRead, rules) -> InitTarget | None:
     if any(t not in INIT_LAYOUTS for t in transforms):
         return None
     return InitTarget(f"{read.owner}.{to}", transform, "read", False)
+
+
+def decide_layer_read(read: InitRead, rules) -> Decision | None:
+    """A converted layer's parameter or statistic read outside init code (`self.emb.weight` in
+    forward, `model.bn.running_var` in a script): the converted layer names and lays it out as the
+    weight table says, so the read goes through the table to torch's layout. None: the converted
+    layer holds it under the same name in the same layout (`self.fc.bias`), nothing to change."""
+    tensor = f"{read.owner}.{read.attribute}"
+    if not any(_weight_entry(rules, q, read.attribute) for q in read.layers):
+        return None  # not a parameter or statistic of the layer (`fc.in_features`, a tensor's `.shape`)
+    layout = _init_layout(rules, read.layers, read.attribute)
+    if isinstance(layout, str):
+        return manual("PTJ105", f"{tensor} read: {layout}")
+    to, transform = layout
+    transforms = [t for _, t in transform] if isinstance(transform, tuple) else [transform]
+    if any(t not in INIT_LAYOUTS for t in transforms):
+        return manual("PTJ105", f"{tensor} read: the converted layer stores it as .{to} in the layout "
+                                f"{transforms[0]!r}, which is not read back here")
+    if to == read.attribute and transforms == ["copy"]:
+        return None
+    how = "" if transforms == ["copy"] else f" ({'/'.join(sorted(set(transforms)))} layout)"
+    return Decision("PTJ105", True, f"{tensor} read -> the converted layer's .{to}{how}, in torch's layout",
+                    "safe", "layer_read", InitTarget(f"{read.owner}.{to}", transform, "read", False))
 
 
 def decide_apply(function: str) -> Decision:

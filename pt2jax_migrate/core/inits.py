@@ -70,6 +70,9 @@ class InitRead:
     owner: str  # `m`, `self.fc`
     layers: tuple[str, ...]
     attribute: str  # "weight", "bias", ...
+    # read outside init code (forward, a training script's `model.bn.running_var`): a finding of
+    # its own (core.decide.decide_layer_read); in an init function the init's findings cover it
+    reported: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.decide import decide_init, decide_init_read
+from ..core.decide import decide_init, decide_init_read, decide_layer_read
 from .cst_util import code_of
 
 
@@ -25,7 +25,17 @@ class InitsMixin:
         No finding of its own: the init function's conversion is reported (apply, init calls)."""
         line, col = self._pos(original)
         read = self.init_facts.reads.get((line, col - 1, code_of(original)))
-        target = decide_init_read(read, self.rules) if read is not None else None
+        if read is not None and read.reported:  # outside init code: a finding of its own
+            decision = decide_layer_read(read, self.rules)
+            if decision is None:
+                return None
+            if not decision.fixable:
+                self.todo(original, decision.code, decision.message)
+                return None
+            self.changed(original, decision.code, decision.message)
+            target = decision.rule
+        else:
+            target = decide_init_read(read, self.rules) if read is not None else None
         if target is None:
             return None
         self.helpers.add("torch_init")
