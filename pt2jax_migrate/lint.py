@@ -785,6 +785,10 @@ class _Classifier:
         parent = record.parent
         if parent is not None and parent.kind == _METHOD and parent.method in DEVICE_MOVES:
             return  # x.to(y.device): the device move goes whole
+        if self.structure is not None and (node.lineno, node.attr) in self.structure.handled_calls:
+            return  # `p.requires_grad = False` in a freeze loop (structure_facts)
+        if node.attr == "requires_grad" and parent is not None and parent.qual is not None:
+            return  # SGD(filter(lambda p: p.requires_grad, ...)): the torch call's verdict covers it
         reason = torch_only_attribute(node.attr, receiver_text(node.value))
         if reason is not None:
             self.add(record, node, construct_code(node.attr), reason, False)

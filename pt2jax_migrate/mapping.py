@@ -437,13 +437,23 @@ def _render_target(rule: Rule, bound: dict, name: str | None, ctx: CallContext) 
 _PARAMETERS = re.compile(r"^\s*(?P<model>[A-Za-z_][\w.]*)\.parameters\(\s*\)\s*$")
 
 
+# the trainable parameters: `filter(lambda p: p.requires_grad, model.parameters())` or
+# `[p for p in model.parameters() if p.requires_grad]`. Converted, a frozen parameter (freeze(),
+# from requires_grad_(False)) is no nnx.Param, so nnx.Optimizer(model, ..., wrt=nnx.Param)
+# already leaves it out: the same set as model.parameters()
+_TRAINABLE = re.compile(r"^\s*(?:filter\(\s*lambda\s+(?P<p>\w+)\s*:\s*(?P=p)\.requires_grad\s*,\s*"
+                        r"(?P<model>[A-Za-z_][\w.]*)\.parameters\(\s*\)\s*\)"
+                        r"|\[\s*(?P<q>\w+)\s+for\s+(?P=q)\s+in\s+(?P<model2>[A-Za-z_][\w.]*)\.parameters\(\s*\)\s+"
+                        r"if\s+(?P=q)\.requires_grad\s*\])\s*$")
+
+
 def optimizer_model(params_source: str) -> str | None:
     """The model an optimizer trains: `model.parameters()` -> 'model'; parameter groups
     (`[{'params': model.fc.parameters(), 'lr': ...}, ...]`) -> their one root model (see
     `param_groups`); anything else -> None."""
-    match = _PARAMETERS.match(params_source)
+    match = _PARAMETERS.match(params_source) or _TRAINABLE.match(params_source)
     if match:
-        return match.group("model")
+        return match.group("model") or match.group("model2")
     groups = param_groups(params_source)
     return groups[0] if isinstance(groups, tuple) else None
 

@@ -98,7 +98,7 @@ def _layer_kind(value: ast.AST, roots: set[str]) -> str | None:
 
 
 # cheap test on the text: only files with one of these constructs are analysed (lint's speed)
-_MAY_HAVE = re.compile(r"register_buffer|add_module|\.weight\s*=|\]\s*[-+*/]?=(?!=)|(?:Sequential|ModuleDict)\s*\)\s*:")
+_MAY_HAVE = re.compile(r"register_buffer|add_module|requires_grad|\.weight\s*=|\]\s*[-+*/]?=(?!=)|(?:Sequential|ModuleDict)\s*\)\s*:")
 # (lint reports no finding for builder methods: the rewrite analyses every file)
 
 
@@ -139,7 +139,38 @@ def analyse(tree: ast.Module) -> StructureFacts:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _index_assignments(node, roots, facts)
+        elif isinstance(node, ast.For):
+            _freeze_loop(node, facts)
     return facts
+
+
+def _freeze_loop(loop: ast.For, facts: StructureFacts) -> None:
+    """`for p in X.parameters(): p.requires_grad = False` (or `p.requires_grad_(False)`), the
+    fine-tuning idiom: the whole loop is `freeze(X)`, as `X.requires_grad_(False)` is."""
+    it = loop.iter
+    if not (isinstance(loop.target, ast.Name) and isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute)
+            and it.func.attr == "parameters" and not it.args and not it.keywords and not loop.orelse
+            and len(loop.body) == 1):
+        return
+    owner = _dotted(it.func.value)
+    p = loop.target.id
+    body = loop.body[0]
+    if owner is None or owner.split(".")[0] == p:
+        return
+    sets = (isinstance(body, ast.Assign) and len(body.targets) == 1 and isinstance(body.value, ast.Constant)
+            and body.value.value is False and isinstance(body.targets[0], ast.Attribute)
+            and body.targets[0].attr == "requires_grad" and isinstance(body.targets[0].value, ast.Name)
+            and body.targets[0].value.id == p)
+    call = body.value if isinstance(body, ast.Expr) else None
+    calls = (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "requires_grad_"
+             and isinstance(call.func.value, ast.Name) and call.func.value.id == p
+             and [ast.unparse(a) for a in call.args] + [f"{k.arg}={ast.unparse(k.value)}" for k in call.keywords]
+             in (["False"], ["requires_grad=False"]))
+    if not (sets or calls):
+        return
+    facts.sites[loop.lineno] = StructureSite("freeze_loop", loop.lineno, loop.col_offset + 1, owner)
+    facts.handled_calls |= {(loop.lineno, "parameters"), (body.lineno, "requires_grad_"),
+                            (body.lineno, "requires_grad")}
 
 
 def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], init_factories: set[str],

@@ -41,6 +41,7 @@ class StructureSite:
     """One statement the structure analysis found (structure_facts.StructureFacts)."""
 
     kind: str  # buffer | buffer_update | buffer_chain | index_assign | weight_tie | add_module | sequential_child
+    #   | freeze_loop (a For statement: `for p in X.parameters(): p.requires_grad = False`)
     line: int
     col: int
     name: str = ""  # the buffer / local array / tied module attribute
@@ -83,6 +84,10 @@ def decide_structure(site: StructureSite) -> Decision:
         return Decision("PTJ102", True, f"weight tying `self.{site.name}.weight = {site.source}.weight`: "
                         f"self.{site.name} becomes a {TIED_CLASS} reading {site.source}'s table (still tied)",
                         action="weight_tie")
+    if site.kind == "freeze_loop":
+        return Decision("PTJ105", True, f"for p in {site.name}.parameters(): p.requires_grad = False -> "
+                        f"freeze({site.name}): its parameters stop training (build the optimizer afterwards, "
+                        "as in torch)", action="freeze_loop")
     raise ValueError(f"unknown structure construct {site.kind!r}")
 
 

@@ -110,7 +110,10 @@ class MethodsMixin:
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         if original.attr.value in ATTRIBUTE_NAMES and id(original) not in self.called_attributes \
                 and self.qualname(original) is None \
-                and not (self.call_stack and self.call_stack[-1][2] in DEVICE_MOVES):  # x.to(y.device) goes whole
+                and not (self.call_stack and self.call_stack[-1][2] in DEVICE_MOVES) \
+                and not self._handled_by_structure(original, original.attr.value) \
+                and not (original.attr.value == "requires_grad" and self.call_stack and self.call_stack[-1][1]):
+            # x.to(y.device) goes whole; SGD(filter(lambda p: p.requires_grad, ...)): the torch call decides
             reason = torch_only_attribute(original.attr.value, _receiver_text(original.value))
             if reason is not None:
                 self.todo(original, construct_code(original.attr.value), reason)

@@ -41,14 +41,25 @@ class StructureMixin:
             return func.value in facts.factories.get(scope.method, set()) or self._pos(call) in facts.factory_calls
         return False
 
-    def _handled_by_structure(self, call: cst.Call, method: str) -> bool:
-        return (self._pos(call)[0], method) in self.structure.handled_calls
+    def _handled_by_structure(self, node: cst.CSTNode, method: str) -> bool:
+        return (self._pos(node)[0], method) in self.structure.handled_calls
+
+    def _freeze_loop(self, original: cst.For, updated: cst.For) -> cst.BaseStatement | None:
+        """`for p in X.parameters(): p.requires_grad = False` -> `freeze(X)` (core.structure)."""
+        site = self.structure.sites.get(self._pos(original)[0])
+        if site is None or site.kind != "freeze_loop":
+            return None
+        decision = decide_structure(site)
+        self.helpers.add("freeze")
+        self.changed(original, decision.code, decision.message, decision.safety)
+        statement = cst.parse_statement(f"freeze({site.name})\n")
+        return statement.with_changes(leading_lines=updated.leading_lines)
 
     def _structure_statement(self, original: cst.SimpleStatementLine,
                              updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
         """The statement rendered as core.structure decides it (a TODO when refused)."""
         site = self.structure.sites.get(self._pos(original)[0])
-        if site is None or len(updated.body) != 1:
+        if site is None or len(updated.body) != 1 or site.kind == "freeze_loop":  # a For: _freeze_loop
             return updated
         decision = decide_structure(site)
         if not decision.fixable:

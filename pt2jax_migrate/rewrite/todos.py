@@ -97,6 +97,10 @@ class TodosMixin:
     visit_While = visit_If = visit_Try = _compound_visit
 
     def leave_For(self, original, updated):
+        frozen = self._freeze_loop(original, updated)  # the whole loop is one statement (structure.py)
+        return self._compound_leave(updated if frozen is None else frozen)
+
+    def leave_While(self, original, updated):
         return self._compound_leave(updated)
 
-    leave_While = leave_If = leave_Try = leave_For
+    leave_If = leave_Try = leave_While
