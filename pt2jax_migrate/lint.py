@@ -41,7 +41,9 @@ from .core.decide import (ASSIGN, CLIPS, DECORATOR, DEVICE_METHODS, EXPR, MODE_M
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
 from .core.decide import decide_init
 from .core.data import DATA_LOADER
+from .core import parallel
 from .data_facts import array_loaders
+from .parallel_facts import parallel_facts
 from .inits import InitFacts, init_facts
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
@@ -636,6 +638,8 @@ class _Classifier:
                     self.method_call(record)
         if self.structure is not None:
             self.structure_sites()
+        if self.w.imports and "Parallel" in self.w.source:
+            self.parallel_sites()
         for index, node in enumerate(self.w.imports):
             self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
         self.classes_keeping_layers()
@@ -748,6 +752,14 @@ class _Classifier:
             self.findings.append(Finding(self.path, site.line, site.col, decision.code,
                                          decision.message + (FIXABLE if decision.fixable else ""), decision.fixable,
                                          "warning", decision.safety if decision.fixable else "manual"))
+
+    def parallel_sites(self) -> None:
+        """`model.module` of a converted data-parallel wrapper (parallel_facts): the model itself."""
+        facts = parallel_facts(self.tree or ast.parse(self.w.source), self.w.source)
+        for position, name in facts.module_reads.items():
+            node = facts.nodes[position]
+            self.findings.append(Finding(self.path, node.lineno, self.seg.column(node), parallel.CODE,
+                                         parallel.module_attribute_message(name) + FIXABLE, True, "warning", "safe"))
 
     def classes_keeping_layers(self) -> None:
         """A converted class (nn.Module base) that still builds torch layers says so on its

@@ -58,6 +58,10 @@ class StatementsMixin:
         todos = self.todo_stack.pop()
         self.statement_pos[id(updated)] = self._pos(original)  # block-level passes see only updated nodes
         call = _expr_call(original)
+        if call is not None and id(call) in self.removed_calls:  # init_process_group(world_size=1), ...
+            if not todos and not _has_comment(updated.leading_lines):
+                return cst.RemovalSentinel.REMOVE
+            return _with_todos(updated.with_changes(body=[cst.Pass()]), todos)
         if call is not None:
             q = self.qualname(call.func)
             if q in SEEDS and _seed_argument(call) is not None and self.unsafe_fixes:

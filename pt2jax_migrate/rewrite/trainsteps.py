@@ -227,6 +227,9 @@ class TrainStepsMixin(AccumulationMixin):
         text_def = self.target.train_step(name=name, loss_fn=loss_fn, model=model, optimizer=optimizer, params=params,
                                           body=body, loss=loss, aux=aux)
         self.helpers.update(self.target.train_step_helpers)
+        if model in self.parallel.wrapped and args:  # a data-parallel model: its batch split over the mesh
+            self.helpers.add("shard_batch")
+            args = [f"*shard_batch({', '.join(args)})"]
         call_text = self.target.train_step_call(name=name, model=model, optimizer=optimizer, args=args, loss=loss,
                                                 aux=aux)
         return text_def, cst.parse_statement(call_text)
