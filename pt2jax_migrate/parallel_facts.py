@@ -17,6 +17,7 @@ Position = tuple[int, int]  # (line, column) of a node
 @dataclass(frozen=True)
 class ParallelFacts:
     wrapped: frozenset[str] = frozenset()  # `model` / `self.model` of converted wrapper assignments
+    assigned: frozenset[Position] = frozenset()  # wrapper calls standing as `NAME = W(...)[.to(...)]`
     module_reads: dict[Position, str] = field(default_factory=dict)  # `NAME.module` reads -> NAME
     nodes: dict[Position, ast.AST] = field(default_factory=dict)  # the attribute nodes (lint's columns)
 
@@ -38,20 +39,25 @@ def parallel_facts(tree: ast.Module, source: str) -> ParallelFacts:
         return NONE
     aliases = module_aliases(tree)
     wrapped: set[str] = set()
+    assigned: set[Position] = set()
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call)):
             continue
-        q = qualname_of(node.value.func, aliases)
+        call = node.value
+        if (isinstance(call.func, ast.Attribute) and call.func.attr in parallel.DEVICE_MOVES
+                and isinstance(call.func.value, ast.Call)):
+            call = call.func.value  # `model = nn.DataParallel(net).to(device)`: the move goes (PTJ302)
+        q = qualname_of(call.func, aliases)
         target = _target_text(node.targets[0])
         if q not in parallel.WRAPPERS or target is None:
             continue
-        call = node.value
+        assigned.add((call.lineno, call.col_offset))
         args = tuple((ast.unparse(a.value), True) if isinstance(a, ast.Starred) else (ast.unparse(a), False)
                      for a in call.args)
         kwargs = tuple((k.arg, ast.unparse(k.value)) for k in call.keywords)
         if parallel.wrapper_refusal(q, args, kwargs, "assign") is None:
             wrapped.add(target)
-    if not wrapped:
+    if not assigned:
         return NONE
     reads: dict[Position, str] = {}
     nodes: dict[Position, ast.AST] = {}
@@ -62,4 +68,4 @@ def parallel_facts(tree: ast.Module, source: str) -> ParallelFacts:
             if receiver in wrapped:
                 reads[(node.lineno, node.col_offset)] = receiver
                 nodes[(node.lineno, node.col_offset)] = node
-    return ParallelFacts(frozenset(wrapped), reads, nodes)
+    return ParallelFacts(frozenset(wrapped), frozenset(assigned), reads, nodes)

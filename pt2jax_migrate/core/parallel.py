@@ -34,6 +34,7 @@ RANK = "torch.distributed.get_rank"
 WORLD_SIZE = "torch.distributed.get_world_size"
 SET_DEVICE = "torch.cuda.set_device"
 DISTRIBUTED_PREFIX = "torch.distributed."
+DEVICE_MOVES = frozenset({"to", "cuda", "cpu"})
 PROCESS_CALLS = frozenset({INIT, DESTROY, RANK, WORLD_SIZE, SET_DEVICE})
 
 # wrapper keywords that only say where replicas run or how gradients travel: the numbers do not
@@ -56,7 +57,8 @@ def wrapper_refusal(q: str, args: tuple[tuple[str, bool], ...], kwargs: tuple[tu
     module = [text for text, starred in args[:1] if not starred] or ([keywords.pop("module")]
                                                                       if "module" in keywords else [])
     if statement != ASSIGN:
-        return "converted only as an assignment `model = wrapper(module, ...)` (the model is then the module itself)"
+        return ("converted only as an assignment `model = wrapper(module, ...)` (optionally `.to(device)`): "
+                "the model is then the module itself")
     if len(module) != 1 or len(args) > 1 or any(k is None for k, _ in kwargs):
         return "converted only with the module as its one positional argument"
     allowed = _PLACEMENT | (_DDP_TUNING if q in DISTRIBUTED_DATA_PARALLEL else frozenset())

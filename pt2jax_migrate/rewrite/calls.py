@@ -8,7 +8,7 @@ import libcst as cst
 from ..core import parallel
 from ..core.constructs import NO_GRAD, kept_layer
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
-from ..core.decide import CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.decide import ASSIGN, CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
 from .todos import Remark
@@ -134,6 +134,9 @@ class CallsMixin:
     def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         """Facts about the call -> core.decide.decide_call (lint asks the same) -> rendering."""
         statement = self.call_statement.get(id(original), VALUE)
+        if q in parallel.WRAPPERS:  # `model = W(net)[.to(device)]` only (parallel_facts, as lint asks)
+            line, col = self._pos(original)
+            statement = ASSIGN if (line, col - 1) in self.parallel.assigned else VALUE
         if id(original) in self.statement_level_calls and (q in NO_GRAD or q in SEEDS):
             return updated  # `with torch.no_grad():`, `@torch.no_grad()`, `torch.manual_seed(s)`: the statement
         init_site = self._init_site(original)
