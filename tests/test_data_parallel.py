@@ -40,13 +40,34 @@ REFUSED = textwrap.dedent("""\
     """)
 
 
+# converted in other shapes: an attribute target with .cuda(), `if c: destroy_process_group()`
+EDGES = textwrap.dedent("""\
+    import torch
+    import torch.distributed as dist
+    import torch.nn as nn
+
+
+    class Trainer:
+        def __init__(self, net):
+            self.model = nn.DataParallel(net).cuda()
+
+        def inner(self):
+            return self.model.module
+
+
+    r = dist.get_rank(group=None)
+    torch.cuda.set_device(0)
+    if dist.is_initialized(): dist.destroy_process_group()
+    """)
+
+
 def keyed(findings, fixable):
     return {(f.line, f.code) for f in findings if f.fixable == fixable}
 
 
-@pytest.mark.parametrize("name", ["data_parallel", "data_parallel_ddp", "refused"])
+@pytest.mark.parametrize("name", ["data_parallel", "data_parallel_ddp", "refused", "edges"])
 def test_lint_reports_what_rewrite_does(name):
-    source = REFUSED if name == "refused" else (ROOT / "fixtures" / "programs" / f"{name}.py").read_text()
+    source = {"refused": REFUSED, "edges": EDGES}.get(name) or (ROOT / "fixtures" / "programs" / f"{name}.py").read_text()
     lint = lint_source(source, f"{name}.py")
     result = rewrite_source(source, f"{name}.py")
     skip = {"PTJ001", "PTJ101", "PTJ303"}
@@ -69,6 +90,16 @@ def test_refused_constructs_stay_marked_with_reasons():
     assert new.count("# TODO(pt2jax): PTJ403") == 6
     assert "print(wide.module, ddp.module)" in new  # the wrappers stay: so does their .module
     assert "data_parallel(" not in new and "shard_batch" not in new
+
+
+def test_edges():
+    result = rewrite_source(EDGES, "m.py")
+    new = result.new_source
+    assert "self.model = data_parallel(net)" in new and "return self.model\n" in new
+    assert "if dist.is_initialized(): None" in new and "set_device" not in new
+    todos = {f.line: f.message for f in result.findings if not f.fixable}
+    assert set(todos) == {14, 16}, todos  # get_rank(group=...), is_initialized()
+    assert "other than the default one" in todos[14]
 
 
 def test_wrapper_becomes_a_replicated_model_and_a_sharded_step():

@@ -149,7 +149,7 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
             return manual(parallel.CODE, f"{q}: {reason}")
         return Decision(parallel.CODE, True, parallel.wrapper_message(q), action="data_parallel")
     if q in parallel.PROCESS_CALLS:
-        reason = parallel.process_refusal(q, site.kwargs, site.statement)
+        reason = parallel.process_refusal(q, site.args, site.kwargs, site.statement)
         if reason is not None:
             return manual(parallel.CODE, f"{q}: {reason}")
         return Decision(parallel.CODE, True, parallel.process_message(q), action="process_group")

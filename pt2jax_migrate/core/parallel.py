@@ -76,11 +76,14 @@ def wrapper_message(q: str) -> str:
             "batches sharded along the mesh's 'data' axis (data_parallel / shard_batch)")
 
 
-def process_refusal(q: str, kwargs: tuple[tuple[str | None, str], ...], statement: str) -> str | None:
+def process_refusal(q: str, args: tuple[tuple[str, bool], ...], kwargs: tuple[tuple[str | None, str], ...],
+                    statement: str) -> str | None:
     """Why a process-group call is not converted (None: it is)."""
     from .decide import EXPR
 
     keywords = {k: v for k, v in kwargs if k is not None}
+    if q in (RANK, WORLD_SIZE) and (args or kwargs):
+        return "of a process group other than the default one: port it by hand"
     if q in (INIT, DESTROY, SET_DEVICE) and statement != EXPR:
         return "converted only as a statement of its own"
     if q == INIT and keywords.get("world_size") != "1":
@@ -96,7 +99,8 @@ def process_message(q: str) -> str:
         DESTROY: "destroy_process_group(): removed (a single JAX process has no group to tear down)",
         RANK: "get_rank() -> jax.process_index()",
         WORLD_SIZE: "get_world_size() -> jax.process_count()",
-        SET_DEVICE: "torch.cuda.set_device(): removed (the mesh holds every local device)",
+        SET_DEVICE: "torch.cuda.set_device(): removed (JAX places arrays itself; a data-parallel mesh holds every "
+                    "local device)",
     }[q]
 
 

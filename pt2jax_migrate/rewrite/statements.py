@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..core import parallel
 from ..core.constructs import NO_GRAD
 from ..core.decide import ASSIGN, EXPR, SEEDS, WITH, WITH_AS
 from ..mapping import optimizer_model
@@ -52,6 +53,14 @@ class StatementsMixin:
                     model = optimizer_model(code_of(small.value.args[0].value))
                     if model is not None:
                         self.optimizers[target.value] = model
+
+    def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
+        """`if cond: dist.destroy_process_group()`: a process-group call there stands as a statement
+        too, as lint sees it (it becomes `None`, a statement that does nothing)."""
+        for small in node.body:
+            if (isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)
+                    and self.qualname(small.value.func) in parallel.PROCESS_CALLS):
+                self.call_statement[id(small.value)] = EXPR
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         updated = self._structure_statement(original, updated)  # buffers, index assignment, weight tying
