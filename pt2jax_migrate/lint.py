@@ -41,7 +41,9 @@ from .core.decide import (ASSIGN, CLIPS, DECORATOR, DEVICE_METHODS, EXPR, MODE_M
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
 from .core.decide import decide_init, decide_layer_read
 from .core.data import DATA_LOADER
+from .core import parallel
 from .data_facts import array_loaders
+from .parallel_facts import ParallelFacts, parallel_facts
 from .inits import InitFacts, init_facts
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
@@ -488,6 +490,7 @@ class _Classifier:
         self._init_facts: InitFacts | None = None
         self._data_generators: frozenset[tuple[int, int]] | None = None
         self._array_loaders: set[tuple[int, int]] | None = None
+        self._parallel_facts: ParallelFacts | None = None
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
@@ -636,6 +639,8 @@ class _Classifier:
                     self.method_call(record)
         if self.structure is not None:
             self.structure_sites()
+        if self.w.imports and "Parallel" in self.w.source:
+            self.parallel_sites()
         for index, node in enumerate(self.w.imports):
             self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
         self.classes_keeping_layers()
@@ -681,8 +686,11 @@ class _Classifier:
             return
         args, kwargs = self.arguments(call)
         # the training-step facts cost an analysis of the file: only asked where they matter
+        statement = _STATEMENT.get(record.flag, VALUE)
+        if q in parallel.WRAPPERS:  # `model = W(net)[.to(device)]` only (parallel_facts, as the rewrite asks)
+            statement = ASSIGN if (call.lineno, call.col_offset) in self.parallel_facts().assigned else VALUE
         site = CallSite(
-            q, args, kwargs, _STATEMENT.get(record.flag, VALUE),
+            q, args, kwargs, statement,
             in_train_step=q in CLIPS and call.lineno in self.train_lines(),
             kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
                             and call.lineno in self.kept_optimizers() else None),
@@ -749,6 +757,20 @@ class _Classifier:
             self.findings.append(Finding(self.path, site.line, site.col, decision.code,
                                          decision.message + (FIXABLE if decision.fixable else ""), decision.fixable,
                                          "warning", decision.safety if decision.fixable else "manual"))
+
+    def parallel_facts(self) -> ParallelFacts:
+        """Data-parallel wrapper assignments and `model.module` reads (parallel_facts.py), found once."""
+        if self._parallel_facts is None:
+            self._parallel_facts = parallel_facts(self.tree or ast.parse(self.w.source), self.w.source)
+        return self._parallel_facts
+
+    def parallel_sites(self) -> None:
+        """`model.module` of a converted data-parallel wrapper (parallel_facts): the model itself."""
+        facts = self.parallel_facts()
+        for position, name in facts.module_reads.items():
+            node = facts.nodes[position]
+            self.findings.append(Finding(self.path, node.lineno, self.seg.column(node), parallel.CODE,
+                                         parallel.module_attribute_message(name) + FIXABLE, True, "warning", "safe"))
 
     def classes_keeping_layers(self) -> None:
         """A converted class (nn.Module base) that still builds torch layers says so on its

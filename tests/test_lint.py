@@ -154,6 +154,7 @@ EXPECTED_CODES = [
     (42, 12, "PTJ402", True),  # .state_dict()
     (43, 9, "PTJ402", True),
     (45, 1, "PTJ204", False),  # opt.step() outside a recognised train step; sched.step() is not reported
+    (46, 11, "PTJ403", True),  # nn.DataParallel(model) -> data_parallel(model)
 ]
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .calls import arguments_from_text, tensor_method_applies
+from . import parallel
 from .data import KEPT, MANUAL, data_verdict, is_data_pipeline, kept_message
 from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random
 from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
@@ -142,6 +143,18 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
             return Decision("PTJ301", True, f"{q}(): becomes an explicit random-key stream",
                             rule.get("safety", "safe") if rule is not None else "unsafe", "seed", rule)
         return manual("PTJ301", f"{q}() used as a value: only the statement `torch.manual_seed(s)` is converted")
+    if q in parallel.WRAPPERS:
+        reason = parallel.wrapper_refusal(q, site.args, site.kwargs, site.statement)
+        if reason is not None:
+            return manual(parallel.CODE, f"{q}: {reason}")
+        return Decision(parallel.CODE, True, parallel.wrapper_message(q), action="data_parallel")
+    if q in parallel.PROCESS_CALLS:
+        reason = parallel.process_refusal(q, site.args, site.kwargs, site.statement)
+        if reason is not None:
+            return manual(parallel.CODE, f"{q}: {reason}")
+        return Decision(parallel.CODE, True, parallel.process_message(q), action="process_group")
+    if q.startswith(parallel.DISTRIBUTED_PREFIX):
+        return manual(parallel.CODE, parallel.distributed_refusal(q))
     if q in DEVICE:
         return Decision("PTJ302", True, f"{q}(): JAX places arrays on its default device itself", action="device")
     if q in PARAMETER:

@@ -29,7 +29,8 @@ class AccumulationMixin:
         apply_name = self._unique("apply_grads")
         text_def = self.target.accumulate_step(name=train_step, loss_fn=loss_fn, model=model, grads=grads,
                                                params=params, body=inner, loss=loss, aux=aux)
-        call = cst.parse_statement(self.target.accumulate_call(name=train_step, model=model, grads=grads, args=args,
+        call = cst.parse_statement(self.target.accumulate_call(name=train_step, model=model, grads=grads,
+                                                               args=self._sharded_args(model, args),
                                                                loss=loss, aux=aux))
         apply_def = self.target.apply_grads(name=apply_name, model=model, optimizer=opt)
         step_stmt, zero_stmt = body[gate].body.body

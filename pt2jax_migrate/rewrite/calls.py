@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..core import parallel
 from ..core.constructs import NO_GRAD, kept_layer
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
-from ..core.decide import CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.decide import ASSIGN, CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of
 from .todos import Remark
@@ -133,6 +134,9 @@ class CallsMixin:
     def _torch_call(self, original: cst.Call, updated: cst.Call, q: str) -> cst.BaseExpression:
         """Facts about the call -> core.decide.decide_call (lint asks the same) -> rendering."""
         statement = self.call_statement.get(id(original), VALUE)
+        if q in parallel.WRAPPERS:  # `model = W(net)[.to(device)]` only (parallel_facts, as lint asks)
+            line, col = self._pos(original)
+            statement = ASSIGN if (line, col - 1) in self.parallel.assigned else VALUE
         if id(original) in self.statement_level_calls and (q in NO_GRAD or q in SEEDS):
             return updated  # `with torch.no_grad():`, `@torch.no_grad()`, `torch.manual_seed(s)`: the statement
         init_site = self._init_site(original)
@@ -156,6 +160,8 @@ class CallsMixin:
                 for kept in self.class_kept_layers:
                     kept.add(q)
             return updated
+        if decision.action in ("data_parallel", "process_group"):
+            return self._parallel_call(original, updated, q, decision)
         if decision.action == "clip":
             return updated  # folded into the optimizer by the training-step rewrite
         if decision.action == "scheduler":  # the helper of the same name, same arguments
@@ -192,6 +198,32 @@ class CallsMixin:
         self.helpers |= rendered.helpers
         self.changed(original, rule.code, f"{q} -> {_head(rendered.text)}", rule.get("safety", "safe"))
         return self._expr(rendered.text)
+
+    def _parallel_call(self, original: cst.Call, updated: cst.Call, q: str, decision) -> cst.BaseExpression:
+        """core.parallel's verdicts: a data-parallel wrapper -> data_parallel(module) (the module,
+        replicated over the mesh); a process-group call -> its single-host meaning."""
+        self.changed(original, decision.code, decision.message)
+        if decision.action == "data_parallel":
+            module = next(a for a in updated.args if a.keyword is None or a.keyword.value == "module")
+            self.helpers.add("data_parallel")
+            return cst.parse_expression(f"data_parallel({code_of(module.value)})")
+        target = parallel.PROCESS_TARGETS[q]
+        if target is None:  # a statement with nothing left to do: removed (leave_SimpleStatementLine)
+            self.removed_calls.add(id(original))
+            return cst.Name("None")
+        return cst.parse_expression(target)
+
+    def _wrapped_module(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression | None:
+        """`model.module` of a converted data-parallel wrapper: the model itself (parallel_facts;
+        None: another attribute)."""
+        if original.attr.value != parallel.MODULE_ATTRIBUTE or not self.parallel.module_reads:
+            return None
+        line, col = self._pos(original)
+        name = self.parallel.module_reads.get((line, col - 1))
+        if name is None:
+            return None
+        self.changed(original, parallel.CODE, parallel.module_attribute_message(name))
+        return updated.value
 
     def _schedule_facts(self, q: str, line: int) -> dict:
         """CallSite facts from the schedule plan (lint asks the same: lint.schedule_facts)."""

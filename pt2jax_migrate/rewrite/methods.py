@@ -108,6 +108,9 @@ class MethodsMixin:
         return receiver.with_changes(lpar=[], rpar=[]) if isinstance(receiver, (cst.Name, cst.Attribute)) else receiver
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        wrapped = self._wrapped_module(original, updated)  # `model.module` of a data-parallel wrapper
+        if wrapped is not None:
+            return wrapped
         if original.attr.value in ATTRIBUTE_NAMES and id(original) not in self.called_attributes \
                 and self.qualname(original) is None \
                 and not (self.call_stack and self.call_stack[-1][2] in DEVICE_MOVES) \

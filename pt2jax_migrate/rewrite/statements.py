@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..core import parallel
 from ..core.constructs import NO_GRAD
 from ..core.decide import ASSIGN, EXPR, SEEDS, WITH, WITH_AS
 from ..mapping import optimizer_model
@@ -53,11 +54,23 @@ class StatementsMixin:
                     if model is not None:
                         self.optimizers[target.value] = model
 
+    def visit_SimpleStatementSuite(self, node: cst.SimpleStatementSuite) -> None:
+        """`if cond: dist.destroy_process_group()`: a process-group call there stands as a statement
+        too, as lint sees it (it becomes `None`, a statement that does nothing)."""
+        for small in node.body:
+            if (isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)
+                    and self.qualname(small.value.func) in parallel.PROCESS_CALLS):
+                self.call_statement[id(small.value)] = EXPR
+
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         updated = self._structure_statement(original, updated)  # buffers, index assignment, weight tying
         todos = self.todo_stack.pop()
         self.statement_pos[id(updated)] = self._pos(original)  # block-level passes see only updated nodes
         call = _expr_call(original)
+        if call is not None and id(call) in self.removed_calls:  # init_process_group(world_size=1), ...
+            if not todos and not _has_comment(updated.leading_lines):
+                return cst.RemovalSentinel.REMOVE
+            return _with_todos(updated.with_changes(body=[cst.Pass()]), todos)
         if call is not None:
             q = self.qualname(call.func)
             if q in SEEDS and _seed_argument(call) is not None and self.unsafe_fixes:

@@ -219,6 +219,14 @@ class TrainStepsMixin(AccumulationMixin):
             return _gated_body(list(stmt.body.body))
         return None
 
+    def _sharded_args(self, model: str, args: list[str]) -> list[str]:
+        """A data-parallel model's step (parallel_facts) gets its batch split over the device mesh:
+        `*shard_batch(xb, yb)` (helpers_parallel); any other step's arguments as they are."""
+        if model not in self.parallel.wrapped or not args:
+            return args
+        self.helpers.add("shard_batch")
+        return [f"*shard_batch({', '.join(args)})"]
+
     def _emit_train_step(self, *, name: str, loss_fn: str, model: str, optimizer: str, params: list[str],
                          args: list[str], body: str, loss: str, aux: list[str]) -> tuple[str, cst.SimpleStatementLine]:
         """The lifted step's definition (text) and the statement calling it. The target renders
@@ -227,6 +235,7 @@ class TrainStepsMixin(AccumulationMixin):
         text_def = self.target.train_step(name=name, loss_fn=loss_fn, model=model, optimizer=optimizer, params=params,
                                           body=body, loss=loss, aux=aux)
         self.helpers.update(self.target.train_step_helpers)
+        args = self._sharded_args(model, args)
         call_text = self.target.train_step_call(name=name, model=model, optimizer=optimizer, args=args, loss=loss,
                                                 aux=aux)
         return text_def, cst.parse_statement(call_text)

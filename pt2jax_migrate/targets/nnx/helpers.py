@@ -24,6 +24,7 @@ from .helpers_speed import SPEED_HELPERS
 from .helpers_checkpoint import CHECKPOINT_HELPERS
 from .helpers_distributions import DISTRIBUTION_HELPERS
 from .helpers_data import DATA_HELPERS
+from .helpers_parallel import PARALLEL_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS", "Helper", "helper_closure", "helper_imports"]
 
@@ -302,6 +303,7 @@ HELPERS: dict[str, Helper] = _register(
     (_helper(name, *spec) for name, spec in SCHEDULE_HELPERS.items()),
     (_helper(name, *spec) for name, spec in DISTRIBUTION_HELPERS.items()),
     (_helper(name, source, imports) for name, (source, imports) in DATA_HELPERS.items()),
+    (_helper(name, *spec) for name, spec in PARALLEL_HELPERS.items()),
 )
 
 
