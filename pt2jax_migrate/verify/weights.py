@@ -334,8 +334,6 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
         raise VerifyError(str(exc)) from None
     if type(target).saved_state is _base_saved_state():
         raise VerifyError(f"pt2jax weights does not support the {target.name} target yet")
-    if fmt == "safetensors":
-        _need_safetensors("--format safetensors")
     for p in prefixes:
         parse_prefix(p)
     if weights_map is not None and not isinstance(weights_map, WeightMap):
@@ -369,6 +367,7 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
                     pair = (str(value.dtype), str(new.dtype))
                     cast[pair] = cast.get(pair, 0) + 1
                 target.set_value(var, new)
+                new.block_until_ready()  # the copy is done before the next one starts (no queue of them)
                 written += 1
                 del value, new
         notes += [f"{n} tensor{'s' if n != 1 else ''} cast from {a} to {b} (the converted model's dtype)"
@@ -385,13 +384,6 @@ def _base_saved_state():
     from ..targets.base import Target
 
     return Target.saved_state
-
-
-def _need_safetensors(why: str) -> None:
-    try:
-        import safetensors  # noqa: F401
-    except ImportError:
-        raise VerifyError(f"{why} needs the safetensors package (pip install safetensors)") from None
 
 
 # ------------------------------------------------------------------------------ writing
@@ -416,10 +408,8 @@ def _write(target, state, out: str, fmt: str) -> tuple[int, int]:
     temp = tempfile.mkdtemp(dir=folder, prefix=f".{os.path.basename(dest)}.", suffix=TEMP_SUFFIX)
     try:
         if fmt == "safetensors":
-            from safetensors.numpy import save_file
-
             staged = os.path.join(temp, "weights.safetensors")
-            save_file({k: np.asarray(v) for k, v in flat.items()}, staged)
+            _save_safetensors(flat, staged)
             os.chmod(staged, 0o666 & ~_umask())
         else:
             import orbax.checkpoint as ocp
@@ -434,6 +424,39 @@ def _write(target, state, out: str, fmt: str) -> tuple[int, int]:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     return size, count
+
+
+_SAFETENSORS_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+                       "int32": "I32", "int16": "I16", "int8": "I8", "uint64": "U64", "uint32": "U32",
+                       "uint16": "U16", "uint8": "U8", "bool": "BOOL"}
+
+
+def _save_safetensors(flat: Mapping[str, object], path: str) -> None:
+    """The safetensors file format written array by array (safetensors.numpy.save_file copies
+    every array into one bytes object first): an 8-byte little-endian header length, the JSON
+    header (padded to 8 bytes), then each array's bytes in order. Read back with safetensors."""
+    import json
+
+    header: dict[str, object] = {"__metadata__": {"format": "pt2jax"}}
+    arrays = []
+    offset = 0
+    for key in sorted(flat):
+        a = np.asarray(flat[key])
+        code = _SAFETENSORS_DTYPES.get(a.dtype.name)
+        if code is None:
+            raise VerifyError(f"{key}: safetensors has no dtype for {a.dtype.name}")
+        header[key] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+        arrays.append(a)
+    data = json.dumps(header, separators=(",", ":")).encode()
+    data += b" " * (-len(data) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(data).to_bytes(8, "little"))
+        handle.write(data)
+        for a in arrays:
+            handle.write(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)  # little-endian hosts
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _umask() -> int:
