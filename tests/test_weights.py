@@ -247,6 +247,7 @@ def test_verify_with_weights(run, tmp_path, mlp_state):
     result = run("verify", MLP_IN, MLP_OUT, "--model", "MLP", "--input", "float32[8,20]", "--weights", ckpt,
                  "--no-jit")
     assert result.exit_code == 0, result.output
+    assert f"weights from {ckpt})" in result.output and "perturbed" not in result.output
     torch.save({**mlp_state, "fc1.weight": torch.zeros(64, 21)}, tmp_path / "bad.pt")
     result = run("verify", MLP_IN, MLP_OUT, "--model", "MLP", "--input", "float32[8,20]", "--weights",
                  tmp_path / "bad.pt", "--no-jit")

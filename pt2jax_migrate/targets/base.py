@@ -265,8 +265,8 @@ class Target(ABC):
         pytree Orbax saves as it is and the restore snippet rebuilds from the model."""
         raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
 
-    def pure_state(self, state: Any) -> dict:
-        """`state` as nested plain dicts of arrays (msgpack)."""
+    def msgpack_state(self, state: Any) -> bytes:
+        """`state` as nested plain dicts of arrays, msgpack-serialized (flax.serialization)."""
         raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
 
     def flat_state(self, state: Any) -> dict[str, Any]:

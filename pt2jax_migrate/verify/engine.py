@@ -421,6 +421,7 @@ def _run_once(
         converted=converted,
         transferred=len(transferred),
         perturbed=perturb,
+        weights=weights,
         jit=ran_jit,
         jit_comparisons=jit_comparisons,
         jit_error=jit_error,

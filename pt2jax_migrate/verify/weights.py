@@ -321,6 +321,7 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
                        weights_map=None) -> WeightsResult:
     """Convert the torch state_dict `checkpoint` into `model` of `converted` and write it to
     `out` (see the module docstring). Raises VerifyError, having written nothing, on any problem."""
+    from ..model import SourceError
     from ..targets import UnknownTarget, get_target
     from .engine import _check_model_name, _loaded, build_converted
     from .loader import expression_names
@@ -377,6 +378,8 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
             size, count = _write(target, state, out, fmt)
         except OSError as exc:
             raise VerifyError(f"{out}: cannot write: {exc.strerror or exc}") from None
+        except SourceError as exc:  # fsio's atomic writer
+            raise VerifyError(str(exc)) from None
     return WeightsResult(checkpoint, out, fmt, target.name, model, written, count, size, notes)
 
 
@@ -399,10 +402,8 @@ def _write(target, state, out: str, fmt: str) -> tuple[int, int]:
     folder = os.path.dirname(dest) or "."
     os.makedirs(folder, exist_ok=True)
     if fmt == "msgpack":
-        from flax.serialization import msgpack_serialize
-
         del flat
-        data = msgpack_serialize(target.pure_state(state))
+        data = target.msgpack_state(state)
         write_bytes_atomic(out, data)
         return len(data), count
     temp = tempfile.mkdtemp(dir=folder, prefix=f".{os.path.basename(dest)}.", suffix=TEMP_SUFFIX)

@@ -207,10 +207,11 @@ class NNXTarget(Target):
         # restored model keeps the ones its constructor drew
         return nnx.state(model, nnx.Not(nnx.RngState))
 
-    def pure_state(self, state: Any) -> dict:
+    def msgpack_state(self, state: Any) -> bytes:
         from flax import nnx
+        from flax.serialization import msgpack_serialize
 
-        return nnx.to_pure_dict(state)
+        return msgpack_serialize(nnx.to_pure_dict(state))
 
     def flat_state(self, state: Any) -> dict[str, Any]:
         from flax import nnx
