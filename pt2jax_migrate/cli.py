@@ -730,7 +730,7 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
                    "[tool.pt2jax.weights], whose entries it overrides).")
 @click.option("--no-jit", is_flag=True, help="Skip the second, compiled (jit) run of the converted model.")
 @click.option("--weights", "weights", default=None, metavar="CHECKPOINT", help="Compare with these weights (a "
-              "torch state_dict, .pt/.pth or .safetensors) instead of seeded random ones.")
+              "torch state_dict, .pt/.pth or .safetensors) instead of seeded random ones (--train: start from them).")
 @click.option("--prefix", "prefixes", multiple=True, metavar="strip:P|add:P", help="With --weights: rename the "
               "checkpoint's keys (a uniform `module.` prefix is stripped without asking).")
 @click.option("--train", is_flag=True, help="Compare training instead: K optimizer steps of the original's and "
@@ -778,8 +778,6 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
         raise click.UsageError(f"{', '.join(k for k, v in train_only.items() if v)}: options of --train")
     if prefixes and not weights:
         raise click.UsageError("--prefix is an option of --weights")
-    if train and weights:
-        raise click.UsageError("--weights checks the model's outputs; --train does not take it yet")
     if not train and not inputs:
         raise click.UsageError("Missing option '--input'.")
     if train and loss:
@@ -788,7 +786,7 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
         _verify_train(original, converted, fmt, color, model=model, init=init, inputs=list(inputs), atol=atol,
                       rtol=rtol, dtype=dtype, perturb=not no_perturb, seed=seed, steps=steps, optimizer=optimizer,
                       step=step_fn, loss_fn=loss_fn, plot=None if no_plot else (plot or ""),
-                      weights_map=weights_map)
+                      weights_map=weights_map, weights=weights, weights_prefix=tuple(prefixes))
     try:
         report = run_verify(original, converted, model=model, init=init, inputs=list(inputs), atol=atol,
                             rtol=rtol, dtype=dtype, perturb=not no_perturb, loss=loss, seed=seed,

@@ -244,10 +244,10 @@ def test_verify_with_weights(run, tmp_path, mlp_state):
     for key, value in mlp_state.items():
         torch.testing.assert_close(torch_model.state_dict()[key], value, rtol=0, atol=0)
     np.testing.assert_array_equal(np.asarray(jax_model.head.kernel[...]), mlp_state["head.weight"].numpy().T)
-    result = run("verify", MLP_IN, MLP_OUT, "--model", "MLP", "--input", "float32[8,20]", "--weights", ckpt,
-                 "--no-jit")
+    result = run("verify", MLP_IN, MLP_OUT, "--model", "MLP", "--input", "float32[8,20]", "--weights", "mlp.pt",
+                 "--no-jit")  # relative to tmp_path, where `run` works
     assert result.exit_code == 0, result.output
-    assert f"weights from {ckpt})" in result.output and "perturbed" not in result.output
+    assert "weights from mlp.pt)" in result.output and "perturbed" not in result.output
     torch.save({**mlp_state, "fc1.weight": torch.zeros(64, 21)}, tmp_path / "bad.pt")
     result = run("verify", MLP_IN, MLP_OUT, "--model", "MLP", "--input", "float32[8,20]", "--weights",
                  tmp_path / "bad.pt", "--no-jit")
@@ -270,3 +270,16 @@ def test_safetensors_writer_round_trips_every_dtype(tmp_path):
     for key, a in arrays.items():
         assert back[key].dtype == a.dtype and back[key].shape == a.shape, key
         np.testing.assert_array_equal(back[key], a)
+
+
+def test_verify_train_with_weights(run, tmp_path, mlp_state):
+    torch.save(mlp_state, tmp_path / "mlp.pt")
+    args = ("verify", MLP_IN, MLP_OUT, "--model", "MLP", "--train", "--input", "float32[16,20]", "--input",
+            "int64[16]:0..5", "--steps", "1", "--no-plot", "--weights")
+    result = run(*args, tmp_path / "mlp.pt")
+    assert result.exit_code == 0, result.output
+    state = dict(mlp_state)
+    del state["head.bias"]
+    torch.save(state, tmp_path / "bad.pt")
+    result = run(*args, tmp_path / "bad.pt")
+    assert result.exit_code == 2 and "missing key 'head.bias'" in result.output
