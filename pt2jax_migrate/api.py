@@ -6,6 +6,7 @@ calls here, and the data into output and an exit code.
     add_noqa(report, findings)        -> NoqaRun: directives added, files written, lines skipped
     rewrite_paths(paths, out=..., ...) -> RewriteRun: per-file results, where each went, errors
     verify_rewritten(run, config, ...) -> [VerifyOutcome]: per changed file, a report, an error or no settings
+    convert_weights(checkpoint, module=..., original=..., out=...) -> verify.weights.WeightsResult
 
 Both find their files with the one walker (files.walk.discover: `exclude`, .gitignore,
 symlinks, non-regular files) and write with the one atomic writer (fsio.write_atomic).
@@ -613,3 +614,33 @@ def verify_rewritten(run: RewriteRun, config: Any = None, *, model: str | None =
             except VerifyError as error:
                 outcomes.append(VerifyOutcome(job.path, error=str(error)))
     return outcomes
+
+
+# ---------------------------------------------------------------------------------- weights
+
+
+def split_module(module: str) -> tuple[str, str]:
+    """`converted.py:Net` -> ("converted.py", "Net") (ValueError when there is no `:NAME`)."""
+    path, sep, name = module.rpartition(":")
+    if not sep or not path or not name:
+        raise ValueError(f"--module {module!r}: expected FILE.py:NAME, e.g. jax_model.py:Net")
+    return path, name
+
+
+def convert_weights(checkpoint: str, *, module: str, original: str, out: str, init: str = "",
+                    target: str | None = None, fmt: str | None = None, prefixes: Sequence[str] = (),
+                    weights_map: str | None = None) -> Any:
+    """`pt2jax weights`: the torch state_dict `checkpoint` into `module`'s (FILE.py:NAME of the
+    converted file) state, mapped as verify maps weights (the model NAME of `original` gives the
+    torch module tree), written to `out`. Returns verify.weights.WeightsResult; raises
+    verify.VerifyError (nothing written) when the checkpoint does not fit."""
+    from .verify import VerifyError, convert_checkpoint
+    from .verify.weightmap import load_weights_map
+
+    try:
+        converted, model = split_module(module)
+    except ValueError as exc:
+        raise VerifyError(str(exc)) from None
+    return convert_checkpoint(checkpoint, original=original, converted=converted, model=model, init=init,
+                              out=out, target=target, fmt=fmt, prefixes=tuple(prefixes),
+                              weights_map=load_weights_map(converted, weights_map))

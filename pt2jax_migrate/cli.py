@@ -1,4 +1,4 @@
-"""The `pt2jax` command line: lint, rewrite, verify, rules, rule.
+"""The `pt2jax` command line: lint, rewrite, verify, weights, rules, rule.
 
 Exit codes (every command): 0 clean, 1 findings / changes needed / mismatch, 2 usage error or
 a file that could not be read or parsed. `lint` and `rewrite` never import torch or jax;
@@ -729,6 +729,10 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
               help="TOML file of weight mappings for layers the tables lack (same form as "
                    "[tool.pt2jax.weights], whose entries it overrides).")
 @click.option("--no-jit", is_flag=True, help="Skip the second, compiled (jit) run of the converted model.")
+@click.option("--weights", "weights", default=None, metavar="CHECKPOINT", help="Compare with these weights (a "
+              "torch state_dict, .pt/.pth or .safetensors) instead of seeded random ones (--train: start from them).")
+@click.option("--prefix", "prefixes", multiple=True, metavar="strip:P|add:P", help="With --weights: rename the "
+              "checkpoint's keys (a uniform `module.` prefix is stripped without asking).")
 @click.option("--train", is_flag=True, help="Compare training instead: K optimizer steps of the original's and "
               "the converted training step from the same weights on the same batches (one --input per batch "
               "argument), loss, gradients, parameters and buffers after each step.")
@@ -744,7 +748,7 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @click.option("--no-plot", is_flag=True, help="With --train: write no PNG.")
 @color_option
 def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_perturb, loss, seed, weights_map,
-           no_jit, train, steps, optimizer, step_fn, loss_fn, plot, no_plot, color) -> None:
+           no_jit, weights, prefixes, train, steps, optimizer, step_fn, loss_fn, plot, no_plot, color) -> None:
     """Check that CONVERTED (Flax NNX) computes what ORIGINAL (PyTorch) does.
 
     Loads only the definitions MODEL needs from each file (a script's top-level work is not
@@ -772,6 +776,8 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
                   "--no-plot": no_plot, "--steps": steps != 5}
     if not train and any(train_only.values()):
         raise click.UsageError(f"{', '.join(k for k, v in train_only.items() if v)}: options of --train")
+    if prefixes and not weights:
+        raise click.UsageError("--prefix is an option of --weights")
     if not train and not inputs:
         raise click.UsageError("Missing option '--input'.")
     if train and loss:
@@ -780,11 +786,12 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
         _verify_train(original, converted, fmt, color, model=model, init=init, inputs=list(inputs), atol=atol,
                       rtol=rtol, dtype=dtype, perturb=not no_perturb, seed=seed, steps=steps, optimizer=optimizer,
                       step=step_fn, loss_fn=loss_fn, plot=None if no_plot else (plot or ""),
-                      weights_map=weights_map)
+                      weights_map=weights_map, weights=weights, weights_prefix=tuple(prefixes))
     try:
         report = run_verify(original, converted, model=model, init=init, inputs=list(inputs), atol=atol,
                             rtol=rtol, dtype=dtype, perturb=not no_perturb, loss=loss, seed=seed,
-                            jit=not no_jit, weights_map=load_weights_map(converted, weights_map))
+                            jit=not no_jit, weights_map=load_weights_map(converted, weights_map),
+                            weights=weights, weights_prefix=tuple(prefixes))
     except VerifyError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -820,6 +827,62 @@ def _verify_train(original, converted, fmt, color, *, plot, weights_map, **optio
         sys.exit(2)
     render(fmt, VERIFY_TRAIN, report, sys.stdout, OutputContext(color=_color(color, sys.stdout), root=os.getcwd()))
     sys.exit(0 if report.passed else 1)
+
+
+# ------------------------------------------------------------------------------------- weights
+
+
+@main.command(context_settings=CONTEXT, short_help="Convert a PyTorch state_dict into the converted model's state.")
+@click.argument("checkpoint", type=click.Path(path_type=str))
+@click.option("--module", "module", required=True, metavar="CONVERTED.py:NAME",
+              help="The converted model: its file and the class (or factory) to build.")
+@click.option("--original", required=True, metavar="ORIGINAL.py",
+              help="The torch file defining NAME too: its module tree says which table maps each key.")
+@click.option("--init", "init", default="", help="Constructor arguments as Python source, e.g. '20, 10'.")
+@click.option("--out", required=True, metavar="PATH", help="Where to write (atomically; replaced if it exists).")
+@click.option("--target", default="nnx", show_default=True, help="The converted model's API.")
+@click.option("--format", "fmt", type=click.Choice(["orbax", "safetensors", "msgpack"]), default=None,
+              help="Output format [default: by --out's suffix: .safetensors, .msgpack, else an Orbax folder].")
+@click.option("--prefix", "prefixes", multiple=True, metavar="strip:P|add:P",
+              help="Rename the checkpoint's keys first (repeatable). Without it a uniform `module.` "
+                   "(DataParallel) or `_orig_mod.` (torch.compile) prefix is stripped, and said so.")
+@click.option("--weights-map", "weights_map", default=None, metavar="FILE",
+              help="TOML weight mappings for layers the tables lack (as verify's --weights-map).")
+def weights(checkpoint, module, original, init, out, target, fmt, prefixes, weights_map) -> None:
+    """Convert the PyTorch state_dict CHECKPOINT (.pt/.pth, read with torch.load(weights_only=True);
+    or .safetensors) into the converted model's state, with the weight tables verify uses.
+
+    \b
+    Examples:
+      pt2jax weights mlp.pt --module jax_model.py:MLP --original model.py --out mlp_ckpt
+      pt2jax weights ddp.pth --module jax_model.py:Net --original model.py --init '10' --out net.safetensors
+
+    \b
+    Exit codes: 0 written, 2 nothing written: a missing, unexpected or misshapen key, a file
+    that is not a state_dict, or a model that cannot be built (the message says which).
+    """
+    from .api import convert_weights
+    from .fsio import SourceError
+    from .verify import VerifyError
+
+    try:
+        result = convert_weights(checkpoint, module=module, original=original, out=out, init=init, target=target,
+                                 fmt=fmt, prefixes=prefixes, weights_map=weights_map)
+    except (VerifyError, SourceError, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"{result.checkpoint}: {plural(result.tensors, 'tensor')} -> {result.model} ({result.target}), "
+               f"{plural(result.variables, 'variable')} written to {result.out} ({result.format}, "
+               f"{_size_text(result.bytes_written)})")
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 # --------------------------------------------------------------------------------------- rules

@@ -215,7 +215,8 @@ def render_verify_table(report, out) -> None:
 
     ROUNDING, MISMATCH, JIT_FAILURE = report.ROUNDING, report.MISMATCH, report.JIT_FAILURE  # no import of verify
     title = f"pt2jax verify: {report.model} ({report.dtype}"
-    title += ", weights perturbed)" if report.perturbed else ")"
+    weights = getattr(report, "weights", None)
+    title += f", weights from {weights})" if weights else ", weights perturbed)" if report.perturbed else ")"
     out.print(_comparison_table(title, report.all_comparisons, mode_column=bool(report.jit_comparisons)))
     if report.float64 is not None:
         out.print(_comparison_table("float64 rerun (same model, weights and inputs; float64 tolerances)",

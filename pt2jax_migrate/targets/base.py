@@ -255,3 +255,20 @@ class Target(ABC):
     def training(self) -> Any:
         """verify --train's runtime for converted training code (see targets/nnx/training.py)."""
         raise NotImplementedError(f"verify --train does not support the {self.name} target yet")
+
+    # ---------------------------------------------------------------- `pt2jax weights`: the saved state
+    # A target without these is refused by `pt2jax weights` (exit 2); each output format asks for
+    # one view of the same state, so a format is written the same way for every target.
+
+    def saved_state(self, model: Any) -> Any:
+        """The state `pt2jax weights` writes (for NNX: every variable but the RNG state), a
+        pytree Orbax saves as it is and the restore snippet rebuilds from the model."""
+        raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
+
+    def msgpack_state(self, state: Any) -> bytes:
+        """`state` as nested plain dicts of arrays, msgpack-serialized (flax.serialization)."""
+        raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
+
+    def flat_state(self, state: Any) -> dict[str, Any]:
+        """`state` as {path joined by '.': array} (safetensors)."""
+        raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")

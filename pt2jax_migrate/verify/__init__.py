@@ -33,6 +33,7 @@ __all__ = [
     "render_report",
     "run_train_verify",
     "run_verify",
+    "convert_checkpoint",
     "transfer_weights",
 ]
 
@@ -55,6 +56,8 @@ def run_verify(
     jit: bool = True,
     weights_map=None,
     float64_check: bool = True,
+    weights: str | None = None,
+    weights_prefix: tuple = (),
 ) -> VerifyReport:
     """Verify that `converted` computes what `original` does. See engine.run_verify."""
     from .engine import run_verify as _run
@@ -76,6 +79,8 @@ def run_verify(
         jit=jit,
         weights_map=weights_map,
         float64_check=float64_check,
+        weights=weights,
+        weights_prefix=weights_prefix,
     )
 
 
@@ -95,6 +100,14 @@ def transfer_weights(torch_model, nnx_model, *, dtype: str | None = None, target
     from .transfer import transfer_weights as _transfer
 
     return _transfer(torch_model, nnx_model, dtype=dtype, target=target)
+
+
+def convert_checkpoint(checkpoint: str, **options):
+    """`pt2jax weights`: a torch state_dict file into the converted model's state, written as
+    Orbax, safetensors or msgpack. See weights.py."""
+    from .weights import convert_checkpoint as _convert
+
+    return _convert(checkpoint, **options)
 
 
 def render_report(report: VerifyReport, console) -> None:

@@ -80,10 +80,24 @@ def build_models(torch_file, jax_file, original: str, model: str, init: str, see
     return torch_model, converted
 
 
+def build_converted(jax_file, converted: str, model: str, init: str, seed: int, target):
+    """NAME(ARGS, rngs=...) from the loaded converted file, checked to be the target's model."""
+    keyword, value, shown = target.build_keyword(seed)
+    if _accepts_keyword(_lookup(jax_file, model), keyword):
+        built = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
+    else:
+        built = _build(jax_file, model, init)
+    if not target.is_model(built):
+        raise VerifyError(f"{converted}: {model}({init}) is a {type(built).__name__}, not an {target.module_base}")
+    return built
+
+
 def build_transferred(torch_file, jax_file, original: str, converted: str, model: str, init: str, seed: int,
-                      target, *, weights_map, perturb: bool, float64: bool):
-    """build_models, then torch's weights (perturbed when asked) copied into the converted model
-    by the tables: (torch model, converted model, transfer entries, what apply_transfer did)."""
+                      target, *, weights_map, perturb: bool, float64: bool, weights: str | None = None,
+                      weights_prefix: tuple = ()):
+    """build_models, then torch's weights (perturbed when asked; `weights`: a state_dict file
+    loaded into the torch model first, never perturbed) copied into the converted model by the
+    tables: (torch model, converted model, transfer entries, what apply_transfer did)."""
     from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
 
     torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
@@ -92,6 +106,11 @@ def build_transferred(torch_file, jax_file, original: str, converted: str, model
                           f"not an {target.module_base}")
     if float64:
         torch_model = torch_model.double()
+    if weights:
+        from .weights import load_into_torch
+
+        load_into_torch(weights, torch_model, weights_prefix)
+        perturb = False
     try:
         entries = plan_transfer(torch_model, nnx_model, target=target, weights_map=weights_map)
     except VerifyError as exc:
@@ -225,6 +244,8 @@ def run_verify(
     jit: bool = True,
     weights_map=None,
     float64_check: bool = True,
+    weights: str | None = None,
+    weights_prefix: tuple = (),
 ) -> VerifyReport:
     """Run `model` from `original` (torch) and from `converted` (written for `target`, a name or
     a Target; default Flax NNX) and compare them, eagerly and (`jit`) under the target's jit.
@@ -242,8 +263,8 @@ def run_verify(
 
     if weights_map is not None and not isinstance(weights_map, WeightMap):
         weights_map = WeightMap.from_table(weights_map, "weights map")
-    common = dict(model=model, init=init, inputs=inputs, perturb=perturb, loss=loss, seed=seed, target=target,
-                  weights_map=weights_map)
+    common = dict(model=model, init=init, inputs=inputs, perturb=perturb and not weights, loss=loss, seed=seed,
+                  target=target, weights_map=weights_map, weights=weights, weights_prefix=tuple(weights_prefix))
     report = _run_once(original, converted, atol=atol, rtol=rtol, dtype=dtype, grad_atol=grad_atol,
                        grad_rtol=grad_rtol, jit=jit, **common)
     if float64_check and dtype != "float64" and report.numeric_failures:
@@ -276,6 +297,8 @@ def _run_once(
     target=None,
     jit: bool,
     weights_map=None,
+    weights: str | None = None,
+    weights_prefix: tuple = (),
 ) -> VerifyReport:
     if dtype not in DTYPES:
         raise VerifyError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
@@ -310,7 +333,8 @@ def _run_once(
 
         torch_model, nnx_model, entries, transferred = build_transferred(
             torch_file, jax_file, original, converted, model, init, seed, target,
-            weights_map=weights_map, perturb=perturb, float64=float64)
+            weights_map=weights_map, perturb=perturb, float64=float64, weights=weights,
+            weights_prefix=weights_prefix)
         torch_model.eval()
         target.eval_mode(nnx_model)
 
@@ -397,6 +421,7 @@ def _run_once(
         converted=converted,
         transferred=len(transferred),
         perturbed=perturb,
+        weights=weights,
         jit=ran_jit,
         jit_comparisons=jit_comparisons,
         jit_error=jit_error,

@@ -94,6 +94,7 @@ class VerifyReport:
     converted: str = ""
     transferred: int = 0  # number of torch tensors copied into the converted model
     perturbed: bool = True
+    weights: str | None = None  # `verify --weights`: the checkpoint the torch model was loaded from
     jit: bool = False  # whether the converted model was also run under nnx.jit
     jit_comparisons: list[Comparison] = field(default_factory=list)  # same checks, jitted
     jit_error: JitFailure | None = None

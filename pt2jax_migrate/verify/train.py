@@ -94,6 +94,8 @@ def run_train_verify(
     target=None,
     weights_map=None,
     float64_check: bool = True,
+    weights: str | None = None,
+    weights_prefix: tuple = (),
 ) -> TrainReport:
     """Train `model` for `steps` steps in `original` (torch) and in `converted` and compare them
     after every step (see the module docstring). Raises VerifyError when verify cannot run (a
@@ -126,8 +128,8 @@ def run_train_verify(
     setup = _optimizer_setup(optimizer, script, original, converted)
     schedulers = find_schedulers(original, script) if script is not None else []
     common = dict(model=model, init=init, inputs=inputs, steps=steps, optimizer=setup, schedulers=schedulers,
-                  loss_fn=loss_fn, step=step, script=script, perturb=perturb, seed=seed, target=target,
-                  weights_map=weights_map)
+                  loss_fn=loss_fn, step=step, script=script, perturb=perturb and not weights, seed=seed,
+                  target=target, weights_map=weights_map, weights=weights, weights_prefix=tuple(weights_prefix))
     report = _run_once(original, converted, atol=atol, rtol=rtol, dtype=dtype, **common)
     if float64_check and dtype != "float64" and report.numeric_failures:
         try:
@@ -151,7 +153,7 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
               optimizer: OptimizerSetup, schedulers: list[SchedulerUse], loss_fn: str | None, step: str | None,
               script: ScriptStep | None,
               atol: float | None = None, rtol: float | None = None, dtype: str, perturb: bool, seed: int,
-              target=None, weights_map=None) -> TrainReport:
+              target=None, weights_map=None, weights: str | None = None, weights_prefix: tuple = ()) -> TrainReport:
     if dtype not in DEFAULT_TOLERANCES:
         raise VerifyError(f"dtype {dtype!r} is not supported; use one of {', '.join(DEFAULT_TOLERANCES)}")
     _check_model_name(model)
@@ -196,7 +198,8 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         # --- the two models, the same weights (as verify builds them)
         torch_model, nnx_model, entries, _ = build_transferred(
             torch_file, jax_file, original, converted, model, init, seed, target,
-            weights_map=weights_map, perturb=perturb, float64=float64)
+            weights_map=weights_map, perturb=perturb, float64=float64, weights=weights,
+            weights_prefix=weights_prefix)
         entries = [e for e in entries if e.nnx_path is not None]
 
         # --- train mode without dropout randomness

@@ -245,7 +245,7 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
             problems.append(f"{e.torch_key} -> {where}: the converted model has no such variable")
             continue
         try:
-            value = e.convert(_to_numpy(e.tensor))
+            value = e.convert(_shape_probe(e.tensor))
         except ValueError as exc:
             problems.append(f"{e.torch_key} -> {where}: {exc}")
             continue
@@ -280,6 +280,12 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
     if problems:
         raise VerifyError("weight transfer failed:\n  - " + "\n  - ".join(problems) + "\n  " + MAP_HINT)
     return entries
+
+
+def _shape_probe(tensor) -> np.ndarray:
+    """A zero-strided array of `tensor`'s shape: the transforms are re-arrangements, so the
+    planned shape is known without copying (or even having: a meta tensor) the values."""
+    return np.broadcast_to(np.zeros((), np.float32), tuple(tensor.shape))
 
 
 def _to_numpy(tensor) -> np.ndarray:

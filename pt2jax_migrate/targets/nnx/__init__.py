@@ -200,6 +200,24 @@ class NNXTarget(Target):
 
         return NNXTraining()
 
+    def saved_state(self, model: Any) -> Any:
+        from flax import nnx
+
+        # RNG keys and counts are not weights (and typed key arrays do not serialize): a
+        # restored model keeps the ones its constructor drew
+        return nnx.state(model, nnx.Not(nnx.RngState))
+
+    def msgpack_state(self, state: Any) -> bytes:
+        from flax import nnx
+        from flax.serialization import msgpack_serialize
+
+        return msgpack_serialize(nnx.to_pure_dict(state))
+
+    def flat_state(self, state: Any) -> dict[str, Any]:
+        from flax import nnx
+
+        return {".".join(str(p) for p in path): var[...] for path, var in nnx.to_flat_state(state)}
+
     def jit_value_and_grad(self, fn: Callable, model: Any, *args: Any) -> tuple[Any, dict[tuple, Any]]:
         from flax import nnx
 

@@ -1,0 +1,487 @@
+"""`pt2jax weights`: a PyTorch state_dict converted into the converted model's state, and
+`verify --weights`: parity with those weights.
+
+The mapping is verify's (transfer.plan_transfer over rules/layers.toml, [tool.pt2jax.weights]
+and --weights-map): the original torch model is built -- on torch's meta device when its
+constructor allows, so it holds no values -- only to walk its module tree; the converted model
+is built as verify builds it; then each checkpoint tensor is read, transformed and written into
+its variable one at a time.
+
+Memory. A `.pt`/`.pth` is opened with `torch.load(weights_only=True, mmap=True)` (a legacy,
+non-zip file without mmap) and a `.safetensors` with `safe_open`, so tensors are read from
+the file as they are converted; the converted model is the one full copy in memory (plus the
+output buffer for msgpack, which serializes in memory). benchmarks/bench_weights.py measures it.
+
+Checks, all before anything is written (VerifyError lists every problem; the CLI exits 2):
+the file is a state_dict (str -> tensor), every key the model expects is there, no key is
+left over, every shape matches. A uniform `module.` (nn.DataParallel) or `_orig_mod.`
+(torch.compile) prefix the model lacks is stripped, and said so; `--prefix strip:P` /
+`--prefix add:P` rename the keys explicitly. Output is written atomically (a temp file or
+folder beside it, then renamed): a failure leaves no output and an old one untouched.
+
+Formats: `orbax` (a folder; ocp.StandardCheckpointer of the target's saved state), `safetensors`
+(flat keys: the state's paths joined by '.'), `msgpack` (flax.serialization.msgpack_serialize
+of the pure state dict). Loading back: README, "Converting checkpoints".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .report import VerifyError
+
+FORMATS = ("orbax", "safetensors", "msgpack")
+AUTO_PREFIXES = ("module.", "_orig_mod.")  # nn.DataParallel / DistributedDataParallel, torch.compile
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # {"state_dict": {...}, "epoch": 3}
+_SHOWN = 12  # problems listed per kind
+
+
+@dataclass
+class WeightsResult:
+    """What `pt2jax weights` did."""
+
+    checkpoint: str
+    out: str
+    format: str
+    target: str
+    model: str
+    tensors: int  # checkpoint tensors written into the converted model
+    variables: int  # variables in the written state
+    bytes_written: int
+    notes: list[str] = field(default_factory=list)
+
+
+def format_for(out: str, fmt: str | None) -> str:
+    """`fmt`, or the one `out`'s suffix says (.safetensors, .msgpack; anything else: orbax)."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise VerifyError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return fmt
+    lower = out.lower()
+    if lower.endswith(".safetensors"):
+        return "safetensors"
+    if lower.endswith((".msgpack", ".mpk")):
+        return "msgpack"
+    return "orbax"
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+class CheckpointSource:
+    """A state_dict on disk, read lazily: keys, shapes, and one tensor at a time."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.notes: list[str] = []
+        self._safe = None
+        self._dict: Mapping | None = None
+        if not os.path.exists(path):
+            raise VerifyError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise VerifyError(f"{path}: a folder, not a checkpoint file (.pt, .pth or .safetensors)")
+        if path.lower().endswith(".safetensors"):
+            self._open_safetensors()
+        else:
+            self._open_torch()
+
+    def _open_safetensors(self) -> None:
+        try:
+            from safetensors import safe_open
+        except ImportError:
+            raise VerifyError(f"{self.path}: reading .safetensors needs the safetensors package "
+                              "(pip install safetensors)") from None
+        try:
+            self._safe = safe_open(self.path, framework="pt")
+            self.keys = list(self._safe.keys())
+        except Exception as exc:  # SafetensorError, OSError
+            raise VerifyError(f"{self.path}: not a readable .safetensors file: {_first_line(exc)}") from None
+
+    def _open_torch(self) -> None:
+        import torch
+
+        def load(mmap: bool):
+            return torch.load(self.path, map_location="cpu", weights_only=True, mmap=mmap)
+
+        try:
+            try:
+                data = load(True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):  # a legacy (non-zip) file cannot be mapped
+                    raise
+                data = load(False)
+        except Exception as exc:  # UnpicklingError (not weights-only data), RuntimeError (corrupt), EOFError
+            raise VerifyError(
+                f"{self.path}: torch.load(weights_only=True) cannot read it: {type(exc).__name__}: "
+                f"{_first_line(exc)} (a corrupt file, or not a state_dict: save model.state_dict())"
+            ) from None
+        if isinstance(data, Mapping) and not _is_state_dict(data):
+            inner = next((k for k in WRAPPER_KEYS if isinstance(data.get(k), Mapping) and _is_state_dict(data[k])), None)
+            if inner is not None:
+                self.notes.append(f"the state_dict is the checkpoint's {inner!r} entry")
+                data = data[inner]
+        if not isinstance(data, Mapping) or not _is_state_dict(data):
+            raise VerifyError(f"{self.path}: not a state_dict (str -> tensor): {_describe(data)}")
+        self._dict = data
+        self.keys = list(data)
+
+    def shape(self, key: str) -> tuple:
+        if self._safe is not None:
+            return tuple(self._safe.get_slice(key).get_shape())
+        return tuple(self._dict[key].shape)
+
+    def dtype(self, key: str) -> str:
+        if self._safe is not None:
+            return str(self._safe.get_slice(key).get_dtype())
+        return str(self._dict[key].dtype).removeprefix("torch.")
+
+    def tensor(self, key: str):
+        """The torch tensor stored under `key` (read from the file now)."""
+        if self._safe is not None:
+            return self._safe.get_tensor(key)
+        return self._dict[key]
+
+    def close(self) -> None:
+        self._safe = None
+        self._dict = None
+
+    def __enter__(self) -> CheckpointSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def _is_state_dict(data: Mapping) -> bool:
+    import torch
+
+    return all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items())
+
+
+def _describe(data) -> str:
+    import torch
+
+    if isinstance(data, Mapping):
+        bad = next(((k, v) for k, v in data.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))), None)
+        if bad is not None:
+            return f"a dict whose entry {bad[0]!r} is a {type(bad[1]).__name__}, not a tensor"
+    if isinstance(data, torch.Tensor):
+        return f"a single tensor of shape {tuple(data.shape)}"
+    return f"a {type(data).__name__}"
+
+
+# ------------------------------------------------------------------------------ keys
+
+
+def parse_prefix(text: str) -> tuple[str, str]:
+    """`strip:module.` -> ("strip", "module."), `add:encoder.` -> ("add", "encoder.")."""
+    action, sep, prefix = (text or "").partition(":")
+    if not sep or action not in ("strip", "add") or not prefix:
+        raise VerifyError(f"--prefix {text!r}: expected strip:PREFIX or add:PREFIX, e.g. strip:module.")
+    return action, prefix
+
+
+def match_keys(source_keys: Sequence[str], expected: Mapping[str, tuple], prefixes: Iterable[str] = (),
+               *, where: str) -> tuple[dict[str, str], list[str]]:
+    """({model key: checkpoint key}, notes), after the `--prefix` renames (or the automatic
+    strip of a uniform AUTO_PREFIXES prefix). `expected` is the model's key -> shape; shapes
+    are checked by the caller. Raises VerifyError listing missing and unexpected keys."""
+    notes: list[str] = []
+    renamed = {k: k for k in source_keys}
+    rules = [parse_prefix(p) for p in prefixes]
+    for action, prefix in rules:
+        if action == "strip":
+            hits = sum(new.startswith(prefix) for new in renamed)
+            if not hits:
+                raise VerifyError(f"{where}: --prefix strip:{prefix}: no checkpoint key starts with {prefix!r}")
+            renamed = {(new[len(prefix):] if new.startswith(prefix) else new): old for new, old in renamed.items()}
+        else:
+            renamed = {prefix + new: old for new, old in renamed.items()}
+    if not rules and renamed:
+        for prefix in AUTO_PREFIXES:
+            if all(k.startswith(prefix) for k in renamed) and not all(k.startswith(prefix) for k in expected):
+                renamed = {new[len(prefix):]: old for new, old in renamed.items()}
+                notes.append(f"every checkpoint key starts with {prefix!r} "
+                             f"({'nn.DataParallel' if prefix == 'module.' else 'torch.compile'}): stripped it")
+    missing = [k for k in expected if k not in renamed]
+    unexpected = [renamed[k] for k in renamed if k not in expected]
+    if missing or unexpected:
+        problems = [f"missing key {k!r} (shape {tuple(expected[k])}): the model has it, the checkpoint does not"
+                    for k in missing[:_SHOWN]]
+        if len(missing) > _SHOWN:
+            problems.append(f"... and {len(missing) - _SHOWN} more missing keys")
+        problems += [f"unexpected key {k!r}: the checkpoint has it, the model does not" for k in unexpected[:_SHOWN]]
+        if len(unexpected) > _SHOWN:
+            problems.append(f"... and {len(unexpected) - _SHOWN} more unexpected keys")
+        hint = _prefix_hint(list(renamed), expected)
+        raise VerifyError(f"{where}: the checkpoint does not match the model:\n  - " + "\n  - ".join(problems)
+                          + (f"\n  {hint}" if hint else ""))
+    return {new: old for new, old in renamed.items()}, notes
+
+
+def _prefix_hint(keys: list[str], expected: Mapping) -> str:
+    """A --prefix that would make the keys match, if one obvious one does."""
+    if not keys or not expected:
+        return ""
+    first = keys[0].split(".")[0] + "."
+    if all(k.startswith(first) for k in keys) and {k[len(first):] for k in keys} == set(expected):
+        return f"(every checkpoint key starts with {first!r}: --prefix strip:{first})"
+    head = next(iter(expected)).split(".")[0] + "."
+    if all(k.startswith(head) for k in expected) and {head + k for k in keys} == set(expected):
+        return f"(the model's keys all start with {head!r}: --prefix add:{head})"
+    return ""
+
+
+def check_shapes(source: CheckpointSource, key_map: Mapping[str, str], expected: Mapping[str, tuple],
+                 *, where: str) -> None:
+    problems = []
+    for key, shape in expected.items():
+        got = source.shape(key_map[key])
+        if tuple(got) != tuple(shape):
+            problems.append(f"{key_map[key]!r}: shape mismatch: checkpoint {tuple(got)}, model {tuple(shape)}")
+    if problems:
+        shown = problems[:_SHOWN] + ([f"... and {len(problems) - _SHOWN} more"] if len(problems) > _SHOWN else [])
+        raise VerifyError(f"{where}: the checkpoint does not match the model:\n  - " + "\n  - ".join(shown))
+
+
+def model_keys(torch_model) -> dict[str, tuple]:
+    """The torch model's state_dict keys -> shapes (no values read: works on the meta device)."""
+    return {k: tuple(v.shape) for k, v in torch_model.state_dict(keep_vars=True).items()}
+
+
+def open_matched(path: str, torch_model, prefixes: Iterable[str] = ()) -> tuple[CheckpointSource, dict[str, str], list[str]]:
+    """The checkpoint at `path`, checked against `torch_model`: (source, {model key: checkpoint
+    key}, notes). Raises VerifyError (the source closed) when it does not fit."""
+    source = CheckpointSource(path)
+    try:
+        key_map, notes = match_keys(source.keys, model_keys(torch_model), prefixes, where=path)
+        check_shapes(source, key_map, model_keys(torch_model), where=path)
+    except BaseException:
+        source.close()
+        raise
+    return source, key_map, source.notes + notes
+
+
+def load_into_torch(path: str, torch_model, prefixes: Iterable[str] = ()) -> list[str]:
+    """`verify --weights`: the checkpoint's tensors into the (real) torch model, strictly."""
+    import torch
+
+    source, key_map, notes = open_matched(path, torch_model, prefixes)
+    try:
+        state = {key: source.tensor(old) for key, old in key_map.items()}
+        with torch.no_grad():
+            torch_model.load_state_dict(state, strict=True)
+    finally:
+        source.close()
+    return notes
+
+
+def tensor_array(tensor) -> np.ndarray:
+    """A torch tensor's values as numpy (a view where it can be; bfloat16 widened to float32)."""
+    import torch
+
+    t = tensor.detach()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.cpu().numpy()
+
+
+# ------------------------------------------------------------------------------ converting
+
+
+def build_skeleton(torch_file, original: str, model: str, init: str):
+    """The original torch model built on the meta device (no values), for its module tree and
+    key names; built for real when the constructor cannot run on meta (`.item()` on a tensor)."""
+    import torch
+
+    from .engine import _build
+
+    try:
+        with torch.device("meta"):
+            torch_model = _build(torch_file, model, init)
+    except VerifyError:
+        torch_model = _build(torch_file, model, init)  # the real error, if it is one
+    if not isinstance(torch_model, torch.nn.Module):
+        raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
+    return torch_model
+
+
+def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model: str, init: str = "",
+                       out: str, target=None, fmt: str | None = None, prefixes: Sequence[str] = (),
+                       weights_map=None) -> WeightsResult:
+    """Convert the torch state_dict `checkpoint` into `model` of `converted` and write it to
+    `out` (see the module docstring). Raises VerifyError, having written nothing, on any problem."""
+    from ..model import SourceError
+    from ..targets import UnknownTarget, get_target
+    from .engine import _check_model_name, _loaded, build_converted
+    from .loader import expression_names
+    from .transfer import format_path, plan_transfer
+    from .weightmap import WeightMap
+
+    fmt = format_for(out, fmt)
+    try:
+        target = get_target(target)
+    except UnknownTarget as exc:
+        raise VerifyError(str(exc)) from None
+    if type(target).saved_state is _base_saved_state():
+        raise VerifyError(f"pt2jax weights does not support the {target.name} target yet")
+    for p in prefixes:
+        parse_prefix(p)
+    if weights_map is not None and not isinstance(weights_map, WeightMap):
+        weights_map = WeightMap.from_table(weights_map, "weights map")
+    _check_model_name(model)
+    roots = {model.split(".")[0]} | expression_names(init, what="--init", call_args=True)
+
+    import jax.numpy as jnp
+
+    with _loaded(original, roots, "torch") as torch_file, _loaded(converted, roots, target.name) as jax_file:
+        torch_model = build_skeleton(torch_file, original, model, init)
+        source, key_map, notes = open_matched(checkpoint, torch_model, prefixes)
+        with source:
+            jax_model = build_converted(jax_file, converted, model, init, 0, target)
+            try:
+                entries = plan_transfer(torch_model, jax_model, target=target, weights_map=weights_map)
+            except VerifyError as exc:
+                raise VerifyError(f"{converted}: {exc}") from exc
+            flat = target.variables(jax_model)
+            written = 0
+            cast: dict[tuple[str, str], int] = {}
+            for e in entries:
+                if e.nnx_path is None or e.torch_key not in key_map:
+                    continue  # dropped by the table; a non-persistent buffer the constructor recomputes
+                var = flat[e.nnx_path]
+                value = e.convert(tensor_array(source.tensor(key_map[e.torch_key])))
+                if tuple(value.shape) != tuple(var.shape):  # checked by the plan; never broadcast
+                    raise VerifyError(f"{e.torch_key} -> {format_path(e.nnx_path)}: shape {value.shape} != {var.shape}")
+                new = jnp.asarray(value, dtype=var.dtype)
+                if np.dtype(value.dtype) != np.dtype(new.dtype):
+                    pair = (str(value.dtype), str(new.dtype))
+                    cast[pair] = cast.get(pair, 0) + 1
+                target.set_value(var, new)
+                new.block_until_ready()  # the copy is done before the next one starts (no queue of them)
+                written += 1
+                del value, new
+        notes += [f"{n} tensor{'s' if n != 1 else ''} cast from {a} to {b} (the converted model's dtype)"
+                  for (a, b), n in cast.items()]
+        state = target.saved_state(jax_model)
+        try:
+            size, count = _write(target, state, out, fmt)
+        except OSError as exc:
+            raise VerifyError(f"{out}: cannot write: {exc.strerror or exc}") from None
+        except SourceError as exc:  # fsio's atomic writer
+            raise VerifyError(str(exc)) from None
+    return WeightsResult(checkpoint, out, fmt, target.name, model, written, count, size, notes)
+
+
+def _base_saved_state():
+    from ..targets.base import Target
+
+    return Target.saved_state
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def _write(target, state, out: str, fmt: str) -> tuple[int, int]:
+    """Write `state` to `out` atomically; (bytes written, variables written)."""
+    from ..fsio import TEMP_SUFFIX, write_bytes_atomic
+
+    flat = target.flat_state(state)
+    count = len(flat)
+    dest = os.path.realpath(out)
+    folder = os.path.dirname(dest) or "."
+    os.makedirs(folder, exist_ok=True)
+    if fmt == "msgpack":
+        del flat
+        data = target.msgpack_state(state)
+        write_bytes_atomic(out, data)
+        return len(data), count
+    temp = tempfile.mkdtemp(dir=folder, prefix=f".{os.path.basename(dest)}.", suffix=TEMP_SUFFIX)
+    try:
+        if fmt == "safetensors":
+            staged = os.path.join(temp, "weights.safetensors")
+            _save_safetensors(flat, staged)
+            os.chmod(staged, 0o666 & ~_umask())
+        else:
+            import orbax.checkpoint as ocp
+
+            del flat
+            staged = os.path.join(temp, "checkpoint")
+            checkpointer = ocp.StandardCheckpointer()
+            checkpointer.save(staged, state)
+            checkpointer.wait_until_finished()
+        size = _size(staged)
+        _replace(staged, dest, temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return size, count
+
+
+_SAFETENSORS_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+                       "int32": "I32", "int16": "I16", "int8": "I8", "uint64": "U64", "uint32": "U32",
+                       "uint16": "U16", "uint8": "U8", "bool": "BOOL"}
+
+
+def _save_safetensors(flat: Mapping[str, object], path: str) -> None:
+    """The safetensors file format written array by array (safetensors.numpy.save_file copies
+    every array into one bytes object first): an 8-byte little-endian header length, the JSON
+    header (padded to 8 bytes), then each array's bytes in order. Read back with safetensors."""
+    import json
+
+    header: dict[str, object] = {"__metadata__": {"format": "pt2jax"}}
+    arrays = []
+    offset = 0
+    for key in sorted(flat):
+        a = np.asarray(flat[key])
+        code = _SAFETENSORS_DTYPES.get(a.dtype.name)
+        if code is None:
+            raise VerifyError(f"{key}: safetensors has no dtype for {a.dtype.name}")
+        header[key] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+        arrays.append(a)
+    data = json.dumps(header, separators=(",", ":")).encode()
+    data += b" " * (-len(data) % 8)
+    with open(path, "wb") as handle:
+        handle.write(len(data).to_bytes(8, "little"))
+        handle.write(data)
+        for a in arrays:
+            handle.write(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)  # little-endian hosts
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _umask() -> int:
+    from ..fsio import _umask as umask
+
+    return umask()
+
+
+def _size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def _replace(staged: str, dest: str, temp: str) -> None:
+    """Move `staged` to `dest`; an existing `dest` (file or folder) is set aside in `temp`
+    first and removed only once the new one is in place."""
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        aside = os.path.join(temp, "previous")
+        os.rename(dest, aside)
+        try:
+            os.rename(staged, dest)
+        except BaseException:
+            os.rename(aside, dest)
+            raise
+    else:
+        os.replace(staged, dest)  # a file (or nothing) at dest; a folder over a file fails: reported
