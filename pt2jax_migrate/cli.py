@@ -707,7 +707,8 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @main.command(context_settings=CONTEXT, short_help="Compare a torch model and its converted JAX model numerically.")
 @click.argument("original", type=click.Path(path_type=str))
 @click.argument("converted", type=click.Path(path_type=str))
-@click.option("--model", required=True, help="Class or factory function defined in both files.")
+@click.option("--model", default=None, help="Class or factory function defined in both files (required, "
+              "except with --train: without it, the scripts' own set-up, training loops and data are run).")
 @click.option("--init", "init", default="", help="Constructor arguments as Python source, e.g. '20, 10' "
               "(the converted model also gets `rngs=`).")
 @click.option("--input", "inputs", multiple=True, metavar="SPEC",
@@ -772,6 +773,8 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
                   "--no-plot": no_plot, "--steps": steps != 5}
     if not train and any(train_only.values()):
         raise click.UsageError(f"{', '.join(k for k, v in train_only.items() if v)}: options of --train")
+    if not train and not model:
+        raise click.UsageError("Missing option '--model'.")
     if not train and not inputs:
         raise click.UsageError("Missing option '--input'.")
     if train and loss:

@@ -41,6 +41,7 @@ def render_text(report, stream: TextIO, ctx) -> None:
         f"  step:      {report.setup}",
         f"  optimizer: {report.optimizer}",
         (f"  batches:   {', '.join(report.batch)} (a new batch per step, the same for both sides)" if report.batch
+         else "  batches:   each script's own data, as its loop reads them" if report.program
          else "  batches:   none (the step reads its data from module-level names of each file)"),
     ]
     lines += [f"  note:      {note}" for note in report.notes]

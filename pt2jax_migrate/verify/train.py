@@ -79,9 +79,9 @@ def run_train_verify(
     original: str,
     converted: str,
     *,
-    model: str,
+    model: str | None = None,
     init: str = "",
-    inputs: list[str],
+    inputs: list[str] | None = None,
     steps: int = DEFAULT_STEPS,
     optimizer: str | None = None,
     loss_fn: str | None = None,
@@ -105,6 +105,18 @@ def run_train_verify(
         weights_map = WeightMap.from_table(weights_map, "weights map")
     if steps < 1:
         raise VerifyError(f"--steps must be at least 1, got {steps}")
+    if not model:
+        named = [k for k, v in (("--input", inputs), ("--init", init), ("--step", step), ("--loss-fn", loss_fn),
+                                ("--optimizer", optimizer)) if v]
+        if named:
+            raise VerifyError(f"{', '.join(named)} name a set-up: give --model too (or nothing, to run the "
+                              "scripts' own set-up and training loops)")
+        from .trainprogram import run_program_train_verify
+
+        return run_program_train_verify(original, converted, steps=steps, dtype=dtype, atol=atol, rtol=rtol,
+                                        perturb=perturb, seed=seed, target=target, weights_map=weights_map,
+                                        float64_check=float64_check)
+    inputs = list(inputs or [])
     if step and loss_fn:
         raise VerifyError("name the training step one way: --step NAME or --loss-fn NAME, not both")
     for what, name in (("--step", step), ("--loss-fn", loss_fn)):
