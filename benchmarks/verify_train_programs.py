@@ -1,7 +1,8 @@
 """`verify --train` over every training program in fixtures/programs/, nothing named: each program
 is rewritten (as `pt2jax rewrite X.py --out DIR` does), then the original and the converted file
 are compared for K optimizer steps of their own loops (verify/trainprogram.py), in one process.
-Prints a table: program, verdict, max |loss diff|, max |param diff| (over the compared steps).
+Prints a table: program, verdict, max |loss diff|, max |param diff| (over the compared steps), and
+the max |param diff| of the float64 rerun when one ran (a float32 failure).
 
     PYTHONPATH=. python benchmarks/verify_train_programs.py [--steps 3] [--out DIR]
 """
@@ -62,14 +63,15 @@ def run_all(out: Path, steps: int = 3, names: list[str] | None = None) -> list[d
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'program':<34} {'verdict':<30} {'max loss diff':>13} {'max param diff':>14}"]
+    lines = [f"{'program':<34} {'verdict':<30} {'max loss diff':>13} {'max param diff':>14} {'float64 rerun':>13}"]
     for row in rows:
         report = row["report"]
         if report is None:
             lines.append(f"{row['program']:<34} {'CANNOT DRIVE':<30} {'-':>13} {'-':>14}  {row['error']}")
             continue
         loss, param = max_diffs(report)
-        lines.append(f"{row['program']:<34} {verdict(report):<30} {loss:>13.2g} {param:>14.2g}")
+        rerun = "-" if report.float64 is None else f"{max_diffs(report.float64)[1]:.2g}"
+        lines.append(f"{row['program']:<34} {verdict(report):<30} {loss:>13.2g} {param:>14.2g} {rerun:>13}")
     return "\n".join(lines)
 
 

@@ -732,7 +732,8 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @click.option("--no-jit", is_flag=True, help="Skip the second, compiled (jit) run of the converted model.")
 @click.option("--train", is_flag=True, help="Compare training instead: K optimizer steps of the original's and "
               "the converted training step from the same weights on the same batches (one --input per batch "
-              "argument), loss, gradients, parameters and buffers after each step.")
+              "argument), loss, gradients, parameters and buffers after each step. Without --model: each "
+              "script's own set-up, training loop and data, run up to K optimizer steps.")
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="With --train: optimizer steps.")
 @click.option("--optimizer", "optimizer", default=None, metavar="NAME|EXPR", help="With --train: a function in "
               "both files called as NAME(model), or an expression over `model` [default: build_optimizer].")
@@ -760,6 +761,7 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
       pt2jax verify cnn.py jax_cnn.py --model CNN --init '10' --input 'float32[2,1,28,28]' --atol 1e-5
       pt2jax verify lm.py jax_lm.py --model LM --input 'int64[2,16]:0..1000' --format json
       pt2jax verify train.py jax_train.py --model MLP --train --input 'float32[64,20]' --input 'int64[64]:0..5'
+      pt2jax verify train.py jax_train.py --train     # the scripts' own set-up, loops and data
 
     \b
     Exit codes: 0 parity (or float32 rounding noise: float64 agrees), 1 mismatch or a failure

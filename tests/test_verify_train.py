@@ -167,6 +167,10 @@ def test_program_whose_step_reads_module_level_data(tmp_path):
     assert report.passed, report.summary()
     assert report.batch == [] and "torch.optim.SGD" in report.optimizer and "optax.sgd" in report.optimizer
     assert report.torch_losses[0] > report.torch_losses[2]  # the same data every step: it learns
+    # float64: the module-level float32 x, y are made float64 with the models on both sides
+    report64 = run_train_verify(str(tmp_path / "prog.py"), str(tmp_path / "prog_jax.py"), model="Net", inputs=[],
+                                steps=2, dtype="float64")
+    assert report64.passed and report64.status == "pass", report64.summary()
 
 
 def test_a_converted_step_nested_in_a_function_asks_for_a_name(tmp_path):

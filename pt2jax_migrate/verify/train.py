@@ -202,8 +202,14 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
 
     with ExitStack() as stack:
         stack.enter_context(_jax_x64(float64))
+        if float64:  # module-level data computed in float64 on the torch side too, as JAX x64 does
+            previous = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float64)
+            stack.callback(torch.set_default_dtype, previous)
         torch_file = stack.enter_context(_loaded(original, torch_roots, "torch"))
         jax_file = stack.enter_context(_loaded(converted, jax_roots, target.name))
+        if float64:  # and data a file makes float32 explicitly: the models' float64 too
+            _module_data_float64(torch_file.namespace, jax_file.namespace)
 
         # --- the two models, the same weights (as verify builds them)
         torch_model, nnx_model, entries, _ = build_transferred(
@@ -349,6 +355,22 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         dropout=(torch_dropout, jax_dropout),
         notes=notes,
     )
+
+
+def _module_data_float64(torch_namespace: dict, jax_namespace: dict) -> None:
+    """Module-level floating torch tensors and JAX/numpy arrays, made float64 (the float64 rerun
+    makes the models double: data left float32 would not multiply with them)."""
+    import jax.numpy as jnp
+    import torch
+
+    for name, value in list(torch_namespace.items()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float64:
+            torch_namespace[name] = value.double()
+    for name, value in list(jax_namespace.items()):
+        dtype = getattr(value, "dtype", None)
+        if (isinstance(value, (np.ndarray, jnp.ndarray)) and dtype is not None
+                and np.issubdtype(dtype, np.floating) and dtype != np.float64):
+            jax_namespace[name] = jnp.asarray(value, dtype=jnp.float64)
 
 
 def _compare(name: str, kind: str, actual, expected, atol: float, rtol: float) -> TrainComparison:

@@ -102,8 +102,8 @@ class TrainReport:
         with the precision, eps64/eps32 = 2**-29; a difference in meaning stays the same size).
         Adam on a gradient that is 0 in exact arithmetic (a bias just before a BatchNorm) divides
         the rounding noise of the gradient by sqrt(v) + eps: the update is lr * noise / (|noise| +
-        eps), up to lr, in float32 and ~lr * 1e-8 in float64 -- outside both tolerances, shrinking
-        by ~1e8."""
+        eps), up to lr, in float32 and ~lr * 1e-7 in float64 -- outside both tolerances, shrinking
+        by ~1e7."""
         if not self.numeric_failures or self.float64 is None:
             return False
         if not self.float64.numeric_failures:
