@@ -348,6 +348,9 @@ def test_train_options_need_train():
     result = CliRunner().invoke(main, ["verify", "a.py", "b.py", "--model", "M", "--input", "float32[2]",
                                        "--steps", "3"])
     assert result.exit_code == 2 and "--steps: options of --train" in result.output
+    # --model is optional only with --train (nothing named: the scripts' own loops)
+    missing = CliRunner().invoke(main, ["verify", "a.py", "b.py", "--input", "float32[2]"])
+    assert missing.exit_code == 2 and "Missing option '--model'" in missing.output
 
 
 # ------------------------------------------------------------------ the command: reports and the PNG

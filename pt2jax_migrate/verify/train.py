@@ -1,7 +1,9 @@
 """`pt2jax verify --train`: K optimizer steps of the original and of the converted training code,
 from the same weights on the same batches, compared after every step.
 
-How the step is named (first that applies):
+Nothing named (no model): each script's own set-up, training loop and data, observed side by
+side for K optimizer steps: trainprogram.py. Otherwise the model is --model (and --init), the
+batches are drawn from --input specs, and the step is named as follows (first that applies):
 
 * `step="NAME"` (`--step`): a function defined in both files, `NAME(model, optimizer, *batch)`,
   that does one whole step and returns the loss (or a tuple starting with it);
