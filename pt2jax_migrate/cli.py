@@ -707,7 +707,8 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @main.command(context_settings=CONTEXT, short_help="Compare a torch model and its converted JAX model numerically.")
 @click.argument("original", type=click.Path(path_type=str))
 @click.argument("converted", type=click.Path(path_type=str))
-@click.option("--model", required=True, help="Class or factory function defined in both files.")
+@click.option("--model", default=None, help="Class or factory function defined in both files (required, "
+              "except with --train: without it, the scripts' own set-up, training loops and data are run).")
 @click.option("--init", "init", default="", help="Constructor arguments as Python source, e.g. '20, 10' "
               "(the converted model also gets `rngs=`).")
 @click.option("--input", "inputs", multiple=True, metavar="SPEC",
@@ -735,7 +736,8 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
               "checkpoint's keys (a uniform `module.` prefix is stripped without asking).")
 @click.option("--train", is_flag=True, help="Compare training instead: K optimizer steps of the original's and "
               "the converted training step from the same weights on the same batches (one --input per batch "
-              "argument), loss, gradients, parameters and buffers after each step.")
+              "argument), loss, gradients, parameters and buffers after each step. Without --model: each "
+              "script's own set-up, training loop and data, run up to K optimizer steps.")
 @click.option("--steps", type=click.IntRange(min=1), default=5, show_default=True, help="With --train: optimizer steps.")
 @click.option("--optimizer", "optimizer", default=None, metavar="NAME|EXPR", help="With --train: a function in "
               "both files called as NAME(model), or an expression over `model` [default: build_optimizer].")
@@ -763,6 +765,7 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
       pt2jax verify cnn.py jax_cnn.py --model CNN --init '10' --input 'float32[2,1,28,28]' --atol 1e-5
       pt2jax verify lm.py jax_lm.py --model LM --input 'int64[2,16]:0..1000' --format json
       pt2jax verify train.py jax_train.py --model MLP --train --input 'float32[64,20]' --input 'int64[64]:0..5'
+      pt2jax verify train.py jax_train.py --train     # the scripts' own set-up, loops and data
 
     \b
     Exit codes: 0 parity (or float32 rounding noise: float64 agrees), 1 mismatch or a failure
@@ -778,6 +781,8 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
         raise click.UsageError(f"{', '.join(k for k, v in train_only.items() if v)}: options of --train")
     if prefixes and not weights:
         raise click.UsageError("--prefix is an option of --weights")
+    if not train and not model:
+        raise click.UsageError("Missing option '--model'.")
     if not train and not inputs:
         raise click.UsageError("Missing option '--input'.")
     if train and loss:

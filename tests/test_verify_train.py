@@ -167,6 +167,10 @@ def test_program_whose_step_reads_module_level_data(tmp_path):
     assert report.passed, report.summary()
     assert report.batch == [] and "torch.optim.SGD" in report.optimizer and "optax.sgd" in report.optimizer
     assert report.torch_losses[0] > report.torch_losses[2]  # the same data every step: it learns
+    # float64: the module-level float32 x, y are made float64 with the models on both sides
+    report64 = run_train_verify(str(tmp_path / "prog.py"), str(tmp_path / "prog_jax.py"), model="Net", inputs=[],
+                                steps=2, dtype="float64")
+    assert report64.passed and report64.status == "pass", report64.summary()
 
 
 def test_a_converted_step_nested_in_a_function_asks_for_a_name(tmp_path):
@@ -344,6 +348,9 @@ def test_train_options_need_train():
     result = CliRunner().invoke(main, ["verify", "a.py", "b.py", "--model", "M", "--input", "float32[2]",
                                        "--steps", "3"])
     assert result.exit_code == 2 and "--steps: options of --train" in result.output
+    # --model is optional only with --train (nothing named: the scripts' own loops)
+    missing = CliRunner().invoke(main, ["verify", "a.py", "b.py", "--input", "float32[2]"])
+    assert missing.exit_code == 2 and "Missing option '--model'" in missing.output
 
 
 # ------------------------------------------------------------------ the command: reports and the PNG
@@ -392,3 +399,110 @@ def test_cli_reports_bad_setup_with_exit_2():
                                        "--input", "float32[16,20]", "--optimizer", "no_such_factory"])
     assert result.exit_code == 2
     assert "no_such_factory" in result.output
+
+
+# ------------------------------------------------------------------ nothing named: the scripts' own loops
+
+
+def rewritten_program(tmp_path: Path, name: str, old: str = "", new: str = "") -> tuple[str, str]:
+    """fixtures/programs/NAME.py and its conversion (with `old` replaced by `new`) in tmp_path."""
+    from pt2jax_migrate.rewrite import rewrite_source
+
+    source = (FIXTURES / "programs" / f"{name}.py").read_text()
+    text = rewrite_source(source, f"{name}.py").new_source
+    if old:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (tmp_path / "prog.py").write_text(source)
+    (tmp_path / "prog_jax.py").write_text(text)
+    return str(tmp_path / "prog.py"), str(tmp_path / "prog_jax.py")
+
+
+def test_the_loop_is_the_first_top_level_statement_reaching_a_training_call():
+    import ast
+
+    from pt2jax_migrate.verify.trainprogram import _converted_marker, _torch_marker, find_loop
+
+    torch_src = textwrap.dedent("""
+        import torch
+        def train(model, opt, x):
+            opt.zero_grad(); model(x).sum().backward(); opt.step()
+        model = make()
+        print("set-up")
+        for epoch in range(3):
+            train(model, opt, x)
+        for epoch in range(3):
+            model(x).sum().backward()
+    """)
+    assert find_loop(ast.parse(torch_src), _torch_marker) == 4
+    jax_src = textwrap.dedent("""
+        @nnx.jit
+        def step(model, opt, x):
+            grads = nnx.grad(lambda m: m(x).sum())(model)
+            opt.update(model, grads)
+        def run():
+            step(model, opt, x)
+        model = make()
+        run()
+    """)
+    assert find_loop(ast.parse(jax_src), _converted_marker) == 3
+    assert find_loop(ast.parse("x = 1\nprint(x)\n"), _torch_marker) is None
+
+
+def test_nothing_named_runs_the_scripts_own_loops_and_writes_the_png(tmp_path):
+    original, converted = rewritten_program(tmp_path, "sgd_momentum_tanh")
+    result = CliRunner().invoke(main, ["verify", original, converted, "--train", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "PASS: 2 steps" in result.output
+    assert "the scripts' own set-up and training loops (" in result.output and "prog.py:28" in result.output
+    assert "each script's own data" in result.output
+    assert png_size(tmp_path / "prog_jax.train-loss.png") == (640, 520)
+
+
+def test_nothing_named_finds_a_wrong_learning_rate_at_step_one(tmp_path):
+    files = rewritten_program(tmp_path, "sgd_momentum_tanh", "optax.sgd(0.1, momentum=0.9)",
+                              "optax.sgd(0.11, momentum=0.9)")
+    report = run_train_verify(*files, steps=2)
+    assert not report.passed and report.status == "mismatch"
+    step, worst = report.first_divergence
+    assert step == 1 and worst.kind in ("parameter", "update")
+    assert report.steps[0].comparisons[0].passed  # the loss before the first update still agrees
+
+
+def test_a_model_built_inside_the_loop_statement_cannot_be_driven(tmp_path):
+    source = textwrap.dedent("""
+        import torch
+        def main():
+            model = torch.nn.Linear(2, 1)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            x = torch.ones(4, 2)
+            for _ in range(3):
+                loss = model(x).sum()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        if __name__ == "__main__":
+            main()
+    """)
+    from pt2jax_migrate.rewrite import rewrite_source
+
+    (tmp_path / "m.py").write_text(source)
+    (tmp_path / "m_jax.py").write_text(rewrite_source(source, "m.py").new_source)
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "m.py"), str(tmp_path / "m_jax.py"), "--train"])
+    assert result.exit_code == 2, result.output
+    assert "cannot drive the scripts: no model is built at module level before the training loop" in result.output
+    assert "m.py:12" in result.output  # the `if __name__ == "__main__"` statement
+
+
+def test_a_model_renamed_in_the_conversion_cannot_be_driven(tmp_path):
+    import re
+
+    original, converted = rewritten_program(tmp_path, "sgd_momentum_tanh")
+    Path(converted).write_text(re.sub(r"\bmodel\b", "net", Path(converted).read_text()))
+    with pytest.raises(VerifyError, match=r"has no nnx.Module named `model`"):
+        run_train_verify(original, converted, steps=1)
+
+
+def test_set_up_options_without_a_model_are_refused(tmp_path):
+    with pytest.raises(VerifyError, match="--input name a set-up: give --model too"):
+        run_train_verify("a.py", "b.py", inputs=["float32[2]"])

@@ -24,12 +24,14 @@ def _ratio(comparison) -> str:
 def _step_rows(report) -> list[str]:
     head = f"{'step':>4}  {'torch loss':>12}  {'converted loss':>14}  {'|diff|':>8}"
     head += "".join(f"  {label:>8}" for _, label in _KINDS) + "  ok"
-    rows = [head]
+    several = len({s.optimizer for s in report.steps}) > 1  # a script stepping two optimizers (a GAN)
+    rows = [head + ("  optimizer" if several else "")]
     for s in report.steps:
         gap = abs(s.torch_loss - s.converted_loss)
         row = f"{s.step:>4}  {s.torch_loss:>12.6g}  {s.converted_loss:>14.6g}  {gap:>8.2g}"
         row += "".join(f"  {_ratio(s.worst(kind)):>8}" for kind, _ in _KINDS)
-        rows.append(row + ("  yes" if not s.failures else "  NO"))
+        row += "  yes" if not s.failures else "   NO"
+        rows.append(row + (f"  {s.optimizer}" if several else ""))
     return rows
 
 
@@ -41,6 +43,7 @@ def render_text(report, stream: TextIO, ctx) -> None:
         f"  step:      {report.setup}",
         f"  optimizer: {report.optimizer}",
         (f"  batches:   {', '.join(report.batch)} (a new batch per step, the same for both sides)" if report.batch
+         else "  batches:   each script's own data, as its loop reads them" if report.program
          else "  batches:   none (the step reads its data from module-level names of each file)"),
     ]
     lines += [f"  note:      {note}" for note in report.notes]

@@ -1,7 +1,9 @@
 """`pt2jax verify --train`: K optimizer steps of the original and of the converted training code,
 from the same weights on the same batches, compared after every step.
 
-How the step is named (first that applies):
+Nothing named (no model): each script's own set-up, training loop and data, observed side by
+side for K optimizer steps: trainprogram.py. Otherwise the model is --model (and --init), the
+batches are drawn from --input specs, and the step is named as follows (first that applies):
 
 * `step="NAME"` (`--step`): a function defined in both files, `NAME(model, optimizer, *batch)`,
   that does one whole step and returns the loss (or a tuple starting with it);
@@ -79,9 +81,9 @@ def run_train_verify(
     original: str,
     converted: str,
     *,
-    model: str,
+    model: str | None = None,
     init: str = "",
-    inputs: list[str],
+    inputs: list[str] | None = None,
     steps: int = DEFAULT_STEPS,
     optimizer: str | None = None,
     loss_fn: str | None = None,
@@ -107,6 +109,18 @@ def run_train_verify(
         weights_map = WeightMap.from_table(weights_map, "weights map")
     if steps < 1:
         raise VerifyError(f"--steps must be at least 1, got {steps}")
+    if not model:
+        named = [k for k, v in (("--input", inputs), ("--init", init), ("--step", step), ("--loss-fn", loss_fn),
+                                ("--optimizer", optimizer)) if v]
+        if named:
+            raise VerifyError(f"{', '.join(named)} name a set-up: give --model too (or nothing, to run the "
+                              "scripts' own set-up and training loops)")
+        from .trainprogram import run_program_train_verify
+
+        return run_program_train_verify(original, converted, steps=steps, dtype=dtype, atol=atol, rtol=rtol,
+                                        perturb=perturb, seed=seed, target=target, weights_map=weights_map,
+                                        float64_check=float64_check)
+    inputs = list(inputs or [])
     if step and loss_fn:
         raise VerifyError("name the training step one way: --step NAME or --loss-fn NAME, not both")
     for what, name in (("--step", step), ("--loss-fn", loss_fn)):
@@ -192,8 +206,14 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
 
     with ExitStack() as stack:
         stack.enter_context(_jax_x64(float64))
+        if float64:  # module-level data computed in float64 on the torch side too, as JAX x64 does
+            previous = torch.get_default_dtype()
+            torch.set_default_dtype(torch.float64)
+            stack.callback(torch.set_default_dtype, previous)
         torch_file = stack.enter_context(_loaded(original, torch_roots, "torch"))
         jax_file = stack.enter_context(_loaded(converted, jax_roots, target.name))
+        if float64:  # and data a file makes float32 explicitly: the models' float64 too
+            _module_data_float64(torch_file.namespace, jax_file.namespace)
 
         # --- the two models, the same weights (as verify builds them)
         torch_model, nnx_model, entries, _ = build_transferred(
@@ -340,6 +360,22 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         dropout=(torch_dropout, jax_dropout),
         notes=notes,
     )
+
+
+def _module_data_float64(torch_namespace: dict, jax_namespace: dict) -> None:
+    """Module-level floating torch tensors and JAX/numpy arrays, made float64 (the float64 rerun
+    makes the models double: data left float32 would not multiply with them)."""
+    import jax.numpy as jnp
+    import torch
+
+    for name, value in list(torch_namespace.items()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float64:
+            torch_namespace[name] = value.double()
+    for name, value in list(jax_namespace.items()):
+        dtype = getattr(value, "dtype", None)
+        if (isinstance(value, (np.ndarray, jnp.ndarray)) and dtype is not None
+                and np.issubdtype(dtype, np.floating) and dtype != np.float64):
+            jax_namespace[name] = jnp.asarray(value, dtype=jnp.float64)
 
 
 def _compare(name: str, kind: str, actual, expected, atol: float, rtol: float) -> TrainComparison:

@@ -5,7 +5,8 @@ however a later rewrite calls it), so verify does not re-implement it: it observ
 gradients are recorded where every NNX step hands them over, `optimizer.update(model, grads)`:
 the optimizer's optax transformation is wrapped so that its `update` first sends the incoming
 gradients to the host (`jax.debug.callback`, which works eagerly and under jit) and then does
-exactly what it did before. The optimizer state keeps its structure.
+exactly what it did before. The optimizer state keeps its structure, and a transformation that is
+a helper object (the rewrite's `with_learning_rate`, which `param_groups` looks for) keeps its type.
 """
 
 from __future__ import annotations
@@ -54,7 +55,14 @@ class NNXTraining:
             jax.debug.callback(deliver, updates)
             return inner.update(updates, state, params, **extra)
 
-        optimizer.tx = optax.GradientTransformationExtraArgs(inner.init, update)
+        if isinstance(inner, tuple):  # an optax GradientTransformation (a NamedTuple)
+            optimizer.tx = optax.GradientTransformationExtraArgs(inner.init, update)
+        else:  # a helper object holding init/update (with_learning_rate): same type, same attributes
+            import copy
+
+            wrapped = copy.copy(inner)
+            wrapped.update = update
+            optimizer.tx = wrapped
 
     def loss_step(self, loss_fn: Callable) -> Callable:
         """A jitted step for a user's `loss_fn(model, *batch)`: value_and_grad, then update."""
@@ -86,3 +94,20 @@ class NNXTraining:
         import jax
 
         jax.effects_barrier()
+
+    def float64_state(self, optimizer: Any) -> None:
+        """Make the optimizer's floating state float64 (verify's float64 rerun: a script builds its
+        optimizer before verify writes float64 weights into the model, so its moments are float32)."""
+        import jax
+        import jax.numpy as jnp
+        from flax import nnx
+
+        def cast(x):
+            return x.astype(jnp.float64) if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating) else x
+
+        nnx.update(optimizer, jax.tree.map(cast, nnx.state(optimizer)))
+
+    def is_tracer(self, value: Any) -> bool:
+        import jax
+
+        return isinstance(value, jax.core.Tracer)
