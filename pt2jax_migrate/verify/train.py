@@ -111,7 +111,7 @@ def run_train_verify(
         raise VerifyError(f"--steps must be at least 1, got {steps}")
     if not model:
         named = [k for k, v in (("--input", inputs), ("--init", init), ("--step", step), ("--loss-fn", loss_fn),
-                                ("--optimizer", optimizer)) if v]
+                                ("--optimizer", optimizer), ("--weights", weights)) if v]
         if named:
             raise VerifyError(f"{', '.join(named)} name a set-up: give --model too (or nothing, to run the "
                               "scripts' own set-up and training loops)")
