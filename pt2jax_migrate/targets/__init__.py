@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..rules_schema import register_helpers
 
 from .base import Helper, Target
+from .linen import LinenTarget
 from .nnx import NNXTarget
 
 __all__ = ["DEFAULT_TARGET", "Helper", "Target", "UnknownTarget", "available_targets", "get_target",
@@ -53,3 +54,4 @@ def get_target(name: str | Target | None = None) -> Target:
 
 
 register_target(NNXTarget())
+register_target(LinenTarget())

@@ -55,8 +55,10 @@ def run_verify(
     jit: bool = True,
     weights_map=None,
     float64_check: bool = True,
+    target=None,
 ) -> VerifyReport:
-    """Verify that `converted` computes what `original` does. See engine.run_verify."""
+    """Verify that `converted` computes what `original` does. See engine.run_verify (target
+    None: read off the converted file, engine.detect_target)."""
     from .engine import run_verify as _run
 
     return _run(
@@ -76,6 +78,7 @@ def run_verify(
         jit=jit,
         weights_map=weights_map,
         float64_check=float64_check,
+        target=target,
     )
 
 
