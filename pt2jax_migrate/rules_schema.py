@@ -48,7 +48,7 @@ DEFAULT_TARGET = "nnx"
 # losses and parameter-free layers. Only when every helper that sub-table names is provided by
 # the reading target too (a helper built on nnx.Module is not). Modules, containers and
 # optimizers (their state is the module API's) always need the target's own sub-table.
-SHARES_SIDES: dict[str, str] = {"linen": "nnx"}
+SHARES_SIDES: dict[str, str] = {"linen": DEFAULT_TARGET}
 
 
 def framework_neutral(kind: str, raw: dict) -> bool:
@@ -73,7 +73,7 @@ ARG_TRANSFORMS: dict[str, str] = {
 # compute = { keyword = NAME }: a keyword computed from several bound torch arguments
 COMPUTED: dict[str, str] = {
     "conv_transpose_padding": "ConvTranspose (kernel_size, padding, output_padding, dilation) -> flax (low, high) pairs",
-    "normalized_axes": "LayerNorm normalized_shape -> the trailing axes (-1, or (-k, ..., -1)) flax normalises over",
+    "normalized_axes": "LayerNorm normalized_shape -> the trailing axes (-1, or (-k, ..., -1)) the layer normalises over",
 }
 # weights = [{ torch, to, transform = NAME }]: how verify copies a torch tensor (a linear re-arrangement)
 WEIGHT_TRANSFORMS: dict[str, str] = {

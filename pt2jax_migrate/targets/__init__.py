@@ -13,7 +13,7 @@ from .linen import LinenTarget
 from .nnx import NNXTarget
 
 __all__ = ["DEFAULT_TARGET", "Helper", "Target", "UnknownTarget", "available_targets", "get_target",
-           "register_target", "unregister_target"]
+           "register_target", "target_of_text", "unregister_target"]
 
 DEFAULT_TARGET = "nnx"
 _REGISTRY: dict[str, Target] = {}
@@ -51,6 +51,14 @@ def get_target(name: str | Target | None = None) -> Target:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownTarget(f"unknown target {name!r}; available targets: {', '.join(available_targets())}") from None
+
+
+def target_of_text(text: str) -> str | None:
+    """The name of the non-default target whose converted code `text` is (Target.wrote), else None."""
+    for name, target in _REGISTRY.items():
+        if name != DEFAULT_TARGET and target.wrote(text):
+            return name
+    return None
 
 
 register_target(NNXTarget())

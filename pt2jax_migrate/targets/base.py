@@ -228,6 +228,10 @@ class Target(ABC):
         """(keyword, value, text) verify adds to the converted constructor's call, e.g.
         ("rngs", nnx.Rngs(0), "rngs=nnx.Rngs(0)"); keyword "" adds none."""
 
+    def wrote(self, text: str) -> bool:
+        """Whether `text` (a converted file) was written for this target (verify's default)."""
+        return False
+
     def materialize(self, model: Any, inputs: list, seed: int) -> Any:
         """The built model made ready to hold weights, given example inputs (Linen: its variables
         from model.init). Default: the model itself (an NNX module holds its variables)."""

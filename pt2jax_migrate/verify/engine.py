@@ -57,14 +57,15 @@ from .specs import make_arrays, parse_spec
 DTYPES = tuple(DEFAULT_TOLERANCES)
 
 
-def detect_target(converted: str) -> str:
-    """The target a converted file was written for: linen when it imports flax.linen (what
-    `rewrite --target linen` writes), else the default (NNX)."""
+def detect_target(converted: str) -> str | None:
+    """The target a converted file was written for (targets.target_of_text), else None (the default)."""
+    from ..targets import target_of_text
+
     try:
         text = read_source(converted)
     except Exception:
-        return "nnx"
-    return "linen" if "from flax import linen" in text else "nnx"
+        return None
+    return target_of_text(text)
 
 
 def _check_model_name(model: str) -> None:

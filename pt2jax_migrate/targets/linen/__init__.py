@@ -100,6 +100,9 @@ class LinenTarget(Target):
     def build_keyword(self, seed: int) -> tuple[str, Any, str]:
         return "", None, ""  # a Linen module is built without randomness
 
+    def wrote(self, text: str) -> bool:
+        return "from flax import linen" in text
+
     def is_model(self, obj: Any) -> bool:
         from flax import linen
 

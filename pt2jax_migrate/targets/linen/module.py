@@ -101,7 +101,7 @@ class _Parameters(cst.CSTTransformer):
             keys = _KeyCalls(self.rngs)
             inner = value.args[0].value.visit(keys)
             key = "key" if keys.count else "_key"
-            text = f"self.param({name!r}, lambda {key}: {_code(inner)})"
+            text = f'self.param("{name}", lambda {key}: {_code(inner)})'
             self.made.append(name)
             return updated.with_changes(value=cst.parse_expression(text))
         return updated
