@@ -134,7 +134,8 @@ def load_rules(path: str | Path | None = None, target: str = DEFAULT_TARGET) -> 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
     if target in SHARES_SIDES and not any(target in owners for owners in HELPERS.values()):
-        from . import targets  # noqa: F401  registers the targets' helpers, which sharing checks
+        # sharing a sub-table needs the target's helper names (registered by targets.register_target)
+        raise ValueError(f"target {target!r} is not registered yet: import pt2jax_migrate.targets first")
     return _load_rules(Path(path) if path is not None else rules_dir(), target)
 
 

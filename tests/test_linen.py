@@ -181,6 +181,8 @@ def test_train_flag_reaches_dropout_in_sequential(tmp_path):
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
      "        self.ws = [nn.Parameter(torch.zeros(2))]\n", "nn.Parameter not assigned"),
     ("class M(nn.Module):\n    pass\n\n\nm = M()\n", "builds a Linen module"),
+    ("class S(nn.Sequential):\n    def __init__(self):\n        super().__init__(nn.Linear(2, 2))\n",
+     "subclasses torch.nn.Sequential: not converted for target linen"),
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
      "        self.layers = nn.ModuleList([nn.Linear(2, 2)])\n", "torch.nn.ModuleList: no linen mapping"),
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"

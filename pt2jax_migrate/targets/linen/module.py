@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ...core.constructs import CONTAINER_BASES
+
 PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
 # the keyword a submodule built by this callable takes at call time (train threading)
 TRAIN_KEYWORDS = {"linen.Dropout": "deterministic=not train", "TorchBatchNorm": "use_running_average=not train",
@@ -232,6 +234,8 @@ def _train_keywords(setup_body: list[cst.BaseStatement], classes: set[str]) -> d
 
 
 def finish_class(target, transformer, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+    if any(transformer.qualname(b.value) in CONTAINER_BASES for b in original.bases):
+        return updated  # a subclass of nn.Sequential/ModuleList/ModuleDict is not converted (a TODO)
     body = list(updated.body.body)
     init_at = next((i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"),
                    None)
