@@ -224,3 +224,23 @@ def test_cli_rewrite_and_verify_linen(tmp_path):
     assert verify.exit_code == 0 and "PASS" in verify.output, verify.output
     lint = runner.invoke(main, ["lint", "--no-cache", "--target", "linen", str(fixture)])
     assert "PTJ201 torch.optim.AdamW: no linen mapping" in lint.output
+
+
+def test_lint_cache_keeps_the_targets_apart(tmp_path, monkeypatch):
+    from pt2jax_migrate.api import lint_paths
+    from pt2jax_migrate.lint import LintCache
+    from pt2jax_migrate.project import LintOptions
+
+    monkeypatch.setenv("PT2JAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    LintCache.fingerprint.cache_clear()
+    (tmp_path / "m.py").write_text("import torch\nimport torch.nn as nn\n\n\nclass M(nn.Module):\n    pass\n\n\nm = M()\n")
+
+    def messages(target):
+        report = lint_paths(["m.py"], LintOptions(target=target), cache=True)
+        return [f.message for file in report.files for f in file.findings]
+
+    nnx, linen_first, linen_cached = messages("nnx"), messages("linen"), messages("linen")
+    assert not any("Linen" in m for m in nnx)
+    assert any("builds a Linen module" in m for m in linen_first) and linen_cached == linen_first
+    assert messages("nnx") == nnx
