@@ -48,7 +48,8 @@ class Rule:
     code: str
     raw: dict[str, Any] = field(hash=False, compare=False)
     sides: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
-    target: str = field(default=DEFAULT_TARGET, compare=False)
+    # compared (and hashed): the verdicts memoised per rule (mapping.check_rule, core.decide) are per target
+    target: str = field(default=DEFAULT_TARGET)
 
     def get(self, key: str, default: Any = None) -> Any:
         if key in self.raw:
