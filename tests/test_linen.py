@@ -181,6 +181,9 @@ def test_train_flag_reaches_dropout_in_sequential(tmp_path):
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
      "        self.ws = [nn.Parameter(torch.zeros(2))]\n", "nn.Parameter not assigned"),
     ("class M(nn.Module):\n    pass\n\n\nm = M()\n", "builds a Linen module"),
+    ("class A(nn.Module):\n    def __init__(self, d):\n        super().__init__()\n        self.fc = nn.Linear(d, d)\n\n\n"
+     "class B(A):\n    def __init__(self, d):\n        super().__init__(d)\n        self.g = nn.Linear(d, 1)\n",
+     "extends a converted class with its own __init__"),
     ("class S(nn.Sequential):\n    def __init__(self):\n        super().__init__(nn.Linear(2, 2))\n",
      "subclasses torch.nn.Sequential: not converted for target linen"),
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
@@ -198,6 +201,15 @@ def test_refused_constructs_are_todos_in_lint_and_rewrite(source, message):
     assert {(f.line, f.code) for f in lint} == {(f.line, f.code) for f in todos}
     # the same source for the default target: none of Linen's refusals
     assert not [f for f in rewrite_source(source, "m.py").findings if "Linen" in f.message]
+
+
+def test_forward_with_kwargs_still_takes_train():
+    source = ("import torch.nn as nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.drop = nn.Dropout(0.5)\n\n    def forward(self, x, *args, **kwargs):\n"
+              "        return self.drop(x)\n")
+    text = linen(source).new_source
+    assert "def __call__(self, x, *args, train: bool = False, **kwargs):" in text
+    assert "self.drop(x, deterministic=not train)" in text
 
 
 def test_training_code_is_left_as_todos_for_now():

@@ -10,7 +10,8 @@ A Linen module is a dataclass whose submodules are built in setup() and whose `t
   keyword-only parameter without default after one with a default: no dataclass fields;
 * a submodule that takes `train` (Dropout, BatchNorm, Sequential, a converted class) used in
   `forward` other than by calling it, or called in another method: `train` cannot be threaded;
-* `self.training`: a Linen module has no mode; it is the `train` argument.
+* `self.training`: a Linen module has no mode; it is the `train` argument;
+* a subclass with its own `__init__` of a converted class, and a subclass of nn.Sequential.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             q = qualname_of(base, aliases)
             if q in CONTAINER_BASES:  # the rewrite's own words (rewrite/classes.py), so one TODO
                 add(cls.lineno, f"class {cls.name} subclasses {q}: not converted for target linen")
+        if any(isinstance(b, ast.Name) and b.id in classes for b in cls.bases) and any(
+                isinstance(m, ast.FunctionDef) and m.name == "__init__" for m in cls.body):
+            add(cls.lineno, f"class {cls.name} extends a converted class with its own __init__: Linen inherits "
+                            "the fields and replaces setup(); write the subclass's fields and setup() by hand")
         takes_train = train_attributes(cls, classes, aliases)
         own = _simple_statements(cls)
         for method in cls.body:

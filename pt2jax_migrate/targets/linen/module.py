@@ -233,10 +233,19 @@ def _train_keywords(setup_body: list[cst.BaseStatement], classes: set[str]) -> d
     return out
 
 
+def _inherits_fields(original: cst.ClassDef, body, transformer) -> bool:
+    """A converted class with its own __init__ whose base is a converted class of this file."""
+    own_init = any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in body)
+    return own_init and any(isinstance(b.value, cst.Name) and b.value.value in transformer.converted_classes
+                            for b in original.bases)
+
+
 def finish_class(target, transformer, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
     if any(transformer.qualname(b.value) in CONTAINER_BASES for b in original.bases):
         return updated  # a subclass of nn.Sequential/ModuleList/ModuleDict is not converted (a TODO)
     body = list(updated.body.body)
+    if _inherits_fields(original, body, transformer):
+        return updated  # facts.py reports it: Linen fields are inherited, setup() overridden
     init_at = next((i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"),
                    None)
     classes = set(transformer.converted_classes) | set(transformer.imported_classes)
@@ -304,7 +313,7 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
             threading = _Threading(keywords)
             stmt = stmt.visit(threading)
             names = {p.name.value for p in [*stmt.params.params, *stmt.params.kwonly_params]}
-            if "train" not in names and stmt.params.star_kwarg is None:
+            if "train" not in names:  # keyword-only, before a **kwargs
                 train = cst.parse_statement("def f(*, train: bool = False): pass\n").params.kwonly_params[0]  # type: ignore
                 star = stmt.params.star_arg
                 if isinstance(star, cst.MaybeSentinel):
