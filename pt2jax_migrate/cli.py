@@ -210,6 +210,8 @@ def _explicit(ctx: click.Context, name: str) -> bool:
               metavar="FILE.md", help="Also write a Markdown summary for the pull request's reviewer.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain (2 still means an error).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the lint cache.")
+@click.option("--target", type=click.Choice(["nnx", "linen"]), default=None,
+              help="Judge (and --fix) for this JAX API: nnx (the default, or the config's `target`) or linen.")
 @_scale_options
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar on stderr (default: on long runs, on a terminal, never in CI).")
@@ -218,7 +220,7 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str | None, outputs: tuple[str, ...],
          _select, _extend_select, _ignore, exclude, respect_gitignore, config_file, stdin_filename, fix,
          unsafe_fixes, diff, add_noqa, baseline, write_baseline, statistics, report_file, exit_zero, no_cache,
-         jobs, progress, color) -> None:
+         target, jobs, progress, color) -> None:
     """Report PyTorch constructs in PATHS (files, or folders searched for *.py).
 
     Each finding names the construct and its rule code (see `pt2jax rules`), and ends with
@@ -298,11 +300,9 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
         raise click.UsageError(str(error)) from None
     for warning in config.warnings:
         click.echo(f"warning: {warning}", err=True)
-    target = config.target
-    if (fix or diff) and target != "nnx":
-        raise click.UsageError(f"target {target!r} (from {config.pyproject}) is not supported yet; only nnx")
+    target = target or config.target
     options = LintOptions.build(config, select=select or None, extend_select=extend_select, ignore=ignore,
-                                exclude=exclude, respect_gitignore=respect_gitignore, known=known)
+                                exclude=exclude, respect_gitignore=respect_gitignore, known=known, target=target)
 
     # ---- lint
     bar = _Progress(progress)
@@ -515,8 +515,8 @@ def _add_noqa(report, findings, color: bool) -> None:
 @click.option("--diff", is_flag=True, help="Print a unified diff of what would change; write nothing.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
 @click.option("--target", type=click.Choice(["nnx", "linen"]), default=None,
-              help="The JAX API to write: nnx (Flax NNX; the default, or the config's `target`). "
-                   "linen is reserved and not supported yet.")
+              help="The JAX API to write: nnx (Flax NNX; the default, or the config's `target`) or linen "
+                   "(Flax Linen: module classes; training code is left as TODOs).")
 @click.option("--safe-only", is_flag=True, help="Apply only the safe conversions (numerically identical); "
               "leave random sampling, seeding and 64-bit integers as they are (what the pre-commit "
               "fixer and `pt2jax lint --fix` do).")
@@ -591,8 +591,6 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
         raise click.UsageError(str(error)) from None
     if target is None:
         target = config.target
-    if target != "nnx":
-        raise click.UsageError(f"target {target!r} is not supported yet; only nnx (Flax NNX)")
 
     from .api import RewriteRefused, rewrite_paths
     from .files.walk import FileRules

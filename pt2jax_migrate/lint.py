@@ -44,6 +44,7 @@ from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
+from dataclasses import replace
 from .inits import InitFacts, init_facts
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
@@ -483,7 +484,11 @@ def _method_names() -> frozenset[str]:
 
 class _Classifier:
     def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None,
-                 with_steps: bool = True, structure: StructureFacts | None = None, tree: ast.Module | None = None):
+                 with_steps: bool = True, structure: StructureFacts | None = None, tree: ast.Module | None = None,
+                 target: str = "nnx"):
+        from .targets import get_target
+
+        self.target = get_target(target)  # lint decides for the target the rewrite would write
         self.w = walker
         self.structure = structure  # buffers, index assignments, weight ties (structure_facts)
         self.tree = tree
@@ -494,7 +499,7 @@ class _Classifier:
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
-        self.rules = load_rules()
+        self.rules = load_rules(target=self.target.table)
         self.path = walker.path
         self.findings: list[Finding] = []
         self.import_ok = [True] * len(walker.imports)
@@ -520,12 +525,13 @@ class _Classifier:
         if self._train_lines is not None:
             return
         self._train_lines, self._kept_optimizers = set(), {}
-        if self.with_steps and (".backward(" in self.w.source or ".step(" in self.w.source):
+        if self.with_steps and self.target.converts_train_steps and (
+                ".backward(" in self.w.source or ".step(" in self.w.source):
             from .trainstep import train_step_analysis
 
             try:
                 unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False,
-                                          tree=self.tree).unconverted()
+                                          tree=self.tree, target=self.target.name).unconverted()
                 analysis = train_step_analysis(self.w.source, unconverted)
                 self._train_lines, self._kept_optimizers, _ = analysis
                 self._schedules = analysis.schedules
@@ -559,7 +565,8 @@ class _Classifier:
     def init_facts(self) -> InitFacts:
         """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
         if self._init_facts is None:
-            self._init_facts = init_facts(self.tree or ast.parse(self.w.source), self.w.source)
+            self._init_facts = (init_facts(self.tree or ast.parse(self.w.source), self.w.source)
+                                if self.target.converts_inits else InitFacts())
         return self._init_facts
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:
@@ -645,6 +652,7 @@ class _Classifier:
             self.import_finding(node, self.import_ok[index], self.import_unsafe[index])
         self.classes_keeping_layers()
         self.layer_reads()
+        self.target_sites()
         self.findings.sort(key=lambda f: (f.line, f.col, f.code))
         # one to-do per line and text, as the rewrite writes one TODO for it:
         # `def f(a: nn.Module, b: nn.Module)` is one thing to port, not two
@@ -754,6 +762,9 @@ class _Classifier:
         """Module-structure statements -> core.structure.decide_structure (rewrite renders the same)."""
         for site in self.structure.sites.values():  # type: ignore[union-attr]
             decision = decide_structure(site)
+            if decision.fixable and site.kind not in self.target.structure_kinds:  # as the rewrite says
+                decision = replace(decision, fixable=False, safety="manual",
+                                   message=f"{decision.message}: not converted for target {self.target.name}")
             self.findings.append(Finding(self.path, site.line, site.col, decision.code,
                                          decision.message + (FIXABLE if decision.fixable else ""), decision.fixable,
                                          "warning", decision.safety if decision.fixable else "manual"))
@@ -771,6 +782,13 @@ class _Classifier:
             node = facts.nodes[position]
             self.findings.append(Finding(self.path, node.lineno, self.seg.column(node), parallel.CODE,
                                          parallel.module_attribute_message(name) + FIXABLE, True, "warning", "safe"))
+    def target_sites(self) -> None:
+        """Module code the target does not convert (Target.module_sites; the rewrite asks the same)."""
+        if self.tree is None:
+            return
+        for line, messages in self.target.module_sites(self.tree).items():
+            for message in messages:
+                self.findings.append(Finding(self.path, line, 1, "PTJ101", message, False, "warning", "manual"))
 
     def classes_keeping_layers(self) -> None:
         """A converted class (nn.Module base) that still builds torch layers says so on its
@@ -828,7 +846,7 @@ _LAYER_READ = re.compile(r"\.(?:weight|running_mean|running_var|num_batches_trac
 _LOCAL_IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t][^\n#]*\btorch", re.MULTILINE)
 
 
-def lint_source(source: str, path: str = "<string>") -> list[Finding]:
+def lint_source(source: str, path: str = "<string>", target: str = "nnx") -> list[Finding]:
     """Findings for one module's source text. Raises SourceError on a syntax error."""
     if "torch" not in source:
         return []
@@ -848,10 +866,11 @@ def lint_source(source: str, path: str = "<string>") -> list[Finding]:
     if not walker.imports:
         return []
     structure = analyse_structure(tree) if may_have_structure(source) else None
-    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree).run()
+    return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree,
+                       target=target).run()
 
 
-def unconverted_lines(source: str) -> frozenset[int]:
+def unconverted_lines(source: str, target: str = "nnx") -> frozenset[int]:
     """Lines where lint reports code the rewrite leaves in place (training steps aside)."""
     if "torch" not in source:
         return frozenset()
@@ -862,7 +881,7 @@ def unconverted_lines(source: str) -> frozenset[int]:
     if not walker.imports:
         return frozenset()
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), with_steps=False,
-                       tree=tree).unconverted()
+                       tree=tree, target=target).unconverted()
 
 
 # names the converted code itself imports (rewrite.IMPORTS; a test keeps the two in step)
@@ -905,7 +924,7 @@ def lint_paths(paths: Iterable[str], *, cache: bool = False, jobs: int = 1) -> t
 
 def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
                  progress: Callable[[int], None] | None = None, sources: dict[str, str] | None = None,
-                 ) -> list[tuple[str, str | None, list[Finding] | SourceError]]:
+                 target: str = "nnx") -> list[tuple[str, str | None, list[Finding] | SourceError]]:
     """(file, its text or None when unreadable, its findings or the error) for each file, in
     order. `sources` gives texts to use instead of reading the files (stdin). `progress` is
     called with the number of files finished since the last call."""
@@ -926,7 +945,7 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
             results[file] = []
             ready += 1
             continue
-        key = store.key(file, source) if store is not None else None
+        key = store.key(file, source, target) if store is not None else None
         cached = store.get(key) if store is not None and key is not None else None
         if cached is not None:
             results[file] = cached
@@ -951,19 +970,19 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
         if progress is not None:
             progress(1)
 
-    for entry, outcome in zip(todo, run_jobs(_lint_job, [(f, s) for f, s, _ in todo], jobs, advance)):
+    for entry, outcome in zip(todo, run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance)):
         record(entry, outcome)
     if store is not None:
         store.save()
     return [(file, texts.get(file), results[file]) for file in files]
 
 
-def _lint_job(job: tuple[str, str]) -> list[Finding] | tuple[str, str, int | None]:
+def _lint_job(job: tuple[str, str, str]) -> list[Finding] | tuple[str, str, int | None]:
     from .files.guard import guarded
 
-    file, source = job
+    file, source, target = job
     try:
-        return guarded(file, "linting", lint_source, source, file)
+        return guarded(file, "linting", lint_source, source, file, target)
     except SourceError as error:
         prefix = f"{error.path}:{error.line}: " if error.line else f"{error.path}: "
         text = str(error)
@@ -1030,8 +1049,10 @@ class LintCache:
         return cls(file, entries)
 
     @staticmethod
-    def key(path: str, source: str) -> bytes:
+    def key(path: str, source: str, target: str = "nnx") -> bytes:
         digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=16)
+        if target != "nnx":  # the verdicts are the target's (nnx keys stay as they were)
+            digest.update(b"\0" + target.encode())
         digest.update(b"\0")
         digest.update(source.encode("utf-8", "surrogatepass"))
         return digest.digest()

@@ -53,6 +53,8 @@ def check_rule(rule: Rule, name: str, args: tuple, kwargs: tuple) -> str | None:
     """check_call on arguments given as text ((source, starred), ...), ((keyword, source), ...):
     what core.decide asks (the front ends pass it in). Memoised: argument texts repeat a lot."""
     if rule.get("kind") == "container":  # nn.Sequential / nn.ModuleList: the engine rewrites them
+        if not rule.supports():
+            return f"no {rule.target} mapping in the rules tables"
         return container_refusal(name, list(args), [k for k, _ in kwargs])
     return check_call(rule, *arguments_from_text(args, kwargs), name)
 
@@ -179,6 +181,19 @@ def _conv_transpose_padding(bound: dict, n: int, helpers: set[str]) -> str:
     return repr(tuple((d[i] * (k[i] - 1) - p[i], d[i] * (k[i] - 1) - p[i] + op[i]) for i in range(n)))
 
 
+def _normalized_axes(bound: dict, n: int, helpers: set[str]) -> str:
+    """nn.LayerNorm's normalized_shape -> the trailing axes a flax LayerNorm normalises over
+    (reduction_axes and feature_axes): an int is the last axis, a shape of k sizes the last k."""
+    arg = bound["normalized_shape"]
+    value = ast.literal_eval(arg.literal) if arg.literal is not None else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "-1"
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, int) for v in value):
+        return repr(tuple(range(-len(value), 0)))
+    helpers.add("normalized_axes")
+    return f"normalized_axes({arg.source})"
+
+
 def _one_minus(arg: Arg) -> str:
     if arg.literal is not None:
         value = ast.literal_eval(arg.literal)
@@ -194,7 +209,7 @@ ARG_TRANSFORMS = {
     "conv_padding": lambda arg, n, helpers: _conv_padding(arg, n),
     "one_minus": lambda arg, n, helpers: _one_minus(arg),
 }
-COMPUTED = {"conv_transpose_padding": _conv_transpose_padding}
+COMPUTED = {"conv_transpose_padding": _conv_transpose_padding, "normalized_axes": _normalized_axes}
 if set(ARG_TRANSFORMS) | {"consumed"} != set(rules_schema.ARG_TRANSFORMS) or set(COMPUTED) != set(rules_schema.COMPUTED):
     raise ImportError("mapping.py's named transforms differ from rules_schema's registry")
 

@@ -27,11 +27,12 @@ class LintOptions:
     exclude: PatternList | AnyOf | None = None
     respect_gitignore: bool = True
     root: str | None = None  # the folder patterns are relative to
+    target: str = "nnx"  # the JAX API the findings are judged for (what `rewrite --target` would write)
 
     @classmethod
     def build(cls, config=None, *, select: Sequence[str] | None = None, extend_select: Sequence[str] = (),
               ignore: Sequence[str] = (), exclude: Sequence[str] = (), respect_gitignore: bool | None = None,
-              known: Iterable[str] | None = None) -> LintOptions:
+              known: Iterable[str] | None = None, target: str | None = None) -> LintOptions:
         """Options from a config.Config (may be None) overridden by command-line values."""
         if known is None:
             from .rules import load_rules
@@ -48,7 +49,9 @@ class LintOptions:
         if cli != Layer():
             layers.append(cli)
         files = FileRules.build(config, exclude=exclude, respect_gitignore=respect_gitignore)
-        return cls(resolve_selection(layers, known), per_file, files.exclude, files.respect_gitignore, files.root)
+        target = target or (config.target if config is not None else "nnx")
+        return cls(resolve_selection(layers, known), per_file, files.exclude, files.respect_gitignore, files.root,
+                   target)
 
     @property
     def file_rules(self) -> FileRules:
@@ -146,7 +149,7 @@ def lint_project(paths: Sequence[str], options: LintOptions | None = None, *, ca
     if on_total is not None:
         on_total(len(files))
     for file, source, outcome in lint_sources(files, cache=cache and stdin is None, jobs=jobs, progress=progress,
-                                              sources=sources):
+                                              sources=sources, target=options.target):
         if isinstance(outcome, SourceError):
             report.errors.append(outcome)
             continue

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .rules_schema import DEFAULT_TARGET, TARGETS, TableError, validate_table
+from .rules_schema import DEFAULT_TARGET, HELPERS, SHARES_SIDES, TARGETS, TableError, framework_neutral, validate_table
 
 __all__ = ["TABLES", "LintRule", "Rule", "RuleSet", "TableError", "load_rules", "rules_dir"]
 if sys.version_info >= (3, 11):
@@ -48,7 +48,8 @@ class Rule:
     code: str
     raw: dict[str, Any] = field(hash=False, compare=False)
     sides: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False, compare=False)
-    target: str = field(default=DEFAULT_TARGET, compare=False)
+    # compared (and hashed): the verdicts memoised per rule (mapping.check_rule, core.decide) are per target
+    target: str = field(default=DEFAULT_TARGET)
 
     def get(self, key: str, default: Any = None) -> Any:
         if key in self.raw:
@@ -111,6 +112,12 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
+def _side_helpers(side: dict) -> list[str]:
+    """The helpers a target sub-table writes (its `helpers`, `algorithm` and `target_if_given` names)."""
+    return [*side.get("helpers", []), *([side["algorithm"]] if "algorithm" in side else []),
+            *side.get("target_if_given", {}).values()]
+
+
 def _load_table(directory: Path, name: str) -> dict:
     path = directory / f"{name}.toml"
     try:
@@ -127,6 +134,9 @@ def load_rules(path: str | Path | None = None, target: str = DEFAULT_TARGET) -> 
     Cached: the tables are read and validated once per (path, target)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
+    if target in SHARES_SIDES and not any(target in owners for owners in HELPERS.values()):
+        # sharing a sub-table needs the target's helper names (registered by targets.register_target)
+        raise ValueError(f"target {target!r} is not registered yet: import pt2jax_migrate.targets first")
     return _load_rules(Path(path) if path is not None else rules_dir(), target)
 
 
@@ -148,6 +158,10 @@ def _load_rules(directory: Path, target: str) -> RuleSet:
         for entry in data.get(key, []):
             source = {k: v for k, v in entry.items() if k not in TARGETS}
             sides = {t: entry[t] for t in TARGETS if t in entry}
+            for reader, base in SHARES_SIDES.items():
+                if reader not in sides and base in sides and framework_neutral(kind, source) and all(
+                        reader in HELPERS.get(h, ()) for h in _side_helpers(sides[base])):
+                    sides[reader] = sides[base]  # the same jax/jnp/optax text (rules_schema.SHARES_SIDES)
             names = _as_tuple(source["name"] if kind == "method" else source["torch"])
             rule = Rule(kind=kind, names=names, code=source["code"], raw=source, sides=sides, target=target)
             entries.append(rule)

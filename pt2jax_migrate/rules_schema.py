@@ -33,16 +33,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# helper name -> the target that provides it, filled by targets.register_target
-HELPERS: dict[str, str] = {}
+# helper name -> the targets that provide it, filled by targets.register_target
+HELPERS: dict[str, set[str]] = {}
 
 
 def register_helpers(target: str, names) -> None:
     for name in names:
-        HELPERS[name] = target
+        HELPERS.setdefault(name, set()).add(target)
 
-TARGETS = ("nnx",)
+TARGETS = ("nnx", "linen")
 DEFAULT_TARGET = "nnx"
+# A target that reads another target's sub-table where it has none of its own, for the entries
+# whose text is framework-neutral (jax / jnp / optax, no module API): functions, tensor methods,
+# losses and parameter-free layers. Only when every helper that sub-table names is provided by
+# the reading target too (a helper built on nnx.Module is not). Modules, containers and
+# optimizers (their state is the module API's) always need the target's own sub-table.
+SHARES_SIDES: dict[str, str] = {"linen": DEFAULT_TARGET}
+
+
+def framework_neutral(kind: str, raw: dict) -> bool:
+    """An entry whose target side is the same text for every target sharing it (SHARES_SIDES)."""
+    return kind in ("function", "method", "loss") or (kind == "layer" and raw.get("kind") == "function")
 ENTRY_KINDS = ("layer", "function", "method", "loss", "optimizer")
 
 
@@ -62,6 +73,7 @@ ARG_TRANSFORMS: dict[str, str] = {
 # compute = { keyword = NAME }: a keyword computed from several bound torch arguments
 COMPUTED: dict[str, str] = {
     "conv_transpose_padding": "ConvTranspose (kernel_size, padding, output_padding, dilation) -> flax (low, high) pairs",
+    "normalized_axes": "LayerNorm normalized_shape -> the trailing axes (-1, or (-k, ..., -1)) the layer normalises over",
 }
 # weights = [{ torch, to, transform = NAME }]: how verify copies a torch tensor (a linear re-arrangement)
 WEIGHT_TRANSFORMS: dict[str, str] = {

@@ -180,7 +180,7 @@ def test_rewrite_unparsable_file_exits_2_and_is_not_written(run, project, tmp_pa
 def test_rewrite_usage_errors(run, project, tmp_path):
     assert run("rewrite", "--out", tmp_path / "o", "--diff", project).exit_code == 2
     assert run("rewrite", "--model", "MLP", project).exit_code == 2
-    assert run("rewrite", "--target", "linen", project).exit_code == 2
+    assert run("rewrite", "--target", "haiku", project).exit_code == 2
     missing = run("rewrite", tmp_path / "nope.py")
     assert missing.exit_code == 2 and "nope.py: no such file or directory" in missing.stderr
 

@@ -437,7 +437,7 @@ def test_cache_reuses_findings_until_the_content_changes(tmp_path, monkeypatch):
 
     calls = []
     real = lint_module.lint_source
-    monkeypatch.setattr(lint_module, "lint_source", lambda s, p: calls.append(p) or real(s, p))
+    monkeypatch.setattr(lint_module, "lint_source", lambda s, p, *target: calls.append(p) or real(s, p, *target))
     again, _ = lint_paths([src], cache=True)
     assert again == first and calls == []  # served from the cache
 

@@ -166,8 +166,8 @@ def test_rule_reads_source_keys_at_the_top_and_target_keys_in_the_sub_table():
 
 
 def test_unknown_target_is_rejected():
-    with pytest.raises(ValueError, match="unknown target 'linen'"):
-        load_rules(target="linen")
+    with pytest.raises(ValueError, match="unknown target 'haiku'"):
+        load_rules(target="haiku")
 
 
 def test_named_transform_registries_match_their_implementations():

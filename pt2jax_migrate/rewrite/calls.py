@@ -273,6 +273,8 @@ class CallsMixin:
             line, col = self._pos(original)
             if (line, col - 1) in self.mapping_sequentials:  # a name bound to an OrderedDict: its layers
                 args = [args[0].with_changes(value=cst.parse_expression(f"{code_of(args[0].value)}.values()"), star="*")]
+            if target.sequential_class in target.helpers:  # a helper of the target's (Linen's Sequential)
+                self.helpers.add(target.sequential_class)
             return updated.with_changes(func=cst.parse_expression(target.sequential_class), args=args)
         if q.endswith("ModuleDict"):
             if target.module_dict_class is None:
@@ -280,6 +282,9 @@ class CallsMixin:
                 return updated
             self.changed(original, "PTJ102", f"nn.ModuleDict -> {target.module_dict_class}")
             return updated.with_changes(func=cst.parse_expression(target.module_dict_class))
+        if target.module_list_class is None:
+            self.todo(original, "PTJ102", f"nn.ModuleList: not converted for target {target.name}")
+            return updated
         self.changed(original, "PTJ102", f"nn.ModuleList -> {target.module_list_class}")
         if not updated.args:
             return cst.parse_expression(f"{target.module_list_class}([])")

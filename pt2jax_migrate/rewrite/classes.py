@@ -45,6 +45,8 @@ class ClassesMixin:
 
     def _classes_taking_rngs(self, module: cst.Module) -> set[str]:
         """Converted classes whose __init__ (own or inherited in this file) gains `rngs`."""
+        if not self.target.modules_take_rngs:
+            return set()
         classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value in self.converted_classes}
         imported = {name for name, rngs in self.imported_classes.items() if rngs and name not in classes}
         out: set[str] = set(imported)
@@ -84,6 +86,7 @@ class ClassesMixin:
         self.class_stack.append(converted)
         self.class_names.append(node.name.value)
         self.todo_stack.append([])  # the header's TODOs (bases, decorators) go above the class
+        self._target_sites(node)
         self.class_kept_layers.append(set())  # torch layers built inside that stay PyTorch
         for base in node.bases:
             self.handled_refs.add(id(base.value))
@@ -110,7 +113,11 @@ class ClassesMixin:
         if kept and any(self.qualname(base.value) in MODULE_BASES for base in original.bases):
             # a converted class that still builds torch layers says so on its class line
             self.todo(original, "PTJ102", keeps_layers_message(original.name.value, kept))
-        return _with_todos(self._leave_class(original, updated), self.todo_stack.pop())
+        converted = self.class_stack[-1]
+        updated = self._leave_class(original, updated)
+        if converted:  # the target's shape of a module (Linen: fields and setup())
+            updated = self.target.finish_class(self, original, updated)
+        return _with_todos(updated, self.todo_stack.pop())
 
     def _leave_class(self, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
         converted = self.class_stack.pop()
@@ -126,7 +133,8 @@ class ClassesMixin:
                 base = base.with_changes(value=cst.parse_expression(module_base))
             elif q in CONTAINER_BASES:
                 kind = CONTAINER_BASES[q]
-                container = self.target.sequential_class if kind == "sequential" else self.target.module_dict_class
+                container = ((self.target.sequential_base if self.target.sequential_base != "" else
+                              self.target.sequential_class) if kind == "sequential" else self.target.module_dict_class)
                 if container is None:
                     self.todo(original, "PTJ101", f"class {original.name.value} subclasses {q}: not converted for "
                                                   f"target {self.target.name}")
@@ -141,7 +149,7 @@ class ClassesMixin:
         if original.name.value == "forward":
             self.changed(original.name, "PTJ101", "forward -> __call__")
             updated = updated.with_changes(name=cst.Name("__call__"))
-        if original.name.value == "__init__" or self._is_builder(original.name.value):
+        if self.target.modules_take_rngs and (original.name.value == "__init__" or self._is_builder(original.name.value)):
             updated = self._add_rngs_param(original, updated)
         return updated
 

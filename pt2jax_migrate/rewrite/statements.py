@@ -27,6 +27,7 @@ class StatementsMixin:
 
     def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
         self.todo_stack.append([])
+        self._target_sites(node)
         for small in node.body:  # how each call stands in its statement: a fact for core.decide
             if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
                 self.call_statement[id(small.value)] = EXPR

@@ -27,7 +27,7 @@ class StructureMixin:
     def _builds_with_rngs(self, call: cst.Call) -> bool:
         """`self._make_layer(...)` (a builder) or `block(...)` (a block class passed in)."""
         scope = self._fscope()
-        if scope.rngs is None:
+        if scope.rngs is None or not self.target.modules_take_rngs:
             return False
         func = call.func
         if self._is_super_init(call):  # the base's __init__ builds layers: it takes rngs
@@ -78,6 +78,8 @@ class StructureMixin:
     def _structure_text(self, site, small) -> tuple[str, set[str]] | None:
         """What the target writes for the statement (None: it does not convert it)."""
         target = self.target
+        if site.kind not in target.structure_kinds:
+            return None
         if site.kind == "buffer" and isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             value = [a for a in small.value.args if a.keyword is None][1].value
             return target.render_buffer(f"self.{site.name}", code_of(value))

@@ -72,6 +72,18 @@ class TodosMixin:
         if self.todo_stack:
             self.todo_stack[-1].append(text)
 
+    def _target_sites(self, node: cst.CSTNode) -> None:
+        """What the target does not convert on the statement starting at `node`'s line
+        (Target.module_sites; lint reports the same lines): TODOs in the current frame."""
+        line, col = self._pos(node)
+        for message in self.target_sites.get(line, ()):
+            text = f"PTJ101 {message}"
+            if (line, text) in self.todo_seen:
+                continue
+            self.todo_seen.add((line, text))
+            self.findings.append(Finding(self.path, line, col, "PTJ101", message, False, "warning", "manual"))
+            self.todo_stack[-1].append(text)
+
     def note(self, node: cst.CSTNode, code: str, message: str) -> None:
         """A construct kept by policy (the data pipeline): a note finding (as lint reports it)
         and a NOTE(pt2jax) line above the statement, which the residue check accepts."""

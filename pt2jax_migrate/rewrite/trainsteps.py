@@ -241,6 +241,8 @@ class TrainStepsMixin(AccumulationMixin):
         return text_def, cst.parse_statement(call_text)
 
     def _plan_group(self, body: list, b: int, loss: str, calls: set[int]) -> _Group | str:
+        if not self.target.converts_train_steps:
+            return f"the {self.target.name} target does not convert training steps yet"
         infos = [_cst_info(stmt, self.qualname) for stmt in body]
         infos = [replace(info, barrier=True) if id(stmt) in calls else info for stmt, info in zip(body, infos)]
         infos = [replace(info, gated=self._gated_if(stmt)) for stmt, info in zip(body, infos)]

@@ -41,7 +41,7 @@ from libcst.metadata import PositionProvider
 from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
-from ..inits import init_facts
+from ..inits import InitFacts, init_facts
 from ..sequential_facts import mapping_sequentials
 from ..param_reads import param_reads
 from ..data_generators import data_generator_calls
@@ -99,8 +99,9 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
-        analysis = (trainstep.train_step_analysis(module.code, unconverted_lines(module.code))
-                    if ".step(" in module.code else None)
+        analysis = (trainstep.train_step_analysis(module.code, unconverted_lines(module.code, self.target.name),
+                                                  target=self.target)
+                    if ".step(" in module.code and self.target.converts_train_steps else None)
         self.step_lines, self.kept_optimizers, self.clips = analysis if analysis is not None else (set(), {}, {})
         self.schedules = analysis.schedules if analysis is not None else None  # lr schedulers (schedule_plan)
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
@@ -114,6 +115,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         # buffers, index assignments, weight ties, builder methods (read off the ast, as lint does)
         tree = ast.parse(module.code)  # one parse for every fact the ast front end reads too
         self.structure = analyse_structure(tree)
+        self.target_sites = self.target.module_sites(tree)  # what the target leaves (lint asks the same)
         self.class_names: list[str] = []  # enclosing class names
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
@@ -124,7 +126,8 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.step_outputs: dict[int, frozenset[str]] = {}  # id of a train-step call -> the names it assigns
         self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
-        self.init_facts = init_facts(tree, module.code)  # nn.init sites, apply(fn)
+        # nn.init sites, apply(fn); none for a target that does not rewrite them (lint the same)
+        self.init_facts = init_facts(tree, module.code) if self.target.converts_inits else InitFacts()
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
         self.data_generators = data_generator_calls(tree)  # generators a DataLoader keeps (PyTorch's)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from ..rules_schema import register_helpers
 
 from .base import Helper, Target
+from .linen import LinenTarget
 from .nnx import NNXTarget
 
 __all__ = ["DEFAULT_TARGET", "Helper", "Target", "UnknownTarget", "available_targets", "get_target",
-           "register_target", "unregister_target"]
+           "register_target", "target_of_text", "unregister_target"]
 
 DEFAULT_TARGET = "nnx"
 _REGISTRY: dict[str, Target] = {}
@@ -52,4 +53,13 @@ def get_target(name: str | Target | None = None) -> Target:
         raise UnknownTarget(f"unknown target {name!r}; available targets: {', '.join(available_targets())}") from None
 
 
+def target_of_text(text: str) -> str | None:
+    """The name of the non-default target whose converted code `text` is (Target.wrote), else None."""
+    for name, target in _REGISTRY.items():
+        if name != DEFAULT_TARGET and target.wrote(text):
+            return name
+    return None
+
+
 register_target(NNXTarget())
+register_target(LinenTarget())

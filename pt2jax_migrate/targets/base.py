@@ -66,8 +66,22 @@ class Target(ABC):
     module_base: ClassVar[str]  # base class of a converted nn.Module, e.g. "nnx.Module"
     parameter_class: ClassVar[str]  # what nn.Parameter(x) becomes, e.g. "nnx.Param"
     sequential_class: ClassVar[str]  # what nn.Sequential becomes
-    module_list_class: ClassVar[str]  # what nn.ModuleList becomes
+    module_list_class: ClassVar[str | None]  # what nn.ModuleList becomes (None: not converted)
     module_dict_class: ClassVar[str | None] = None  # what nn.ModuleDict becomes (None: not converted)
+    # the base a subclass of nn.Sequential gets ("" : sequential_class; None: not converted)
+    sequential_base: ClassVar[str | None] = ""
+    # a converted module is built with the target's randomness (`rngs=`): its __init__ takes it,
+    # constructions and builder methods pass it on. False: modules are built without it
+    modules_take_rngs: ClassVar[bool] = True
+    # the rewrite lifts training steps (zero_grad/forward/backward/step) into the target's
+    # jitted step; False: they are left as TODOs (lint says the same)
+    converts_train_steps: ClassVar[bool] = True
+    # nn.init calls on parameters and model.apply(init_fn) are rewritten (torch_init); False:
+    # they are judged as plain torch calls (left as TODOs), by lint and rewrite alike
+    converts_inits: ClassVar[bool] = True
+    # module-structure statements (core.structure site kinds) the render_* methods below write
+    structure_kinds: ClassVar[frozenset[str]] = frozenset(
+        {"buffer", "buffer_update", "buffer_chain", "index_assign", "add_module", "weight_tie"})
     rngs_name: ClassVar[str]  # the parameter/variable that carries randomness ("rngs")
     # names the converted code may use -> the import line binding each (stdlib first)
     converted_imports: ClassVar[dict[str, str]]
@@ -149,6 +163,18 @@ class Target(ABC):
         """The trained parameters of the (sub)module `owner` (a parameter group's selection)."""
         raise NotImplementedError(f"{self.name} has no parameter-group selection")
 
+    def module_sites(self, tree: Any) -> dict[int, list[str]]:
+        """line -> messages (code PTJ101): module code this target does not convert, read off the
+        file's `ast` (lint and the rewrite both ask, so both report these lines). Default: none."""
+        return {}
+
+    def finish_class(self, transformer: Any, original: Any, updated: Any) -> Any:
+        """The converted class (libcst ClassDef `updated`, from `original`) as this target writes a
+        module: the hook for a target whose modules are shaped otherwise than torch's (Linen's
+        dataclass fields and setup()). `transformer` reports findings (todo/changed) and
+        collects helpers. Default: as the rewrite made it."""
+        return updated
+
     # ---------------------------------------------------------------- training step
 
     @abstractmethod
@@ -200,7 +226,16 @@ class Target(ABC):
     @abstractmethod
     def build_keyword(self, seed: int) -> tuple[str, Any, str]:
         """(keyword, value, text) verify adds to the converted constructor's call, e.g.
-        ("rngs", nnx.Rngs(0), "rngs=nnx.Rngs(0)")."""
+        ("rngs", nnx.Rngs(0), "rngs=nnx.Rngs(0)"); keyword "" adds none."""
+
+    def wrote(self, text: str) -> bool:
+        """Whether `text` (a converted file) was written for this target (verify's default)."""
+        return False
+
+    def materialize(self, model: Any, inputs: list, seed: int) -> Any:
+        """The built model made ready to hold weights, given example inputs (Linen: its variables
+        from model.init). Default: the model itself (an NNX module holds its variables)."""
+        return model
 
     @abstractmethod
     def is_model(self, obj: Any) -> bool:

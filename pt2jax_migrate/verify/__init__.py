@@ -58,8 +58,10 @@ def run_verify(
     float64_check: bool = True,
     weights: str | None = None,
     weights_prefix: tuple = (),
+    target=None,
 ) -> VerifyReport:
-    """Verify that `converted` computes what `original` does. See engine.run_verify."""
+    """Verify that `converted` computes what `original` does. See engine.run_verify (target
+    None: read off the converted file, engine.detect_target)."""
     from .engine import run_verify as _run
 
     return _run(
@@ -81,6 +83,7 @@ def run_verify(
         float64_check=float64_check,
         weights=weights,
         weights_prefix=weights_prefix,
+        target=target,
     )
 
 

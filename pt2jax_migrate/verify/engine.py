@@ -57,6 +57,17 @@ from .specs import make_arrays, parse_spec
 DTYPES = tuple(DEFAULT_TOLERANCES)
 
 
+def detect_target(converted: str) -> str | None:
+    """The target a converted file was written for (targets.target_of_text), else None (the default)."""
+    from ..targets import target_of_text
+
+    try:
+        text = read_source(converted)
+    except Exception:
+        return None
+    return target_of_text(text)
+
+
 def _check_model_name(model: str) -> None:
     parts = (model or "").split(".")
     if not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
@@ -73,7 +84,7 @@ def build_models(torch_file, jax_file, original: str, model: str, init: str, see
     if not isinstance(torch_model, torch.nn.Module):
         raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
     keyword, value, shown = target.build_keyword(seed)
-    if _accepts_keyword(_lookup(jax_file, model), keyword):
+    if keyword and _accepts_keyword(_lookup(jax_file, model), keyword):
         converted = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
     else:  # e.g. a parameter-free module without __init__: the rewrite adds no rngs there
         converted = _build(jax_file, model, init)
@@ -94,16 +105,23 @@ def build_converted(jax_file, converted: str, model: str, init: str, seed: int, 
 
 def build_transferred(torch_file, jax_file, original: str, converted: str, model: str, init: str, seed: int,
                       target, *, weights_map, perturb: bool, float64: bool, weights: str | None = None,
-                      weights_prefix: tuple = ()):
+                      weights_prefix: tuple = (), example_inputs=None):
     """build_models, then torch's weights (perturbed when asked; `weights`: a state_dict file
     loaded into the torch model first, never perturbed) copied into the converted model by the
-    tables: (torch model, converted model, transfer entries, what apply_transfer did)."""
+    tables: (torch model, converted model, transfer entries, what apply_transfer did).
+    `example_inputs`: Linen builds its variables from model.init(key, *inputs)."""
     from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
 
     torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
     if not target.is_model(nnx_model):
         raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
                           f"not an {target.module_base}")
+    if example_inputs is not None:  # Linen: the variables come from model.init(key, *inputs)
+        try:
+            nnx_model = target.materialize(nnx_model, example_inputs, seed)
+        except Exception as exc:
+            raise VerifyError(f"{_where(converted, exc)}: initialising {model} failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
     if float64:
         torch_model = torch_model.double()
     if weights:
@@ -324,6 +342,8 @@ def _run_once(
 
     from ..targets import get_target
 
+    if target is None:
+        target = detect_target(converted)
     target = get_target(target)  # builds, runs and maps weights into the converted model
 
     with ExitStack() as stack:
@@ -331,17 +351,17 @@ def _run_once(
         torch_file = stack.enter_context(_loaded(original, roots, "torch"))
         jax_file = stack.enter_context(_loaded(converted, roots, target.name))
 
+        arrays = make_arrays(specs, seed, float64=float64)
+        jax_inputs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
         torch_model, nnx_model, entries, transferred = build_transferred(
             torch_file, jax_file, original, converted, model, init, seed, target,
             weights_map=weights_map, perturb=perturb, float64=float64, weights=weights,
-            weights_prefix=weights_prefix)
+            weights_prefix=weights_prefix, example_inputs=jax_inputs)
         torch_model.eval()
         target.eval_mode(nnx_model)
 
-        arrays = make_arrays(specs, seed, float64=float64)
         device = next((p.device for p in torch_model.parameters()), torch.device("cpu"))
         torch_inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
-        jax_inputs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
 
         # --- torch: forward (with autograd), loss, backward
         with torch.enable_grad():

@@ -1,0 +1,159 @@
+"""What the Linen target does not convert in a module class, read off the `ast` (lint and the
+rewrite both ask `LinenTarget.module_sites`, so they report the same lines).
+
+A Linen module is a dataclass whose submodules are built in setup() and whose `train` flag is a
+`__call__` argument; torch code that does not fit that shape is reported, never guessed:
+
+* a converted class built outside a converted class (`model = MLP()`): Linen needs
+  `model.init(key, x)` / `model.apply(variables, x)`, which the rewrite does not write yet;
+* an `__init__` taking *args / **kwargs, or a parameter Linen reserves (`name`, `parent`), or a
+  keyword-only parameter without default after one with a default: no dataclass fields;
+* a submodule that takes `train` (Dropout, BatchNorm, Sequential, a converted class) used in
+  `forward` other than by calling it, or called in another method: `train` cannot be threaded;
+* `self.training`: a Linen module has no mode; it is the `train` argument;
+* a subclass with its own `__init__` of a converted class, and a subclass of nn.Sequential.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from ...core.constructs import CONTAINER_BASES, MODULE_BASES
+from ...names import module_aliases, qualname_of
+
+CODE = "PTJ101"
+RESERVED = frozenset({"name", "parent"})
+# torch layers whose converted form takes the `train` flag at call time
+TRAIN_LAYERS = frozenset({"torch.nn.Dropout", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d",
+                          "torch.nn.Sequential"})
+from ...core.constructs import PARAMETER as PARAMETERS
+APPLY = ("builds a Linen module: create its variables with `variables = {name}(...).init(key, x)` and call "
+         "`model.apply(variables, x, train=...)` (Linen's model.init / model.apply are not written yet)")
+
+
+def converted_classes(tree: ast.Module, aliases: dict[str, str]) -> dict[str, ast.ClassDef]:
+    """Top-level classes with an nn.Module (or container) base, directly or through another."""
+    found: dict[str, ast.ClassDef] = {}
+    changed = True
+    while changed:
+        changed = False
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name not in found:
+                for base in node.bases:
+                    q = qualname_of(base, aliases)
+                    if q in MODULE_BASES or q in CONTAINER_BASES or (isinstance(base, ast.Name) and base.id in found):
+                        found[node.name] = node
+                        changed = True
+                        break
+    return found
+
+
+def _self_attr(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return None
+
+
+def train_attributes(cls: ast.ClassDef, classes, aliases: dict[str, str]) -> set[str]:
+    """`self.x = ...` in __init__ whose value's converted form takes `train`."""
+    out = set()
+    for method in cls.body:
+        if isinstance(method, ast.FunctionDef) and method.name == "__init__":
+            for node in ast.walk(method):
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                    func = node.value.func
+                    takes = (qualname_of(func, aliases) in TRAIN_LAYERS
+                             or (isinstance(func, ast.Name) and func.id in classes))
+                    if takes:
+                        out |= {a for a in map(_self_attr, node.targets) if a is not None}
+    return out
+
+
+def _report_line(statements: list[tuple[ast.stmt, ast.stmt | None]], node: ast.AST, cls: ast.ClassDef) -> int:
+    """The line a finding on `node` is reported at: its simple statement's first line (the rewrite
+    puts the TODO above that statement); inside a compound statement's header, the class line."""
+    best = None
+    for stmt, _ in statements:
+        if stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno):
+            if best is None or stmt.lineno >= best.lineno:
+                best = stmt
+    return best.lineno if best is not None else cls.lineno
+
+
+def _simple_statements(root: ast.AST) -> list[tuple[ast.stmt, ast.stmt | None]]:
+    compound = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While,
+                ast.With, ast.AsyncWith, ast.Try, ast.Match) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
+    return [(n, None) for n in ast.walk(root) if isinstance(n, ast.stmt) and not isinstance(n, compound)]
+
+
+def module_sites(tree: ast.Module) -> dict[int, list[str]]:
+    """line -> messages (code PTJ101) of what the Linen target leaves for a person."""
+    aliases = module_aliases(tree)
+    classes = converted_classes(tree, aliases)
+    sites: dict[int, list[str]] = {}
+
+    def add(line: int, message: str) -> None:
+        if message not in sites.setdefault(line, []):
+            sites[line].append(message)
+
+    inside = {id(n) for cls in classes.values() for n in ast.walk(cls)}
+    statements = _simple_statements(tree)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes
+                and id(node) not in inside):
+            line = _report_line(statements, node, tree.body[0] if tree.body else node)
+            add(line, f"{node.func.id}(...) " + APPLY.format(name=node.func.id))
+    for cls in classes.values():
+        for base in cls.bases:
+            q = qualname_of(base, aliases)
+            if q in CONTAINER_BASES:  # the rewrite's own words (rewrite/classes.py), so one TODO
+                add(cls.lineno, f"class {cls.name} subclasses {q}: not converted for target linen")
+        if any(isinstance(b, ast.Name) and b.id in classes for b in cls.bases) and any(
+                isinstance(m, ast.FunctionDef) and m.name == "__init__" for m in cls.body):
+            add(cls.lineno, f"class {cls.name} extends a converted class with its own __init__: Linen inherits "
+                            "the fields and replaces setup(); write the subclass's fields and setup() by hand")
+        takes_train = train_attributes(cls, classes, aliases)
+        own = _simple_statements(cls)
+        for method in cls.body:
+            if not isinstance(method, ast.FunctionDef):
+                continue
+            if method.name == "__init__":
+                args = method.args
+                problem = None
+                if args.vararg or args.kwarg:
+                    problem = "__init__ takes *args/**kwargs: Linen fields cannot be read off it"
+                elif any(a.arg in RESERVED for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]):
+                    problem = "an __init__ parameter is named `name` or `parent`, which Linen modules reserve"
+                elif args.kw_defaults and any(d is None for d in args.kw_defaults) and args.defaults:
+                    problem = "a keyword-only __init__ parameter without default follows defaults: no dataclass order"
+                elif args.posonlyargs:
+                    problem = "__init__ has positional-only parameters: Linen fields are keywords"
+                if problem:
+                    add(cls.lineno, f"class {cls.name}: {problem}; write the fields and setup() by hand")
+            if method.name == "__init__":
+                direct = {id(n.value) for n in ast.walk(method) if isinstance(n, ast.Assign)
+                          and len(n.targets) == 1 and _self_attr(n.targets[0]) is not None}
+                for node in ast.walk(method):
+                    if (isinstance(node, ast.Call) and qualname_of(node.func, aliases) in PARAMETERS
+                            and id(node) not in direct):
+                        add(_report_line(own, node, cls), "nn.Parameter not assigned as `self.name = "
+                                                          "nn.Parameter(...)`: declare it with self.param by hand")
+            else:
+                for node in ast.walk(method):
+                    if isinstance(node, ast.Call) and qualname_of(node.func, aliases) in PARAMETERS:
+                        add(_report_line(own, node, cls), "nn.Parameter outside __init__: Linen declares "
+                                                          "parameters in setup() (self.param)")
+            called = {id(n.func) for n in ast.walk(method) if isinstance(n, ast.Call)}
+            for node in ast.walk(method):
+                attr = _self_attr(node)
+                if attr == "training":
+                    add(_report_line(own, node, cls), "self.training: a Linen module has no mode; read the "
+                                                      "`train` argument of __call__ instead")
+                elif attr in takes_train and method.name != "__init__":
+                    if method.name != "forward":
+                        add(_report_line(own, node, cls), f"self.{attr} takes `train`, which only forward "
+                                                          "(__call__) receives: pass it on by hand")
+                    elif id(node) not in called:
+                        add(_report_line(own, node, cls), f"self.{attr} takes `train` but is not called "
+                                                          "directly here: pass `train` on by hand")
+    return sites

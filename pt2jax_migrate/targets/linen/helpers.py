@@ -1,0 +1,165 @@
+"""Helper code that the rewrite writes into files converted to Flax Linen.
+
+The framework-neutral helpers (plain jax/jnp functions: pools, pads, ntuple ...) are the NNX
+target's own definitions, shared; the ones built on a module API are written here for Linen
+(`from flax import linen`, bound as `linen` so it never clashes with a `torch.nn as nn` that a
+TODO keeps). Source text only: imports neither jax, flax nor torch. Checked against real torch
+in tests/test_linen.py.
+"""
+
+from __future__ import annotations
+
+from ..base import Helper, closure_of
+from ..nnx.helpers import HELPERS as NNX_HELPERS
+
+__all__ = ["ALLOWED_IMPORTS", "HELPERS"]
+
+LINEN_IMPORT = "from flax import linen"
+ALLOWED_IMPORTS: tuple[str, ...] = (
+    "import inspect",
+    "import math",
+    "import jax",
+    "import jax.numpy as jnp",
+    "from flax import nnx",
+    LINEN_IMPORT,
+    "import optax",
+    "import numpy as np",
+)
+
+_TORCH_KERNEL_INIT = '''\
+# PyTorch's default init for Linear and Conv weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+# Flax defaults to lecun_normal; variance_scaling(1/3, uniform) draws from the same range as torch.
+torch_kernel_init = linen.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+'''
+
+_TORCH_EMBEDDING_INIT = '''\
+# PyTorch initialises nn.Embedding with N(0, 1); flax's default has std 1/sqrt(features).
+torch_embedding_init = linen.initializers.normal(stddev=1.0)
+'''
+
+_CONV_NCHW = '''\
+class ConvNCHW(linen.Conv):
+    """linen.Conv on PyTorch's channels-first layout (N, C, *spatial).
+
+    Flax convolves channels-last, so the channel axis is moved last and back again.
+    Parameters are unchanged: kernel (*kernel_size, in // groups, out) and bias.
+    """
+
+    def __call__(self, x):
+        channel_axis = x.ndim - len(self.kernel_size) - 1  # also works without a batch axis
+        y = super().__call__(jnp.moveaxis(x, channel_axis, -1))
+        return jnp.moveaxis(y, -1, channel_axis)
+'''
+
+_TORCH_BATCH_NORM = '''\
+class TorchBatchNorm(linen.Module):
+    """PyTorch's BatchNorm on any axis (channels on axis 1 by default), running statistics in
+    the 'batch_stats' collection (mean, var), scale and bias in 'params'.
+
+    Training normalises with the biased batch variance and averages the unbiased one
+    (times n / (n - 1), n = values per channel) into var, as PyTorch does; momentum is flax's
+    (the weight of the old statistics: 1 - torch's momentum).
+    """
+
+    use_running_average: bool | None = None
+    axis: int = 1
+    momentum: float = 0.9
+    epsilon: float = 1e-05
+    use_bias: bool = True
+    use_scale: bool = True
+
+    @linen.compact
+    def __call__(self, x, use_running_average=None):
+        use_running_average = linen.merge_param("use_running_average", self.use_running_average,
+                                                use_running_average)
+        axis = self.axis % x.ndim
+        features = x.shape[axis]
+        reduction_axes = tuple(i for i in range(x.ndim) if i != axis)
+        shape = [1] * x.ndim
+        shape[axis] = features
+        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        if use_running_average:
+            mean, var = running_mean.value, running_var.value
+        else:
+            n = x.size // features
+            if n < 2:
+                raise ValueError("BatchNorm needs more than 1 value per channel when training")
+            mean = jnp.mean(x, axis=reduction_axes)
+            var = jnp.mean(jnp.square(x - mean.reshape(shape)), axis=reduction_axes)
+            if not self.is_initializing():
+                running_mean.value = jax.lax.stop_gradient(
+                    self.momentum * running_mean.value + (1 - self.momentum) * mean)
+                running_var.value = jax.lax.stop_gradient(
+                    self.momentum * running_var.value + (1 - self.momentum) * var * (n / (n - 1)))
+        y = (x - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + self.epsilon)
+        if self.use_scale:
+            y = y * self.param("scale", linen.initializers.ones, (features,)).reshape(shape)
+        if self.use_bias:
+            y = y + self.param("bias", linen.initializers.zeros, (features,)).reshape(shape)
+        return y
+'''
+
+_SEQUENTIAL = '''\
+class TrainSequential(linen.Module):
+    """torch.nn.Sequential: the layers run in order, each on the previous one's output.
+
+    linen.Sequential hands its call's keywords to the first layer only; this one hands the
+    `train` flag to every layer that takes it (Dropout and BatchNorm as deterministic /
+    use_running_average, converted modules as train=).
+    """
+
+    layers: tuple
+
+    def __call__(self, x, train: bool = False):
+        for layer in self.layers:
+            if isinstance(layer, linen.Dropout):
+                x = layer(x, deterministic=not train)
+            elif isinstance(layer, TorchBatchNorm):
+                x = layer(x, use_running_average=not train)
+            elif isinstance(layer, linen.Module) and "train" in inspect.signature(layer.__call__).parameters:
+                x = layer(x, train=train)
+            else:
+                x = layer(x)
+        return x
+
+
+def Sequential(*layers):
+    """nn.Sequential(a, b, c) -> the module running a, b, c in order (TrainSequential)."""
+    return TrainSequential(layers=layers)
+'''
+
+_NORMALIZED_AXES = '''\
+def normalized_axes(normalized_shape):
+    """nn.LayerNorm's normalized_shape (an int or a shape) -> the trailing axes flax normalises."""
+    if isinstance(normalized_shape, int):
+        return -1
+    return tuple(range(-len(normalized_shape), 0))
+'''
+
+_LINEN_HELPERS = (
+    Helper("torch_kernel_init", _TORCH_KERNEL_INIT, (LINEN_IMPORT,)),
+    Helper("torch_embedding_init", _TORCH_EMBEDDING_INIT, (LINEN_IMPORT,)),
+    Helper("ConvNCHW", _CONV_NCHW, ("import jax.numpy as jnp", LINEN_IMPORT)),
+    Helper("TorchBatchNorm", _TORCH_BATCH_NORM, ("import jax", "import jax.numpy as jnp", LINEN_IMPORT)),
+    Helper("Sequential", _SEQUENTIAL, ("import inspect", LINEN_IMPORT), ("TorchBatchNorm",)),
+    Helper("normalized_axes", _NORMALIZED_AXES, ()),
+)
+
+
+def _framework_neutral(helpers: dict[str, Helper]) -> dict[str, Helper]:
+    """The NNX helpers whose code (with everything it requires) uses no module API."""
+    return {name: h for name, h in helpers.items()
+            if not any("flax" in line for dep in closure_of(helpers, [name]) for line in dep.imports)}
+
+
+def _registry() -> dict[str, Helper]:
+    registry = _framework_neutral(NNX_HELPERS)
+    for helper in _LINEN_HELPERS:
+        if helper.name in registry:
+            raise ValueError(f"two pt2jax helpers are named {helper.name!r}")
+        registry[helper.name] = helper
+    return registry
+
+
+HELPERS: dict[str, Helper] = _registry()

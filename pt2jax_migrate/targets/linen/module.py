@@ -1,0 +1,327 @@
+"""A converted module class as a Linen dataclass (libcst; the rewrite calls it through
+LinenTarget.finish_class once the class body is converted).
+
+    class MLP(nn.Module):                       class MLP(linen.Module):
+        def __init__(self, d=4, p=0.1):             d: int = 4
+            super().__init__()                      p: float = 0.1
+            self.fc = nn.Linear(d, d)      ->
+            self.drop = nn.Dropout(p)               def setup(self):
+                                                        d, p = self.d, self.p
+        def forward(self, x):                           self.fc = linen.Dense(d, ...)
+            return self.drop(self.fc(x))                self.drop = linen.Dropout(p)
+
+                                                    def __call__(self, x, *, train: bool = False):
+                                                        return self.drop(self.fc(x), deterministic=not train)
+
+The body of __init__ stays as it is (the parameters are read into locals of the same names
+first), so setup() builds what torch's __init__ built, in the same order. What cannot be put
+in this shape is reported by facts.py (lint asks the same) and left as it is.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ...core.constructs import CONTAINER_BASES
+
+PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
+# the keyword a submodule built by this callable takes at call time (train threading)
+TRAIN_KEYWORDS = {"linen.Dropout": "deterministic=not train", "TorchBatchNorm": "use_running_average=not train",
+                  "Sequential": "train=train"}
+RESERVED = frozenset({"name", "parent"})
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module(body=[]).code_for_node(node)
+
+
+def _self_attr(node: cst.CSTNode) -> str | None:
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
+        return node.attr.value
+    return None
+
+
+def _annotation(param: cst.Param) -> str:
+    if param.annotation is not None:
+        return _code(param.annotation.annotation)
+    default = param.default
+    if isinstance(default, cst.Integer):
+        return "int"
+    if isinstance(default, cst.Float):
+        return "float"
+    if isinstance(default, cst.UnaryOperation) and isinstance(default.expression, (cst.Integer, cst.Float)):
+        return "int" if isinstance(default.expression, cst.Integer) else "float"
+    if isinstance(default, cst.Name) and default.value in ("True", "False"):
+        return "bool"
+    if isinstance(default, (cst.SimpleString, cst.ConcatenatedString)):
+        return "str"
+    return "Any"
+
+
+class _Names(cst.CSTVisitor):
+    def __init__(self):
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+
+def _names(node: cst.CSTNode) -> set[str]:
+    visitor = _Names()
+    node.visit(visitor)
+    return visitor.names
+
+
+class _KeyCalls(cst.CSTTransformer):
+    """`rngs()` (the randomness a torch __init__ drew from) -> the parameter initialiser's key."""
+
+    def __init__(self, rngs: str):
+        self.rngs = rngs
+        self.count = 0
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        if isinstance(original.func, cst.Name) and original.func.value == self.rngs and not original.args:
+            self.count += 1
+            return cst.parse_expression(f"jax.random.fold_in(key, {self.count - 1})") if self.count > 1 \
+                else cst.Name("key")
+        return updated
+
+
+class _Parameters(cst.CSTTransformer):
+    """`self.w = __pt2jax_param__(value)` -> `self.w = self.param("w", lambda key: value)`."""
+
+    def __init__(self, rngs: str):
+        self.rngs = rngs
+        self.made: list[str] = []
+
+    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
+        value = updated.value
+        if (len(updated.targets) == 1 and _self_attr(updated.targets[0].target) is not None
+                and isinstance(value, cst.Call) and isinstance(value.func, cst.Name)
+                and value.func.value == PARAM_MARKER and len(value.args) == 1):
+            name = _self_attr(updated.targets[0].target)
+            keys = _KeyCalls(self.rngs)
+            inner = value.args[0].value.visit(keys)
+            key = "key" if keys.count else "_key"
+            text = f'self.param("{name}", lambda {key}: {_code(inner)})'
+            self.made.append(name)
+            return updated.with_changes(value=cst.parse_expression(text))
+        return updated
+
+
+class _Rename(cst.CSTTransformer):
+    """`self.x` -> `self.<new>` for the attributes of `renames`."""
+
+    def __init__(self, renames: dict[str, str]):
+        self.renames = renames
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        attr = _self_attr(original)
+        if attr in self.renames:
+            return updated.with_changes(attr=cst.Name(self.renames[attr]))
+        return updated
+
+
+def _assigned_attributes(statements) -> list[tuple[str, cst.CSTNode]]:
+    """(attribute, value) of each `self.x = value` (or `self.x op= ...`, `self.x: T = ...`) in statements."""
+    found = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                attr = _self_attr(t.target)
+                if attr is not None:
+                    found.append((attr, node.value))
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            attr = _self_attr(node.target)
+            if attr is not None:
+                found.append((attr, None))
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            attr = _self_attr(node.target)
+            if attr is not None:
+                found.append((attr, node.value))
+
+    for stmt in statements:
+        stmt.visit(Visitor())
+    return found
+
+
+def _rebound(statements) -> set[str]:
+    """Names assigned anywhere in statements (a parameter read later may hold another value)."""
+    names: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            names.update(n for n in _names(node.target) if not isinstance(node.target, cst.Attribute))
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            if isinstance(node.target, cst.Name):
+                names.add(node.target.value)
+
+        def visit_For(self, node: cst.For) -> None:
+            names.update(_names(node.target))
+
+    for stmt in statements:
+        stmt.visit(Visitor())
+    return names
+
+
+def _is_copy(stmt: cst.BaseStatement, fields: set[str], rebound: set[str]) -> bool:
+    """`self.p = p` of a field p never rebound: the field already holds it."""
+    if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign)):
+        return False
+    assign = stmt.body[0]
+    if len(assign.targets) != 1:
+        return False
+    attr = _self_attr(assign.targets[0].target)
+    return (attr in fields and attr not in rebound and isinstance(assign.value, cst.Name)
+            and assign.value.value == attr)
+
+
+class _Threading(cst.CSTTransformer):
+    """In __call__: `self.x(...)` of a submodule taking `train` gets it."""
+
+    def __init__(self, keywords: dict[str, str]):
+        self.keywords = keywords
+        self.threaded: list[str] = []
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        attr = _self_attr(original.func)
+        if attr in self.keywords:
+            text = self.keywords[attr]
+            name = text.split("=")[0]
+            if any(a.keyword is not None and a.keyword.value == name for a in updated.args):
+                return updated
+            arg = cst.parse_expression(f"f({text})").args[0]  # type: ignore[attr-defined]
+            args = list(updated.args)
+            if args:
+                args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            self.threaded.append(attr)
+            return updated.with_changes(args=[*args, arg])
+        return updated
+
+
+def _init_convertible(init: cst.FunctionDef) -> bool:
+    """facts.py reports the __init__ shapes that give no dataclass fields (lint says the same)."""
+    params = init.params
+    if isinstance(params.star_arg, cst.Param) or params.star_kwarg is not None or params.posonly_params:
+        return False
+    plain = list(params.params)[1:]
+    if any(p.name.value in RESERVED for p in [*plain, *params.kwonly_params]):
+        return False
+    if any(p.default is not None for p in plain) and any(p.default is None for p in params.kwonly_params):
+        return False
+    return True
+
+
+def _train_keywords(setup_body: list[cst.BaseStatement], classes: set[str]) -> dict[str, str]:
+    out = {}
+    for stmt in setup_body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call):
+                func = _code(small.value.func)
+                keyword = TRAIN_KEYWORDS.get(func) or ("train=train" if func in classes else None)
+                if keyword is not None:
+                    for target in small.targets:
+                        attr = _self_attr(target.target)
+                        if attr is not None:
+                            out[attr] = keyword
+    return out
+
+
+def _inherits_fields(original: cst.ClassDef, body, transformer) -> bool:
+    """A converted class with its own __init__ whose base is a converted class of this file."""
+    own_init = any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in body)
+    return own_init and any(isinstance(b.value, cst.Name) and b.value.value in transformer.converted_classes
+                            for b in original.bases)
+
+
+def finish_class(target, transformer, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
+    if any(transformer.qualname(b.value) in CONTAINER_BASES for b in original.bases):
+        return updated  # a subclass of nn.Sequential/ModuleList/ModuleDict is not converted (a TODO)
+    body = list(updated.body.body)
+    if _inherits_fields(original, body, transformer):
+        return updated  # facts.py reports it: Linen fields are inherited, setup() overridden
+    init_at = next((i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"),
+                   None)
+    classes = set(transformer.converted_classes) | set(transformer.imported_classes)
+    keywords: dict[str, str] = {}
+    if init_at is not None and _init_convertible(body[init_at]):
+        init: cst.FunctionDef = body[init_at]
+        params = [*list(init.params.params)[1:], *init.params.kwonly_params]
+        fields = []
+        for p in params:
+            annotation = _annotation(p)
+            default = f" = {_code(p.default)}" if p.default is not None else ""
+            fields.append(cst.parse_statement(f"{p.name.value}: {annotation}{default}\n"))
+        statements = list(init.body.body)
+        statements = [s for s in statements if not (isinstance(s, cst.SimpleStatementLine)
+                                                     and all(isinstance(x, cst.Pass) for x in s.body))]
+        new_body: list[cst.BaseStatement] = []
+        names = {p.name.value for p in params}
+        rebound = _rebound(statements)
+        kept = [stmt for stmt in statements if not _is_copy(stmt, names, rebound)]
+        if len(kept) < len(statements):
+            transformer.changed(original, "PTJ101", "`self.p = p` of a constructor argument: the Linen field holds it")
+        statements = kept
+        taken = {a for a, _ in _assigned_attributes(statements)} | names
+        renames = {}
+        for attr, _ in _assigned_attributes(statements):
+            if attr in names and attr not in renames:
+                new = attr + "_"
+                while new in taken:
+                    new += "_"
+                taken.add(new)
+                renames[attr] = new
+        if renames:  # a Linen field is frozen: the attribute of the same name gets another
+            transformer.changed(original, "PTJ101", "attributes named like a constructor argument (a Linen "
+                                                    "field) renamed: " + ", ".join(f"self.{a} -> self.{b}"
+                                                                                   for a, b in renames.items()))
+            rename = _Rename(renames)
+            statements = [s.visit(rename) for s in statements]
+            body = [s.visit(rename) if i != init_at else s for i, s in enumerate(body)]
+        if statements:
+            parameters = _Parameters(target.rngs_name)
+            statements = [s.visit(parameters) for s in statements]
+            used = set().union(*(_names(s) for s in statements))
+            read = [p.name.value for p in params if p.name.value in used]
+            if read:
+                head = cst.parse_statement(f"{', '.join(read)} = {', '.join('self.' + n for n in read)}\n")
+                statements.insert(0, head)
+            setup = init.with_changes(name=cst.Name("setup"), params=cst.parse_statement(
+                "def setup(self): pass\n").params, body=init.body.with_changes(body=statements))  # type: ignore
+            keywords = _train_keywords(statements, classes)
+            new_body.append(setup)
+        transformer.changed(original, "PTJ101", f"class {original.name.value}: __init__ parameters -> Linen "
+                                                "fields, its body -> setup()")
+        leading = init.leading_lines
+        if fields:
+            fields[0] = fields[0].with_changes(leading_lines=leading)
+            if new_body:
+                new_body[0] = new_body[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
+        elif new_body:
+            new_body[0] = new_body[0].with_changes(leading_lines=leading)
+        body[init_at:init_at + 1] = [*fields, *new_body]
+    else:  # inherited fields and setup: the submodules a base's setup() builds
+        keywords = {}
+    for i, stmt in enumerate(body):
+        if isinstance(stmt, cst.FunctionDef) and stmt.name.value == "__call__":
+            threading = _Threading(keywords)
+            stmt = stmt.visit(threading)
+            names = {p.name.value for p in [*stmt.params.params, *stmt.params.kwonly_params]}
+            if "train" not in names:  # keyword-only, before a **kwargs
+                train = cst.parse_statement("def f(*, train: bool = False): pass\n").params.kwonly_params[0]  # type: ignore
+                star = stmt.params.star_arg
+                if isinstance(star, cst.MaybeSentinel):
+                    star = cst.ParamStar()
+                kwonly = list(stmt.params.kwonly_params)
+                if kwonly:
+                    kwonly[-1] = kwonly[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+                stmt = stmt.with_changes(params=stmt.params.with_changes(star_arg=star, kwonly_params=[*kwonly, train]))
+                transformer.changed(original, "PTJ101", "__call__ takes `train` (dropout, batch statistics)")
+            body[i] = stmt
+    return updated.with_changes(body=updated.body.with_changes(body=body))
