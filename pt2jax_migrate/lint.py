@@ -698,7 +698,7 @@ class _Classifier:
         if q in parallel.WRAPPERS:  # `model = W(net)[.to(device)]` only (parallel_facts, as the rewrite asks)
             statement = ASSIGN if (call.lineno, call.col_offset) in self.parallel_facts().assigned else VALUE
         site = CallSite(
-            q, args, kwargs, statement,
+            q, args, kwargs, statement, data_parallel=self.target.converts_train_steps,
             in_train_step=q in CLIPS and call.lineno in self.train_lines(),
             kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
                             and call.lineno in self.kept_optimizers() else None),
@@ -771,8 +771,9 @@ class _Classifier:
 
     def parallel_facts(self) -> ParallelFacts:
         """Data-parallel wrapper assignments and `model.module` reads (parallel_facts.py), found once."""
-        if self._parallel_facts is None:
-            self._parallel_facts = parallel_facts(self.tree or ast.parse(self.w.source), self.w.source)
+        if self._parallel_facts is None:  # none for a target without train steps: wrappers stay (marked)
+            self._parallel_facts = (parallel_facts(self.tree or ast.parse(self.w.source), self.w.source)
+                                    if self.target.converts_train_steps else ParallelFacts())
         return self._parallel_facts
 
     def parallel_sites(self) -> None:

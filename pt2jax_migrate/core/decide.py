@@ -67,6 +67,7 @@ class CallSite:
     scheduler: str | None = None  # an lr scheduler: "" converts with its optimizer, else why not (None: unknown)
     feeds_data: bool = False  # builds a generator handed to torch.utils.data (data_generators.py)
     array_dataset: bool = False  # DataLoader(ds, ...): ds is a TensorDataset built in this file (core.data)
+    data_parallel: bool = True  # the target converts data-parallel wrappers (it converts train steps)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,9 @@ def decide_call(site: CallSite, rules, check: Check) -> Decision:
                             rule.get("safety", "safe") if rule is not None else "unsafe", "seed", rule)
         return manual("PTJ301", f"{q}() used as a value: only the statement `torch.manual_seed(s)` is converted")
     if q in parallel.WRAPPERS:
+        if not site.data_parallel:
+            return manual(parallel.CODE, f"{q}: not converted for this target, which has no converted train "
+                                         "step to shard yet (the default target, nnx, converts it)")
         reason = parallel.wrapper_refusal(q, site.args, site.kwargs, site.statement)
         if reason is not None:
             return manual(parallel.CODE, f"{q}: {reason}")

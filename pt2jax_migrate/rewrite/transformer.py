@@ -57,7 +57,7 @@ from .imports import _module_level_names, not_tensor_names
 from .inits import InitsMixin
 from .methods import MethodsMixin
 from .references import ReferencesMixin
-from ..parallel_facts import parallel_facts
+from ..parallel_facts import ParallelFacts, parallel_facts
 from .scopes import ScopesMixin, _Scope
 from .statements import StatementsMixin
 from .structure import StructureMixin
@@ -131,6 +131,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
         self.data_generators = data_generator_calls(tree)  # generators a DataLoader keeps (PyTorch's)
-        self.parallel = parallel_facts(tree, module.code)  # data-parallel wrappers, `model.module` reads
+        # data-parallel wrappers, `model.module` reads (none for a target without train steps: marked)
+        self.parallel = parallel_facts(tree, module.code) if self.target.converts_train_steps else ParallelFacts()
         self.removed_calls: set[int] = set()  # ids of statement calls converted to nothing (process group)
         self.array_loaders = array_loaders(tree, module.code)  # DataLoader(TensorDataset(...)) (data_facts)
