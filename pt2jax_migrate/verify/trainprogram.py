@@ -253,7 +253,7 @@ def _run_once(original, converted, *, steps, dtype, atol=None, rtol=None, pertur
         torch.manual_seed(seed)
         t_side = stack.enter_context(_script(original, "torch", _torch_marker, "a `.backward()` call"))
         j_side = stack.enter_context(_script(converted, target.name, _converted_marker,
-                                             "an `optimizer.update(model, grads)` or `nnx.value_and_grad` call"))
+                                             "an `optimizer.update(model, grads)` or `value_and_grad` call"))
 
         # --- the models, paired by name; the same (perturbed) weights on both sides
         pairs: list[_Pair] = []
