@@ -215,19 +215,26 @@ def check_file(path: str) -> dict:
 
 
 def select(paths: list[str], corpora: list[str], limit: int, seed: int | None) -> list[str]:
-    files: list[str] = []
+    """The files to check, the sources interleaved (so that a run cut short by --budget or
+    Ctrl-C has checked a fair share of each)."""
+    groups: list[list[str]] = []
     for path in paths:
         p = Path(path)
-        files += sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]
+        groups.append(sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)])
     for name in corpora:
-        files += corpus_files(name)
-    files = list(dict.fromkeys(files))
+        groups.append(corpus_files(name))
+    keyed: dict[str, float] = {}
+    for group in groups:
+        for index, file in enumerate(group):
+            keyed.setdefault(file, (index + 0.5) / len(group))
+    files = sorted(keyed, key=lambda f: (keyed[f], f))
     if limit and len(files) > limit:
-        if seed is None:  # an even slice across the corpora, deterministic
+        if seed is None:  # an even slice, deterministic
             step = len(files) / limit
             files = [files[int(i * step)] for i in range(limit)]
         else:
-            files = sorted(random.Random(seed).sample(files, limit))
+            chosen = set(random.Random(seed).sample(files, limit))
+            files = [f for f in files if f in chosen]
     return files
 
 
@@ -272,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="check at most N files (an even slice; 0: all)")
     parser.add_argument("--seed", type=int, default=None, help="with --limit: a random sample with this seed")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes")
+    parser.add_argument("--budget", type=float, default=0,
+                        help="stop after this many seconds and summarise the files checked (0: no limit)")
     parser.add_argument("--show", type=int, default=10, help="files listed per failure kind")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
@@ -282,21 +291,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from pt2jax_migrate.files.pool import run_jobs
 
-    done = 0
+    results: list[dict] = []
     start = time.perf_counter()
 
     def progress(result: dict) -> None:
-        nonlocal done
-        done += 1
+        results.append(result)
+        done = len(results)
         if not args.quiet and (done % 50 == 0 or done == len(files)):
             print(f"  {done}/{len(files)} files, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         for kind, why in result["failures"]:
             print(f"FAIL {result['path']}: {kind}: {why[:300]}", file=sys.stderr, flush=True)
+        if args.budget and time.perf_counter() - start > args.budget and done < len(files):
+            raise KeyboardInterrupt  # run_jobs stops its workers cleanly
 
-    results = run_jobs(check_file, files, max(1, args.jobs), progress)
+    interrupted = False
+    try:
+        run_jobs(check_file, files, max(1, args.jobs), progress)
+    except KeyboardInterrupt:
+        interrupted = True
     text, failed = summarize(results, time.perf_counter() - start, args.jobs, args.show)
+    if interrupted:
+        text = f"STOPPED EARLY (--budget or Ctrl-C): {len(results)} of {len(files)} files checked\n" + text
     print(text)
-    return 1 if failed else 0
+    return 1 if failed or interrupted else 0
 
 
 if __name__ == "__main__":

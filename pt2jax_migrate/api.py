@@ -247,11 +247,16 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
     importing: set[str] = set()  # the helpers modules some converted file imports
     for source_file, file, spec in zip(found.files, files, specs):
         result = file.result
-        if result is None:
-            continue
-        if spec is not None and result.new_source and f"from {spec} import " in result.new_source:
+        if result is not None and spec is not None and result.new_source and \
+                f"from {spec} import " in result.new_source:
             root = out if out is not None else source_file.given
             importing.add(_helpers_path(root, homes[source_file.path], helpers_module))
+    if write:  # before the files that import them: a run killed mid-way never leaves an import dangling
+        _write_helpers_modules(run, sorted(importing), target)
+    for file in files:
+        result = file.result
+        if result is None:
+            continue
         try:
             assert result.new_source is not None
             if out is not None:
@@ -268,8 +273,6 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
             run.errors.append(error)
             if file.written is None:
                 file.result = None  # converted but not written: counted as an error, not as done
-    if write:
-        _write_helpers_modules(run, sorted(importing), target)
     return run
 
 
