@@ -269,7 +269,9 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
                                       "folder given; not rewritten in place (name the file itself, or use --out)")
                 write_atomic(file.path, result.new_source)
                 file.written = file.path
-        except SourceError as error:
+        except (SourceError, Exception) as error:  # one file's failure never stops the others
+            if not isinstance(error, SourceError):
+                error = SourceError(file.path, f"internal error while writing: {type(error).__name__}: {error}")
             run.errors.append(error)
             if file.written is None:
                 file.result = None  # converted but not written: counted as an error, not as done
