@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import pytest
+
 from pt2jax_migrate.rewrite import rewrite_source
 
 
@@ -31,4 +36,21 @@ def test_distinct_constructs_on_one_statement_each_keep_their_marker():
     first, second = _twice(source)
     assert "# TODO(pt2jax): PTJ301 torch.manual_seed()" in first
     assert "# TODO(pt2jax): PTJ901 torch.get_rng_state" in first
+    assert second == first
+
+
+
+def _installed(package: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(package)  # found, never imported
+    if spec is None or spec.origin is None:
+        pytest.skip(f"{package} is not installed")
+    return Path(spec.origin).parent / relative
+
+
+def test_in_place_buffer_updates_already_marked_are_not_marked_again():
+    # the second pass named the same `.zero_()`/`.fill_()` on a buffer differently ("in-place
+    # tensor updates..." beside "in-place update of buffer ...") and added a marker each
+    path = _installed("torch", "nn/modules/batchnorm.py")
+    first, second = _twice(path.read_text())
+    assert "# TODO(pt2jax): PTJ105 in-place update of buffer self.running_mean.zero_(...)" in first
     assert second == first

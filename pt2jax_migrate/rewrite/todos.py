@@ -24,21 +24,20 @@ class Remark(str):
     prefix = "# pt2jax: "
 
 
-def _subject(marker: str) -> tuple[str, str, str] | None:
-    """(prefix, code, construct) of a marker line `# TODO(pt2jax): CODE construct why...`: the
-    construct is the first word after the code (`torch.nn.init.normal_(self.w)`)."""
+def _subject(marker: str) -> tuple[str, str] | None:
+    """(prefix, code) of a marker line `# TODO(pt2jax): CODE why...`."""
     for prefix in (TODO_PREFIX, NOTE_PREFIX):
         if marker.startswith(prefix):
-            code, _, rest = marker[len(prefix):].partition(" ")
-            return prefix, code, rest.split(" ", 1)[0].rstrip(":;,")
+            return prefix, marker[len(prefix):].partition(" ")[0]
     return None
 
 
 def _with_todos(stmt, todos: list[str]):
     """`stmt` with a marker line per distinct text in `todos` above it, except those already
-    there. A construct a marker of an earlier run already names (same code) is not marked
-    again with another reason: on the converted file the reason can read differently (the
-    layer classes are JAX's by then), and a second `rewrite` must change nothing."""
+    there. A statement a marker of an earlier run already flags with a code is not marked again
+    with that code for another reason: on the converted file the reason can read differently
+    (the layer classes are JAX's by then, a buffer no longer looks like one), and a second
+    `rewrite` must change nothing."""
     if not todos:
         return stmt
     existing = {line.comment.value for line in stmt.leading_lines if line.comment is not None}
