@@ -248,11 +248,16 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
     importing: set[str] = set()  # the helpers modules some converted file imports
     for source_file, file, spec in zip(found.files, files, specs):
         result = file.result
-        if result is None:
-            continue
-        if spec is not None and result.new_source and f"from {spec} import " in result.new_source:
+        if result is not None and spec is not None and result.new_source and \
+                f"from {spec} import " in result.new_source:
             root = out if out is not None else source_file.given
             importing.add(_helpers_path(root, homes[source_file.path], helpers_module))
+    if write:  # before the files that import them: a run killed mid-way never leaves an import dangling
+        _write_helpers_modules(run, sorted(importing), target)
+    for file in files:
+        result = file.result
+        if result is None:
+            continue
         try:
             assert result.new_source is not None
             if out is not None:
@@ -265,12 +270,12 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
                                       "folder given; not rewritten in place (name the file itself, or use --out)")
                 write_atomic(file.path, result.new_source)
                 file.written = file.path
-        except SourceError as error:
+        except (SourceError, Exception) as error:  # one file's failure never stops the others
+            if not isinstance(error, SourceError):
+                error = SourceError(file.path, f"internal error while writing: {type(error).__name__}: {error}")
             run.errors.append(error)
             if file.written is None:
                 file.result = None  # converted but not written: counted as an error, not as done
-    if write:
-        _write_helpers_modules(run, sorted(importing), target)
     return run
 
 

@@ -146,9 +146,18 @@ def encode_source(text: str, name: str = "<string>") -> bytes:
 
 
 def check_parses(text: str, path: str = "<string>") -> None:
-    """SourceError unless `text` is valid Python."""
+    """SourceError unless `text` is valid Python. Deeply nested text (a sum of thousands of
+    terms) is parsed on a thread with a big stack (files.guard.run_deep), as it was converted."""
+    body = text.removeprefix("\ufeff")
     try:
-        ast.parse(text.removeprefix("\ufeff"), filename=path)
+        try:
+            ast.parse(body, filename=path)
+        except RecursionError:
+            from .files.guard import run_deep
+
+            run_deep(ast.parse, body, path)
+    except RecursionError:
+        raise SourceError(path, "refusing to write text too deeply nested to check that it parses") from None
     except SyntaxError as error:
         raise SourceError(path, f"refusing to write text that does not parse: {error.msg}", error.lineno) from None
     except ValueError as error:

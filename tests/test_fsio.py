@@ -126,3 +126,13 @@ def test_missing_paths(tmp_path):
     files, errors = collect_python_files([tmp_path / "nope", tmp_path])
     assert files == [str(tmp_path / "a.py")]
     assert [str(e) for e in errors] == [f"{tmp_path / 'nope'}: no such file or directory"]
+
+
+def test_write_atomic_checks_deeply_nested_text_without_a_recursion_error(tmp_path):
+    # a converted sum of 3,000 terms: the rewrite ran on a deep stack, the check before the
+    # write must too (it raised RecursionError, a traceback and exit 1, taking the run down)
+    text = "x = " + " + ".join(["jnp.ones((1,))"] * 3000) + "\n"
+    write_atomic(tmp_path / "deep.py", text)
+    assert (tmp_path / "deep.py").read_text() == text
+    with pytest.raises(SourceError, match="does not parse"):
+        write_atomic(tmp_path / "bad.py", text + "x = (\n")

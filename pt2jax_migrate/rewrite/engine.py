@@ -17,12 +17,17 @@ from .imports import import_aliases
 from .transformer import TorchToNNX
 
 def parse(source: str, path: str) -> cst.Module:
+    return parse_both(source, path)[0]
+
+
+def parse_both(source: str, path: str) -> tuple[cst.Module, ast.Module]:
+    """(libcst module, ast module) of `source`; SourceError naming the line when it is not Python."""
     try:  # ast first: its messages and line numbers are the ones Python users know
-        ast.parse(source)
+        tree = ast.parse(source)
     except SyntaxError as error:
         raise SourceError(path, f"syntax error: {error.msg}", error.lineno) from None
     try:
-        return cst.parse_module(source)
+        return cst.parse_module(source), tree
     except cst.ParserSyntaxError as error:
         raise SourceError(path, f"syntax error: {error.message}", error.raw_line) from None
 
@@ -72,12 +77,13 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     target = get_target(target)  # asked first: an unknown name fails even for torch-free text
     if "torch" not in source:
         return FileResult(path, source, source)
-    module = parse(source, path)
+    module, tree = parse_both(source, path)
     aliases = import_aliases(module)
     if not aliases:
         return FileResult(path, source, source)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target, helpers_module, imported_classes)
+    transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target, helpers_module, imported_classes,
+                             source=source, tree=tree)
     new_module = wrapper.visit(transformer)
     new_source = new_module.code
     try:

@@ -24,12 +24,27 @@ class Remark(str):
     prefix = "# pt2jax: "
 
 
+def _subject(marker: str) -> tuple[str, str] | None:
+    """(prefix, code) of a marker line `# TODO(pt2jax): CODE why...`."""
+    for prefix in (TODO_PREFIX, NOTE_PREFIX):
+        if marker.startswith(prefix):
+            return prefix, marker[len(prefix):].partition(" ")[0]
+    return None
+
+
 def _with_todos(stmt, todos: list[str]):
+    """`stmt` with a marker line per distinct text in `todos` above it, except those already
+    there. A statement a marker of an earlier run already flags with a code is not marked again
+    with that code for another reason: on the converted file the reason can read differently
+    (the layer classes are JAX's by then, a buffer no longer looks like one), and a second
+    `rewrite` must change nothing."""
     if not todos:
         return stmt
     existing = {line.comment.value for line in stmt.leading_lines if line.comment is not None}
+    subjects = {found for line in existing if (found := _subject(line)) is not None}
     marked = [getattr(text, "prefix", TODO_PREFIX) + text for text in dict.fromkeys(todos)]
-    added = [cst.EmptyLine(comment=cst.Comment(line)) for line in dict.fromkeys(marked) if line not in existing]
+    added = [cst.EmptyLine(comment=cst.Comment(line)) for line in dict.fromkeys(marked)
+             if line not in existing and _subject(line) not in subjects]
     if not added:
         return stmt
     return stmt.with_changes(leading_lines=[*stmt.leading_lines, *added])

@@ -73,8 +73,12 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
 
     def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True,
                  target: str | Target | None = None, helpers_module: str | None = None,
-                 imported_classes: dict[str, bool] | None = None):
+                 imported_classes: dict[str, bool] | None = None, source: str | None = None,
+                 tree: ast.Module | None = None):
         super().__init__()
+        # `source`: module.code when the caller has it (a parsed module prints back as its text
+        # exactly; printing it costs as much as parsing it), `tree`: ast.parse of it
+        code = module.code if source is None else source
         # converted module classes imported from other files of the run -> takes rngs (project_classes)
         self.imported_classes = dict(imported_classes or {})
         self.path = path
@@ -85,7 +89,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.aliases = aliases
         self.findings: list[Finding] = []
         self.helpers: set[str] = set()
-        self.scopes: list[_Scope] = [_Scope(bound=set(), kind="module", has_backward=".backward(" in module.code)]
+        self.scopes: list[_Scope] = [_Scope(bound=set(), kind="module", has_backward=".backward(" in code)]
         self.todo_stack: list[list[str]] = []
         self.class_stack: list[bool] = []
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
@@ -99,9 +103,9 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
-        analysis = (trainstep.train_step_analysis(module.code, unconverted_lines(module.code, self.target.name),
+        analysis = (trainstep.train_step_analysis(code, unconverted_lines(code, self.target.name),
                                                   target=self.target)
-                    if ".step(" in module.code and self.target.converts_train_steps else None)
+                    if ".step(" in code and self.target.converts_train_steps else None)
         self.step_lines, self.kept_optimizers, self.clips = analysis if analysis is not None else (set(), {}, {})
         self.schedules = analysis.schedules if analysis is not None else None  # lr schedulers (schedule_plan)
         self.optimizer_calls: dict[int, str] = {}  # id of `X = torch.optim.Y(...)`'s call -> X
@@ -113,7 +117,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         # the method calls lint records (lint._method_names): the table's, device moves, train/eval, the step
         self.recorded_methods = frozenset(self.rules.methods) | DEVICE_METHODS | MODE_METHODS | set(STEP_METHODS)
         # buffers, index assignments, weight ties, builder methods (read off the ast, as lint does)
-        tree = ast.parse(module.code)  # one parse for every fact the ast front end reads too
+        tree = ast.parse(code) if tree is None else tree  # one parse for every fact the ast front end reads too
         self.structure = analyse_structure(tree)
         self.target_sites = self.target.module_sites(tree)  # what the target leaves (lint asks the same)
         self.class_names: list[str] = []  # enclosing class names
@@ -127,11 +131,11 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
         # nn.init sites, apply(fn); none for a target that does not rewrite them (lint the same)
-        self.init_facts = init_facts(tree, module.code) if self.target.converts_inits else InitFacts()
+        self.init_facts = init_facts(tree, code) if self.target.converts_inits else InitFacts()
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
         self.data_generators = data_generator_calls(tree)  # generators a DataLoader keeps (PyTorch's)
         # data-parallel wrappers, `model.module` reads (none for a target without train steps: marked)
-        self.parallel = parallel_facts(tree, module.code) if self.target.converts_train_steps else ParallelFacts()
+        self.parallel = parallel_facts(tree, code) if self.target.converts_train_steps else ParallelFacts()
         self.removed_calls: set[int] = set()  # ids of statement calls converted to nothing (process group)
-        self.array_loaders = array_loaders(tree, module.code)  # DataLoader(TensorDataset(...)) (data_facts)
+        self.array_loaders = array_loaders(tree, code)  # DataLoader(TensorDataset(...)) (data_facts)
