@@ -743,7 +743,7 @@ class _Classifier:
 
     def structure_sites(self) -> None:
         """Module-structure statements -> core.structure.decide_structure (rewrite renders the same)."""
-        for site in self.structure.sites.values():  # type: ignore[union-attr]
+        for site in [*self.structure.sites.values(), *self.structure.training.values()]:  # type: ignore[union-attr]
             decision = decide_structure(site)
             self.findings.append(Finding(self.path, site.line, site.col, decision.code,
                                          decision.message + (FIXABLE if decision.fixable else ""), decision.fixable,

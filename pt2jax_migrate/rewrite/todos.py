@@ -99,4 +99,9 @@ class TodosMixin:
     def leave_For(self, original, updated):
         return self._compound_leave(updated)
 
-    leave_While = leave_If = leave_Try = leave_For
+    def leave_If(self, original, updated):
+        # a replacement test needs no parentheses of ours (`if (not self.deterministic):`)
+        return self._compound_leave(updated.with_changes(test=self._unwrap_ours(updated.test)))
+
+    leave_While = leave_If
+    leave_Try = leave_For

@@ -1,0 +1,121 @@
+"""Constructs that stopped torchvision's googlenet / inception / efficientnet / swin / vit
+(benchmarks/bench_models.py): `self.training` in a module, torch.jit / torch.fx markers,
+an activation class with parameters passed as a value (activation_layer=nn.GELU)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pt2jax_migrate.lint import lint_source
+from pt2jax_migrate.rewrite import rewrite_source
+from pt2jax_migrate.verify import run_verify
+
+
+def _agree(source: str, codes: set[str]) -> None:
+    lint = {(f.line, f.code, f.fixable) for f in lint_source(source, "m.py") if f.code in codes}
+    rewrite = {(f.line, f.code, f.fixable) for f in rewrite_source(source, "m.py").findings if f.code in codes}
+    assert lint == rewrite and lint, (lint, rewrite)
+
+
+TRAINING = '''
+import torch
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        """A block."""
+        super().__init__()
+        self.fc = nn.Linear(c, c)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if self.training:
+            y = y * 2.0
+        scale = 3.0 if not self.training else 1.0
+        return y * scale
+
+
+class Tail(Block):
+    def forward(self, x):
+        return torch.tanh(x) if self.training else -x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = Block(4)
+        self.t = Tail(4)
+        self.b = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.b(self.t(self.a(x))) + float(self.training)
+'''
+
+
+def _train_and_eval_match(original, converted, model: str, spec: str) -> None:
+    """torch's model.train() / .eval() and the converted model's do the same (several toggles)."""
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+
+    from pt2jax_migrate.verify import transfer_weights
+    from pt2jax_migrate.verify.loader import load_slice
+    from pt2jax_migrate.verify.specs import make_arrays, parse_spec
+
+    torch_model = load_slice(str(original), {model}).namespace[model]()
+    jax_model = load_slice(str(converted), {model}).namespace[model](rngs=nnx.Rngs(0))
+    transfer_weights(torch_model, jax_model)
+    (x,) = make_arrays([parse_spec(spec)], seed=3)
+    outs = []
+    for mode in ("train", "eval", "train", "eval"):  # torch starts in train mode: so does the converted one
+        if outs:
+            getattr(torch_model, mode)()
+            getattr(jax_model, mode)()
+        want = torch_model(torch.tensor(x)).detach().numpy()
+        got = np.asarray(jax_model(jnp.asarray(x)))
+        assert np.max(np.abs(want - got)) <= 1e-5, mode
+        jitted = nnx.jit(lambda m, v: m(v))(jax_model, jnp.asarray(x))
+        assert np.max(np.abs(want - np.asarray(jitted))) <= 1e-5, mode
+        outs.append(want)
+    assert np.max(np.abs(outs[0] - outs[1])) > 1e-3  # the two modes differ: the test can fail
+
+
+def test_self_training_becomes_the_nnx_mode_flag(tmp_path):
+    original, converted = tmp_path / "tr_torch.py", tmp_path / "tr_nnx.py"
+    original.write_text(TRAINING)
+    text = rewrite_source(TRAINING, str(original)).new_source
+    converted.write_text(text)
+    assert "import torch" not in text and "TODO(pt2jax)" not in text and "self.training" not in text, text
+    # set once, in each __init__ of a class that reads it (after the docstring); Tail inherits Block's
+    assert text.count("self.deterministic = False") == 2
+    assert '"""A block."""\n        self.deterministic = False' in text
+    assert "        if not self.deterministic:\n" in text  # no parentheses of ours in an if test
+    assert "scale = 3.0 if self.deterministic else 1.0" in text  # not (not ...) folded
+    assert "float(not self.deterministic)" in text
+    _agree(TRAINING, {"PTJ303"})
+    _train_and_eval_match(original, converted, "Net", "float32[2,4]")
+    report = run_verify(str(original), str(converted), model="Net", init="", inputs=["float32[2,4]"], jit=True)
+    assert report.comparisons and all(c.passed for c in report.comparisons)
+    assert report.jit_error is None and all(c.passed for c in report.jit_comparisons)
+    assert rewrite_source(text, str(converted)).new_source == text  # idempotent
+
+
+def test_self_training_refused_where_the_flag_cannot_be_set():
+    source = ('import torch.nn as nn\n\n\nclass Orphan(nn.Module):\n    def forward(self, x):\n'
+              '        return x if self.training else -x\n\n\nclass Setter(nn.Module):\n    def __init__(self):\n'
+              '        super().__init__()\n        self.deterministic = 1\n\n    def forward(self, x):\n'
+              '        self.training = False\n        return x * self.training\n')
+    text = rewrite_source(source, "m.py").new_source
+    assert "TODO(pt2jax): PTJ303 `self.training` in Orphan, which has no __init__ of its own" in text
+    assert "TODO(pt2jax): PTJ303 `self.training` is assigned" in text
+    assert "TODO(pt2jax): PTJ303 `self.training` in Setter, which already uses self.deterministic" in text
+    assert "self.deterministic = False" not in text
+    _agree(source, {"PTJ303"})
+
+
+def test_self_training_outside_a_module_class_is_left_alone():
+    source = "import torch\n\n\nclass Loop:\n    def run(self):\n        return self.training\n"
+    result = rewrite_source(source, "m.py")
+    assert "return self.training\n" in result.new_source and "TODO" not in result.new_source
+    assert not [f for f in lint_source(source, "m.py") if f.code == "PTJ303"]
