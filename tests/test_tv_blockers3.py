@@ -119,3 +119,90 @@ def test_self_training_outside_a_module_class_is_left_alone():
     result = rewrite_source(source, "m.py")
     assert "return self.training\n" in result.new_source and "TODO" not in result.new_source
     assert not [f for f in lint_source(source, "m.py") if f.code == "PTJ303"]
+
+
+# torchvision's MLP (activation_layer=nn.GELU, vit / swin / maxvit), googlenet's TorchScript markers,
+# stochastic_depth's torch.fx.wrap at module level, vit's torch._assert on shapes
+MARKERS = '''
+from typing import List
+import torch
+import torch.fx
+import torch.nn as nn
+
+
+def scaled(x: torch.Tensor, p: float) -> torch.Tensor:
+    if not torch.jit.is_scripting() and not torch.jit.is_tracing():
+        x = x * p
+    return x
+
+
+torch.fx.wrap("scaled")
+
+
+class MLP(nn.Sequential):
+    def __init__(self, c, activation_layer=nn.ReLU, inplace=None):
+        params = {} if inplace is None else {"inplace": inplace}
+        super().__init__(nn.Linear(c, c), activation_layer(**params), nn.Linear(c, c))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mlp = MLP(4, activation_layer=nn.GELU, inplace=None)
+        self.relu = MLP(4)
+
+    @torch.jit.unused
+    def both(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x) + self.relu(x)
+
+    @torch.jit._overload_method  # noqa: F811
+    def forward(self, x: List[torch.Tensor]) -> torch.Tensor:  # noqa: F811
+        pass
+
+    def forward(self, x):  # noqa: F811
+        torch._assert(x.shape[-1] == 4, f"width {x.shape[-1]}")
+        y = torch.clamp(self.both(x), max=1.0)
+        return scaled(torch.roll(y, shifts=1, dims=0), 0.5) * torch.sign(y)
+'''
+
+
+def test_torchscript_markers_fx_wrap_assert_and_gelu_as_a_value(tmp_path):
+    original, converted = tmp_path / "mk_torch.py", tmp_path / "mk_nnx.py"
+    original.write_text(MARKERS)
+    text = rewrite_source(MARKERS, str(original)).new_source
+    converted.write_text(text)
+    assert "import torch" not in text and "TODO(pt2jax)" not in text, text
+    assert "@" not in text.split("class Net")[1]  # the TorchScript decorators are gone
+    assert "if not False and not False:" in text
+    assert '\n"scaled"\n' in text  # torch.fx.wrap returns its argument: nothing else is left
+    assert "activation_layer=lambda *, rngs=None: partial(jax.nn.gelu, approximate=False)" in text
+    assert 'torch_assert(x.shape[-1] == 4, f"width {x.shape[-1]}")' in text
+    assert "jnp.minimum(" in text and "jnp.roll(" in text
+    _agree(MARKERS, {"PTJ103", "PTJ102"})
+    report = run_verify(str(original), str(converted), model="Net", init="", inputs=["float32[3,4]"], jit=True)
+    assert report.comparisons and all(c.passed for c in report.comparisons), report.comparisons
+    assert report.jit_error is None and all(c.passed for c in report.jit_comparisons)
+    # torch._assert fails as torch's does
+    from flax import nnx
+    import jax.numpy as jnp
+    import pytest
+    from pt2jax_migrate.verify.loader import load_slice
+
+    net = load_slice(str(converted), {"Net"}).namespace["Net"](rngs=nnx.Rngs(0))
+    with pytest.raises(AssertionError, match="width 5"):
+        net(jnp.zeros((3, 5)))
+
+
+def test_gelu_with_arguments_as_a_value_fails_loudly():
+    """The constructor takes no approximate=: a call passing one is a TypeError, never a silent
+    erf-for-tanh swap; other activations with parameters the table does not write stay refused."""
+    source = "import torch.nn as nn\n\nact = nn.GELU\nsoft = nn.Softmax\n"
+    text = rewrite_source(source, "m.py").new_source
+    assert "act = lambda *, rngs=None: partial(jax.nn.gelu, approximate=False)" in text
+    namespace: dict = {}
+    exec("from functools import partial\nimport jax\n" + text.split("\n\n\n")[-1].split("soft")[0], namespace)
+    import pytest
+
+    with pytest.raises(TypeError):
+        namespace["act"](approximate="tanh")
+    assert "TODO(pt2jax)" in text and "nn.Softmax" in text

@@ -131,6 +131,9 @@ class ReferencesMixin:
             return cst.RemovalSentinel.REMOVE
         if q is not None and is_torch_name(q) and not isinstance(node, cst.Call):  # a call: leave_Call decided it
             decision = decide_reference(ReferenceSite(q, decorator=True), self.rules)
+            if decision.action == "drop_decorator":
+                self.changed(original, decision.code, decision.message)
+                return cst.RemovalSentinel.REMOVE
             if not decision.fixable:
                 self.todo(func, decision.code, decision.message)
         return updated
