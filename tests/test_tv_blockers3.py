@@ -107,11 +107,11 @@ def test_self_training_refused_where_the_flag_cannot_be_set():
               '        super().__init__()\n        self.deterministic = 1\n\n    def forward(self, x):\n'
               '        self.training = False\n        return x * self.training\n')
     text = rewrite_source(source, "m.py").new_source
-    assert "TODO(pt2jax): PTJ303 `self.training` in Orphan, which has no __init__ of its own" in text
-    assert "TODO(pt2jax): PTJ303 `self.training` is assigned" in text
-    assert "TODO(pt2jax): PTJ303 `self.training` in Setter, which already uses self.deterministic" in text
+    assert "TODO(pt2jax): PTJ901 `self.training` in Orphan, which has no __init__ of its own" in text
+    assert "TODO(pt2jax): PTJ901 `self.training` is assigned" in text
+    assert "TODO(pt2jax): PTJ901 `self.training` in Setter, which already uses self.deterministic" in text
     assert "self.deterministic = False" not in text
-    _agree(source, {"PTJ303"})
+    _agree(source, {"PTJ303", "PTJ901"})
 
 
 def test_self_training_outside_a_module_class_is_left_alone():

@@ -55,7 +55,7 @@ class StructureSite:
 
 def decide_structure(site: StructureSite) -> Decision:
     if site.refusal:
-        code = {"buffer_chain": "PTJ105", "index_assign": "PTJ105", "training": "PTJ303"}.get(site.kind, "PTJ102")
+        code = {"buffer_chain": "PTJ105", "index_assign": "PTJ105", "training": "PTJ901"}.get(site.kind, "PTJ102")
         return manual(code, site.refusal)
     if site.kind == "buffer":
         kept = "" if site.persistent else " (non-persistent: recomputed by the constructor, not in the state_dict)"
