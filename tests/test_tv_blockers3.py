@@ -206,3 +206,42 @@ def test_gelu_with_arguments_as_a_value_fails_loudly():
     with pytest.raises(TypeError):
         namespace["act"](approximate="tanh")
     assert "TODO(pt2jax)" in text and "nn.Softmax" in text
+
+
+# resnet's `def conv3x3(...) -> nn.Conv2d`, shufflenet's `self.stage2: nn.Sequential`
+ANNOTATIONS = '''
+from typing import Optional
+import torch.nn as nn
+
+
+def conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1)
+
+
+class Net(nn.Module):
+    def __init__(self, norm: Optional[nn.BatchNorm2d] = None):
+        super().__init__()
+        self.stage: nn.Sequential
+        self.stage = nn.Sequential(conv3x3(3, 4), nn.ReLU())
+        self.fc: nn.Linear = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.stage(x).mean((2, 3)))
+'''
+
+
+def test_layer_classes_in_annotations_name_the_converted_classes(tmp_path):
+    original, converted = tmp_path / "an_torch.py", tmp_path / "an_nnx.py"
+    original.write_text(ANNOTATIONS)
+    text = rewrite_source(ANNOTATIONS, str(original)).new_source
+    converted.write_text(text)
+    assert "import torch" not in text and "TODO(pt2jax)" not in text, text
+    assert "-> nnx.Module:" in text  # nn.Conv2d becomes a helper class (ConvNCHW, an nnx.Module)
+    assert "norm: Optional[nnx.Module] = None" in text
+    assert "self.stage: nnx.Sequential\n" in text and "self.fc: nnx.Linear = nnx.Linear(" in text
+    _agree(ANNOTATIONS, {"PTJ104"})
+    # a function-kind layer (nn.ReLU becomes jax.nn.relu, no class) in an annotation stays marked
+    relu = "import torch.nn as nn\n\ndef act() -> nn.ReLU:\n    return nn.ReLU()\n"
+    assert "TODO(pt2jax): PTJ901 torch.nn.ReLU" in rewrite_source(relu, "m.py").new_source
+    report = run_verify(str(original), str(converted), model="Net", init="", inputs=["float32[2,3,8,8]"], jit=True)
+    assert report.comparisons and all(c.passed for c in report.comparisons)

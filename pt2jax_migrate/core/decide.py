@@ -297,6 +297,11 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
     if not (site.in_isinstance or site.in_annotation) and layer_value_params(rule) is not None:
         return Decision(rule.code, True, f"{q} used as a value becomes a constructor taking rngs",
                         rule.get("safety", "safe"), "layer_value", rule)
+    if site.in_annotation and rule is not None and rule.kind == "layer" and rule.get("kind") in ("module", "container"):
+        # `-> nn.Conv2d`, `self.stage2: nn.Sequential`: a type, never run; it names the converted class
+        # (or the target's module base class when the layer becomes a helper class)
+        return Decision("PTJ104", True, f"{q} in an annotation becomes the converted layer's module class",
+                        action="annotation", rule=rule)
     if site.in_isinstance:
         target = isinstance_class(rule)
         if target is not None:
