@@ -306,3 +306,16 @@ def test_a_run_over_torchvision_itself_converts_its_own_absolute_imports(tmp_pat
         sys.path.remove(str(out.parent))
         for name in [m for m in sys.modules if m.startswith("tv_pt2jax")]:
             del sys.modules[name]
+
+
+def test_a_buffer_copy_over_several_lines_keeps_its_parentheses():
+    """timm's evo_norm: `self.running_var.copy_(a +\\n b)` crashed the rewrite (invalid code)."""
+    source = ('import torch\nimport torch.nn as nn\n\n\nclass Norm(nn.Module):\n    def __init__(self):\n'
+              '        super().__init__()\n        self.register_buffer("running_var", torch.ones(3))\n\n'
+              '    def forward(self, x):\n        var = x.var(0)\n        self.running_var.copy_(\n'
+              '            self.running_var * 0.9 +\n            var.detach() * 0.1)\n'
+              '        self.running_var.mul_(0.5).add_(\n            var *\n            2.0)\n        return x\n')
+    text = rewrite_source(source, "m.py").new_source
+    compile(text, "m.py", "exec")
+    assert "self.running_var[...] = (self.running_var[...] * 0.9 +\n" in text or \
+        "self.running_var[...] = (self.running_var * 0.9 +\n" in text, text

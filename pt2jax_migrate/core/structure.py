@@ -100,12 +100,12 @@ def chain_expression(current: str, steps: list[tuple[str, str]]) -> str:
     text, last = current, 3
     for method, arg in steps:
         op = CHAIN_OPS[method]
-        if not op:  # copy_(v): the value is replaced
-            text, last = arg, 3
+        if not op:  # copy_(v): the value is replaced (an argument over several lines keeps its parentheses)
+            text, last = (f"({arg})" if "\n" in arg else arg), 3
             continue
         if _PRECEDENCE[op] > last:
             text = f"({text})"
-        if not _SIMPLE.fullmatch(arg) and (op != "+" or " if " in arg or "lambda" in arg):
+        if not _SIMPLE.fullmatch(arg) and (op != "+" or " if " in arg or "lambda" in arg or "\n" in arg):
             arg = f"({arg})"
         text, last = f"{text} {op} {arg}", _PRECEDENCE[op]
     return text
