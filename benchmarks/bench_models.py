@@ -141,10 +141,47 @@ def rewrite_package(source: Path, out: Path) -> tuple[int, int]:
 
     run = rewrite_paths([str(source)], out=str(out))
     for init in out.rglob("__init__.py"):
-        init.write_text("# emptied by bench_models.py: the converted package is imported module by module\n")
+        init.write_text(lazy_init(init.read_text(encoding="utf-8")), encoding="utf-8")
+    rename_self_imports(out, source.name)
     for error in run.errors:
         print(f"rewrite error: {error}", file=sys.stderr)
     return len(run.files), len(run.errors)
+
+
+def lazy_init(text: str) -> str:
+    """A package __init__ that imports nothing until asked: its relative re-exports
+    (`from .stochastic_depth import StochasticDepth`) become a module __getattr__ (PEP 562), so
+    `from ..ops import StochasticDepth` loads only ops/stochastic_depth.py."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        tree = ast.Module(body=[], type_ignores=[])
+    lazy = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level and node.module:
+            for alias in node.names:
+                if alias.name != "*":
+                    lazy[alias.asname or alias.name] = ("." * node.level + node.module, alias.name)
+    return ("# rewritten by bench_models.py: the converted package is imported module by module; its\n"
+            "# re-exports load their module when first asked for\n"
+            "import importlib\n\n"
+            f"_LAZY = {lazy!r}\n\n\n"
+            "def __getattr__(name):\n"
+            "    if name in _LAZY:\n"
+            "        module, attr = _LAZY[name]\n"
+            "        return getattr(importlib.import_module(module, __name__), attr)\n"
+            "    raise AttributeError(f\"module {__name__!r} has no attribute {name!r}\")\n")
+
+
+def rename_self_imports(out: Path, name: str) -> None:
+    """`from torchvision.ops import StochasticDepth` inside the converted copy imports the copy
+    (`tv_pt2jax.ops`), as the package converted in place would import itself."""
+    pattern = re.compile(rf"^(\s*from\s+){re.escape(name)}(?=[.\s])", re.MULTILINE)
+    for path in out.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        new = pattern.sub(rf"\g<1>{out.name}", text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
 
 
 def imports_torch(text: str) -> bool:

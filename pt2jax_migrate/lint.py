@@ -760,7 +760,7 @@ class _Classifier:
 
     def structure_sites(self) -> None:
         """Module-structure statements -> core.structure.decide_structure (rewrite renders the same)."""
-        for site in self.structure.sites.values():  # type: ignore[union-attr]
+        for site in [*self.structure.sites.values(), *self.structure.training.values()]:  # type: ignore[union-attr]
             decision = decide_structure(site)
             if decision.fixable and site.kind not in self.target.structure_kinds:  # as the rewrite says
                 decision = replace(decision, fixable=False, safety="manual",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .core.constructs import CONTAINER_BASES, MODULE_BASES
 from .core.structure import (AT_METHODS, CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TARGET_REFUSAL, TIE_REFUSAL,
+                             TRAIN_FLAG, TRAINING_NO_INIT_REFUSAL, TRAINING_STORE_REFUSAL, TRAINING_TAKEN_REFUSAL,
                              StructureSite, buffer_chain_refusal)
 from .names import module_aliases, qualname_of
 
@@ -31,6 +32,7 @@ class ClassFacts:
     # the torch container the class subclasses, itself or through a class of this file
     # (core.constructs.CONTAINER_BASES: "sequential" / "dict"), "" for a plain nn.Module
     container: str = ""
+    sets_train_flag: bool = False  # its __init__ gains `self.deterministic = False` (it reads self.training)
 
 
 @dataclass
@@ -38,6 +40,8 @@ class StructureFacts:
     sites: dict[int, StructureSite] = field(default_factory=dict)  # by statement line
     classes: dict[str, ClassFacts] = field(default_factory=dict)
     handled_calls: set[tuple[int, str]] = field(default_factory=set)  # (line, method) decided here
+    # `self.training` in a module class, by (line, column offset) of the attribute (several per line)
+    training: dict[tuple[int, int], StructureSite] = field(default_factory=dict)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -98,7 +102,7 @@ def _layer_kind(value: ast.AST, roots: set[str]) -> str | None:
 
 
 # cheap test on the text: only files with one of these constructs are analysed (lint's speed)
-_MAY_HAVE = re.compile(r"register_buffer|add_module|requires_grad|\.weight\s*=|\]\s*[-+*/]?=(?!=)|(?:Sequential|ModuleDict)\s*\)\s*:")
+_MAY_HAVE = re.compile(r"register_buffer|add_module|requires_grad|self\.training\b|\.weight\s*=|\]\s*[-+*/]?=(?!=)|(?:Sequential|ModuleDict)\s*\)\s*:")
 # (lint reports no finding for builder methods: the rewrite analyses every file)
 
 
@@ -136,6 +140,8 @@ def analyse(tree: ast.Module) -> StructureFacts:
                                                  functions)
         facts.classes[cls.name].container = containers.get(cls.name, "")
         _module_children(cls, containers.get(cls.name), roots, class_names, facts)
+        if cls.name in containers:
+            _training_reads(cls, facts)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _index_assignments(node, roots, facts)
@@ -266,6 +272,36 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
 
 
 _CONTAINER_METHODS = {"append", "extend", "insert", "add_module"}
+
+
+def _training_reads(cls: ast.ClassDef, facts: StructureFacts) -> None:
+    """`self.training` in the methods of a module class (core.structure, kind "training"): read,
+    it becomes `(not self.deterministic)` and __init__ sets the flag; assigned, it is refused."""
+    reads, stores = [], []
+    taken = False
+    for stmt in cls.body:
+        if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                if node.attr == "training":
+                    (reads if type(node.ctx) is ast.Load else stores).append(node)
+                elif node.attr == TRAIN_FLAG:
+                    taken = True
+    if not reads and not stores:
+        return
+    own_init = any(isinstance(s, ast.FunctionDef) and s.name == "__init__" for s in cls.body)
+    # no __init__ of its own: a base class of this file (analysed before it) that sets the flag will do
+    inherited = any(isinstance(b, ast.Name) and b.id in facts.classes and facts.classes[b.id].sets_train_flag
+                    for b in cls.bases)
+    refusal = (TRAINING_TAKEN_REFUSAL if taken else TRAINING_NO_INIT_REFUSAL if not (own_init or inherited) else "")
+    for node in reads:
+        facts.training[(node.lineno, node.col_offset)] = StructureSite(
+            "training", node.lineno, node.col_offset + 1, "training", refusal=refusal.format(cls=cls.name))
+    for node in stores:
+        facts.training[(node.lineno, node.col_offset)] = StructureSite(
+            "training", node.lineno, node.col_offset + 1, "training", refusal=TRAINING_STORE_REFUSAL)
+    facts.classes[cls.name].sets_train_flag = bool(reads) and not refusal and own_init
 
 
 def _container_kinds(classes: list[ast.ClassDef], aliases: dict[str, str]) -> dict[str, str]:

@@ -113,7 +113,7 @@ def test_rewrite_marks_what_it_leaves_and_lint_reports_the_same():
         class Block(nn.Linear):  # a torch layer subclassed (nn.Sequential subclasses convert)
             pass
 
-        @torch.jit.unused
+        @torch.jit.script  # (TorchScript's markers, @torch.jit.unused, are dropped: tests/test_tv_blockers3.py)
         def helper(m: nn.Module) -> nn.Module:
             return m
 

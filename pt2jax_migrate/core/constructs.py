@@ -28,6 +28,10 @@ MODULE_BASES = frozenset({"torch.nn.Module", "torch.nn.modules.module.Module"})
 PARAMETER = frozenset({"torch.nn.Parameter", "torch.nn.parameter.Parameter"})
 NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.grad_mode.no_grad",
                      "torch.autograd.no_grad", "torch.autograd.grad_mode.inference_mode"})
+# TorchScript's markers on a function: eager PyTorch runs the function as written (the stubs an
+# @_overload_method marks are replaced by the last definition of the name, as in eager PyTorch)
+TORCHSCRIPT_DECORATORS = frozenset({"torch.jit.unused", "torch.jit.ignore", "torch.jit.export",
+                                    "torch.jit._overload_method", "torch.jit._overload"})
 CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})  # rules/layers.toml kind = "container"
 # containers a class may subclass (`class ConvNormAct(nn.Sequential)`): the class subclasses the
 # target's container, which keeps the layers in the same order (Sequential) or by the same keys

@@ -21,7 +21,7 @@ from .calls import arguments_from_text, tensor_method_applies
 from . import parallel
 from .data import KEPT, MANUAL, data_verdict, is_data_pipeline, kept_message
 from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random
-from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER,
+from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER, TORCHSCRIPT_DECORATORS,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
 DEVICE = frozenset({"torch.device", "torch.cuda.is_available"})
@@ -255,9 +255,27 @@ def layer_value_params(rule) -> tuple[str, ...] | None:
         if defaults and params[:len(required)] == tuple(required) and _renders_from(rule, params):
             return params
         return None
-    if rule.get("kind") == "function" and set(signature) <= set(rule.get("ignore") or ()):
+    ignored = set(rule.get("ignore") or ())
+    if rule.get("kind") == "function" and set(signature) <= ignored:
         return signature
+    if rule.get("kind") == "function" and _defaults_written(rule, ignored) and _renders_from(rule, ()):
+        # activation_layer=nn.GELU: called with no argument it is torch's default (written out by
+        # the table's `set`); any argument other than the ignored ones fails loudly (TypeError)
+        return tuple(p for p in signature if p in ignored)
     return None
+
+
+def _defaults_written(rule, ignored: set[str]) -> bool:
+    """Every parameter JAX does not ignore has torch's default written by the table (`set`)."""
+    args, written = rule.get("args") or {}, rule.get("set") or {}
+    for param in rule.get("signature") or ():
+        if param in ignored:
+            continue
+        to = args.get(param)
+        to = to.get("to") if isinstance(to, dict) else to
+        if not isinstance(to, str) or to not in written:
+            return False
+    return True
 
 
 def decide_reference(site: ReferenceSite, rules) -> Decision:
@@ -277,6 +295,9 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
         return Decision("PTJ104", True, f"{q} used as a value becomes the target's module class", "safe", "rename")
     if q in NO_GRAD and site.decorator:
         return Decision("PTJ304", True, f"@{q}: JAX computes gradients only when asked", action="no_grad")
+    if q in TORCHSCRIPT_DECORATORS and site.decorator:
+        return Decision("PTJ103", True, f"@{q}: a TorchScript marker; eager PyTorch runs the function as written, "
+                                        "so it is removed", action="drop_decorator")
     target = rules.dtypes.get(q) or VALUE_NAMES.get(q)
     if target is not None:
         return Decision("PTJ104", True, f"{q} becomes {target}", "unsafe" if q in UNSAFE_VALUE_NAMES else "safe",
@@ -293,6 +314,11 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
     if not (site.in_isinstance or site.in_annotation) and layer_value_params(rule) is not None:
         return Decision(rule.code, True, f"{q} used as a value becomes a constructor taking rngs",
                         rule.get("safety", "safe"), "layer_value", rule)
+    if site.in_annotation and rule is not None and rule.kind == "layer" and rule.get("kind") in ("module", "container"):
+        # `-> nn.Conv2d`, `self.stage2: nn.Sequential`: a type, never run; it names the converted class
+        # (or the target's module base class when the layer becomes a helper class)
+        return Decision("PTJ104", True, f"{q} in an annotation becomes the converted layer's module class",
+                        action="annotation", rule=rule)
     if site.in_isinstance:
         target = isinstance_class(rule)
         if target is not None:

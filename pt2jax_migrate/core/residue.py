@@ -234,11 +234,13 @@ def _own_lines(stmt: ast.stmt) -> range:
     return range(_first_line(stmt), (stmt.end_lineno or stmt.lineno) + 1)
 
 
-def find_residue(source: str, tree: ast.Module | None = None) -> list[Residue]:
-    """Every torch construct left in `source`, marked or not, in source order."""
+def find_residue(source: str, tree: ast.Module | None = None, own: frozenset[str] = frozenset()) -> list[Residue]:
+    """Every torch construct left in `source`, marked or not, in source order. `own`: names
+    imported from the rewrite run's own converted files (a folder run over torchvision itself
+    imports `from torchvision.ops import StochasticDepth`): not torch's."""
     if tree is None:
         tree = ast.parse(source)
-    finder = _Finder(torch_bindings(tree))
+    finder = _Finder({k: v for k, v in torch_bindings(tree).items() if k not in own})
     finder.visit(tree)
     if not finder.found:
         return []
@@ -263,8 +265,8 @@ def find_residue(source: str, tree: ast.Module | None = None) -> list[Residue]:
     return sorted(out)
 
 
-def unmarked_residue(source: str, tree: ast.Module | None = None) -> list[Residue]:
-    return [r for r in find_residue(source, tree) if not r.marked]
+def unmarked_residue(source: str, tree: ast.Module | None = None, own: frozenset[str] = frozenset()) -> list[Residue]:
+    return [r for r in find_residue(source, tree, own) if not r.marked]
 
 
 def mark_residue(source: str, residue: list[Residue]) -> str:

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from .decide import Decision, manual
 
 BUFFER_CLASS = "Buffer"
+# the attribute nnx's Module.train() / .eval() set (False / True) on every submodule that has it:
+# a converted module reads torch's `self.training` as `not self.deterministic`
+TRAIN_FLAG = "deterministic"
 TIED_CLASS = "TiedLinear"
 # augmented operators on a local array -> the jnp `.at[]` method that does the same
 AT_METHODS = {"=": "set", "+=": "add", "-=": "subtract", "*=": "multiply", "/=": "divide"}
@@ -40,7 +43,7 @@ _SIMPLE = re.compile(r"[\w.]+")
 class StructureSite:
     """One statement the structure analysis found (structure_facts.StructureFacts)."""
 
-    kind: str  # buffer | buffer_update | buffer_chain | index_assign | weight_tie | add_module | sequential_child
+    kind: str  # buffer | buffer_update | buffer_chain | index_assign | weight_tie | add_module | sequential_child | training
     #   | freeze_loop (a For statement: `for p in X.parameters(): p.requires_grad = False`)
     line: int
     col: int
@@ -53,7 +56,8 @@ class StructureSite:
 
 def decide_structure(site: StructureSite) -> Decision:
     if site.refusal:
-        return manual("PTJ105" if site.kind in ("buffer_chain", "index_assign") else "PTJ102", site.refusal)
+        code = {"buffer_chain": "PTJ105", "index_assign": "PTJ105", "training": "PTJ901"}.get(site.kind, "PTJ102")
+        return manual(code, site.refusal)
     if site.kind == "buffer":
         kept = "" if site.persistent else " (non-persistent: recomputed by the constructor, not in the state_dict)"
         return Decision("PTJ102", True, f"register_buffer({site.name!r}) becomes self.{site.name} = "
@@ -80,6 +84,11 @@ def decide_structure(site: StructureSite) -> Decision:
     if site.kind == "sequential_child":
         return Decision("PTJ102", True, f"`self.{site.name} = layer` in an nn.Sequential subclass registers the "
                         "layer in order: it is appended to the container's layers", action="sequential_child")
+    if site.kind == "training":
+        return Decision("PTJ303", True, f"`self.training` becomes `(not self.{TRAIN_FLAG})`: __init__ sets "
+                        f"self.{TRAIN_FLAG} = False (torch modules start in train mode) and model.train() / "
+                        f".eval() set it on every submodule that has it, as torch sets .training",
+                        action="training")
     if site.kind == "weight_tie":
         return Decision("PTJ102", True, f"weight tying `self.{site.name}.weight = {site.source}.weight`: "
                         f"self.{site.name} becomes a {TIED_CLASS} reading {site.source}'s table (still tied)",
@@ -96,12 +105,12 @@ def chain_expression(current: str, steps: list[tuple[str, str]]) -> str:
     text, last = current, 3
     for method, arg in steps:
         op = CHAIN_OPS[method]
-        if not op:  # copy_(v): the value is replaced
-            text, last = arg, 3
+        if not op:  # copy_(v): the value is replaced (an argument over several lines keeps its parentheses)
+            text, last = (f"({arg})" if "\n" in arg else arg), 3
             continue
         if _PRECEDENCE[op] > last:
             text = f"({text})"
-        if not _SIMPLE.fullmatch(arg) and (op != "+" or " if " in arg or "lambda" in arg):
+        if not _SIMPLE.fullmatch(arg) and (op != "+" or " if " in arg or "lambda" in arg or "\n" in arg):
             arg = f"({arg})"
         text, last = f"{text} {op} {arg}", _PRECEDENCE[op]
     return text
@@ -120,3 +129,9 @@ TIE_REFUSAL = ("weight tying `{lhs} = {rhs}`: only a Linear's weight tied to an 
 CHILD_READ_REFUSAL = ("`self.{name} = layer` in {cls}, an nn.Sequential subclass: torch runs it as the next layer, "
                       "and the class also reads self.{name}; append the layer to the converted container's "
                       "layers by hand and read it from there")
+TRAINING_STORE_REFUSAL = ("`self.training` is assigned: torch's mode flag is set by model.train() / .eval(); "
+                          "the converted module's is self.deterministic (its negation), set it by hand")
+TRAINING_NO_INIT_REFUSAL = ("`self.training` in {cls}, which has no __init__ of its own to set self.deterministic "
+                            "(the flag model.train() / .eval() set): define __init__ or read it by hand")
+TRAINING_TAKEN_REFUSAL = ("`self.training` in {cls}, which already uses self.deterministic for something else: "
+                          "read the mode by hand")

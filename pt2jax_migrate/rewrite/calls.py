@@ -125,6 +125,14 @@ class CallsMixin:
     def leave_AugAssign(self, original: cst.AugAssign, updated: cst.AugAssign) -> cst.AugAssign:
         return updated.with_changes(value=self._unwrap_ours(updated.value))
 
+    def leave_UnaryOperation(self, original: cst.UnaryOperation, updated: cst.UnaryOperation):
+        """`not (not self.deterministic)` (a converted `not self.training`) -> self.deterministic."""
+        inner = updated.expression
+        if (isinstance(updated.operator, cst.Not) and id(inner) in self.wrapped and isinstance(inner, cst.UnaryOperation)
+                and isinstance(inner.operator, cst.Not)):
+            return inner.expression.with_changes(lpar=updated.lpar, rpar=updated.rpar)
+        return updated
+
     def leave_Return(self, original: cst.Return, updated: cst.Return) -> cst.Return:
         return updated.with_changes(value=self._unwrap_ours(updated.value)) if updated.value is not None else updated
 

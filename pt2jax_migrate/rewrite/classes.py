@@ -8,10 +8,11 @@ import libcst as cst
 
 from ..core.constructs import CONTAINER_BASES, MODULE_BASES
 from ..names import is_torch_name
-from .cst_util import _all_params, _target_names, code_of
+from .cst_util import _all_params, _is_docstring, _target_names, code_of
 from .scopes import _Scope
 from ..core.constructs import keeps_layers_message
 from ..core.decide import ReferenceSite, decide_reference
+from ..core.structure import TRAIN_FLAG
 from .todos import _with_todos
 
 def _init_params(text: str) -> list[cst.Param]:
@@ -151,7 +152,25 @@ class ClassesMixin:
             updated = updated.with_changes(name=cst.Name("__call__"))
         if self.target.modules_take_rngs and (original.name.value == "__init__" or self._is_builder(original.name.value)):
             updated = self._add_rngs_param(original, updated)
+        if original.name.value == "__init__":
+            updated = self._set_train_flag(updated)
         return updated
+
+    def _set_train_flag(self, updated: cst.FunctionDef) -> cst.FunctionDef:
+        """A class reading torch's `self.training` (structure_facts) starts in train mode, as a
+        torch module does: `self.deterministic = False`, after super().__init__(...) if any."""
+        facts = self.structure.classes.get(self.class_names[-1]) if self.class_names else None
+        if facts is None or not facts.sets_train_flag or not isinstance(updated.body, cst.IndentedBlock):
+            return updated
+        body = list(updated.body.body)
+        at = 1 if body and _is_docstring(body[0]) else 0
+        for i, stmt in enumerate(body):
+            if isinstance(stmt, cst.SimpleStatementLine) and "super().__init__(" in code_of(stmt):
+                at = i + 1
+                break
+        body.insert(at, cst.parse_statement(f"self.{TRAIN_FLAG} = False  # torch's .training is `not deterministic`; "
+                                            ".train() / .eval() set it\n"))
+        return updated.with_changes(body=updated.body.with_changes(body=body))
 
     def _add_rngs_param(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
         params = updated.params

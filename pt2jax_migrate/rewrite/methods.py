@@ -7,6 +7,7 @@ import libcst as cst
 
 from ..core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
                                is_dtype_text, torch_only_attribute)
+from ..core.structure import TRAIN_FLAG, decide_structure
 from ..core.decide import MODE_METHODS, STEP_METHODS, MethodSite, decide_method
 from ..mapping import Refused, check_rule, render_call
 
@@ -111,6 +112,16 @@ class MethodsMixin:
         wrapped = self._wrapped_module(original, updated)  # `model.module` of a data-parallel wrapper
         if wrapped is not None:
             return wrapped
+        if original.attr.value == "training" and self.structure.training:
+            line, col = self._pos(original)
+            site = self.structure.training.get((line, col - 1))
+            if site is not None:  # `self.training` in a module class (structure_facts, core.structure)
+                decision = decide_structure(site)
+                if not decision.fixable:
+                    self.todo(original, decision.code, decision.message)
+                    return updated
+                self.changed(original, decision.code, decision.message)
+                return self._expr(f"not self.{TRAIN_FLAG}")
         if original.attr.value in ATTRIBUTE_NAMES and id(original) not in self.called_attributes \
                 and self.qualname(original) is None \
                 and not (self.call_stack and self.call_stack[-1][2] in DEVICE_MOVES) \

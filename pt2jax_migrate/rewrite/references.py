@@ -6,7 +6,8 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.constructs import MODULE_BASES, NO_GRAD, isinstance_type_nodes, may_be_torch_only_method
-from ..core.decide import DECORATOR, VALUE_NAMES, ReferenceSite, decide_reference, layer_value_params
+from ..core.decide import (DECORATOR, VALUE_NAMES, ReferenceSite, decide_reference, isinstance_class,
+                           layer_value_params)
 from ..mapping import CallContext, Refused, make_arg, render_call, target_name
 from ..names import is_torch_name
 from .cst_util import code_of
@@ -76,6 +77,12 @@ class ReferencesMixin:
         if not decision.fixable:
             self.report(original, decision)
             return updated
+        if decision.action == "annotation":  # -> nn.Conv2d: the converted class, else the module base
+            rule = decision.rule
+            own = isinstance_class(rule) if not rule.get("helpers") else None
+            target = own if own and "." in own else self.target.module_base
+            self.changed(original, decision.code, f"{q} (annotation) -> {target}")
+            return self._expr(target)
         if decision.action == "isinstance":  # isinstance(m, nn.Linear) tests the converted class
             target = decision.rule.get("target")
             self.helpers |= set(decision.rule.get("helpers", []))
@@ -131,6 +138,9 @@ class ReferencesMixin:
             return cst.RemovalSentinel.REMOVE
         if q is not None and is_torch_name(q) and not isinstance(node, cst.Call):  # a call: leave_Call decided it
             decision = decide_reference(ReferenceSite(q, decorator=True), self.rules)
+            if decision.action == "drop_decorator":
+                self.changed(original, decision.code, decision.message)
+                return cst.RemovalSentinel.REMOVE
             if not decision.fixable:
                 self.todo(func, decision.code, decision.message)
         return updated

@@ -127,7 +127,11 @@ class TodosMixin:
         frozen = self._freeze_loop(original, updated)  # the whole loop is one statement (structure.py)
         return self._compound_leave(updated if frozen is None else frozen)
 
-    def leave_While(self, original, updated):
-        return self._compound_leave(updated)
+    def leave_If(self, original, updated):
+        # a replacement test needs no parentheses of ours (`if (not self.deterministic):`)
+        return self._compound_leave(updated.with_changes(test=self._unwrap_ours(updated.test)))
 
-    leave_If = leave_Try = leave_While
+    leave_While = leave_If
+
+    def leave_Try(self, original, updated):
+        return self._compound_leave(updated)

@@ -17,10 +17,12 @@ references    visit_Import/ImportFrom/Call/Decorator/          handled_refs, cal
 statements    visit/leave_SimpleStatementLine, visit/leave_With  optimizers, optimizer_vars,
                                                                optimizer_calls, scheduler_vars, loss_vars
 calls         leave_Call, leave_Arg/Assign/AugAssign/Return/   wrapped, helpers, rngs_classes
-              Element; _expr(), _ctx(), _args()
-methods       leave_Attribute; _method_call() (from leave_Call)  not_tensors
+              Element/UnaryOperation; _expr(), _ctx(), _args()
+methods       leave_Attribute (self.training too);              not_tensors
+              _method_call() (from leave_Call)
 classes       visit_ClassDef, leave_ClassDef; _convert_method()  class_stack, converted_classes
-              (from leave_FunctionDef), _is_super_init()
+              (from leave_FunctionDef), _set_train_flag(),
+              _is_super_init()
 trainsteps    leave_IndentedBlock, leave_Module;               module_names, used_names, step_lines,
               _insert_pending() (from leave_FunctionDef)       kept_optimizers, clips
 imports       (functions) import_aliases, finish_imports       aliases (from the engine)

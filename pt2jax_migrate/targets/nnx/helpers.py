@@ -56,6 +56,13 @@ def identity(x):
     return x
 '''
 
+_TORCH_ASSERT = '''\
+def torch_assert(condition, message):
+    """torch._assert: raise AssertionError(message) when the condition is false."""
+    if not condition:
+        raise AssertionError(message)
+'''
+
 _TORCH_KERNEL_INIT = '''\
 # PyTorch's default init for Linear and Conv weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 # Flax defaults to lecun_normal; variance_scaling(1/3, uniform) draws from the same range as torch.
@@ -269,6 +276,7 @@ HELPERS: dict[str, Helper] = _register(
     (
         _helper("ntuple", _NTUPLE, ()),
         _helper("identity", _IDENTITY, ()),
+        _helper("torch_assert", _TORCH_ASSERT, ()),
         _helper("torch_kernel_init", _TORCH_KERNEL_INIT, ["from flax import nnx"]),
         _helper("torch_bias_init", _TORCH_BIAS_INIT, ["import math", "import jax", "import jax.numpy as jnp"]),
         _helper("torch_embedding_init", _TORCH_EMBEDDING_INIT, ["from flax import nnx"]),
