@@ -45,7 +45,8 @@ def test_fixture_lint_and_rewrite_agree(path):
         return {(f.line, f.code) for f in findings if f.fixable == fixable and f.code not in skip}
 
     assert keyed(lint, True, {"PTJ001", "PTJ101"}) == keyed(result.findings, True, {"PTJ101"})
-    assert keyed(lint, False, {"PTJ001", "PTJ303"}) == keyed(result.findings, False, set())
+    notes = {(f.line, f.code) for f in lint if f.code == "PTJ303" and f.severity == "info"}  # train()/eval()
+    assert keyed(lint, False, {"PTJ001"}) - notes == keyed(result.findings, False, set())
     ast.parse(result.new_source)
     assert linen(result.new_source, str(path)).new_source == result.new_source  # idempotent
     stem = path.name.removesuffix(".in.py")

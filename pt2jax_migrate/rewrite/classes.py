@@ -160,7 +160,8 @@ class ClassesMixin:
         """A class reading torch's `self.training` (structure_facts) starts in train mode, as a
         torch module does: `self.deterministic = False`, after super().__init__(...) if any."""
         facts = self.structure.classes.get(self.class_names[-1]) if self.class_names else None
-        if facts is None or not facts.sets_train_flag or not isinstance(updated.body, cst.IndentedBlock):
+        if facts is None or not facts.sets_train_flag or not isinstance(updated.body, cst.IndentedBlock) \
+                or "training" not in self.target.structure_kinds:
             return updated
         body = list(updated.body.body)
         at = 1 if body and _is_docstring(body[0]) else 0

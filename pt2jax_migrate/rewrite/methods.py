@@ -117,8 +117,9 @@ class MethodsMixin:
             site = self.structure.training.get((line, col - 1))
             if site is not None:  # `self.training` in a module class (structure_facts, core.structure)
                 decision = decide_structure(site)
-                if not decision.fixable:
-                    self.todo(original, decision.code, decision.message)
+                if not decision.fixable or site.kind not in self.target.structure_kinds:  # as lint says
+                    self.todo(original, decision.code, decision.message if not decision.fixable else
+                              f"{decision.message}: not converted for target {self.target.name}")
                     return updated
                 self.changed(original, decision.code, decision.message)
                 return self._expr(f"not self.{TRAIN_FLAG}")

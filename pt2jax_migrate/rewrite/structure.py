@@ -50,6 +50,9 @@ class StructureMixin:
         if site is None or site.kind != "freeze_loop":
             return None
         decision = decide_structure(site)
+        if site.kind not in self.target.structure_kinds:  # as lint says
+            self.todo(original, decision.code, f"{decision.message}: not converted for target {self.target.name}")
+            return None
         self.helpers.add("freeze")
         self.changed(original, decision.code, decision.message, decision.safety)
         statement = cst.parse_statement(f"freeze({site.name})\n")

@@ -60,6 +60,7 @@ from .inits import InitsMixin
 from .methods import MethodsMixin
 from .references import ReferencesMixin
 from ..parallel_facts import ParallelFacts, parallel_facts
+from .parallel import ParallelMixin
 from .scopes import ScopesMixin, _Scope
 from .statements import StatementsMixin
 from .structure import StructureMixin
@@ -67,7 +68,7 @@ from .todos import TodosMixin
 from .trainsteps import TrainStepsMixin
 
 MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin, MethodsMixin, ClassesMixin,
-          TrainStepsMixin, StructureMixin, InitsMixin)
+          TrainStepsMixin, StructureMixin, InitsMixin, ParallelMixin)
 
 
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
