@@ -32,6 +32,7 @@ class AccumulationMixin:
         call = cst.parse_statement(self.target.accumulate_call(name=train_step, model=model, grads=grads, args=args,
                                                                loss=loss, aux=aux))
         apply_def = self.target.apply_grads(name=apply_name, model=model, optimizer=opt)
+        self.helpers.update(self.target.train_step_helpers)  # both run under the plain step's decorator
         step_stmt, zero_stmt = body[gate].body.body
         new_step = cst.parse_statement(self.target.apply_grads_call(name=apply_name, model=model, optimizer=opt,
                                                                     grads=grads))
