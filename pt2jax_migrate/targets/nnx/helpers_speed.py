@@ -32,7 +32,7 @@ def jit_train_step(step):
     # value untouched (a learning rate a scheduler holds, frozen parameters): such a value is not
     # written back, so its array stays the one the caller holds (and reads without a device sync)
     forwarded = {}
-    splits = {}  # (positions, ids of the graph nodes) -> (nodes, jitted, variables, flags, modes, key)
+    splits = {}  # (positions, ids of the graph nodes) -> (nodes, jitted, variables, flags, modes, forwards)
     modes = ("deterministic", "use_running_average")  # what Module.train() / .eval() set
 
     def split(args, positions):
@@ -47,6 +47,8 @@ def jit_train_step(step):
         if treedef.num_leaves != len(jax.tree.leaves([v.get_raw_value() for v in variables])):
             return nodes, None, variables, flags, [getattr(m, name) for m, name in flags], None
         key = (positions, graphdef, treedef)
+        # filled while tracing; the entry holds the list itself (hashing a graphdef per call costs)
+        forwards = forwarded.setdefault(key, [])
         if key not in compiled:
             def on_arrays(values, rest, kwargs):
                 state = jax.tree.unflatten(treedef, jax.tree.leaves(values))
@@ -61,12 +63,14 @@ def jit_train_step(step):
                         f"{step.__name__} changed the structure of its models or optimizers")
                 new_variables = jax.tree.leaves(new_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
                 new_values = [v.get_raw_value() for v in new_variables]
-                same = [new is old for new, old in zip(new_values, values)]
-                forwarded[key] = [a and b for a, b in zip(forwarded.get(key, same), same)]
+                # the same tracer, or a value with no arrays (MaskedNode) of the same structure
+                same = [new is old or not jax.tree.leaves(old) and jax.tree.structure(new) == jax.tree.structure(old)
+                        for new, old in zip(new_values, values)]
+                forwards[:] = [a and b for a, b in zip(forwards, same)] if forwards else same
                 return out, new_values
 
             compiled[key] = jax.jit(on_arrays)
-        return nodes, compiled[key], variables, flags, [getattr(m, name) for m, name in flags], key
+        return nodes, compiled[key], variables, flags, [getattr(m, name) for m, name in flags], forwards
 
     def call(*args, **kwargs):
         positions = tuple(i for i, a in enumerate(args)
@@ -84,7 +88,7 @@ def jit_train_step(step):
             return fallback(*args, **kwargs)
         rest = [a for i, a in enumerate(args) if i not in positions]
         out, values = jitted([v.get_raw_value() for v in variables], rest, kwargs)
-        for variable, value, same in zip(variables, values, forwarded[entry[5]]):
+        for variable, value, same in zip(variables, values, entry[5]):
             if not same:
                 variable.set_raw_value(value)
         return out
