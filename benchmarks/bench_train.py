@@ -17,7 +17,8 @@ in its own subprocess on one thread (torch.set_num_threads(1); XLA_FLAGS
 The program itself runs (`runpy`, as `__main__`) under a line tracer limited to its own file, until
 its first training step:
 - PyTorch: the statements the rewrite lifts (zero_grad, the forward and loss statements, backward,
-  clip, step; found by the same planner, `pt2jax_migrate.trainstep.plan`) are compiled on their
+  clip, step; found by the rewrite's own analysis, `pt2jax_migrate.trainstep.train_step_analysis`
+  and its `.plans`) are compiled on their
   own. When the program reaches its first `optimizer.step()` line every input of the step exists;
   the tracer then runs those statements again and again in the program's frame (same model,
   optimizer, batch), and stops the program.
@@ -88,40 +89,17 @@ def _name(path: Path) -> str:
 
 def torch_step(source: str) -> tuple[int, ast.Module]:
     """(line of the first step()'s statement, the step's statements as a module) of the first
-    training step the rewrite's planner recognises in `source`."""
+    training step the rewrite converts in `source`: the steps and their statements are the
+    rewrite's own (`trainstep.train_step_analysis`, with lint's unconverted lines, as
+    `pt2jax rewrite` runs it)."""
     from pt2jax_migrate import trainstep
-    from pt2jax_migrate.mapping import optimizer_model
+    from pt2jax_migrate.lint import unconverted_lines
 
-    tree = ast.parse(source)
-    optimizers, not_models = {}, set(trainstep.BUILTINS)
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            not_models.add(stmt.name)
-        elif isinstance(stmt, ast.Assign):
-            not_models |= {n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
-        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            not_models |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
-                and isinstance(node.value, ast.Call):
-            func = ast.unparse(node.value.func)
-            if func.endswith("Loss") or ".functional." in func:
-                not_models.add(node.targets[0].id)
-            elif "optim." in func and node.value.args:
-                model = optimizer_model(ast.unparse(node.value.args[0]))
-                if model is not None:
-                    optimizers[node.targets[0].id] = model
     steps = []
-    for body in trainstep._blocks(tree):
-        infos = [trainstep.ast_info(stmt) for stmt in body]
-        for b, info in enumerate(infos):
-            if info.method is None or info.method[1] != "backward":
-                continue
-            plan = trainstep.plan(infos, b, optimizers=optimizers, not_models=not_models)
-            if isinstance(plan, str):
-                continue
-            chosen = sorted({*plan.zero, *plan.group, *plan.clip, plan.backward, plan.step})
-            steps.append((body[plan.step].lineno, ast.Module(body=[body[i] for i in chosen], type_ignores=[])))
+    for units, plan in trainstep.train_step_analysis(source, unconverted_lines(source)).plans:
+        chosen = sorted({*plan.zero, *plan.group, *plan.clip, plan.backward, plan.step})
+        body = [stmt for i in chosen for stmt in units[i]]
+        steps.append((units[plan.step][0].lineno, ast.Module(body=body, type_ignores=[])))
     if not steps:
         raise LookupError("no training step the rewrite converts (zero_grad / forward / loss / backward / step)")
     return min(steps, key=lambda s: s[0])  # the first in the file, as on the JAX side

@@ -372,9 +372,11 @@ def _joined_info(unit: list[ast.stmt], unconverted_lines: frozenset[int] = froze
 
 def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
                   qualname=None, clips: dict[int, str] | None = None,
-                  unconverted_lines: frozenset[int] = frozenset(), held: dict[str, str] | None = None) -> set[int]:
+                  unconverted_lines: frozenset[int] = frozenset(), held: dict[str, str] | None = None,
+                  plans: list | None = None) -> set[int]:
     """Lines of zero_grad()/clip_grad_norm_()/backward()/step() statements the rewrite
-    converts; `clips` collects step() line -> max_norm for the steps that clip."""
+    converts; `clips` collects step() line -> max_norm for the steps that clip, `plans` each
+    converted step as (its block's statements grouped as the planner saw them, StepPlan)."""
     lines: set[int] = set()
     for body in _blocks(tree):
         if not any(isinstance(s, ast.Expr) for s in body):
@@ -386,6 +388,8 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
             if info.method is not None and info.method[1] == "backward":
                 result = plan(infos, b, optimizers=optimizers, not_models=not_models, held=held)
                 if isinstance(result, StepPlan):
+                    if plans is not None:
+                        plans.append((units, result))
                     lines.update(units[i][0].lineno for i in result.lines_removed() if i != result.step
                                  or not result.accumulate)
                     if result.accumulate:  # the step() and zero_grad() inside the `if`
@@ -447,19 +451,20 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
         raise TypeError("train_step_analysis needs unconverted_lines (lint.unconverted_lines(source))")
     held: dict[str, str] = {}  # optimizers kept PyTorch for their schedulers: their steps stay too
     while True:
-        lines, kept, clips, schedules = _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models,
-                                                 unconverted_lines, held)
+        lines, kept, clips, schedules, plans = _analyse(tree, aliases, rules, optimizers, optimizer_vars,
+                                                        not_models, unconverted_lines, held)
         if set(schedules.held) <= set(held):
             break
         held = {**held, **schedules.held}
-    return TrainStepAnalysis(lines, kept, clips, schedules)
+    return TrainStepAnalysis(lines, kept, clips, schedules, plans)
 
 
 def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, unconverted_lines, held):
     step_clips: dict[int, str] = {}
+    plans: list = []
     lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models,
                           qualname=lambda node: qualname_of(node, aliases), clips=step_clips, held=held,
-                          unconverted_lines=unconverted_lines)
+                          unconverted_lines=unconverted_lines, plans=plans)
     # per scope, each optimizer built here (keyed by the line of its construction call):
     # kept in PyTorch when one of its step() calls stays PyTorch (converting only the
     # construction would leave `opt.zero_grad()` on an nnx.Optimizer); given clipping when
@@ -494,18 +499,22 @@ def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, uncon
         lambda line, slot="lr": _schedule_refusal(constructions[line], slot), set(aliases), held)
     for line, why in schedules.kept.items():  # an optimizer whose scheduler stays PyTorch stays too
         kept.setdefault(line, line)
-    return lines, kept, clips, schedules
+    return lines, kept, clips, schedules, plans
 
 
 class TrainStepAnalysis(tuple):
     """(converted step lines, kept optimizers, clips), unpacked as before, plus `.schedules`
-    (schedule_plan.ScheduleFacts: which lr schedulers convert, with their optimizers)."""
+    (schedule_plan.ScheduleFacts: which lr schedulers convert, with their optimizers) and
+    `.plans` (each converted step: (its block's statements as the planner grouped them, the
+    StepPlan indexing them); benchmarks/bench_train.py times these statements in PyTorch)."""
 
     schedules: schedule_plan.ScheduleFacts
+    plans: list
 
-    def __new__(cls, lines, kept, clips, schedules):
+    def __new__(cls, lines, kept, clips, schedules, plans=()):
         self = super().__new__(cls, (lines, kept, clips))
         self.schedules = schedules
+        self.plans = list(plans)
         return self
 
 

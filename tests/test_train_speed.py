@@ -161,6 +161,77 @@ def test_the_rewrite_emits_the_step_under_jit_train_step():
     assert "    loss = train_step(model, opt)\n" in out  # the call site is what @nnx.jit's was
 
 
+def _emitted(*names):
+    """Helpers exactly as the rewrite writes them into a converted file (with what they need)."""
+    from pt2jax_migrate.helpers import helper_closure
+
+    closure = helper_closure(["jit_train_step", *names])
+    namespace: dict = {}
+    exec("\n".join(helper_imports(closure)) + "\n\n" + "\n\n".join(h.source for h in closure), namespace)
+    return namespace
+
+
+def test_parameter_groups_run_on_the_split_path_with_the_numbers_of_nnx_jit(monkeypatch):
+    """optax.multi_transform keeps an empty MaskedNode per parameter outside a group; such a
+    Variable once sent every step back to plain nnx.jit (measured 0.25x PyTorch)."""
+    ns = _emitted("torch_param_groups")
+
+    def built():
+        model = Net(rngs=nnx.Rngs(0))
+        tx = ns["torch_param_groups"](model, [nnx.state(model.fc1, nnx.Param), nnx.state(model.fc2, nnx.Param)],
+                                      [optax.adamw(0.01, weight_decay=0.1), optax.sgd(0.05)])
+        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
+
+    plain_model, plain_opt = built()
+    plain = [float(nnx.jit(step)(plain_model, plain_opt, *_batch(i))) for i in range(4)]
+    fallbacks = []
+    real_jit = nnx.jit
+    monkeypatch.setattr(nnx, "jit", lambda f: lambda *a, **k: fallbacks.append(1) or real_jit(f)(*a, **k))
+    fast_step = ns["jit_train_step"](step)
+    monkeypatch.undo()
+    fast_model, fast_opt = built()
+    assert [float(fast_step(fast_model, fast_opt, *_batch(i))) for i in range(4)] == plain
+    assert fallbacks == []
+    fast_state, plain_state = nnx.state((fast_model, fast_opt)), nnx.state((plain_model, plain_opt))
+    assert jax.tree.structure(fast_state) == jax.tree.structure(plain_state)
+    assert all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(fast_state), jax.tree.leaves(plain_state)))
+
+
+def test_a_scheduled_learning_rate_costs_no_device_sync_per_step(monkeypatch):
+    """A scheduler stepped every batch reads and writes the lr (param_groups); the jitted step
+    leaves the lr array as it is, so after the first step no array is read back to the host
+    (which waits for the device), and the numbers are those of the plain nnx.jit step."""
+    from jax._src.array import ArrayImpl
+
+    ns = _emitted("with_learning_rate", "StepLR", "param_groups")
+    reads: list[str] = []
+    for name in ("__float__", "__int__", "__bool__", "__index__", "__complex__", "item", "tolist", "__array__"):
+        def counted(self, *args, _name=name, _real=getattr(ArrayImpl, name), **kwargs):
+            reads.append(_name)
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(ArrayImpl, name, counted)
+
+    def run(step_fn):
+        model = Net(rngs=nnx.Rngs(0))
+        opt = nnx.Optimizer(model, ns["with_learning_rate"](optax.adam(1.0), 0.1), wrt=nnx.Param)
+        scheduler = ns["StepLR"](opt, step_size=2, gamma=0.5)
+        losses, lrs, counts = [], [], []
+        for i in range(6):
+            losses.append(step_fn(model, opt, *_batch(i)))
+            scheduler.step()
+            lrs.append(ns["param_groups"](opt)[0]["lr"])
+            counts.append(len(reads))
+        return losses, lrs, counts, model, opt
+
+    losses, lrs, counts, model, opt = run(ns["jit_train_step"](step))
+    assert counts[1:] == [counts[0]] * 5  # reads in the first step only (the lr set at construction)
+    plain_losses, plain_lrs, plain_counts, plain_model, plain_opt = run(nnx.jit(step))
+    assert plain_counts[-1] > plain_counts[0]  # the counter does see a read of the lr back
+    assert [float(x) for x in losses] == [float(x) for x in plain_losses]
+    assert lrs == plain_lrs == [0.1, 0.05, 0.05, 0.025, 0.025, 0.0125]
+    _assert_same_state(_state(model, opt), _state(plain_model, plain_opt))
+
+
 def test_bench_train_smoke():
     """The benchmark on one small program: a table row with a ratio and no retrace."""
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "sgd_momentum_tanh",

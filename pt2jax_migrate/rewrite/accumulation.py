@@ -33,6 +33,7 @@ class AccumulationMixin:
                                                                args=self._sharded_args(model, args),
                                                                loss=loss, aux=aux))
         apply_def = self.target.apply_grads(name=apply_name, model=model, optimizer=opt)
+        self.helpers.update(self.target.train_step_helpers)  # both run under the plain step's decorator
         step_stmt, zero_stmt = body[gate].body.body
         new_step = cst.parse_statement(self.target.apply_grads_call(name=apply_name, model=model, optimizer=opt,
                                                                     grads=grads))

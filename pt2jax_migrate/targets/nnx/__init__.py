@@ -105,7 +105,8 @@ class NNXTarget(Target):
 
     def accumulate_step(self, *, name: str, loss_fn: str, model: str, grads: str, params: list[str],
                         body: str, loss: str, aux: list[str]) -> str:
-        """A jitted step that returns the loss (and aux) and `grads` plus this batch's gradients."""
+        """A jitted step that returns the loss (and aux) and `grads` plus this batch's gradients;
+        under jit_train_step (the model split once, as the plain step), `grads` an argument."""
         header = ", ".join([model, grads, *params])
         outputs = ", ".join([loss, *aux])
         if aux:
@@ -117,7 +118,7 @@ class NNXTarget(Target):
             ret_inner = f"        return {loss}\n"
             grad_line = f"    {loss}, batch_grads = nnx.value_and_grad({loss_fn})({model})\n"
         return (
-            "@nnx.jit\n"
+            "@jit_train_step\n"
             f"def {name}({header}):\n"
             f"    def {loss_fn}({model}):\n"
             f"{body}{ret_inner}"
@@ -131,7 +132,7 @@ class NNXTarget(Target):
 
     def apply_grads(self, *, name: str, model: str, optimizer: str) -> str:
         return (
-            "@nnx.jit\n"
+            "@jit_train_step\n"
             f"def {name}({model}, {optimizer}, grads):\n"
             f"    {optimizer}.update({model}, grads)\n"
         )

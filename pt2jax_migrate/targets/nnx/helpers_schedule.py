@@ -38,13 +38,18 @@ def hyperparam_slot(state, name):
 PARAM_GROUP = '''\
 class ParamGroup(dict):
     """A torch-like param group of a converted optimizer: 'lr' (and 'betas' or 'momentum' when
-    the optimizer's are cycled) written here also go into the optimizer's state."""
+    the optimizer's are cycled) written here also go into the optimizer's state.
+
+    The state is read back (a wait for the device) only when its array is not the one last seen
+    here: a jitted step under jit_train_step leaves an lr it does not change as it is, so a
+    scheduler stepping every batch reads and writes the lr without a sync."""
 
     SLOTS = {"lr": "step_size", "betas": "b1", "momentum": "momentum"}
 
     def __init__(self, optimizer, values):
         super().__init__(values)
         self.optimizer = optimizer
+        self.seen = {}  # key -> (the state array last read or written here, the value it holds)
 
     def __getitem__(self, key):
         value = super().__getitem__(key)
@@ -53,10 +58,14 @@ class ParamGroup(dict):
             slot = hyperparam_slot(self.optimizer.opt_state, self.SLOTS[key])
         if slot is not None:  # the state is the truth: load_state_dict(optimizer, ...) restores it
             held = slot.get_value()
+            seen = self.seen.get(key)
+            if seen is not None and seen[0] is held:
+                return seen[1]
             mine = value[0] if key == "betas" else value
             if float(jnp.asarray(mine, held.dtype)) != float(held):
                 value = (float(held), value[1]) if key == "betas" else float(held)
                 super().__setitem__(key, value)
+            self.seen[key] = (held, value)
         return value
 
     def __setitem__(self, key, value):
@@ -64,8 +73,12 @@ class ParamGroup(dict):
             slot = hyperparam_slot(self.optimizer.opt_state, self.SLOTS[key])
             if slot is None:
                 raise KeyError(f"{key} is not a hyperparameter held in this optimizer's state")
-            value_now = value[0] if key == "betas" else value  # beta2 is not scheduled
-            slot.set_value(jnp.asarray(value_now, slot.get_value().dtype))
+            held = slot.get_value()
+            seen = self.seen.get(key)
+            if seen is None or seen[0] is not held or seen[1] != value:  # else: the state holds it
+                value_now = value[0] if key == "betas" else value  # beta2 is not scheduled
+                slot.set_value(jnp.asarray(value_now, held.dtype))
+            self.seen[key] = (slot.get_value(), value)
         super().__setitem__(key, value)
 '''
 

@@ -28,7 +28,11 @@ def jit_train_step(step):
     a module's attributes or submodules.
     """
     compiled = {}  # (positions, graphdef, treedef) -> the jitted step on arrays
-    splits = {}  # (positions, ids of the graph nodes) -> (nodes, jitted, variables, flags, modes)
+    # (positions, graphdef, treedef) -> per Variable, whether every trace of the step returns its
+    # value untouched (a learning rate a scheduler holds, frozen parameters): such a value is not
+    # written back, so its array stays the one the caller holds (and reads without a device sync)
+    forwarded = {}
+    splits = {}  # (positions, ids of the graph nodes) -> (nodes, jitted, variables, flags, modes, forwards)
     modes = ("deterministic", "use_running_average")  # what Module.train() / .eval() set
 
     def split(args, positions):
@@ -38,12 +42,17 @@ def jit_train_step(step):
         treedef = jax.tree.structure(state)
         flags = [(m, name) for _, m in nnx.iter_graph(nodes) if isinstance(m, nnx.Module)
                  for name in modes if name in vars(m)]
-        if treedef.num_leaves != len(variables):  # a Variable holding a non-array: nnx.jit's job
-            return nodes, None, variables, flags, [getattr(m, name) for m, name in flags]
+        # each Variable's value goes through jax.jit as it is: an array, or a pytree of them
+        # (optax.multi_transform keeps an empty MaskedNode for a parameter outside a group)
+        if treedef.num_leaves != len(jax.tree.leaves([v.get_raw_value() for v in variables])):
+            return nodes, None, variables, flags, [getattr(m, name) for m, name in flags], None
         key = (positions, graphdef, treedef)
+        # filled while tracing; the entry holds the list itself (hashing a graphdef per call costs)
+        forwards = forwarded.setdefault(key, [])
         if key not in compiled:
             def on_arrays(values, rest, kwargs):
-                merged = nnx.merge(graphdef, jax.tree.unflatten(treedef, values))
+                state = jax.tree.unflatten(treedef, jax.tree.leaves(values))
+                merged = nnx.merge(graphdef, state)
                 full = list(rest)
                 for i, node in zip(positions, merged):
                     full.insert(i, node)
@@ -52,10 +61,16 @@ def jit_train_step(step):
                 if jax.tree.structure(new_state) != treedef:
                     raise ValueError(
                         f"{step.__name__} changed the structure of its models or optimizers")
-                return out, jax.tree.leaves(new_state)
+                new_variables = jax.tree.leaves(new_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+                new_values = [v.get_raw_value() for v in new_variables]
+                # the same tracer, or a value with no arrays (MaskedNode) of the same structure
+                same = [new is old or not jax.tree.leaves(old) and jax.tree.structure(new) == jax.tree.structure(old)
+                        for new, old in zip(new_values, values)]
+                forwards[:] = [a and b for a, b in zip(forwards, same)] if forwards else same
+                return out, new_values
 
             compiled[key] = jax.jit(on_arrays)
-        return nodes, compiled[key], variables, flags, [getattr(m, name) for m, name in flags]
+        return nodes, compiled[key], variables, flags, [getattr(m, name) for m, name in flags], forwards
 
     def call(*args, **kwargs):
         positions = tuple(i for i, a in enumerate(args)
@@ -73,8 +88,9 @@ def jit_train_step(step):
             return fallback(*args, **kwargs)
         rest = [a for i, a in enumerate(args) if i not in positions]
         out, values = jitted([v.get_raw_value() for v in variables], rest, kwargs)
-        for variable, value in zip(variables, values):
-            variable.set_raw_value(value)
+        for variable, value, same in zip(variables, values, entry[5]):
+            if not same:
+                variable.set_raw_value(value)
         return out
 
     fallback = nnx.jit(step)
