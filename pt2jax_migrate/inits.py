@@ -10,10 +10,18 @@ class's __init__; the init functions handed to `module.apply(fn)` or run only by
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 
 from .core.inits import COPY, INIT_FUNCTIONS, INPLACE_METHODS, PARAMETER_LAYER, InitRead, InitSite, is_random
 from .names import module_aliases, qualname_of
+
+# attributes a weight table renames or lays out differently (rules/*.toml `weights`; a read of
+# any other attribute of a converted layer needs no change): the cheap test before reading them
+LAYER_READ = re.compile(r"\.(?:weight|running_mean|running_var|num_batches_tracked|in_proj_weight|"
+                        r"in_proj_bias|weight_\w+|bias_\w+)\b")
+_INSTANCE_READ = re.compile(r"(?<![\w.])(?!self\.)[A-Za-z_]\w*\.\w+\.(?:weight|running_mean|running_var|"
+                            r"num_batches_tracked|in_proj_weight|in_proj_bias|weight_\w+|bias_\w+)\b")
 
 Position = tuple[int, int]  # (line, column) of a call
 ReadPosition = tuple[int, int, str]  # (line, column, source text) of a parameter read (`m.weight.data`)
@@ -157,7 +165,11 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
         return facts  # nothing to find: keeps lint's speed on files without inits
     aliases = module_aliases(tree)
     classes = {node.name: _self_layers(node, aliases) for node in tree.body if isinstance(node, ast.ClassDef)}
-    instances = _instances(tree, classes) if any(classes.values()) else {}
+    # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;
+    # `model.fc.weight` on an instance only where such a chain starts at another name than self
+    layer_reads = LAYER_READ.search(source) is not None
+    instances = (_instances(tree, classes) if layer_reads and any(classes.values())
+                 and _INSTANCE_READ.search(source) else {})
     applied: set[str] = set()
     for node in ast.walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
@@ -206,7 +218,8 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                             random = random or is_random(site.kind)
                             tensor = node.func.value if site.method else node.args[0]  # type: ignore[attr-defined]
                             written |= {id(n) for n in ast.walk(tensor)}
-                _reads(statement, narrow, written, not key_available)
+                if key_available or layer_reads:
+                    _reads(statement, narrow, written, not key_available)
 
         def _reads(statement: ast.stmt, narrow, written: set[int], reported: bool) -> None:
             inner: set[int] = set()  # `m.weight` inside a recorded `m.weight.data`

@@ -45,7 +45,7 @@ from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
 from dataclasses import replace
-from .inits import InitFacts, init_facts
+from .inits import LAYER_READ, InitFacts, init_facts
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
@@ -809,7 +809,7 @@ class _Classifier:
     def layer_reads(self) -> None:
         """A converted layer's parameter or statistic read outside init code (`self.emb.weight` in
         forward, `model.bn.running_var`): core.decide.decide_layer_read, as the rewrite decides it."""
-        if not self.w.imports or _LAYER_READ.search(self.w.source) is None:
+        if not self.w.imports or LAYER_READ.search(self.w.source) is None:
             return  # no attribute a weight table names: no init facts to build (lint's speed)
         for (line, col, _), read in self.init_facts().reads.items():
             if not read.reported:
@@ -837,11 +837,6 @@ class _Classifier:
 
 # ---------------------------------------------------------------------- entry points
 
-
-# attributes a weight table renames or lays out differently (rules/*.toml `weights`; a read of
-# any other attribute of a converted layer needs no change): the cheap test before init facts
-_LAYER_READ = re.compile(r"\.(?:weight|running_mean|running_var|num_batches_tracked|in_proj_weight|"
-                         r"in_proj_bias|weight_\w+|bias_\w+)\b")
 
 # a torch import inside a function or class body (module-level ones are found on the tree)
 _LOCAL_IMPORT = re.compile(r"^[ \t]*(?:import|from)[ \t][^\n#]*\btorch", re.MULTILINE)

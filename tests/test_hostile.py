@@ -89,10 +89,10 @@ def test_any_failure_on_one_file_is_that_files_error_in_lint(run, tmp_path, monk
 
     real = lint_module.lint_source
 
-    def breaks_on_bad(source, path="<string>"):
+    def breaks_on_bad(source, path="<string>", *args, **kwargs):
         if path.endswith("bad.py"):
             raise failure("boom")
-        return real(source, path)
+        return real(source, path, *args, **kwargs)
 
     monkeypatch.setattr(lint_module, "lint_source", breaks_on_bad)
     (tmp_path / "bad.py").write_text(GOOD)

@@ -50,7 +50,7 @@ NOUNS = {
 }
 
 # how a call stands in its statement (set by the front end)
-EXPR, WITH, WITH_AS, DECORATOR, ASSIGN, VALUE = "expr", "with", "with_as", "decorator", "assign", "value"
+from .statements import ASSIGN, DECORATOR, EXPR, VALUE, WITH, WITH_AS  # noqa: E402,F401 - re-exported
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ Framework-neutral: messages say what the default target writes.
 
 from __future__ import annotations
 
+from .statements import ASSIGN, EXPR
+
 CODE = "PTJ403"
 DATA_PARALLEL = frozenset({"torch.nn.DataParallel", "torch.nn.parallel.DataParallel",
                            "torch.nn.parallel.data_parallel.DataParallel"})
@@ -51,7 +53,6 @@ _MULTI_HOST = ("a multi-process run (one process per device or per host) becomes
 def wrapper_refusal(q: str, args: tuple[tuple[str, bool], ...], kwargs: tuple[tuple[str | None, str], ...],
                     statement: str) -> str | None:
     """Why `NAME = nn.DataParallel(module, ...)` is not converted (None: it is)."""
-    from .decide import ASSIGN  # (decide imports this module)
 
     keywords = {k: v for k, v in kwargs if k is not None}
     module = [text for text, starred in args[:1] if not starred] or ([keywords.pop("module")]
@@ -79,7 +80,6 @@ def wrapper_message(q: str) -> str:
 def process_refusal(q: str, args: tuple[tuple[str, bool], ...], kwargs: tuple[tuple[str | None, str], ...],
                     statement: str) -> str | None:
     """Why a process-group call is not converted (None: it is)."""
-    from .decide import EXPR
 
     keywords = {k: v for k, v in kwargs if k is not None}
     if q in (RANK, WORLD_SIZE) and (args or kwargs):

@@ -81,7 +81,8 @@ class Target(ABC):
     converts_inits: ClassVar[bool] = True
     # module-structure statements (core.structure site kinds) the render_* methods below write
     structure_kinds: ClassVar[frozenset[str]] = frozenset(
-        {"buffer", "buffer_update", "buffer_chain", "index_assign", "add_module", "weight_tie", "training",
+        {"buffer", "buffer_update", "buffer_chain", "index_assign", "add_module", "weight_tie", "sequential_child",
+         "training",
          "freeze_loop"})
     rngs_name: ClassVar[str]  # the parameter/variable that carries randomness ("rngs")
     # names the converted code may use -> the import line binding each (stdlib first)

@@ -125,7 +125,7 @@ def build_transferred(torch_file, jax_file, original: str, converted: str, model
     if float64:
         torch_model = torch_model.double()
     if weights:
-        from .weights import load_into_torch
+        from .checkpoint import load_into_torch
 
         load_into_torch(weights, torch_model, weights_prefix)
         perturb = False

@@ -50,12 +50,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compare import errors
 from .engine import _check_model_name, _jax_x64, _loaded, _lookup, _where, build_transferred
 from .loader import expression_names
 from .report import DEFAULT_TOLERANCES, PASS, ROUNDING, VerifyError
 from .specs import make_arrays, parse_spec
-from .train_report import TrainComparison, TrainReport, TrainStepResult
+from .train_report import compare as _compare
+from .train_report import TrainReport, TrainStepResult
 from .trainsource import STEP_FUNCTION, ScriptStep, SchedulerUse, find_construction, find_schedulers, find_script_steps
 
 DEFAULT_STEPS = 5
@@ -376,18 +376,6 @@ def _module_data_float64(torch_namespace: dict, jax_namespace: dict) -> None:
         if (isinstance(value, (np.ndarray, jnp.ndarray)) and dtype is not None
                 and np.issubdtype(dtype, np.floating) and dtype != np.float64):
             jax_namespace[name] = jnp.asarray(value, dtype=jnp.float64)
-
-
-def _compare(name: str, kind: str, actual, expected, atol: float, rtol: float) -> TrainComparison:
-    a, e = np.asarray(actual), np.asarray(expected)
-    if a.shape != e.shape:
-        if a.size == e.size == 1:
-            a, e = a.reshape(()), e.reshape(())
-        else:
-            raise VerifyError(f"{name}: shape differs: torch {tuple(e.shape)}, converted {tuple(a.shape)}")
-    max_abs, rel, scale = errors(a, e)
-    allowed = atol + rtol * scale
-    return TrainComparison(name, kind, tuple(e.shape), max_abs, rel, allowed, bool(max_abs <= allowed))
 
 
 def _torch_values(entries) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .report import MISMATCH, PASS, ROUNDING
+from .report import MISMATCH, PASS, ROUNDING, VerifyError
 
 # the kinds of compared quantities, in the order a step's comparisons are listed
 KINDS = ("loss", "gradient", "parameter", "update", "buffer")
@@ -215,3 +215,20 @@ def _figure(report: TrainReport, name: str, kind: str) -> str:
 
 def _json_float(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+def compare(name: str, kind: str, actual, expected, atol: float, rtol: float) -> TrainComparison:
+    """One training comparison: the difference against atol + rtol * the values' scale."""
+    import numpy as np
+
+    from .compare import errors
+
+    a, e = np.asarray(actual), np.asarray(expected)
+    if a.shape != e.shape:
+        if a.size == e.size == 1:
+            a, e = a.reshape(()), e.reshape(())
+        else:
+            raise VerifyError(f"{name}: shape differs: torch {tuple(e.shape)}, converted {tuple(a.shape)}")
+    max_abs, rel, scale = errors(a, e)
+    allowed = atol + rtol * scale
+    return TrainComparison(name, kind, tuple(e.shape), max_abs, rel, allowed, bool(max_abs <= allowed))

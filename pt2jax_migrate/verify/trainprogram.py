@@ -62,7 +62,7 @@ import numpy as np
 from .engine import _jax_x64, _where
 from .loader import _on_sys_path, parse_source, read_source
 from .report import DEFAULT_TOLERANCES, VerifyError
-from .train_report import TrainReport, TrainStepResult
+from .train_report import TrainReport, TrainStepResult, compare as _compare
 
 _COUNTER = count()
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
@@ -203,7 +203,6 @@ def run_program_train_verify(original: str, converted: str, *, steps: int, dtype
                              atol: float | None = None, rtol: float | None = None, perturb: bool = True,
                              seed: int = 0, target=None, weights_map=None, float64_check: bool = True) -> TrainReport:
     """verify --train on the scripts' own loops (see the module docstring)."""
-    from .train import _compare  # noqa: PLC0415 - train imports this module
 
     common = dict(steps=steps, perturb=perturb, seed=seed, target=target, weights_map=weights_map)
     start: dict = {}

@@ -42,7 +42,8 @@ class torch_init:
     @classmethod
     def value(cls, param, *, layout="copy"):
         """The parameter as torch code reads `m.weight` in an init: torch's layout, so its
-        shape, numel(), size(0) and fans are torch's. A missing one (`bias=False`) is None, as in torch."""
+        shape, numel(), size(0) and fans are torch's. A missing one (`bias=False`) is None, as
+        in torch."""
         return None if param is None else cls.TORCH_LAYOUTS[layout](param.get_value())
 
     @classmethod

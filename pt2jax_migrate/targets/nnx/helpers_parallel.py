@@ -20,7 +20,8 @@ from __future__ import annotations
 
 DATA_MESH = '''\
 def data_mesh():
-    """The device mesh of a data-parallel program: every device along one axis, 'data' (built once)."""
+    """The device mesh of a data-parallel program: every device along one axis, 'data'
+    (built once)."""
     mesh = getattr(data_mesh, "mesh", None)
     if mesh is None:
         mesh = data_mesh.mesh = jax.sharding.Mesh(jax.devices(), ("data",))
@@ -31,7 +32,8 @@ DATA_PARALLEL = '''\
 def data_parallel(model):
     """torch.nn.DataParallel(model) / DistributedDataParallel(model): the model itself, with its
     state (parameters, buffers) replicated on every device of data_mesh(). Train it with a jitted
-    step on batches from shard_batch: jit splits the work over the devices and sums the gradients."""
+    step on batches from shard_batch: jit splits the work over the devices and sums the
+    gradients."""
     replicated = jax.sharding.NamedSharding(data_mesh(), jax.sharding.PartitionSpec())
     nnx.update(model, jax.device_put(nnx.state(model), replicated))
     return model
@@ -47,7 +49,8 @@ def shard_batch(*values):
     devices = mesh.devices.size
     out = []
     for value in values:
-        if isinstance(value, jax.Array) or type(value).__module__ == "numpy" and hasattr(value, "ndim"):
+        if isinstance(value, jax.Array) or (type(value).__module__ == "numpy"
+                                            and hasattr(value, "ndim")):
             spec = jax.sharding.PartitionSpec()
             if value.ndim and value.shape[0] % devices == 0:
                 spec = jax.sharding.PartitionSpec("data")
@@ -55,8 +58,9 @@ def shard_batch(*values):
                 import warnings
 
                 shard_batch.warned.add(value.shape[0])
-                warnings.warn(f"shard_batch: a batch of {value.shape[0]} does not split over {devices} "
-                              "devices; it is replicated (every device computes all of it)", stacklevel=2)
+                warnings.warn(f"shard_batch: a batch of {value.shape[0]} does not split over "
+                              f"{devices} devices; it is replicated (every device computes "
+                              "all of it)", stacklevel=2)
             value = jax.device_put(value, jax.sharding.NamedSharding(mesh, spec))
         out.append(value)
     return tuple(out)

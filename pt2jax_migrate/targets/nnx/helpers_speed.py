@@ -32,7 +32,8 @@ def jit_train_step(step):
     # value untouched (a learning rate a scheduler holds, frozen parameters): such a value is not
     # written back, so its array stays the one the caller holds (and reads without a device sync)
     forwarded = {}
-    splits = {}  # (positions, ids of the graph nodes) -> (nodes, jitted, variables, flags, modes, forwards)
+    # (positions, ids of the graph nodes) -> (nodes, jitted, variables, flags, modes, forwards)
+    splits = {}
     modes = ("deterministic", "use_running_average")  # what Module.train() / .eval() set
 
     def split(args, positions):
@@ -61,16 +62,19 @@ def jit_train_step(step):
                 if jax.tree.structure(new_state) != treedef:
                     raise ValueError(
                         f"{step.__name__} changed the structure of its models or optimizers")
-                new_variables = jax.tree.leaves(new_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+                new_variables = jax.tree.leaves(
+                    new_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
                 new_values = [v.get_raw_value() for v in new_variables]
                 # the same tracer, or a value with no arrays (MaskedNode) of the same structure
-                same = [new is old or not jax.tree.leaves(old) and jax.tree.structure(new) == jax.tree.structure(old)
+                same = [new is old or not jax.tree.leaves(old)
+                        and jax.tree.structure(new) == jax.tree.structure(old)
                         for new, old in zip(new_values, values)]
                 forwards[:] = [a and b for a, b in zip(forwards, same)] if forwards else same
                 return out, new_values
 
             compiled[key] = jax.jit(on_arrays)
-        return nodes, compiled[key], variables, flags, [getattr(m, name) for m, name in flags], forwards
+        modes = [getattr(m, name) for m, name in flags]
+        return nodes, compiled[key], variables, flags, modes, forwards
 
     def call(*args, **kwargs):
         positions = tuple(i for i, a in enumerate(args)
