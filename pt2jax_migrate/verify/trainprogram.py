@@ -81,8 +81,8 @@ def _converted_marker(call: ast.Call) -> bool:
     f = call.func
     if not isinstance(f, ast.Attribute):
         return False
-    if f.attr == "update" and len(call.args) >= 2:
-        return True
+    if f.attr == "update" and len(call.args) >= 2:  # optimizer.update(model, grads), not nnx.update(model, state)
+        return not (isinstance(f.value, ast.Name) and f.value.id in ("nnx", "jax", "optax"))
     return f.attr in ("value_and_grad", "grad") and isinstance(f.value, ast.Name) and f.value.id in ("nnx", "jax")
 
 
@@ -268,7 +268,8 @@ def _run_once(original, converted, *, steps, dtype, atol=None, rtol=None, pertur
                     f"cannot drive the scripts: {original} builds the model `{name}` before its training loop "
                     f"({t_side.where}) but {converted} has no {target.module_base} named `{name}` there "
                     f"({'it is a ' + type(other).__name__ if other is not None else 'no such name'})")
-            pairs.append(_Pair(name, obj, other))
+            wrappers = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+            pairs.append(_Pair(name, obj.module if isinstance(obj, wrappers) else obj, other))  # converted: the module
         if not pairs:
             raise VerifyError(f"cannot drive the scripts: no model is built at module level before the training "
                               f"loop ({t_side.where}); it is built inside the loop's statement, so verify cannot "

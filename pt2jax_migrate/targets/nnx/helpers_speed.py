@@ -73,8 +73,8 @@ def jit_train_step(step):
                 return out, new_values
 
             compiled[key] = jax.jit(on_arrays)
-        modes = [getattr(m, name) for m, name in flags]
-        return nodes, compiled[key], variables, flags, modes, forwards
+        current = [getattr(m, name) for m, name in flags]
+        return nodes, compiled[key], variables, flags, current, forwards
 
     def call(*args, **kwargs):
         positions = tuple(i for i, a in enumerate(args)
