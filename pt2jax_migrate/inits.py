@@ -281,3 +281,14 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
         if name not in defined:
             del facts.applies[position]  # an apply of something that is not an init function here
     return facts
+
+
+def facts_for_target(tree: ast.Module, source: str, converts_inits: bool) -> InitFacts:
+    """init_facts for a target that converts inits; for one that does not (Linen today), only the
+    reads outside init code, which core.decide.decide_layer_read then leaves marked: a torch
+    attribute the converted layer lacks must never stay unmarked (nn.init calls are judged as
+    plain torch calls there)."""
+    facts = init_facts(tree, source)
+    if converts_inits:
+        return facts
+    return InitFacts(reads={k: v for k, v in facts.reads.items() if v.reported})

@@ -45,7 +45,7 @@ from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
 from dataclasses import replace
-from .inits import LAYER_READ, InitFacts, init_facts
+from .inits import LAYER_READ, InitFacts, facts_for_target
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
@@ -565,8 +565,8 @@ class _Classifier:
     def init_facts(self) -> InitFacts:
         """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
         if self._init_facts is None:
-            self._init_facts = (init_facts(self.tree or ast.parse(self.w.source), self.w.source)
-                                if self.target.converts_inits else InitFacts())
+            self._init_facts = facts_for_target(self.tree or ast.parse(self.w.source), self.w.source,
+                                                self.target.converts_inits)
         return self._init_facts
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:
@@ -814,7 +814,7 @@ class _Classifier:
         for (line, col, _), read in self.init_facts().reads.items():
             if not read.reported:
                 continue
-            decision = decide_layer_read(read, self.rules)
+            decision = decide_layer_read(read, self.rules, self.target.converts_inits)
             if decision is None:
                 continue
             node = ast.Name(id="", lineno=line, col_offset=col)

@@ -418,7 +418,7 @@ def decide_init_read(read: InitRead, rules) -> InitTarget | None:
     return InitTarget(f"{read.owner}.{to}", transform, "read", False)
 
 
-def decide_layer_read(read: InitRead, rules) -> Decision | None:
+def decide_layer_read(read: InitRead, rules, converts: bool = True) -> Decision | None:
     """A converted layer's parameter or statistic read outside init code (`self.emb.weight` in
     forward, `model.bn.running_var` in a script): the converted layer names and lays it out as the
     weight table says, so the read goes through the table to torch's layout. None: the converted
@@ -437,6 +437,9 @@ def decide_layer_read(read: InitRead, rules) -> Decision | None:
     if to == read.attribute and transforms == ["copy"]:
         return None
     how = "" if transforms == ["copy"] else f" ({'/'.join(sorted(set(transforms)))} layout)"
+    if not converts:  # the target (`converts`: Target.converts_inits) has no such read yet
+        return manual("PTJ105", f"{tensor} read: the converted layer holds it as .{to}{how}; not converted "
+                                "for this target (read the layer's variables instead)")
     return Decision("PTJ105", True, f"{tensor} read -> the converted layer's .{to}{how}, in torch's layout",
                     "safe", "layer_read", InitTarget(f"{read.owner}.{to}", transform, "read", False))
 

@@ -26,7 +26,7 @@ class InitsMixin:
         line, col = self._pos(original)
         read = self.init_facts.reads.get((line, col - 1, code_of(original)))
         if read is not None and read.reported:  # outside init code: a finding of its own
-            decision = decide_layer_read(read, self.rules)
+            decision = decide_layer_read(read, self.rules, self.target.converts_inits)
             if decision is None:
                 return None
             if not decision.fixable:

@@ -43,7 +43,7 @@ from libcst.metadata import PositionProvider
 from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
-from ..inits import InitFacts, init_facts
+from ..inits import facts_for_target
 from ..sequential_facts import mapping_sequentials
 from ..param_reads import param_reads
 from ..data_generators import data_generator_calls
@@ -134,7 +134,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
         # nn.init sites, apply(fn); none for a target that does not rewrite them (lint the same)
-        self.init_facts = init_facts(tree, code) if self.target.converts_inits else InitFacts()
+        self.init_facts = facts_for_target(tree, code, self.target.converts_inits)
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
         self.data_generators = data_generator_calls(tree)  # generators a DataLoader keeps (PyTorch's)
