@@ -34,8 +34,10 @@ def data_parallel(model):
     state (parameters, buffers) replicated on every device of data_mesh(). Train it with a jitted
     step on batches from shard_batch: jit splits the work over the devices and sums the
     gradients."""
-    replicated = jax.sharding.NamedSharding(data_mesh(), jax.sharding.PartitionSpec())
-    nnx.update(model, jax.device_put(nnx.state(model), replicated))
+    mesh = data_mesh()
+    if mesh.devices.size > 1:  # one device: already there (a placement would cost a retrace)
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        nnx.update(model, jax.device_put(nnx.state(model), replicated))
     return model
 '''
 
@@ -47,6 +49,8 @@ def shard_batch(*values):
     with a warning naming the sizes: XLA cannot split it unevenly as torch's DataParallel does."""
     mesh = data_mesh()
     devices = mesh.devices.size
+    if devices == 1:  # nothing to split: placing each batch would only cost time
+        return values
     out = []
     for value in values:
         if isinstance(value, jax.Array) or (type(value).__module__ == "numpy"
