@@ -54,7 +54,7 @@ from .engine import _check_model_name, _jax_x64, _loaded, _lookup, _where, build
 from .loader import expression_names
 from .report import DEFAULT_TOLERANCES, PASS, ROUNDING, VerifyError
 from .specs import make_arrays, parse_spec
-from .train_report import compare as _compare
+from .train_report import compare as _compare, tolerance_table
 from .train_report import TrainReport, TrainStepResult
 from .trainsource import STEP_FUNCTION, ScriptStep, SchedulerUse, find_construction, find_schedulers, find_script_steps
 
@@ -352,9 +352,7 @@ def _run_once(original: str, converted: str, *, model: str, init: str, inputs: l
         dtype=dtype,
         batch=names,
         steps=results,
-        tolerances={"atol": atol, "rtol": rtol, "grad_atol": grad_atol, "grad_rtol": grad_rtol,
-                    "rule": "max_abs_err <= atol + rtol * max|torch value| (gradients and updates: grad_atol, "
-                            "grad_rtol; updates also + 4 * eps * max|torch parameter|)"},
+        tolerances=tolerance_table(atol, rtol, grad_atol, grad_rtol),
         seed=seed,
         perturbed=perturb,
         dropout=(torch_dropout, jax_dropout),

@@ -232,3 +232,10 @@ def compare(name: str, kind: str, actual, expected, atol: float, rtol: float) ->
     max_abs, rel, scale = errors(a, e)
     allowed = atol + rtol * scale
     return TrainComparison(name, kind, tuple(e.shape), max_abs, rel, allowed, bool(max_abs <= allowed))
+
+
+def tolerance_table(atol: float, rtol: float, grad_atol: float, grad_rtol: float) -> dict:
+    """The tolerances a training report states, with the rule they are applied by."""
+    return {"atol": atol, "rtol": rtol, "grad_atol": grad_atol, "grad_rtol": grad_rtol,
+            "rule": "max_abs_err <= atol + rtol * max|torch value| (gradients and updates: grad_atol, "
+                    "grad_rtol; updates also + 4 * eps * max|torch parameter|)"}

@@ -62,7 +62,7 @@ import numpy as np
 from .engine import _jax_x64, _where
 from .loader import _on_sys_path, parse_source, read_source
 from .report import DEFAULT_TOLERANCES, VerifyError
-from .train_report import TrainReport, TrainStepResult, compare as _compare
+from .train_report import TrainReport, TrainStepResult, compare as _compare, tolerance_table
 
 _COUNTER = count()
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
@@ -512,9 +512,7 @@ def _run_once(original, converted, *, steps, dtype, atol=None, rtol=None, pertur
         dtype=dtype,
         batch=[],
         steps=results,
-        tolerances={"atol": atol, "rtol": rtol, "grad_atol": grad_atol, "grad_rtol": grad_rtol,
-                    "rule": "max_abs_err <= atol + rtol * max|torch value| (gradients and updates: grad_atol, "
-                            "grad_rtol; updates also + 4 * eps * max|torch parameter|)"},
+        tolerances=tolerance_table(atol, rtol, grad_atol, grad_rtol),
         seed=seed,
         perturbed=perturb,
         dropout=(t_drop, j_drop),
