@@ -15,10 +15,13 @@ from .names import module_aliases, qualname_of
 DATA = "torch.utils.data"
 
 
-def data_generator_calls(tree: ast.Module) -> frozenset[tuple[int, int]]:
+def data_generator_calls(tree: ast.Module, source: str | None = None) -> frozenset[tuple[int, int]]:
     """(line, col_offset) of each call that builds or reseeds a generator handed to a
     torch.utils.data call as `generator=`: the calls in `g = ...` for such a name g, the
-    statements `g.manual_seed(s)`, and the calls written inside `generator=...` itself."""
+    statements `g.manual_seed(s)`, and the calls written inside `generator=...` itself.
+    `source`, when given, answers at once for a file that never writes `generator`."""
+    if source is not None and "generator" not in source:
+        return frozenset()
     aliases = module_aliases(tree)
     if not any(q.startswith(DATA) for q in aliases.values()) and "torch" not in aliases:
         return frozenset()

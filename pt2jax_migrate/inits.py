@@ -23,6 +23,10 @@ LAYER_READ = re.compile(r"\.(?:weight|running_mean|running_var|num_batches_track
 _INSTANCE_READ = re.compile(r"(?<![\w.])(?!self\.)[A-Za-z_]\w*\.\w+\.(?:weight|running_mean|running_var|"
                             r"num_batches_tracked|in_proj_weight|in_proj_bias|weight_\w+|bias_\w+)\b")
 
+# an init function or in-place init can only be where one of these is written: torch.nn.init (or
+# its functions imported by name: `from torch.nn.init import ...`), an in-place init method, apply(fn)
+_INIT_HINT = re.compile(r"\binit\b|\.(?:normal_|uniform_|zero_|fill_|copy_)\(|\.apply\(")
+
 Position = tuple[int, int]  # (line, column) of a call
 ReadPosition = tuple[int, int, str]  # (line, column, source text) of a parameter read (`m.weight.data`)
 
@@ -161,8 +165,8 @@ def _text(source: str, node: ast.AST) -> str:
 
 def init_facts(tree: ast.Module, source: str) -> InitFacts:
     facts = InitFacts()
-    if "init" not in source and "_(" not in source and ".apply(" not in source:
-        return facts  # nothing to find: keeps lint's speed on files without inits
+    if _INIT_HINT.search(source) is None and LAYER_READ.search(source) is None:
+        return facts  # nothing to find (`__init__` alone is no hint): keeps lint's speed
     aliases = module_aliases(tree)
     classes = {node.name: _self_layers(node, aliases) for node in tree.body if isinstance(node, ast.ClassDef)}
     # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;

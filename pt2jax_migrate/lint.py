@@ -553,7 +553,7 @@ class _Classifier:
     def data_generators(self) -> frozenset[tuple[int, int]]:
         """Calls building or reseeding a generator a torch.utils.data call keeps (data_generators.py)."""
         if self._data_generators is None:
-            self._data_generators = data_generator_calls(self.tree or ast.parse(self.w.source))
+            self._data_generators = data_generator_calls(self.tree or ast.parse(self.w.source), self.w.source)
         return self._data_generators
 
     def array_loaders(self) -> set[tuple[int, int]]:

@@ -137,7 +137,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.init_facts = facts_for_target(tree, code, self.target.converts_inits)
         self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
-        self.data_generators = data_generator_calls(tree)  # generators a DataLoader keeps (PyTorch's)
+        self.data_generators = data_generator_calls(tree, code)  # generators a DataLoader keeps (PyTorch's)
         # data-parallel wrappers, `model.module` reads (none for a target without train steps: marked)
         self.parallel = parallel_facts(tree, code) if self.target.converts_train_steps else ParallelFacts()
         self.removed_calls: set[int] = set()  # ids of statement calls converted to nothing (process group)
