@@ -18,10 +18,10 @@ from .names import module_aliases, qualname_of
 
 # attributes a weight table renames or lays out differently (rules/*.toml `weights`; a read of
 # any other attribute of a converted layer needs no change): the cheap test before reading them
-LAYER_READ = re.compile(r"\.(?:weight|running_mean|running_var|num_batches_tracked|in_proj_weight|"
-                        r"in_proj_bias|weight_\w+|bias_\w+)\b")
-_INSTANCE_READ = re.compile(r"(?<![\w.])(?!self\.)[A-Za-z_]\w*\.\w+\.(?:weight|running_mean|running_var|"
-                            r"num_batches_tracked|in_proj_weight|in_proj_bias|weight_\w+|bias_\w+)\b")
+_READ_NAMES = (r"(?:weight|running_mean|running_var|num_batches_tracked|in_proj_weight|in_proj_bias|"
+               r"weight_\w+|bias_\w+)\b")
+LAYER_READ = re.compile(r"\." + _READ_NAMES)
+_INSTANCE_READ = re.compile(r"(?<![\w.])(?!self\.)[A-Za-z_]\w*\.\w+\." + _READ_NAMES)
 
 # an init function or in-place init can only be where one of these is written: torch.nn.init (or
 # its functions imported by name: `from torch.nn.init import ...`), an in-place init method, apply(fn)

@@ -44,7 +44,6 @@ from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
-from dataclasses import replace
 from .inits import LAYER_READ, InitFacts, facts_for_target
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
@@ -761,10 +760,7 @@ class _Classifier:
     def structure_sites(self) -> None:
         """Module-structure statements -> core.structure.decide_structure (rewrite renders the same)."""
         for site in [*self.structure.sites.values(), *self.structure.training.values()]:  # type: ignore[union-attr]
-            decision = decide_structure(site)
-            if decision.fixable and site.kind not in self.target.structure_kinds:  # as the rewrite says
-                decision = replace(decision, fixable=False, safety="manual",
-                                   message=f"{decision.message}: not converted for target {self.target.name}")
+            decision = decide_structure(site, self.target.structure_kinds, self.target.name)
             self.findings.append(Finding(self.path, site.line, site.col, decision.code,
                                          decision.message + (FIXABLE if decision.fixable else ""), decision.fixable,
                                          "warning", decision.safety if decision.fixable else "manual"))

@@ -54,7 +54,16 @@ class StructureSite:
     refusal: str = ""  # why it is not converted ("" when it is)
 
 
-def decide_structure(site: StructureSite) -> Decision:
+def decide_structure(site: StructureSite, kinds: frozenset[str] | None = None, target: str = "") -> Decision:
+    """The verdict on one structure site; `kinds`: the site kinds the target converts
+    (Target.structure_kinds, named `target`), any other is left for a person."""
+    decision = _decide_structure(site)
+    if kinds is not None and decision.fixable and site.kind not in kinds:
+        return manual(decision.code, f"{decision.message}: not converted for target {target}")
+    return decision
+
+
+def _decide_structure(site: StructureSite) -> Decision:
     if site.refusal:
         code = {"buffer_chain": "PTJ105", "index_assign": "PTJ105", "training": "PTJ901"}.get(site.kind, "PTJ102")
         return manual(code, site.refusal)

@@ -7,7 +7,7 @@ import libcst as cst
 
 from ..core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
                                is_dtype_text, torch_only_attribute)
-from ..core.structure import TRAIN_FLAG, decide_structure
+from ..core.structure import TRAIN_FLAG
 from ..core.decide import MODE_METHODS, STEP_METHODS, MethodSite, decide_method
 from ..mapping import Refused, check_rule, render_call
 
@@ -116,10 +116,9 @@ class MethodsMixin:
             line, col = self._pos(original)
             site = self.structure.training.get((line, col - 1))
             if site is not None:  # `self.training` in a module class (structure_facts, core.structure)
-                decision = decide_structure(site)
-                if not decision.fixable or site.kind not in self.target.structure_kinds:  # as lint says
-                    self.todo(original, decision.code, decision.message if not decision.fixable else
-                              f"{decision.message}: not converted for target {self.target.name}")
+                decision = self._decide_structure(site)
+                if not decision.fixable:
+                    self.todo(original, decision.code, decision.message)
                     return updated
                 self.changed(original, decision.code, decision.message)
                 return self._expr(f"not self.{TRAIN_FLAG}")

@@ -44,14 +44,18 @@ class StructureMixin:
     def _handled_by_structure(self, node: cst.CSTNode, method: str) -> bool:
         return (self._pos(node)[0], method) in self.structure.handled_calls
 
+    def _decide_structure(self, site):
+        """core.structure's verdict for this target (lint asks the same)."""
+        return decide_structure(site, self.target.structure_kinds, self.target.name)
+
     def _freeze_loop(self, original: cst.For, updated: cst.For) -> cst.BaseStatement | None:
         """`for p in X.parameters(): p.requires_grad = False` -> `freeze(X)` (core.structure)."""
         site = self.structure.sites.get(self._pos(original)[0])
         if site is None or site.kind != "freeze_loop":
             return None
-        decision = decide_structure(site)
-        if site.kind not in self.target.structure_kinds:  # as lint says
-            self.todo(original, decision.code, f"{decision.message}: not converted for target {self.target.name}")
+        decision = self._decide_structure(site)
+        if not decision.fixable:
+            self.todo(original, decision.code, decision.message)
             return None
         self.helpers.add("freeze")
         self.changed(original, decision.code, decision.message, decision.safety)
@@ -64,12 +68,12 @@ class StructureMixin:
         site = self.structure.sites.get(self._pos(original)[0])
         if site is None or len(updated.body) != 1 or site.kind == "freeze_loop":  # a For: _freeze_loop
             return updated
-        decision = decide_structure(site)
+        decision = self._decide_structure(site)
         if not decision.fixable:
             self.todo(original, decision.code, decision.message)
             return updated
         rendered = self._structure_text(site, updated.body[0])
-        if rendered is None:  # the target does not convert it, or the statement's shape differs
+        if rendered is None:  # the statement's shape differs from what the target renders
             self.todo(original, decision.code, f"{decision.message}: not converted for target {self.target.name}")
             return updated
         text, helpers = rendered
@@ -81,8 +85,6 @@ class StructureMixin:
     def _structure_text(self, site, small) -> tuple[str, set[str]] | None:
         """What the target writes for the statement (None: it does not convert it)."""
         target = self.target
-        if site.kind not in target.structure_kinds:
-            return None
         if site.kind == "buffer" and isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             value = [a for a in small.value.args if a.keyword is None][1].value
             return target.render_buffer(f"self.{site.name}", code_of(value))
