@@ -634,10 +634,11 @@ def split_module(module: str) -> tuple[str, str]:
 
 def convert_weights(checkpoint: str, *, module: str, original: str, out: str, init: str = "",
                     target: str | None = None, fmt: str | None = None, prefixes: Sequence[str] = (),
-                    weights_map: str | None = None) -> Any:
+                    weights_map: str | None = None, inputs: Sequence[str] = ()) -> Any:
     """`pt2jax weights`: the torch state_dict `checkpoint` into `module`'s (FILE.py:NAME of the
     converted file) state, mapped as verify maps weights (the model NAME of `original` gives the
-    torch module tree), written to `out`. Returns verify.weights.WeightsResult; raises
+    torch module tree), written to `out`. `target` None: read off the file (a Linen file's
+    variables come from model.init on example `inputs`, verify's --input specs). Returns verify.weights.WeightsResult; raises
     verify.VerifyError (nothing written) when the checkpoint does not fit."""
     from .verify import VerifyError, convert_checkpoint
     from .verify.weightmap import load_weights_map
@@ -648,4 +649,4 @@ def convert_weights(checkpoint: str, *, module: str, original: str, out: str, in
         raise VerifyError(str(exc)) from None
     return convert_checkpoint(checkpoint, original=original, converted=converted, model=model, init=init,
                               out=out, target=target, fmt=fmt, prefixes=tuple(prefixes),
-                              weights_map=load_weights_map(converted, weights_map))
+                              weights_map=load_weights_map(converted, weights_map), inputs=tuple(inputs))

@@ -843,7 +843,11 @@ def _verify_train(original, converted, fmt, color, *, plot, weights_map, **optio
               help="The torch file defining NAME too: its module tree says which table maps each key.")
 @click.option("--init", "init", default="", help="Constructor arguments as Python source, e.g. '20, 10'.")
 @click.option("--out", required=True, metavar="PATH", help="Where to write (atomically; replaced if it exists).")
-@click.option("--target", default="nnx", show_default=True, help="The converted model's API.")
+@click.option("--target", type=click.Choice(["nnx", "linen"]), default=None,
+              help="The converted model's API [default: read off the file, as verify does: linen if it imports "
+                   "flax.linen, else nnx].")
+@click.option("--input", "inputs", multiple=True, metavar="SPEC",
+              help="Linen: an example input for model.init (repeatable; as verify's, e.g. 'float32[1,20]').")
 @click.option("--format", "fmt", type=click.Choice(["orbax", "safetensors", "msgpack"]), default=None,
               help="Output format [default: by --out's suffix: .safetensors, .msgpack, else an Orbax folder].")
 @click.option("--prefix", "prefixes", multiple=True, metavar="strip:P|add:P",
@@ -851,7 +855,7 @@ def _verify_train(original, converted, fmt, color, *, plot, weights_map, **optio
                    "(DataParallel) or `_orig_mod.` (torch.compile) prefix is stripped, and said so.")
 @click.option("--weights-map", "weights_map", default=None, metavar="FILE",
               help="TOML weight mappings for layers the tables lack (as verify's --weights-map).")
-def weights(checkpoint, module, original, init, out, target, fmt, prefixes, weights_map) -> None:
+def weights(checkpoint, module, original, init, out, target, inputs, fmt, prefixes, weights_map) -> None:
     """Convert the PyTorch state_dict CHECKPOINT (.pt/.pth, read with torch.load(weights_only=True);
     or .safetensors) into the converted model's state, with the weight tables verify uses.
 
@@ -859,6 +863,7 @@ def weights(checkpoint, module, original, init, out, target, fmt, prefixes, weig
     Examples:
       pt2jax weights mlp.pt --module jax_model.py:MLP --original model.py --out mlp_ckpt
       pt2jax weights ddp.pth --module jax_model.py:Net --original model.py --init '10' --out net.safetensors
+      pt2jax weights mlp.pt --module linen_model.py:MLP --original model.py --input 'float32[1,20]' --out mlp.msgpack
 
     \b
     Exit codes: 0 written, 2 nothing written: a missing, unexpected or misshapen key, a file
@@ -870,7 +875,7 @@ def weights(checkpoint, module, original, init, out, target, fmt, prefixes, weig
 
     try:
         result = convert_weights(checkpoint, module=module, original=original, out=out, init=init, target=target,
-                                 fmt=fmt, prefixes=prefixes, weights_map=weights_map)
+                                 fmt=fmt, prefixes=prefixes, weights_map=weights_map, inputs=inputs)
     except (VerifyError, SourceError, OSError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)

@@ -3,7 +3,8 @@ loaded back into the converted model with the README's snippets, and run against
 
 Every [tool.pt2jax.verify] fixture model is checked (its torch weights perturbed with verify's
 seeded noise first, so a variable left at its initial value cannot pass); each goes through one
-output format, every format at least twice. Bad checkpoints use the small MLP fixture.
+output format, every format at least twice. The fixture models `--target linen` converts whole
+go through the same, into Linen variables. Bad checkpoints use the small MLP fixture.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ MLP_IN, MLP_OUT = str(ROOT / "fixtures/mlp_classifier.in.py"), str(ROOT / "fixtu
 
 
 def readme_snippets() -> dict[str, str]:
-    """The README's three loading snippets, by format (the first comment line names it)."""
+    """The README's loading snippets, by format (the first comment line names it: `orbax`, and
+    `orbax (linen)` for a Linen model)."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## Converting checkpoints", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     out = {b.splitlines()[0].lstrip("# ").strip(): b for b in blocks}
-    assert set(out) == set(FORMATS), out.keys()
+    assert set(out) == {*FORMATS, *(f"{f} (linen)" for f in FORMATS)}, out.keys()
     return out
 
 
@@ -76,14 +78,20 @@ def torch_state(original: str, converted: str, model: str, init: str, seed: int 
     return torch_model
 
 
+def jax_inputs(inputs: list[str]) -> list:
+    return [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a)
+            for a in make_arrays([parse_spec(s) for s in inputs], 0)]
+
+
 def assert_parity(torch_model, jax_model, inputs: list[str]) -> None:
+    """`jax_model` (an NNX module, or any callable in inference mode) gives torch's outputs."""
     arrays = make_arrays([parse_spec(s) for s in inputs], 0)
     torch_model.eval()
-    jax_model.eval()
+    if hasattr(jax_model, "eval"):
+        jax_model.eval()
     with torch.no_grad():
         t_out = flatten_output(torch_model(*[torch.from_numpy(a) for a in arrays]))
-    j_out = dict(flatten_output(jax_model(*[jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a)
-                                            for a in arrays])))
+    j_out = dict(flatten_output(jax_model(*jax_inputs(inputs))))
     atol, rtol = DEFAULT_TOLERANCES["float32"][:2]
     assert [n for n, _ in t_out] and sorted(n for n, _ in t_out) == sorted(j_out)
     for name, t in t_out:
@@ -283,3 +291,115 @@ def test_verify_train_with_weights(run, tmp_path, mlp_state):
     torch.save(state, tmp_path / "bad.pt")
     result = run(*args, tmp_path / "bad.pt")
     assert result.exit_code == 2 and "missing key 'head.bias'" in result.output
+
+
+# ------------------------------------------------------------------------------ Linen
+
+# the fixture models `--target linen` converts whole (tests/test_linen.py CONVERTED)
+LINEN = ["mlp_classifier", "cnn_classifier", "regression_script", "unet"]
+
+
+def linen_file(folder: Path, original: str) -> str:
+    """`original` rewritten with --target linen (in process), written into `folder`."""
+    from pt2jax_migrate.rewrite import rewrite_source
+
+    path = folder / f"{Path(original).name.removesuffix('.in.py')}_linen.py"
+    path.write_text(rewrite_source(Path(original).read_text(), original, target="linen").new_source)
+    return str(path)
+
+
+def load_back_linen(fmt: str, path: str, factory, init: str, x):
+    """Run the README's Linen snippet for `fmt`: (module, variables)."""
+    import flax
+    import flax.serialization  # noqa: F401
+    import flax.traverse_util  # noqa: F401
+    import jax
+    import orbax.checkpoint as ocp
+    import safetensors.numpy
+
+    readme_path = {"orbax": "/tmp/mlp_linen_ckpt", "safetensors": "/tmp/mlp_linen.safetensors",
+                   "msgpack": "/tmp/mlp_linen.msgpack"}
+    code = SNIPPETS[f"{fmt} (linen)"].replace(readme_path[fmt], path).replace("MLP()", f"__factory__({init})")
+    ns = {"os": os, "flax": flax, "jax": jax, "safetensors": safetensors, "ocp": ocp, "x": x, "__factory__": factory}
+    exec(compile(code, f"README snippet ({fmt}, linen)", "exec"), ns)
+    return ns["model"], ns["variables"]
+
+
+def test_linen_fixture_models_round_trip(tmp_path):
+    """A torch checkpoint of each fixture model Linen converts whole -> `pt2jax weights` (the
+    Linen file detected) -> the README snippet -> model.apply gives torch's outputs; every
+    parameter is the checkpoint's, not model.init's. The MLP also through verify --weights."""
+    import jax
+    from flax import traverse_util
+
+    from pt2jax_migrate.verify import run_verify
+
+    for index, stem in enumerate(LINEN):
+        key = f"fixtures/{stem}.in.py"
+        entry = FIXTURES[key]
+        original = str(ROOT / key)
+        model, init = entry["model"], entry.get("init", "")
+        converted = linen_file(tmp_path, original)
+        torch_model = torch_state(original, original.replace(".in.py", ".out.py"), model, init)
+        fmt = FORMATS[index % len(FORMATS)]
+        ckpt = tmp_path / f"{stem}.pt"
+        if index == 2:  # one as .safetensors
+            from safetensors.torch import save_file
+
+            ckpt = tmp_path / f"{stem}.safetensors"
+            save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(ckpt))
+        else:
+            torch.save(torch_model.state_dict(), ckpt)
+        out = str(tmp_path / f"{stem}{SUFFIX[fmt]}")
+        result = convert_weights(str(ckpt), module=f"{converted}:{model}", original=original, init=init, out=out,
+                                 inputs=entry["inputs"])
+        assert (result.target, result.format) == ("linen", fmt) and result.tensors > 0, result
+        xs = jax_inputs(entry["inputs"])
+        with _loaded(converted, {model}, "linen") as jf:
+            module, variables = load_back_linen(fmt, out, jf.namespace[model], init, xs[0])
+            assert "params" in variables and set(variables) <= {"params", "batch_stats"}
+            assert ("batch_stats" in variables) == (stem in ("cnn_classifier", "unet"))
+            assert_parity(torch_model, lambda *a: module.apply(variables, *a), entry["inputs"])
+            fresh = traverse_util.flatten_dict(module.init(jax.random.key(0), *xs)["params"])
+            loaded = traverse_util.flatten_dict(variables["params"])
+            assert set(loaded) == set(fresh) and result.variables == len(traverse_util.flatten_dict(variables))
+            for path, value in loaded.items():
+                assert not np.array_equal(np.asarray(value), np.asarray(fresh[path])), path
+        if index == 0:
+            report = run_verify(original, converted, model=model, init=init, inputs=entry["inputs"],
+                                weights=str(ckpt), jit=False)
+            assert report.passed and report.transferred > 0, report.to_dict()
+
+
+def test_linen_bad_checkpoints(run, tmp_path, mlp_state):
+    """Missing, unexpected and misshapen keys (and a Linen model without --input): exit 2, the
+    reason, nothing written, an old output untouched."""
+    converted = linen_file(tmp_path, MLP_IN)
+
+    def cli(ckpt, out, *extra):
+        return run("weights", ckpt, "--module", f"{converted}:MLP", "--original", MLP_IN, "--out", out, *extra)
+
+    state = dict(mlp_state)
+    del state["fc2.bias"]
+    cases = [(state, "missing key 'fc2.bias' (shape (64,))"),
+             ({**mlp_state, "extra.weight": torch.zeros(3)}, "unexpected key 'extra.weight'"),
+             ({**mlp_state, "fc1.weight": torch.zeros(64, 21)},
+              "'fc1.weight': shape mismatch: checkpoint (64, 21), model (64, 20)"),
+             (mlp_state, "give example inputs with --input SPEC")]
+    before = sorted(os.listdir(tmp_path))
+    out = tmp_path / "out.msgpack"
+    out.write_bytes(b"previous")
+    for data, message in cases:
+        torch.save(data, tmp_path / "bad.pt")
+        extra = () if message.startswith("give") else ("--input", "float32[1,20]")
+        result = cli(tmp_path / "bad.pt", out, *extra)
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert out.read_bytes() == b"previous"
+        assert sorted(p for p in os.listdir(tmp_path) if p != ".cache") == sorted([*before, "out.msgpack", "bad.pt"])
+    result = cli(tmp_path / "bad.pt", tmp_path / "good.safetensors", "--input", "float32[1,20]", "--target", "linen")
+    assert result.exit_code == 0 and "8 tensors -> MLP (linen)" in result.output, result.output
+    from safetensors.numpy import load_file
+
+    flat = load_file(str(tmp_path / "good.safetensors"))
+    np.testing.assert_array_equal(flat["params.fc1.kernel"], mlp_state["fc1.weight"].numpy().T)
+    assert all(k.startswith("params.") for k in flat)

@@ -93,19 +93,21 @@ def build_skeleton(torch_file, original: str, model: str, init: str):
 
 def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model: str, init: str = "",
                        out: str, target=None, fmt: str | None = None, prefixes: Sequence[str] = (),
-                       weights_map=None) -> WeightsResult:
+                       weights_map=None, inputs: Sequence[str] = ()) -> WeightsResult:
     """Convert the torch state_dict `checkpoint` into `model` of `converted` and write it to
-    `out` (see the module docstring). Raises VerifyError, having written nothing, on any problem."""
+    `out` (see the module docstring). `target`: None reads it off the file as verify does (Linen
+    if it imports flax.linen); a Linen model's variables come from `model.init(key, *inputs)`
+    (`inputs`: verify's --input specs). Raises VerifyError, having written nothing, on any problem."""
     from ..model import SourceError
     from ..targets import UnknownTarget, get_target
-    from .engine import _check_model_name, _loaded, build_converted
+    from .engine import _check_model_name, _loaded, build_converted, detect_target
     from .loader import expression_names
     from .transfer import format_path, plan_transfer
     from .weightmap import WeightMap
 
     fmt = format_for(out, fmt)
     try:
-        target = get_target(target)
+        target = get_target(detect_target(converted) if target is None else target)
     except UnknownTarget as exc:
         raise VerifyError(str(exc)) from None
     if type(target).saved_state is _base_saved_state():
@@ -123,7 +125,8 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
         torch_model = build_skeleton(torch_file, original, model, init)
         source, key_map, notes = open_matched(checkpoint, torch_model, prefixes)
         with source:
-            jax_model = build_converted(jax_file, converted, model, init, 0, target)
+            jax_model = _materialized(target, build_converted(jax_file, converted, model, init, 0, target),
+                                      inputs, converted, model)
             try:
                 entries = plan_transfer(torch_model, jax_model, target=target, weights_map=weights_map)
             except VerifyError as exc:
@@ -156,6 +159,30 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
         except SourceError as exc:  # fsio's atomic writer
             raise VerifyError(str(exc)) from None
     return WeightsResult(checkpoint, out, fmt, target.name, model, written, count, size, notes)
+
+
+def _materialized(target, built, inputs: Sequence[str], converted: str, model: str):
+    """The built model ready to hold weights: a Linen module's variables from model.init(key,
+    *inputs) (Target.materialize); an NNX module as it is (its constructor made them)."""
+    from ..targets.base import Target
+
+    if type(target).materialize is Target.materialize:
+        return built
+    if not inputs:
+        raise VerifyError(f"{converted}: {model} is a {target.name} module: its variables come from "
+                          "model.init(key, *inputs); give example inputs with --input SPEC (as for verify, "
+                          "e.g. --input 'float32[1,20]')")
+    import jax.numpy as jnp
+
+    from .engine import _where
+    from .specs import make_arrays, parse_spec
+
+    arrays = make_arrays([parse_spec(s) for s in inputs], 0)
+    xs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
+    try:
+        return target.materialize(built, xs, 0)
+    except Exception as exc:
+        raise VerifyError(f"{_where(converted, exc)}: initialising {model} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _base_saved_state():

@@ -137,6 +137,20 @@ class LinenTarget(Target):
     def set_value(self, variable: Any, value: Any) -> None:
         variable.set(value)
 
+    # `pt2jax weights`: the Linen variables ({'params': ..., 'batch_stats': ...}, nested dicts)
+    def saved_state(self, model: Any) -> Any:
+        return _plain(model.variables)
+
+    def msgpack_state(self, state: Any) -> bytes:
+        from flax.serialization import msgpack_serialize
+
+        return msgpack_serialize(state)
+
+    def flat_state(self, state: Any) -> dict[str, Any]:
+        from flax import traverse_util
+
+        return traverse_util.flatten_dict(state, sep=".")  # "params.fc1.kernel"
+
     def eval_mode(self, model: Any) -> None:
         model.train = False
 
