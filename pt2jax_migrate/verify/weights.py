@@ -21,7 +21,10 @@ folder beside it, then renamed): a failure leaves no output and an old one untou
 
 Formats: `orbax` (a folder; ocp.StandardCheckpointer of the target's saved state), `safetensors`
 (flat keys: the state's paths joined by '.'), `msgpack` (flax.serialization.msgpack_serialize
-of the pure state dict). Loading back: README, "Converting checkpoints".
+of the pure state dict). The saved state is the target's (Target.saved_state): NNX, every
+variable but the RNG state; Linen, the variables {'params': ..., 'batch_stats': ...} that
+model.init made on example inputs (--input), the checkpoint written into them. Loading back:
+README, "Converting checkpoints".
 """
 
 from __future__ import annotations
