@@ -845,7 +845,7 @@ def _verify_train(original, converted, fmt, color, *, plot, weights_map, **optio
 @click.option("--out", required=True, metavar="PATH", help="Where to write (atomically; replaced if it exists).")
 @click.option("--target", type=click.Choice(["nnx", "linen"]), default=None,
               help="The converted model's API [default: read off the file, as verify does: linen if it imports "
-                   "flax.linen, else nnx].")
+                   "Linen, else nnx].")
 @click.option("--input", "inputs", multiple=True, metavar="SPEC",
               help="Linen: an example input for model.init (repeatable; as verify's, e.g. 'float32[1,20]').")
 @click.option("--format", "fmt", type=click.Choice(["orbax", "safetensors", "msgpack"]), default=None,
