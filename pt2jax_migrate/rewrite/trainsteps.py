@@ -247,8 +247,7 @@ class TrainStepsMixin(AccumulationMixin):
         infos = [replace(info, barrier=True) if id(stmt) in calls else info for stmt, info in zip(body, infos)]
         infos = [replace(info, gated=self._gated_if(stmt)) for stmt, info in zip(body, infos)]
         plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models(),
-                              held=self.schedules.held if self.schedules is not None else None,
-                              accumulation=self.target.converts_accumulation)
+                              held=self.schedules and self.schedules.held, accumulation=self.target.converts_accumulation)
         if isinstance(plan, str):
             return plan
         model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
