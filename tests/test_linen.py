@@ -236,7 +236,7 @@ def test_cli_rewrite_and_verify_linen(tmp_path):
     verify = runner.invoke(main, ["verify", str(fixture), str(converted), "--model", "MLP", "--input", "float32[8,20]"])
     assert verify.exit_code == 0 and "PASS" in verify.output, verify.output
     lint = runner.invoke(main, ["lint", "--no-cache", "--target", "linen", str(fixture)])
-    assert "PTJ201 torch.optim.AdamW -> LinenOptimizer(model, optax.adamw(" in lint.output
+    assert "PTJ201 torch.optim.AdamW optimizer [fixable]" in lint.output
 
 
 def test_lint_cache_keeps_the_targets_apart(tmp_path, monkeypatch):

@@ -294,7 +294,7 @@ class TrainStepsMixin(AccumulationMixin):
         lines.append((body[b], "PTJ203", f"{loss}.backward() -> {self.target.gradient_step} {train_step}"))
         lines += [(body[i], "PTJ204", f"gradient clipping -> {plan.clip_tx} in {opt}'s chain")
                   for i in clip]
-        lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
+        lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {self.target.update_text(opt, model)}"))
         return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after],
                       frozenset({loss, *aux}))
 

@@ -197,6 +197,10 @@ class Target(ABC):
         """The jitted training step's definition. `body` is the forward pass (indented for the
         loss function's body); `aux` are values besides the loss that code after the step reads."""
 
+    def update_text(self, optimizer: str, model: str) -> str:
+        """What `optimizer.step()` becomes, for the rewrite's messages."""
+        return f"{optimizer}.update({model}, grads)"
+
     def train_step_call(self, *, name: str, model: str, optimizer: str, args: list[str], loss: str,
                         aux: list[str]) -> str:
         """The statement that replaces the torch step, calling `train_step`."""

@@ -90,6 +90,9 @@ class LinenTarget(Target):
 
         return train_step_text(**kwargs)
 
+    def update_text(self, optimizer: str, model: str) -> str:
+        return f"tx.update(grads, opt_state, params) + optax.apply_updates ({optimizer}'s state)"
+
     def finish_module(self, transformer, module):
         """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""
         from .training import wrap_constructions

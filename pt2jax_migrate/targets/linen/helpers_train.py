@@ -49,17 +49,25 @@ class LinenModel:
             self.variables = dict(self.module.init(init_key, *args, **kwargs, **self._train(False)))
         return self.variables
 
-    def _train(self, train):
-        takes = "train" in inspect.signature(self.module.__call__).parameters
+    def _train(self, train, method="__call__"):
+        takes = "train" in inspect.signature(getattr(self.module, method)).parameters
         return {"train": train} if takes else {}
 
-    def __call__(self, *args, **kwargs):
+    def __getattr__(self, name):  # model.encode(x): the module's method, applied
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self(*args, method=name, **kwargs)
+
+    def __call__(self, *args, method="__call__", **kwargs):
+        if self.variables is None and method != "__call__":
+            raise ValueError(f"call the model before model.{method}: its first call makes its variables")
         self.init(*args, **kwargs)
+        kwargs = {**kwargs, "method": method}
         if not self.training:
-            return self.module.apply(self.variables, *args, **kwargs, **self._train(False))
+            return self.module.apply(self.variables, *args, **kwargs, **self._train(False, method))
         self.key, dropout_key = jax.random.split(self.key)
         mutable = [name for name in self.variables if name != "params"]
-        out, updates = self.module.apply(self.variables, *args, **kwargs, **self._train(True),
+        out, updates = self.module.apply(self.variables, *args, **kwargs, **self._train(True, method),
                                          rngs={"dropout": dropout_key}, mutable=mutable)
         self.variables = {**self.variables, **updates}
         return out
@@ -148,19 +156,24 @@ class BoundModel:
     def __init__(self, state, params):
         self.state, self.params, self.batch_stats, self.calls = state, params, state.batch_stats, 0
 
-    def __call__(self, *args, **kwargs):
+    def __getattr__(self, name):  # model.encode(x) in the forward pass: the module's method
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self(*args, method=name, **kwargs)
+
+    def __call__(self, *args, method="__call__", **kwargs):
         state, train = self.state, self.state.train
         variables = {"params": self.params}
         if self.batch_stats:
             variables["batch_stats"] = self.batch_stats
-        if "train" in inspect.signature(state.module.__call__).parameters:
+        if "train" in inspect.signature(getattr(state.module, method)).parameters:
             kwargs["train"] = train
         if not train:
-            return state.module.apply(variables, *args, **kwargs)
+            return state.module.apply(variables, *args, method=method, **kwargs)
         key = jax.random.fold_in(state.dropout_key, self.calls)
         self.calls += 1
-        out, updates = state.module.apply(variables, *args, **kwargs, rngs={"dropout": key},
-                                          mutable=["batch_stats"])
+        out, updates = state.module.apply(variables, *args, method=method, **kwargs,
+                                          rngs={"dropout": key}, mutable=["batch_stats"])
         self.batch_stats = updates.get("batch_stats", self.batch_stats)
         return out
 
