@@ -91,3 +91,26 @@ def test_programs_left_with_a_reason(stem, reason):
     todo = {(f.line, f.code) for f in result.findings if not f.fixable and reason in f.message}
     lint = {(f.line, f.code) for f in lint_source(path.read_text(), str(path), target="linen") if not f.fixable}
     assert todo and todo <= lint
+
+
+def test_optimizers_share_the_nnx_tables():
+    """Every optimizer example converts for Linen to the same optax text as for NNX (one table,
+    rules/optimizers.toml, and the same torch-exact helpers); only the wrapper differs."""
+    import re
+
+    from pt2jax_migrate.rules import load_rules
+
+    checked = 0
+    for rule in load_rules(target="linen").entries:
+        if rule.kind != "optimizer" or rule.example is None or not rule.supports():
+            continue
+        source = f"import torch\n\n\nclass M(torch.nn.Module):\n    pass\n\n\nmodel = M()\nopt = {rule.example['torch']}\n"
+        nnx = rewrite_source(source, "m.py").new_source
+        text = rewrite_source(source, "m.py", target="linen").new_source
+        nnx_tx = re.search(r"opt = nnx\.Optimizer\(model, (.*), wrt=nnx\.Param\)\n", nnx)
+        linen_tx = re.search(r"opt = LinenOptimizer\(model, (.*)\)\n", text)
+        assert nnx_tx and linen_tx and nnx_tx.group(1) == linen_tx.group(1), (rule.label, text)
+        helper = re.match(r"(torch_\w+)\(", linen_tx.group(1))
+        assert helper is None or f"def {helper.group(1)}(" in text
+        checked += 1
+    assert checked >= 9
