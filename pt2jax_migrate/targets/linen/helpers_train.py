@@ -46,7 +46,8 @@ class LinenModel:
     def init(self, *args, **kwargs):
         if self.variables is None:
             self.key, init_key = jax.random.split(self.key)
-            self.variables = dict(self.module.init(init_key, *args, **kwargs, **self._train(False)))
+            train = self._train(False)
+            self.variables = dict(self.module.init(init_key, *args, **kwargs, **train))
         return self.variables
 
     def _train(self, train, method="__call__"):
@@ -60,14 +61,16 @@ class LinenModel:
 
     def __call__(self, *args, method="__call__", **kwargs):
         if self.variables is None and method != "__call__":
-            raise ValueError(f"call the model before model.{method}: its first call makes its variables")
+            raise ValueError(f"call the model before model.{method}: the first call makes its "
+                             "variables")
         self.init(*args, **kwargs)
         kwargs = {**kwargs, "method": method}
         if not self.training:
             return self.module.apply(self.variables, *args, **kwargs, **self._train(False, method))
         self.key, dropout_key = jax.random.split(self.key)
         mutable = [name for name in self.variables if name != "params"]
-        out, updates = self.module.apply(self.variables, *args, **kwargs, **self._train(True, method),
+        train = self._train(True, method)
+        out, updates = self.module.apply(self.variables, *args, **kwargs, **train,
                                          rngs={"dropout": dropout_key}, mutable=mutable)
         self.variables = {**self.variables, **updates}
         return out
@@ -88,9 +91,9 @@ class LinenOptimizer:
             state = self.tx.init(self.model.variables["params"])
             if self.early is not None:
                 held = iter(jax.tree.leaves(self.early, is_leaf=_injected))
-                state = jax.tree.map(
-                    lambda s: s._replace(hyperparams=next(held).hyperparams) if _injected(s) else s,
-                    state, is_leaf=_injected)
+                def carry(s):
+                    return s._replace(hyperparams=next(held).hyperparams) if _injected(s) else s
+                state = jax.tree.map(carry, state, is_leaf=_injected)
             self.state = state
         return self.state
 
@@ -232,6 +235,7 @@ _JAX = "import jax"
 TRAIN_HELPERS = (
     Helper("LinenModel", _LINEN_MODEL, ("import inspect", _JAX)),
     Helper("LinenOptimizer", _LINEN_OPTIMIZER, (_JAX,)),
-    Helper("TrainState", _TRAIN_STATE, ("import inspect", "from typing import Any", _JAX, "import flax")),
+    Helper("TrainState", _TRAIN_STATE,
+           ("import inspect", "from typing import Any", _JAX, "import flax")),
     Helper("linen_train_step", _LINEN_TRAIN_STEP, (_JAX,), ("TrainState",)),
 )
