@@ -531,7 +531,7 @@ class _Classifier:
             try:
                 unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False,
                                           tree=self.tree, target=self.target.name).unconverted()
-                analysis = train_step_analysis(self.w.source, unconverted)
+                analysis = train_step_analysis(self.w.source, unconverted, target=self.target)
                 self._train_lines, self._kept_optimizers, _ = analysis
                 self._schedules = analysis.schedules
             except Exception:  # an analysis failure must not stop lint: the steps stay manual
@@ -697,7 +697,7 @@ class _Classifier:
         if q in parallel.WRAPPERS:  # `model = W(net)[.to(device)]` only (parallel_facts, as the rewrite asks)
             statement = ASSIGN if (call.lineno, call.col_offset) in self.parallel_facts().assigned else VALUE
         site = CallSite(
-            q, args, kwargs, statement, data_parallel=self.target.converts_train_steps,
+            q, args, kwargs, statement, data_parallel=self.target.converts_data_parallel,
             in_train_step=q in CLIPS and call.lineno in self.train_lines(),
             kept_optimizer=(record.targets[0] if q.startswith("torch.optim.") and record.targets
                             and call.lineno in self.kept_optimizers() else None),
@@ -769,7 +769,7 @@ class _Classifier:
         """Data-parallel wrapper assignments and `model.module` reads (parallel_facts.py), found once."""
         if self._parallel_facts is None:  # none for a target without train steps: wrappers stay (marked)
             self._parallel_facts = (parallel_facts(self.tree or ast.parse(self.w.source), self.w.source)
-                                    if self.target.converts_train_steps else ParallelFacts())
+                                    if self.target.converts_data_parallel else ParallelFacts())
         return self._parallel_facts
 
     def parallel_sites(self) -> None:

@@ -589,6 +589,8 @@ def _render_optimizer(rule: Rule, bound: dict, clip: str | None = None, lr_slot:
         if lr is None:
             raise Refused(f"{rule.label} has no learning rate for a scheduler to set")
         bound = {**bound, "lr": make_arg("1.0")}
+    if groups is not None and "torch_param_groups" not in target_of(rule).helpers:
+        raise Refused(f"parameter groups are not converted for the {target_of(rule).name} target yet")
     if groups is None:
         tx, helpers = _transformation(rule, bound)
     else:  # one transformation per group, from the call's arguments with the group's own on top

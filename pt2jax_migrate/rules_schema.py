@@ -53,7 +53,8 @@ SHARES_SIDES: dict[str, str] = {"linen": DEFAULT_TARGET}
 
 def framework_neutral(kind: str, raw: dict) -> bool:
     """An entry whose target side is the same text for every target sharing it (SHARES_SIDES)."""
-    return kind in ("function", "method", "loss") or (kind == "layer" and raw.get("kind") == "function")
+    # an optimizer's side is optax text (and torch-exact helpers); the target wraps it (render_optimizer)
+    return kind in ("function", "method", "loss", "optimizer") or (kind == "layer" and raw.get("kind") == "function")
 ENTRY_KINDS = ("layer", "function", "method", "loss", "optimizer")
 
 

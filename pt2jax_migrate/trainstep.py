@@ -66,12 +66,13 @@ class StepPlan:
 
 
 def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_models: set[str],
-         held: dict[str, str] | None = None) -> StepPlan | str:
+         held: dict[str, str] | None = None, accumulation: bool = True) -> StepPlan | str:
     """The step around `stmts[b]` (a `LOSS.backward()`), or the reason it is not converted.
 
     optimizers: optimizer variable -> the model whose parameters it was built from.
     not_models: names that are called but are not the model (functions, loss modules).
     held: optimizers kept PyTorch for another reason (their lr scheduler) -> why.
+    accumulation: the target converts gradient accumulation (Target.converts_accumulation).
     """
     loss = stmts[b].method[0]  # type: ignore[index]
     step = None
@@ -101,6 +102,8 @@ def plan(stmts: list[StmtInfo], b: int, *, optimizers: dict[str, str], not_model
     if step is None:
         return ("no optimizer.step() after backward() in the same block (a step under a condition converts "
                 "as `if COND:` holding exactly OPT.step() then OPT.zero_grad(): gradient accumulation)")
+    if accumulate and not accumulation:
+        return "gradient accumulation over micro-batches is not converted for this target yet"
     opt = stmts[step].gated if accumulate else stmts[step].method[0]  # type: ignore[index]
     if held and opt in held:
         return f"{opt} stays PyTorch: {held[opt]}"
@@ -373,7 +376,7 @@ def _joined_info(unit: list[ast.stmt], unconverted_lines: frozenset[int] = froze
 def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
                   qualname=None, clips: dict[int, str] | None = None,
                   unconverted_lines: frozenset[int] = frozenset(), held: dict[str, str] | None = None,
-                  plans: list | None = None) -> set[int]:
+                  plans: list | None = None, accumulation: bool = True) -> set[int]:
     """Lines of zero_grad()/clip_grad_norm_()/backward()/step() statements the rewrite
     converts; `clips` collects step() line -> max_norm for the steps that clip, `plans` each
     converted step as (its block's statements grouped as the planner saw them, StepPlan)."""
@@ -386,7 +389,8 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
                  for unit in units]
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":
-                result = plan(infos, b, optimizers=optimizers, not_models=not_models, held=held)
+                result = plan(infos, b, optimizers=optimizers, not_models=not_models, held=held,
+                              accumulation=accumulation)
                 if isinstance(result, StepPlan):
                     if plans is not None:
                         plans.append((units, result))
@@ -452,18 +456,21 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
     held: dict[str, str] = {}  # optimizers kept PyTorch for their schedulers: their steps stay too
     while True:
         lines, kept, clips, schedules, plans = _analyse(tree, aliases, rules, optimizers, optimizer_vars,
-                                                        not_models, unconverted_lines, held)
+                                                        not_models, unconverted_lines, held,
+                                                        emit.converts_accumulation)
         if set(schedules.held) <= set(held):
             break
         held = {**held, **schedules.held}
     return TrainStepAnalysis(lines, kept, clips, schedules, plans)
 
 
-def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, unconverted_lines, held):
+def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, unconverted_lines, held,
+             accumulation=True):
     step_clips: dict[int, str] = {}
     plans: list = []
     lines = fixable_lines(tree, optimizers=optimizers, not_models=not_models,
                           qualname=lambda node: qualname_of(node, aliases), clips=step_clips, held=held,
+                          accumulation=accumulation,
                           unconverted_lines=unconverted_lines, plans=plans)
     # per scope, each optimizer built here (keyed by the line of its construction call):
     # kept in PyTorch when one of its step() calls stays PyTorch (converting only the

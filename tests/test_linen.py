@@ -181,7 +181,7 @@ def test_train_flag_reaches_dropout_in_sequential(tmp_path):
      "is not called directly"),
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
      "        self.ws = [nn.Parameter(torch.zeros(2))]\n", "nn.Parameter not assigned"),
-    ("class M(nn.Module):\n    pass\n\n\nm = M()\n", "builds a Linen module"),
+    ("class M(nn.Module):\n    pass\n\n\nprint(M())\n", "builds a Linen module"),
     ("class A(nn.Module):\n    def __init__(self, d):\n        super().__init__()\n        self.fc = nn.Linear(d, d)\n\n\n"
      "class B(A):\n    def __init__(self, d):\n        super().__init__(d)\n        self.g = nn.Linear(d, 1)\n",
      "extends a converted class with its own __init__"),
@@ -213,12 +213,12 @@ def test_forward_with_kwargs_still_takes_train():
     assert "self.drop(x, deterministic=not train)" in text
 
 
-def test_training_code_is_left_as_todos_for_now():
+def test_training_code_converts():
+    """The training half (targets/linen/training.py; programs: test_linen_programs.py)."""
     text = linen((ROOT / "fixtures" / "mlp_classifier.in.py").read_text()).new_source
-    assert "# TODO(pt2jax): PTJ201 torch.optim.AdamW: no linen mapping in the rules tables" in text
-    assert "loss.backward()" in text and "optimizer.step()" in text
-    assert "training step not converted: the linen target does not convert training steps yet" in text
-    assert "nnx.Optimizer" not in text and "nnx.Module" not in text
+    assert "LinenOptimizer(model, optax.adamw(" in text and "model = LinenModel(MLP(" in text
+    assert "@linen_train_step" in text and "loss.backward()" not in text and "optimizer.step()" not in text
+    assert "nnx.Optimizer" not in text and "nnx.Module" not in text and "TODO(pt2jax)" not in text
 
 
 def test_cli_rewrite_and_verify_linen(tmp_path):
@@ -236,7 +236,7 @@ def test_cli_rewrite_and_verify_linen(tmp_path):
     verify = runner.invoke(main, ["verify", str(fixture), str(converted), "--model", "MLP", "--input", "float32[8,20]"])
     assert verify.exit_code == 0 and "PASS" in verify.output, verify.output
     lint = runner.invoke(main, ["lint", "--no-cache", "--target", "linen", str(fixture)])
-    assert "PTJ201 torch.optim.AdamW: no linen mapping" in lint.output
+    assert "PTJ201 torch.optim.AdamW optimizer [fixable]" in lint.output
 
 
 def test_lint_cache_keeps_the_targets_apart(tmp_path, monkeypatch):
@@ -247,7 +247,7 @@ def test_lint_cache_keeps_the_targets_apart(tmp_path, monkeypatch):
     monkeypatch.setenv("PT2JAX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     LintCache.fingerprint.cache_clear()
-    (tmp_path / "m.py").write_text("import torch\nimport torch.nn as nn\n\n\nclass M(nn.Module):\n    pass\n\n\nm = M()\n")
+    (tmp_path / "m.py").write_text("import torch\nimport torch.nn as nn\n\n\nclass M(nn.Module):\n    pass\n\n\nprint(M())\n")
 
     def messages(target):
         report = lint_paths(["m.py"], LintOptions(target=target), cache=True)

@@ -154,7 +154,7 @@ class CallsMixin:
         line = self._pos(original)[0]
         built_as = self.optimizer_calls.get(id(original))
         site = CallSite(q, tuple((a.source, a.starred) for a in args), tuple((None if k == "**" else k, v.source) for k, v in kwargs.items()),
-                        statement, data_parallel=self.target.converts_train_steps, in_train_step=q in CLIPS and line in self.step_lines,
+                        statement, data_parallel=self.target.converts_data_parallel, in_train_step=q in CLIPS and line in self.step_lines,
                         kept_optimizer=built_as if built_as is not None and line in self.kept_optimizers else None,
                         feeds_data=(line, self._pos(original)[1] - 1) in self.data_generators,
                         array_dataset=q == DATA_LOADER and (line, self._pos(original)[1] - 1) in self.array_loaders,

@@ -70,7 +70,7 @@ class TrainStepsMixin(AccumulationMixin):
         if scope.needs_rngs:
             at = _after_imports(body)
             body.insert(at, cst.parse_statement(self.target.unseeded_statement() + "\n"))
-        module = updated.with_changes(body=body)
+        module = self.target.finish_module(self, updated.with_changes(body=body))
         return finish_imports(module, self.aliases, self.helpers, self.target, self.helpers_module)
 
     def _insert_pending(self, scope: _Scope, body: list) -> list:
@@ -247,7 +247,7 @@ class TrainStepsMixin(AccumulationMixin):
         infos = [replace(info, barrier=True) if id(stmt) in calls else info for stmt, info in zip(body, infos)]
         infos = [replace(info, gated=self._gated_if(stmt)) for stmt, info in zip(body, infos)]
         plan = trainstep.plan(infos, b, optimizers=self.optimizers, not_models=self._not_models(),
-                              held=self.schedules.held if self.schedules is not None else None)
+                              held=self.schedules and self.schedules.held, accumulation=self.target.converts_accumulation)
         if isinstance(plan, str):
             return plan
         model, opt, step_index, zero, group, after = plan.model, plan.opt, plan.step, plan.zero, plan.group, plan.after
@@ -294,7 +294,7 @@ class TrainStepsMixin(AccumulationMixin):
         lines.append((body[b], "PTJ203", f"{loss}.backward() -> {self.target.gradient_step} {train_step}"))
         lines += [(body[i], "PTJ204", f"gradient clipping -> {plan.clip_tx} in {opt}'s chain")
                   for i in clip]
-        lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {opt}.update({model}, grads)"))
+        lines.append((body[step_index], "PTJ204", f"{opt}.step() -> {self.target.update_text(opt, model)}"))
         return _Group(text_def, call, remove, b, lines, at_module_level, [body[i] for i in after],
                       frozenset({loss, *aux}))
 

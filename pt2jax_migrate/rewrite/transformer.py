@@ -139,6 +139,6 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
         self.data_generators = data_generator_calls(tree, code)  # generators a DataLoader keeps (PyTorch's)
         # data-parallel wrappers, `model.module` reads (none for a target without train steps: marked)
-        self.parallel = parallel_facts(tree, code) if self.target.converts_train_steps else ParallelFacts()
+        self.parallel = parallel_facts(tree, code) if self.target.converts_data_parallel else ParallelFacts()
         self.removed_calls: set[int] = set()  # ids of statement calls converted to nothing (process group)
         self.array_loaders = array_loaders(tree, code)  # DataLoader(TensorDataset(...)) (data_facts)

@@ -76,6 +76,11 @@ class Target(ABC):
     # the rewrite lifts training steps (zero_grad/forward/backward/step) into the target's
     # jitted step; False: they are left as TODOs (lint says the same)
     converts_train_steps: ClassVar[bool] = True
+    # gradient accumulation over micro-batches (accumulate_step, apply_grads, ...); False: such a
+    # step is left as a TODO (trainstep.plan says why, for lint and rewrite alike)
+    converts_accumulation: ClassVar[bool] = True
+    # nn.DataParallel / DDP wrappers and their sharded steps (core.parallel); False: left as TODOs
+    converts_data_parallel: ClassVar[bool] = True
     # nn.init calls on parameters and model.apply(init_fn) are rewritten (torch_init); False:
     # they are judged as plain torch calls (left as TODOs), by lint and rewrite alike
     converts_inits: ClassVar[bool] = True
@@ -177,6 +182,13 @@ class Target(ABC):
         collects helpers. Default: as the rewrite made it."""
         return updated
 
+    def finish_module(self, transformer: Any, module: Any) -> Any:
+        """The converted file (libcst Module) before its imports and helpers are written: the hook
+        for a target that rewrites code outside modules its own way (Linen wraps `model =
+        Net()` in a handle holding the variables). `transformer.helpers` collects helpers.
+        Default: as the rewrite made it."""
+        return module
+
     # ---------------------------------------------------------------- training step
 
     @abstractmethod
@@ -184,6 +196,10 @@ class Target(ABC):
                    body: str, loss: str, aux: list[str]) -> str:
         """The jitted training step's definition. `body` is the forward pass (indented for the
         loss function's body); `aux` are values besides the loss that code after the step reads."""
+
+    def update_text(self, optimizer: str, model: str) -> str:
+        """What `optimizer.step()` becomes, for the rewrite's messages."""
+        return f"{optimizer}.update({model}, grads)"
 
     def train_step_call(self, *, name: str, model: str, optimizer: str, args: list[str], loss: str,
                         aux: list[str]) -> str:

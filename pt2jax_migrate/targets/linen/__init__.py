@@ -8,8 +8,13 @@ and converted submodules it calls. nn.Parameter becomes `self.param(name, init)`
 statistics live in the 'batch_stats' collection. The class restructuring is module.py's;
 the helper definitions are helpers.py's.
 
-Not converted yet (left as counted TODOs): optimizers and training steps, ModuleList/ModuleDict,
-code that calls a converted model outside a module (Linen needs model.init / model.apply).
+Training code (training.py, helpers_train.py): `model = Net()` becomes a LinenModel handle (the
+module and its variables, from module.init on the first call), an optimizer a LinenOptimizer
+(tx, opt_state = tx.init(params)), a training step one jitted function of a TrainState with
+jax.value_and_grad over params, tx.update and optax.apply_updates.
+
+Not converted yet (left as counted TODOs): gradient accumulation, data-parallel wrappers,
+parameter groups, ModuleList/ModuleDict, other uses of a converted class outside modules.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ class LinenTarget(Target):
     sequential_base = None  # a subclass of nn.Sequential is not converted
     module_list_class = None
     module_dict_class = None
-    converts_train_steps = False  # not yet: optimizers are refused too (no linen sub-table)
+    converts_accumulation = False  # gradient accumulation over micro-batches: not yet
+    converts_data_parallel = False
     modules_take_rngs = False
     converts_inits = False  # nn.init on Linen parameters: not yet (initialisers are init functions)
     structure_kinds = frozenset({"index_assign"})  # buffers, add_module, weight ties: not yet  # a Linen module is built without randomness: init(key, x) draws it
@@ -46,13 +52,15 @@ class LinenTarget(Target):
         "jnp": "import jax.numpy as jnp",
         "np": "import numpy as np",
         "optax": "import optax",
+        "flax": "import flax",
         "nnx": "from flax import nnx",  # nnx.Rngs: the explicit key stream data sampling draws from
         "linen": "from flax import linen",
         "einops": "import einops",
     }
     helpers = HELPERS
     import_order = ALLOWED_IMPORTS
-    gradient_step = "jax.value_and_grad over model.apply"
+    gradient_step = "jax.value_and_grad over model.apply in @linen_train_step"
+    train_step_helpers = ("linen_train_step",)
 
     # ---------------------------------------------------------------- text (no flax import)
 
@@ -75,10 +83,24 @@ class LinenTarget(Target):
         return f"{PARAM_MARKER}({value})"
 
     def render_optimizer(self, model: str, transformation: str) -> str:
-        raise NotImplementedError("optimizers are not converted for the linen target yet")
+        return f"LinenOptimizer({model}, {transformation})"  # tx, and opt_state = tx.init(params)
 
     def train_step(self, **kwargs) -> str:
-        raise NotImplementedError("training steps are not converted for the linen target yet")
+        from .training import train_step_text
+
+        return train_step_text(**kwargs)
+
+    def update_text(self, optimizer: str, model: str) -> str:
+        return f"tx.update(grads, opt_state, params) + optax.apply_updates ({optimizer}'s state)"
+
+    def finish_module(self, transformer, module):
+        """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""
+        from .training import wrap_constructions
+
+        module, _ = wrap_constructions(module, set(transformer.converted_classes))
+        code = module.code
+        transformer.helpers.update(name for name in ("LinenModel", "LinenOptimizer") if f"{name}(" in code)
+        return module
 
     def module_sites(self, tree: Any) -> dict[int, list[str]]:
         from .facts import module_sites

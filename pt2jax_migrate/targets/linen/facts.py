@@ -4,8 +4,8 @@ rewrite both ask `LinenTarget.module_sites`, so they report the same lines).
 A Linen module is a dataclass whose submodules are built in setup() and whose `train` flag is a
 `__call__` argument; torch code that does not fit that shape is reported, never guessed:
 
-* a converted class built outside a converted class (`model = MLP()`): Linen needs
-  `model.init(key, x)` / `model.apply(variables, x)`, which the rewrite does not write yet;
+* a converted class used outside a converted class other than as `model = MLP()` (which becomes
+  a LinenModel handle, training.py): Linen needs `model.init(key, x)` / `model.apply(variables, x)`;
 * an `__init__` taking *args / **kwargs, or a parameter Linen reserves (`name`, `parent`), or a
   keyword-only parameter without default after one with a default: no dataclass fields;
 * a submodule that takes `train` (Dropout, BatchNorm, Sequential, a converted class) used in
@@ -27,8 +27,11 @@ RESERVED = frozenset({"name", "parent"})
 TRAIN_LAYERS = frozenset({"torch.nn.Dropout", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d",
                           "torch.nn.Sequential"})
 from ...core.constructs import PARAMETER as PARAMETERS
-APPLY = ("builds a Linen module: create its variables with `variables = {name}(...).init(key, x)` and call "
-         "`model.apply(variables, x, train=...)` (Linen's model.init / model.apply are not written yet)")
+# `.to(device)` / `.cuda()` / `.cpu()` / `.train()` after a construction: the model is the same
+PLACEMENT = frozenset({"to", "cuda", "cpu", "train", "float"})
+APPLY = ("builds a Linen module outside `NAME = {name}(...)`: create its variables with `variables = "
+         "{name}(...).init(key, x)` and call `model.apply(variables, x, train=...)` (only `NAME = {name}(...)` "
+         "becomes a LinenModel handle)")
 
 
 def converted_classes(tree: ast.Module, aliases: dict[str, str]) -> dict[str, ast.ClassDef]:
@@ -86,6 +89,21 @@ def _simple_statements(root: ast.AST) -> list[tuple[ast.stmt, ast.stmt | None]]:
     return [(n, None) for n in ast.walk(root) if isinstance(n, ast.stmt) and not isinstance(n, compound)]
 
 
+def handled_constructions(tree: ast.Module, classes) -> set[int]:
+    """ids of the `Net(...)` calls of `NAME = Net(...)[.to(device)]` outside converted classes:
+    the rewrite makes them LinenModel handles (training.wrap_constructions)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            value = node.value
+            while (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+                   and value.func.attr in PLACEMENT):
+                value = value.func.value
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in classes:
+                out.add(id(value))
+    return out
+
+
 def module_sites(tree: ast.Module) -> dict[int, list[str]]:
     """line -> messages (code PTJ101) of what the Linen target leaves for a person."""
     aliases = module_aliases(tree)
@@ -97,6 +115,7 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             sites[line].append(message)
 
     inside = {id(n) for cls in classes.values() for n in ast.walk(cls)}
+    inside |= handled_constructions(tree, classes)
     statements = _simple_statements(tree)
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes

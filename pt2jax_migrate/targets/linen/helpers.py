@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..base import Helper, closure_of
 from ..nnx.helpers import HELPERS as NNX_HELPERS
+from .helpers_train import TRAIN_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS"]
 
@@ -18,8 +19,10 @@ LINEN_IMPORT = "from flax import linen"
 ALLOWED_IMPORTS: tuple[str, ...] = (
     "import inspect",
     "import math",
+    "from typing import Any",
     "import jax",
     "import jax.numpy as jnp",
+    "import flax",
     "from flax import nnx",
     LINEN_IMPORT,
     "import optax",
@@ -155,7 +158,7 @@ def _framework_neutral(helpers: dict[str, Helper]) -> dict[str, Helper]:
 
 def _registry() -> dict[str, Helper]:
     registry = _framework_neutral(NNX_HELPERS)
-    for helper in _LINEN_HELPERS:
+    for helper in (*_LINEN_HELPERS, *TRAIN_HELPERS):
         if helper.name in registry:
             raise ValueError(f"two pt2jax helpers are named {helper.name!r}")
         registry[helper.name] = helper

@@ -1,0 +1,91 @@
+"""Training code for the Linen target: the text of the jitted train step and the model handle.
+
+The planner (trainstep.py) and the rewrite's block pass (rewrite/trainsteps.py) decide what a
+training step is, as for NNX; this module writes it the Linen way (helpers_train.py):
+
+    model = LinenModel(Net(...), jax.random.key(0))     # variables from module.init, lazily
+    optimizer = LinenOptimizer(model, optax.adam(...))  # tx and opt_state = tx.init(params)
+
+    @linen_train_step
+    def train_step(state, xb, yb):
+        def loss_fn(params):
+            model = state.bind(params)  # module.apply(..., mutable=['batch_stats'], rngs=...)
+            ...forward and loss as in torch...
+            return loss, model.updates
+        (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        tx_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, tx_updates)
+        return state.replace(params=params, opt_state=opt_state, **updates), loss
+
+A converted class built outside a converted class by `NAME = Net(...)` (wrap_constructions) is
+the handle; any other use of the class outside modules is left as a TODO (facts.module_sites).
+"""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+__all__ = ["train_step_text", "wrap_constructions"]
+
+from .facts import PLACEMENT
+
+
+def _free_name(base: str, text: str) -> str:
+    name = base
+    while re.search(rf"\b{name}\b", text):
+        name += "_"
+    return name
+
+
+def train_step_text(*, name: str, loss_fn: str, model: str, optimizer: str, params: list[str],
+                    body: str, loss: str, aux: list[str]) -> str:
+    state = _free_name("state", body + "".join(params))
+    weights = _free_name("params", body + "".join(params))
+    ret = f"({', '.join([loss, *aux])})" if aux else loss
+    kept = f"({', '.join(aux)},), " if aux else ""  # values code after the step reads
+    inner_aux = f"({loss}, ({kept}{model}.updates))" if aux else f"({loss}, {model}.updates)"
+    got = f"({loss}, ({kept}updates))" if aux else f"({loss}, updates)"
+    return (
+        "@linen_train_step\n"
+        f"def {name}({', '.join([state, *params])}):\n"
+        f"    def {loss_fn}({weights}):\n"
+        f"        {model} = {state}.bind({weights})\n"
+        f"{body}"
+        f"        return {inner_aux[1:-1]}\n"
+        f"    {got}, grads = jax.value_and_grad({loss_fn}, has_aux=True)({state}.params)\n"
+        f"    tx_updates, opt_state = {state}.tx.update(grads, {state}.opt_state, {state}.params)\n"
+        f"    {weights} = optax.apply_updates({state}.params, tx_updates)\n"
+        f"    return {state}.replace(params={weights}, opt_state=opt_state, **updates), {ret}\n"
+    )
+
+
+class _Wrap(cst.CSTTransformer):
+    def __init__(self, classes: set[str]):
+        self.classes = classes
+        self.wrapped = 0
+        self.depth = 0
+
+    def visit_ClassDef(self, node) -> bool:
+        return node.name.value not in self.classes  # inside a converted module: submodules
+
+    def leave_Assign(self, original, updated):
+        if len(updated.targets) != 1 or not isinstance(updated.targets[0].target, cst.Name):
+            return updated
+        value = updated.value
+        while (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
+               and value.func.attr.value in PLACEMENT):
+            value = value.func.value
+        if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and value.func.value in self.classes):
+            return updated
+        self.wrapped += 1
+        wrapped = cst.parse_expression(f"LinenModel(__m__, jax.random.key({self.wrapped - 1}))")
+        wrapped = wrapped.with_changes(args=[cst.Arg(value), *wrapped.args[1:]])
+        return updated.with_changes(value=wrapped)
+
+
+def wrap_constructions(module: cst.Module, classes: set[str]) -> tuple[cst.Module, int]:
+    """`NAME = Net(...)` outside converted classes -> `NAME = LinenModel(Net(...), key)`."""
+    wrap = _Wrap(set(classes))
+    return module.visit(wrap), wrap.wrapped
