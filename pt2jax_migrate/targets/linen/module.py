@@ -23,11 +23,13 @@ from __future__ import annotations
 import libcst as cst
 
 from ...core.constructs import CONTAINER_BASES
+from .containers import container_keywords, deferred
 
 PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
 # the keyword a submodule built by this callable takes at call time (train threading)
 TRAIN_KEYWORDS = {"linen.Dropout": "deterministic=not train", "TorchBatchNorm": "use_running_average=not train",
-                  "Sequential": "train=train"}
+                  "Sequential": "train=train", "TorchLSTM": "train=train", "TorchGRU": "train=train",
+                  "TorchRNN": "train=train"}
 RESERVED = frozenset({"name", "parent"})
 
 
@@ -249,7 +251,11 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
     init_at = next((i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"),
                    None)
     classes = set(transformer.converted_classes) | set(transformer.imported_classes)
+    torch_class = class_ast(original)
+    containers = {a: next(iter(k)) for a, k in container_keywords(torch_class, set(transformer.converted_classes),
+                                                                  transformer.aliases).items() if len(k) == 1}
     keywords: dict[str, str] = {}
+    renames: dict[str, str] = {}
     if init_at is not None and _init_convertible(body[init_at]):
         init: cst.FunctionDef = body[init_at]
         params = [*list(init.params.params)[1:], *init.params.kwonly_params]
@@ -269,7 +275,6 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
             transformer.changed(original, "PTJ101", "`self.p = p` of a constructor argument: the Linen field holds it")
         statements = kept
         taken = {a for a, _ in _assigned_attributes(statements)} | names
-        renames = {}
         for attr, _ in _assigned_attributes(statements):
             if attr in names and attr not in renames:
                 new = attr + "_"
@@ -287,6 +292,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
         if statements:
             parameters = _Parameters(target.rngs_name)
             statements = [s.visit(parameters) for s in statements]
+            later = deferred(torch_class, transformer.aliases)[0]
+            statements = defer(statements, [renames.get(a, a) for a in later])
             used = set().union(*(_names(s) for s in statements))
             read = [p.name.value for p in params if p.name.value in used]
             if read:
@@ -311,7 +318,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
     for i, stmt in enumerate(body):
         if isinstance(stmt, cst.FunctionDef) and stmt.name.value == "__call__":
             threading = _Threading(keywords)
-            stmt = stmt.visit(threading)
+            stmt = stmt.visit(threading).visit(_ContainerThreading({renames.get(a, a): k
+                                                                    for a, k in containers.items()}))
             names = {p.name.value for p in [*stmt.params.params, *stmt.params.kwonly_params]}
             if "train" not in names:  # keyword-only, before a **kwargs
                 train = cst.parse_statement("def f(*, train: bool = False): pass\n").params.kwonly_params[0]  # type: ignore
@@ -325,3 +333,134 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
                 transformer.changed(original, "PTJ101", "__call__ takes `train` (dropout, batch statistics)")
             body[i] = stmt
     return updated.with_changes(body=updated.body.with_changes(body=body))
+
+
+def _with_keyword(call: cst.Call, text: str) -> cst.Call:
+    """`call` with the keyword argument `text` (`train=train`) added unless it has that keyword."""
+    name = text.split("=")[0]
+    if any(a.keyword is not None and a.keyword.value == name for a in call.args):
+        return call
+    arg = cst.parse_expression(f"f({text})").args[0]  # type: ignore[attr-defined]
+    args = list(call.args)
+    if args:
+        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    return call.with_changes(args=[*args, arg])
+
+
+class _ContainerThreading(cst.CSTTransformer):
+    """In __call__: an element of a list / dict of submodules taking `train` gets it where it is
+    called: `for m in self.h: m(x)` (also `.values()`, `.items()`, `enumerate(...)`, tuple
+    targets) and `self.h[i](x)` (containers.element_calls finds the same calls on the ast)."""
+
+    def __init__(self, keywords: dict[str, str]):
+        self.keywords = keywords
+        self.loops: list[tuple[set[str], str]] = []
+
+    def _bound(self, node: cst.For) -> tuple[set[str], str] | None:
+        it, target = node.iter, node.target
+        if isinstance(it, cst.Call) and isinstance(it.func, cst.Name) and it.func.value == "enumerate" and it.args:
+            it = it.args[0].value
+            target = target.elements[1].value if isinstance(target, cst.Tuple) and len(target.elements) == 2 else None
+        elif isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) and it.func.attr.value == "items":
+            it = it.func.value
+            target = target.elements[1].value if isinstance(target, cst.Tuple) and len(target.elements) == 2 else None
+        elif isinstance(it, cst.Call) and isinstance(it.func, cst.Attribute) and it.func.attr.value == "values":
+            it = it.func.value
+        attr = _self_attr(it)
+        if attr not in self.keywords or target is None:
+            return None
+        return _names(target), self.keywords[attr]
+
+    def visit_For(self, node: cst.For) -> None:
+        self.loops.append(self._bound(node) or (set(), ""))
+
+    def leave_For(self, original: cst.For, updated: cst.For) -> cst.For:
+        self.loops.pop()
+        return updated
+
+    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
+        func = original.func
+        if isinstance(func, cst.Subscript) and _self_attr(func.value) in self.keywords:
+            return _with_keyword(updated, self.keywords[_self_attr(func.value)])
+        if isinstance(func, cst.Name):
+            for names, keyword in reversed(self.loops):
+                if func.value in names:
+                    return _with_keyword(updated, keyword)
+        return updated
+
+
+class _Deferred(cst.CSTTransformer):
+    """`self.x` -> the local that setup() builds it in (assigned to self.x at setup's end)."""
+
+    def __init__(self, locals_: dict[str, str]):
+        self.locals = locals_
+
+    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        attr = _self_attr(original)
+        if attr in self.locals:
+            return cst.Name(self.locals[attr])
+        return updated
+
+
+class _PlainNames(cst.CSTVisitor):
+    """Names used as names (not the `.x` of an attribute)."""
+
+    def __init__(self):
+        self.names: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
+
+
+def _plain_names(statements) -> set[str]:
+    visitor = _PlainNames()
+    for s in statements:
+        s.visit(visitor)
+    return visitor.names
+
+
+def defer(statements: list, attrs: list[str]) -> list:
+    """setup()'s statements with each of `attrs` built in a local, assigned once at the end."""
+    if not attrs:
+        return statements
+    taken = {attr for attr in attrs if attr in _plain_names(statements)}
+    taken |= set().union(*(_plain_names([s]) for s in statements)) if statements else set()
+    locals_ = {}
+    for attr in attrs:
+        name = attr
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        locals_[attr] = name
+    out = []
+    for stmt in statements:  # each assigned once, after the last statement that reads or changes it
+        here = _self_attributes(stmt)
+        out.append(stmt.visit(_Deferred(locals_)))
+        for attr in [a for a in locals_ if a in here]:
+            if not any(attr in _self_attributes(s) for s in statements[statements.index(stmt) + 1:]):
+                out.append(cst.parse_statement(f"self.{attr} = {locals_[attr]}\n"))
+    return out
+
+
+def _self_attributes(node: cst.CSTNode) -> set[str]:
+    found: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            attr = _self_attr(node)
+            if attr is not None:
+                found.add(attr)
+
+    node.visit(Visitor())
+    return found
+
+
+def class_ast(original: cst.ClassDef):
+    """The torch class as an `ast` node (containers.py reads its facts off it)."""
+    import ast
+
+    return ast.parse(_code(original.with_changes(decorators=[], leading_lines=[]))).body[0]
