@@ -23,8 +23,11 @@ CONTAINERS = frozenset({"torch.nn.ModuleList", "torch.nn.ModuleDict"})
 # torch layer -> the keyword its Linen form takes at call time
 KEYWORDS = {"torch.nn.Dropout": "deterministic=not train", "torch.nn.BatchNorm1d": "use_running_average=not train",
             "torch.nn.BatchNorm2d": "use_running_average=not train",
-            "torch.nn.BatchNorm3d": "use_running_average=not train", "torch.nn.Sequential": "train=train",
-            "torch.nn.LSTM": "train=train", "torch.nn.GRU": "train=train", "torch.nn.RNN": "train=train"}
+            "torch.nn.BatchNorm3d": "use_running_average=not train", "torch.nn.Sequential": "train=train"}
+# torch layers whose Linen helper (Torch<name>) takes `train` (dropout inside)
+TAKE_TRAIN = ("LSTM", "GRU", "RNN", "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer",
+              "TransformerEncoder", "TransformerDecoder")
+KEYWORDS.update({f"torch.nn.{name}": "train=train" for name in TAKE_TRAIN})
 
 
 def _self_attr(node: ast.AST) -> str | None:

@@ -24,10 +24,10 @@ from ...names import module_aliases, qualname_of
 CODE = "PTJ101"
 RESERVED = frozenset({"name", "parent"})
 # torch layers whose converted form takes the `train` flag at call time
-TRAIN_LAYERS = frozenset({"torch.nn.Dropout", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d",
-                          "torch.nn.Sequential", "torch.nn.LSTM", "torch.nn.GRU", "torch.nn.RNN"})
 from ...core.constructs import PARAMETER as PARAMETERS
-from .containers import container_keywords, deferred, element_calls
+from .containers import KEYWORDS, container_keywords, deferred, element_calls
+
+TRAIN_LAYERS = frozenset(KEYWORDS)
 APPLY = ("builds a Linen module: create its variables with `variables = {name}(...).init(key, x)` and call "
          "`model.apply(variables, x, train=...)` (Linen's model.init / model.apply are not written yet)")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..base import Helper, closure_of
 from ..nnx.helpers import HELPERS as NNX_HELPERS
+from .helpers_attention import ATTENTION_HELPERS
 from .helpers_layers import LAYER_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS"]
@@ -19,6 +20,7 @@ LINEN_IMPORT = "from flax import linen"
 ALLOWED_IMPORTS: tuple[str, ...] = (
     "import inspect",
     "import math",
+    "from functools import partial",
     "import jax",
     "import jax.numpy as jnp",
     "from flax import nnx",
@@ -130,6 +132,7 @@ _LINEN_HELPERS = (
     Helper("Sequential", _SEQUENTIAL, ("import inspect", LINEN_IMPORT), ("TorchBatchNorm",)),
     Helper("normalized_axes", _NORMALIZED_AXES, ()),
     *LAYER_HELPERS,
+    *ATTENTION_HELPERS,
 )
 
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 import libcst as cst
 
 from ...core.constructs import CONTAINER_BASES
-from .containers import container_keywords, deferred
+from .containers import TAKE_TRAIN, container_keywords, deferred
 
 PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
 # the keyword a submodule built by this callable takes at call time (train threading)
 TRAIN_KEYWORDS = {"linen.Dropout": "deterministic=not train", "TorchBatchNorm": "use_running_average=not train",
-                  "Sequential": "train=train", "TorchLSTM": "train=train", "TorchGRU": "train=train",
-                  "TorchRNN": "train=train"}
+                  "Sequential": "train=train", **{f"Torch{name}": "train=train" for name in TAKE_TRAIN}}
 RESERVED = frozenset({"name", "parent"})
 
 
