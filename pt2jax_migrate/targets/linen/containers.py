@@ -60,13 +60,27 @@ def _later_changes(init: ast.FunctionDef) -> dict[str, list[ast.AST]]:
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in FILLS
               and _self_attr(node.func.value) is not None):
             events.append((node.lineno, node.col_offset, _self_attr(node.func.value), node, False))
+    first: dict[str, ast.AST] = {}
     for _, _, attr, node, is_assign in sorted(events, key=lambda e: (e[0], e[1])):
         if attr not in seen:
             if is_assign:
                 seen.add(attr)
+                first[attr] = node
             continue
-        out.setdefault(attr, []).append(node)
+        if not _exclusive(init, first[attr], node):
+            out.setdefault(attr, []).append(node)
     return out
+
+
+def _exclusive(init: ast.FunctionDef, a: ast.AST, b: ast.AST) -> bool:
+    """`a` and `b` sit in different branches of one `if` (only one of them runs)."""
+    for node in ast.walk(init):
+        if isinstance(node, ast.If) and node.orelse:
+            body = {id(n) for s in node.body for n in ast.walk(s)}
+            orelse = {id(n) for s in node.orelse for n in ast.walk(s)}
+            if (id(a) in body and id(b) in orelse) or (id(a) in orelse and id(b) in body):
+                return True
+    return False
 
 
 def _first_assign(init: ast.FunctionDef, attr: str) -> ast.Assign | None:
