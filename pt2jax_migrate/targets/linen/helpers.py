@@ -55,8 +55,8 @@ class TorchBatchNorm(linen.Module):
         reduction_axes = tuple(i for i in range(x.ndim) if i != axis)
         shape = [1] * x.ndim
         shape[axis] = features
-        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
-        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
         if use_running_average:
             mean, var = running_mean.value, running_var.value
         else:
@@ -95,11 +95,16 @@ class TrainSequential(linen.Module):
                 x = layer(x, deterministic=not train)
             elif isinstance(layer, TorchBatchNorm):
                 x = layer(x, use_running_average=not train)
-            elif isinstance(layer, linen.Module) and "train" in inspect.signature(layer.__call__).parameters:
+            elif isinstance(layer, linen.Module) and takes_train(layer):
                 x = layer(x, train=train)
             else:
                 x = layer(x)
         return x
+
+
+def takes_train(layer):
+    """Whether the layer takes `train` at call time (a converted module, a Torch* layer)."""
+    return "train" in inspect.signature(layer.__call__).parameters
 
 
 def Sequential(*layers):

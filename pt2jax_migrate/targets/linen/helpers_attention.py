@@ -106,7 +106,9 @@ _LAYER_FIELDS = '''\
 _LAYER_SETUP = '''\
     def setup(self):
         d, ff, bias = self.d_model, self.dim_feedforward, self.bias
-        self.self_attn = TorchMultiheadAttention(d, self.nhead, self.dropout, bias, self.batch_first)
+        self.self_attn = TorchMultiheadAttention(
+            d, self.nhead, self.dropout, bias, self.batch_first
+        )
         self.linear1 = linen.Dense(ff, use_bias=bias, kernel_init=torch_kernel_init,
                                    bias_init=torch_bias_init(d))
         self.linear2 = linen.Dense(d, use_bias=bias, kernel_init=torch_kernel_init,

@@ -72,7 +72,8 @@ def torch_recurrent_params(module, suffix, input_size, hidden_size, gates, bias)
     def init(key, shape):
         return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
-    return {name + suffix: module.param(name + suffix, init, shape) for name, shape in shapes.items()}
+    return {name + suffix: module.param(name + suffix, init, shape)
+            for name, shape in shapes.items()}
 '''
 
 _RECURRENT_MODE = '''\
