@@ -5,11 +5,13 @@ A converted module is a Linen dataclass: the torch `__init__`'s parameters becom
 __init__: no @compact merging), `forward` becomes `__call__(..., *, train: bool = False)` and
 `train` reaches the Dropout (deterministic=not train), BatchNorm (use_running_average=not train)
 and converted submodules it calls. nn.Parameter becomes `self.param(name, init)`; BatchNorm's
-statistics live in the 'batch_stats' collection. The class restructuring is module.py's;
-the helper definitions are helpers.py's.
+statistics live in the 'batch_stats' collection, buffers in 'buffers'. The class restructuring
+is module.py's (lists / dicts of submodules and attributes built in a local: containers.py,
+module_structure.py); the helper definitions are helpers*.py's.
 
-Not converted yet (left as counted TODOs): optimizers and training steps, ModuleList/ModuleDict,
-code that calls a converted model outside a module (Linen needs model.init / model.apply).
+Not converted yet (left as counted TODOs): optimizers and training steps, code that calls a
+converted model outside a module (Linen needs model.init / model.apply), nn.init calls and
+apply(fn), self.training, buffer updates in forward.
 """
 
 from __future__ import annotations
