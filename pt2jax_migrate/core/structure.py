@@ -56,9 +56,10 @@ class StructureSite:
 
 def decide_structure(site: StructureSite, kinds: frozenset[str] | None = None, target: str = "") -> Decision:
     """The verdict on one structure site; `kinds`: the site kinds the target converts
-    (Target.structure_kinds, named `target`), any other is left for a person."""
+    (Target.structure_kinds, named `target`; `kind:op` names one container of add_module, e.g.
+    `add_module:dict`), any other is left for a person."""
     decision = _decide_structure(site)
-    if kinds is not None and decision.fixable and site.kind not in kinds:
+    if kinds is not None and decision.fixable and site.kind not in kinds and f"{site.kind}:{site.op}" not in kinds:
         return manual(decision.code, f"{decision.message}: not converted for target {target}")
     return decision
 

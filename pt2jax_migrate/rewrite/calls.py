@@ -269,7 +269,9 @@ class CallsMixin:
             return updated
         self.changed(original, "PTJ102", f"nn.ModuleList -> {target.module_list_class}")
         if not updated.args:
-            return cst.parse_expression(f"{target.module_list_class}([])")
+            return cst.parse_expression(f"{target.module_list_class}([])" if target.module_list_class != "list" else "[]")
+        if target.module_list_class == "list" and isinstance(updated.args[0].value, (cst.List, cst.ListComp)):
+            return updated.args[0].value  # a plain list (Linen): the literal is the list
         return updated.with_changes(func=cst.parse_expression(target.module_list_class))
 
     def _instantiate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:

@@ -5,8 +5,9 @@ A converted module is a Linen dataclass: the torch `__init__`'s parameters becom
 __init__: no @compact merging), `forward` becomes `__call__(..., *, train: bool = False)` and
 `train` reaches the Dropout (deterministic=not train), BatchNorm (use_running_average=not train)
 and converted submodules it calls. nn.Parameter becomes `self.param(name, init)`; BatchNorm's
-statistics live in the 'batch_stats' collection. The class restructuring is module.py's;
-the helper definitions are helpers.py's.
+statistics live in the 'batch_stats' collection, buffers in 'buffers'. The class restructuring
+is module.py's (lists / dicts of submodules and attributes built in a local: containers.py,
+module_structure.py); the helper definitions are helpers*.py's.
 
 Training code (training.py, helpers_train.py): `model = Net()` becomes a LinenModel handle (the
 module and its variables, from module.init on the first call), an optimizer a LinenOptimizer
@@ -14,7 +15,8 @@ module and its variables, from module.init on the first call), an optimizer a Li
 jax.value_and_grad over params, tx.update and optax.apply_updates.
 
 Not converted yet (left as counted TODOs): gradient accumulation, data-parallel wrappers,
-parameter groups, ModuleList/ModuleDict, other uses of a converted class outside modules.
+parameter groups, other uses of a converted class outside modules, nn.init calls and apply(fn),
+self.training, buffer updates in forward.
 """
 
 from __future__ import annotations
@@ -35,13 +37,18 @@ class LinenTarget(Target):
     parameter_class = "self.param"
     sequential_class = "Sequential"  # the helper: TrainSequential(layers=(...)) threading `train`
     sequential_base = None  # a subclass of nn.Sequential is not converted
-    module_list_class = None
-    module_dict_class = None
+    # a list / dict of submodules assigned in setup() (linen names them `<attr>_<index or key>`);
+    # one filled after its assignment is built as a local and assigned at the end (module.py)
+    module_list_class = "list"
+    module_dict_class = "dict"
     converts_accumulation = False  # gradient accumulation over micro-batches: not yet
     converts_data_parallel = False
-    modules_take_rngs = False
+    modules_take_rngs = False  # a Linen module is built without randomness: init(key, x) draws it
     converts_inits = False  # nn.init on Linen parameters: not yet (initialisers are init functions)
-    structure_kinds = frozenset({"index_assign"})  # buffers, add_module, weight ties: not yet  # a Linen module is built without randomness: init(key, x) draws it
+    # buffers are 'buffers' variables (updates in forward: not yet, Linen needs mutable=); add_module
+    # on the module itself or a ModuleDict (not on a Sequential: its layers are a frozen tuple);
+    # a Linear tied to an Embedding reads the Embed's table (TiedDense)
+    structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie"})
     rngs_name = "rngs"
     converted_imports = {
         "inspect": "import inspect",  # the Sequential helper asks which layers take `train`
@@ -75,6 +82,23 @@ class LinenTarget(Target):
 
     def render_layer(self, callable_: str, arguments: list[str], rngs: str) -> str:
         return f"{callable_}({', '.join(arguments)})"  # parameters are drawn by model.init
+
+    def render_buffer(self, attribute: str, value: str) -> tuple[str, set[str]]:
+        # a variable of the 'buffers' collection (verify / checkpoints write it); its value is read
+        name = attribute.split(".", 1)[1]
+        return f'{attribute} = self.variable("buffers", "{name}", lambda: {value}).value', set()
+
+    def render_add_module(self, container: str, name: str | None, module: str,
+                          owner: str = "self") -> tuple[str, set[str]] | None:
+        if container == "dict":  # a dict filled in setup (module.py assigns it once it is complete)
+            return f"{owner}[{name}] = {module}", set()
+        if container == "":
+            return f"setattr({owner}, {name}, {module})", set()
+        return None  # a Sequential's layers are a tuple once assigned (structure_kinds says so)
+
+    def render_weight_tie(self, head: str, embedding: str) -> tuple[str, set[str]]:
+        # the head is built in a local (containers.deferred): Linen assigns a submodule once
+        return f"{head} = TiedDense({embedding}, use_bias={head}.use_bias)", {"TiedDense"}
 
     def render_parameter(self, value: str) -> str:
         # placed by the class pass (module.py) as self.param("<attribute>", lambda key: value)
@@ -115,6 +139,8 @@ class LinenTarget(Target):
     def child_path(self, prefix: tuple, container: str | None, part: str, index: int) -> tuple:
         if container == "sequential":  # TrainSequential(layers=(...)): linen names them layers_<i>
             return (*prefix, f"layers_{index}")
+        if container in ("list", "dict") and prefix:  # a list / dict in setup: `<attr>_<index or key>`
+            return (*prefix[:-1], f"{prefix[-1]}_{part}")
         return super().child_path(prefix, container, part, index)
 
     # ---------------------------------------------------------------- runtime (verify only)

@@ -24,14 +24,15 @@ from ...names import module_aliases, qualname_of
 CODE = "PTJ101"
 RESERVED = frozenset({"name", "parent"})
 # torch layers whose converted form takes the `train` flag at call time
-TRAIN_LAYERS = frozenset({"torch.nn.Dropout", "torch.nn.BatchNorm1d", "torch.nn.BatchNorm2d", "torch.nn.BatchNorm3d",
-                          "torch.nn.Sequential"})
 from ...core.constructs import PARAMETER as PARAMETERS
 # `.to(device)` / `.cuda()` / `.cpu()` / `.train()` after a construction: the model is the same
 PLACEMENT = frozenset({"to", "cuda", "cpu", "train", "float"})
 APPLY = ("builds a Linen module outside `NAME = {name}(...)`: create its variables with `variables = "
          "{name}(...).init(key, x)` and call `model.apply(variables, x, train=...)` (only `NAME = {name}(...)` "
          "becomes a LinenModel handle)")
+from .containers import KEYWORDS, container_keywords, deferred, element_calls
+
+TRAIN_LAYERS = frozenset(KEYWORDS)
 
 
 def converted_classes(tree: ast.Module, aliases: dict[str, str]) -> dict[str, ast.ClassDef]:
@@ -133,6 +134,9 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
                             "the fields and replaces setup(); write the subclass's fields and setup() by hand")
         takes_train = train_attributes(cls, classes, aliases)
         own = _simple_statements(cls)
+        for attr, (node, why) in deferred(cls, aliases)[1].items():
+            add(_report_line(own, node, cls), why)
+        containers = {a: k for a, k in container_keywords(cls, classes, aliases).items() if k}
         for method in cls.body:
             if not isinstance(method, ast.FunctionDef):
                 continue
@@ -162,6 +166,22 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
                     if isinstance(node, ast.Call) and qualname_of(node.func, aliases) in PARAMETERS:
                         add(_report_line(own, node, cls), "nn.Parameter outside __init__: Linen declares "
                                                           "parameters in setup() (self.param)")
+            for attr, keywords in containers.items():
+                if method.name == "__init__":
+                    continue
+                calls, others = element_calls(method, attr)
+                if method.name != "forward":
+                    uses, why = others + calls, (f"the elements of self.{attr} take `train`, which only forward "
+                                                 "(__call__) receives: pass it on by hand")
+                elif len(keywords) > 1:
+                    uses, why = others + calls, (f"the elements of self.{attr} take `train` differently "
+                                                 f"({', '.join(sorted(keywords))}): pass it to each by hand")
+                else:
+                    uses, why = others, (f"the elements of self.{attr} take `train`, passed on only where forward "
+                                         f"calls one (`for m in self.{attr}: m(x)`, `self.{attr}[i](x)`): pass "
+                                         "it on by hand")
+                for node in uses:
+                    add(_report_line(own, node, cls), why)
             called = {id(n.func) for n in ast.walk(method) if isinstance(n, ast.Call)}
             for node in ast.walk(method):
                 attr = _self_attr(node)

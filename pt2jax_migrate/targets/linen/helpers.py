@@ -12,6 +12,8 @@ from __future__ import annotations
 from ..base import Helper, closure_of
 from ..nnx.helpers import HELPERS as NNX_HELPERS
 from .helpers_train import TRAIN_HELPERS
+from .helpers_attention import ATTENTION_HELPERS
+from .helpers_layers import LAYER_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS"]
 
@@ -20,6 +22,7 @@ ALLOWED_IMPORTS: tuple[str, ...] = (
     "import inspect",
     "import math",
     "from typing import Any",
+    "from functools import partial",
     "import jax",
     "import jax.numpy as jnp",
     "import flax",
@@ -28,31 +31,6 @@ ALLOWED_IMPORTS: tuple[str, ...] = (
     "import optax",
     "import numpy as np",
 )
-
-_TORCH_KERNEL_INIT = '''\
-# PyTorch's default init for Linear and Conv weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-# Flax defaults to lecun_normal; variance_scaling(1/3, uniform) draws from the same range as torch.
-torch_kernel_init = linen.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-'''
-
-_TORCH_EMBEDDING_INIT = '''\
-# PyTorch initialises nn.Embedding with N(0, 1); flax's default has std 1/sqrt(features).
-torch_embedding_init = linen.initializers.normal(stddev=1.0)
-'''
-
-_CONV_NCHW = '''\
-class ConvNCHW(linen.Conv):
-    """linen.Conv on PyTorch's channels-first layout (N, C, *spatial).
-
-    Flax convolves channels-last, so the channel axis is moved last and back again.
-    Parameters are unchanged: kernel (*kernel_size, in // groups, out) and bias.
-    """
-
-    def __call__(self, x):
-        channel_axis = x.ndim - len(self.kernel_size) - 1  # also works without a batch axis
-        y = super().__call__(jnp.moveaxis(x, channel_axis, -1))
-        return jnp.moveaxis(y, -1, channel_axis)
-'''
 
 _TORCH_BATCH_NORM = '''\
 class TorchBatchNorm(linen.Module):
@@ -80,8 +58,8 @@ class TorchBatchNorm(linen.Module):
         reduction_axes = tuple(i for i in range(x.ndim) if i != axis)
         shape = [1] * x.ndim
         shape[axis] = features
-        running_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
-        running_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        running_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        running_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
         if use_running_average:
             mean, var = running_mean.value, running_var.value
         else:
@@ -120,11 +98,16 @@ class TrainSequential(linen.Module):
                 x = layer(x, deterministic=not train)
             elif isinstance(layer, TorchBatchNorm):
                 x = layer(x, use_running_average=not train)
-            elif isinstance(layer, linen.Module) and "train" in inspect.signature(layer.__call__).parameters:
+            elif isinstance(layer, linen.Module) and takes_train(layer):
                 x = layer(x, train=train)
             else:
                 x = layer(x)
         return x
+
+
+def takes_train(layer):
+    """Whether the layer takes `train` at call time (a converted module, a Torch* layer)."""
+    return "train" in inspect.signature(layer.__call__).parameters
 
 
 def Sequential(*layers):
@@ -140,13 +123,24 @@ def normalized_axes(normalized_shape):
     return tuple(range(-len(normalized_shape), 0))
 '''
 
+# NNX helpers whose text holds for Linen with the module API named `linen` (initialisers, and
+# layers that only wrap a flax layer's __call__): one text serves both targets
+SAME_TEXT = ("torch_kernel_init", "torch_embedding_init", "ConvNCHW", "ConvTransposeNCHW", "GroupNormNCHW")
+
+
+def for_linen(helper: Helper) -> Helper:
+    """An NNX helper's text with the module API named for Linen (`nnx.` -> `linen.`)."""
+    imports = tuple(LINEN_IMPORT if line == "from flax import nnx" else line for line in helper.imports)
+    return Helper(helper.name, helper.source.replace("nnx.", "linen."), imports, helper.requires)
+
+
 _LINEN_HELPERS = (
-    Helper("torch_kernel_init", _TORCH_KERNEL_INIT, (LINEN_IMPORT,)),
-    Helper("torch_embedding_init", _TORCH_EMBEDDING_INIT, (LINEN_IMPORT,)),
-    Helper("ConvNCHW", _CONV_NCHW, ("import jax.numpy as jnp", LINEN_IMPORT)),
+    *(for_linen(NNX_HELPERS[name]) for name in SAME_TEXT),
     Helper("TorchBatchNorm", _TORCH_BATCH_NORM, ("import jax", "import jax.numpy as jnp", LINEN_IMPORT)),
     Helper("Sequential", _SEQUENTIAL, ("import inspect", LINEN_IMPORT), ("TorchBatchNorm",)),
     Helper("normalized_axes", _NORMALIZED_AXES, ()),
+    *LAYER_HELPERS,
+    *ATTENTION_HELPERS,
 )
 
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 import libcst as cst
 
 from ...core.constructs import CONTAINER_BASES
+from .containers import TAKE_TRAIN, container_keywords, deferred
+from .module_structure import _ContainerThreading, class_ast, defer
 
 PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
 # the keyword a submodule built by this callable takes at call time (train threading)
 TRAIN_KEYWORDS = {"linen.Dropout": "deterministic=not train", "TorchBatchNorm": "use_running_average=not train",
-                  "Sequential": "train=train"}
+                  "Sequential": "train=train", **{f"Torch{name}": "train=train" for name in TAKE_TRAIN}}
 RESERVED = frozenset({"name", "parent"})
 
 
@@ -249,7 +251,11 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
     init_at = next((i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "__init__"),
                    None)
     classes = set(transformer.converted_classes) | set(transformer.imported_classes)
+    torch_class = class_ast(original)
+    containers = {a: next(iter(k)) for a, k in container_keywords(torch_class, set(transformer.converted_classes),
+                                                                  transformer.aliases).items() if len(k) == 1}
     keywords: dict[str, str] = {}
+    renames: dict[str, str] = {}
     if init_at is not None and _init_convertible(body[init_at]):
         init: cst.FunctionDef = body[init_at]
         params = [*list(init.params.params)[1:], *init.params.kwonly_params]
@@ -269,7 +275,6 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
             transformer.changed(original, "PTJ101", "`self.p = p` of a constructor argument: the Linen field holds it")
         statements = kept
         taken = {a for a, _ in _assigned_attributes(statements)} | names
-        renames = {}
         for attr, _ in _assigned_attributes(statements):
             if attr in names and attr not in renames:
                 new = attr + "_"
@@ -287,6 +292,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
         if statements:
             parameters = _Parameters(target.rngs_name)
             statements = [s.visit(parameters) for s in statements]
+            later = deferred(torch_class, transformer.aliases)[0]
+            statements = defer(statements, [renames.get(a, a) for a in later])
             used = set().union(*(_names(s) for s in statements))
             read = [p.name.value for p in params if p.name.value in used]
             if read:
@@ -311,7 +318,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
     for i, stmt in enumerate(body):
         if isinstance(stmt, cst.FunctionDef) and stmt.name.value == "__call__":
             threading = _Threading(keywords)
-            stmt = stmt.visit(threading)
+            stmt = stmt.visit(threading).visit(_ContainerThreading({renames.get(a, a): k
+                                                                    for a, k in containers.items()}))
             names = {p.name.value for p in [*stmt.params.params, *stmt.params.kwonly_params]}
             if "train" not in names:  # keyword-only, before a **kwargs
                 train = cst.parse_statement("def f(*, train: bool = False): pass\n").params.kwonly_params[0]  # type: ignore
@@ -325,3 +333,4 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
                 transformer.changed(original, "PTJ101", "__call__ takes `train` (dropout, batch statistics)")
             body[i] = stmt
     return updated.with_changes(body=updated.body.with_changes(body=body))
+
