@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .core.inits import COPY, INIT_FUNCTIONS, INPLACE_METHODS, PARAMETER_LAYER, InitRead, InitSite, is_random
 from .names import module_aliases, qualname_of
@@ -159,8 +160,18 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _lines(source: str) -> list[str]:
+    return ast._splitlines_no_ff(source)  # type: ignore[attr-defined]  (what get_source_segment splits by)
+
+
 def _text(source: str, node: ast.AST) -> str:
-    return ast.get_source_segment(source, node) or ""  # only for init calls: it splits the source
+    """ast.get_source_segment(source, node), the source split once per file rather than per call."""
+    lines, first, last = _lines(source), node.lineno - 1, node.end_lineno - 1  # type: ignore[operator]
+    if first == last:
+        return lines[first].encode()[node.col_offset:node.end_col_offset].decode()
+    return "".join([lines[first].encode()[node.col_offset:].decode(), *lines[first + 1:last],
+                    lines[last].encode()[:node.end_col_offset].decode()])
 
 
 def init_facts(tree: ast.Module, source: str) -> InitFacts:

@@ -3,6 +3,8 @@ a node reads or binds, and the shapes of statements the passes look for."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import libcst as cst
 
 from ..trainstep import is_training_call
@@ -54,37 +56,61 @@ def _target_names(node: cst.CSTNode) -> set[str]:
     return set()
 
 
-class _Names(cst.CSTVisitor):
-    """Every Name read anywhere below a node (import statements excluded)."""
+# A node's children for the walks below, read straight off its fields (libcst nodes are
+# dataclasses): several times faster than a CSTVisitor, whose dispatch costs a few calls per node
+# and per field. Whitespace, parentheses, commas and comment lines hold no names or calls.
+_NO_CHILDREN = frozenset({"lpar", "rpar", "leading_lines", "lines_after_decorators", "header", "footer",
+                          "comma", "semicolon", "newline", "trailing_whitespace", "dot", "equal", "colon"})
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
-    def __init__(self) -> None:
-        self.names: set[str] = set()
 
-    def visit_Import(self, node: cst.Import) -> bool:
-        return False
+def _child_fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)
+                                     if f.name not in _NO_CHILDREN and not f.name.startswith("whitespace"))
+    return names
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
-        return False
 
-    def visit_Name(self, node: cst.Name) -> None:
-        self.names.add(node.value)
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)  # the attribute name itself is not a reference
-        return False
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)  # keyword= names are not references
-        return False
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        pass
+def _children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """node's child nodes (in field order, which is not always source order), bar whitespace."""
+    out: list[cst.CSTNode] = []
+    for name in _child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(item for item in value if isinstance(item, cst.CSTNode))
+    return out
 
 
 def names_in(node: cst.CSTNode) -> set[str]:
-    visitor = _Names()
-    node.visit(visitor)
-    return visitor.names
+    """Every Name read anywhere below a node (import statements excluded; an attribute's name and
+    a keyword argument's keyword are not references)."""
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is cst.Name:
+            names.add(node.value)
+        elif kind is cst.Attribute or kind is cst.Arg:
+            stack.append(node.value)
+        elif kind is not cst.Import and kind is not cst.ImportFrom:
+            stack.extend(_children(node))
+    return names
+
+
+def statements_in(node: cst.CSTNode, stop=()):
+    """The nodes below `node` (itself included) that are not expressions, in source order
+    (statements, blocks, handlers, import aliases, with items, parameters ...), where imports,
+    assignment targets and `as` names live. A node of a type in `stop` is yielded, not entered."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, stop):
+            stack.extend(reversed([c for c in _children(node) if not isinstance(c, cst.BaseExpression)]))
 
 
 def _expr_call(stmt: cst.BaseStatement) -> cst.Call | None:
@@ -111,6 +137,14 @@ def _method_call(stmt: cst.BaseStatement, method: str) -> str | None:
 
 def _method_calls(node: cst.CSTNode, methods) -> list[cst.Call]:
     """Every call `<expr>.method(...)` below node, for the given method names."""
+    stack = [node]  # most statements hold none: a quick look first, the visitor for the order
+    while stack:
+        item = stack.pop()
+        if type(item) is cst.Call and type(item.func) is cst.Attribute and item.func.attr.value in methods:
+            break
+        stack.extend(_children(item))
+    else:
+        return []
     found: list[cst.Call] = []
 
     class Find(cst.CSTVisitor):

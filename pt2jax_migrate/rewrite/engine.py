@@ -7,7 +7,7 @@ import ast
 import re
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .. import trainstep
 from ..core.residue import RESIDUE_CODE, mark_residue, unmarked_residue
@@ -85,10 +85,12 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     aliases = {name: q for name, q in aliases.items() if name not in own}
     if not aliases:
         return FileResult(path, source, source)
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     transformer = TorchToNNX(path, aliases, module, unsafe_fixes, target, helpers_module, imported_classes,
                              source=source, tree=tree)
-    new_module = wrapper.visit(transformer)
+    # the one metadata the pass reads (findings' line and column), computed directly: going
+    # through MetadataWrapper.visit also walks the whole tree once more for no provider at all
+    transformer.metadata = {PositionProvider: PositionProvider()._gen(MetadataWrapper(module, unsafe_skip_copy=True))}
+    new_module = module.visit(transformer)
     new_source = new_module.code
     try:
         tree = ast.parse(new_source)

@@ -7,7 +7,8 @@ import libcst as cst
 
 from ..names import is_torch_name
 from ..targets import Target, get_target
-from .cst_util import _after_imports, _dotted, _has_comment, _target_names, code_of, names_in
+from .cst_util import (_after_imports, _dotted, _has_comment, _target_names, code_of, names_in,
+                       statements_in)
 
 # names the default target's converted code may use -> the import binding each (the rewrite
 # itself asks its target: `target.converted_imports`)
@@ -17,9 +18,8 @@ IMPORTS = get_target().converted_imports
 def import_aliases(module: cst.Module) -> dict[str, str]:
     """Local name -> qualified torch name, for every torch import in the file."""
     aliases: dict[str, str] = {}
-
-    class Collect(cst.CSTVisitor):
-        def visit_Import(self, node: cst.Import) -> None:
+    for node in statements_in(module):  # imports are statements: no expression is entered
+        if isinstance(node, cst.Import):
             for alias in node.names:
                 full = _dotted(alias.name)
                 if not full or not is_torch_name(full):
@@ -29,19 +29,16 @@ def import_aliases(module: cst.Module) -> dict[str, str]:
                 else:
                     root = full.split(".")[0]
                     aliases[root] = root
-
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        elif isinstance(node, cst.ImportFrom):
             if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
-                return
+                continue
             base = _dotted(node.module)
             if not base or not is_torch_name(base):
-                return
+                continue
             for alias in node.names:
                 name = alias.name.value
                 local = alias.asname.name.value if alias.asname is not None else name
                 aliases[local] = f"{base}.{name}"
-
-    module.visit(Collect())
     return aliases
 
 

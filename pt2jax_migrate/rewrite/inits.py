@@ -24,7 +24,8 @@ class InitsMixin:
         parameter in torch's layout (so `.numel()`, `.shape`, `.size(0)` give torch's answers).
         No finding of its own: the init function's conversion is reported (apply, init calls)."""
         line, col = self._pos(original)
-        read = self.init_facts.reads.get((line, col - 1, code_of(original)))
+        reads = self.init_facts.reads  # mostly none: then no printing of the node
+        read = reads.get((line, col - 1, code_of(original))) if reads else None
         if read is not None and read.reported:  # outside init code: a finding of its own
             decision = decide_layer_read(read, self.rules, self.target.converts_inits)
             if decision is None:

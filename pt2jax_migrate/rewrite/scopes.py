@@ -7,49 +7,22 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of
+from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of, statements_in
 from .todos import _with_todos
 
-class _Bindings(cst.CSTVisitor):
-    """Names bound in one function scope (parameters, assignments, loops, with, imports)."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-        self.depth = 0
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-        self.depth += 1
-        if self.depth == 1:
-            for param in _all_params(node.params):
-                self.names.add(param.name.value)
-            return True
-        self.names.add(node.name.value)
-        return False
-
-    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.depth -= 1
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-        self.names.add(node.name.value)
-        return False
-
-    def visit_Lambda(self, node: cst.Lambda) -> bool:
-        return False
-
-    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-        self.names.update(_target_names(node.target))
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        self.names.update(_target_names(node.target))
-
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self.names.update(_target_names(node.target))
-
-    def visit_For(self, node: cst.For) -> None:
-        self.names.update(_target_names(node.target))
-
-    def visit_AsName(self, node: cst.AsName) -> None:
-        self.names.update(_target_names(node.name))
+def _bindings(node: cst.FunctionDef) -> set[str]:
+    """Names bound in one function scope (parameters, assignments, loops, with, `as` names of
+    imports and handlers, nested defs and classes by name; not inside lambdas or comprehensions)."""
+    names = {param.name.value for param in _all_params(node.params)}
+    for item in statements_in(node.body, (cst.FunctionDef, cst.ClassDef)):  # bindings are statements
+        kind = type(item)
+        if kind is cst.FunctionDef or kind is cst.ClassDef:
+            names.add(item.name.value)
+        elif kind is cst.AssignTarget or kind is cst.AnnAssign or kind is cst.AugAssign or kind is cst.For:
+            names.update(_target_names(item.target))
+        elif kind is cst.AsName:
+            names.update(_target_names(item.name))
+    return names
 
 
 @dataclass
@@ -100,14 +73,15 @@ class ScopesMixin:
         return self.scopes[0]
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        bindings = _Bindings()
-        node.visit(bindings)
+        bound = _bindings(node)
         in_class = bool(self.class_stack) and self.class_stack[-1]
         is_init = in_class and node.name.value == "__init__"
         builds = is_init or (in_class and self._is_builder(node.name.value))  # takes rngs
         rngs_name = self.target.rngs_name
-        scope = _Scope(bound=bindings.names - {rngs_name} if builds else bindings.names, in_converted_init=is_init,
-                       has_backward=".backward(" in code_of(node), method=node.name.value if in_class else None)
+        # no `.backward(` in the file: none in the function (printing it costs as much as parsing it)
+        has_backward = self.scopes[0].has_backward and ".backward(" in code_of(node)
+        scope = _Scope(bound=bound - {rngs_name} if builds else bound, in_converted_init=is_init,
+                       has_backward=has_backward, method=node.name.value if in_class else None)
         if builds or self._init_function_needs_rngs(node.name.value):
             scope.rngs = rngs_name  # builders and init functions drawing random numbers take rngs too
             scope.bound.discard(rngs_name)

@@ -135,7 +135,8 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
         # nn.init sites, apply(fn); none for a target that does not rewrite them (lint the same)
         self.init_facts = facts_for_target(tree, code, self.target.converts_inits)
-        self.mapping_sequentials = mapping_sequentials(tree)  # nn.Sequential(OrderedDict name)
+        # nn.Sequential(OrderedDict name); a call whose name ends in Sequential spells it in the text
+        self.mapping_sequentials = mapping_sequentials(tree) if "Sequential" in code else set()
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
         self.data_generators = data_generator_calls(tree, code)  # generators a DataLoader keeps (PyTorch's)
         # data-parallel wrappers, `model.module` reads (none for a target without train steps: marked)
