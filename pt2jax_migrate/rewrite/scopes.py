@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of
+from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of, is_torch_import
 from .todos import _with_todos
 
 class _Bindings(cst.CSTVisitor):
@@ -50,6 +50,12 @@ class _Bindings(cst.CSTVisitor):
 
     def visit_AsName(self, node: cst.AsName) -> None:
         self.names.update(_target_names(node.name))
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        return not is_torch_import(node)  # binds a torch name: one of the file's aliases, no shadow
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        return not is_torch_import(node)
 
 
 @dataclass
