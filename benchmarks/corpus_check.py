@@ -37,6 +37,7 @@ import importlib.util
 import os
 import random
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -344,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             raise KeyboardInterrupt  # run_jobs stops its workers cleanly
 
     interrupted = False
+    # `kill PID` stops it like Ctrl-C: the workers are stopped and the files checked are summarised
+    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         _run(files, max(1, args.jobs), progress)
     except KeyboardInterrupt:

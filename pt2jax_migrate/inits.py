@@ -14,15 +14,9 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from .core.inits import COPY, INIT_FUNCTIONS, INPLACE_METHODS, PARAMETER_LAYER, InitRead, InitSite, is_random
+from .core.inits import (COPY, INIT_FUNCTIONS, INIT_HELPER, INPLACE_METHODS, PARAMETER_LAYER, InitRead, InitSite,
+                         is_random, layer_read, weight_read_patterns)
 from .names import module_aliases, qualname_of
-
-# attributes a weight table renames or lays out differently (rules/*.toml `weights`; a read of
-# any other attribute of a converted layer needs no change): the cheap test before reading them
-_READ_NAMES = (r"(?:weight|running_mean|running_var|num_batches_tracked|in_proj_weight|in_proj_bias|"
-               r"weight_\w+|bias_\w+)\b")
-LAYER_READ = re.compile(r"\." + _READ_NAMES)
-_INSTANCE_READ = re.compile(r"(?<![\w.])(?!self\.)[A-Za-z_]\w*\.\w+\." + _READ_NAMES)
 
 # an init function or in-place init can only be where one of these is written: torch.nn.init (or
 # its functions imported by name: `from torch.nn.init import ...`), an in-place init method, apply(fn)
@@ -176,15 +170,15 @@ def _text(source: str, node: ast.AST) -> str:
 
 def init_facts(tree: ast.Module, source: str) -> InitFacts:
     facts = InitFacts()
-    if _INIT_HINT.search(source) is None and LAYER_READ.search(source) is None:
+    layer_reads = layer_read(source)
+    if _INIT_HINT.search(source) is None and not layer_reads:
         return facts  # nothing to find (`__init__` alone is no hint): keeps lint's speed
     aliases = module_aliases(tree)
     classes = {node.name: _self_layers(node, aliases) for node in tree.body if isinstance(node, ast.ClassDef)}
     # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;
     # `model.fc.weight` on an instance only where such a chain starts at another name than self
-    layer_reads = LAYER_READ.search(source) is not None
     instances = (_instances(tree, classes) if layer_reads and any(classes.values())
-                 and _INSTANCE_READ.search(source) else {})
+                 and weight_read_patterns()[1].search(source) else {})
     applied: set[str] = set()
     for node in ast.walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
@@ -233,6 +227,9 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                             random = random or is_random(site.kind)
                             tensor = node.func.value if site.method else node.args[0]  # type: ignore[attr-defined]
                             written |= {id(n) for n in ast.walk(tensor)}
+                        elif node.args and isinstance(node.func, ast.Attribute) \
+                                and isinstance(node.func.value, ast.Name) and node.func.value.id == INIT_HELPER:
+                            written |= {id(n) for n in ast.walk(node.args[0])}  # converted already
                 if key_available or layer_reads:
                     _reads(statement, narrow, written, not key_available)
 

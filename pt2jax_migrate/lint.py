@@ -44,7 +44,7 @@ from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
-from .inits import LAYER_READ, InitFacts, facts_for_target
+from .inits import InitFacts, facts_for_target, layer_read
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
@@ -805,7 +805,7 @@ class _Classifier:
     def layer_reads(self) -> None:
         """A converted layer's parameter or statistic read outside init code (`self.emb.weight` in
         forward, `model.bn.running_var`): core.decide.decide_layer_read, as the rewrite decides it."""
-        if not self.w.imports or LAYER_READ.search(self.w.source) is None:
+        if not self.w.imports or not layer_read(self.w.source):
             return  # no attribute a weight table names: no init facts to build (lint's speed)
         for (line, col, _), read in self.init_facts().reads.items():
             if not read.reported:

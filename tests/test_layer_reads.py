@@ -168,3 +168,21 @@ def test_linen_leaves_the_reads_marked_alike_in_lint_and_rewrite():
                   if "read:" in f.message and not f.fixable)
     assert lint == reads
     assert "TODO(pt2jax): PTJ105 self.emb.weight read" in result.new_source
+
+
+def test_the_cheap_read_test_names_what_the_weight_tables_name():
+    """inits' text test before building read facts comes from rules/layers.toml `weights` (every
+    target's), not a hand-kept list: a table entry added later is read without touching code."""
+    from pt2jax_migrate.core.inits import layer_read, weight_read_patterns
+    from pt2jax_migrate.rules import load_rules
+
+    names = {w["torch"] for rule in load_rules().entries for side in rule.sides.values()
+             for w in side.get("weights") or ()}
+    assert {"weight", "bias", "running_var", "num_batches_tracked", "weight_ih_l*"} <= names
+    for name in names:
+        attribute = name.replace("*", "0_reverse")
+        assert layer_read(f"y = self.layer.{attribute}\n"), name
+        assert weight_read_patterns()[1].search(f"print(model.layer.{attribute})"), name
+    for other in ("in_features", "weights", "weight2", "shape"):
+        assert not layer_read(f"y = self.layer.{other}\n"), other
+    assert not weight_read_patterns()[1].search("print(self.layer.weight)")  # self: not an instance

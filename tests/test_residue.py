@@ -164,3 +164,52 @@ def test_isinstance_checks_get_their_own_message_in_lint_and_rewrite():
         "test for the flax class or port the code it guards"]
     # the converted layer is tested as the converted class (tests/test_init.py has more)
     assert "isinstance(m, (nn.Bilinear, ConvNCHW))" in rewrite_source(source).new_source
+
+
+def test_torch_imported_inside_functions_is_converted_or_marked_by_the_engine():
+    """`import torch.nn.functional as F` inside a function is one of the file's torch names, not a
+    local shadowing one: the engine converts its uses (or marks them with the construct's own
+    reason), and drops the import once its function no longer uses it. PTJ920 is not needed."""
+    source = textwrap.dedent("""\
+        import numpy as np
+
+
+        def f(x):
+            import torch
+            return torch.relu(torch.zeros(3)) + x
+
+
+        def g(x):
+            from torch import nn
+            import torch.nn.functional as F
+            return F.relu(x), F.unfold(x, 2)
+
+
+        def h():
+            import torch.distributed as dist
+            return dist.get_rank()
+
+
+        def only_the_import():
+            import torch
+
+
+        def k(x):
+            import numpy as F
+            return F.abs(x)
+        """)
+    result = rewrite_source(source)
+    new = result.new_source
+    assert not [f for f in result.findings if f.code == "PTJ920"]
+    assert unmarked_residue(new) == []
+    assert "import torch\n" not in new and "from torch import nn" not in new
+    assert "    return jax.nn.relu(jnp.zeros((3,))) + x\n" in new
+    assert "    return jax.process_index()\n" in new
+    assert "def only_the_import():\n    pass\n" in new
+    assert "    import numpy as F\n    return F.abs(x)\n" in new  # a local non-torch import shadows
+    # F.unfold is not converted: marked with its own reason, and g keeps the import it needs
+    assert "    import torch.nn.functional as F\n    # TODO(pt2jax): PTJ" in new
+    assert "jax.nn.relu(x)" in new
+    lint_manual = {(f.line, f.code) for f in lint_source(source) if not f.fixable and f.severity != "info"}
+    assert lint_manual == {(f.line, f.code) for f in result.findings if not f.fixable}
+    assert rewrite_source(new).new_source == new

@@ -8,7 +8,11 @@ mean in torch) and writes them through the same transform the weight transfer us
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
+
+from ..rules import load_rules
 
 # torch.nn.init name -> (random?, torch's parameters after the tensor)
 INIT_FUNCTIONS: dict[str, tuple[bool, tuple[str, ...]]] = {
@@ -35,6 +39,9 @@ INPLACE_METHODS: dict[str, str] = {
     "fill_": "constant_",
     "copy_": "copy_",
 }
+# the helper class a converted init calls (`torch_init.zeros(m.bias)`, `torch_init.value(m.kernel,
+# ...)`): its first argument is a parameter already written or read as converted code does
+INIT_HELPER = "torch_init"
 # copy_ only exists as a method; it is deterministic and takes the source tensor
 COPY = "copy_"
 
@@ -83,3 +90,22 @@ class InitTarget:
     layout: str | tuple  # a weight-table transform name, or ((converted class, transform), ...)
     kind: str  # the torch.nn.init name (or "copy_") of the helper to call
     random: bool
+
+
+@functools.lru_cache(maxsize=1)
+def weight_read_patterns() -> tuple[re.Pattern, re.Pattern]:
+    """The attributes the weight tables name (rules/layers.toml `weights`, every target's; a
+    read of any other attribute of a converted layer needs no change): the cheap test before
+    reading them, as `.name` and as an instance's `model.layer.name`. Built once, on first use,
+    from the tables lint and rewrite load anyway."""
+    names = {w["torch"] for rule in load_rules().entries for side in rule.sides.values()
+             for w in side.get("weights") or ()}
+    alternatives = sorted((re.escape(n[:-1]) + r"\w*" if n.endswith("*") else re.escape(n) for n in names),
+                          key=lambda a: (-len(a), a))
+    read = "(?:" + "|".join(alternatives) + r")\b"
+    return re.compile(r"\." + read), re.compile(r"(?<![\w.])(?!self\.)[A-Za-z_]\w*\.\w+\." + read)
+
+
+def layer_read(source: str) -> bool:
+    """Whether `source` reads an attribute some weight table names (`.weight`, `.running_var`)."""
+    return weight_read_patterns()[0].search(source) is not None

@@ -90,6 +90,8 @@ def _local_names(node: ast.AST) -> set[str]:
             names.add(child.id)
         elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(child.name)
+        elif isinstance(child, (ast.Import, ast.ImportFrom)):  # `import numpy as F` in a function
+            names.update(name for name, qual in import_bindings(child) if not is_torch_name(qual))
     return names
 
 

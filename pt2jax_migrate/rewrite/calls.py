@@ -10,7 +10,7 @@ from ..core.constructs import NO_GRAD, kept_layer
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
 from ..core.decide import ASSIGN, CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
-from .cst_util import _head, code_of
+from .cst_util import _head, code_of, keep_parens, parse_expr
 from .todos import Remark
 
 _ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString,
@@ -61,6 +61,10 @@ class CallsMixin:
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         if self.call_stack and self.call_stack[-1][0] == id(original):
             self.call_stack.pop()
+        new = self._convert_call(original, updated)
+        return new if not updated.lpar or new is updated else keep_parens(updated, new, self.wrapped)
+
+    def _convert_call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         q = self.qualname(original.func)
         if q is not None:
             return self._torch_call(original, updated, q)
@@ -100,7 +104,7 @@ class CallsMixin:
         in parentheses so it keeps its meaning wherever it lands (`(a == b).sum()`); the
         parentheses are dropped again where the expression stands alone (_unwrap_ours).
         `stand_in`: (name, node): the name in `text` stands for that node (methods.py)."""
-        expr = cst.parse_expression(text)
+        expr = parse_expr(text)
         if stand_in is not None:
             from .methods import _PutBack
 
@@ -185,7 +189,7 @@ class CallsMixin:
             return self._expr('jax.default_backend() == "gpu"')
         if decision.action == "parameter":
             self.changed(original, "PTJ102", f"nn.Parameter -> {self.target.parameter_class}")
-            return cst.parse_expression(self.target.render_parameter(args[0].source))
+            return parse_expr(self.target.render_parameter(args[0].source))
         if decision.action == "container":
             return self._container(original, updated, q)
         rule = decision.rule
@@ -254,7 +258,7 @@ class CallsMixin:
             args = _unnamed_layers(updated.args)
             line, col = self._pos(original)
             if (line, col - 1) in self.mapping_sequentials:  # a name bound to an OrderedDict: its layers
-                args = [args[0].with_changes(value=cst.parse_expression(f"{code_of(args[0].value)}.values()"), star="*")]
+                args = [args[0].with_changes(value=parse_expr(f"{code_of(args[0].value)}.values()"), star="*")]
             if target.sequential_class in target.helpers:  # a helper of the target's (Linen's Sequential)
                 self.helpers.add(target.sequential_class)
             return updated.with_changes(func=cst.parse_expression(target.sequential_class), args=args)

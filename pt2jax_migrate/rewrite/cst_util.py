@@ -7,6 +7,7 @@ import dataclasses
 
 import libcst as cst
 
+from ..names import is_torch_name
 from ..trainstep import is_training_call
 
 _EMPTY = cst.Module([])
@@ -14,6 +15,39 @@ _EMPTY = cst.Module([])
 
 def code_of(node: cst.CSTNode) -> str:
     return _EMPTY.code_for_node(node)
+
+
+def parse_expr(text: str) -> cst.BaseExpression:
+    """A replacement expression from its text. Text cut from the source can hold line breaks
+    that were legal only inside the brackets around it (a black-style chain `(x\n  .a()\n  .b())`
+    puts them before each `.`): such text is parsed inside parentheses of its own, which stay."""
+    try:
+        return cst.parse_expression(text)
+    except cst.ParserSyntaxError:
+        if "\n" not in text and "\r" not in text:
+            raise
+        return cst.parse_expression(f"({text}\n)" if "#" in text else f"({text})")  # a comment ends its line
+
+
+def keep_parens(updated: cst.BaseExpression, new: cst.CSTNode, wrapped: set[int]) -> cst.CSTNode:
+    """`updated` (parenthesised by the user) was replaced by `new`: when `new` spans lines, the
+    user's parentheses go around it, in place of any of its own (one pair either way): parts of
+    the old expression (a black-style chain's `\n    .t()`) keep line breaks legal only inside
+    them. `wrapped`: the ids of the replacements the rewrite parenthesised itself."""
+    if not isinstance(new, cst.BaseExpression):
+        return new
+    text = code_of(new)
+    if "\n" not in text and "\r" not in text:
+        return new
+    wrapped.discard(id(new))
+    return new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
+
+
+def is_torch_import(node: cst.Import | cst.ImportFrom) -> bool:
+    """`import torch...` / `from torch... import ...` (one torch name is enough)."""
+    if isinstance(node, cst.ImportFrom):
+        return not node.relative and node.module is not None and is_torch_name(_dotted(node.module) or "")
+    return any(is_torch_name(_dotted(alias.name) or "") for alias in node.names)
 
 
 def _receiver_text(node: cst.BaseExpression) -> str:

@@ -16,8 +16,15 @@ IMPORTS = get_target().converted_imports
 
 
 def import_aliases(module: cst.Module) -> dict[str, str]:
-    """Local name -> qualified torch name, for every torch import in the file."""
+    """Local name -> qualified torch name, for every torch import in the file (inside functions
+    too: one file-wide map, so a name two imports bind to different torch names is left out)."""
     aliases: dict[str, str] = {}
+    clashes: set[str] = set()
+
+    def bind(local: str, full: str) -> None:
+        if aliases.setdefault(local, full) != full:
+            clashes.add(local)
+
     for node in statements_in(module):  # imports are statements: no expression is entered
         if isinstance(node, cst.Import):
             for alias in node.names:
@@ -25,10 +32,10 @@ def import_aliases(module: cst.Module) -> dict[str, str]:
                 if not full or not is_torch_name(full):
                     continue
                 if alias.asname is not None:
-                    aliases[alias.asname.name.value] = full
+                    bind(alias.asname.name.value, full)
                 else:
                     root = full.split(".")[0]
-                    aliases[root] = root
+                    bind(root, root)
         elif isinstance(node, cst.ImportFrom):
             if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
                 continue
@@ -38,7 +45,9 @@ def import_aliases(module: cst.Module) -> dict[str, str]:
             for alias in node.names:
                 name = alias.name.value
                 local = alias.asname.name.value if alias.asname is not None else name
-                aliases[local] = f"{base}.{name}"
+                bind(local, f"{base}.{name}")
+    for name in clashes:
+        del aliases[name]
     return aliases
 
 
@@ -69,12 +78,16 @@ def not_tensor_names(module: cst.Module, target: str | Target | None = None) -> 
 
 
 def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str],
-                   target: str | Target | None = None, helpers_module: str | None = None) -> cst.Module:
+                   target: str | Target | None = None, helpers_module: str | None = None,
+                   local_imports: bool = False) -> cst.Module:
     """Drop torch imports nothing uses any more, add the imports (the target's) the new code
     uses, and emit the target's helpers it needs: their definitions (once per file), or, given
     `helpers_module` (the module as an import names it, `._pt2jax_helpers`), one import of them
-    from the package's shared helpers module."""
+    from the package's shared helpers module. `local_imports`: torch is imported inside a
+    function too: those imports are pruned the same way, by what their function still uses."""
     target = get_target(target)
+    if local_imports:
+        module = module.visit(_LocalImports(aliases))
     imports = target.converted_imports
     body = list(module.body)
     # a scheduler helper takes the name of the torch class it replaces (`from
@@ -134,6 +147,40 @@ def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str
                 new_body[at + len(helper_stmts)] = nxt.with_changes(
                     leading_lines=[cst.EmptyLine(indent=False), cst.EmptyLine(indent=False), *[l for l in nxt.leading_lines if l.comment is not None]])
     return module.with_changes(body=new_body)
+
+
+class _LocalImports(cst.CSTTransformer):
+    """Torch imports inside functions that nothing in the function uses any more are dropped
+    (a block left empty gets `pass`); the others stay, as at module level."""
+
+    def __init__(self, aliases: dict[str, str]) -> None:
+        super().__init__()
+        self.aliases = aliases
+        self.used: list[set[str]] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.used.append(names_in(node))
+
+    def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef) -> cst.FunctionDef:
+        self.used.pop()
+        return updated
+
+    def leave_SimpleStatementLine(self, original, updated):
+        if not self.used or len(updated.body) != 1 or not isinstance(updated.body[0], (cst.Import, cst.ImportFrom)):
+            return updated
+        kept = _prune_import(updated.body[0], self.aliases, self.used[-1])
+        if kept is updated.body[0]:
+            return updated
+        if kept is not None:
+            return updated.with_changes(body=[kept])
+        if _has_comment(updated.leading_lines):
+            return updated.with_changes(body=[cst.Pass()])
+        return cst.RemovalSentinel.REMOVE
+
+    def leave_IndentedBlock(self, original: cst.IndentedBlock, updated: cst.IndentedBlock) -> cst.IndentedBlock:
+        if updated.body or not original.body:
+            return updated
+        return updated.with_changes(body=[cst.SimpleStatementLine([cst.Pass()])])
 
 
 def _prune_import(node, aliases: dict[str, str], used: set[str]):

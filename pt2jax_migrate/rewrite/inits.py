@@ -9,6 +9,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core.decide import decide_init, decide_init_read, decide_layer_read
+from ..core.inits import INIT_HELPER
 from .cst_util import code_of
 
 
@@ -39,9 +40,9 @@ class InitsMixin:
             target = decide_init_read(read, self.rules) if read is not None else None
         if target is None:
             return None
-        self.helpers.add("torch_init")
+        self.helpers.add(INIT_HELPER)
         layout = "" if target.layout == "copy" else f", layout={self._layout_text(target.layout, read.owner)}"
-        return self._expr(f"torch_init.value({target.receiver}{layout})")
+        return self._expr(f"{INIT_HELPER}.value({target.receiver}{layout})")
 
     def _init_function_needs_rngs(self, name: str) -> bool:
         return self.init_facts.functions.get(name, False)
@@ -68,9 +69,9 @@ class InitsMixin:
         extra = [] if target.layout == "copy" else [f"layout={self._layout_text(target.layout, site.owner)}"]
         if target.random:
             extra.append(f"key={self.target.key_expr(self._fscope().rngs or self.target.rngs_name)}")
-        helper = f"torch_init.{target.kind.rstrip('_')}"  # no trailing _: not read as a torch in-place method
+        helper = f"{INIT_HELPER}.{target.kind.rstrip('_')}"  # no trailing _: not read as a torch in-place method
         text = f"{helper}({', '.join([target.receiver, *positional, *keywords, *extra])})"
-        self.helpers.add("torch_init")
+        self.helpers.add(INIT_HELPER)
         self.changed(original, decision.code, f"{decision.message} -> {helper}", decision.safety)
         return self._expr(text)
 

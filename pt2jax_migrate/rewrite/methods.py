@@ -13,7 +13,7 @@ from ..mapping import Refused, check_rule, render_call
 
 _STRINGS = (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)
 
-from .cst_util import _head, _receiver_text, code_of, paren_code
+from .cst_util import _head, _receiver_text, code_of, keep_parens, paren_code, parse_expr
 
 _LONG_RECEIVER = 200  # characters
 _RECEIVER_STAND_IN = "__pt2jax_receiver__"
@@ -65,7 +65,7 @@ class MethodsMixin:
         if decision.action == "modules":
             self.helpers.add("submodules")
             self.changed(original, decision.code, f"{decision.message} -> submodules(...)")
-            return cst.parse_expression(f"submodules({code_of(receiver)})")
+            return parse_expr(f"submodules({code_of(receiver)})")
         if decision.action == "module_apply":
             return self._apply_call(original, updated, site.init_function, decision)
         if decision.action == "device_move":
@@ -95,20 +95,24 @@ class MethodsMixin:
             # `dtype=` always casts, whatever it names; a positional one when it reads as a dtype
             dtype = kwargs["dtype"].source if "dtype" in kwargs else None
             for arg in args:
-                q = self.qualname(cst.parse_expression(arg.source))
+                q = self.qualname(parse_expr(arg.source))
                 if q in self.rules.dtypes:
                     dtype = self.rules.dtypes[q]
                 elif arg.source.startswith("jnp.") or is_dtype_text(arg.source):  # converted, or `y.dtype`
                     dtype = arg.source
             if dtype is not None:
                 self.changed(original, "PTJ302", f".to(dtype) -> .astype({dtype})")
-                return cst.parse_expression(f"{paren_code(receiver)}.astype({dtype})")
+                return parse_expr(f"{paren_code(receiver)}.astype({dtype})")
             if not args and not kwargs:
                 return updated
         self.changed(original, "PTJ302", f".{method}(...) removed (JAX places arrays itself)")
         return receiver.with_changes(lpar=[], rpar=[]) if isinstance(receiver, (cst.Name, cst.Attribute)) else receiver
 
     def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
+        new = self._convert_attribute(original, updated)
+        return new if not updated.lpar or new is updated else keep_parens(updated, new, self.wrapped)
+
+    def _convert_attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
         wrapped = self._wrapped_module(original, updated)  # `model.module` of a data-parallel wrapper
         if wrapped is not None:
             return wrapped
@@ -139,7 +143,7 @@ class MethodsMixin:
         line, col = self._pos(original)
         if self.schedules is not None and (line, col - 1) in self.schedules.param_groups:
             self.helpers.add("param_groups")  # torch's opt.param_groups, over the converted optimizer
-            return cst.parse_expression(f"param_groups({code_of(updated.value)})")
+            return parse_expr(f"param_groups({code_of(updated.value)})")
         if (line, col - 1) in self.param_reads:  # an nnx.Param is no array to einops: its value is
             return cst.Subscript(updated, [cst.SubscriptElement(cst.Index(cst.Ellipsis()))])
         return self._reference(original, updated)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core import parallel
-from .cst_util import code_of
+from .cst_util import code_of, parse_expr
 
 
 class ParallelMixin:
@@ -19,7 +19,7 @@ class ParallelMixin:
         if decision.action == "data_parallel":
             module = next(a for a in updated.args if a.keyword is None or a.keyword.value == "module")
             self.helpers.add("data_parallel")
-            return cst.parse_expression(f"data_parallel({code_of(module.value)})")
+            return parse_expr(f"data_parallel({code_of(module.value)})")
         target = parallel.PROCESS_TARGETS[q]
         if target is None:  # a statement with nothing left to do: removed (leave_SimpleStatementLine)
             self.removed_calls.add(id(original))

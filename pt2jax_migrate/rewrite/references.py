@@ -10,7 +10,7 @@ from ..core.decide import (DECORATOR, VALUE_NAMES, ReferenceSite, decide_referen
                            layer_value_params)
 from ..mapping import CallContext, Refused, make_arg, render_call, target_name
 from ..names import is_torch_name
-from .cst_util import code_of
+from .cst_util import code_of, is_torch_import
 
 SPECIAL_NAMES = VALUE_NAMES  # torch.Tensor -> jax.Array (core.decide)
 
@@ -18,11 +18,14 @@ SPECIAL_NAMES = VALUE_NAMES  # torch.Tensor -> jax.Array (core.decide)
 class ReferencesMixin:
     """Torch names used without being called, decorators, and the `handled_refs` / `call_stack` records."""
 
-    def visit_Import(self, node: cst.Import) -> bool:
-        return False  # import statements are pruned at the end, not converted
-
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+    def visit_Import(self, node: cst.Import | cst.ImportFrom) -> bool:
+        """Import statements are pruned at the end, not converted; one inside a function is
+        pruned there too (imports.prune_local_imports), so the engine notes that it saw one."""
+        if not self.local_imports and self._fscope().kind == "function" and is_torch_import(node):
+            self.local_imports = True
         return False
+
+    visit_ImportFrom = visit_Import
 
     def visit_Call(self, node: cst.Call) -> None:
         self.handled_refs.add(id(node.func))

@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of, statements_in
+from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of, is_torch_import, statements_in
 from .todos import _with_todos
 
 def _bindings(node: cst.FunctionDef) -> set[str]:
     """Names bound in one function scope (parameters, assignments, loops, with, `as` names of
     imports and handlers, nested defs and classes by name; not inside lambdas or comprehensions)."""
     names = {param.name.value for param in _all_params(node.params)}
-    for item in statements_in(node.body, (cst.FunctionDef, cst.ClassDef)):  # bindings are statements
+    stop = (cst.FunctionDef, cst.ClassDef, cst.Import, cst.ImportFrom)
+    for item in statements_in(node.body, stop):  # bindings are statements
         kind = type(item)
         if kind is cst.FunctionDef or kind is cst.ClassDef:
             names.add(item.name.value)
@@ -22,6 +23,11 @@ def _bindings(node: cst.FunctionDef) -> set[str]:
             names.update(_target_names(item.target))
         elif kind is cst.AsName:
             names.update(_target_names(item.name))
+        elif (kind is cst.Import or kind is cst.ImportFrom) and not is_torch_import(item):
+            # a torch import binds one of the file's aliases, not a shadowing local
+            for alias in item.names if not isinstance(item.names, cst.ImportStar) else ():
+                if alias.asname is not None:
+                    names.update(_target_names(alias.asname.name))
     return names
 
 

@@ -145,4 +145,4 @@ class StatementsMixin:
         new = updated.body[0]
         if not isinstance(new, cst.Expr) or not isinstance(new.value, cst.Call) or new.value.deep_equals(call):
             return None
-        return cst.parse_statement(f"{call.func.value.value} = {code_of(new.value)}\n")
+        return cst.SimpleStatementLine([cst.Assign([cst.AssignTarget(cst.Name(call.func.value.value))], new.value)])

@@ -71,7 +71,7 @@ class TrainStepsMixin(AccumulationMixin):
             at = _after_imports(body)
             body.insert(at, cst.parse_statement(self.target.unseeded_statement() + "\n"))
         module = self.target.finish_module(self, updated.with_changes(body=body))
-        return finish_imports(module, self.aliases, self.helpers, self.target, self.helpers_module)
+        return finish_imports(module, self.aliases, self.helpers, self.target, self.helpers_module, self.local_imports)
 
     def _insert_pending(self, scope: _Scope, body: list) -> list:
         """Put each lifted train step right before the top-level statement that uses it."""

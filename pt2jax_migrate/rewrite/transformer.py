@@ -103,6 +103,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.optimizer_vars: set[str] = set()  # names assigned a torch.optim optimizer
         self.scheduler_vars: set[str] = set()  # names assigned a torch.optim.lr_scheduler
         self.wrapped: set[int] = set()  # replacement expressions we parenthesised
+        self.local_imports = False  # a torch import inside a function (references.visit_Import)
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
