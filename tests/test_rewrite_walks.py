@@ -8,7 +8,8 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
-from pt2jax_migrate.rewrite.cst_util import _all_params, _dotted, _method_calls, _target_names, names_in
+from pt2jax_migrate.rewrite.cst_util import (_all_params, _dotted, _method_calls, _target_names, is_torch_import,
+                                             names_in)
 from pt2jax_migrate.rewrite.imports import import_aliases
 from pt2jax_migrate.rewrite.scopes import _bindings
 from pt2jax_migrate.names import is_torch_name
@@ -108,9 +109,19 @@ class _Bindings(cst.CSTVisitor):  # the visitor _bindings replaced
     def visit_AsName(self, node):
         self.names.update(_target_names(node.name))
 
+    def visit_Import(self, node):  # a torch import binds a file alias, not a shadowing local
+        return not is_torch_import(node)
+
+    def visit_ImportFrom(self, node):
+        return not is_torch_import(node)
+
 
 def _reference_aliases(module):
-    aliases = {}
+    aliases, clashes = {}, set()
+
+    def bind(local, full):
+        if aliases.setdefault(local, full) != full:
+            clashes.add(local)
 
     class Collect(cst.CSTVisitor):
         def visit_Import(self, node):
@@ -118,7 +129,7 @@ def _reference_aliases(module):
                 full = _dotted(alias.name)
                 if full and is_torch_name(full):
                     local = alias.asname.name.value if alias.asname is not None else full.split(".")[0]
-                    aliases[local] = full if alias.asname is not None else local
+                    bind(local, full if alias.asname is not None else local)
 
         def visit_ImportFrom(self, node):
             if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
@@ -127,10 +138,10 @@ def _reference_aliases(module):
             if base and is_torch_name(base):
                 for alias in node.names:
                     local = alias.asname.name.value if alias.asname is not None else alias.name.value
-                    aliases[local] = f"{base}.{alias.name.value}"
+                    bind(local, f"{base}.{alias.name.value}")
 
     module.visit(Collect())
-    return aliases
+    return {local: full for local, full in aliases.items() if local not in clashes}
 
 
 def _functions(module):
