@@ -6,7 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core import parallel
-from ..core.constructs import NO_GRAD, kept_layer
+from ..core.constructs import NO_GRAD, kept_layer, mapping_argument
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
 from ..core.decide import ASSIGN, CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
@@ -64,6 +64,9 @@ class CallsMixin:
         q = self.qualname(original.func)
         if q is not None:
             return self._torch_call(original, updated, q)
+        line, col = self._pos(original)
+        if (line, col - 1) in self.mapping_sequentials and original.args:  # super().__init__(layers), Sequential
+            return self._layers_of_mapping(updated)
         partial_layer = self._partial_layer(original, updated)
         if partial_layer is not None:
             return partial_layer
@@ -253,8 +256,9 @@ class CallsMixin:
             self.changed(original, "PTJ102", f"nn.Sequential -> {target.sequential_class}")
             args = _unnamed_layers(updated.args)
             line, col = self._pos(original)
-            if (line, col - 1) in self.mapping_sequentials:  # a name bound to an OrderedDict: its layers
-                args = [args[0].with_changes(value=cst.parse_expression(f"{code_of(args[0].value)}.values()"), star="*")]
+            if (line, col - 1) in self.mapping_sequentials or (args is updated.args and len(args) == 1
+                                                                and mapping_argument(code_of(args[0].value))):
+                return self._layers_of_mapping(updated.with_changes(func=cst.parse_expression(target.sequential_class)))
             if target.sequential_class in target.helpers:  # a helper of the target's (Linen's Sequential)
                 self.helpers.add(target.sequential_class)
             return updated.with_changes(func=cst.parse_expression(target.sequential_class), args=args)
@@ -271,6 +275,12 @@ class CallsMixin:
         if not updated.args:
             return cst.parse_expression(f"{target.module_list_class}([])")
         return updated.with_changes(func=cst.parse_expression(target.module_list_class))
+
+    def _layers_of_mapping(self, call: cst.Call) -> cst.Call:
+        """`Sequential(layers)` / `super().__init__(layers)` handed a mapping of named layers:
+        the layers, in order (`*layers.values()`); the names go."""
+        value = cst.parse_expression(f"{code_of(call.args[0].value)}.values()")
+        return call.with_changes(args=[call.args[0].with_changes(value=value, star="*")])
 
     def _instantiate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         rngs = self._ctx().rngs
