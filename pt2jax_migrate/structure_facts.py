@@ -555,7 +555,8 @@ def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[
             shared.setdefault(name, stmt.lineno)
         if isinstance(target, ast.Name):
             rebinds_itself = _is_method_of(stmt.value, target.id)
-            if op == "=" and (_torch_call(stmt.value, roots) or (rebinds_itself and target.id in arrays)):
+            if op == "=" and (_torch_call(stmt.value, roots) or (rebinds_itself and target.id in arrays)
+                              or _arithmetic_of(stmt.value, arrays)):
                 if not rebinds_itself:
                     shared.pop(target.id, None)  # a fresh array under an old name
                 arrays.add(target.id)
@@ -563,9 +564,25 @@ def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[
                 arrays.discard(target.id)
 
 
+def _arithmetic_of(value: ast.AST, arrays: set[str]) -> bool:
+    """`a[:, None] - a[None, :]` on a local array: torch arithmetic returns a new tensor, never a view."""
+    if not isinstance(value, ast.BinOp):
+        return False
+    for side in (value.left, value.right):
+        while isinstance(side, (ast.Subscript, ast.Attribute, ast.Call)):
+            side = side.func if isinstance(side, ast.Call) else side.value
+        if isinstance(side, ast.Name) and side.id in arrays:
+            return True
+    return False
+
+
 def _is_method_of(value: ast.AST, name: str) -> bool:
-    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
-            and isinstance(value.func.value, ast.Name) and value.func.value.id == name)
+    """`pe.float()`, `rc.permute(1, 2, 0).contiguous()`: methods of the array itself (the old
+    binding, shared with nothing, is gone once the name is rebound)."""
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)):
+        return False
+    inner = value.func.value
+    return (isinstance(inner, ast.Name) and inner.id == name) or _is_method_of(inner, name)
 
 
 def _escaping(stmt: ast.stmt, arrays: set[str], roots: set[str]) -> set[str]:
