@@ -38,32 +38,72 @@ class InitFacts:
     reads: dict[ReadPosition, InitRead] = field(default_factory=dict)
 
 
-def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str]) -> tuple[str, tuple[str, ...]] | None:
-    """`isinstance(m, nn.Linear)` / `isinstance(m, (nn.Conv2d, nn.Linear))` -> ("m", qualnames)."""
+def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str],
+                          own: frozenset[str] = frozenset()) -> tuple[str, tuple[str, ...]] | None:
+    """`isinstance(m, nn.Linear)` / `isinstance(m, (nn.Conv2d, nn.Linear))` -> ("m", qualnames);
+    also as the first operand of an `and` (`isinstance(m, Block) and m.bn.weight is not None`).
+    A class of this file (in `own`) is `.Block` (OWN_CLASS): its layers are read through it."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        test = test.values[0]
     if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name) and test.func.id == "isinstance"
             and len(test.args) == 2 and isinstance(test.args[0], ast.Name)):
         return None
     types = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
-    names = tuple(qualname_of(t, aliases) for t in types)
-    if any(n is None for n in names):
+    names = tuple(OWN_CLASS + t.id if isinstance(t, ast.Name) and t.id in own else qualname_of(t, aliases)
+                  for t in types)
+    if any(n is None for n in names) or (any(n.startswith(OWN_CLASS) for n in names)  # type: ignore[union-attr]
+                                          and not all(n.startswith(OWN_CLASS) for n in names)):  # type: ignore[union-attr]
         return None
     return test.args[0].id, names  # type: ignore[return-value]
 
 
+OWN_CLASS = "."  # prefix of a class of this file in a narrowing (`.Bottleneck`)
+
+
 def _self_layers(cls: ast.ClassDef, aliases: dict[str, str]) -> dict[str, str]:
-    """`self.x = nn.Linear(...)` / `self.p = nn.Parameter(...)` in __init__ -> {x: torch class}."""
+    """`self.x = nn.Linear(...)` / `self.p = nn.Parameter(...)` in __init__ -> {x: torch class};
+    also `self.bn = norm_layer(c)` where __init__ gives `norm_layer` one torch class and nothing
+    else (`if norm_layer is None: norm_layer = nn.BatchNorm2d`, or as its default): the class the
+    file builds it with (a caller may hand in another class; the tables of norm layers agree)."""
     out: dict[str, str] = {}
     for item in cls.body:
         if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            factories = _factory_classes(item, aliases)
             for node in ast.walk(item):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call):
                     target = node.targets[0]
                     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
                             and target.value.id == "self":
-                        q = qualname_of(node.value.func, aliases)
+                        func = node.value.func
+                        q = qualname_of(func, aliases)
                         if q is not None and q.startswith("torch.nn."):
                             out[target.attr] = "torch.nn.Parameter" if q.endswith(".Parameter") else q
+                        elif isinstance(func, ast.Name) and factories.get(func.id):
+                            out[target.attr] = factories[func.id]  # type: ignore[assignment]
     return out
+
+
+def _factory_classes(init: ast.FunctionDef, aliases: dict[str, str]) -> dict[str, str | None]:
+    """Names of `init` bound to one torch layer class and otherwise only to None -> that class."""
+    out: dict[str, str | None] = {}
+    args = init.args
+    defaults = list(zip(reversed([*args.posonlyargs, *args.args]), reversed(args.defaults)))
+    defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    bindings = [(a.arg, d) for a, d in defaults]
+    for node in ast.walk(init):
+        if isinstance(node, ast.Assign):
+            bindings += [(t.id, node.value) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.NamedExpr)) \
+                and isinstance(node.target, ast.Name):
+            bindings.append((node.target.id, None))  # anything else: not known
+    for name, value in bindings:
+        if isinstance(value, ast.Constant) and value.value is None:
+            out.setdefault(name, None)
+            continue
+        q = qualname_of(value, aliases) if value is not None else None
+        known = q is not None and q.startswith("torch.nn.") and q.rsplit(".", 1)[-1][:1].isupper()
+        out[name] = q if known and out.get(name, q) in (None, q) else ""
+    return {name: q for name, q in out.items() if q}
 
 
 def _instances(tree: ast.Module, classes: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
@@ -101,13 +141,22 @@ def _instances(tree: ast.Module, classes: dict[str, dict[str, str]]) -> dict[str
 
 
 def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[str, str],
-               instances: dict[str, dict[str, str]] | None = None):
+               instances: dict[str, dict[str, str]] | None = None, classes: dict[str, dict[str, str]] | None = None):
     """(owner text, layers, attribute) for the tensor an init writes (None: not a recognised one)."""
     if isinstance(expr, ast.Attribute) and expr.attr == "data":
         expr = expr.value
     if not isinstance(expr, ast.Attribute):
         return None
     owner = expr.value
+    if isinstance(owner, ast.Name) and any(n.startswith(OWN_CLASS) for n in narrow.get(owner.id, ())):
+        return None  # `m.weight` of a class of this file: not a layer's parameter
+    if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and classes \
+            and any(n.startswith(OWN_CLASS) for n in narrow.get(owner.value.id, ())):
+        # `m.bn3.weight` under isinstance(m, Bottleneck): the layer Bottleneck's __init__ builds as bn3
+        kinds = {classes.get(n[len(OWN_CLASS):], {}).get(owner.attr) for n in narrow[owner.value.id]}
+        if len(kinds) != 1 or None in kinds or PARAMETER_LAYER in kinds:
+            return None
+        return f"{owner.value.id}.{owner.attr}", (kinds.pop(),), expr.attr
     if instances and isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) \
             and owner.value.id in instances:
         kind = instances[owner.value.id].get(owner.attr)
@@ -175,6 +224,7 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
         return facts  # nothing to find (`__init__` alone is no hint): keeps lint's speed
     aliases = module_aliases(tree)
     classes = {node.name: _self_layers(node, aliases) for node in tree.body if isinstance(node, ast.ClassDef)}
+    own = frozenset(classes)
     # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;
     # `model.fc.weight` on an instance only where such a chain starts at another name than self
     instances = (_instances(tree, classes) if layer_reads and any(classes.values())
@@ -208,8 +258,12 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                 if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     continue
                 if isinstance(statement, ast.If):
-                    found = _isinstance_narrowing(statement.test, aliases)
-                    walk(statement.body, {**narrow, found[0]: found[1]} if found else narrow)
+                    found = _isinstance_narrowing(statement.test, aliases, own)
+                    inner = {**narrow, found[0]: found[1]} if found else narrow
+                    if found and isinstance(statement.test, ast.BoolOp) and (key_available or layer_reads):
+                        for value in statement.test.values[1:]:  # `... and m.bn.weight is not None`
+                            _reads(value, inner, set(), not key_available)
+                    walk(statement.body, inner)
                     walk(statement.orelse, narrow)
                     continue
                 if isinstance(statement, (ast.With, ast.For, ast.While, ast.Try)):
@@ -233,7 +287,7 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                 if key_available or layer_reads:
                     _reads(statement, narrow, written, not key_available)
 
-        def _reads(statement: ast.stmt, narrow, written: set[int], reported: bool) -> None:
+        def _reads(statement: ast.AST, narrow, written: set[int], reported: bool) -> None:
             inner: set[int] = set()  # `m.weight` inside a recorded `m.weight.data`
             for node in ast.walk(statement):  # outer attributes come first
                 if not isinstance(node, ast.Attribute) or id(node) in written or id(node) in inner \
@@ -241,7 +295,7 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                     continue
                 if node.attr != "data" and isinstance(node.value, ast.Attribute) and node.value.attr == "data":
                     continue  # `m.weight.data.shape`: the read is `m.weight.data`
-                found = _tensor_of(node, narrow, layers, instances)
+                found = _tensor_of(node, narrow, layers, instances, classes)
                 if found is None or not found[2] or found[1] == (PARAMETER_LAYER,):
                     continue
                 if node.attr == "data":
@@ -257,13 +311,13 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
             if q is not None and q.startswith("torch.nn.init.") and q.rpartition(".")[2] in INIT_FUNCTIONS:
                 if not call.args or isinstance(call.args[0], ast.Starred):
                     return None
-                found = _tensor_of(call.args[0], narrow, layers, instances)
+                found = _tensor_of(call.args[0], narrow, layers, instances, classes)
                 owner, kinds, attribute = found if found else (_text(source, call.args[0]), (), "")
                 args = tuple((_text(source, a.value), True) if isinstance(a, ast.Starred) else (_text(source, a), False)
                              for a in call.args[1:])
                 return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs)
             if q is None and func.attr in INPLACE_METHODS:
-                found = _tensor_of(func.value, narrow, layers, instances)
+                found = _tensor_of(func.value, narrow, layers, instances, classes)
                 if found is None:
                     return None  # not a parameter we can place: the tensor-method verdicts apply
                 args = tuple((_text(source, a), isinstance(a, ast.Starred)) for a in call.args)

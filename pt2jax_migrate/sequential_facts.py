@@ -4,7 +4,7 @@ torch reads `nn.Sequential(layers)` two ways: an OrderedDict of (name -> layer) 
 order; any other single argument is one layer (a plain dict is an error). `nnx.Sequential` takes
 the layers only, so a name bound to `OrderedDict()` (and nothing else) in the calling function becomes
 `nnx.Sequential(*layers.values())` (torchvision's ViT and MaxViT, timm's DPN and NFNet build their
-blocks so). A name that is also bound to anything else is left to the plain conversion.
+blocks so); so does `super().__init__(layers)` in a Sequential subclass (torchvision's RegNet). A name that is also bound to anything else is left to the plain conversion.
 """
 
 from __future__ import annotations
@@ -32,10 +32,20 @@ def _own_nodes(scope: ast.AST):
             stack.extend(ast.iter_child_nodes(node))
 
 
+def _sequential_inits(tree: ast.Module) -> set[int]:
+    """ids of the __init__ methods of classes subclassing a Sequential (`class Block(nn.Sequential)`):
+    their `super().__init__(layers)` is the container's constructor."""
+    return {id(item) for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
+            and any(ast.unparse(b).split(".")[-1] == "Sequential" for b in cls.bases)
+            for item in cls.body if isinstance(item, ast.FunctionDef) and item.name == "__init__"}
+
+
 def mapping_sequentials(tree: ast.Module) -> set[Position]:
     found: set[Position] = set()
     scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
+    sequential_inits = _sequential_inits(tree)
     for scope in scopes:
+        constructor = ("Sequential", "super().__init__") if id(scope) in sequential_inits else ("Sequential",)
         mapping: dict[str, bool] = {}  # name -> every binding in this scope is a mapping
         calls: list[ast.Call] = []
         for node in _own_nodes(scope):
@@ -51,7 +61,8 @@ def mapping_sequentials(tree: ast.Module) -> set[Position]:
                     if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                         mapping[sub.id] = False
             elif (isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords
-                  and isinstance(node.args[0], ast.Name) and ast.unparse(node.func).split(".")[-1] == "Sequential"):
+                  and isinstance(node.args[0], ast.Name)
+                  and (ast.unparse(node.func).split(".")[-1] == "Sequential" or ast.unparse(node.func) in constructor)):
                 calls.append(node)
         found |= {(c.lineno, c.col_offset) for c in calls if mapping.get(c.args[0].id, False)}  # type: ignore[attr-defined]
     return found

@@ -33,6 +33,11 @@ class ClassFacts:
     # (core.constructs.CONTAINER_BASES: "sequential" / "dict"), "" for a plain nn.Module
     container: str = ""
     sets_train_flag: bool = False  # its __init__ gains `self.deterministic = False` (it reads self.training)
+    # line of `self.x = None` -> what x is elsewhere in the class assigned: "*" a module (`self.proj
+    # = None; if c: self.proj = nn.Conv2d(...)`), else the names of the classes called (`Conv(...)`,
+    # a module if the run converts that class): an attribute that may hold a submodule (a target
+    # whose modules tell data attributes from static ones marks the None as data)
+    optional_children: dict[int, set[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -135,9 +140,10 @@ def analyse(tree: ast.Module) -> StructureFacts:
                 if isinstance(keyword.value, ast.Name) and keyword.value.id in class_names and keyword.arg:
                     passed.setdefault(node.func.id, set()).add(keyword.arg)
     containers = _container_kinds(classes, module_aliases(tree))
+    callables = module_callables(tree, class_names)
     for cls in classes:
         facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts,
-                                                 functions)
+                                                 functions, callables)
         facts.classes[cls.name].container = containers.get(cls.name, "")
         _module_children(cls, containers.get(cls.name), roots, class_names, facts)
         if cls.name in containers:
@@ -180,10 +186,11 @@ def _freeze_loop(loop: ast.For, facts: StructureFacts) -> None:
 
 
 def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], init_factories: set[str],
-                   facts: StructureFacts, functions: set[str] = frozenset()) -> ClassFacts:
+                   facts: StructureFacts, functions: set[str] = frozenset(),
+                   callables: set[str] = frozenset()) -> ClassFacts:
     out = ClassFacts()
     methods = {s.name: s for s in cls.body if isinstance(s, ast.FunctionDef)}
-    factory_calls = {name: _factory_calls(method, functions) for name, method in methods.items()
+    factory_calls = {name: _factory_calls(method, functions, callables) for name, method in methods.items()
                      if name != "forward"}
     layers: dict[str, str] = {}  # self attribute -> torch layer kind built in __init__
     init = methods.get("__init__")
@@ -240,6 +247,7 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
     for name, calls in factory_calls.items():
         if name == "__init__" or name in out.builders:
             out.factory_calls |= calls
+    _optional_children(methods.values(), roots, out)
     for method in methods.values():
         for node in ast.walk(method):
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
@@ -272,6 +280,26 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
 
 
 _CONTAINER_METHODS = {"append", "extend", "insert", "add_module"}
+
+
+def _optional_children(methods, roots: set[str], out: ClassFacts) -> None:
+    """`self.x = None` where x is assigned a module elsewhere in the class: ClassFacts.optional_children."""
+    nones: dict[str, list[int]] = {}
+    modules: dict[str, set[str]] = {}
+    for method in methods:
+        for node in ast.walk(method):
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and _self_attr(node.targets[0])):
+                continue
+            name, value = _self_attr(node.targets[0]), node.value
+            if isinstance(value, ast.Constant) and value.value is None:
+                nones.setdefault(name, []).append(node.lineno)
+            elif _layer_kind(value, roots) is not None or (
+                    isinstance(value, ast.Call) and ((value.lineno, value.col_offset + 1) in out.factory_calls
+                                                     or _self_attr(value.func) in out.builders)):
+                modules.setdefault(name, set()).add("*")
+            elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name):
+                modules.setdefault(name, set()).add(value.func.id)  # a module if a converted class
+    out.optional_children = {line: held for name, held in modules.items() for line in nones.get(name, ())}
 
 
 def _training_reads(cls: ast.ClassDef, facts: StructureFacts) -> None:
@@ -381,7 +409,41 @@ def _constructs_layer(value: ast.AST, roots: set[str], class_names: set[str]) ->
     return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in class_names
 
 
-def _factory_calls(method: ast.FunctionDef, functions: set[str]) -> set[tuple[int, int]]:
+def _local_item(target: ast.AST) -> bool:
+    """`layers["pre_norm"]` (an item of a local mapping or list), not `self.x[...]`."""
+    return isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id != "self"
+
+
+# an annotation saying that calling the value builds a module: `Callable[..., nn.Module]`,
+# `type[nn.Module]`, `Optional[Callable[..., Block]]` (a class of the file named Block)
+_MODULE_ANNOTATION = re.compile(r"(?:Callable\[\s*\.\.\.\s*,|\b[Tt]ype\[)\s*([\w.]+)\s*\]")
+
+
+def module_callables(tree: ast.Module, class_names: set[str]) -> set[str]:
+    """Names (fields, attributes, parameters) annotated anywhere in the file as holding a module
+    class or factory (`block: Callable[..., nn.Module]` in a config dataclass): a call of such a
+    field of a local value (`cnf.block(cnf, p, norm_layer)`) whose result becomes a submodule
+    constructs a module, so it gets `rngs` as a parameter called so does."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign):
+            name = node.target.id if isinstance(node.target, ast.Name) else _self_attr(node.target)
+            annotation = node.annotation
+        elif isinstance(node, ast.arg) and node.annotation is not None:
+            name, annotation = node.arg, node.annotation
+        else:
+            continue
+        if name is None:
+            continue
+        for match in _MODULE_ANNOTATION.finditer(ast.unparse(annotation)):
+            held = match.group(1)
+            if held.rsplit(".", 1)[-1] == "Module" or held in class_names:
+                out.add(name)
+    return out
+
+
+def _factory_calls(method: ast.FunctionDef, functions: set[str],
+                   module_callables: set[str] = frozenset()) -> set[tuple[int, int]]:
     """Calls of a parameter or local of `method` whose result becomes a submodule: assigned to
     `self.x`, appended to / listed in a layers list, passed to a container or a class, returned.
     Such a callable is a layer class (a block passed in, `norm_layer = nn.BatchNorm2d`, a
@@ -421,11 +483,14 @@ def _factory_calls(method: ast.FunctionDef, functions: set[str]) -> set[tuple[in
         elif isinstance(expr, ast.Call):
             if isinstance(expr.func, ast.Name) and expr.func.id in names:
                 out.add((expr.lineno, expr.col_offset + 1))
+            elif (isinstance(expr.func, ast.Attribute) and expr.func.attr in module_callables
+                  and isinstance(expr.func.value, ast.Name) and expr.func.value.id in names):
+                out.add((expr.lineno, expr.col_offset + 1))  # cnf.block(...): a field holding a module class
 
     for node in _own_statements(method.body):
         if isinstance(node, ast.Assign):
-            if any(_self_attr(t) for t in node.targets) or any(isinstance(t, ast.Name) for t in node.targets):
-                module_position(node.value)  # self.bn = norm_layer(c); layers = [block(...)]
+            if any(_self_attr(t) or isinstance(t, ast.Name) or _local_item(t) for t in node.targets):
+                module_position(node.value)  # self.bn = norm_layer(c); layers = [block(...)]; d["n"] = norm(c)
         elif isinstance(node, ast.AnnAssign):
             module_position(node.value)
         elif isinstance(node, ast.Return):
@@ -490,7 +555,8 @@ def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[
             shared.setdefault(name, stmt.lineno)
         if isinstance(target, ast.Name):
             rebinds_itself = _is_method_of(stmt.value, target.id)
-            if op == "=" and (_torch_call(stmt.value, roots) or (rebinds_itself and target.id in arrays)):
+            if op == "=" and (_torch_call(stmt.value, roots) or (rebinds_itself and target.id in arrays)
+                              or _arithmetic_of(stmt.value, arrays)):
                 if not rebinds_itself:
                     shared.pop(target.id, None)  # a fresh array under an old name
                 arrays.add(target.id)
@@ -498,9 +564,25 @@ def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[
                 arrays.discard(target.id)
 
 
+def _arithmetic_of(value: ast.AST, arrays: set[str]) -> bool:
+    """`a[:, None] - a[None, :]` on a local array: torch arithmetic returns a new tensor, never a view."""
+    if not isinstance(value, ast.BinOp):
+        return False
+    for side in (value.left, value.right):
+        while isinstance(side, (ast.Subscript, ast.Attribute, ast.Call)):
+            side = side.func if isinstance(side, ast.Call) else side.value
+        if isinstance(side, ast.Name) and side.id in arrays:
+            return True
+    return False
+
+
 def _is_method_of(value: ast.AST, name: str) -> bool:
-    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
-            and isinstance(value.func.value, ast.Name) and value.func.value.id == name)
+    """`pe.float()`, `rc.permute(1, 2, 0).contiguous()`: methods of the array itself (the old
+    binding, shared with nothing, is gone once the name is rebound)."""
+    if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)):
+        return False
+    inner = value.func.value
+    return (isinstance(inner, ast.Name) and inner.id == name) or _is_method_of(inner, name)
 
 
 def _escaping(stmt: ast.stmt, arrays: set[str], roots: set[str]) -> set[str]:

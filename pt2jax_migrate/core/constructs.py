@@ -13,6 +13,7 @@ torch's signature from a str/list method of the same name are in `torch_only_met
 
 from __future__ import annotations
 
+import ast
 import re
 
 _MODULE_STATE = "nnx modules keep parameters and state as attributes: use nnx.state(model, nnx.Param) / nnx.iter_graph"
@@ -51,8 +52,9 @@ def container_refusal(qualname: str, args: list[tuple[str, bool]], keywords: lis
         return "containers with keyword arguments are not converted"
     if qualname.endswith("Sequential"):
         named = [text for text, _ in args if text.split("(")[0].endswith("OrderedDict")]
-        if named and (len(args) != 1 or not named_layers_literal(named[0])):
-            return ("nn.Sequential(OrderedDict(...)) is converted only from a literal list of (name, layer) "
+        if named and (len(args) != 1 or args[0][1]
+                      or not (named_layers_literal(named[0]) or mapping_argument(named[0]))):
+            return ("nn.Sequential(OrderedDict(...)) is converted only from one OrderedDict of (name, layer) "
                     "pairs (the layers keep their order; the names go)")
         return None  # nnx.Sequential(*layers) as well
     if qualname.endswith("ModuleDict"):
@@ -65,6 +67,17 @@ def container_refusal(qualname: str, args: list[tuple[str, bool]], keywords: lis
 
 
 _NAMED_LAYERS = re.compile(r"^(?:collections\.)?OrderedDict\(\s*\[\s*\(\s*(['\"]).*\]\s*\)$", re.DOTALL)
+
+
+def mapping_argument(text: str) -> bool:
+    """`OrderedDict(blocks)`: an OrderedDict built from one value (pairs made at run time), as
+    Sequential's argument: its `.values()` are the layers in order."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return False
+    return (isinstance(node, ast.Call) and ast.unparse(node.func) in ("OrderedDict", "collections.OrderedDict")
+            and len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred))
 
 
 def named_layers_literal(text: str) -> bool:

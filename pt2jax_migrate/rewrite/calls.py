@@ -6,11 +6,11 @@ from __future__ import annotations
 import libcst as cst
 
 from ..core import parallel
-from ..core.constructs import NO_GRAD, kept_layer
+from ..core.constructs import NO_GRAD, kept_layer, mapping_argument
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
 from ..core.decide import ASSIGN, CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
-from .cst_util import _head, code_of, keep_parens, parse_expr
+from .cst_util import _head, code_of, keep_parens, layers_of_mapping, parse_expr
 from .todos import Remark
 
 _ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString,
@@ -68,6 +68,9 @@ class CallsMixin:
         q = self.qualname(original.func)
         if q is not None:
             return self._torch_call(original, updated, q)
+        line, col = self._pos(original)
+        if (line, col - 1) in self.mapping_sequentials and original.args:  # super().__init__(layers), Sequential
+            return layers_of_mapping(updated)
         partial_layer = self._partial_layer(original, updated)
         if partial_layer is not None:
             return partial_layer
@@ -257,8 +260,9 @@ class CallsMixin:
             self.changed(original, "PTJ102", f"nn.Sequential -> {target.sequential_class}")
             args = _unnamed_layers(updated.args)
             line, col = self._pos(original)
-            if (line, col - 1) in self.mapping_sequentials:  # a name bound to an OrderedDict: its layers
-                args = [args[0].with_changes(value=parse_expr(f"{code_of(args[0].value)}.values()"), star="*")]
+            if (line, col - 1) in self.mapping_sequentials or (args is updated.args and len(args) == 1
+                                                                and mapping_argument(code_of(args[0].value))):
+                args = layers_of_mapping(updated).args  # a mapping of named layers: its layers
             if target.sequential_class in target.helpers:  # a helper of the target's (Linen's Sequential)
                 self.helpers.add(target.sequential_class)
             return updated.with_changes(func=cst.parse_expression(target.sequential_class), args=args)

@@ -264,3 +264,10 @@ def _indent(text: str, prefix: str) -> str:
 
 def _strip_leading_comments_kept(text: str) -> str:
     return text
+
+
+def layers_of_mapping(call: cst.Call) -> cst.Call:
+    """`Sequential(layers)` / `super().__init__(layers)` handed a mapping of named layers: the
+    layers, in order (`*layers.values()`); the names go."""
+    value = parse_expr(f"{code_of(call.args[0].value)}.values()")
+    return call.with_changes(args=[call.args[0].with_changes(value=value, star="*")])

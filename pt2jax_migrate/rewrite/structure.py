@@ -36,10 +36,13 @@ class StructureMixin:
         if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
             return self._is_builder(func.attr.value)
         facts = self._class_facts()
-        if isinstance(func, cst.Name) and facts is not None and scope.method is not None:
-            # a block class passed in by name, or any parameter / local whose result becomes a submodule
-            return func.value in facts.factories.get(scope.method, set()) or self._pos(call) in facts.factory_calls
-        return False
+        if facts is None or scope.method is None:
+            return False
+        if isinstance(func, cst.Name) and func.value in facts.factories.get(scope.method, set()):
+            return True  # a block class passed in by name
+        # a parameter / local (or its field annotated as a module class: `cnf.block`) whose
+        # result becomes a submodule
+        return isinstance(func, (cst.Name, cst.Attribute)) and self._pos(call) in facts.factory_calls
 
     def _handled_by_structure(self, node: cst.CSTNode, method: str) -> bool:
         return (self._pos(node)[0], method) in self.structure.handled_calls
@@ -66,7 +69,9 @@ class StructureMixin:
                              updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
         """The statement rendered as core.structure decides it (a TODO when refused)."""
         site = self.structure.sites.get(self._pos(original)[0])
-        if site is None or len(updated.body) != 1 or site.kind == "freeze_loop":  # a For: _freeze_loop
+        if site is None:
+            return self._optional_child(original, updated)
+        if len(updated.body) != 1 or site.kind == "freeze_loop":  # a For: _freeze_loop
             return updated
         decision = self._decide_structure(site)
         if not decision.fixable:
@@ -81,6 +86,24 @@ class StructureMixin:
         self.changed(original, decision.code, decision.message, decision.safety)
         new = cst.parse_statement(text + "\n")
         return updated.with_changes(body=new.body)  # type: ignore[attr-defined]
+
+    def _optional_child(self, original: cst.SimpleStatementLine,
+                        updated: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        """`self.proj = None` where proj is assigned a module elsewhere in the class: the target's
+        way to say the attribute may hold a submodule (structure_facts.ClassFacts.optional_children)."""
+        facts = self._class_facts()
+        small = updated.body[0] if len(updated.body) == 1 else None
+        held = facts.optional_children.get(self._pos(original)[0], set()) if facts is not None else set()
+        modules = {"*"} | self.rngs_classes | set(self.converted_classes) | set(self.imported_classes)
+        if (not held & modules or not isinstance(small, cst.Assign)
+                or not (isinstance(small.value, cst.Name) and small.value.value == "None")):
+            return updated
+        text = self.target.render_optional_child("None")
+        if text is None:
+            return updated
+        self.changed(original, "PTJ101", f"{code_of(small.targets[0].target)} = None -> {text}: "
+                                         "the attribute also holds a submodule")
+        return updated.with_changes(body=[small.with_changes(value=cst.parse_expression(text))])
 
     def _structure_text(self, site, small) -> tuple[str, set[str]] | None:
         """What the target writes for the statement (None: it does not convert it)."""

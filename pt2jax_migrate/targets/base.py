@@ -142,6 +142,11 @@ class Target(ABC):
         """`self.name += value` (op `+=`; `=` outside __init__) on a registered buffer."""
         return None
 
+    def render_optional_child(self, value: str) -> str | None:
+        """The value (`None`) first given to an attribute that elsewhere holds a submodule, as the
+        target's modules need it written (None: as it is)."""
+        return None
+
     def render_weight_tie(self, head: str, embedding: str) -> tuple[str, set[str]] | None:
         """`head.weight = embedding.weight` (a Linear tied to an Embedding)."""
         return None

@@ -61,6 +61,9 @@ class NNXTarget(Target):
     def render_buffer_update(self, attribute: str, op: str, value: str) -> tuple[str, set[str]]:
         return f"{attribute}[...] {op} {value}", set()  # Variables refuse `+=` on themselves
 
+    def render_optional_child(self, value: str) -> str:
+        return f"nnx.data({value})"  # nnx makes a None attribute static: a module assigned later is refused
+
     def render_weight_tie(self, head: str, embedding: str) -> tuple[str, set[str]]:
         return f"{head} = TiedLinear({embedding}, {head}.bias)", {"TiedLinear"}
 

@@ -96,6 +96,11 @@ class ConvNCHW(nnx.Conv):
     Parameters are unchanged: kernel (*kernel_size, in // groups, out) and bias.
     """
 
+    # torch's names for the configuration (init code reads `m.out_channels`)
+    in_channels = property(lambda self: self.in_features)
+    out_channels = property(lambda self: self.out_features)
+    groups = property(lambda self: self.feature_group_count)
+
     def __call__(self, x):
         channel_axis = x.ndim - len(self.kernel_size) - 1  # also works without a batch axis
         y = super().__call__(jnp.moveaxis(x, channel_axis, -1))
@@ -109,6 +114,9 @@ class ConvTransposeNCHW(nnx.ConvTranspose):
     Built with transpose_kernel=True, so the kernel is (*kernel_size, out, in): PyTorch's
     (in, out, *kernel_size) weight moved, with no spatial flip.
     """
+
+    in_channels = property(lambda self: self.in_features)  # torch's names, as ConvNCHW's
+    out_channels = property(lambda self: self.out_features)
 
     def __call__(self, x):
         channel_axis = x.ndim - len(self.kernel_size) - 1
