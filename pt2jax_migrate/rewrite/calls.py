@@ -253,6 +253,10 @@ class CallsMixin:
             self.changed(original, "PTJ102", f"nn.Sequential -> {target.sequential_class}")
             args = _unnamed_layers(updated.args)
             line, col = self._pos(original)
+            if (line, col - 1) in self.mapping_sequentials and target.named_sequential_class:
+                # a name bound to an OrderedDict: its layers, read by name too
+                self.helpers.add(target.named_sequential_class)
+                return updated.with_changes(func=cst.parse_expression(target.named_sequential_class), args=args)
             if (line, col - 1) in self.mapping_sequentials:  # a name bound to an OrderedDict: its layers
                 args = [args[0].with_changes(value=cst.parse_expression(f"{code_of(args[0].value)}.values()"), star="*")]
             if target.sequential_class in target.helpers:  # a helper of the target's (Linen's Sequential)
