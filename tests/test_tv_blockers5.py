@@ -2,7 +2,7 @@
 (benchmarks/bench_models.py): in-place inits on raw parameters and on new tensors, inits under
 `isinstance(a) or isinstance(b)` and on `self.heads.head`, new_zeros / expand / clone, index
 updates of derived local arrays, F.dropout(training=), a buffer used as an index, a class
-subclassing nn.LayerNorm and F.layer_norm. One model holds them all: one rewrite, one verify
+subclassing nn.LayerNorm and F.layer_norm, nn.Dropout(p, **params). One model holds them all: one rewrite, one verify
 (eager and jitted, outputs and gradients against real torch)."""
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ class Window(nn.Module):
         return attend(x, bias, training=self.training).clone()
 
 
+class MLP(nn.Sequential):
+    def __init__(self, d, inplace=None, dropout=0.0):
+        params = {} if inplace is None else {"inplace": inplace}
+        super().__init__(nn.Linear(d, d), nn.Dropout(dropout, **params))
+
+
 class Net(nn.Module):
     def __init__(self, w=3, d=4, norm_layer=None):
         super().__init__()
@@ -82,6 +88,7 @@ class Net(nn.Module):
         if isinstance(self.heads.head, nn.Linear):
             nn.init.zeros_(self.heads.head.bias)
         self.fc = nn.Linear(d, d)
+        self.mlp = MLP(d)
         for m in self.modules():
             if isinstance(m, nn.Conv2d) or isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
@@ -94,7 +101,7 @@ class Net(nn.Module):
         seq = y.mean(-1).permute(0, 2, 1) + self.pos  # (n, w, d)
         token = self.token.expand(x.shape[0], -1, -1)
         seq = torch.cat([token, self.window(seq)[:, :, :1].expand(-1, -1, seq.shape[2]) * seq], dim=1)
-        return self.heads(self.fc(seq))
+        return self.heads(self.fc(self.mlp(seq)))
 '''
 
 
@@ -126,6 +133,7 @@ def test_rewrite_is_torch_free_and_lint_agrees(converted):
     assert "self.table[self.index[...]]" in text  # a buffer as an index: its value
     assert "torch_expand(self.token, x.shape[0], -1, -1)" in text
     assert "functional_dropout(y, p, training)" in text
+    assert "(lambda p=0.5, inplace=False, *, rngs: nnx.Dropout(p, rngs=rngs))(dropout, **params, rngs=rngs)" in text
     lint = {(f.line, f.code, f.fixable) for f in lint_source(SOURCE, "m.py") if f.code not in SKIP}
     rewrite = {(f.line, f.code, f.fixable) for f in result.findings if f.code not in SKIP}
     assert lint == rewrite
