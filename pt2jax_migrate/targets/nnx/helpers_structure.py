@@ -40,7 +40,8 @@ class TorchLayerNorm(nnx.LayerNorm):
 
     def __init__(self, normalized_shape, eps=1e-05, elementwise_affine=True, bias=True,
                  device=None, dtype=None, *, rngs):
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        shape = normalized_shape
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if len(shape) != 1:
             raise ValueError(f"normalized_shape {shape}: one trailing axis is converted")
         super().__init__(shape[0], epsilon=eps, use_scale=elementwise_affine,

@@ -149,7 +149,8 @@ def functional_dropout(x, p=0.5, training=True):
     p > 0 in training JAX needs a PRNG key: an nnx.Dropout layer (with rngs) does that."""
     if p == 0 or not training:
         return x
-    raise ValueError(f"F.dropout(p={p}) in training needs a PRNG key in JAX: use an nnx.Dropout layer")
+    raise ValueError(f"F.dropout(p={p}) in training needs a PRNG key in JAX: "
+                     "use an nnx.Dropout layer")
 '''
 
 _TORCH_LAYER_NORM = '''\
