@@ -22,6 +22,9 @@ from .names import module_aliases, qualname_of
 # its functions imported by name: `from torch.nn.init import ...`), an in-place init method, apply(fn)
 _INIT_HINT = re.compile(r"\binit\b|\.(?:normal_|uniform_|zero_|fill_|copy_)\(|\.apply\(")
 
+# torch calls that build a new tensor an in-place init may fill (`torch.empty(n).normal_()`)
+FRESH_TENSORS = frozenset({"torch.empty", "torch.zeros", "torch.ones"})
+
 Position = tuple[int, int]  # (line, column) of a call
 ReadPosition = tuple[int, int, str]  # (line, column, source text) of a parameter read (`m.weight.data`)
 
@@ -38,15 +41,34 @@ class InitFacts:
     reads: dict[ReadPosition, InitRead] = field(default_factory=dict)
 
 
+def site_at(facts: InitFacts, line: int, col: int, attr: str | None) -> InitSite | None:
+    """The init site of the call at (line, col) whose function is named `attr` (`torch.empty(n)`
+    and `torch.empty(n).normal_()` start at the same place: only the second is the init)."""
+    site = facts.sites.get((line, col))
+    if site is None or attr is None:
+        return site
+    return site if (INPLACE_METHODS.get(attr) == site.kind if site.method else attr == site.kind) else None
+
+
 def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str],
                           own: frozenset[str] = frozenset()) -> tuple[str, tuple[str, ...]] | None:
     """`isinstance(m, nn.Linear)` / `isinstance(m, (nn.Conv2d, nn.Linear))` -> ("m", qualnames);
-    also as the first operand of an `and` (`isinstance(m, Block) and m.bn.weight is not None`).
+    `isinstance(m, A) or isinstance(m, B)` as the tuple form; `x is not None and isinstance(m, A)`:
+    any conjunct narrows. The subject may be a `self.` attribute chain (`self.heads.head`).
     A class of this file (in `own`) is `.Block` (OWN_CLASS): its layers are read through it."""
-    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
-        test = test.values[0]
+    if isinstance(test, ast.BoolOp):
+        parts = [_isinstance_narrowing(v, aliases, own) for v in test.values]
+        if isinstance(test.op, ast.Or):
+            if any(p is None for p in parts) or len({p[0] for p in parts}) != 1:  # type: ignore[index]
+                return None
+            return parts[0][0], tuple(q for p in parts for q in p[1])  # type: ignore[index]
+        found = [p for p in parts if p is not None]
+        return found[-1] if found and len({p[0] for p in found}) == 1 else None
     if not (isinstance(test, ast.Call) and isinstance(test.func, ast.Name) and test.func.id == "isinstance"
-            and len(test.args) == 2 and isinstance(test.args[0], ast.Name)):
+            and len(test.args) == 2):
+        return None
+    subject = _dotted(test.args[0])
+    if subject is None or ("." in subject and not subject.startswith("self.")):
         return None
     types = test.args[1].elts if isinstance(test.args[1], ast.Tuple) else [test.args[1]]
     names = tuple(OWN_CLASS + t.id if isinstance(t, ast.Name) and t.id in own else qualname_of(t, aliases)
@@ -54,20 +76,32 @@ def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str],
     if any(n is None for n in names) or (any(n.startswith(OWN_CLASS) for n in names)  # type: ignore[union-attr]
                                           and not all(n.startswith(OWN_CLASS) for n in names)):  # type: ignore[union-attr]
         return None
-    return test.args[0].id, names  # type: ignore[return-value]
+    return subject, names  # type: ignore[return-value]
 
 
 OWN_CLASS = "."  # prefix of a class of this file in a narrowing (`.Bottleneck`)
 
 
-def _self_layers(cls: ast.ClassDef, aliases: dict[str, str]) -> dict[str, str]:
-    """`self.x = nn.Linear(...)` / `self.p = nn.Parameter(...)` in __init__ -> {x: torch class};
-    also `self.bn = norm_layer(c)` where __init__ gives `norm_layer` one torch class and nothing
-    else (`if norm_layer is None: norm_layer = nn.BatchNorm2d`, or as its default): the class the
-    file builds it with (a caller may hand in another class; the tables of norm layers agree)."""
+def _dotted(node: ast.expr) -> str | None:
+    """`m` / `self.heads.head` as text (None: not a plain name or attribute chain)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def _self_layers(cls: ast.ClassDef, aliases: dict[str, str], init_methods: frozenset[str] = frozenset()
+                 ) -> dict[str, str]:
+    """`self.x = nn.Linear(...)` / `self.p = nn.Parameter(...)` in __init__ (or a method only
+    __init__ runs: `self.define_table()`) -> {x: torch class}; also `self.bn = norm_layer(c)`
+    where __init__ gives `norm_layer` one torch class and nothing else (`if norm_layer is None:
+    norm_layer = nn.BatchNorm2d`, or as its default): the class the file builds it with (a
+    caller may hand in another class; the tables of norm layers agree)."""
     out: dict[str, str] = {}
     for item in cls.body:
-        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+        if isinstance(item, ast.FunctionDef) and (item.name == "__init__" or item.name in init_methods):
             factories = _factory_classes(item, aliases)
             for node in ast.walk(item):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call):
@@ -165,6 +199,9 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
         return None
     if isinstance(owner, ast.Name) and owner.id in narrow:
         return owner.id, narrow[owner.id], expr.attr
+    dotted = _dotted(owner) if isinstance(owner, ast.Attribute) and narrow else None
+    if dotted is not None and dotted in narrow:  # `if isinstance(self.heads.head, nn.Linear):`
+        return dotted, narrow[dotted], expr.attr
     if isinstance(owner, ast.Name) and owner.id == "self" and layers.get(expr.attr) == PARAMETER_LAYER:
         return f"self.{expr.attr}", (PARAMETER_LAYER,), ""
     if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self" \
@@ -223,7 +260,9 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
     if _INIT_HINT.search(source) is None and not layer_reads:
         return facts  # nothing to find (`__init__` alone is no hint): keeps lint's speed
     aliases = module_aliases(tree)
-    classes = {node.name: _self_layers(node, aliases) for node in tree.body if isinstance(node, ast.ClassDef)}
+    init_methods = _run_only_by_init(tree, facts)
+    classes = {node.name: _self_layers(node, aliases, frozenset(init_methods))
+               for node in tree.body if isinstance(node, ast.ClassDef)}
     own = frozenset(classes)
     # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;
     # `model.fc.weight` on an instance only where such a chain starts at another name than self
@@ -241,7 +280,6 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                 facts.applies[(node.lineno, node.col_offset)] = name
                 applied.add(name)
     defined: dict[str, ast.FunctionDef] = {}
-    init_methods = _run_only_by_init(tree, facts)
 
     def function(fn: ast.FunctionDef, layers: dict[str, str], in_class: bool) -> None:
         params = [a.arg for a in fn.args.args]
@@ -318,12 +356,16 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                 return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs)
             if q is None and func.attr in INPLACE_METHODS:
                 found = _tensor_of(func.value, narrow, layers, instances, classes)
+                fresh = found is None and isinstance(func.value, ast.Call) \
+                    and qualname_of(func.value.func, aliases) in FRESH_TENSORS
+                if fresh:  # `torch.empty(1, n, d).normal_(std=0.02)`: a new tensor's values, drawn
+                    found = (_text(source, func.value), (PARAMETER_LAYER,), "")
                 if found is None:
                     return None  # not a parameter we can place: the tensor-method verdicts apply
                 args = tuple((_text(source, a), isinstance(a, ast.Starred)) for a in call.args)
                 kind = INPLACE_METHODS[func.attr]
                 return InitSite(kind if kind != COPY else COPY, True, found[1], found[2], found[0], key_available,
-                                args, kwargs)
+                                args, kwargs, fresh)
             return None
 
         walk(fn.body, {})

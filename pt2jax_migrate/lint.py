@@ -44,7 +44,7 @@ from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
-from .inits import InitFacts, facts_for_target, layer_read
+from .inits import InitFacts, facts_for_target, layer_read, site_at
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
@@ -570,7 +570,8 @@ class _Classifier:
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:
         """An init of a parameter: core.decide.decide_init's finding (True: reported)."""
-        site = self.init_facts().sites.get((call.lineno, call.col_offset))
+        site = site_at(self.init_facts(), call.lineno, call.col_offset,
+                       call.func.attr if isinstance(call.func, ast.Attribute) else None)
         if site is None:
             return False
         decision = decide_init(site, self.rules)

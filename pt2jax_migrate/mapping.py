@@ -291,12 +291,14 @@ def _render_through_constructor(rule: Rule, args: list[Arg], kwargs: dict[str, A
     signature and defaults, `value_defaults`): Python binds them as torch would, and an argument
     the conversion refuses (padding_mode, dtype) fails loudly there (TypeError)."""
     params = _decide.layer_value_params(rule)
-    if params is None or len(params) < 2:
-        raise Refused("*args/**kwargs are not converted")
+    defaults = rule.get("value_defaults")
+    if params is None or len(params) < 2:  # nn.Dropout(p, **params): every parameter has torch's default
+        params = tuple(p for p in rule.get("signature") or () if p not in (rule.get("refuse") or {}))
+        if not params or any(p not in defaults for p in params):
+            raise Refused("*args/**kwargs are not converted")
     emit = target_of(rule)
     rngs = emit.rngs_name
     inner = _render_target(rule, bind(rule, [make_arg(p) for p in params], {}, name), name, CallContext(rngs=rngs))
-    defaults = rule.get("value_defaults")
     head = ", ".join(f"{p}={defaults[p]}" if p in defaults else p for p in params)
     parts = [("*" if a.starred else "") + a.source for a in args]
     parts += [f"**{a.source}" if k == "**" else f"{k}={a.source}" for k, a in kwargs.items()]

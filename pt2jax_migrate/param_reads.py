@@ -4,6 +4,7 @@
 takes a converted `nnx.Param` as an array, but einops picks its backend by the argument's type
 and refuses one it does not know. The rewrite reads the value there, `self.cls_token[...]`
 (what NNX itself would write); the Parameter's own conversion is already reported on its line.
+A registered buffer used as an index, or handed to a plain function, is read the same way.
 """
 
 from __future__ import annotations
@@ -36,13 +37,44 @@ def _parameters(cls: ast.ClassDef, aliases: dict[str, str]) -> set[str]:
     return out
 
 
+def _buffers(cls: ast.ClassDef) -> set[str]:
+    """`self.register_buffer("name", ...)` anywhere in the class -> {"name"}."""
+    return {node.args[0].value for node in ast.walk(cls)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "register_buffer" and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "self" and node.args and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)}
+
+
+def _buffer_reads(tree: ast.Module, out: set[tuple[int, int]]) -> None:
+    """A registered buffer used as an index (`table[self.index]`) or handed to a plain function
+    (`bias(self.table, self.index)`, which may index with it): jax takes no Variable as an
+    index, so the value is read there (`self.index[...]`); arithmetic on it needs no change."""
+    for cls in ast.walk(tree):
+        buffers = _buffers(cls) if isinstance(cls, ast.ClassDef) else set()
+        if not buffers:
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, ast.Subscript):
+                reads = [node.slice]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                reads = [*node.args, *(k.value for k in node.keywords)]
+            else:
+                continue
+            for arg in reads:
+                if (isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "self"
+                        and arg.attr in buffers and isinstance(arg.ctx, ast.Load)):
+                    out.add((arg.lineno, arg.col_offset))
+
+
 def param_reads(tree: ast.Module) -> set[tuple[int, int]]:
     """(line, col_offset) of each `self.p` (an nn.Parameter of its class) passed positionally
-    to an ARRAY_ONLY function."""
+    to an ARRAY_ONLY function, and of each buffer read as an index or a function's argument."""
+    out: set[tuple[int, int]] = set()
+    _buffer_reads(tree, out)
     aliases = module_aliases(tree)
     if not any(q.startswith(ARRAY_ONLY) for q in aliases.values()):
-        return set()
-    out: set[tuple[int, int]] = set()
+        return out
     for cls in ast.walk(tree):
         if not isinstance(cls, ast.ClassDef):
             continue

@@ -285,6 +285,12 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     _key("refuse", STR_TABLE, SOURCE, ALL,
          "torch parameter -> reason: given at all (unless its literal is listed in `allow`) -> TODO(pt2jax). "
          "'<missing>param': refused when param is absent; '<always>': the entry is never converted"),
+    _key("refuse_literal", STR_TABLE, SOURCE, ALL,
+         "torch parameter -> reason: refused when given as a literal not listed in `keep_literal` (it "
+         "certainly takes the path that is not converted); any other expression is converted, the target "
+         "checks it at run time"),
+    _key("keep_literal", table_of(STR_LIST), SOURCE, ALL,
+         "torch parameter -> literals (repr) `refuse_literal` accepts (passed on as written)"),
     _key("allow", table_of(STR_LIST), SOURCE, ALL,
          "torch parameter -> literals (repr) that are accepted and dropped: torch's default value"),
     _key("ndim", INT, SOURCE, {"layer"}, "number of spatial dimensions of the torch layer (Conv2d: 2); default 2"),
@@ -322,6 +328,9 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     _key("ops", STR_TABLE, TARGET, {"method"}, "short method name -> Python operator, for {op}"),
     _key("helpers", list_of(named(HELPERS, "helper")), TARGET, ALL,
          "helpers (pt2jax_migrate/helpers.py) written once into the output file"),
+    _key("subclass_base", named(HELPERS, "helper"), TARGET, {"layer"},
+         "a helper class written as the base of a user class subclassing this layer (`class LayerNorm2d("
+         "nn.LayerNorm)`): the converted layer with torch's constructor and attribute names"),
     _key("init", named(INITIALISERS, "initialiser"), TARGET, {"layer"},
          "PyTorch's default initialiser to reproduce (kernel_init/bias_init keywords)"),
     _key("weights", list_of(WEIGHT), TARGET, {"layer"},

@@ -542,6 +542,10 @@ def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[
             target, op = stmt.targets[0], "="
         elif isinstance(stmt, ast.AugAssign) and type(stmt.op) in _OPS:
             target, op = stmt.target, _OPS[type(stmt.op)]
+        elif _fill_call(stmt) is not None:  # `qkv_bias[n:2 * n].zero_()`: an index assignment of 0
+            target, op = stmt.value.func.value, "="  # type: ignore[attr-defined]
+            if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays:
+                facts.handled_calls.add((stmt.lineno, _fill_call(stmt)))
         if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id in arrays:
             name = target.value.id
             if name in shared:
@@ -555,8 +559,8 @@ def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[
             shared.setdefault(name, stmt.lineno)
         if isinstance(target, ast.Name):
             rebinds_itself = _is_method_of(stmt.value, target.id)
-            if op == "=" and (_torch_call(stmt.value, roots) or (rebinds_itself and target.id in arrays)
-                              or _arithmetic_of(stmt.value, arrays)):
+            if op == "=" and (_torch_call(stmt.value, roots) or _new_array(stmt.value, arrays)
+                              or (rebinds_itself and target.id in arrays)):
                 if not rebinds_itself:
                     shared.pop(target.id, None)  # a fresh array under an old name
                 arrays.add(target.id)
@@ -564,25 +568,40 @@ def _index_assignments(func: ast.FunctionDef | ast.AsyncFunctionDef, roots: set[
                 arrays.discard(target.id)
 
 
-def _arithmetic_of(value: ast.AST, arrays: set[str]) -> bool:
-    """`a[:, None] - a[None, :]` on a local array: torch arithmetic returns a new tensor, never a view."""
-    if not isinstance(value, ast.BinOp):
-        return False
-    for side in (value.left, value.right):
-        while isinstance(side, (ast.Subscript, ast.Attribute, ast.Call)):
-            side = side.func if isinstance(side, ast.Call) else side.value
-        if isinstance(side, ast.Name) and side.id in arrays:
-            return True
-    return False
+def _fill_call(stmt: ast.stmt) -> str | None:
+    """`x[idx].zero_()` / `x[idx].fill_(v)` as a statement -> the method's name."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Attribute) \
+            and isinstance(stmt.value.func.value, ast.Subscript) and not stmt.value.keywords \
+            and ((stmt.value.func.attr == "zero_" and not stmt.value.args)
+                 or (stmt.value.func.attr == "fill_" and len(stmt.value.args) == 1)):
+        return stmt.value.func.attr
+    return None
 
 
 def _is_method_of(value: ast.AST, name: str) -> bool:
-    """`pe.float()`, `rc.permute(1, 2, 0).contiguous()`: methods of the array itself (the old
-    binding, shared with nothing, is gone once the name is rebound)."""
+    """`x.float()`, `x.permute(1, 0).contiguous()`: x's own methods, chained."""
     if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)):
         return False
-    inner = value.func.value
-    return (isinstance(inner, ast.Name) and inner.id == name) or _is_method_of(inner, name)
+    base = value.func.value
+    return (isinstance(base, ast.Name) and base.id == name) or _is_method_of(base, name)
+
+
+# tensor methods that make a new tensor whatever their receiver is
+_NEW_TENSOR_METHODS = frozenset({"new_zeros", "new_ones", "new_full", "new_empty", "clone"})
+
+
+def _new_array(value: ast.AST, arrays: set[str]) -> bool:
+    """A new array from arrays: arithmetic on one (`c[:, None] - c[None, :]`, a new tensor, no
+    view of it), or `x.new_zeros(shape)` / `x.clone()`."""
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+        return value.func.attr in _NEW_TENSOR_METHODS
+    if isinstance(value, ast.BinOp):
+        for side in (value.left, value.right):
+            while isinstance(side, (ast.Subscript, ast.Attribute, ast.Call)):  # `c.flatten(1)[:, None]`
+                side = side.func if isinstance(side, ast.Call) else side.value
+            if isinstance(side, ast.Name) and side.id in arrays:
+                return True
+    return False
 
 
 def _escaping(stmt: ast.stmt, arrays: set[str], roots: set[str]) -> set[str]:

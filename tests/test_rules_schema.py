@@ -160,9 +160,13 @@ def test_rule_reads_source_keys_at_the_top_and_target_keys_in_the_sub_table():
     assert "target" not in linear.raw and "signature" in linear.raw
     assert linear.get("signature")[0] == "in_features" and linear.get("init") == "linear"
     assert linear.get("weights") == linear.side("nnx")["weights"]
-    dropout = load_rules().by_name["torch.nn.functional.dropout"]  # refused: no target side at all
-    assert dropout.status == "refused" and not dropout.supports()
-    assert check_call(dropout, [make_arg("x")], {}, "torch.nn.functional.dropout").startswith("F.dropout needs")
+    rprop = load_rules().by_name["torch.optim.Rprop"]  # refused: no target side at all
+    assert rprop.status == "refused" and not rprop.supports()
+    assert check_call(rprop, [make_arg("p")], {}, "torch.optim.Rprop").startswith("Rprop (sign-based")
+    dropout = load_rules().by_name["torch.nn.functional.dropout"]  # a literal p > 0 is refused (refuse_literal)
+    assert check_call(dropout, [make_arg("x"), make_arg("0.1")], {}, "torch.nn.functional.dropout") \
+        .startswith("F.dropout needs")
+    assert check_call(dropout, [make_arg("x"), make_arg("0.0")], {}, "torch.nn.functional.dropout") is None
 
 
 def test_unknown_target_is_rejected():

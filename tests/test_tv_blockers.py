@@ -75,8 +75,9 @@ def lint_agrees(source: str) -> None:
 
 def test_sequential_of_an_ordered_dict_variable_takes_its_layers(tmp_path):
     original, converted, text = convert(tmp_path, "named", NAMED_LAYERS)
-    assert "self.layers = nnx.Sequential(*layers.values())" in text
-    assert "self.head = nnx.Sequential(*head.values())" in text
+    # the layers in order, read by name too (NamedSequential: `self.heads.head` as in torch)
+    assert "self.layers = NamedSequential(layers)" in text
+    assert "self.head = NamedSequential(head)" in text
     assert "self.single = nnx.Sequential(block)" in text  # not a mapping: one layer, as torch reads it
     assert "import torch" not in text and "TODO(pt2jax)" not in text
     lint_agrees(NAMED_LAYERS)

@@ -104,6 +104,11 @@ def check_arguments(rule: Rule, bound: dict) -> None:
         if param in refuse:
             if not (isinstance(arg, Arg) and arg.literal is not None and arg.literal in allow.get(param, [])):
                 raise Refused(refuse[param])
+    for param, reason in rule.get("refuse_literal", {}).items():
+        arg = bound.get(param)
+        if isinstance(arg, Arg) and arg.literal is not None and arg.literal not in rule.get("keep_literal", {}).get(
+                param, []):
+            raise Refused(reason)
     values = rule.get("values", {})
     for param, table in values.items():
         arg = bound.get(param)

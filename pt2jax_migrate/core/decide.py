@@ -278,6 +278,13 @@ def _defaults_written(rule, ignored: set[str]) -> bool:
     return True
 
 
+def layer_base(rules, q: str | None) -> str | None:
+    """The helper class a user class subclassing torch layer `q` gets as its base (the table's
+    `subclass_base`), or None: that layer is not converted as a base class."""
+    rule = rules.by_name.get(q) if q is not None else None
+    return rule.get("subclass_base") if rule is not None else None
+
+
 def decide_reference(site: ReferenceSite, rules) -> Decision:
     q = site.qualname
     if is_data_pipeline(q):  # a Dataset subclass, a transform passed around: the data pipeline stays
@@ -288,7 +295,18 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
             return Decision("PTJ101", True, f"class {site.base_of} subclasses torch.nn.Module", action="module_base")
         if q in CONTAINER_BASES:  # core.structure: the container's own class is the base
             return Decision("PTJ101", True, container_base_message(site.base_of, q), action="container_base")
+        base = layer_base(rules, q)
+        if base is not None:
+            return Decision("PTJ101", True, f"class {site.base_of} subclasses {q}: its base becomes {base}, the "
+                                            "converted layer with torch's constructor and attribute names",
+                            action="layer_base")
         found = category(q) or unsupported(q)
+        rule = rules.by_name.get(q)
+        if rule is not None and rule.get("target"):  # a converted layer, but not as a base class
+            return manual(found.code, f"class {site.base_of} subclasses {q}, converted as {rule.get('target')} whose "
+                                      "constructor and attribute names differ from torch's: hold the layer instead "
+                                      f"(self.inner = {q.rpartition('.')[2]}(...), called in forward) or port the "
+                                      "class by hand")
         return manual(found.code, f"class {site.base_of} subclasses {q}, which is not converted: port the class "
                                   "by hand (or write it as a converted module)")
     if q in MODULE_BASES:  # an annotation, Callable[..., nn.Module], isinstance(m, nn.Module)

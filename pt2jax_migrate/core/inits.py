@@ -67,6 +67,9 @@ class InitSite:
     key_available: bool  # a random key can be drawn here (a converted __init__ or init function)
     args: tuple[tuple[str, bool], ...] = ()  # after the tensor (source text, starred)
     kwargs: tuple[tuple[str | None, str], ...] = ()
+    # the tensor is a new one built in place (`torch.empty(n).normal_()`): the init returns the
+    # values (the converted creation call is its receiver), there is no parameter to write
+    fresh: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,28 +10,11 @@ from ..core.constructs import NO_GRAD, kept_layer, mapping_argument
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
 from ..core.decide import ASSIGN, CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
-from .cst_util import _head, code_of, keep_parens, layers_of_mapping, parse_expr
+from .cst_util import _head, code_of, keep_parens, layers_of_mapping, parse_expr, unnamed_layers
 from .todos import Remark
 
 _ATOMIC_EXPR = (cst.Name, cst.Attribute, cst.Call, cst.Subscript, cst.Integer, cst.Float, cst.SimpleString,
                 cst.List, cst.Tuple, cst.Dict, cst.Set, cst.ListComp)
-
-
-def _unnamed_layers(args):
-    """`OrderedDict([("a", A), ("b", B)])` as Sequential's one argument -> `A, B` (same order,
-    so verify's weight paths, by index, still line up); any other arguments as they are."""
-    if len(args) != 1 or not isinstance(args[0].value, cst.Call):
-        return args
-    inner = args[0].value
-    if not (code_of(inner.func).endswith("OrderedDict") and len(inner.args) == 1
-            and isinstance(inner.args[0].value, cst.List)):
-        return args
-    pairs = inner.args[0].value.elements
-    if not all(isinstance(e.value, cst.Tuple) and len(e.value.elements) == 2 for e in pairs):
-        return args
-    # each pair's comma (and the line break after it) goes with its layer: the layout stays
-    return [cst.Arg(e.value.elements[1].value, comma=e.comma if i < len(pairs) - 1 else cst.MaybeSentinel.DEFAULT)
-            for i, e in enumerate(pairs)]
 
 
 class CallsMixin:
@@ -258,8 +241,11 @@ class CallsMixin:
         target = self.target
         if q.endswith("Sequential"):
             self.changed(original, "PTJ102", f"nn.Sequential -> {target.sequential_class}")
-            args = _unnamed_layers(updated.args)
+            args = unnamed_layers(updated.args)
             line, col = self._pos(original)
+            if (line, col - 1) in self.mapping_sequentials and target.named_sequential_class:
+                self.helpers.add(target.named_sequential_class)  # an OrderedDict's layers, read by name too
+                return updated.with_changes(func=cst.parse_expression(target.named_sequential_class), args=args)
             if (line, col - 1) in self.mapping_sequentials or (args is updated.args and len(args) == 1
                                                                 and mapping_argument(code_of(args[0].value))):
                 args = layers_of_mapping(updated).args  # a mapping of named layers: its layers
@@ -276,10 +262,10 @@ class CallsMixin:
             self.todo(original, "PTJ102", f"nn.ModuleList: not converted for target {target.name}")
             return updated
         self.changed(original, "PTJ102", f"nn.ModuleList -> {target.module_list_class}")
+        if target.module_list_class == "list" and (not updated.args or isinstance(updated.args[0].value, (cst.List, cst.ListComp))):
+            return updated.args[0].value if updated.args else cst.List([])  # a plain list (Linen): the literal
         if not updated.args:
-            return cst.parse_expression(f"{target.module_list_class}([])" if target.module_list_class != "list" else "[]")
-        if target.module_list_class == "list" and isinstance(updated.args[0].value, (cst.List, cst.ListComp)):
-            return updated.args[0].value  # a plain list (Linen): the literal is the list
+            return cst.parse_expression(f"{target.module_list_class}([])")
         return updated.with_changes(func=cst.parse_expression(target.module_list_class))
 
     def _instantiate(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:

@@ -11,7 +11,7 @@ from ..names import is_torch_name
 from .cst_util import _all_params, _is_docstring, _target_names, code_of
 from .scopes import _Scope
 from ..core.constructs import keeps_layers_message
-from ..core.decide import ReferenceSite, decide_reference
+from ..core.decide import ReferenceSite, decide_reference, layer_base
 from ..core.structure import TRAIN_FLAG
 from .todos import _with_todos
 
@@ -37,7 +37,8 @@ class ClassesMixin:
                     for base in stmt.bases:
                         q = self.qualname(base.value)
                         name = base.value.value if isinstance(base.value, cst.Name) else None
-                        if q in MODULE_BASES or q in CONTAINER_BASES or name in classes or (
+                        if q in MODULE_BASES or q in CONTAINER_BASES or name in classes \
+                                or layer_base(self.rules, q) or (
                                 name in self.imported_classes and not self.shadowed(name)):
                             classes.add(stmt.name.value)
                             changed = True
@@ -58,7 +59,8 @@ class ClassesMixin:
                 if name in out:
                     continue
                 own_init = any(isinstance(s, cst.FunctionDef) and s.name.value == "__init__" for s in node.body.body)
-                inherits = any(isinstance(b.value, cst.Name) and b.value.value in out for b in node.bases)
+                inherits = any((isinstance(b.value, cst.Name) and b.value.value in out)
+                               or layer_base(self.rules, self.qualname(b.value)) for b in node.bases)
                 if own_init or inherits:
                     out.add(name)
                     changed = True
@@ -70,7 +72,8 @@ class ClassesMixin:
         out = set()
         for stmt in module.body:
             if isinstance(stmt, cst.ClassDef) and stmt.name.value in self.converted_classes:
-                if any(isinstance(b.value, cst.Name) and b.value.value in self.rngs_classes for b in stmt.bases):
+                if any((isinstance(b.value, cst.Name) and b.value.value in self.rngs_classes)
+                       or layer_base(self.rules, self.qualname(b.value)) for b in stmt.bases):
                     out.add(stmt.name.value)
         return out
 
@@ -132,6 +135,11 @@ class ClassesMixin:
                 module_base = self.target.module_base
                 self.changed(original_base, "PTJ101", f"class {original.name.value}: nn.Module -> {module_base}")
                 base = base.with_changes(value=cst.parse_expression(module_base))
+            elif layer_base(self.rules, q):  # class LayerNorm2d(nn.LayerNorm): the table's base helper
+                helper = layer_base(self.rules, q)
+                self.helpers.add(helper)
+                self.changed(original_base, "PTJ101", f"class {original.name.value}: {q} -> {helper}")
+                base = base.with_changes(value=cst.parse_expression(helper))
             elif q in CONTAINER_BASES:
                 kind = CONTAINER_BASES[q]
                 container = ((self.target.sequential_base if self.target.sequential_base != "" else

@@ -271,3 +271,20 @@ def layers_of_mapping(call: cst.Call) -> cst.Call:
     layers, in order (`*layers.values()`); the names go."""
     value = parse_expr(f"{code_of(call.args[0].value)}.values()")
     return call.with_changes(args=[call.args[0].with_changes(value=value, star="*")])
+
+
+def unnamed_layers(args):
+    """`OrderedDict([("a", A), ("b", B)])` as Sequential's one argument -> `A, B` (same order,
+    so verify's weight paths, by index, still line up); any other arguments as they are."""
+    if len(args) != 1 or not isinstance(args[0].value, cst.Call):
+        return args
+    inner = args[0].value
+    if not (code_of(inner.func).endswith("OrderedDict") and len(inner.args) == 1
+            and isinstance(inner.args[0].value, cst.List)):
+        return args
+    pairs = inner.args[0].value.elements
+    if not all(isinstance(e.value, cst.Tuple) and len(e.value.elements) == 2 for e in pairs):
+        return args
+    # each pair's comma (and the line break after it) goes with its layer: the layout stays
+    return [cst.Arg(e.value.elements[1].value, comma=e.comma if i < len(pairs) - 1 else cst.MaybeSentinel.DEFAULT)
+            for i, e in enumerate(pairs)]

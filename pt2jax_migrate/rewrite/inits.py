@@ -10,6 +10,7 @@ import libcst as cst
 
 from ..core.decide import decide_init, decide_init_read, decide_layer_read
 from ..core.inits import INIT_HELPER
+from ..inits import site_at
 from .cst_util import code_of
 
 
@@ -18,7 +19,8 @@ class InitsMixin:
 
     def _init_site(self, original: cst.Call):
         line, col = self._pos(original)
-        return self.init_facts.sites.get((line, col - 1))
+        func = original.func
+        return site_at(self.init_facts, line, col - 1, func.attr.value if isinstance(func, cst.Attribute) else None)
 
     def _init_read(self, original: cst.Attribute) -> cst.BaseExpression | None:
         """`m.weight` read in an init function -> `torch_init.value(m.kernel, layout=...)`, the
@@ -70,7 +72,9 @@ class InitsMixin:
         if target.random:
             extra.append(f"key={self.target.key_expr(self._fscope().rngs or self.target.rngs_name)}")
         helper = f"{INIT_HELPER}.{target.kind.rstrip('_')}"  # no trailing _: not read as a torch in-place method
-        text = f"{helper}({', '.join([target.receiver, *positional, *keywords, *extra])})"
+        # a new tensor filled in place (`torch.empty(n).normal_()`): the converted creation call
+        receiver = code_of(updated.func.value) if site.fresh else target.receiver  # type: ignore[attr-defined]
+        text = f"{helper}({', '.join([receiver, *positional, *keywords, *extra])})"
         self.helpers.add(INIT_HELPER)
         self.changed(original, decision.code, f"{decision.message} -> {helper}", decision.safety)
         return self._expr(text)

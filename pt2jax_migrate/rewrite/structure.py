@@ -129,6 +129,13 @@ class StructureMixin:
                 subscript, op = small.targets[0].target, "="
             elif isinstance(small, cst.AugAssign) and isinstance(small.target, cst.Subscript):
                 subscript, op = small.target, code_of(small.operator).strip()
+            elif isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) \
+                    and isinstance(small.value.func, cst.Attribute) and isinstance(small.value.func.value, cst.Subscript):
+                # `x[idx].zero_()` / `x[idx].fill_(v)`
+                subscript, op = small.value.func.value, "="
+                value = code_of(small.value.args[0].value) if small.value.args else "0"
+                index = code_of(subscript.with_changes(value=cst.Name("_")))[1:]
+                return target.render_index_update(site.name, index, AT_METHODS[op], value)
             else:
                 return None
             index = code_of(subscript.with_changes(value=cst.Name("_")))[1:]  # `[:, 0::2]`

@@ -66,6 +66,8 @@ class Target(ABC):
     module_base: ClassVar[str]  # base class of a converted nn.Module, e.g. "nnx.Module"
     parameter_class: ClassVar[str]  # what nn.Parameter(x) becomes, e.g. "nnx.Param"
     sequential_class: ClassVar[str]  # what nn.Sequential becomes
+    # what nn.Sequential(an OrderedDict) becomes: its layers read by name too (None: sequential_class)
+    named_sequential_class: ClassVar[str | None] = None
     module_list_class: ClassVar[str | None]  # what nn.ModuleList becomes (None: not converted)
     module_dict_class: ClassVar[str | None] = None  # what nn.ModuleDict becomes (None: not converted)
     # the base a subclass of nn.Sequential gets ("" : sequential_class; None: not converted)

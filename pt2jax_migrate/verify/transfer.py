@@ -111,6 +111,16 @@ def torch_class_name(module) -> str | None:
     return None
 
 
+def _layer_base_name(module, ruleset) -> str | None:
+    """'torch.nn.LayerNorm' for a user class subclassing it (`class LayerNorm2d(nn.LayerNorm)`)
+    when the table converts that layer as a base class (`subclass_base`): its weights map alike."""
+    for cls in type(module).__mro__[1:]:
+        if cls.__module__.startswith("torch.nn"):
+            rule = ruleset.layer_for_class("torch.nn." + cls.__name__)
+            return "torch.nn." + cls.__name__ if rule is not None and rule.get("subclass_base") else None
+    return None
+
+
 def _weight_rule(table: dict[str, dict], tname: str) -> dict | None:
     """The `weights` entry for tensor `tname`: its exact name, else a `prefix*` pattern (for
     per-layer names such as LSTM's weight_ih_l0, weight_ih_l1_reverse); `to = "*"` keeps the name."""
@@ -183,7 +193,7 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
         tensors += [(n, t, False) for n, t in module.named_buffers(recurse=False)]
         if not tensors:
             continue
-        qual = torch_class_name(module)
+        qual = torch_class_name(module) or _layer_base_name(module, ruleset)
         table = None
         user_class = weights_map.for_class(module) if weights_map else None
         key_rules = {}

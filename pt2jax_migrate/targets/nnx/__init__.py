@@ -23,6 +23,7 @@ class NNXTarget(Target):
     module_base = "nnx.Module"
     parameter_class = "nnx.Param"
     sequential_class = "nnx.Sequential"
+    named_sequential_class = "NamedSequential"
     module_list_class = "nnx.List"
     module_dict_class = "nnx.Dict"
     rngs_name = "rngs"

@@ -105,6 +105,14 @@ class ConvNCHW(nnx.Conv):
         channel_axis = x.ndim - len(self.kernel_size) - 1  # also works without a batch axis
         y = super().__call__(jnp.moveaxis(x, channel_axis, -1))
         return jnp.moveaxis(y, -1, channel_axis)
+
+    @property
+    def in_channels(self):  # torch's names for nnx's in_features / out_features
+        return self.in_features
+
+    @property
+    def out_channels(self):
+        return self.out_features
 '''
 
 _CONV_TRANSPOSE_NCHW = '''\
@@ -122,6 +130,14 @@ class ConvTransposeNCHW(nnx.ConvTranspose):
         channel_axis = x.ndim - len(self.kernel_size) - 1
         y = super().__call__(jnp.moveaxis(x, channel_axis, -1))
         return jnp.moveaxis(y, -1, channel_axis)
+
+    @property
+    def in_channels(self):  # torch's names for nnx's in_features / out_features
+        return self.in_features
+
+    @property
+    def out_channels(self):
+        return self.out_features
 '''
 
 _CONV_TRANSPOSE_PADDING = '''\

@@ -48,6 +48,8 @@ class torch_init:
 
     @classmethod
     def _write(cls, param, layout, value):
+        if isinstance(param, jax.Array):  # a new tensor filled in place: its values, returned
+            return jnp.asarray(value, dtype=param.dtype).reshape(param.shape)
         old = param.get_value()
         new = cls.LAYOUTS[layout](jnp.asarray(value, dtype=old.dtype))
         if new.shape != old.shape:  # never let a layout mix-up broadcast silently
@@ -57,6 +59,8 @@ class torch_init:
 
     @classmethod
     def _shape(cls, param, layout):
+        if isinstance(param, jax.Array):
+            return param.shape
         return cls.torch_shape(param.get_value().shape, layout)
 
     @staticmethod

@@ -32,7 +32,48 @@ class TiedLinear(nnx.Module):
 '''
 
 # name -> (source, imports); helpers.py turns these into Helper entries
+TORCH_LAYER_NORM_BASE = '''\
+class TorchLayerNorm(nnx.LayerNorm):
+    """nn.LayerNorm as a base class (`class LayerNorm2d(nn.LayerNorm)`): torch's constructor and
+    attribute names (.weight, .bias, .eps, .normalized_shape) over nnx.LayerNorm (.scale, .bias,
+    .epsilon), so a subclass's forward reads what it reads in torch."""
+
+    def __init__(self, normalized_shape, eps=1e-05, elementwise_affine=True, bias=True,
+                 device=None, dtype=None, *, rngs):
+        shape = normalized_shape
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if len(shape) != 1:
+            raise ValueError(f"normalized_shape {shape}: one trailing axis is converted")
+        super().__init__(shape[0], epsilon=eps, use_scale=elementwise_affine,
+                         use_bias=elementwise_affine and bias, use_fast_variance=False, rngs=rngs)
+        self.normalized_shape = shape
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+
+    @property
+    def weight(self):
+        return self.scale
+'''
+
+NAMED_SEQUENTIAL = '''\
+class NamedSequential(nnx.Sequential):
+    """nn.Sequential(OrderedDict(...)): the layers run in order and are read by name too
+    (`self.heads.head`, `hasattr(self.heads, "pre_logits")`), as in torch."""
+
+    def __init__(self, named):
+        super().__init__(*named.values())
+        self.layer_names = tuple(named)
+
+    def __getattr__(self, name):
+        names = self.__dict__.get("layer_names", ())
+        if name in names:
+            return self.layers[names.index(name)]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+'''
+
 STRUCTURE_HELPERS = {
     "Buffer": (BUFFER, ["from flax import nnx"]),
     "TiedLinear": (TIED_LINEAR, ["from flax import nnx"]),
+    "TorchLayerNorm": (TORCH_LAYER_NORM_BASE, ["from flax import nnx"]),
+    "NamedSequential": (NAMED_SEQUENTIAL, ["from flax import nnx"]),
 }

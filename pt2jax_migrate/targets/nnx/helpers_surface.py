@@ -132,6 +132,41 @@ def multinomial(key, probs, num_samples, replacement=False):
     return jax.lax.top_k(logits + gumbel, num_samples)[1]
 '''
 
+_TORCH_EXPAND = '''\
+def torch_expand(x, *sizes):
+    """Tensor.expand: a broadcast where -1 keeps the size of that axis (counted from the last);
+    one list or tuple of sizes is accepted as torch accepts it."""
+    if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+        sizes = tuple(sizes[0])
+    lead = len(sizes) - x.ndim
+    shape = tuple(x.shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+    return jnp.broadcast_to(x, shape)
+'''
+
+_FUNCTIONAL_DROPOUT = '''\
+def functional_dropout(x, p=0.5, training=True):
+    """F.dropout where it draws nothing: p == 0 or not training return x, as torch does. With
+    p > 0 in training JAX needs a PRNG key: an nnx.Dropout layer (with rngs) does that."""
+    if p == 0 or not training:
+        return x
+    raise ValueError(f"F.dropout(p={p}) in training needs a PRNG key in JAX: "
+                     "use an nnx.Dropout layer")
+'''
+
+_TORCH_LAYER_NORM = '''\
+def torch_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-05):
+    """F.layer_norm: normalise over the last len(normalized_shape) axes (biased variance)."""
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    axes = tuple(range(x.ndim - len(tuple(normalized_shape)), x.ndim))
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+'''
+
 _JAX = ["import jax", "import jax.numpy as jnp"]
 
 # Appended to helpers.HELPERS (after its own helpers), each after the helpers it requires.
@@ -145,6 +180,9 @@ SURFACE_HELPERS: tuple[Helper, ...] = (
     Helper("torch_chunk", _TORCH_CHUNK, (), ("torch_split",)),
     Helper("torch_meshgrid", _TORCH_MESHGRID, ("import jax.numpy as jnp",)),
     Helper("multinomial", _MULTINOMIAL, tuple(_JAX)),
+    Helper("torch_expand", _TORCH_EXPAND, ("import jax.numpy as jnp",)),
+    Helper("functional_dropout", _FUNCTIONAL_DROPOUT, ()),
+    Helper("torch_layer_norm", _TORCH_LAYER_NORM, tuple(_JAX)),
 )
 
 _EMBED_PADDING_IDX = '''\
