@@ -33,11 +33,11 @@ MIRROR = ["_utils.py", "_internally_replaced_utils.py", "utils.py", "ops/misc.py
 # architectures verified today (resnet18: block classes and norm_layer factories get rngs;
 # mobilenet_v2: ops.misc.Conv2dNormActivation, an nn.Sequential subclass imported from another
 # converted file, built with nn.Conv2d passed as a value)
-# googlenet: reads self.training (-> not self.deterministic), TorchScript markers)
-PASSING = ("squeezenet", "resnet18", "mobilenet_v2", "googlenet")
-# not verified yet (LayerNorm2d subclasses nn.LayerNorm and calls F.layer_norm): its row names a blocker
-BLOCKED = ("convnext",)
-EXPECTED = (*PASSING, *BLOCKED)
+# googlenet: reads self.training (-> not self.deterministic), TorchScript markers;
+# convnext: LayerNorm2d subclasses nn.LayerNorm (a TorchLayerNorm subclass) and calls F.layer_norm)
+# (every torchvision architecture verifies now: no failing row is left to check its blocker on)
+PASSING = ("squeezenet", "resnet18", "mobilenet_v2", "googlenet", "convnext")
+EXPECTED = PASSING
 
 
 def _torchvision() -> Path | None:
@@ -83,16 +83,6 @@ def test_architecture_verifies_eager_and_jit(converted, name):
     # the errors verify measured, not placeholders
     assert row.out_err is not None and row.grad_err is not None, row
     assert 0.0 <= row.out_err < 1e-3 and 0.0 <= row.grad_err < 1e-3, row
-
-
-@pytest.mark.parametrize("name", BLOCKED)
-def test_a_failing_architecture_names_its_blocker(converted, name):
-    row = _row(converted, name)
-    if (row.eager, row.jit) == ("pass", "pass"):
-        pytest.fail(f"{name} verifies now: move it to PASSING")
-    assert row.eager in {"FAIL", "error", "timeout"} or row.jit in {"FAIL", "error", "timeout"}, row
-    # a blocker a person can act on: an error with its type or a verify message, not a placeholder
-    assert len(row.blocker) > 10 and re.search(r"[A-Za-z]+(Error|Exception)|verify|mismatch|jit", row.blocker), row
 
 
 def test_the_table_counts_what_the_rows_say():

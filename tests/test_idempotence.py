@@ -80,13 +80,13 @@ def test_a_black_style_chain_whose_head_converts_parses():
         "    s = (\n"
         "        torch.tensor([1.0, 8.0])\n"
         "        .to(dtype=torch.float32)\n"
-        "        .expand(K // g, N, 2)\n"
+        "        .reshape(K // g, N, 2)\n"
         "        .contiguous()\n"
         "    )\n"
         "    return s\n"
     )
     first = _converts(source)
-    assert "    s = (\n        jnp.asarray([1.0, 8.0]).astype(jnp.float32)\n        .expand(K // g, N, 2)\n    )\n" \
+    assert "    s = (\n        jnp.asarray([1.0, 8.0]).astype(jnp.float32)\n        .reshape(K // g, N, 2)\n    )\n" \
         in first
 
 

@@ -307,7 +307,7 @@ def test_module_dict_and_named_sequential_verify(tmp_path):
         assert names[key], key
 
 
-def test_sequential_from_a_built_ordered_dict_is_refused():
+def test_sequential_from_a_built_ordered_dict_takes_its_layers_in_order():
     source = textwrap.dedent('''\
         from collections import OrderedDict
         import torch.nn as nn
@@ -318,7 +318,9 @@ def test_sequential_from_a_built_ordered_dict_is_refused():
                 self.body = nn.Sequential(OrderedDict([(f"fc{i}", nn.Linear(4, 4)) for i in range(3)]))
         ''')
     result = rewrite_source(source, "m.py")
-    assert "from a literal list of (name, layer) pairs" in result.new_source
+    assert "self.body = nnx.Sequential(*OrderedDict([(f\"fc{i}\", nnx.Linear(4, 4, " in result.new_source
+    assert "rngs=rngs)) for i in range(3)]).values())" in result.new_source
+    assert "TODO(pt2jax)" not in result.new_source
     lint_agrees(source)
 
 

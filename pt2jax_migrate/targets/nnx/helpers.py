@@ -107,7 +107,7 @@ class ConvNCHW(nnx.Conv):
         return jnp.moveaxis(y, -1, channel_axis)
 
     @property
-    def in_channels(self):  # torch's names for nnx's in_features / out_features
+    def in_channels(self):  # torch's names for the layer's in_features / out_features
         return self.in_features
 
     @property
@@ -132,7 +132,7 @@ class ConvTransposeNCHW(nnx.ConvTranspose):
         return jnp.moveaxis(y, -1, channel_axis)
 
     @property
-    def in_channels(self):  # torch's names for nnx's in_features / out_features
+    def in_channels(self):  # torch's names for the layer's in_features / out_features
         return self.in_features
 
     @property
