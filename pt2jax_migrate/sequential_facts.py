@@ -40,6 +40,31 @@ def _sequential_inits(tree: ast.Module) -> set[int]:
             for item in cls.body if isinstance(item, ast.FunctionDef) and item.name == "__init__"}
 
 
+def filled_sequentials(nodes) -> dict[str, ast.Call]:
+    """Locals bound once, to an empty `nn.Sequential()`, then filled by `name.add_module(key, layer)`:
+    name -> the Sequential call. It becomes a NamedSequential (its layers are read by name too:
+    torchvision's ViT conv stem, `self.conv_proj.conv_last`); `nodes`: one scope's own nodes."""
+    bound: dict[str, list[ast.expr]] = {}
+    filled: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Name):
+                        bound.setdefault(sub.id, []).append(node.value if target is sub else node)
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor, ast.NamedExpr, ast.withitem)):
+            target = node.optional_vars if isinstance(node, ast.withitem) else node.target
+            for sub in ast.walk(target) if target is not None else ():
+                if isinstance(sub, ast.Name):
+                    bound.setdefault(sub.id, []).append(node.value if isinstance(node, ast.AnnAssign) else node)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_module"
+              and isinstance(node.func.value, ast.Name) and len(node.args) == 2 and not node.keywords):
+            filled.add(node.func.value.id)
+    return {name: values[0] for name, values in bound.items() if name in filled and len(values) == 1
+            and isinstance(values[0], ast.Call) and not values[0].args and not values[0].keywords
+            and ast.unparse(values[0].func).split(".")[-1] == "Sequential"}
+
+
 def mapping_sequentials(tree: ast.Module) -> set[Position]:
     found: set[Position] = set()
     scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
@@ -65,4 +90,5 @@ def mapping_sequentials(tree: ast.Module) -> set[Position]:
                   and (ast.unparse(node.func).split(".")[-1] == "Sequential" or ast.unparse(node.func) in constructor)):
                 calls.append(node)
         found |= {(c.lineno, c.col_offset) for c in calls if mapping.get(c.args[0].id, False)}  # type: ignore[attr-defined]
+        found |= {(c.lineno, c.col_offset) for c in filled_sequentials(_own_nodes(scope)).values()}
     return found

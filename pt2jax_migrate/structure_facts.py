@@ -17,6 +17,7 @@ from .core.structure import (AT_METHODS, CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TA
                              TRAIN_FLAG, TRAINING_NO_INIT_REFUSAL, TRAINING_STORE_REFUSAL, TRAINING_TAKEN_REFUSAL,
                              StructureSite, buffer_chain_refusal)
 from .names import module_aliases, qualname_of
+from .sequential_facts import _own_nodes, filled_sequentials
 
 _OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/="}
 
@@ -378,6 +379,7 @@ def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], 
     for method in cls.body:
         if not isinstance(method, ast.FunctionDef):
             continue
+        filled = filled_sequentials(_own_nodes(method))  # `seq = nn.Sequential()` + seq.add_module(...)
         for stmt in _own_statements(method.body):
             if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
                 call = stmt.value
@@ -393,6 +395,11 @@ def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], 
                     facts.handled_calls.add((call.lineno, "add_module"))
                     facts.sites[stmt.lineno] = StructureSite("add_module", stmt.lineno, stmt.col_offset + 1,
                                                              _self_attr(func.value), op=owned[_self_attr(func.value)])
+                elif (isinstance(func, ast.Attribute) and func.attr == "add_module" and shape_ok
+                      and isinstance(func.value, ast.Name) and func.value.id in filled):
+                    facts.handled_calls.add((call.lineno, "add_module"))
+                    facts.sites[stmt.lineno] = StructureSite("add_module", stmt.lineno, stmt.col_offset + 1,
+                                                             func.value.id, op="named")
             elif (container == "sequential" and method.name == "__init__" and isinstance(stmt, ast.Assign)
                   and len(stmt.targets) == 1 and _self_attr(stmt.targets[0])
                   and _constructs_layer(stmt.value, roots, class_names)):

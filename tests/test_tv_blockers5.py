@@ -197,3 +197,71 @@ def test_or_narrowing_needs_isinstance_on_both_sides():
               "                nn.init.zeros_(m.weight)\n")
     result = rewrite_source(source, "m.py")
     assert "TODO(pt2jax): PTJ103 torch.nn.init.zeros_(m.weight): which layer" in result.new_source
+
+
+STEM = '''
+import math
+
+import torch.nn as nn
+
+
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, cin, cout, stride):
+        super().__init__(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Stem(nn.Module):
+    def __init__(self, widths=(4, 8), hidden=6, conv_stem=True):
+        super().__init__()
+        if conv_stem:
+            seq_proj = nn.Sequential()
+            prev = 3
+            for i, width in enumerate(widths):
+                seq_proj.add_module(f"conv_bn_relu_{i}", ConvBNReLU(prev, width, 2))
+                prev = width
+            seq_proj.add_module("conv_last", nn.Conv2d(in_channels=prev, out_channels=hidden, kernel_size=1))
+            self.conv_proj: nn.Module = seq_proj
+        else:
+            self.conv_proj = nn.Conv2d(3, hidden, 4, 4)
+        self.head = nn.Linear(hidden, 3)
+        if isinstance(self.conv_proj, nn.Conv2d):
+            nn.init.zeros_(self.conv_proj.bias)
+        elif self.conv_proj.conv_last is not None and isinstance(self.conv_proj.conv_last, nn.Conv2d):
+            nn.init.normal_(self.conv_proj.conv_last.weight, std=math.sqrt(2.0 / self.conv_proj.conv_last.out_channels))
+
+    def forward(self, x):
+        return self.head(self.conv_proj(x).mean((2, 3)))
+
+
+def rebound():
+    seq = nn.Sequential()
+    seq = nn.Sequential(nn.ReLU())
+    seq.add_module("a", nn.ReLU())
+    return seq
+'''
+
+
+def test_local_sequential_filled_by_add_module_is_a_named_sequential(tmp_path):
+    """torchvision's ViT conv stem: `seq = nn.Sequential()`, `seq.add_module(name, layer)`, then
+    `self.conv_proj = seq`, read by name (`self.conv_proj.conv_last`): the weight paths map by
+    index, the names still read. A name bound twice is left to a person."""
+    result = rewrite_source(STEM, "m.py")
+    text = result.new_source
+    assert "import torch" not in text
+    assert text.count("TODO(pt2jax)") == 1 and "# TODO(pt2jax): PTJ901 add_module()" in text, text
+    assert "seq_proj = NamedSequential()" in text and 'seq_proj.append_named("conv_last", ConvNCHW(' in text
+    assert 'seq_proj.append_named(f"conv_bn_relu_{i}", ConvBNReLU(prev, width, 2, rngs=rngs))' in text
+    for target in ("nnx", "linen"):
+        lint = {(f.line, f.code, f.fixable) for f in lint_source(STEM, "m.py", target=target) if f.code not in SKIP}
+        rewrite = {(f.line, f.code, f.fixable)
+                   for f in rewrite_source(STEM, "m.py", target=target).findings if f.code not in SKIP}
+        assert lint == rewrite, target
+    original, out = tmp_path / "stem_torch.py", tmp_path / "stem_nnx.py"
+    original.write_text(STEM)
+    out.write_text(text)
+    report = run_verify(str(original), str(out), model="Stem", init="", inputs=["float32[2,3,8,8]"], jit=True)
+    assert report.comparisons and all(c.passed for c in report.comparisons), report.comparisons
+    assert report.jit_error is None and report.jit_comparisons and all(c.passed for c in report.jit_comparisons)
+    names = {c.name for c in report.gradients}
+    assert any("conv_proj.conv_bn_relu_0.0.weight" in n for n in names), names
+    assert any("conv_proj.conv_last.weight" in n for n in names), names

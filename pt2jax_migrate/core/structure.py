@@ -87,9 +87,10 @@ def _decide_structure(site: StructureSite) -> Decision:
                         action="index_assign")
     if site.kind == "add_module":
         where = {"sequential": "appended to the container's layers (torch runs them in registration order)",
-                 "dict": "stored under its key (`self[name] = module`)"}.get(site.op, "set as an attribute "
-                                                                             "(`setattr(self, name, module)`)")
-        owner = f"self.{site.name}" if site.name else "self"
+                 "dict": "stored under its key (`self[name] = module`)",
+                 "named": "appended to the local container's layers under its name (read by name, as in torch)"
+                 }.get(site.op, "set as an attribute (`setattr(self, name, module)`)")
+        owner = site.name if site.op == "named" else f"self.{site.name}" if site.name else "self"
         return Decision("PTJ102", True, f"{owner}.add_module(name, module): the module is {where}", action="add_module")
     if site.kind == "sequential_child":
         return Decision("PTJ102", True, f"`self.{site.name} = layer` in an nn.Sequential subclass registers the "

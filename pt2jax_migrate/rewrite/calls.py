@@ -246,8 +246,8 @@ class CallsMixin:
             if (line, col - 1) in self.mapping_sequentials and target.named_sequential_class:
                 self.helpers.add(target.named_sequential_class)  # an OrderedDict's layers, read by name too
                 return updated.with_changes(func=cst.parse_expression(target.named_sequential_class), args=args)
-            if (line, col - 1) in self.mapping_sequentials or (args is updated.args and len(args) == 1
-                                                                and mapping_argument(code_of(args[0].value))):
+            mapped = (line, col - 1) in self.mapping_sequentials and bool(updated.args)  # not `Sequential()`
+            if mapped or (args is updated.args and len(args) == 1 and mapping_argument(code_of(args[0].value))):
                 args = layers_of_mapping(updated).args  # a mapping of named layers: its layers
             if target.sequential_class in target.helpers:  # a helper of the target's (Linen's Sequential)
                 self.helpers.add(target.sequential_class)

@@ -142,7 +142,7 @@ class StructureMixin:
             return target.render_index_update(site.name, index, AT_METHODS[op], code_of(small.value))
         if site.kind == "add_module" and isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
             name, module = (code_of(a.value) for a in small.value.args)
-            owner = f"self.{site.name}" if site.name else "self"
+            owner = site.name if site.op == "named" else f"self.{site.name}" if site.name else "self"
             return target.render_add_module(site.op, name, module, owner)
         if site.kind == "sequential_child" and isinstance(small, cst.Assign):
             return target.render_add_module("sequential", None, code_of(small.value), "self")

@@ -72,6 +72,8 @@ class NNXTarget(Target):
                           owner: str = "self") -> tuple[str, set[str]]:
         if container == "sequential":  # nnx.Sequential runs .layers in order
             return f"{owner}.layers.append({module})", set()
+        if container == "named":  # a local NamedSequential (sequential_facts): its own add_module
+            return f"{owner}.append_named({name}, {module})", {"NamedSequential"}
         if container == "dict":  # nnx.Dict: keys are attributes, iterated in insertion order
             return f"{owner}[{name}] = {module}", set()
         return f"setattr({owner}, {name}, {module})", set()

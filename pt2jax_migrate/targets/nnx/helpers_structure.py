@@ -57,12 +57,16 @@ class TorchLayerNorm(nnx.LayerNorm):
 
 NAMED_SEQUENTIAL = '''\
 class NamedSequential(nnx.Sequential):
-    """nn.Sequential(OrderedDict(...)): the layers run in order and are read by name too
-    (`self.heads.head`, `hasattr(self.heads, "pre_logits")`), as in torch."""
+    """nn.Sequential(OrderedDict(...)), or one filled by add_module: the layers run in order and
+    are read by name too (`self.heads.head`, `hasattr(self.heads, "pre_logits")`), as in torch."""
 
-    def __init__(self, named):
-        super().__init__(*named.values())
-        self.layer_names = tuple(named)
+    def __init__(self, named=None):
+        super().__init__(*(named or {}).values())
+        self.layer_names = tuple(named or ())
+
+    def append_named(self, name, module):  # `seq = nn.Sequential(); seq.add_module(name, layer)`
+        self.layers.append(module)
+        self.layer_names = (*self.layer_names, name)
 
     def __getattr__(self, name):
         names = self.__dict__.get("layer_names", ())
