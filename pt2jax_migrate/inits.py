@@ -82,6 +82,7 @@ def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str],
     return subject, names  # type: ignore[return-value]
 
 
+PARAMETERS = frozenset({PARAMETER_LAYER, KEPT_LAYER + PARAMETER_LAYER})  # an nn.Parameter, converted or kept
 OWN_CLASS = "."  # prefix of a class of this file in a narrowing (`.Bottleneck`)
 
 
@@ -206,13 +207,13 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
             and any(n.startswith(OWN_CLASS) for n in narrow.get(owner.value.id, ())):
         # `m.bn3.weight` under isinstance(m, Bottleneck): the layer Bottleneck's __init__ builds as bn3
         kinds = {classes.get(n[len(OWN_CLASS):], {}).get(owner.attr) for n in narrow[owner.value.id]}
-        if len(kinds) != 1 or None in kinds or PARAMETER_LAYER in kinds:
+        if len(kinds) != 1 or None in kinds or kinds & PARAMETERS:
             return None
         return f"{owner.value.id}.{owner.attr}", (kinds.pop(),), expr.attr
     if instances and isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) \
             and owner.value.id in instances:
         kind = instances[owner.value.id].get(owner.attr)
-        if kind is not None and kind != PARAMETER_LAYER:
+        if kind is not None and kind not in PARAMETERS:
             return f"{owner.value.id}.{owner.attr}", (kind,), expr.attr
         return None
     if isinstance(owner, ast.Name) and owner.id in narrow:
@@ -220,10 +221,10 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
     dotted = _dotted(owner) if isinstance(owner, ast.Attribute) and narrow else None
     if dotted is not None and dotted in narrow:  # `if isinstance(self.heads.head, nn.Linear):`
         return dotted, narrow[dotted], expr.attr
-    if isinstance(owner, ast.Name) and owner.id == "self" and layers.get(expr.attr) == PARAMETER_LAYER:
-        return f"self.{expr.attr}", (PARAMETER_LAYER,), ""
+    if isinstance(owner, ast.Name) and owner.id == "self" and layers.get(expr.attr) in PARAMETERS:
+        return f"self.{expr.attr}", (layers[expr.attr],), ""  # (KEPT_LAYER +) PARAMETER_LAYER
     if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self" \
-            and owner.attr in layers and layers[owner.attr] != PARAMETER_LAYER:
+            and owner.attr in layers and layers[owner.attr] not in PARAMETERS:
         return f"self.{owner.attr}", (layers[owner.attr],), expr.attr
     return None
 
@@ -354,7 +355,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 if node.attr != "data" and isinstance(node.value, ast.Attribute) and node.value.attr == "data":
                     continue  # `m.weight.data.shape`: the read is `m.weight.data`
                 found = _tensor_of(node, narrow, layers, instances, classes)
-                if found is None or not found[2] or found[1] == (PARAMETER_LAYER,):
+                if found is None or not found[2] or set(found[1]) <= PARAMETERS:
                     continue
                 if node.attr == "data":
                     inner.add(id(node.value))
