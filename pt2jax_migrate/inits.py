@@ -14,9 +14,12 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from .core.inits import (COPY, INIT_FUNCTIONS, INIT_HELPER, INPLACE_METHODS, PARAMETER_LAYER, InitRead, InitSite,
-                         is_random, layer_read, weight_read_patterns)
+from .core.decide import CallSite, decide_call
+from .core.inits import (COPY, INIT_FUNCTIONS, INIT_HELPER, INPLACE_METHODS, KEPT_LAYER, PARAMETER_LAYER, InitRead,
+                         InitSite, is_random, kept_layer_reason, layer_read, weight_read_patterns)
+from .mapping import check_rule
 from .names import module_aliases, qualname_of
+from .rules import load_rules
 
 # an init function or in-place init can only be where one of these is written: torch.nn.init (or
 # its functions imported by name: `from torch.nn.init import ...`), an in-place init method, apply(fn)
@@ -79,6 +82,7 @@ def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str],
     return subject, names  # type: ignore[return-value]
 
 
+PARAMETERS = frozenset({PARAMETER_LAYER, KEPT_LAYER + PARAMETER_LAYER})  # an nn.Parameter, converted or kept
 OWN_CLASS = "."  # prefix of a class of this file in a narrowing (`.Bottleneck`)
 
 
@@ -92,14 +96,27 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _self_layers(cls: ast.ClassDef, aliases: dict[str, str], init_methods: frozenset[str] = frozenset()
-                 ) -> dict[str, str]:
+def _converts(rules, source: str, call: ast.Call, qualname: str) -> bool:
+    """Whether the rewrite converts this construction (`nn.Linear(d, d, **kw)` stays PyTorch):
+    core.decide.decide_call's verdict, on the argument texts lint passes it."""
+    args = tuple((_text(source, a.value), True) if isinstance(a, ast.Starred) else (_text(source, a), False)
+                 for a in call.args)
+    kwargs = tuple((k.arg, _text(source, k.value)) for k in call.keywords)
+    return decide_call(CallSite(qualname, args, kwargs), rules, check_rule).fixable
+
+
+def _self_layers(cls: ast.ClassDef, aliases: dict[str, str], init_methods: frozenset[str] = frozenset(),
+                 source: str = "", rules=None) -> dict[str, str]:
     """`self.x = nn.Linear(...)` / `self.p = nn.Parameter(...)` in __init__ (or a method only
     __init__ runs: `self.define_table()`) -> {x: torch class}; also `self.bn = norm_layer(c)`
     where __init__ gives `norm_layer` one torch class and nothing else (`if norm_layer is None:
     norm_layer = nn.BatchNorm2d`, or as its default): the class the file builds it with (a
-    caller may hand in another class; the tables of norm layers agree)."""
+    caller may hand in another class; the tables of norm layers agree). A construction the
+    rewrite leaves in PyTorch (core.decide.decide_call, for `rules`' target) is recorded as
+    KEPT_LAYER + class, once any assignment of that attribute is one: its inits and reads are
+    then left, never written through the weight tables."""
     out: dict[str, str] = {}
+    kept: set[str] = set()
     for item in cls.body:
         if isinstance(item, ast.FunctionDef) and (item.name == "__init__" or item.name in init_methods):
             factories = _factory_classes(item, aliases)
@@ -112,9 +129,11 @@ def _self_layers(cls: ast.ClassDef, aliases: dict[str, str], init_methods: froze
                         q = qualname_of(func, aliases)
                         if q is not None and q.startswith("torch.nn."):
                             out[target.attr] = "torch.nn.Parameter" if q.endswith(".Parameter") else q
+                            if rules is not None and not _converts(rules, source, node.value, q):
+                                kept.add(target.attr)
                         elif isinstance(func, ast.Name) and factories.get(func.id):
                             out[target.attr] = factories[func.id]  # type: ignore[assignment]
-    return out
+    return {name: KEPT_LAYER + q if name in kept else q for name, q in out.items()}
 
 
 def _factory_classes(init: ast.FunctionDef, aliases: dict[str, str]) -> dict[str, str | None]:
@@ -188,13 +207,13 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
             and any(n.startswith(OWN_CLASS) for n in narrow.get(owner.value.id, ())):
         # `m.bn3.weight` under isinstance(m, Bottleneck): the layer Bottleneck's __init__ builds as bn3
         kinds = {classes.get(n[len(OWN_CLASS):], {}).get(owner.attr) for n in narrow[owner.value.id]}
-        if len(kinds) != 1 or None in kinds or PARAMETER_LAYER in kinds:
+        if len(kinds) != 1 or None in kinds or kinds & PARAMETERS:
             return None
         return f"{owner.value.id}.{owner.attr}", (kinds.pop(),), expr.attr
     if instances and isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) \
             and owner.value.id in instances:
         kind = instances[owner.value.id].get(owner.attr)
-        if kind is not None and kind != PARAMETER_LAYER:
+        if kind is not None and kind not in PARAMETERS:
             return f"{owner.value.id}.{owner.attr}", (kind,), expr.attr
         return None
     if isinstance(owner, ast.Name) and owner.id in narrow:
@@ -202,10 +221,10 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
     dotted = _dotted(owner) if isinstance(owner, ast.Attribute) and narrow else None
     if dotted is not None and dotted in narrow:  # `if isinstance(self.heads.head, nn.Linear):`
         return dotted, narrow[dotted], expr.attr
-    if isinstance(owner, ast.Name) and owner.id == "self" and layers.get(expr.attr) == PARAMETER_LAYER:
-        return f"self.{expr.attr}", (PARAMETER_LAYER,), ""
+    if isinstance(owner, ast.Name) and owner.id == "self" and layers.get(expr.attr) in PARAMETERS:
+        return f"self.{expr.attr}", (layers[expr.attr],), ""  # (KEPT_LAYER +) PARAMETER_LAYER
     if isinstance(owner, ast.Attribute) and isinstance(owner.value, ast.Name) and owner.value.id == "self" \
-            and owner.attr in layers and layers[owner.attr] != PARAMETER_LAYER:
+            and owner.attr in layers and layers[owner.attr] not in PARAMETERS:
         return f"self.{owner.attr}", (layers[owner.attr],), expr.attr
     return None
 
@@ -254,14 +273,16 @@ def _text(source: str, node: ast.AST) -> str:
                     lines[last].encode()[:node.end_col_offset].decode()])
 
 
-def init_facts(tree: ast.Module, source: str) -> InitFacts:
+def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
+    """The facts for `rules`' target (rules.RuleSet; default: the default target's tables)."""
     facts = InitFacts()
     layer_reads = layer_read(source)
     if _INIT_HINT.search(source) is None and not layer_reads:
         return facts  # nothing to find (`__init__` alone is no hint): keeps lint's speed
     aliases = module_aliases(tree)
     init_methods = _run_only_by_init(tree, facts)
-    classes = {node.name: _self_layers(node, aliases, frozenset(init_methods))
+    rules = rules if rules is not None else load_rules()
+    classes = {node.name: _self_layers(node, aliases, frozenset(init_methods), source, rules)
                for node in tree.body if isinstance(node, ast.ClassDef)}
     own = frozenset(classes)
     # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;
@@ -334,11 +355,13 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
                 if node.attr != "data" and isinstance(node.value, ast.Attribute) and node.value.attr == "data":
                     continue  # `m.weight.data.shape`: the read is `m.weight.data`
                 found = _tensor_of(node, narrow, layers, instances, classes)
-                if found is None or not found[2] or found[1] == (PARAMETER_LAYER,):
+                if found is None or not found[2] or set(found[1]) <= PARAMETERS:
                     continue
                 if node.attr == "data":
                     inner.add(id(node.value))
-                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found, reported)
+                # a layer that stays PyTorch: a finding of its own wherever it is read
+                kept = kept_layer_reason(found[1]) is not None
+                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found, reported or kept)
 
         def _site(call: ast.Call, narrow, layers, key_available) -> InitSite | None:
             func = call.func
@@ -391,12 +414,12 @@ def init_facts(tree: ast.Module, source: str) -> InitFacts:
     return facts
 
 
-def facts_for_target(tree: ast.Module, source: str, converts_inits: bool) -> InitFacts:
+def facts_for_target(tree: ast.Module, source: str, converts_inits: bool, rules=None) -> InitFacts:
     """init_facts for a target that converts inits; for one that does not (Linen today), only the
     reads outside init code, which core.decide.decide_layer_read then leaves marked: a torch
     attribute the converted layer lacks must never stay unmarked (nn.init calls are judged as
     plain torch calls there)."""
-    facts = init_facts(tree, source)
+    facts = init_facts(tree, source, rules)
     if converts_inits:
         return facts
     return InitFacts(reads={k: v for k, v in facts.reads.items() if v.reported})

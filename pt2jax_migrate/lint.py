@@ -565,7 +565,7 @@ class _Classifier:
         """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
         if self._init_facts is None:
             self._init_facts = facts_for_target(self.tree or ast.parse(self.w.source), self.w.source,
-                                                self.target.converts_inits)
+                                                self.target.converts_inits, self.rules)
         return self._init_facts
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:

@@ -186,3 +186,61 @@ def test_the_cheap_read_test_names_what_the_weight_tables_name():
     for other in ("in_features", "weights", "weight2", "shape"):
         assert not layer_read(f"y = self.layer.{other}\n"), other
     assert not weight_read_patterns()[1].search("print(self.layer.weight)")  # self: not an instance
+
+
+KEPT_BESIDE_CONVERTED = '''\
+import torch
+import torch.nn as nn
+
+
+class Pool(nn.Module):
+    def __init__(self, d, **kw):
+        super().__init__()
+        self.q = nn.Linear(d, d, **kw)  # `**kw`: the construction stays PyTorch (a TODO)
+        self.p = nn.Linear(d, d)
+        self.w = nn.Parameter(torch.empty(d), requires_grad=False)  # a constant: stays PyTorch
+        nn.init.zeros_(self.w)
+        nn.init.zeros_(self.q.bias)
+        nn.init.trunc_normal_(self.q.weight, std=0.02)
+        nn.init.zeros_(self.p.bias)
+        nn.init.constant_(self.p.weight, 0.5)
+
+    def forward(self, x):
+        return self.p(x) + x @ self.q.weight.T + x @ self.p.weight.T
+'''
+
+
+@pytest.mark.parametrize("target", ["nnx", "linen"])
+def test_inits_and_reads_of_a_layer_that_stays_pytorch_are_left_marked(target):
+    """`self.q = nn.Linear(d, d, **kw)` is not converted: its inits and reads never go through
+    the weight tables (`self.q.kernel` would not exist); each is a counted TODO saying the layer
+    itself is not converted. The converted layer beside it still converts. Lint agrees."""
+    import ast
+
+    source = KEPT_BESIDE_CONVERTED
+    result = rewrite_source(source, "kept.py", target=target)
+    assert result.error is None, result.error
+    out = result.new_source
+    ast.parse(out)
+    assert "self.q.kernel" not in out and "torch_init.value(self.q" not in out
+    kept = [f for f in result.findings if not f.fixable and "the layer itself (" in f.message]
+    lines = source.splitlines()
+    kept_lines = {lines[f.line - 1].strip() for f in kept}
+    if target == "nnx":  # inits converted: the unconverted layer's two inits and its read are marked
+        assert kept_lines == {"nn.init.zeros_(self.q.bias)", "nn.init.trunc_normal_(self.q.weight, std=0.02)",
+                              "nn.init.zeros_(self.w)",
+                              "return self.p(x) + x @ self.q.weight.T + x @ self.p.weight.T"}, kept_lines
+        assert "torch_init.zeros(self.p.bias)" in out
+        assert 'torch_init.constant(self.p.kernel, 0.5, layout="transpose")' in out
+        assert 'torch_init.value(self.p.kernel, layout="transpose")' in out
+    else:  # Linen converts no inits (plain torch calls there); the read is marked all the same
+        assert kept_lines == {"return self.p(x) + x @ self.q.weight.T + x @ self.p.weight.T"}, kept_lines
+    for init in ("nn.init.zeros_(self.q.bias)", "nn.init.trunc_normal_(self.q.weight, std=0.02)"):
+        assert init in out
+    assert unmarked_residue(out) == [], unmarked_residue(out)
+    # the same findings, fixable or left, from both front ends (PTJ001 imports: lint's; PTJ101: the class)
+    rewrite = sorted((f.line, f.code, f.fixable) for f in result.findings if f.code != "PTJ101")
+    lint = sorted((f.line, f.code, f.fixable) for f in lint_source(source, "kept.py", target=target)
+                  if f.code not in ("PTJ001", "PTJ101"))
+    assert lint == rewrite
+    assert rewrite_source(out, "kept.py", target=target).new_source == out  # idempotent

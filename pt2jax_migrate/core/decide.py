@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from .calls import arguments_from_text, tensor_method_applies
 from . import parallel
 from .data import KEPT, MANUAL, data_verdict, is_data_pipeline, kept_message
-from .inits import COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random
+from .inits import (COPY, INIT_FUNCTIONS, INIT_LAYOUTS, PARAMETER_LAYER, InitRead, InitSite, InitTarget, is_random,
+                    KEPT_LAYER, kept_layer_reason)
 from .constructs import (CONTAINER_BASES, container_base_message, CONSUMED_BY_TORCH_CALLS, CONTAINERS, DECIDED_ELSEWHERE, MODULE_BASES, NO_GRAD, PARAMETER, TORCHSCRIPT_DECORATORS,
                          construct_code, isinstance_message, parameter_refusal, torch_only_method)
 
@@ -401,6 +402,9 @@ def decide_init(site: InitSite, rules) -> Decision:
     if not site.layers:
         return manual(code, f"{name}: which layer this tensor belongs to is not known here; "
                             "narrow it with isinstance(m, nn.X) or build it as self.x = nn.X(...)")
+    kept = kept_layer_reason(site.layers)
+    if kept is not None:
+        return manual(code, f"{name}: {kept}")
     layout = _init_layout(rules, site.layers, site.attribute)
     if isinstance(layout, str):
         return manual(code, f"{name}: {layout}")
@@ -426,6 +430,8 @@ def decide_init(site: InitSite, rules) -> Decision:
 def decide_init_read(read: InitRead, rules) -> InitTarget | None:
     """Where a parameter read in an init function (`m.weight.numel()`) reads the converted
     parameter, in torch's layout (None: no weight-table entry says; the read is left as is)."""
+    if kept_layer_reason(read.layers) is not None:
+        return None  # the layer stays PyTorch (its reads are reported: decide_layer_read)
     layout = _init_layout(rules, read.layers, read.attribute)
     if isinstance(layout, str):
         return None
@@ -442,6 +448,12 @@ def decide_layer_read(read: InitRead, rules, converts: bool = True) -> Decision 
     weight table says, so the read goes through the table to torch's layout. None: the converted
     layer holds it under the same name in the same layout (`self.fc.bias`), nothing to change."""
     tensor = f"{read.owner}.{read.attribute}"
+    kept = kept_layer_reason(read.layers)
+    if kept is not None:  # the layer stays PyTorch: its reads never go through the weight tables
+        layers = tuple(q.removeprefix(KEPT_LAYER) for q in read.layers)
+        if not any(_weight_entry(rules, q, read.attribute) for q in layers):
+            return None
+        return manual("PTJ105", f"{tensor} read: {kept}")
     if not any(_weight_entry(rules, q, read.attribute) for q in read.layers):
         return None  # not a parameter or statistic of the layer (`fc.in_features`, a tensor's `.shape`)
     layout = _init_layout(rules, read.layers, read.attribute)

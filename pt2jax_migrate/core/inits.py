@@ -55,6 +55,21 @@ def is_random(kind: str) -> bool:
     return kind != COPY and INIT_FUNCTIONS[kind][0]
 
 
+# a layer attribute whose construction this rewrite leaves in PyTorch (`self.q = nn.Linear(d, d,
+# **kw)`: a TODO): its class in InitSite/InitRead.layers carries this prefix, and its inits and
+# reads never go through the weight tables (core.decide says the layer itself is not converted)
+KEPT_LAYER = "!"
+
+
+def kept_layer_reason(layers: tuple[str, ...]) -> str | None:
+    """Why an init or read of a layer that stays PyTorch is left (None: the layer converts)."""
+    kept = sorted({q[len(KEPT_LAYER):].rpartition(".")[2] for q in layers if q.startswith(KEPT_LAYER)})
+    if not kept:
+        return None
+    return (f"the layer itself ({', '.join(kept)}) is not converted (its construction is left as a "
+            "TODO), so its parameters are still torch's; port the layer first")
+
+
 @dataclass(frozen=True)
 class InitSite:
     """An init of one parameter, as either front end sees it (facts from pt2jax_migrate.inits)."""

@@ -135,7 +135,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
         # nn.init sites, apply(fn); none for a target that does not rewrite them (lint the same)
-        self.init_facts = facts_for_target(tree, code, self.target.converts_inits)
+        self.init_facts = facts_for_target(tree, code, self.target.converts_inits, self.rules)
         # nn.Sequential(OrderedDict name); a call whose name ends in Sequential spells it in the text
         self.mapping_sequentials = mapping_sequentials(tree) if "Sequential" in code else set()
         self.param_reads = param_reads(tree)  # `self.p` handed to einops
