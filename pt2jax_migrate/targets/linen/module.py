@@ -24,7 +24,7 @@ import libcst as cst
 
 from ...core.constructs import CONTAINER_BASES
 from .containers import TAKE_TRAIN, container_keywords, deferred
-from .module_structure import _ContainerThreading, class_ast, defer
+from .module_structure import _ContainerThreading, _names, class_ast, defer
 
 PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
 # the keyword a submodule built by this callable takes at call time (train threading)
@@ -58,20 +58,6 @@ def _annotation(param: cst.Param) -> str:
     if isinstance(default, (cst.SimpleString, cst.ConcatenatedString)):
         return "str"
     return "Any"
-
-
-class _Names(cst.CSTVisitor):
-    def __init__(self):
-        self.names: set[str] = set()
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.names.add(node.value)
-
-
-def _names(node: cst.CSTNode) -> set[str]:
-    visitor = _Names()
-    node.visit(visitor)
-    return visitor.names
 
 
 class _KeyCalls(cst.CSTTransformer):
