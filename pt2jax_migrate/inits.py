@@ -18,7 +18,7 @@ from .core.decide import CallSite, decide_call
 from .core.inits import (COPY, INIT_FUNCTIONS, INIT_HELPER, INPLACE_METHODS, KEPT_LAYER, PARAMETER_LAYER, InitRead,
                          InitSite, is_random, kept_layer_reason, layer_read, weight_read_patterns)
 from .mapping import check_rule
-from .names import module_aliases, qualname_of
+from .names import dotted_text as _dotted, module_aliases, qualname_of
 from .rules import load_rules
 
 # an init function or in-place init can only be where one of these is written: torch.nn.init (or
@@ -84,16 +84,6 @@ def _isinstance_narrowing(test: ast.expr, aliases: dict[str, str],
 
 PARAMETERS = frozenset({PARAMETER_LAYER, KEPT_LAYER + PARAMETER_LAYER})  # an nn.Parameter, converted or kept
 OWN_CLASS = "."  # prefix of a class of this file in a narrowing (`.Bottleneck`)
-
-
-def _dotted(node: ast.expr) -> str | None:
-    """`m` / `self.heads.head` as text (None: not a plain name or attribute chain)."""
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return None if base is None else f"{base}.{node.attr}"
-    return None
 
 
 def _converts(rules, source: str, call: ast.Call, qualname: str) -> bool:

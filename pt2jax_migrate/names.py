@@ -80,6 +80,12 @@ def dotted(node: ast.AST) -> tuple[ast.Name, list[str]] | None:
     return node, parts
 
 
+def dotted_text(node: ast.AST) -> str | None:
+    """`m` / `self.heads.head` as text; None when the chain does not start at a plain name."""
+    found = dotted(node)
+    return None if found is None else ".".join([found[0].id, *found[1]])
+
+
 def module_aliases(tree: ast.Module) -> dict[str, str]:
     """Each name the module's top-level imports bind -> the dotted name it stands for."""
     out: dict[str, str] = {}

@@ -16,7 +16,7 @@ from .core.constructs import CONTAINER_BASES, MODULE_BASES
 from .core.structure import (AT_METHODS, CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TARGET_REFUSAL, TIE_REFUSAL,
                              TRAIN_FLAG, TRAINING_NO_INIT_REFUSAL, TRAINING_STORE_REFUSAL, TRAINING_TAKEN_REFUSAL,
                              StructureSite, buffer_chain_refusal)
-from .names import module_aliases, qualname_of
+from .names import dotted_text as _dotted, module_aliases, qualname_of
 from .sequential_facts import _own_nodes, filled_sequentials
 
 _OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/="}
@@ -48,16 +48,6 @@ class StructureFacts:
     handled_calls: set[tuple[int, str]] = field(default_factory=set)  # (line, method) decided here
     # `self.training` in a module class, by (line, column offset) of the attribute (several per line)
     training: dict[tuple[int, int], StructureSite] = field(default_factory=dict)
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return ".".join([node.id, *reversed(parts)])
-    return None
 
 
 def _self_attr(node: ast.AST) -> str | None:
