@@ -100,39 +100,95 @@ def assert_parity(torch_model, jax_model, inputs: list[str]) -> None:
         assert err <= atol + rtol * float(np.max(np.abs(expected))), (name, err)
 
 
-@pytest.mark.parametrize("index,original", list(enumerate(FIXTURES)), ids=[Path(p).stem for p in FIXTURES])
-def test_fixture_models_round_trip(tmp_path, index, original):
-    entry = FIXTURES[original]
-    original = str(ROOT / original)
-    converted = original.replace(".in.py", ".out.py")
-    model, init = entry["model"], entry.get("init", "")
-    fmt = FORMATS[index % len(FORMATS)]
-    torch_model = torch_state(original, converted, model, init)
-    ckpt = tmp_path / "model.pt"
-    if index == 1:  # one checkpoint as .safetensors, read lazily
+# the fixture models a target leaves TODOs in, and why: skipped here (not converted whole), and
+# listed, so a model that stops converting whole fails instead of dropping out. One that starts
+# converting whole is picked up by the loop without a change here.
+NOT_WHOLE = {"linen": {"gpt_decoder": "GPT's _init_weights through apply(fn): PTJ901 under Linen",
+                       "lstm_language_model": "nn.init.uniform_ on the embedding: PTJ901 under Linen"}}
+
+
+def whole_models(target: str, folder: Path) -> tuple[list[tuple[int, str, dict, str, str]], dict[str, str]]:
+    """([(index, stem, entry, original, converted)], {stem: why skipped}) over the
+    [tool.pt2jax.verify] fixture models: each rewritten with --target `target` (in process) into
+    `folder`, kept when the rewrite leaves no TODO(pt2jax) marker."""
+    from pt2jax_migrate.output.counts import count_todo_markers
+    from pt2jax_migrate.rewrite import rewrite_source
+
+    models, skipped = [], {}
+    for key, entry in FIXTURES.items():
+        original = str(ROOT / key)
+        stem = Path(key).name.removesuffix(".in.py")
+        text = rewrite_source(Path(original).read_text(), original, target=target).new_source
+        todos = count_todo_markers(text)
+        if todos:
+            skipped[stem] = f"{todos} TODO(pt2jax) markers; {NOT_WHOLE.get(target, {}).get(stem, 'not listed')}"
+            continue
+        converted = folder / f"{stem}_{target}.py"
+        converted.write_text(text)
+        models.append((len(models), stem, entry, original, str(converted)))
+    unlisted = {s: why for s, why in skipped.items() if s not in NOT_WHOLE.get(target, {})}
+    assert not unlisted, f"fixture models --target {target} no longer converts whole: {unlisted}"
+    assert models and len(models) + len(skipped) == len(FIXTURES), (models, skipped)
+    print(f"--target {target}: {len(models)} fixture models checked; skipped: {skipped or 'none'}")
+    return models, skipped
+
+
+def save_checkpoint(torch_model, folder: Path, stem: str, safetensors: bool) -> Path:
+    """The torch model's state_dict as `stem`.pt (torch.save) or `stem`.safetensors."""
+    if safetensors:
         from safetensors.torch import save_file
 
-        ckpt = tmp_path / "model.safetensors"
-        save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(ckpt))
+        path = folder / f"{stem}.safetensors"
+        save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(path))
     else:
-        torch.save(torch_model.state_dict(), ckpt)
-    out = str(tmp_path / f"net{SUFFIX[fmt]}")
-    result = convert_weights(str(ckpt), module=f"{converted}:{model}", original=original, init=init, out=out)
-    assert result.format == fmt and os.path.exists(out) and result.tensors > 0
-    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temp left beside it
-    with _loaded(converted, {model}, "nnx") as jf:
-        factory = jf.namespace[model]
-        if not _accepts_keyword(factory, "rngs"):  # a factory building its model with its own rngs
-            factory = (lambda f: lambda *a, rngs=None, **k: f(*a, **k))(factory)
-        restored = load_back(fmt, out, factory, init)
-        assert_parity(torch_model, restored, entry["inputs"])
-        # the snippet really replaced the weights: every parameter differs from a fresh model's
-        fresh = dict(nnx.to_flat_state(nnx.state(build_converted(jf, converted, model, init, 0, get_target("nnx")),
-                                                 nnx.Param)))
-        loaded = dict(nnx.to_flat_state(nnx.state(restored, nnx.Param)))
-        assert set(loaded) == set(fresh) and loaded
-        for path, var in loaded.items():
-            assert not np.array_equal(np.asarray(var[...]), np.asarray(fresh[path][...])), path
+        path = folder / f"{stem}.pt"
+        torch.save(torch_model.state_dict(), path)
+    return path
+
+
+def each_model(models, check) -> None:
+    """check(*model) for every model, every failure reported together (by model)."""
+    failures = []
+    for model in models:
+        try:
+            check(*model)
+        except Exception as exc:  # noqa: BLE001 -- reported below, by model
+            failures.append(f"{model[1]}: {type(exc).__name__}: {exc}"[:2000])
+    assert not failures, "\n".join(failures)
+
+
+def test_fixture_models_round_trip(tmp_path):
+    """A torch checkpoint of each fixture model the NNX rewrite converts whole -> `pt2jax
+    weights` (one output format each, every format at least twice; one checkpoint read as
+    .safetensors) -> the README's snippet -> the torch outputs; every parameter is the
+    checkpoint's, not the constructor's."""
+    models, _ = whole_models("nnx", tmp_path)
+
+    def check(index, stem, entry, original, converted):
+        model, init = entry["model"], entry.get("init", "")
+        fmt = FORMATS[index % len(FORMATS)]
+        torch_model = torch_state(original, converted, model, init)
+        ckpt = save_checkpoint(torch_model, tmp_path, stem, safetensors=index == 1)
+        out = str(tmp_path / f"{stem}{SUFFIX[fmt]}")
+        result = convert_weights(str(ckpt), module=f"{converted}:{model}", original=original, init=init, out=out)
+        assert (result.target, result.format) == ("nnx", fmt) and os.path.exists(out) and result.tensors > 0
+        assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temp left beside it
+        with _loaded(converted, {model}, "nnx") as jf:
+            factory = jf.namespace[model]
+            if not _accepts_keyword(factory, "rngs"):  # a factory building its model with its own rngs
+                factory = (lambda f: lambda *a, rngs=None, **k: f(*a, **k))(factory)
+            restored = load_back(fmt, out, factory, init)
+            assert_parity(torch_model, restored, entry["inputs"])
+            # the snippet really replaced the weights: every parameter differs from a fresh model's
+            fresh = build_converted(jf, converted, model, init, 0, get_target("nnx"))
+            fresh = dict(nnx.to_flat_state(nnx.state(fresh, nnx.Param)))
+            loaded = dict(nnx.to_flat_state(nnx.state(restored, nnx.Param)))
+            assert set(loaded) == set(fresh) and loaded
+            for path, var in loaded.items():
+                assert not np.array_equal(np.asarray(var[...]), np.asarray(fresh[path][...])), path
+
+    each_model(models, check)
+    assert len(models) >= 7  # the seven [tool.pt2jax.verify] models all convert whole under NNX
 
 
 # ------------------------------------------------------------------------------ bad checkpoints
@@ -291,115 +347,3 @@ def test_verify_train_with_weights(run, tmp_path, mlp_state):
     torch.save(state, tmp_path / "bad.pt")
     result = run(*args, tmp_path / "bad.pt")
     assert result.exit_code == 2 and "missing key 'head.bias'" in result.output
-
-
-# ------------------------------------------------------------------------------ Linen
-
-# the fixture models `--target linen` converts whole (tests/test_linen.py CONVERTED)
-LINEN = ["mlp_classifier", "cnn_classifier", "regression_script", "unet"]
-
-
-def linen_file(folder: Path, original: str) -> str:
-    """`original` rewritten with --target linen (in process), written into `folder`."""
-    from pt2jax_migrate.rewrite import rewrite_source
-
-    path = folder / f"{Path(original).name.removesuffix('.in.py')}_linen.py"
-    path.write_text(rewrite_source(Path(original).read_text(), original, target="linen").new_source)
-    return str(path)
-
-
-def load_back_linen(fmt: str, path: str, factory, init: str, x):
-    """Run the README's Linen snippet for `fmt`: (module, variables)."""
-    import flax
-    import flax.serialization  # noqa: F401
-    import flax.traverse_util  # noqa: F401
-    import jax
-    import orbax.checkpoint as ocp
-    import safetensors.numpy
-
-    readme_path = {"orbax": "/tmp/mlp_linen_ckpt", "safetensors": "/tmp/mlp_linen.safetensors",
-                   "msgpack": "/tmp/mlp_linen.msgpack"}
-    code = SNIPPETS[f"{fmt} (linen)"].replace(readme_path[fmt], path).replace("MLP()", f"__factory__({init})")
-    ns = {"os": os, "flax": flax, "jax": jax, "safetensors": safetensors, "ocp": ocp, "x": x, "__factory__": factory}
-    exec(compile(code, f"README snippet ({fmt}, linen)", "exec"), ns)
-    return ns["model"], ns["variables"]
-
-
-def test_linen_fixture_models_round_trip(tmp_path):
-    """A torch checkpoint of each fixture model Linen converts whole -> `pt2jax weights` (the
-    Linen file detected) -> the README snippet -> model.apply gives torch's outputs; every
-    parameter is the checkpoint's, not model.init's. The MLP also through verify --weights."""
-    import jax
-    from flax import traverse_util
-
-    from pt2jax_migrate.verify import run_verify
-
-    for index, stem in enumerate(LINEN):
-        key = f"fixtures/{stem}.in.py"
-        entry = FIXTURES[key]
-        original = str(ROOT / key)
-        model, init = entry["model"], entry.get("init", "")
-        converted = linen_file(tmp_path, original)
-        torch_model = torch_state(original, original.replace(".in.py", ".out.py"), model, init)
-        fmt = FORMATS[index % len(FORMATS)]
-        ckpt = tmp_path / f"{stem}.pt"
-        if index == 2:  # one as .safetensors
-            from safetensors.torch import save_file
-
-            ckpt = tmp_path / f"{stem}.safetensors"
-            save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(ckpt))
-        else:
-            torch.save(torch_model.state_dict(), ckpt)
-        out = str(tmp_path / f"{stem}{SUFFIX[fmt]}")
-        result = convert_weights(str(ckpt), module=f"{converted}:{model}", original=original, init=init, out=out,
-                                 inputs=entry["inputs"])
-        assert (result.target, result.format) == ("linen", fmt) and result.tensors > 0, result
-        xs = jax_inputs(entry["inputs"])
-        with _loaded(converted, {model}, "linen") as jf:
-            module, variables = load_back_linen(fmt, out, jf.namespace[model], init, xs[0])
-            assert "params" in variables and set(variables) <= {"params", "batch_stats"}
-            assert ("batch_stats" in variables) == (stem in ("cnn_classifier", "unet"))
-            assert_parity(torch_model, lambda *a: module.apply(variables, *a), entry["inputs"])
-            fresh = traverse_util.flatten_dict(module.init(jax.random.key(0), *xs)["params"])
-            loaded = traverse_util.flatten_dict(variables["params"])
-            assert set(loaded) == set(fresh) and result.variables == len(traverse_util.flatten_dict(variables))
-            for path, value in loaded.items():
-                assert not np.array_equal(np.asarray(value), np.asarray(fresh[path])), path
-        if index == 0:
-            report = run_verify(original, converted, model=model, init=init, inputs=entry["inputs"],
-                                weights=str(ckpt), jit=False)
-            assert report.passed and report.transferred > 0, report.to_dict()
-
-
-def test_linen_bad_checkpoints(run, tmp_path, mlp_state):
-    """Missing, unexpected and misshapen keys (and a Linen model without --input): exit 2, the
-    reason, nothing written, an old output untouched."""
-    converted = linen_file(tmp_path, MLP_IN)
-
-    def cli(ckpt, out, *extra):
-        return run("weights", ckpt, "--module", f"{converted}:MLP", "--original", MLP_IN, "--out", out, *extra)
-
-    state = dict(mlp_state)
-    del state["fc2.bias"]
-    cases = [(state, "missing key 'fc2.bias' (shape (64,))"),
-             ({**mlp_state, "extra.weight": torch.zeros(3)}, "unexpected key 'extra.weight'"),
-             ({**mlp_state, "fc1.weight": torch.zeros(64, 21)},
-              "'fc1.weight': shape mismatch: checkpoint (64, 21), model (64, 20)"),
-             (mlp_state, "give example inputs with --input SPEC")]
-    before = sorted(os.listdir(tmp_path))
-    out = tmp_path / "out.msgpack"
-    out.write_bytes(b"previous")
-    for data, message in cases:
-        torch.save(data, tmp_path / "bad.pt")
-        extra = () if message.startswith("give") else ("--input", "float32[1,20]")
-        result = cli(tmp_path / "bad.pt", out, *extra)
-        assert result.exit_code == 2 and message in result.output, result.output
-        assert out.read_bytes() == b"previous"
-        assert sorted(p for p in os.listdir(tmp_path) if p != ".cache") == sorted([*before, "out.msgpack", "bad.pt"])
-    result = cli(tmp_path / "bad.pt", tmp_path / "good.safetensors", "--input", "float32[1,20]", "--target", "linen")
-    assert result.exit_code == 0 and "8 tensors -> MLP (linen)" in result.output, result.output
-    from safetensors.numpy import load_file
-
-    flat = load_file(str(tmp_path / "good.safetensors"))
-    np.testing.assert_array_equal(flat["params.fc1.kernel"], mlp_state["fc1.weight"].numpy().T)
-    assert all(k.startswith("params.") for k in flat)

@@ -325,9 +325,29 @@ class Target(ABC):
         pytree Orbax saves as it is and the restore snippet rebuilds from the model."""
         raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
 
-    def msgpack_state(self, state: Any) -> bytes:
-        """`state` as nested plain dicts of arrays, msgpack-serialized (flax.serialization)."""
+    def msgpack_tree(self, state: Any) -> Any:
+        """`state` as nested plain dicts of arrays (what flax.serialization.msgpack_serialize takes)."""
         raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
+
+    def write_msgpack(self, state: Any, handle: Any) -> None:
+        """msgpack_tree(state) written to the binary file `handle` leaf by leaf: the bytes of
+        flax.serialization.msgpack_serialize(tree), which would copy every array to numpy and
+        then all of them into one bytes object; here one array at a time is in flight."""
+        import msgpack
+        from flax.serialization import _msgpack_ext_pack, msgpack_serialize
+
+        packer = msgpack.Packer(default=_msgpack_ext_pack, strict_types=True)
+
+        def write(node: Any) -> None:
+            if type(node) is dict:  # noqa: E721 -- strict_types: what msgpack packs as a map
+                handle.write(packer.pack_map_header(len(node)))
+                for key, value in node.items():
+                    handle.write(packer.pack(key))
+                    write(value)
+            else:  # an array (chunked above 1 GB as msgpack_serialize chunks it), or anything else
+                handle.write(msgpack_serialize(node))
+
+        write(self.msgpack_tree(state))
 
     def flat_state(self, state: Any) -> dict[str, Any]:
         """`state` as {path joined by '.': array} (safetensors)."""

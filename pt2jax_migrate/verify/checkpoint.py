@@ -25,6 +25,7 @@ class CheckpointSource:
         self.notes: list[str] = []
         self._safe = None
         self._dict: Mapping | None = None
+        self._unreleased = 0  # bytes read since the file's pages were last dropped
         if not os.path.exists(path):
             raise VerifyError(f"{path}: no such file")
         if os.path.isdir(path):
@@ -89,6 +90,16 @@ class CheckpointSource:
         if self._safe is not None:
             return self._safe.get_tensor(key)
         return self._dict[key]
+
+    def release(self, nbytes: int, *, every: int = 16 << 20) -> None:
+        """`nbytes` more of the file were read and converted: once `every` bytes add up, drop
+        the file's resident pages (memory.drop_mapped_pages; tensors still held read them in again)."""
+        self._unreleased += nbytes
+        if self._unreleased >= every:
+            from .memory import drop_mapped_pages
+
+            drop_mapped_pages(self.path)
+            self._unreleased = 0
 
     def close(self) -> None:
         self._safe = None

@@ -9,8 +9,9 @@ its variable one at a time.
 
 Memory. A `.pt`/`.pth` is opened with `torch.load(weights_only=True, mmap=True)` (a legacy,
 non-zip file without mmap) and a `.safetensors` with `safe_open`, so tensors are read from
-the file as they are converted; the converted model is the one full copy in memory (plus the
-output buffer for msgpack, which serializes in memory). benchmarks/bench_weights.py measures it.
+the file as they are converted, and the file's pages are dropped as they are done with
+(verify/memory.py); the converted model is the one full copy in memory, and every output
+format is written array by array. benchmarks/bench_weights.py measures it.
 
 Checks, all before anything is written (VerifyError lists every problem; the CLI exits 2):
 the file is a state_dict (str -> tensor), every key the model expects is there, no key is
@@ -20,8 +21,9 @@ left over, every shape matches. A uniform `module.` (nn.DataParallel) or `_orig_
 folder beside it, then renamed): a failure leaves no output and an old one untouched.
 
 Formats: `orbax` (a folder; ocp.StandardCheckpointer of the target's saved state), `safetensors`
-(flat keys: the state's paths joined by '.'), `msgpack` (flax.serialization.msgpack_serialize
-of the pure state dict). The saved state is the target's (Target.saved_state): NNX, every
+(flat keys: the state's paths joined by '.'), `msgpack` (the bytes of
+flax.serialization.msgpack_serialize of the pure state dict, written array by array). The
+saved state is the target's (Target.saved_state): NNX, every
 variable but the RNG state; Linen, the variables {'params': ..., 'batch_stats': ...} that
 model.init made on example inputs (--input), the checkpoint written into them. Loading back:
 README, "Converting checkpoints".
@@ -108,7 +110,10 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
     from .transfer import format_path, plan_transfer
     from .weightmap import WeightMap
 
+    from .memory import return_freed_memory
+
     fmt = format_for(out, fmt)
+    return_freed_memory()
     try:
         target = get_target(detect_target(converted) if target is None else target)
     except UnknownTarget as exc:
@@ -151,7 +156,9 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
                 target.set_value(var, new)
                 new.block_until_ready()  # the copy is done before the next one starts (no queue of them)
                 written += 1
+                source.release(new.nbytes)
                 del value, new
+            source.release(0, every=0)
         notes += [f"{n} tensor{'s' if n != 1 else ''} cast from {a} to {b} (the converted model's dtype)"
                   for (a, b), n in cast.items()]
         state = target.saved_state(jax_model)
@@ -199,23 +206,26 @@ def _base_saved_state():
 
 def _write(target, state, out: str, fmt: str) -> tuple[int, int]:
     """Write `state` to `out` atomically; (bytes written, variables written)."""
-    from ..fsio import TEMP_SUFFIX, write_bytes_atomic
+    from ..fsio import TEMP_SUFFIX
 
     flat = target.flat_state(state)
     count = len(flat)
     dest = os.path.realpath(out)
     folder = os.path.dirname(dest) or "."
     os.makedirs(folder, exist_ok=True)
-    if fmt == "msgpack":
-        del flat
-        data = target.msgpack_state(state)
-        write_bytes_atomic(out, data)
-        return len(data), count
     temp = tempfile.mkdtemp(dir=folder, prefix=f".{os.path.basename(dest)}.", suffix=TEMP_SUFFIX)
     try:
         if fmt == "safetensors":
             staged = os.path.join(temp, "weights.safetensors")
             _save_safetensors(flat, staged)
+            os.chmod(staged, 0o666 & ~_umask())
+        elif fmt == "msgpack":
+            del flat
+            staged = os.path.join(temp, "weights.msgpack")
+            with open(staged, "wb") as handle:
+                target.write_msgpack(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.chmod(staged, 0o666 & ~_umask())
         else:
             import orbax.checkpoint as ocp

@@ -189,10 +189,8 @@ class LinenTarget(Target):
     def saved_state(self, model: Any) -> Any:
         return _plain(model.variables)
 
-    def msgpack_state(self, state: Any) -> bytes:
-        from flax.serialization import msgpack_serialize
-
-        return msgpack_serialize(state)
+    def msgpack_tree(self, state: Any) -> Any:
+        return state
 
     def flat_state(self, state: Any) -> dict[str, Any]:
         from flax import traverse_util

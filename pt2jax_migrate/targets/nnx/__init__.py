@@ -214,11 +214,10 @@ class NNXTarget(Target):
         # restored model keeps the ones its constructor drew
         return nnx.state(model, nnx.Not(nnx.RngState))
 
-    def msgpack_state(self, state: Any) -> bytes:
+    def msgpack_tree(self, state: Any) -> Any:
         from flax import nnx
-        from flax.serialization import msgpack_serialize
 
-        return msgpack_serialize(nnx.to_pure_dict(state))
+        return nnx.to_pure_dict(state)
 
     def flat_state(self, state: Any) -> dict[str, Any]:
         from flax import nnx
