@@ -134,7 +134,8 @@ def measure(size_mb: float, targets, formats, safetensors: bool) -> tuple[dict, 
                 written = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(out) for f in fs) \
                     if os.path.isdir(out) else os.path.getsize(out)
                 _remove(out)  # one output on disk at a time
-                rows.append({"target": target, "format": fmt, "checkpoint_mb": size / 1e6, "peak_rss_mb": run["peak"] / 1e6,
+                rows.append({"target": target, "format": fmt, "checkpoint_mb": size / 1e6,
+                             "peak_rss_mb": run["peak"] / 1e6,
                              "extra_mb": (run["peak"] - floor) / 1e6, "extra_over_ckpt": (run["peak"] - floor) / size,
                              "written_mb": written / 1e6, "seconds": run["seconds"]})
     return {"depth": depth, "checkpoint_mb": size / 1e6, "floor_rss_mb": floor / 1e6}, rows

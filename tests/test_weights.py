@@ -347,3 +347,47 @@ def test_verify_train_with_weights(run, tmp_path, mlp_state):
     torch.save(state, tmp_path / "bad.pt")
     result = run(*args, tmp_path / "bad.pt")
     assert result.exit_code == 2 and "missing key 'head.bias'" in result.output
+
+
+def test_msgpack_written_array_by_array_is_flax_bytes(tmp_path, monkeypatch):
+    """Target.write_msgpack streams the bytes flax.serialization.msgpack_serialize gives for the
+    whole tree, for both targets' states (an array above the chunk size chunked alike)."""
+    import io
+
+    import flax.serialization as serialization
+
+    monkeypatch.setattr(serialization, "MAX_CHUNK_SIZE", 64)  # 16 float32: `big` is chunked
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.layers = nnx.List([nnx.Linear(3, 4, rngs=rngs), nnx.Linear(4, 2, rngs=rngs)])
+            self.bn = nnx.BatchNorm(2, rngs=rngs)
+
+    nnx_target, linen_target = get_target("nnx"), get_target("linen")
+    linen_state = {"params": {"big": np.arange(40, dtype=np.float32).reshape(5, 8), "d": {"kernel": jnp.ones((2, 3))}},
+                   "batch_stats": {"bn": {"mean": jnp.zeros(3, jnp.bfloat16), "var": np.float32(2.0)}}}
+    for target, state in ((nnx_target, nnx_target.saved_state(Net(nnx.Rngs(0)))), (linen_target, linen_state)):
+        handle = io.BytesIO()
+        target.write_msgpack(state, handle)
+        expected = serialization.msgpack_serialize(target.msgpack_tree(state))
+        assert handle.getvalue() == expected, target.name
+    back = serialization.msgpack_restore(expected)
+    np.testing.assert_array_equal(back["params"]["big"], linen_state["params"]["big"])
+
+
+def test_dropping_mapped_checkpoint_pages_keeps_the_tensors(tmp_path):
+    """verify/memory.py: the pages of an mmap'd checkpoint are given back, its tensors still read
+    (from the file again); a file not mapped is left alone."""
+    from pt2jax_migrate.verify.memory import drop_mapped_pages, mapped_ranges
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the pages are dropped on Linux only")
+    state = {"a": torch.arange(300_000, dtype=torch.float32), "b": torch.ones(1000, 70)}
+    torch.save(state, tmp_path / "m.pt")
+    loaded = torch.load(tmp_path / "m.pt", weights_only=True, mmap=True)
+    assert float(loaded["a"].sum()) == float(state["a"].sum())  # read: resident
+    assert mapped_ranges(str(tmp_path / "m.pt"))
+    assert drop_mapped_pages(str(tmp_path / "m.pt")) >= 1_200_000
+    for key, value in state.items():
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+    assert drop_mapped_pages(str(tmp_path / "other.pt")) == 0

@@ -341,9 +341,9 @@ class Target(ABC):
         def write(node: Any) -> None:
             if type(node) is dict:  # noqa: E721 -- strict_types: what msgpack packs as a map
                 handle.write(packer.pack_map_header(len(node)))
-                for key, value in node.items():
+                for key in sorted(node):  # msgpack_serialize's tree_map copy sorts the keys (jax's dict order)
                     handle.write(packer.pack(key))
-                    write(value)
+                    write(node[key])
             else:  # an array (chunked above 1 GB as msgpack_serialize chunks it), or anything else
                 handle.write(msgpack_serialize(node))
 
