@@ -13,7 +13,9 @@ calls); its peak RSS (ru_maxrss, pages of the memory-mapped checkpoint included)
 the import floor, the peak RSS of a process that imports what a conversion imports (torch, jax,
 flax, orbax, safetensors, pt2jax_migrate) and starts jax's CPU backend, and nothing else.
 (peak - floor) / checkpoint near 1 means one copy: the converted state, the checkpoint streamed
-into it tensor by tensor; near 2 or more, the checkpoint and the state were held together.
+into it tensor by tensor; near 2 or more, two copies were held together (Orbax's save copies
+every array to host memory before writing: its rows show 2). README, "Converting checkpoints",
+has the 1 GB table.
 """
 
 from __future__ import annotations

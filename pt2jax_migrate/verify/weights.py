@@ -10,8 +10,9 @@ its variable one at a time.
 Memory. A `.pt`/`.pth` is opened with `torch.load(weights_only=True, mmap=True)` (a legacy,
 non-zip file without mmap) and a `.safetensors` with `safe_open`, so tensors are read from
 the file as they are converted, and the file's pages are dropped as they are done with
-(verify/memory.py); the converted model is the one full copy in memory, and every output
-format is written array by array. benchmarks/bench_weights.py measures it.
+(verify/memory.py); the converted model is the one full copy in memory. safetensors and
+msgpack are written array by array; Orbax's StandardCheckpointer copies every array to host
+memory first (2x). benchmarks/bench_weights.py measures it (README, "Converting checkpoints").
 
 Checks, all before anything is written (VerifyError lists every problem; the CLI exits 2):
 the file is a state_dict (str -> tensor), every key the model expects is there, no key is
