@@ -94,7 +94,7 @@ def build_models(torch_file, jax_file, original: str, model: str, init: str, see
 def build_converted(jax_file, converted: str, model: str, init: str, seed: int, target):
     """NAME(ARGS, rngs=...) from the loaded converted file, checked to be the target's model."""
     keyword, value, shown = target.build_keyword(seed)
-    if _accepts_keyword(_lookup(jax_file, model), keyword):
+    if keyword and _accepts_keyword(_lookup(jax_file, model), keyword):
         built = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
     else:
         built = _build(jax_file, model, init)
@@ -264,6 +264,9 @@ def run_verify(
     float64_check: bool = True,
     weights: str | None = None,
     weights_prefix: tuple = (),
+    isolate: bool = False,
+    timeout: float | None = None,
+    memory_limit: int | None = None,
 ) -> VerifyReport:
     """Run `model` from `original` (torch) and from `converted` (written for `target`, a name or
     a Target; default Flax NNX) and compare them, eagerly and (`jit`) under the target's jit.
@@ -271,33 +274,53 @@ def run_verify(
     `weights_map`: a weightmap.WeightMap (or its TOML table as a dict) of user mappings that
     take precedence over the tables. `float64_check`: when a float32 comparison fails, rerun
     both sides in float64; if that passes, the report's status is float32 rounding noise.
+    `isolate`: run each side in its own child process (isolate.py), the whole verify within
+    `timeout` seconds and each side within `memory_limit` bytes of resident memory; a hang, a
+    crash or the limit is a VerifyError naming the side and the user's line. Otherwise both
+    sides run in this process.
 
     Raises VerifyError when verify cannot run (missing file, syntax error, unknown model, failing
     construction, bad input spec, incomplete weight mapping, output shape/structure mismatch).
     A numerical mismatch is not an error: it is a failed comparison in the report; nor is a
     failure under jit: it is the report's `jit_error`.
     """
+    from ..targets import get_target
+    from .isolate import DEFAULT_TIMEOUT, Isolation, Local
+    from .sides import JaxSide, TorchSide
     from .weightmap import WeightMap
 
     if weights_map is not None and not isinstance(weights_map, WeightMap):
         weights_map = WeightMap.from_table(weights_map, "weights map")
+    target = get_target(target if target is not None else detect_target(converted))
     common = dict(model=model, init=init, inputs=inputs, perturb=perturb and not weights, loss=loss, seed=seed,
-                  target=target, weights_map=weights_map, weights=weights, weights_prefix=tuple(weights_prefix))
-    report = _run_once(original, converted, atol=atol, rtol=rtol, dtype=dtype, grad_atol=grad_atol,
-                       grad_rtol=grad_rtol, jit=jit, **common)
-    if float64_check and dtype != "float64" and report.numeric_failures:
-        # Same model, weights and inputs in float64 at the tight float64 tolerances: if that
-        # passes, the float32 differences are rounding, not a different computation.
-        rerun_jit = any(not c.passed for c in report.jit_comparisons)
-        try:
-            report.float64 = _run_once(original, converted, dtype="float64", jit=rerun_jit, **common)
-        except VerifyError as exc:
-            report.float64_error = str(exc)
+                  target=target.name if isolate else target, weights_map=weights_map, weights=weights,
+                  weights_prefix=tuple(weights_prefix))
+    with ExitStack() as stack:
+        if isolate:
+            iso = stack.enter_context(Isolation(DEFAULT_TIMEOUT if timeout is None else timeout, memory_limit))
+            sides = iso.sides(original, converted)
+        else:
+            sides = (Local(TorchSide(), f"the torch side ({original})"),
+                     Local(JaxSide(), f"the JAX side ({converted})"))
+            for side in sides:
+                stack.callback(side.close)
+        report = _run_once(sides, original, converted, atol=atol, rtol=rtol, dtype=dtype, grad_atol=grad_atol,
+                           grad_rtol=grad_rtol, jit=jit, **common)
+        if float64_check and dtype != "float64" and report.numeric_failures:
+            # Same model, weights and inputs in float64 at the tight float64 tolerances: if that
+            # passes, the float32 differences are rounding, not a different computation.
+            rerun_jit = any(not c.passed for c in report.jit_comparisons)
+            try:
+                report.float64 = _run_once(sides, original, converted, dtype="float64", jit=rerun_jit, **common)
+            except VerifyError as exc:
+                report.float64_error = str(exc)
+        report.timings = {k: v for side in sides for k, v in side.timings.items()}
     report.passed = report.status in (PASS, ROUNDING)
     return report
 
 
 def _run_once(
+    sides,
     original: str,
     converted: str,
     *,
@@ -335,98 +358,32 @@ def _run_once(
     if loss:
         roots |= expression_names(loss, what="--loss") - {"out"}
     float64 = dtype == "float64"
+    arrays = make_arrays(specs, seed, float64=float64)
 
-    import jax
-    import jax.numpy as jnp
-    import torch
+    torch_side, jax_side = sides
+    torch_side.start("build", original, model, init, seed, roots, float64=float64, weights=weights,
+                     weights_prefix=weights_prefix, doing=f"building {model}")
+    jax_side.start("build", converted, model, init, seed, roots, float64=float64, target_name=target,
+                   arrays=arrays, doing=f"building {model}")
+    modules, values = torch_side.finish()
+    jax_side.finish()
+    entries, changed, transferred = jax_side.call("plan", modules, values, weights_map=weights_map,
+                                                  perturb=perturb, seed=seed, doing="copying the weights in")
+    t = torch_side.call("run", changed, arrays, loss, doing=f"running {model} (forward and backward)")
+    want_grads = t["want_grads"]
+    j = jax_side.call("run", want_grads, loss, jit,
+                      doing=f"running {model} (forward and backward, eagerly{' and under jit' if jit else ''})")
 
-    from ..targets import get_target
-
-    if target is None:
-        target = detect_target(converted)
-    target = get_target(target)  # builds, runs and maps weights into the converted model
-
-    with ExitStack() as stack:
-        stack.enter_context(_jax_x64(float64))
-        torch_file = stack.enter_context(_loaded(original, roots, "torch"))
-        jax_file = stack.enter_context(_loaded(converted, roots, target.name))
-
-        arrays = make_arrays(specs, seed, float64=float64)
-        jax_inputs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
-        torch_model, nnx_model, entries, transferred = build_transferred(
-            torch_file, jax_file, original, converted, model, init, seed, target,
-            weights_map=weights_map, perturb=perturb, float64=float64, weights=weights,
-            weights_prefix=weights_prefix, example_inputs=jax_inputs)
-        torch_model.eval()
-        target.eval_mode(nnx_model)
-
-        device = next((p.device for p in torch_model.parameters()), torch.device("cpu"))
-        torch_inputs = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
-
-        # --- torch: forward (with autograd), loss, backward
-        with torch.enable_grad():
-            try:
-                torch_out = torch_model(*torch_inputs)
-            except Exception as exc:
-                raise VerifyError(f"{_where(original, exc)}: running {model} failed: {type(exc).__name__}: {exc}") from exc
-            torch_leaves = flatten_output(torch_out)
-            float_leaves = [(n, t) for n, t in torch_leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
-            params = [(k, p) for k, p in torch_model.named_parameters() if p.requires_grad]
-            t_loss = _torch_loss(torch_file, loss, torch_out, float_leaves, original)
-            want_grads = bool(params) and t_loss is not None and t_loss.requires_grad
-            if want_grads:
-                if t_loss.numel() != 1:
-                    raise VerifyError(f"{original}: the loss must be a scalar, got shape {tuple(t_loss.shape)}")
-                t_loss.backward()
-
-        # --- JAX: forward (and value_and_grad when torch has gradients)
-        def run_jax(m, *xs):
-            out = m(*(xs or jax_inputs))
-            if not want_grads:
-                return jnp.zeros(()), out
-            return _jax_loss(jax_file, loss, out, converted), out
-
-        try:
-            with jax.default_matmul_precision("highest"):
-                if want_grads:
-                    (_, jax_out), flat_grads = target.value_and_grad(run_jax, nnx_model)
-                else:
-                    _, jax_out = run_jax(nnx_model)
-                    flat_grads = None
-        except VerifyError:
-            raise
-        except Exception as exc:
-            raise VerifyError(f"{_where(converted, exc)}: running {model} failed: {type(exc).__name__}: {exc}") from exc
-
-        comparisons = _compare_outputs(torch_leaves, jax_out, converted, atol, rtol, "eager")
-        by_tensor = {id(e.tensor): e for e in entries if e.is_param and e.nnx_path is not None}
-        if want_grads:
-            comparisons += _compare_grads(params, by_tensor, flat_grads, converted, grad_atol, grad_rtol, "eager")
-
-        # --- the same under jit, as the converted model will run in training and inference
-        jit_comparisons: list[Comparison] = []
-        jit_error = None
-        ran_jit = False
-        if jit:
-            stage = "forward"
-            try:
-                with jax.default_matmul_precision("highest"):
-                    # the inputs are arguments, so they are traced as in a jitted train step
-                    jit_out = target.jit_call(lambda m, *xs: m(*xs), nnx_model, *jax_inputs)
-                    ran_jit = True
-                    jit_comparisons = _compare_outputs(torch_leaves, jit_out, converted, atol, rtol, "jit")
-                    if want_grads:
-                        stage = "gradient"
-                        _, jit_grads = target.jit_value_and_grad(run_jax, nnx_model, *jax_inputs)
-                        jit_comparisons += _compare_grads(params, by_tensor, jit_grads, converted, grad_atol,
-                                                          grad_rtol, "jit")
-            except NotImplementedError:
-                ran_jit = False  # the target has no jit: nothing to check
-            except VerifyError:
-                raise
-            except Exception as exc:
-                ran_jit = True
-                jit_error = jit_failure(stage, converted, exc)
+    by_tid = {e.tid: e for e in entries if e.is_param and e.nnx_path is not None}
+    comparisons = _compare_outputs(t["outputs"], j["outputs"], converted, atol, rtol, "eager")
+    if want_grads:
+        comparisons += _compare_grads(t["grads"], by_tid, j["grads"], converted, grad_atol, grad_rtol, "eager")
+    jit_comparisons: list[Comparison] = []
+    if j["jit_outputs"] is not None:
+        jit_comparisons = _compare_outputs(t["outputs"], j["jit_outputs"], converted, atol, rtol, "jit")
+    if j["jit_grads"] is not None:
+        jit_comparisons += _compare_grads(t["grads"], by_tid, j["jit_grads"], converted, grad_atol, grad_rtol,
+                                          "jit")
 
     return VerifyReport(
         passed=all(c.passed for c in comparisons),
@@ -439,33 +396,30 @@ def _run_once(
         comparisons=comparisons,
         original=original,
         converted=converted,
-        transferred=len(transferred),
+        transferred=transferred,
         perturbed=perturb,
         weights=weights,
-        jit=ran_jit,
+        jit=j["jit"],
         jit_comparisons=jit_comparisons,
-        jit_error=jit_error,
+        jit_error=j["jit_error"],
     )
 
 
-def _compare_outputs(torch_leaves, jax_out, converted: str, atol: float, rtol: float, mode: str) -> list[Comparison]:
-    """One comparison per output leaf, matched by name: JAX returns dicts with sorted keys
-    (pytree order), torch in insertion order."""
-    import torch
-
-    jax_leaves = dict(flatten_output(jax_out))
+def _compare_outputs(torch_leaves, jax_leaves, converted: str, atol: float, rtol: float,
+                     mode: str) -> list[Comparison]:
+    """One comparison per output leaf ([(name, array)] from each side), matched by name: JAX
+    returns dicts with sorted keys (pytree order), torch in insertion order."""
+    jax_by_name = dict(jax_leaves)
     t_names = [n for n, _ in torch_leaves]
-    if sorted(t_names) != sorted(jax_leaves):
+    if sorted(t_names) != sorted(jax_by_name):
         raise VerifyError(
             f"{converted}: output structure differs{' under jit' if mode == 'jit' else ''}: torch returns "
-            f"{', '.join(t_names) or 'nothing'}; converted returns {', '.join(jax_leaves) or 'nothing'}"
+            f"{', '.join(t_names) or 'nothing'}; converted returns {', '.join(jax_by_name) or 'nothing'}"
         )
     comparisons = []
-    for name, t_leaf in torch_leaves:
-        j_leaf = jax_leaves[name]
-        expected = t_leaf.detach().cpu().numpy() if isinstance(t_leaf, torch.Tensor) else np.asarray(t_leaf)
+    for name, expected in torch_leaves:
         try:
-            c = compare(name, "output", np.asarray(j_leaf), expected, atol, rtol)
+            c = compare(name, "output", np.asarray(jax_by_name[name]), np.asarray(expected), atol, rtol)
         except VerifyError as exc:
             raise VerifyError(f"{converted}: {exc}") from exc
         c.mode = mode
@@ -473,16 +427,16 @@ def _compare_outputs(torch_leaves, jax_out, converted: str, atol: float, rtol: f
     return comparisons
 
 
-def _compare_grads(params, by_tensor, flat_grads, converted: str, atol: float, rtol: float,
+def _compare_grads(torch_grads, by_tid, flat_grads, converted: str, atol: float, rtol: float,
                    mode: str) -> list[Comparison]:
-    """Each torch parameter's gradient, mapped through its weight's transfer entry."""
+    """Each torch parameter's gradient ([(key, tensor id, grad or None, shape)]), mapped through
+    its weight's transfer entry onto the converted model's gradient at the same path."""
     comparisons = []
-    for key, p in params:
-        entry = by_tensor.get(id(p))
+    for key, tid, grad, shape in torch_grads:
+        entry = by_tid.get(tid)
         if entry is None:
             continue  # dropped by the table: nothing to compare
-        t_grad = p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(tuple(p.shape))
-        expected = entry.convert(t_grad)
+        expected = entry.convert(grad if grad is not None else np.zeros(shape))
         g = flat_grads.get(entry.nnx_path)
         actual = np.asarray(g) if g is not None else np.zeros_like(expected)
         try:
