@@ -13,7 +13,8 @@ each reply a length-prefixed pickle written to fd OUT:
 The user's prints go to stderr (fd 1 is pointed at fd 2), so they cannot garble the replies.
 A fatal signal (segfault, abort) and SIGUSR1 (sent by the parent on a timeout or over the
 memory limit) dump every thread's Python stack to the file DUMP, where the parent finds the
-user's line. The child dies with its parent (PR_SET_PDEATHSIG).
+user's line. The child dies with its parent (PR_SET_PDEATHSIG). The JAX child keeps JAX's
+persistent compilation cache (_compilation_cache), which makes a repeated verify fast.
 """
 
 from __future__ import annotations
@@ -62,6 +63,22 @@ def _die_with_parent() -> None:
         pass
 
 
+def _compilation_cache() -> None:
+    """JAX's persistent compilation cache, so a second verify (of this model or one sharing its
+    layer shapes) reuses every compiled op: PT2JAX_JAX_CACHE names the folder (default
+    ~/.cache/pt2jax/jax; "off": none); the user's own JAX_COMPILATION_CACHE_DIR wins."""
+    folder = os.environ.get("PT2JAX_JAX_CACHE", "")
+    if folder.lower() == "off" or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "pt2jax", "jax")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    # verify compiles many small programs (each eager op is one): cache them all
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
 def _user_where(exc: BaseException, path: str) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path and f.lineno]
     return f"{path}:{frames[-1].lineno}" if frames else ""
@@ -80,6 +97,7 @@ def main(argv: list[str]) -> None:
 
         from .sides import TorchSide as Side
     else:
+        _compilation_cache()
         import jax  # noqa: F401
         from flax import nnx  # noqa: F401
 
