@@ -24,6 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MLP_TORCH, MLP_NNX = str(DATA / "mlp_torch.py"), str(DATA / "mlp_nnx.py")
 
 
+@pytest.fixture(autouse=True)
+def _own_compile_cache(tmp_path, monkeypatch):
+    """The JAX child's compilation cache in the test's folder, not the user's ~/.cache."""
+    monkeypatch.setenv("PT2JAX_JAX_CACHE", str(tmp_path / "jax-cache"))
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -72,7 +78,7 @@ def _fails(original: str, converted: str = MLP_NNX, **kw) -> str:
     return str(info.value)
 
 
-def test_isolated_pass_is_the_in_process_report_and_imports_no_user_code():
+def test_isolated_pass_is_the_in_process_report_and_imports_no_user_code(tmp_path):
     code = textwrap.dedent(f"""
         import json, sys
         from pt2jax_migrate.verify import run_verify
@@ -82,10 +88,11 @@ def test_isolated_pass_is_the_in_process_report_and_imports_no_user_code():
         print(json.dumps({{"report": r.to_dict(), "loaded": loaded, "timings": sorted(r.timings)}}))
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))  # PT2JAX_JAX_CACHE: the fixture's
     isolated = json.loads(out.stdout.strip().splitlines()[-1])
     assert isolated["loaded"] == []  # the parent never imported torch, jax or the user's files
     assert {"import torch", "import jax", "jax jit (compile and run)"} <= set(isolated["timings"])
+    assert any((tmp_path / "jax-cache").iterdir())  # the JAX child kept its compiled programs
     local = run_verify(MLP_TORCH, MLP_NNX, model="MLP", inputs=["float32[4,6]"]).to_dict()
     assert isolated["report"]["passed"] and local["passed"]
     assert isolated["report"] == json.loads(json.dumps(local))  # the same figures, bit for bit

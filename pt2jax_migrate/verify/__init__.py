@@ -64,7 +64,7 @@ def run_verify(
     memory_limit: int | None = None,
 ) -> VerifyReport:
     """Verify that `converted` computes what `original` does. See engine.run_verify (target
-    None: read off the converted file, engine.detect_target; `isolate`: each side in its own
+    None: read off the converted file, building.detect_target; `isolate`: each side in its own
     process, within `timeout` seconds and `memory_limit` bytes, verify/isolate.py)."""
     from .engine import run_verify as _run
 

@@ -99,7 +99,6 @@ def main(argv: list[str]) -> None:
     else:
         _compilation_cache()
         import jax  # noqa: F401
-        from flax import nnx  # noqa: F401
 
         from .sides import JaxSide as Side
     side = Side()

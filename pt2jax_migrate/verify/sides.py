@@ -10,7 +10,7 @@ long-lived child per side and calls these methods over a pipe) or in the caller'
     torch.run(perturbed values) -> outputs, gradients, want_grads
     jax.run(want_grads) -> outputs, gradients, and the same under jit
 
-A VerifyError raised here names the user's file and line (engine._where).
+A VerifyError raised here names the user's file and line (building._where).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class TorchSide(_Side):
         tree as torchtree data, {key: numpy value})."""
         import torch
 
-        from .engine import _build, _loaded
+        from .building import _build, _loaded
         from .torchtree import describe_torch, tensor_values
 
         start = time.perf_counter()
@@ -77,7 +77,7 @@ class TorchSide(_Side):
         "want_grads": bool}."""
         import torch
 
-        from .engine import _torch_loss, _where
+        from .building import _torch_loss, _where
 
         start = time.perf_counter()
         keyed = {t.key: self.live[t.tid] for m in self.modules for t in m.tensors}
@@ -124,7 +124,7 @@ class JaxSide(_Side):
         import jax.numpy as jnp
 
         from ..targets import get_target
-        from .engine import _jax_x64, _loaded, _where, build_converted
+        from .building import _jax_x64, _loaded, _where, build_converted
 
         start = time.perf_counter()
         self.reset()
@@ -170,7 +170,7 @@ class JaxSide(_Side):
         import jax
         import jax.numpy as jnp
 
-        from .engine import _jax_loss, _where, jit_failure
+        from .building import _jax_loss, _where, jit_failure
 
         target, model, inputs, path = self.target, self.nnx_model, self.inputs, self.path
 
