@@ -8,6 +8,7 @@ a file that could not be read or parsed. `lint` and `rewrite` never import torch
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -746,13 +747,25 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
 @click.option("--plot", default=None, metavar="PATH", help="With --train: the PNG of both loss curves (a file, "
               "or a folder) [default: <converted>.train-loss.png beside the converted file].")
 @click.option("--no-plot", is_flag=True, help="With --train: write no PNG.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
+              help="Stop the model check after this long (0: never); a hang is reported with the side and "
+                   "the line it was at.")
+@click.option("--memory-limit", "memory_limit", default="auto", show_default=True, metavar="SIZE",
+              help="Stop a side whose resident memory goes over SIZE (e.g. 4G, 500M; auto: half the "
+                   "machine's memory; off).")
+@click.option("--in-process", "in_process", is_flag=True, help="Run both models in this process instead of "
+              "one child process per side (no --timeout or --memory-limit).")
+@click.option("--timings", is_flag=True, help="Print where the time went (imports, build, runs, jit) to stderr.")
 @color_option
 def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_perturb, loss, seed, weights_map,
-           no_jit, weights, prefixes, train, steps, optimizer, step_fn, loss_fn, plot, no_plot, color) -> None:
+           no_jit, weights, prefixes, train, steps, optimizer, step_fn, loss_fn, plot, no_plot, timeout,
+           memory_limit, in_process, timings, color) -> None:
     """Check that CONVERTED (Flax NNX) computes what ORIGINAL (PyTorch) does.
 
-    Loads only the definitions MODEL needs from each file (a script's top-level work is not
-    run), builds both models, copies the torch weights into the converted one, feeds both the
+    Each model runs in its own child process (the torch one and the JAX one, started in
+    parallel), which loads only the definitions MODEL needs from its file (a script's
+    top-level work is not run); a hang (--timeout), a crash or too much memory (--memory-limit)
+    in the user's code is reported with the side and the line. Builds both models, copies the torch weights into the converted one, feeds both the
     same inputs and compares every output and every parameter gradient, eagerly and under
     nnx.jit. A float32 difference that vanishes when both rerun in float64 is reported as
     rounding noise. Layers the tables lack: [tool.pt2jax.weights] or --weights-map.
@@ -790,18 +803,40 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
                       rtol=rtol, dtype=dtype, perturb=not no_perturb, seed=seed, steps=steps, optimizer=optimizer,
                       step=step_fn, loss_fn=loss_fn, plot=None if no_plot else (plot or ""),
                       weights_map=weights_map, weights=weights, weights_prefix=tuple(prefixes))
+    limit = _memory_size(memory_limit)
     try:
         report = run_verify(original, converted, model=model, init=init, inputs=list(inputs), atol=atol,
                             rtol=rtol, dtype=dtype, perturb=not no_perturb, loss=loss, seed=seed,
                             jit=not no_jit, weights_map=load_weights_map(converted, weights_map),
-                            weights=weights, weights_prefix=tuple(prefixes))
+                            weights=weights, weights_prefix=tuple(prefixes), isolate=not in_process,
+                            timeout=timeout, memory_limit=limit)
     except VerifyError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    if timings:
+        click.echo("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()), err=True)
     from .output import OutputContext, render
 
     render(fmt, VERIFY, report, sys.stdout, OutputContext(color=_color(color, sys.stdout), root=os.getcwd()))
     sys.exit(0 if report.passed else 1)
+
+
+def _memory_size(text: str) -> int | None:
+    """--memory-limit: bytes from '4G', '500M', '1024K', '123' (bytes); None for off/0; auto:
+    verify.isolate.default_memory_limit."""
+    from .verify.isolate import default_memory_limit
+
+    value = text.strip().lower()
+    if value == "auto":
+        return default_memory_limit()
+    if value in ("off", "none", "0"):
+        return None
+    found = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([kmgt]?)i?b?", value)
+    if not found:
+        raise click.BadParameter(f"{text!r}: expected a size such as 4G or 500M, auto or off",
+                                 param_hint="--memory-limit")
+    size = int(float(found.group(1)) * 1024 ** " kmgt".index(found.group(2) or " "))
+    return size or None
 
 
 def _verify_train(original, converted, fmt, color, *, plot, weights_map, **options) -> None:

@@ -24,7 +24,7 @@ from flax import linen, nnx, traverse_util
 from pt2jax_migrate.rewrite import rewrite_source
 from pt2jax_migrate.targets import get_target
 from pt2jax_migrate.verify import DEFAULT_TOLERANCES
-from pt2jax_migrate.verify.engine import _loaded, build_transferred
+from pt2jax_migrate.verify.building import _loaded, build_transferred
 
 ROOT = Path(__file__).resolve().parent.parent
 CNN_IN = str(ROOT / "fixtures/cnn_classifier.in.py")

@@ -59,9 +59,13 @@ def run_verify(
     weights: str | None = None,
     weights_prefix: tuple = (),
     target=None,
+    isolate: bool = False,
+    timeout: float | None = None,
+    memory_limit: int | None = None,
 ) -> VerifyReport:
     """Verify that `converted` computes what `original` does. See engine.run_verify (target
-    None: read off the converted file, engine.detect_target)."""
+    None: read off the converted file, building.detect_target; `isolate`: each side in its own
+    process, within `timeout` seconds and `memory_limit` bytes, verify/isolate.py)."""
     from .engine import run_verify as _run
 
     return _run(
@@ -84,6 +88,9 @@ def run_verify(
         weights=weights,
         weights_prefix=weights_prefix,
         target=target,
+        isolate=isolate,
+        timeout=timeout,
+        memory_limit=memory_limit,
     )
 
 

@@ -101,6 +101,7 @@ class VerifyReport:
     # When a float32 comparison failed, both sides rerun in float64 (default float64 tolerances):
     float64: VerifyReport | None = None
     float64_error: str | None = None  # why the float64 rerun could not run
+    timings: dict = field(default_factory=dict)  # seconds per phase and side (imports, build, jit)
 
     @property
     def numeric_failures(self) -> list[Comparison]:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import _check_model_name, _jax_x64, _loaded, _lookup, _where, build_transferred
+from .building import _check_model_name, _jax_x64, _loaded, _lookup, _where, build_transferred
 from .loader import expression_names
 from .report import DEFAULT_TOLERANCES, PASS, ROUNDING, VerifyError
 from .specs import make_arrays, parse_spec

@@ -59,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import _jax_x64, _where
+from .building import _jax_x64, _where
 from .loader import _on_sys_path, parse_source, read_source
 from .report import DEFAULT_TOLERANCES, VerifyError
 from .train_report import TrainReport, TrainStepResult, compare as _compare, tolerance_table

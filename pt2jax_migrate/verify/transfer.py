@@ -37,6 +37,7 @@ import numpy as np
 from ..rules_schema import WEIGHT_TRANSFORMS
 from ..targets import Target, get_target
 from .report import VerifyError
+from .torchtree import TorchModule, TorchTensor, describe_torch, to_numpy
 
 Transform = Callable[[np.ndarray], np.ndarray]
 TRANSFORMS: dict[str, Transform] = {}
@@ -87,12 +88,16 @@ class TransferEntry:
     """One torch tensor and where it goes (nnx_path None: dropped by the table)."""
 
     torch_key: str  # state_dict-style key, e.g. "features.0.weight"
-    tensor: object  # the live torch Parameter / buffer
+    tensor: object  # the live torch Parameter / buffer (None when planned from another process)
     is_param: bool
     nnx_path: tuple | None
     transform: str = "copy"
     positive: bool = False  # a variance-like value: perturb by scaling, never by shifting
     source: str = ""  # "torch.nn.Linear" or "custom"
+    tid: int = 0  # id() of the torch tensor in the process that holds it (tied weights share it)
+    shape: tuple = ()
+    requires_grad: bool = False
+    floating: bool = True
 
     def convert(self, a: np.ndarray) -> np.ndarray:
         """Apply this entry's transform to a torch value (or to its gradient)."""
@@ -111,14 +116,13 @@ def torch_class_name(module) -> str | None:
     return None
 
 
-def _layer_base_name(module, ruleset) -> str | None:
+def _layer_base_name(module: TorchModule, ruleset) -> str | None:
     """'torch.nn.LayerNorm' for a user class subclassing it (`class LayerNorm2d(nn.LayerNorm)`)
     when the table converts that layer as a base class (`subclass_base`): its weights map alike."""
-    for cls in type(module).__mro__[1:]:
-        if cls.__module__.startswith("torch.nn"):
-            rule = ruleset.layer_for_class("torch.nn." + cls.__name__)
-            return "torch.nn." + cls.__name__ if rule is not None and rule.get("subclass_base") else None
-    return None
+    if module.base is None:
+        return None
+    rule = ruleset.layer_for_class(module.base)
+    return module.base if rule is not None and rule.get("subclass_base") else None
 
 
 def _weight_rule(table: dict[str, dict], tname: str) -> dict | None:
@@ -132,41 +136,31 @@ def _weight_rule(table: dict[str, dict], tname: str) -> dict | None:
     return w
 
 
-def _module_prefixes(torch_model, target: Target) -> list[tuple[str, object, tuple]]:
-    """[(torch module path, module, converted path prefix)] in named_modules() order."""
-    import torch
-
+def _module_prefixes(modules: list[TorchModule], target: Target) -> list[tuple[TorchModule, tuple]]:
+    """[(torch module, converted path prefix)] in named_modules() order."""
     prefixes: dict[str, tuple] = {}
-    modules: dict[str, object] = {}
     out = []
-    for name, module in torch_model.named_modules():
-        if name == "":
+    for module in modules:
+        if module.name == "":
             prefix: tuple = ()
         else:
-            parent_name, _, part = name.rpartition(".")
-            parent = modules[parent_name]
-            index = int(part) if part.isdigit() else list(parent._modules).index(part)
-            if isinstance(parent, torch.nn.Sequential):
-                container = "sequential"
-            elif isinstance(parent, torch.nn.ModuleList):
-                container = "list"
-            elif isinstance(parent, torch.nn.ModuleDict):
-                container = "dict"
-            else:
-                container = None
-            prefix = target.child_path(prefixes[parent_name], container, part, index)
-        prefixes[name] = prefix
-        modules[name] = module
-        out.append((name, module, prefix))
+            parent_name = module.name.rpartition(".")[0]
+            prefix = target.child_path(prefixes[parent_name], module.container, module.part, module.index)
+        prefixes[module.name] = prefix
+        out.append((module, prefix))
     return out
 
 
-def _entry(key: str, tensor, is_param: bool, prefix: tuple, rule: dict, source: str,
-           target: Target) -> TransferEntry:
+def _entry(key: str, tensor: TorchTensor, prefix: tuple, rule: dict, source: str, target: Target) -> TransferEntry:
     to = rule.get("to", "")
     path = target.weight_path(prefix, to) if to else None
     transform = rule.get("transform", "copy") or "copy"
-    return TransferEntry(key, tensor, is_param, path, transform, bool(rule.get("positive")), source)
+    return _make_entry(tensor, path, transform, bool(rule.get("positive")), source)
+
+
+def _make_entry(tensor: TorchTensor, path, transform: str, positive: bool, source: str) -> TransferEntry:
+    return TransferEntry(tensor.key, None, tensor.is_param, path, transform, positive, source, tensor.tid,
+                         tensor.shape, tensor.requires_grad, tensor.floating)
 
 
 MAP_HINT = ("a layer the tables lack (or one finished by hand) can be mapped in [tool.pt2jax.weights] "
@@ -177,31 +171,41 @@ MAP_HINT = ("a layer the tables lack (or one finished by hand) can be mapped in 
 def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
                   weights_map=None) -> list[TransferEntry]:
     """Map every torch tensor to its variable in the converted model and check the plan
-    (raises VerifyError). The paths come from `target` (default: NNX); `weights_map`
-    (weightmap.WeightMap) holds the user's mappings, which win over the tables."""
+    (raises VerifyError). `torch_model`: a torch module, or its torchtree.describe_torch
+    description (the entries then hold no live tensor). The paths come from `target` (default:
+    NNX); `weights_map` (weightmap.WeightMap) holds the user's mappings, which win over the tables."""
+    live: dict[int, object] = {}
+    if isinstance(torch_model, list):
+        modules = torch_model
+    else:
+        modules, live = describe_torch(torch_model)
+    entries = _plan(modules, nnx_model, get_target(target), weights_map)
+    for e in entries:
+        e.tensor = live.get(e.tid)
+    return entries
+
+
+def _plan(modules: list[TorchModule], nnx_model, target: Target, weights_map) -> list[TransferEntry]:
     from ..rules import load_rules
 
-    target = get_target(target)
     ruleset = load_rules(target=target.table)
     flat = target.variables(nnx_model)
     entries: list[TransferEntry] = []
     problems: list[str] = []
     planned: set[int] = set()  # ids of tensors already mapped: a tied weight is one parameter
-    for mod_name, module, prefix in _module_prefixes(torch_model, target):
-        tensors = [(n, t, True) for n, t in module.named_parameters(recurse=False)]
-        non_persistent = getattr(module, "_non_persistent_buffers_set", set())
-        tensors += [(n, t, False) for n, t in module.named_buffers(recurse=False)]
+    for module, prefix in _module_prefixes(modules, target):
+        tensors = module.tensors
         if not tensors:
             continue
-        qual = torch_class_name(module) or _layer_base_name(module, ruleset)
+        qual = module.qual or _layer_base_name(module, ruleset)
         table = None
-        user_class = weights_map.for_class(module) if weights_map else None
+        user_class = weights_map.for_class_names(module.class_names) if weights_map else None
         key_rules = {}
         if weights_map:
-            for tname, _, _ in tensors:
-                found = weights_map.for_key(f"{mod_name}.{tname}" if mod_name else tname)
+            for t in tensors:
+                found = weights_map.for_key(t.key)
                 if found is not None:
-                    key_rules[tname] = found
+                    key_rules[t.name] = found
         if user_class is not None:
             table_name, table = f"the weights map's {user_class[0]!r}", user_class[1]
         elif qual is not None and len(key_rules) < len(tensors):
@@ -209,38 +213,37 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
             weights = rule.get("weights") if rule is not None else None
             if weights is None:
                 where = "rules/layers.toml has no entry" if rule is None else "its rules/layers.toml entry has no `weights`"
-                keys = ", ".join(f"{mod_name}.{n}" if mod_name else n for n, _, _ in tensors if n not in key_rules)
+                keys = ", ".join(t.key for t in tensors if t.name not in key_rules)
                 problems.append(f"{keys}: no weight mapping for {qual} ({where})")
                 continue
             table_name, table = f"{qual}'s `weights` in rules/layers.toml", {w["torch"]: w for w in weights}
-        for tname, tensor, is_param in tensors:
-            key = f"{mod_name}.{tname}" if mod_name else tname
-            if id(tensor) in planned:
+        for t in tensors:
+            if t.tid in planned:
                 # tied (`head.weight = embed.weight`): torch's state_dict repeats it, its
                 # parameters() do not; the converted model shares one variable (a converted
                 # model that unties it is caught below: its second variable receives nothing)
                 continue
-            planned.add(id(tensor))
-            if tname in key_rules:
-                pattern, rule = key_rules[tname]
-                entries.append(_entry(key, tensor, is_param, prefix, rule, f"weights map {pattern!r}", target))
+            planned.add(t.tid)
+            if t.name in key_rules:
+                pattern, rule = key_rules[t.name]
+                entries.append(_entry(t.key, t, prefix, rule, f"weights map {pattern!r}", target))
                 continue
             if table is None:  # user-defined module: same name, copied as is
-                path = target.weight_path(prefix, tname)
-                if not is_param and tname in non_persistent and path not in flat:
+                path = target.weight_path(prefix, t.name)
+                if t.non_persistent and path not in flat:
                     continue  # recomputed by the converted constructor
-                entries.append(TransferEntry(key, tensor, is_param, path, "copy", False, "custom"))
+                entries.append(_make_entry(t, path, "copy", False, "custom"))
                 continue
-            w = _weight_rule(table, tname)
+            w = _weight_rule(table, t.name)
             if w is None:
-                problems.append(f"{key}: {table_name} has no entry for '{tname}'")
+                problems.append(f"{t.key}: {table_name} has no entry for '{t.name}'")
                 continue
             transform = w.get("transform", "copy") or "copy"
             if transform not in TRANSFORMS:
-                problems.append(f"{key}: unknown transform {transform!r} for {qual} (known: {', '.join(TRANSFORMS)})")
+                problems.append(f"{t.key}: unknown transform {transform!r} for {qual} (known: {', '.join(TRANSFORMS)})")
                 continue
             source = "weights map" if user_class is not None else qual
-            entries.append(_entry(key, tensor, is_param, prefix, w, source, target))
+            entries.append(_entry(t.key, t, prefix, w, source, target))
 
     written: dict[tuple, TransferEntry] = {}
     for e in entries:
@@ -255,19 +258,18 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
             problems.append(f"{e.torch_key} -> {where}: the converted model has no such variable")
             continue
         try:
-            value = e.convert(_shape_probe(e.tensor))
+            value = e.convert(_shape_probe(e.shape))
         except ValueError as exc:
             problems.append(f"{e.torch_key} -> {where}: {exc}")
             continue
         if tuple(value.shape) != tuple(var.shape):
             problems.append(
-                f"{e.torch_key} -> {where}: shape mismatch: torch {tuple(e.tensor.shape)}"
+                f"{e.torch_key} -> {where}: shape mismatch: torch {tuple(e.shape)}"
                 f"{'' if e.transform == 'copy' else f' ({e.transform}: {tuple(value.shape)})'}"
                 f", converted {tuple(var.shape)}"
             )
             continue
-        trainable = e.is_param and e.tensor.requires_grad
-        if trainable and not target.is_trainable(var):
+        if e.requires_grad and not target.is_trainable(var):
             problems.append(
                 f"{e.torch_key} -> {where}: a trainable torch parameter, but {type(var).__name__} (not {target.parameter_class}) "
                 "in the converted model (it would not be trained)"
@@ -278,7 +280,7 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
                 "(an optimizer would train it)"
             )
         other = written.get(e.nnx_path)
-        if other is not None and other.tensor is not e.tensor:
+        if other is not None and other.tid != e.tid:
             problems.append(f"{e.torch_key} and {other.torch_key} both map to {where}")
         written[e.nnx_path] = e
     for path, var in flat.items():
@@ -292,48 +294,58 @@ def plan_transfer(torch_model, nnx_model, *, target: str | Target | None = None,
     return entries
 
 
-def _shape_probe(tensor) -> np.ndarray:
-    """A zero-strided array of `tensor`'s shape: the transforms are re-arrangements, so the
-    planned shape is known without copying (or even having: a meta tensor) the values."""
-    return np.broadcast_to(np.zeros((), np.float32), tuple(tensor.shape))
-
-
-def _to_numpy(tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().copy()  # never alias torch memory: torch updates in place
+def _shape_probe(shape: tuple) -> np.ndarray:
+    """A zero-strided array of the shape: the transforms are re-arrangements, so the planned
+    shape is known without copying (or even having: a meta tensor) the values."""
+    return np.broadcast_to(np.zeros((), np.float32), tuple(shape))
 
 
 def perturb(entries: list[TransferEntry], seed: int) -> None:
-    """Add seeded noise to every planned torch parameter and floating buffer, in place.
+    """perturb_values on the entries' live torch tensors, written back in place."""
+    import torch
+
+    values = {e.torch_key: e.tensor.detach().cpu().double().numpy() for e in entries}
+    new = perturb_values(entries, values, seed)
+    with torch.no_grad():
+        for e in entries:
+            if e.torch_key in new:
+                e.tensor.copy_(torch.from_numpy(new[e.torch_key]).to(dtype=e.tensor.dtype, device=e.tensor.device))
+
+
+def perturb_values(entries: list[TransferEntry], values: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """Seeded noise for every planned torch parameter and floating buffer: {key: new value}
+    (in each value's dtype; `values` holds the torch values by key).
 
     Shifts by N(0, (0.5 * scale)^2), where scale is the tensor's RMS (or 1/sqrt(fan_in) for an
     all-zero weight, 0.1 for an all-zero vector), so zero/one-initialised layers become generic;
     `positive` entries (running_var) are multiplied by U(0.5, 1.5) instead, so they stay valid.
     """
-    import torch
-
     rng = np.random.default_rng([seed, 0x7E57])
     done: set[int] = set()
-    with torch.no_grad():
-        for e in entries:
-            t = e.tensor
-            if id(t) in done or not t.is_floating_point() or t.numel() == 0:
-                continue
-            done.add(id(t))
-            a = t.detach().cpu().double().numpy()
-            if e.positive:
-                a = a * rng.uniform(0.5, 1.5, a.shape)
-            else:
-                scale = float(np.sqrt(np.mean(a * a)))
-                if scale == 0.0:
-                    fan_in = int(np.prod(a.shape[1:])) if a.ndim >= 2 else 0
-                    scale = 1.0 / np.sqrt(fan_in) if fan_in else 0.1
-                a = a + rng.normal(0.0, 0.5 * scale, a.shape)
-            t.copy_(torch.from_numpy(a).to(dtype=t.dtype, device=t.device))
+    new: dict[str, np.ndarray] = {}
+    for e in entries:
+        value = values[e.torch_key]
+        if e.tid in done or not e.floating or value.size == 0:
+            continue
+        done.add(e.tid)
+        a = value.astype(np.float64)
+        if e.positive:
+            a = a * rng.uniform(0.5, 1.5, a.shape)
+        else:
+            scale = float(np.sqrt(np.mean(a * a)))
+            if scale == 0.0:
+                fan_in = int(np.prod(a.shape[1:])) if a.ndim >= 2 else 0
+                scale = 1.0 / np.sqrt(fan_in) if fan_in else 0.1
+            a = a + rng.normal(0.0, 0.5 * scale, a.shape)
+        new[e.torch_key] = a.astype(value.dtype)
+    return new
 
 
 def apply_transfer(entries: list[TransferEntry], nnx_model, *, dtype: str | None = None,
-                   target: str | Target | None = None) -> list[tuple[str, tuple]]:
-    """Write the planned values. dtype None keeps each variable's dtype; "float64" writes float64."""
+                   target: str | Target | None = None,
+                   values: dict[str, np.ndarray] | None = None) -> list[tuple[str, tuple]]:
+    """Write the planned values (`values`: {torch key: array}, else read from the entries' live
+    tensors). dtype None keeps each variable's dtype; "float64" writes float64."""
     import jax.numpy as jnp
 
     target = get_target(target)
@@ -343,7 +355,7 @@ def apply_transfer(entries: list[TransferEntry], nnx_model, *, dtype: str | None
         if e.nnx_path is None:
             continue
         var = flat[e.nnx_path]
-        value = e.convert(_to_numpy(e.tensor))
+        value = e.convert(values[e.torch_key] if values is not None else to_numpy(e.tensor))
         # checked in plan_transfer; checked again because a wrong shape would broadcast silently
         if tuple(value.shape) != tuple(var.shape):
             raise VerifyError(f"{e.torch_key} -> {format_path(e.nnx_path)}: shape {value.shape} != {var.shape}")

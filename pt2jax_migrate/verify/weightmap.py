@@ -109,7 +109,10 @@ class WeightMap:
         names = []
         if cls.__module__.startswith("torch.nn"):
             names.append("torch.nn." + cls.__name__)
-        names += [cls.__qualname__, cls.__name__]
+        return self.for_class_names(names + [cls.__qualname__, cls.__name__])
+
+    def for_class_names(self, names: list[str]) -> tuple[str, dict[str, dict]] | None:
+        """for_class on a class's names ("torch.nn.Linear" for torch's, qualname, name)."""
         for name in names:
             if name in self.classes:
                 return name, self.classes[name]

@@ -85,7 +85,7 @@ def build_skeleton(torch_file, original: str, model: str, init: str):
     key names; built for real when the constructor cannot run on meta (`.item()` on a tensor)."""
     import torch
 
-    from .engine import _build
+    from .building import _build
 
     try:
         with torch.device("meta"):
@@ -106,7 +106,7 @@ def convert_checkpoint(checkpoint: str, *, original: str, converted: str, model:
     (`inputs`: verify's --input specs). Raises VerifyError, having written nothing, on any problem."""
     from ..model import SourceError
     from ..targets import UnknownTarget, get_target
-    from .engine import _check_model_name, _loaded, build_converted, detect_target
+    from .building import _check_model_name, _loaded, build_converted, detect_target
     from .loader import expression_names
     from .transfer import format_path, plan_transfer
     from .weightmap import WeightMap
@@ -185,7 +185,7 @@ def _materialized(target, built, inputs: Sequence[str], converted: str, model: s
                           "e.g. --input 'float32[1,20]')")
     import jax.numpy as jnp
 
-    from .engine import _where
+    from .building import _where
     from .specs import make_arrays, parse_spec
 
     arrays = make_arrays([parse_spec(s) for s in inputs], 0)
