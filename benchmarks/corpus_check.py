@@ -337,13 +337,14 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupted = False
     # `kill PID` stops it like Ctrl-C: the workers are stopped and the files checked are summarised
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         _run(todo, max(1, args.jobs), progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         record.close()
+        signal.signal(signal.SIGTERM, previous)
     text, failed = summarize(results, time.perf_counter() - start, args.jobs, args.show, skipped)
     if interrupted:
         text = f"STOPPED EARLY (--budget or Ctrl-C): {len(results)} of {len(files)} files checked\n" + text
