@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                              "PATH.summary.txt")
     parser.add_argument("--resume", action="store_true",
                         help="with --report: keep the files already in it and check only the rest")
+    parser.add_argument("--smallest-first", action="store_true",
+                        help="check the files in order of size (a run short of time checks the most files)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
     corpora = args.corpus or ([] if args.paths else list(CORPORA))
@@ -319,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     record = Record(args.report, args.resume)
     results: list[dict] = [r for r in record.earlier if r["path"] in set(files)]
     todo = [f for f in files if f not in record.done()]
+    if args.smallest_first:
+        todo.sort(key=os.path.getsize)
     if record.earlier:
         print(f"resumed: {len(results)} files already in {args.report}, {len(todo)} to check",
               file=sys.stderr, flush=True)
