@@ -42,12 +42,13 @@ import stat
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout: use its package
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from corpus_report import Record, summarize  # noqa: E402
 
 CORPORA = ("torch", "torchvision", "timm", "fixtures")
 
@@ -220,17 +221,35 @@ def check_file(path: str) -> dict:
         out["cpu"] = time.process_time() - cpu
 
 
-def select(paths: list[str], corpora: list[str], limit: int, seed: int | None) -> list[str]:
-    """The files to check, the sources interleaved (so that a run cut short by --budget or
-    Ctrl-C has checked a fair share of each)."""
-    groups: list[list[str]] = []
+def _max_bytes(specs: list[str]) -> dict[str | None, int]:
+    """--max-bytes N (every file) or CORPUS=N (that corpus's files) -> {corpus or None: N}."""
+    limits: dict[str | None, int] = {}
+    for spec in specs:
+        name, _, size = spec.rpartition("=")
+        limits[name or None] = int(size)
+    return limits
+
+
+def select(paths: list[str], corpora: list[str], limit: int, seed: int | None,
+           max_bytes: dict[str | None, int] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
+    """(the files to check, the files skipped as over --max-bytes with their sizes). The
+    sources are interleaved (so that a run cut short by --budget or Ctrl-C has checked a fair
+    share of each)."""
+    max_bytes = max_bytes or {}
+    groups: list[tuple[str | None, list[str]]] = []
     for path in paths:
         p = Path(path)
-        groups.append(sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)])
+        groups.append((None, sorted(str(f) for f in p.rglob("*.py")) if p.is_dir() else [str(p)]))
     for name in corpora:
-        groups.append(corpus_files(name))
+        groups.append((name, corpus_files(name)))
     keyed: dict[str, float] = {}
-    for group in groups:
+    skipped: list[tuple[str, int]] = []
+    for name, group in groups:
+        cap = max_bytes.get(name, max_bytes.get(None))
+        if cap is not None:
+            sizes = {f: os.path.getsize(f) for f in group if os.path.isfile(f)}
+            skipped += sorted((f, size) for f, size in sizes.items() if size > cap)
+            group = [f for f in group if sizes.get(f, 0) <= cap]
         for index, file in enumerate(group):
             keyed.setdefault(file, (index + 0.5) / len(group))
     files = sorted(keyed, key=lambda f: (keyed[f], f))
@@ -241,49 +260,7 @@ def select(paths: list[str], corpora: list[str], limit: int, seed: int | None) -
         else:
             chosen = set(random.Random(seed).sample(files, limit))
             files = [f for f in files if f in chosen]
-    return files
-
-
-def summarize(results: list[dict], seconds: float, jobs: int, show: int) -> tuple[str, int]:
-    lines = sum(r["lines"] for r in results)
-    cpu = sum(r.get("cpu", 0.0) for r in results)
-    by_kind: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for r in results:
-        for kind, why in r["failures"]:
-            by_kind[kind].append((r["path"], why))
-    states = Counter(r["state"] for r in results)
-    failed = sum(bool(r["failures"]) for r in results)
-    text = [
-        f"files: {len(results)}  lines: {lines}  changed by rewrite: {sum(r['changed'] for r in results)}  "
-        f"not Python (skipped): {states['not-python']}  refused with a message: {states['refused']}",
-        f"wall: {seconds:.1f} s with {jobs} job(s)  ->  {lines / max(seconds, 1e-9):.0f} lines/s; "
-        f"CPU {cpu:.1f} s  ->  {lines / max(cpu, 1e-9):.0f} lines/s per core "
-        "(lint + rewrite + second rewrite + checks); the first rewrite alone (read, convert, check, write): "
-        f"{sum(r['lines'] for r in results if 'rewrite_cpu' in r) / max(sum(r.get('rewrite_cpu', 0) for r in results), 1e-9):.0f}"
-        " lines/s per core",
-        f"failed files: {failed}",
-    ]
-    for kind in sorted(by_kind, key=lambda k: -len(by_kind[k])):
-        text.append(f"  {kind}: {len(by_kind[kind])}")
-        for path, why in by_kind[kind][:show]:
-            text.append(f"    {path}: {why[:300]}")
-    gaps: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for r in results:
-        for kind, why in r.get("gaps", []):
-            gaps[kind].append((r["path"], why))
-    for kind in gaps:  # not failures: the output is still honest (every residue marked)
-        text.append(f"  engine gaps, not failures: {kind}: {len(gaps[kind])} files")
-        for path, why in gaps[kind][:show]:
-            text.append(f"    {path}: {why[:300]}")
-    refused = [r for r in results if r["state"] == "refused"]
-    if refused:
-        text.append(f"  refused (documented limits, not failures): {len(refused)}")
-        for r in refused[:show]:
-            text.append(f"    {r['refusal'][:300]}")
-    slowest = sorted(results, key=lambda r: -r.get("cpu", 0.0))[:3]
-    text.append("slowest: " + ", ".join(f"{Path(r['path']).name} ({r['lines']} lines, {r.get('cpu', 0):.1f} s CPU)"
-                                        for r in slowest))
-    return "\n".join(text), failed
+    return files, skipped
 
 
 def _run(files: list[str], jobs: int, each) -> None:
@@ -324,18 +301,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=0,
                         help="stop after this many seconds and summarise the files checked (0: no limit)")
     parser.add_argument("--show", type=int, default=10, help="files listed per failure kind")
+    parser.add_argument("--max-bytes", action="append", default=[], metavar="[CORPUS=]N",
+                        help="skip files over N bytes (all, or one --corpus's); counted and listed in "
+                             "the summary (repeatable)")
+    parser.add_argument("--report", metavar="PATH",
+                        help="append one JSON line per file to PATH as it finishes, and the summary to "
+                             "PATH.summary.txt")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --report: keep the files already in it and check only the rest")
+    parser.add_argument("--smallest-first", action="store_true",
+                        help="check the files in order of size (a run short of time checks the most files)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
     corpora = args.corpus or ([] if args.paths else list(CORPORA))
-    files = select(args.paths, corpora, args.limit, args.seed)
+    files, skipped = select(args.paths, corpora, args.limit, args.seed, _max_bytes(args.max_bytes))
     if not files:
         print("no files found", file=sys.stderr)
         return 1
-    results: list[dict] = []
+    record = Record(args.report, args.resume)
+    results: list[dict] = [r for r in record.earlier if r["path"] in set(files)]
+    todo = [f for f in files if f not in record.done()]
+    if args.smallest_first:
+        todo.sort(key=os.path.getsize)
+    if record.earlier:
+        print(f"resumed: {len(results)} files already in {args.report}, {len(todo)} to check",
+              file=sys.stderr, flush=True)
     start = time.perf_counter()
 
     def progress(result: dict) -> None:
         results.append(result)
+        record.add(result)
         done = len(results)
         if not args.quiet and (done % 50 == 0 or done == len(files)):
             print(f"  {done}/{len(files)} files, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
@@ -346,15 +341,22 @@ def main(argv: list[str] | None = None) -> int:
 
     interrupted = False
     # `kill PID` stops it like Ctrl-C: the workers are stopped and the files checked are summarised
-    signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        _run(files, max(1, args.jobs), progress)
+        _run(todo, max(1, args.jobs), progress)
     except KeyboardInterrupt:
         interrupted = True
-    text, failed = summarize(results, time.perf_counter() - start, args.jobs, args.show)
+    finally:
+        record.close()
+        signal.signal(signal.SIGTERM, previous)
+    text, failed = summarize(results, time.perf_counter() - start, args.jobs, args.show, skipped)
     if interrupted:
         text = f"STOPPED EARLY (--budget or Ctrl-C): {len(results)} of {len(files)} files checked\n" + text
     print(text)
+    if args.report:
+        with open(args.report + ".summary.txt", "w", encoding="utf-8") as handle:
+            handle.write(" ".join(["corpus_check.py", *(argv if argv is not None else sys.argv[1:])]) + "\n")
+            handle.write(text + "\n")
     return 1 if failed or interrupted else 0
 
 

@@ -16,6 +16,7 @@ Nothing here prints.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -262,7 +263,7 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
             assert result.new_source is not None
             if out is not None:
                 destination = os.path.join(out, file.relative)
-                write_atomic(destination, result.new_source)
+                write_atomic(destination, result.new_source, stat.S_IMODE(os.stat(file.path).st_mode))
                 file.written = destination
             elif write and result.changed:
                 if file.outside:

@@ -170,11 +170,12 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replace (or create) the Python file `path` with `text`, atomically, keeping its mode.
-    Refuses (SourceError) text that does not parse; on any failure the target is untouched."""
+def write_atomic(path: str | os.PathLike, text: str, mode: int | None = None) -> None:
+    """Replace (or create) the Python file `path` with `text`, atomically, keeping its mode
+    (or giving it `mode`: `--out` copies the input's). Refuses (SourceError) text that does not
+    parse; on any failure the target is untouched."""
     check_parses(text, os.fspath(path))
-    write_bytes_atomic(path, encode_source(text, os.fspath(path)))
+    write_bytes_atomic(path, encode_source(text, os.fspath(path)), mode)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -182,16 +183,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
     """Replace (or create) `path` with `data`, atomically: a temp file in the same folder,
-    fsync, then os.replace; the file's mode is kept."""
+    fsync, then os.replace; the file's mode is kept (or set to `mode`)."""
     name = os.fspath(path)
     target = os.path.realpath(name)  # write through a symlink, do not replace it
     folder = os.path.dirname(target) or "."
     try:
         os.makedirs(folder, exist_ok=True)
         try:
-            mode = stat.S_IMODE(os.stat(target).st_mode)
+            mode = stat.S_IMODE(os.stat(target).st_mode) if mode is None else mode
         except FileNotFoundError:
             mode = 0o666 & ~_umask()
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=TEMP_SUFFIX)

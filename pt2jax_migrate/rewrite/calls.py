@@ -69,7 +69,9 @@ class CallsMixin:
         """`partial(nn.BatchNorm2d, eps=1e-3)` -> `lambda num_features, *, rngs: TorchBatchNorm(
         num_features, epsilon=1e-3, ..., rngs=rngs)`: the bound keywords rendered once, as the
         table renders them in a call (the class itself, as a value, is decided by _reference)."""
-        if code_of(original.func) not in ("partial", "functools.partial") or not original.args:
+        func = original.func  # `partial` or `x.partial` only: the text of a chain's head costs O(n)
+        short = isinstance(func, cst.Name) or isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name)
+        if not short or code_of(func) not in ("partial", "functools.partial") or not original.args:
             return None
         first, rest = original.args[0], original.args[1:]
         q = self.qualname(first.value)
