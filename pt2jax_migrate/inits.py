@@ -309,6 +309,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 if isinstance(statement, ast.If):
                     found = _isinstance_narrowing(statement.test, aliases, own)
                     inner = {**narrow, found[0]: found[1]} if found else narrow
+                    if not found and key_available:  # `if m.bias is not None:` tests the parameter
+                        _reads(statement.test, narrow, set(), False, test=True)
                     if found and isinstance(statement.test, ast.BoolOp) and (key_available or layer_reads):
                         for value in statement.test.values[1:]:  # `... and m.bn.weight is not None`
                             _reads(value, inner, set(), not key_available)
@@ -336,7 +338,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 if key_available or layer_reads:
                     _reads(statement, narrow, written, not key_available)
 
-        def _reads(statement: ast.AST, narrow, written: set[int], reported: bool) -> None:
+        def _reads(statement: ast.AST, narrow, written: set[int], reported: bool, test: bool = False) -> None:
             inner: set[int] = set()  # `m.weight` inside a recorded `m.weight.data`
             for node in ast.walk(statement):  # outer attributes come first
                 if not isinstance(node, ast.Attribute) or id(node) in written or id(node) in inner \
@@ -351,7 +353,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                     inner.add(id(node.value))
                 # a layer that stays PyTorch: a finding of its own wherever it is read
                 kept = kept_layer_reason(found[1]) is not None
-                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found, reported or kept)
+                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found, reported or kept,
+                                                                                            test and not kept)
 
         def _site(call: ast.Call, narrow, layers, key_available) -> InitSite | None:
             func = call.func
@@ -405,7 +408,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
 
 
 def facts_for_target(tree: ast.Module, source: str, converts_inits: bool, rules=None) -> InitFacts:
-    """init_facts for a target that converts inits; for one that does not (Linen today), only the
+    """init_facts for a target that converts inits; for one that does not, only the
     reads outside init code, which core.decide.decide_layer_read then leaves marked: a torch
     attribute the converted layer lacks must never stay unmarked (nn.init calls are judged as
     plain torch calls there)."""

@@ -98,6 +98,8 @@ class InitRead:
     # read outside init code (forward, a training script's `model.bn.running_var`): a finding of
     # its own (core.decide.decide_layer_read); in an init function the init's findings cover it
     reported: bool = False
+    # read in an `if` test (`if m.bias is not None:`): the parameter itself, not its value
+    test: bool = False
 
 
 @dataclass(frozen=True)

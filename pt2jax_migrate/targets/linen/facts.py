@@ -92,7 +92,9 @@ def _simple_statements(root: ast.AST) -> list[tuple[ast.stmt, ast.stmt | None]]:
 
 def handled_constructions(tree: ast.Module, classes) -> set[int]:
     """ids of the `Net(...)` calls of `NAME = Net(...)[.to(device)]` outside converted classes:
-    the rewrite makes them LinenModel handles (training.wrap_constructions)."""
+    the rewrite makes them LinenModel handles (training.wrap_constructions); and of a builder's
+    `def build(): return Net(...)`, which returns the Linen module definition, as it is (its
+    caller runs `build().init(key, x)`, as verify's `--model build` does)."""
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -102,6 +104,12 @@ def handled_constructions(tree: ast.Module, classes) -> set[int]:
                 value = value.func.value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in classes:
                 out.add(id(value))
+    for fn in tree.body:
+        body = [s for s in getattr(fn, "body", ()) if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+        if isinstance(fn, ast.FunctionDef) and len(body) == 1 and isinstance(body[0], ast.Return) \
+                and isinstance(body[0].value, ast.Call) and isinstance(body[0].value.func, ast.Name) \
+                and body[0].value.func.id in classes:
+            out.add(id(body[0].value))
     return out
 
 
