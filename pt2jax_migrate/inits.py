@@ -219,6 +219,12 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
     return None
 
 
+def _instance_root(owner: str, instances: dict[str, dict[str, str]]) -> str:
+    """`model` for the owner `model.fc` of a model instance built in the file ("" otherwise)."""
+    root = owner.partition(".")[0]
+    return root if "." in owner and root in instances else ""
+
+
 def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
     """Methods that only their class's __init__ runs (`self.init_weights()`, as in pytorch/examples):
     a random key is at hand there, so they take it as init functions do. A method named anywhere
@@ -369,7 +375,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 owner, kinds, attribute = found if found else (_text(source, call.args[0]), (), "")
                 args = tuple((_text(source, a.value), True) if isinstance(a, ast.Starred) else (_text(source, a), False)
                              for a in call.args[1:])
-                return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs)
+                return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs,
+                                instance=_instance_root(owner, instances))
             if q is None and func.attr in INPLACE_METHODS:
                 found = _tensor_of(func.value, narrow, layers, instances, classes)
                 fresh = found is None and isinstance(func.value, ast.Call) \
@@ -381,7 +388,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 args = tuple((_text(source, a), isinstance(a, ast.Starred)) for a in call.args)
                 kind = INPLACE_METHODS[func.attr]
                 return InitSite(kind if kind != COPY else COPY, True, found[1], found[2], found[0], key_available,
-                                args, kwargs, fresh)
+                                args, kwargs, fresh, _instance_root(found[0], instances))
             return None
 
         walk(fn.body, {})

@@ -85,6 +85,8 @@ class InitSite:
     # the tensor is a new one built in place (`torch.empty(n).normal_()`): the init returns the
     # values (the converted creation call is its receiver), there is no parameter to write
     fresh: bool = False
+    # the owner is a layer of a model instance built in the file (`model.fc`): that name
+    instance: str = ""
 
 
 @dataclass(frozen=True)

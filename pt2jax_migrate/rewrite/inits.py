@@ -88,6 +88,8 @@ class InitsMixin:
         # a new tensor filled in place (`torch.empty(n).normal_()`): the converted creation call
         receiver = code_of(updated.func.value) if site.fresh else self._receiver(target.receiver)  # type: ignore[attr-defined]
         text = f"{helper}({', '.join([receiver, *positional, *keywords, *extra])})"
+        if site.instance:  # `model.fc.weight.fill_(...)` on a model built in the file
+            text = self.target.render_instance_init(site.instance, text)
         self.helpers.add(INIT_HELPER)
         self.changed(original, decision.code, f"{decision.message} -> {helper}", decision.safety)
         return self._expr(text)

@@ -178,6 +178,11 @@ class Target(ABC):
         the torch `layers`, as the converted layer gives it (None: the same name does)."""
         return None
 
+    def render_instance_init(self, model: str, init: str) -> str:
+        """An init (`init`, the converted call) of a layer of the model instance `model` built in
+        the file (`model.fc.weight.fill_(0.5)` in a script)."""
+        return init
+
     def render_init_receiver(self, receiver: str) -> tuple[str, set[str]]:
         """The parameter an init writes or reads (`m.kernel`, `self.pos_embed`: a converted
         parameter's path) as the init helper takes it, and the helpers that needs."""

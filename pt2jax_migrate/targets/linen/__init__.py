@@ -120,6 +120,10 @@ class LinenTarget(Target):
         owner, _, name = receiver.rpartition(".")
         return f'linen_param({owner}, "{name}")', {"linen_param"}
 
+    def render_instance_init(self, model: str, init: str) -> str:
+        # on the LinenModel's variables, with `model` the bound module (once they exist)
+        return f"{model}.update_variables(lambda {model}: {init})"
+
     def render_layer_attribute(self, owner: str, layers: tuple[str, ...],
                                attribute: str) -> tuple[str, set[str]] | None:
         # linen.Dense keeps only `features`; its input size is the kernel's first axis
