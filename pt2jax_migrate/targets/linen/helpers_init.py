@@ -6,9 +6,10 @@ what a torch `__init__` did to its built parameters (`nn.init.*`, `self.apply(se
 (targets/linen/module.py moves it there from setup()), run by `@torch_initialised` on
 `__call__` at the end of the call when `self.is_initializing()`: any `module.init` (LinenModel's,
 verify's, the user's) gives the torch-initialised variables. `model.apply(init_fn)` on a
-LinenModel runs on its variables through `module.apply(variables, method=..., mutable=True)`. The init code itself is the NNX target's
-(`torch_init.K(param, ...)`, one text: targets/nnx/helpers_init.py) on `linen_param(m, "kernel")`,
-a bound module's variable seen as a parameter (get_value/set_value). Source text only.
+LinenModel runs on its variables through `module.apply(variables, method=..., mutable=True)`.
+The init code itself is the NNX target's (`torch_init.K(param, ...)`, one text:
+targets/nnx/helpers_init.py) on `linen_param(m, "kernel")`, a bound module's variable seen as a
+parameter (get_value/set_value). Source text only.
 """
 
 from __future__ import annotations
