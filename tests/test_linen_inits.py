@@ -114,3 +114,33 @@ def test_init_idioms_convert_and_match_torch(tmp_path):
     for layer, shape in ((fresh["wide"], (64, 6)), (fresh["block"]["fc"], (6, 3))):  # copy_ in _init
         np.testing.assert_allclose(np.asarray(layer["kernel"]).T, np.linspace(-1, 1, shape[0] * shape[1],
                                    dtype=np.float32).reshape(shape), atol=1e-7)
+
+
+def test_self_training_in_forward_is_the_train_argument():
+    """`self.training` in forward -> __call__'s `train` (lint agrees); elsewhere it stays a TODO."""
+    import jax.numpy as jnp
+    import torch
+
+    source = ("import torch\nimport torch.nn as nn\n\n\nclass Net(nn.Module):\n"
+              "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(3, 2)\n\n"
+              "    def forward(self, x):\n        if self.training:\n            x = x * 2.0\n"
+              "        return self.fc(x)\n\n    def mode(self):\n        return self.training\n")
+    result = rewrite_source(source, "m.py", target="linen")
+    lint = lint_source(source, "m.py", target="linen")
+    for fixable in (True, False):
+        assert {(f.line, f.code) for f in lint if f.fixable == fixable and f.code not in ("PTJ001", "PTJ101")} \
+            == {(f.line, f.code) for f in result.findings if f.fixable == fixable and f.code != "PTJ101"}
+    assert [f.line for f in result.findings if not f.fixable] == [16, 16]  # mode(): left, marked
+    ns: dict = {}
+    exec(compile(result.new_source, "m.py", "exec"), ns)
+    ns_torch: dict = {}
+    exec(compile(source, "t.py", "exec"), ns_torch)
+    net = ns_torch["Net"]()
+    x = torch.ones(1, 3)
+    variables = {"params": {"fc": {"kernel": jnp.asarray(net.fc.weight.detach().numpy().T),
+                                   "bias": jnp.asarray(net.fc.bias.detach().numpy())}}}
+    for train in (True, False):
+        net.train(train)
+        want = net(x).detach().numpy()
+        got = ns["Net"]().apply(variables, jnp.ones((1, 3)), train=train)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-6)

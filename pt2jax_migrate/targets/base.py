@@ -178,6 +178,11 @@ class Target(ABC):
         the torch `layers`, as the converted layer gives it (None: the same name does)."""
         return None
 
+    def render_training(self, flag: str) -> str:
+        """What a module's `self.training` read becomes (`flag`: `not self.deterministic`, the
+        flag the rewrite sets in __init__ and model.train()/eval() set)."""
+        return flag
+
     def render_instance_init(self, model: str, init: str) -> str:
         """An init (`init`, the converted call) of a layer of the model instance `model` built in
         the file (`model.fc.weight.fill_(0.5)` in a script)."""

@@ -14,9 +14,13 @@ module and its variables, from module.init on the first call), an optimizer a Li
 (tx, opt_state = tx.init(params)), a training step one jitted function of a TrainState with
 jax.value_and_grad over params, tx.update and optax.apply_updates.
 
+Torch init code (nn.init, apply(fn), weight.copy_/fill_ under no_grad) in __init__ becomes the
+class's `init_parameters`, run under module.init (module.py, init_hook.py, helpers_init.py); in a
+script it runs on the LinenModel's variables. `self.training` in forward is `train`.
+
 Not converted yet (left as counted TODOs): gradient accumulation, data-parallel wrappers,
-parameter groups, other uses of a converted class outside modules, nn.init calls and apply(fn),
-self.training, buffer updates in forward.
+parameter groups, other uses of a converted class outside modules, self.training outside
+forward, buffer updates in forward, a layer's parameter read outside init code.
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ class LinenTarget(Target):
     # buffers are 'buffers' variables (updates in forward: not yet, Linen needs mutable=); add_module
     # on the module itself or a ModuleDict (not on a Sequential: its layers are a frozen tuple);
     # a Linear tied to an Embedding reads the Embed's table (TiedDense)
-    structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie"})
+    # self.training in forward: __call__'s `train` (elsewhere a Linen module has no mode)
+    structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie",
+                                 "training:forward"})
     rngs_name = "rngs"
     converted_imports = {
         "functools": "import functools",  # the init hook's decorator (torch_initialised) wraps __call__
@@ -119,6 +125,9 @@ class LinenTarget(Target):
         # LinenModel's variables): `linen_param(m, "kernel")`, None where it has none
         owner, _, name = receiver.rpartition(".")
         return f'linen_param({owner}, "{name}")', {"linen_param"}
+
+    def render_training(self, flag: str) -> str:
+        return "train"  # forward's (module.py gives __call__ the `train` argument)
 
     def render_instance_init(self, model: str, init: str) -> str:
         # on the LinenModel's variables, with `model` the bound module (once they exist)

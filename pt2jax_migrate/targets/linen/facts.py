@@ -10,7 +10,7 @@ A Linen module is a dataclass whose submodules are built in setup() and whose `t
   keyword-only parameter without default after one with a default: no dataclass fields;
 * a submodule that takes `train` (Dropout, BatchNorm, Sequential, a converted class) used in
   `forward` other than by calling it, or called in another method: `train` cannot be threaded;
-* `self.training`: a Linen module has no mode; it is the `train` argument;
+* `self.training` outside forward: a Linen module has no mode; `train` reaches only __call__;
 * a subclass with its own `__init__` of a converted class, and a subclass of nn.Sequential.
 """
 
@@ -193,9 +193,10 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             called = {id(n.func) for n in ast.walk(method) if isinstance(n, ast.Call)}
             for node in ast.walk(method):
                 attr = _self_attr(node)
-                if attr == "training":
-                    add(_report_line(own, node, cls), "self.training: a Linen module has no mode; read the "
-                                                      "`train` argument of __call__ instead")
+                if attr == "training":  # in forward: __call__'s `train` (core.structure, kind training)
+                    if method.name != "forward":
+                        add(_report_line(own, node, cls), "self.training: a Linen module has no mode; its "
+                                                          "`train` argument reaches only __call__: pass it on")
                 elif attr in takes_train and method.name != "__init__":
                     if method.name != "forward":
                         add(_report_line(own, node, cls), f"self.{attr} takes `train`, which only forward "
