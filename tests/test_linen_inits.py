@@ -40,7 +40,8 @@ class Net(nn.Module):
         self.head = nn.Linear(2 * d, 4, bias=False)
         self.wide = nn.Linear(2 * d, 64)
         self.apply(self._init)
-        nn.init.constant_(self.wide.bias, 0.75)
+        fill = 0.75 / d
+        nn.init.constant_(self.wide.bias, fill)
 
     def _init(self, m):
         if isinstance(m, nn.Linear):
@@ -92,7 +93,7 @@ def test_init_idioms_convert_and_match_torch(tmp_path):
                                    rtol=0, atol=1e-7, err_msg=torch_key)
 
     # the parent's apply (zeros_ on biases) after the child's init_weights (0.25), then the
-    # parent's own constant_ (torch's order)
+    # parent's own constant_ (torch's order), reading a local of __init__ (copied along)
     same(params["block"]["fc"]["bias"], "block.fc.bias")
     same(params["block"]["scale"], "block.scale")
     same(params["wide"]["bias"], "wide.bias")

@@ -59,16 +59,35 @@ def _assigned(statements) -> set[str]:
     return names
 
 
+def _simple_local(stmt) -> str | None:
+    """`name = value` (one plain name assigned): the name."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign) \
+            and len(stmt.body[0].targets) == 1 and isinstance(stmt.body[0].targets[0].target, cst.Name):
+        return stmt.body[0].targets[0].target.value
+    return None
+
+
 def split_init(statements: list, methods: set[str], fields: set[str]):
     """(setup's statements, init_parameters' statements, the fields the latter read): the init
-    statements that read no local of setup but the fields (read again in init_parameters)."""
+    statements, with a copy of the setup locals they read where each is one `name = value` of
+    setup's own level (assigned once, before them) reading no other local."""
     locals_ = _assigned(statements) - fields
-    kept, moved = [], []
+    once = {}
     for stmt in statements:
-        if _is_init_code(stmt, methods) and not (_names(stmt) & locals_):
+        name = _simple_local(stmt)
+        if name is not None:
+            once[name] = None if name in once else stmt
+    kept, moved, copied = [], [], []
+    for stmt in statements:
+        needs = _names(stmt) & locals_
+        copies = [once.get(n) for n in sorted(needs)]
+        if _is_init_code(stmt, methods) and all(c is not None and c in kept and not (_names(c.body[0].value)
+                                                                                    & locals_) for c in copies):
+            copied += [c for c in copies if c not in copied]
             moved.append(stmt)
         else:
             kept.append(stmt)
+    moved = [s for s in statements if s in copied] + moved  # in setup's order
     read = sorted(set().union(*(_names(s) for s in moved)) & fields) if moved else []
     return kept, moved, read
 
