@@ -219,6 +219,12 @@ def _tensor_of(expr: ast.expr, narrow: dict[str, tuple[str, ...]], layers: dict[
     return None
 
 
+def _instance_root(owner: str, instances: dict[str, dict[str, str]]) -> str:
+    """`model` for the owner `model.fc` of a model instance built in the file ("" otherwise)."""
+    root = owner.partition(".")[0]
+    return root if "." in owner and root in instances else ""
+
+
 def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
     """Methods that only their class's __init__ runs (`self.init_weights()`, as in pytorch/examples):
     a random key is at hand there, so they take it as init functions do. A method named anywhere
@@ -309,6 +315,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 if isinstance(statement, ast.If):
                     found = _isinstance_narrowing(statement.test, aliases, own)
                     inner = {**narrow, found[0]: found[1]} if found else narrow
+                    if not found and key_available:  # `if m.bias is not None:` tests the parameter
+                        _reads(statement.test, narrow, set(), False, test=True)
                     if found and isinstance(statement.test, ast.BoolOp) and (key_available or layer_reads):
                         for value in statement.test.values[1:]:  # `... and m.bn.weight is not None`
                             _reads(value, inner, set(), not key_available)
@@ -336,7 +344,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 if key_available or layer_reads:
                     _reads(statement, narrow, written, not key_available)
 
-        def _reads(statement: ast.AST, narrow, written: set[int], reported: bool) -> None:
+        def _reads(statement: ast.AST, narrow, written: set[int], reported: bool, test: bool = False) -> None:
             inner: set[int] = set()  # `m.weight` inside a recorded `m.weight.data`
             for node in ast.walk(statement):  # outer attributes come first
                 if not isinstance(node, ast.Attribute) or id(node) in written or id(node) in inner \
@@ -351,7 +359,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                     inner.add(id(node.value))
                 # a layer that stays PyTorch: a finding of its own wherever it is read
                 kept = kept_layer_reason(found[1]) is not None
-                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found, reported or kept)
+                facts.reads[(node.lineno, node.col_offset, ast.unparse(node))] = InitRead(*found, reported or kept,
+                                                                                            test and not kept)
 
         def _site(call: ast.Call, narrow, layers, key_available) -> InitSite | None:
             func = call.func
@@ -366,7 +375,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 owner, kinds, attribute = found if found else (_text(source, call.args[0]), (), "")
                 args = tuple((_text(source, a.value), True) if isinstance(a, ast.Starred) else (_text(source, a), False)
                              for a in call.args[1:])
-                return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs)
+                return InitSite(q.rpartition(".")[2], False, kinds, attribute, owner, key_available, args, kwargs,
+                                instance=_instance_root(owner, instances))
             if q is None and func.attr in INPLACE_METHODS:
                 found = _tensor_of(func.value, narrow, layers, instances, classes)
                 fresh = found is None and isinstance(func.value, ast.Call) \
@@ -378,7 +388,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 args = tuple((_text(source, a), isinstance(a, ast.Starred)) for a in call.args)
                 kind = INPLACE_METHODS[func.attr]
                 return InitSite(kind if kind != COPY else COPY, True, found[1], found[2], found[0], key_available,
-                                args, kwargs, fresh)
+                                args, kwargs, fresh, _instance_root(found[0], instances))
             return None
 
         walk(fn.body, {})
@@ -405,7 +415,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
 
 
 def facts_for_target(tree: ast.Module, source: str, converts_inits: bool, rules=None) -> InitFacts:
-    """init_facts for a target that converts inits; for one that does not (Linen today), only the
+    """init_facts for a target that converts inits; for one that does not, only the
     reads outside init code, which core.decide.decide_layer_read then leaves marked: a torch
     attribute the converted layer lacks must never stay unmarked (nn.init calls are judged as
     plain torch calls there)."""

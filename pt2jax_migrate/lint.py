@@ -811,7 +811,7 @@ class _Classifier:
         for (line, col, _), read in self.init_facts().reads.items():
             if not read.reported:
                 continue
-            decision = decide_layer_read(read, self.rules, self.target.converts_inits)
+            decision = decide_layer_read(read, self.rules, self.target.converts_layer_reads)
             if decision is None:
                 continue
             node = ast.Name(id="", lineno=line, col_offset=col)

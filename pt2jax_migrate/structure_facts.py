@@ -304,7 +304,7 @@ def _training_reads(cls: ast.ClassDef, facts: StructureFacts) -> None:
         for node in ast.walk(stmt):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
                 if node.attr == "training":
-                    (reads if type(node.ctx) is ast.Load else stores).append(node)
+                    (reads if type(node.ctx) is ast.Load else stores).append((node, stmt.name))
                 elif node.attr == TRAIN_FLAG:
                     taken = True
     if not reads and not stores:
@@ -314,10 +314,10 @@ def _training_reads(cls: ast.ClassDef, facts: StructureFacts) -> None:
     inherited = any(isinstance(b, ast.Name) and b.id in facts.classes and facts.classes[b.id].sets_train_flag
                     for b in cls.bases)
     refusal = (TRAINING_TAKEN_REFUSAL if taken else TRAINING_NO_INIT_REFUSAL if not (own_init or inherited) else "")
-    for node in reads:
+    for node, method in reads:  # op: the method reading it (a target may convert it in forward only)
         facts.training[(node.lineno, node.col_offset)] = StructureSite(
-            "training", node.lineno, node.col_offset + 1, "training", refusal=refusal.format(cls=cls.name))
-    for node in stores:
+            "training", node.lineno, node.col_offset + 1, "training", method, refusal=refusal.format(cls=cls.name))
+    for node, _ in stores:
         facts.training[(node.lineno, node.col_offset)] = StructureSite(
             "training", node.lineno, node.col_offset + 1, "training", refusal=TRAINING_STORE_REFUSAL)
     facts.classes[cls.name].sets_train_flag = bool(reads) and not refusal and own_init

@@ -26,8 +26,9 @@ FIXTURES = sorted((ROOT / "fixtures").glob("*.in.py"))
 VERIFY = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pt2jax"]["verify"]
 # the fixture models Linen converts whole; the others keep torch's init code (nn.init calls,
 # apply(fn)), which Linen does not convert yet, reported as TODOs (test_fixture_lint_and_rewrite_agree)
-CONVERTED = ["mlp_classifier", "cnn_classifier", "regression_script", "unet", "vit_einops"]
-KEEPS_TORCH = {"lstm_language_model": "PTJ901 torch.nn.init.uniform_", "gpt_decoder": "PTJ901 apply(fn)"}
+CONVERTED = ["mlp_classifier", "cnn_classifier", "regression_script", "unet", "vit_einops", "gpt_decoder",
+             "lstm_language_model"]
+KEEPS_TORCH: dict[str, str] = {}
 
 
 def linen(source: str, path: str = "m.py"):

@@ -467,7 +467,7 @@ def decide_layer_read(read: InitRead, rules, converts: bool = True) -> Decision 
     if to == read.attribute and transforms == ["copy"]:
         return None
     how = "" if transforms == ["copy"] else f" ({'/'.join(sorted(set(transforms)))} layout)"
-    if not converts:  # the target (`converts`: Target.converts_inits) has no such read yet
+    if not converts:  # the target (`converts`: Target.converts_layer_reads) has no such read yet
         return manual("PTJ105", f"{tensor} read: the converted layer holds it as .{to}{how}; not converted "
                                 "for this target (read the layer's variables instead)")
     return Decision("PTJ105", True, f"{tensor} read -> the converted layer's .{to}{how}, in torch's layout",

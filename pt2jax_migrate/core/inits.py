@@ -85,6 +85,8 @@ class InitSite:
     # the tensor is a new one built in place (`torch.empty(n).normal_()`): the init returns the
     # values (the converted creation call is its receiver), there is no parameter to write
     fresh: bool = False
+    # the owner is a layer of a model instance built in the file (`model.fc`): that name
+    instance: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class InitRead:
     # read outside init code (forward, a training script's `model.bn.running_var`): a finding of
     # its own (core.decide.decide_layer_read); in an init function the init's findings cover it
     reported: bool = False
+    # read in an `if` test (`if m.bias is not None:`): the parameter itself, not its value
+    test: bool = False
 
 
 @dataclass(frozen=True)

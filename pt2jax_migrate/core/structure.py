@@ -61,6 +61,10 @@ def decide_structure(site: StructureSite, kinds: frozenset[str] | None = None, t
     decision = _decide_structure(site)
     if kinds is not None and decision.fixable and site.kind not in kinds and f"{site.kind}:{site.op}" not in kinds:
         return manual(decision.code, f"{decision.message}: not converted for target {target}")
+    if kinds is not None and decision.fixable and site.kind == "training" and "training" not in kinds:
+        # a target whose modules take their mode as forward's argument (`training:forward`)
+        return Decision("PTJ303", True, "`self.training` in forward becomes the `train` argument of the "
+                        "converted call", action="training")
     return decision
 
 

@@ -30,7 +30,7 @@ class InitsMixin:
         reads = self.init_facts.reads  # mostly none: then no printing of the node
         read = reads.get((line, col - 1, code_of(original))) if reads else None
         if read is not None and read.reported:  # outside init code: a finding of its own
-            decision = decide_layer_read(read, self.rules, self.target.converts_inits)
+            decision = decide_layer_read(read, self.rules, self.target.converts_layer_reads)
             if decision is None:
                 return None
             if not decision.fixable:
@@ -40,11 +40,24 @@ class InitsMixin:
             target = decision.rule
         else:
             target = decide_init_read(read, self.rules) if read is not None else None
+            if target is None and read is not None:  # `m.out_features`: a layer attribute, as the target has it
+                text = self.target.render_layer_attribute(read.owner, read.layers, read.attribute)
+                if text is not None:
+                    self.helpers.update(text[1])
+                    return self._expr(text[0])
         if target is None:
             return None
+        if read.test:  # `if m.bias is not None:`: the parameter as the target's init code reaches it
+            text = self._receiver(target.receiver)
+            return None if text == code_of(original) else self._expr(text)
         self.helpers.add(INIT_HELPER)
         layout = "" if target.layout == "copy" else f", layout={self._layout_text(target.layout, read.owner)}"
-        return self._expr(f"{INIT_HELPER}.value({target.receiver}{layout})")
+        return self._expr(f"{INIT_HELPER}.value({self._receiver(target.receiver)}{layout})")
+
+    def _receiver(self, receiver: str) -> str:
+        text, helpers = self.target.render_init_receiver(receiver)
+        self.helpers.update(helpers)
+        return text
 
     def _init_function_needs_rngs(self, name: str) -> bool:
         return self.init_facts.functions.get(name, False)
@@ -73,8 +86,10 @@ class InitsMixin:
             extra.append(f"key={self.target.key_expr(self._fscope().rngs or self.target.rngs_name)}")
         helper = f"{INIT_HELPER}.{target.kind.rstrip('_')}"  # no trailing _: not read as a torch in-place method
         # a new tensor filled in place (`torch.empty(n).normal_()`): the converted creation call
-        receiver = code_of(updated.func.value) if site.fresh else target.receiver  # type: ignore[attr-defined]
+        receiver = code_of(updated.func.value) if site.fresh else self._receiver(target.receiver)  # type: ignore[attr-defined]
         text = f"{helper}({', '.join([receiver, *positional, *keywords, *extra])})"
+        if site.instance:  # `model.fc.weight.fill_(...)` on a model built in the file
+            text = self.target.render_instance_init(site.instance, text)
         self.helpers.add(INIT_HELPER)
         self.changed(original, decision.code, f"{decision.message} -> {helper}", decision.safety)
         return self._expr(text)

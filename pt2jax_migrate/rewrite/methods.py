@@ -125,7 +125,7 @@ class MethodsMixin:
                     self.todo(original, decision.code, decision.message)
                     return updated
                 self.changed(original, decision.code, decision.message)
-                return self._expr(f"not self.{TRAIN_FLAG}")
+                return self._expr(self.target.render_training(f"not self.{TRAIN_FLAG}"))
         if original.attr.value in ATTRIBUTE_NAMES and id(original) not in self.called_attributes \
                 and self.qualname(original) is None \
                 and not (self.call_stack and self.call_stack[-1][2] in DEVICE_MOVES) \

@@ -86,6 +86,9 @@ class Target(ABC):
     # nn.init calls on parameters and model.apply(init_fn) are rewritten (torch_init); False:
     # they are judged as plain torch calls (left as TODOs), by lint and rewrite alike
     converts_inits: ClassVar[bool] = True
+    # a converted layer's parameter read outside init code (`self.emb.weight` in forward) is
+    # rewritten to the converted layer's variable (core.decide.decide_layer_read); False: a TODO
+    converts_layer_reads: ClassVar[bool] = True
     # module-structure statements (core.structure site kinds) the render_* methods below write
     structure_kinds: ClassVar[frozenset[str]] = frozenset(
         {"buffer", "buffer_update", "buffer_chain", "index_assign", "add_module", "weight_tie", "sequential_child",
@@ -168,6 +171,27 @@ class Target(ABC):
     def render_parameter(self, value: str) -> str:
         """What `nn.Parameter(value)` becomes."""
         return f"{self.parameter_class}({value})"
+
+    def render_layer_attribute(self, owner: str, layers: tuple[str, ...],
+                               attribute: str) -> tuple[str, set[str]] | None:
+        """A torch layer's attribute (`m.out_features`) read in init code, where `owner` is one of
+        the torch `layers`, as the converted layer gives it (None: the same name does)."""
+        return None
+
+    def render_training(self, flag: str) -> str:
+        """What a module's `self.training` read becomes (`flag`: `not self.deterministic`, the
+        flag the rewrite sets in __init__ and model.train()/eval() set)."""
+        return flag
+
+    def render_instance_init(self, model: str, init: str) -> str:
+        """An init (`init`, the converted call) of a layer of the model instance `model` built in
+        the file (`model.fc.weight.fill_(0.5)` in a script)."""
+        return init
+
+    def render_init_receiver(self, receiver: str) -> tuple[str, set[str]]:
+        """The parameter an init writes or reads (`m.kernel`, `self.pos_embed`: a converted
+        parameter's path) as the init helper takes it, and the helpers that needs."""
+        return receiver, set()
 
     @abstractmethod
     def render_optimizer(self, model: str, transformation: str) -> str:

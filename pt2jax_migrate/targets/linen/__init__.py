@@ -14,9 +14,13 @@ module and its variables, from module.init on the first call), an optimizer a Li
 (tx, opt_state = tx.init(params)), a training step one jitted function of a TrainState with
 jax.value_and_grad over params, tx.update and optax.apply_updates.
 
+Torch init code (nn.init, apply(fn), weight.copy_/fill_ under no_grad) in __init__ becomes the
+class's `init_parameters`, run under module.init (module.py, init_hook.py, helpers_init.py); in a
+script it runs on the LinenModel's variables. `self.training` in forward is `train`.
+
 Not converted yet (left as counted TODOs): gradient accumulation, data-parallel wrappers,
-parameter groups, other uses of a converted class outside modules, nn.init calls and apply(fn),
-self.training, buffer updates in forward.
+parameter groups, other uses of a converted class outside modules, self.training outside
+forward, buffer updates in forward, a layer's parameter read outside init code.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from ..base import Target
 from .helpers import ALLOWED_IMPORTS, HELPERS
 
 __all__ = ["LinenTarget", "LinenModel"]
+
+# torch.nn.Linear's attributes as a bound linen.Dense gives them (init code reads them)
+LAYER_ATTRIBUTES = {"out_features": "{m}.features",
+                    "in_features": 'linen_param({m}, "kernel").get_value().shape[0]'}
 
 
 class LinenTarget(Target):
@@ -44,13 +52,19 @@ class LinenTarget(Target):
     converts_accumulation = False  # gradient accumulation over micro-batches: not yet
     converts_data_parallel = False
     modules_take_rngs = False  # a Linen module is built without randomness: init(key, x) draws it
-    converts_inits = False  # nn.init on Linen parameters: not yet (initialisers are init functions)
+    # nn.init and apply(fn) in __init__ run after module.init, in the class's `init_parameters`
+    # method (module.py; LinenModel runs it); a layer's parameter read outside init code: not yet
+    converts_inits = True
+    converts_layer_reads = False
     # buffers are 'buffers' variables (updates in forward: not yet, Linen needs mutable=); add_module
     # on the module itself or a ModuleDict (not on a Sequential: its layers are a frozen tuple);
     # a Linear tied to an Embedding reads the Embed's table (TiedDense)
-    structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie"})
+    # self.training in forward: __call__'s `train` (elsewhere a Linen module has no mode)
+    structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie",
+                                 "training:forward"})
     rngs_name = "rngs"
     converted_imports = {
+        "functools": "import functools",  # the init hook's decorator (torch_initialised) wraps __call__
         "inspect": "import inspect",  # the Sequential helper asks which layers take `train`
         "math": "import math",
         "partial": "from functools import partial",
@@ -105,6 +119,25 @@ class LinenTarget(Target):
         from .module import PARAM_MARKER
 
         return f"{PARAM_MARKER}({value})"
+
+    def render_init_receiver(self, receiver: str) -> tuple[str, set[str]]:
+        # a variable of the bound module (its init code runs in `init_parameters`, or on a
+        # LinenModel's variables): `linen_param(m, "kernel")`, None where it has none
+        owner, _, name = receiver.rpartition(".")
+        return f'linen_param({owner}, "{name}")', {"linen_param"}
+
+    def render_training(self, flag: str) -> str:
+        return "train"  # forward's (module.py gives __call__ the `train` argument)
+
+    def render_instance_init(self, model: str, init: str) -> str:
+        # on the LinenModel's variables, with `model` the bound module (once they exist)
+        return f"{model}.update_variables(lambda {model}: {init})"
+
+    def render_layer_attribute(self, owner: str, layers: tuple[str, ...],
+                               attribute: str) -> tuple[str, set[str]] | None:
+        # linen.Dense keeps only `features`; its input size is the kernel's first axis
+        text = LAYER_ATTRIBUTES.get(attribute) if set(layers) == {"torch.nn.Linear"} else None
+        return (text.format(m=owner), {"linen_param"}) if text else None
 
     def render_optimizer(self, model: str, transformation: str) -> str:
         return f"LinenOptimizer({model}, {transformation})"  # tx, and opt_state = tx.init(params)

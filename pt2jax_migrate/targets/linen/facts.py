@@ -10,7 +10,7 @@ A Linen module is a dataclass whose submodules are built in setup() and whose `t
   keyword-only parameter without default after one with a default: no dataclass fields;
 * a submodule that takes `train` (Dropout, BatchNorm, Sequential, a converted class) used in
   `forward` other than by calling it, or called in another method: `train` cannot be threaded;
-* `self.training`: a Linen module has no mode; it is the `train` argument;
+* `self.training` outside forward: a Linen module has no mode; `train` reaches only __call__;
 * a subclass with its own `__init__` of a converted class, and a subclass of nn.Sequential.
 """
 
@@ -92,7 +92,9 @@ def _simple_statements(root: ast.AST) -> list[tuple[ast.stmt, ast.stmt | None]]:
 
 def handled_constructions(tree: ast.Module, classes) -> set[int]:
     """ids of the `Net(...)` calls of `NAME = Net(...)[.to(device)]` outside converted classes:
-    the rewrite makes them LinenModel handles (training.wrap_constructions)."""
+    the rewrite makes them LinenModel handles (training.wrap_constructions); and of a builder's
+    `def build(): return Net(...)`, which returns the Linen module definition, as it is (its
+    caller runs `build().init(key, x)`, as verify's `--model build` does)."""
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -102,6 +104,12 @@ def handled_constructions(tree: ast.Module, classes) -> set[int]:
                 value = value.func.value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in classes:
                 out.add(id(value))
+    for fn in tree.body:
+        body = [s for s in getattr(fn, "body", ()) if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+        if isinstance(fn, ast.FunctionDef) and len(body) == 1 and isinstance(body[0], ast.Return) \
+                and isinstance(body[0].value, ast.Call) and isinstance(body[0].value.func, ast.Name) \
+                and body[0].value.func.id in classes:
+            out.add(id(body[0].value))
     return out
 
 
@@ -185,9 +193,10 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             called = {id(n.func) for n in ast.walk(method) if isinstance(n, ast.Call)}
             for node in ast.walk(method):
                 attr = _self_attr(node)
-                if attr == "training":
-                    add(_report_line(own, node, cls), "self.training: a Linen module has no mode; read the "
-                                                      "`train` argument of __call__ instead")
+                if attr == "training":  # in forward: __call__'s `train` (core.structure, kind training)
+                    if method.name != "forward":
+                        add(_report_line(own, node, cls), "self.training: a Linen module has no mode; its "
+                                                          "`train` argument reaches only __call__: pass it on")
                 elif attr in takes_train and method.name != "__init__":
                     if method.name != "forward":
                         add(_report_line(own, node, cls), f"self.{attr} takes `train`, which only forward "

@@ -13,12 +13,14 @@ from ..base import Helper, closure_of
 from ..nnx.helpers import HELPERS as NNX_HELPERS
 from .helpers_train import TRAIN_HELPERS
 from .helpers_attention import ATTENTION_HELPERS
+from .helpers_init import INIT_HELPERS
 from .helpers_layers import LAYER_HELPERS
 
 __all__ = ["ALLOWED_IMPORTS", "HELPERS"]
 
 LINEN_IMPORT = "from flax import linen"
 ALLOWED_IMPORTS: tuple[str, ...] = (
+    "import functools",
     "import inspect",
     "import math",
     "from typing import Any",
@@ -141,6 +143,7 @@ _LINEN_HELPERS = (
     Helper("normalized_axes", _NORMALIZED_AXES, ()),
     *LAYER_HELPERS,
     *ATTENTION_HELPERS,
+    *INIT_HELPERS,
 )
 
 

@@ -48,7 +48,19 @@ class LinenModel:
             self.key, init_key = jax.random.split(self.key)
             train = self._train(False)
             self.variables = dict(self.module.init(init_key, *args, **kwargs, **train))
+            for fn in self.__dict__.pop("pending", ()):
+                self.update_variables(fn)
         return self.variables
+
+    def update_variables(self, fn):
+        """fn(bound module) writes the variables (torch code setting weights in place, as
+        model.apply(init_fn)): run on them now, or once the first call has made them."""
+        if self.variables is None:
+            self.__dict__.setdefault("pending", []).append(fn)
+            return self
+        _, variables = self.module.apply(self.variables, method=fn, mutable=True)
+        self.variables = dict(variables)
+        return self
 
     def _train(self, train, method="__call__"):
         takes = "train" in inspect.signature(getattr(self.module, method)).parameters

@@ -24,6 +24,7 @@ import libcst as cst
 
 from ...core.constructs import CONTAINER_BASES
 from .containers import TAKE_TRAIN, container_keywords, deferred
+from .init_hook import HOOK, add_hook, split_init
 from .module_structure import _ContainerThreading, _names, class_ast, defer
 
 PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
@@ -228,6 +229,12 @@ def _inherits_fields(original: cst.ClassDef, body, transformer) -> bool:
                             for b in original.bases)
 
 
+def _hook_possible(body) -> bool:
+    """A __call__ to run init_parameters from, and no method of that name already."""
+    names = {s.name.value for s in body if isinstance(s, cst.FunctionDef)}
+    return "__call__" in names and HOOK not in names
+
+
 def finish_class(target, transformer, original: cst.ClassDef, updated: cst.ClassDef) -> cst.ClassDef:
     if any(transformer.qualname(b.value) in CONTAINER_BASES for b in original.bases):
         return updated  # a subclass of nn.Sequential/ModuleList/ModuleDict is not converted (a TODO)
@@ -242,6 +249,7 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
                                                                   transformer.aliases).items() if len(k) == 1}
     keywords: dict[str, str] = {}
     renames: dict[str, str] = {}
+    moved: list = []
     if init_at is not None and _init_convertible(body[init_at]):
         init: cst.FunctionDef = body[init_at]
         params = [*list(init.params.params)[1:], *init.params.kwonly_params]
@@ -280,6 +288,10 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
             statements = [s.visit(parameters) for s in statements]
             later = deferred(torch_class, transformer.aliases)[0]
             statements = defer(statements, [renames.get(a, a) for a in later])
+            if _hook_possible(body):
+                statements, moved, moved_read = split_init(
+                    statements, set(transformer.init_facts.init_calls.values()), set(names))
+                statements = statements or [cst.parse_statement("pass\n")]
             used = set().union(*(_names(s) for s in statements))
             read = [p.name.value for p in params if p.name.value in used]
             if read:
@@ -299,6 +311,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
         elif new_body:
             new_body[0] = new_body[0].with_changes(leading_lines=leading)
         body[init_at:init_at + 1] = [*fields, *new_body]
+        if moved:  # torch's init code on the built parameters: init_parameters, run under init
+            body = add_hook(body, init_at + len(fields), moved, moved_read, transformer)
     else:  # inherited fields and setup: the submodules a base's setup() builds
         keywords = {}
     for i, stmt in enumerate(body):

@@ -1,0 +1,114 @@
+"""The Linen class pass's init step (module.py calls it): what a torch `__init__` did to its
+parameters once built (`module_apply(self, self._init_weights)`, `torch_init.K(...)`, a method
+only __init__ runs) cannot run in setup(), where a Linen module's parameters do not exist yet.
+Those statements become the method `init_parameters(self, rngs)`, which `@torch_initialised` on
+`__call__` runs at the end of the call under `module.init` (helpers_init.py), once the call has
+built the parameters.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ...core.inits import INIT_HELPER
+from .module_structure import _code, _names
+
+__all__ = ["HOOK", "add_hook", "split_init"]
+
+HOOK = "init_parameters"
+DECORATOR = "torch_initialised"
+
+
+def _is_init_call(stmt: cst.BaseStatement, methods: set[str]) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    for small in stmt.body:
+        if not (isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)):
+            return False
+        func = _code(small.value.func)
+        if not (func == "module_apply" or func.startswith(f"{INIT_HELPER}.")
+                or func.startswith("self.") and func[len("self."):] in methods):
+            return False
+    return True
+
+
+def _is_init_code(stmt: cst.BaseStatement, methods: set[str]) -> bool:
+    """A statement only initialising parameters (init calls, blocks of nothing else)."""
+    if isinstance(stmt, cst.SimpleStatementLine):
+        return _is_init_call(stmt, methods)
+    body = getattr(stmt, "body", None)
+    inner = getattr(body, "body", None)
+    if not isinstance(stmt, (cst.If, cst.For, cst.With)) or not inner or getattr(stmt, "orelse", None):
+        return False
+    return all(_is_init_code(s, methods) for s in inner)
+
+
+def _assigned(statements) -> set[str]:
+    names: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            if isinstance(node.target, (cst.Name, cst.Tuple, cst.List)):
+                names.update(_names(node.target))
+
+        def visit_For(self, node: cst.For) -> None:
+            names.update(_names(node.target))
+
+    for stmt in statements:
+        stmt.visit(Visitor())
+    return names
+
+
+def _simple_local(stmt) -> str | None:
+    """`name = value` (one plain name assigned): the name."""
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign) \
+            and len(stmt.body[0].targets) == 1 and isinstance(stmt.body[0].targets[0].target, cst.Name):
+        return stmt.body[0].targets[0].target.value
+    return None
+
+
+def split_init(statements: list, methods: set[str], fields: set[str]):
+    """(setup's statements, init_parameters' statements, the fields the latter read): the init
+    statements, with a copy of the setup locals they read where each is one `name = value` of
+    setup's own level (assigned once, before them) reading no other local."""
+    locals_ = _assigned(statements) - fields
+    once = {}
+    for stmt in statements:
+        name = _simple_local(stmt)
+        if name is not None:
+            once[name] = None if name in once else stmt
+    kept, moved, copied = [], [], []
+    for stmt in statements:
+        needs = _names(stmt) & locals_
+        copies = [once.get(n) for n in sorted(needs)]
+        if _is_init_code(stmt, methods) and all(c is not None and c in kept and not (_names(c.body[0].value)
+                                                                                    & locals_) for c in copies):
+            copied += [c for c in copies if c not in copied]
+            moved.append(stmt)
+        else:
+            kept.append(stmt)
+    moved = [s for s in statements if s in copied] + moved  # in setup's order
+    read = sorted(set().union(*(_names(s) for s in moved)) & fields) if moved else []
+    return kept, moved, read
+
+
+def add_hook(body: list, at: int, moved: list, read: list[str], transformer) -> list:
+    """The class body with `def init_parameters(self, rngs)` (the moved statements) after
+    body[at] (setup) and `@torch_initialised` on __call__ (None: no __call__ to run it)."""
+    call = next((i for i, s in enumerate(body) if isinstance(s, cst.FunctionDef) and s.name.value == "__call__"),
+                None)
+    if call is None:
+        return None
+    statements = list(moved)
+    if read:
+        statements.insert(0, cst.parse_statement(f"{', '.join(read)} = {', '.join('self.' + n for n in read)}\n"))
+    statements[0] = statements[0].with_changes(leading_lines=[])
+    hook = cst.parse_statement(f"def {HOOK}(self, rngs):\n    pass\n")
+    hook = hook.with_changes(body=hook.body.with_changes(body=statements),  # type: ignore[attr-defined]
+                             leading_lines=[cst.EmptyLine(indent=False)])
+    decorator = cst.Decorator(decorator=cst.Name(DECORATOR))
+    body = list(body)
+    body[call] = body[call].with_changes(decorators=[decorator, *body[call].decorators])
+    body.insert(at + 1, hook)
+    transformer.helpers.add(DECORATOR)
+    return body
