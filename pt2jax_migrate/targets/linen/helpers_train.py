@@ -28,6 +28,7 @@ class LinenModel:
 
     def __init__(self, module, key, variables=None, training=True):
         self.module, self.key, self.variables, self.training = module, key, variables, training
+        self.loaded = None  # a load_state_dict before the first call: checked at that call
 
     def tree_flatten(self):
         return (self.variables, self.key), (self.module, self.training)
@@ -44,10 +45,13 @@ class LinenModel:
         return self.train(False)
 
     def init(self, *args, **kwargs):
-        if self.variables is None:
+        if self.variables is None or self.loaded is not None:
             self.key, init_key = jax.random.split(self.key)
             train = self._train(False)
             self.variables = dict(self.module.init(init_key, *args, **kwargs, **train))
+            if self.loaded is not None:
+                loaded, self.loaded = self.loaded, None
+                loaded(self)
         return self.variables
 
     def _train(self, train, method="__call__"):
@@ -60,10 +64,11 @@ class LinenModel:
         return lambda *args, **kwargs: self(*args, method=name, **kwargs)
 
     def __call__(self, *args, method="__call__", **kwargs):
-        if self.variables is None and method != "__call__":
+        if method == "__call__":
+            self.init(*args, **kwargs)
+        elif self.variables is None:
             raise ValueError(f"call the model before model.{method}: the first call makes its "
                              "variables")
-        self.init(*args, **kwargs)
         kwargs = {**kwargs, "method": method}
         if not self.training:
             return self.module.apply(self.variables, *args, **kwargs, **self._train(False, method))
@@ -84,7 +89,7 @@ class LinenOptimizer:
     before the model's first call is kept in a state over no params and carried over."""
 
     def __init__(self, model, tx):
-        self.model, self.tx, self.state, self.early = model, tx, None, None
+        self.model, self.tx, self.state, self.early, self.loaded = model, tx, None, None, None
 
     def init(self):
         if self.state is None:
@@ -95,6 +100,9 @@ class LinenOptimizer:
                     return s._replace(hyperparams=next(held).hyperparams) if _injected(s) else s
                 state = jax.tree.map(carry, state, is_leaf=_injected)
             self.state = state
+            if self.loaded is not None:  # a load_state_dict before the model had variables
+                loaded, self.loaded = self.loaded, None
+                loaded(self)
         return self.state
 
     def current(self):
@@ -210,7 +218,8 @@ def linen_train_step(step):
     jitted = jax.jit(step)
 
     def call(model, optimizer, *args):
-        if model.variables is None:  # the first batch is the example input of module.init
+        # the first batch is the example input of module.init (which checks a loaded state)
+        if model.variables is None or model.loaded is not None:
             try:
                 step(_Probe(), *args)
             except _FirstInputs as first:
