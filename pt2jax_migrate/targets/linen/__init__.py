@@ -14,7 +14,7 @@ module and its variables, from module.init on the first call), an optimizer a Li
 (tx, opt_state = tx.init(params)), a training step one jitted function of a TrainState with
 jax.value_and_grad over params, tx.update and optax.apply_updates.
 
-Not converted yet (left as counted TODOs): gradient accumulation, data-parallel wrappers,
+Not converted yet (left as counted TODOs): data-parallel wrappers,
 parameter groups, other uses of a converted class outside modules, nn.init calls and apply(fn),
 self.training, buffer updates in forward.
 """
@@ -26,11 +26,12 @@ from typing import Any
 
 from ..base import Target
 from .helpers import ALLOWED_IMPORTS, HELPERS
+from .training import LinenTraining
 
 __all__ = ["LinenTarget", "LinenModel"]
 
 
-class LinenTarget(Target):
+class LinenTarget(LinenTraining, Target):
     name = "linen"
     table = "linen"
     module_base = "linen.Module"
@@ -41,14 +42,15 @@ class LinenTarget(Target):
     # one filled after its assignment is built as a local and assigned at the end (module.py)
     module_list_class = "list"
     module_dict_class = "dict"
-    converts_accumulation = False  # gradient accumulation over micro-batches: not yet
+    # gradient accumulation over micro-batches: training.LinenTraining
     converts_data_parallel = False
     modules_take_rngs = False  # a Linen module is built without randomness: init(key, x) draws it
     converts_inits = False  # nn.init on Linen parameters: not yet (initialisers are init functions)
     # buffers are 'buffers' variables (updates in forward: not yet, Linen needs mutable=); add_module
     # on the module itself or a ModuleDict (not on a Sequential: its layers are a frozen tuple);
     # a Linear tied to an Embedding reads the Embed's table (TiedDense)
-    structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie"})
+    structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie",
+                                 "freeze_loop"})
     rngs_name = "rngs"
     converted_imports = {
         "inspect": "import inspect",  # the Sequential helper asks which layers take `train`
@@ -105,17 +107,6 @@ class LinenTarget(Target):
         from .module import PARAM_MARKER
 
         return f"{PARAM_MARKER}({value})"
-
-    def render_optimizer(self, model: str, transformation: str) -> str:
-        return f"LinenOptimizer({model}, {transformation})"  # tx, and opt_state = tx.init(params)
-
-    def train_step(self, **kwargs) -> str:
-        from .training import train_step_text
-
-        return train_step_text(**kwargs)
-
-    def update_text(self, optimizer: str, model: str) -> str:
-        return f"tx.update(grads, opt_state, params) + optax.apply_updates ({optimizer}'s state)"
 
     def finish_module(self, transformer, module):
         """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""

@@ -29,6 +29,7 @@ class LinenModel:
     def __init__(self, module, key, variables=None, training=True):
         self.module, self.key, self.variables, self.training = module, key, variables, training
         self.loaded = None  # a load_state_dict before the first call: checked at that call
+        self.frozen = None  # the params paths freeze() stopped training (FrozenPaths)
 
     def tree_flatten(self):
         return (self.variables, self.key), (self.module, self.training)
@@ -58,9 +59,13 @@ class LinenModel:
         takes = "train" in inspect.signature(getattr(self.module, method)).parameters
         return {"train": train} if takes else {}
 
-    def __getattr__(self, name):  # model.encode(x): the module's method, applied
-        if name.startswith("_"):
+    def __getattr__(self, name):  # model.encode(x): the module's method, applied; model.body:
+        if name.startswith("_"):  # a submodule (made in setup) as a view of its variables
             raise AttributeError(name)
+        if not hasattr(self.module, name):
+            return LinenSubmodule(self, (name,))
+        if not callable(getattr(self.module, name)):
+            return getattr(self.module, name)  # a field of the module
         return lambda *args, **kwargs: self(*args, method=name, **kwargs)
 
     def __call__(self, *args, method="__call__", **kwargs):
@@ -93,6 +98,8 @@ class LinenOptimizer:
 
     def init(self):
         if self.state is None:
+            if not hasattr(self.tx, "init"):  # parameter groups: they select among the params
+                self.tx = self.tx(self.model)
             state = self.tx.init(self.model.variables["params"])
             if self.early is not None:
                 held = iter(jax.tree.leaves(self.early, is_leaf=_injected))
@@ -104,6 +111,11 @@ class LinenOptimizer:
                 loaded, self.loaded = self.loaded, None
                 loaded(self)
         return self.state
+
+    def transformation(self):
+        """tx, or with the model's frozen parameters given no gradient and no update."""
+        frozen = self.model.frozen
+        return self.tx if not frozen else frozen.transformation(self.tx)
 
     def current(self):
         if self.state is not None:
@@ -214,7 +226,8 @@ def linen_train_step(step):
     """jax.jit for a Linen training step `step(state, *args) -> (state, outputs)`, called as
     `step(model, optimizer, *args)` on the LinenModel and LinenOptimizer: the TrainState is
     read off them, the jitted step runs, and the new state is written back, so `model` and
-    `optimizer` stay current between steps (each mode compiles once)."""
+    `optimizer` stay current between steps (each mode compiles once). A step that only
+    computes gradients (accumulated over micro-batches) is given no optimizer (None)."""
     jitted = jax.jit(step)
 
     def call(model, optimizer, *args):
@@ -224,16 +237,18 @@ def linen_train_step(step):
                 step(_Probe(), *args)
             except _FirstInputs as first:
                 model.init(*first.args[0], **first.args[1])
-        optimizer.init()
+        opt_state, tx = None, None
+        if optimizer is not None:
+            opt_state, tx = optimizer.init(), optimizer.transformation()
         model.key, dropout_key = jax.random.split(model.key)
         state = TrainState(model.variables["params"], model.variables.get("batch_stats", {}),
-                           optimizer.state, dropout_key, model.module, optimizer.tx,
-                           model.training)
+                           opt_state, dropout_key, model.module, tx, model.training)
         state, out = jitted(state, *args)
         model.variables = {**model.variables, "params": state.params}
         if state.batch_stats:
             model.variables["batch_stats"] = state.batch_stats
-        optimizer.state = state.opt_state
+        if optimizer is not None:
+            optimizer.state = state.opt_state
         return out
 
     call.__name__, call.__wrapped__ = step.__name__, step
@@ -242,7 +257,7 @@ def linen_train_step(step):
 
 _JAX = "import jax"
 TRAIN_HELPERS = (
-    Helper("LinenModel", _LINEN_MODEL, ("import inspect", _JAX)),
+    Helper("LinenModel", _LINEN_MODEL, ("import inspect", _JAX), ("LinenSubmodule",)),
     Helper("LinenOptimizer", _LINEN_OPTIMIZER, (_JAX,)),
     Helper("TrainState", _TRAIN_STATE,
            ("import inspect", "from typing import Any", _JAX, "import flax")),
