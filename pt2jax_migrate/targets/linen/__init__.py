@@ -12,11 +12,12 @@ module_structure.py); the helper definitions are helpers*.py's.
 Training code (training.py, helpers_train.py): `model = Net()` becomes a LinenModel handle (the
 module and its variables, from module.init on the first call), an optimizer a LinenOptimizer
 (tx, opt_state = tx.init(params)), a training step one jitted function of a TrainState with
-jax.value_and_grad over params, tx.update and optax.apply_updates.
+jax.value_and_grad over params, tx.update and optax.apply_updates. Gradient accumulation,
+parameter groups, freezing, data parallel and checkpoints as for NNX (training.py,
+helpers_params.py, helpers_checkpoint.py).
 
-Not converted yet (left as counted TODOs): data-parallel wrappers,
-parameter groups, other uses of a converted class outside modules, nn.init calls and apply(fn),
-self.training, buffer updates in forward.
+Not converted yet (left as counted TODOs): other uses of a converted class outside modules,
+nn.init calls and apply(fn), self.training, buffer updates in forward.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class LinenTarget(LinenTraining, Target):
     module_list_class = "list"
     module_dict_class = "dict"
     # gradient accumulation over micro-batches: training.LinenTraining
-    converts_data_parallel = False
+    # data parallel: data_parallel(LinenModel(...)) replicates the variables once made (helpers_params)
     modules_take_rngs = False  # a Linen module is built without randomness: init(key, x) draws it
     converts_inits = False  # nn.init on Linen parameters: not yet (initialisers are init functions)
     # buffers are 'buffers' variables (updates in forward: not yet, Linen needs mutable=); add_module

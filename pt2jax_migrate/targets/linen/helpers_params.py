@@ -1,6 +1,7 @@
 """A LinenModel's parameters as torch code outside the model reaches them: `model.body` (a
-submodule's slice of the variables), `named_parameters()` for parameter groups, and freezing
-(`requires_grad_(False)`, `for p in model.body.parameters(): p.requires_grad = False`).
+submodule's slice of the variables), `named_parameters()` for parameter groups, freezing
+(`requires_grad_(False)`, `for p in model.body.parameters(): p.requires_grad = False`), and their
+placement for data parallel (replicated over the mesh NNX's data_mesh/shard_batch use).
 
 A Linen module holds no variables and has none before the model's first call (module.init), so
 what torch does at once is recorded and done when the variables exist: an optimizer over
@@ -143,6 +144,20 @@ class FrozenPaths(frozenset):
         return self.cached[1]
 '''
 
+_DATA_PARALLEL = '''\
+def data_parallel(model):
+    """torch.nn.DataParallel(model) / DistributedDataParallel(model) of a LinenModel: the model
+    itself, its variables replicated on every device of data_mesh() (once made, at its first
+    call). Train it with a jitted step on batches from shard_batch: jit splits the work over
+    the devices and sums the gradients."""
+    mesh = data_mesh()
+    if mesh.devices.size > 1:  # one device: already there (a placement would cost a retrace)
+        model.placement = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        if model.variables is not None:
+            model.variables = jax.device_put(model.variables, model.placement)
+    return model
+'''
+
 _IMPORTS = ("import jax", "import optax")
 PARAM_HELPERS = (
     Helper("LinenSubmodule", _SUBMODULE, ()),
@@ -151,4 +166,5 @@ PARAM_HELPERS = (
     Helper("torch_param_groups", _PARAM_GROUPS, _IMPORTS, ("torch_named_parameters",)),
     Helper("freeze", _FREEZE, ("import jax", "import jax.numpy as jnp", "import optax"),
            ("LinenModel", "LinenSubmodule")),
+    Helper("data_parallel", _DATA_PARALLEL, ("import jax",), ("data_mesh", "LinenModel")),
 )

@@ -30,6 +30,7 @@ class LinenModel:
         self.module, self.key, self.variables, self.training = module, key, variables, training
         self.loaded = None  # a load_state_dict before the first call: checked at that call
         self.frozen = None  # the params paths freeze() stopped training (FrozenPaths)
+        self.placement = None  # data_parallel: the variables' sharding (replicated)
 
     def tree_flatten(self):
         return (self.variables, self.key), (self.module, self.training)
@@ -53,6 +54,8 @@ class LinenModel:
             if self.loaded is not None:
                 loaded, self.loaded = self.loaded, None
                 loaded(self)
+            if self.placement is not None:
+                self.variables = jax.device_put(self.variables, self.placement)
         return self.variables
 
     def _train(self, train, method="__call__"):
