@@ -105,7 +105,8 @@ class LinenOptimizer:
                 self.tx = self.tx(self.model)
             state = self.tx.init(self.model.variables["params"])
             if self.early is not None:
-                held = iter(jax.tree.leaves(self.early, is_leaf=_injected))
+                held = iter([s for s in jax.tree.leaves(self.early, is_leaf=_injected)
+                             if _injected(s)])
                 def carry(s):
                     return s._replace(hyperparams=next(held).hyperparams) if _injected(s) else s
                 state = jax.tree.map(carry, state, is_leaf=_injected)
