@@ -122,9 +122,10 @@ if _WHOLE not in SAVE_CHECKPOINT:  # pragma: no cover - the NNX text changed
     raise ValueError("save_checkpoint: the NNX text no longer checks for whole modules")
 # torch.save of a whole model/optimizer pickles it: here it is refused with the same message (the
 # handles by name: a file saving only arrays gets no LinenModel definition for it)
-_SAVE_CHECKPOINT = SAVE_CHECKPOINT.replace(_WHOLE, (
-    "isinstance(value, linen.Module) or type(value).__name__ in (\"LinenModel\", "
-    "\"LinenOptimizer\")"))
+_SAVE_CHECKPOINT = SAVE_CHECKPOINT.replace(
+    _WHOLE, "isinstance(value, linen.Module) or type(value).__name__ in LINEN_HANDLES").replace(
+    "def save_checkpoint(", "LINEN_HANDLES = (\"LinenModel\", \"LinenOptimizer\")\n\n\n"
+    "def save_checkpoint(")
 
 _LINEN = "from flax import linen"
 CHECKPOINT_HELPERS = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..base import Helper
 
-__all__ = ["PARAM_HELPERS"]
+__all__ = ["PARAM_HELPERS", "VIEW_HELPERS"]
 
 _SUBMODULE = '''\
 class LinenSubmodule:
@@ -68,7 +68,9 @@ def torch_named_parameters(module):
     """module.named_parameters() of a LinenModel or a submodule of one (model.body): (dotted
     name, LinenParam) pairs in the params tree's order, flax's kernel/scale/embedding called
     `weight` as in torch, so that filters such as `"bias" in name` pick the same parameters."""
-    model, prefix = (module.model, module.path) if isinstance(module, LinenSubmodule) else (module, ())
+    model, prefix = module, ()
+    if isinstance(module, LinenSubmodule):
+        model, prefix = module.model, module.path
     if model.variables is None:
         raise ValueError("named_parameters(): call the model first (its first call makes its "
                          "variables)")
@@ -159,8 +161,8 @@ def data_parallel(model):
 '''
 
 _IMPORTS = ("import jax", "import optax")
+VIEW_HELPERS = (Helper("LinenSubmodule", _SUBMODULE, ()),)  # LinenModel requires it
 PARAM_HELPERS = (
-    Helper("LinenSubmodule", _SUBMODULE, ()),
     Helper("torch_named_parameters", _NAMED_PARAMETERS, ("import jax",), ("LinenSubmodule",)),
     # its selections: linen_parameters(model.head) or torch_named_parameters(model) comprehensions
     Helper("torch_param_groups", _PARAM_GROUPS, _IMPORTS, ("torch_named_parameters",)),

@@ -73,11 +73,12 @@ def _loss_fn(*, loss_fn: str, model: str, state: str, weights: str, body: str, l
 class LinenTraining:
     """The Linen target's training text: optimizers (LinenOptimizer; over parameter groups built
     once the model has its params), the jitted train step (train_step_text), and gradient
-    accumulation over micro-batches (rewrite/accumulation.py): PyTorch adds each backward()'s gradients into .grad; here a jitted step returns the loss and
-    the gradients summed so far (a params-shaped pytree the loop carries; None, as torch's
-    .grad, until the first backward and after zero_grad), and `if COND: opt.step()` applies
-    them with tx.update in a second jitted step. Both run under linen_train_step (the step that
-    only computes gradients is given no optimizer: its batch statistics still come back)."""
+    accumulation over micro-batches (rewrite/accumulation.py): PyTorch adds each backward()'s
+    gradients into .grad; here a jitted step returns the loss and the gradients summed so far
+    (a params-shaped pytree the loop carries; None, as torch's .grad, until the first backward
+    and after zero_grad), and `if COND: opt.step()` applies them with tx.update in a second
+    jitted step. Both run under linen_train_step (the step that only computes gradients is
+    given no optimizer: its batch statistics still come back)."""
 
     def render_optimizer(self, model: str, transformation: str) -> str:
         if "torch_param_groups(" in transformation:  # the groups select among the params: the
