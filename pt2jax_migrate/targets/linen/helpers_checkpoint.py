@@ -107,7 +107,7 @@ def load_state_dict(obj, state, strict=True):
         if obj.state is None and obj.model.variables is None:  # loaded when its state is made
             obj.loaded = lambda optimizer: load_state_dict(optimizer, state, strict)
             return None
-        leaves, treedef = jax.tree.flatten(obj.init())
+        leaves, treedef = jax.tree_util.tree_flatten(obj.init())
         new, keys = load_named(obj, named_arrays(obj.state), state, strict)
         obj.state = jax.tree.unflatten(treedef, list(new.values()))
         return keys

@@ -136,7 +136,7 @@ class LinenOptimizer:
 
     @property
     def opt_state(self):
-        leaves, treedef = jax.tree.flatten(self.current())
+        leaves, treedef = jax.tree_util.tree_flatten(self.current())
         return jax.tree.unflatten(treedef, [OptSlot(self, i) for i in range(len(leaves))])
 
 
@@ -154,7 +154,7 @@ class OptSlot:
         return jax.tree.leaves(self.optimizer.current())[self.index]
 
     def set_value(self, value):
-        leaves, treedef = jax.tree.flatten(self.optimizer.current())
+        leaves, treedef = jax.tree_util.tree_flatten(self.optimizer.current())
         leaves[self.index] = value
         self.optimizer.replace(jax.tree.unflatten(treedef, leaves))
 '''
