@@ -2,7 +2,8 @@
 model replicated over a Mesh and a train step fed batches sharded along 'data'
 (targets/nnx/helpers_parallel.py); the process group of a single-host program converts, a
 multi-process one is left marked. The converted programs run on 4 CPU devices in one subprocess
-and print the PyTorch original's losses."""
+and print the PyTorch original's losses (a --target linen port too:
+fixtures/linen_programs/data_parallel_linen.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.test_programs import converted, losses, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = [ROOT / "fixtures" / "programs" / "data_parallel.py", ROOT / "fixtures" / "programs" / "data_parallel_ddp.py"]
+LINEN = ROOT / "fixtures" / "linen_programs" / "data_parallel_linen.py"  # run converted with --target linen
 
 # what is not converted, and why: each stays PyTorch with a PTJ403 marker
 REFUSED = textwrap.dedent("""\
@@ -131,7 +133,9 @@ _RUNNER = textwrap.dedent("""\
                 "shards": sorted({tuple(s.data.shape) for s in batch.addressable_shards}),
                 "devices": len(batch.sharding.device_set)}
         if "model" in found:  # after training: the step's outputs, on every device
-            params = jax.tree.leaves(nnx.state(found["model"], nnx.Param))
+            model = found["model"]
+            linen = type(model).__name__ == "LinenModel"
+            params = jax.tree.leaves(model.variables["params"] if linen else nnx.state(model, nnx.Param))
             info["param_devices"] = sorted({len(p.sharding.device_set) for p in params})
             info["replicated"] = all(p.sharding.is_fully_replicated for p in params)
         report["programs"][os.path.basename(path)] = info
@@ -142,14 +146,15 @@ _RUNNER = textwrap.dedent("""\
 def test_converted_programs_train_on_four_devices_like_torch(tmp_path, monkeypatch):
     ports = []
     want = {}
-    for path in PROGRAMS:
+    for path in [*PROGRAMS, LINEN]:
         (tmp_path / "torch" / path.stem).mkdir(parents=True)
         (tmp_path / "jax" / path.stem).mkdir(parents=True)
         original = tmp_path / "torch" / path.stem / path.name
         original.write_text(path.read_text())
         want[path.name] = losses(run_program(original, original.parent, monkeypatch))
         port = tmp_path / "jax" / path.stem / path.name
-        port.write_text(converted(path).new_source)
+        port.write_text(rewrite_source(path.read_text(), str(path), target="linen").new_source if path == LINEN
+                        else converted(path).new_source)
         ports.append(str(port))
     runner = tmp_path / "run_ports.py"
     runner.write_text(_RUNNER)
@@ -165,7 +170,9 @@ def test_converted_programs_train_on_four_devices_like_torch(tmp_path, monkeypat
         assert want[name] and len(got) == len(want[name]), (name, want[name], got)
         for i, (w, g) in enumerate(zip(want[name], got)):
             assert abs(w - g) <= 1e-5 * max(1.0, abs(w)), f"{name} loss #{i}: torch {w} jax {g}"
-    dp = report["programs"]["data_parallel.py"]
-    assert dp["param_devices"] == [4] and dp["replicated"], dp
-    # the last batch of each epoch (2 samples) does not split over 4 devices: replicated, said once
-    assert proc.stderr.count("a batch of 2 does not split over 4 devices") == 1, proc.stderr[-3000:]
+    for name in ("data_parallel.py", LINEN.name):  # the Linen model's variables too (data_parallel)
+        dp = report["programs"][name]
+        assert dp["param_devices"] == [4] and dp["replicated"], (name, dp)
+    # the last batch of each epoch (2 samples) does not split over 4 devices: replicated, said
+    # once per program
+    assert proc.stderr.count("a batch of 2 does not split over 4 devices") == 2, proc.stderr[-3000:]

@@ -6,6 +6,7 @@ runs beside the PyTorch original and prints the same losses (test_programs.py's 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,15 @@ from pt2jax_migrate.rewrite import rewrite_source
 from test_programs import header, imported_roots, losses, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
-# deterministic programs written for Linen (weights from formulas through nn.Parameter: Linen
-# does not convert nn.init / custom init functions yet), plus the random-init programs that need none
-PROGRAMS = [*sorted((ROOT / "fixtures" / "linen_programs").glob("*.py")),
-            ROOT / "fixtures" / "programs" / "cnn_bn_dropout_onecycle.py"]
+# deterministic programs written for Linen (weights from formulas through nn.Parameter), and every
+# training program of fixtures/programs (test_programs.py's, for NNX) that converts whole
+LINEN_PROGRAMS = sorted((ROOT / "fixtures" / "linen_programs").glob("*.py"))
+ALL_PROGRAMS = sorted((ROOT / "fixtures" / "programs").glob("*.py"))
+PROGRAMS = [*LINEN_PROGRAMS, *ALL_PROGRAMS]
+# what Linen leaves in fixtures/programs today: weight initialisation (nn.init, apply(fn), in-place
+# writes of weights) and self.training, converted separately; nothing else may be left
+INIT_ONLY = re.compile(r"apply\(fn\)|torch\.nn\.init\.\w+ has no|\.(copy|fill|zero|normal|uniform)_\(\): in-place"
+                       r"|self\.training")
 
 
 def linen(path: Path):
@@ -27,12 +33,35 @@ def linen(path: Path):
     return result
 
 
+def test_programs_leave_only_initialisation():
+    """Every training program converts under Linen but for weight initialisation, and lint
+    reports exactly what rewrite does (fixable and left) on each."""
+    for path in ALL_PROGRAMS:
+        source = path.read_text()
+        result = linen(path)
+        left = [f"{path.stem}:{f.line}: {f.code} {f.message}" for f in result.findings
+                if not f.fixable and f.severity != "info" and not INIT_ONLY.search(f.message)]
+        assert not left, left
+        lint = lint_source(source, str(path), target="linen")
+        for fixable in (True, False):
+            want = {(f.line, f.code) for f in lint if f.fixable == fixable and f.code not in ("PTJ001", "PTJ101")
+                    and not (f.code == "PTJ303" and f.severity == "info")}
+            got = {(f.line, f.code) for f in result.findings if f.fixable == fixable and f.code != "PTJ101"
+                   and not (f.code == "PTJ303" and f.severity == "info")}
+            assert want == got, (path.stem, fixable, sorted(want ^ got))
+
+
 @pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
 def test_linen_program_trains_like_the_original(path, tmp_path, monkeypatch):
     result = linen(path)
     new = result.new_source
-    assert "TODO(pt2jax)" not in new, [f"{f.line}: {f.code} {f.message}" for f in result.findings if not f.fixable]
-    assert not {m for m in imported_roots(new) if m.split(".")[0] in ("torch", "torchvision")}
+    left = [f"{f.line}: {f.code} {f.message}" for f in result.findings if not f.fixable and f.severity != "info"]
+    if path in ALL_PROGRAMS and left and all(INIT_ONLY.search(m) for m in left):
+        pytest.skip(f"weight initialisation not converted for Linen yet: {left[0]}")
+    assert "TODO(pt2jax)" not in new, left
+    allowed = ("torch.utils.data",) if header(path).get("allow-torch") == "data" else ()
+    torch_imports = {m for m in imported_roots(new) if m.split(".")[0] in ("torch", "torchvision")}
+    assert not {m for m in torch_imports if not m.startswith(allowed) or not allowed}, torch_imports
     assert "nnx.Optimizer(" not in new and "(nnx.Module)" not in new and "@linen_train_step" in new
     assert "jax.value_and_grad(" in new and "optax.apply_updates(" in new and "LinenModel(" in new
     assert rewrite_source(new, str(path), target="linen").new_source == new  # idempotent
@@ -78,19 +107,35 @@ def test_train_step_shape_batch_norm_and_dropout():
     assert "state.tx.update(grads, state.opt_state, state.params)" in text
 
 
-@pytest.mark.parametrize("stem, reason", [
-    ("grad_accumulation_logging", "gradient accumulation over micro-batches is not converted"),
-    ("param_groups", "parameter groups are not converted for the linen target"),
-    ("data_parallel", "torch.nn.DataParallel: not converted for this target"),
-])
-def test_programs_left_with_a_reason(stem, reason):
-    """What Linen does not convert yet stays PyTorch with the reason, in lint and rewrite alike."""
-    path = ROOT / "fixtures" / "programs" / f"{stem}.py"
-    result = linen(path)
-    assert reason in result.new_source
-    todo = {(f.line, f.code) for f in result.findings if not f.fixable and reason in f.message}
-    lint = {(f.line, f.code) for f in lint_source(path.read_text(), str(path), target="linen") if not f.fixable}
-    assert todo and todo <= lint
+LEFT = """\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+models = [Net() for _ in range(2)]
+run(nn.DataParallel(Net()))
+"""
+
+
+def test_programs_left_with_a_reason():
+    """What Linen does not convert stays PyTorch with the reason, in lint and rewrite alike: a
+    module built outside `NAME = Net(...)` (no LinenModel handle), a wrapper not assigned."""
+    result = rewrite_source(LEFT, "m.py", target="linen")
+    todo = {(f.line, f.code): f.message for f in result.findings if not f.fixable}
+    assert "builds a Linen module outside `NAME = Net(...)`" in todo[(14, "PTJ101")]
+    assert "as an assignment" in todo[(15, "PTJ403")] and (15, "PTJ101") in todo, todo
+    assert result.new_source.count("TODO(pt2jax)") == len(todo) == 3, todo
+    lint = {(f.line, f.code) for f in lint_source(LEFT, "m.py", target="linen") if not f.fixable}
+    assert set(todo) <= lint
 
 
 def test_optimizers_share_the_nnx_tables():

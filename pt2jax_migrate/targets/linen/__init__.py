@@ -12,15 +12,17 @@ module_structure.py); the helper definitions are helpers*.py's.
 Training code (training.py, helpers_train.py): `model = Net()` becomes a LinenModel handle (the
 module and its variables, from module.init on the first call), an optimizer a LinenOptimizer
 (tx, opt_state = tx.init(params)), a training step one jitted function of a TrainState with
-jax.value_and_grad over params, tx.update and optax.apply_updates.
+jax.value_and_grad over params, tx.update and optax.apply_updates. Gradient accumulation,
+parameter groups, freezing, data parallel and checkpoints as for NNX (training.py,
+helpers_params.py, helpers_checkpoint.py).
 
 Torch init code (nn.init, apply(fn), weight.copy_/fill_ under no_grad) in __init__ becomes the
 class's `init_parameters`, run under module.init (module.py, init_hook.py, helpers_init.py); in a
 script it runs on the LinenModel's variables. `self.training` in forward is `train`.
 
-Not converted yet (left as counted TODOs): gradient accumulation, data-parallel wrappers,
-parameter groups, other uses of a converted class outside modules, self.training outside
-forward, buffer updates in forward, a layer's parameter read outside init code.
+Not converted yet (left as counted TODOs): other uses of a converted class outside modules,
+self.training outside forward, buffer updates in forward, a layer's parameter read outside
+init code.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from ..base import Target
 from .helpers import ALLOWED_IMPORTS, HELPERS
+from .training import LinenTraining
 
 __all__ = ["LinenTarget", "LinenModel"]
 
@@ -38,7 +41,7 @@ LAYER_ATTRIBUTES = {"out_features": "{m}.features",
                     "in_features": 'linen_param({m}, "kernel").get_value().shape[0]'}
 
 
-class LinenTarget(Target):
+class LinenTarget(LinenTraining, Target):
     name = "linen"
     table = "linen"
     module_base = "linen.Module"
@@ -49,8 +52,8 @@ class LinenTarget(Target):
     # one filled after its assignment is built as a local and assigned at the end (module.py)
     module_list_class = "list"
     module_dict_class = "dict"
-    converts_accumulation = False  # gradient accumulation over micro-batches: not yet
-    converts_data_parallel = False
+    # gradient accumulation over micro-batches: training.LinenTraining
+    # data parallel: data_parallel(LinenModel(...)) replicates the variables once made (helpers_params)
     modules_take_rngs = False  # a Linen module is built without randomness: init(key, x) draws it
     # nn.init and apply(fn) in __init__ run after module.init, in the class's `init_parameters`
     # method (module.py; LinenModel runs it); a layer's parameter read outside init code: not yet
@@ -61,7 +64,7 @@ class LinenTarget(Target):
     # a Linear tied to an Embedding reads the Embed's table (TiedDense)
     # self.training in forward: __call__'s `train` (elsewhere a Linen module has no mode)
     structure_kinds = frozenset({"index_assign", "buffer", "add_module:", "add_module:dict", "weight_tie",
-                                 "training:forward"})
+                                 "training:forward", "freeze_loop"})
     rngs_name = "rngs"
     converted_imports = {
         "functools": "import functools",  # the init hook's decorator (torch_initialised) wraps __call__
@@ -138,17 +141,6 @@ class LinenTarget(Target):
         # linen.Dense keeps only `features`; its input size is the kernel's first axis
         text = LAYER_ATTRIBUTES.get(attribute) if set(layers) == {"torch.nn.Linear"} else None
         return (text.format(m=owner), {"linen_param"}) if text else None
-
-    def render_optimizer(self, model: str, transformation: str) -> str:
-        return f"LinenOptimizer({model}, {transformation})"  # tx, and opt_state = tx.init(params)
-
-    def train_step(self, **kwargs) -> str:
-        from .training import train_step_text
-
-        return train_step_text(**kwargs)
-
-    def update_text(self, optimizer: str, model: str) -> str:
-        return f"tx.update(grads, opt_state, params) + optax.apply_updates ({optimizer}'s state)"
 
     def finish_module(self, transformer, module):
         """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 
 from ...core.constructs import CONTAINER_BASES, MODULE_BASES
+from ...core.parallel import WRAPPERS
 from ...names import module_aliases, qualname_of
 
 CODE = "PTJ101"
@@ -90,18 +91,25 @@ def _simple_statements(root: ast.AST) -> list[tuple[ast.stmt, ast.stmt | None]]:
     return [(n, None) for n in ast.walk(root) if isinstance(n, ast.stmt) and not isinstance(n, compound)]
 
 
-def handled_constructions(tree: ast.Module, classes) -> set[int]:
-    """ids of the `Net(...)` calls of `NAME = Net(...)[.to(device)]` outside converted classes:
-    the rewrite makes them LinenModel handles (training.wrap_constructions); and of a builder's
-    `def build(): return Net(...)`, which returns the Linen module definition, as it is (its
-    caller runs `build().init(key, x)`, as verify's `--model build` does)."""
+def _placed(value: ast.expr) -> ast.expr:
+    while isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in PLACEMENT:
+        value = value.func.value
+    return value
+
+
+def handled_constructions(tree: ast.Module, classes, aliases: dict[str, str]) -> set[int]:
+    """ids of the `Net(...)` calls of `NAME = Net(...)[.to(device)]` outside converted classes,
+    also inside a data-parallel wrapper (`NAME = nn.DataParallel(Net())`, data_parallel(...)
+    once converted): the rewrite makes them LinenModel handles (training.wrap_constructions); and
+    of a builder's `def build(): return Net(...)`, which returns the Linen module definition, as it
+    is (its caller runs `build().init(key, x)`, as verify's `--model build` does)."""
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            value = node.value
-            while (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
-                   and value.func.attr in PLACEMENT):
-                value = value.func.value
+            value = _placed(node.value)
+            if isinstance(value, ast.Call) and qualname_of(value.func, aliases) in WRAPPERS:
+                inner = [*value.args[:1], *(k.value for k in value.keywords if k.arg == "module")]
+                value = _placed(inner[0]) if inner else value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in classes:
                 out.add(id(value))
     for fn in tree.body:
@@ -124,7 +132,7 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             sites[line].append(message)
 
     inside = {id(n) for cls in classes.values() for n in ast.walk(cls)}
-    inside |= handled_constructions(tree, classes)
+    inside |= handled_constructions(tree, classes, aliases)
     statements = _simple_statements(tree)
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ..base import Helper, closure_of
 from ..nnx.helpers import HELPERS as NNX_HELPERS
+from .helpers_checkpoint import CHECKPOINT_HELPERS
+from .helpers_params import PARAM_HELPERS, VIEW_HELPERS
 from .helpers_train import TRAIN_HELPERS
 from .helpers_attention import ATTENTION_HELPERS
 from .helpers_init import INIT_HELPERS
@@ -155,7 +157,8 @@ def _framework_neutral(helpers: dict[str, Helper]) -> dict[str, Helper]:
 
 def _registry() -> dict[str, Helper]:
     registry = _framework_neutral(NNX_HELPERS)
-    for helper in (*_LINEN_HELPERS, *TRAIN_HELPERS):
+    # dependencies first (closure_of keeps this order)
+    for helper in (*_LINEN_HELPERS, *VIEW_HELPERS, *TRAIN_HELPERS, *PARAM_HELPERS, *CHECKPOINT_HELPERS):
         if helper.name in registry:
             raise ValueError(f"two pt2jax helpers are named {helper.name!r}")
         registry[helper.name] = helper

@@ -28,6 +28,9 @@ class LinenModel:
 
     def __init__(self, module, key, variables=None, training=True):
         self.module, self.key, self.variables, self.training = module, key, variables, training
+        self.loaded = None  # a load_state_dict before the first call: checked at that call
+        self.frozen = None  # the params paths freeze() stopped training (FrozenPaths)
+        self.placement = None  # data_parallel: the variables' sharding (replicated)
 
     def tree_flatten(self):
         return (self.variables, self.key), (self.module, self.training)
@@ -44,12 +47,17 @@ class LinenModel:
         return self.train(False)
 
     def init(self, *args, **kwargs):
-        if self.variables is None:
+        if self.variables is None or self.loaded is not None:
             self.key, init_key = jax.random.split(self.key)
             train = self._train(False)
             self.variables = dict(self.module.init(init_key, *args, **kwargs, **train))
             for fn in self.__dict__.pop("pending", ()):
                 self.update_variables(fn)
+            if self.loaded is not None:
+                loaded, self.loaded = self.loaded, None
+                loaded(self)
+            if self.placement is not None:
+                self.variables = jax.device_put(self.variables, self.placement)
         return self.variables
 
     def update_variables(self, fn):
@@ -66,16 +74,21 @@ class LinenModel:
         takes = "train" in inspect.signature(getattr(self.module, method)).parameters
         return {"train": train} if takes else {}
 
-    def __getattr__(self, name):  # model.encode(x): the module's method, applied
-        if name.startswith("_"):
+    def __getattr__(self, name):  # model.encode(x): the module's method, applied; model.body:
+        if name.startswith("_"):  # a submodule (made in setup) as a view of its variables
             raise AttributeError(name)
+        if not hasattr(self.module, name):
+            return LinenSubmodule(self, (name,))
+        if not callable(getattr(self.module, name)):
+            return getattr(self.module, name)  # a field of the module
         return lambda *args, **kwargs: self(*args, method=name, **kwargs)
 
     def __call__(self, *args, method="__call__", **kwargs):
-        if self.variables is None and method != "__call__":
+        if method == "__call__":
+            self.init(*args, **kwargs)
+        elif self.variables is None:
             raise ValueError(f"call the model before model.{method}: the first call makes its "
                              "variables")
-        self.init(*args, **kwargs)
         kwargs = {**kwargs, "method": method}
         if not self.training:
             return self.module.apply(self.variables, *args, **kwargs, **self._train(False, method))
@@ -96,18 +109,29 @@ class LinenOptimizer:
     before the model's first call is kept in a state over no params and carried over."""
 
     def __init__(self, model, tx):
-        self.model, self.tx, self.state, self.early = model, tx, None, None
+        self.model, self.tx, self.state, self.early, self.loaded = model, tx, None, None, None
 
     def init(self):
         if self.state is None:
+            if not hasattr(self.tx, "init"):  # parameter groups: they select among the params
+                self.tx = self.tx(self.model)
             state = self.tx.init(self.model.variables["params"])
             if self.early is not None:
-                held = iter(jax.tree.leaves(self.early, is_leaf=_injected))
+                held = iter([s for s in jax.tree.leaves(self.early, is_leaf=_injected)
+                             if _injected(s)])
                 def carry(s):
                     return s._replace(hyperparams=next(held).hyperparams) if _injected(s) else s
                 state = jax.tree.map(carry, state, is_leaf=_injected)
             self.state = state
+            if self.loaded is not None:  # a load_state_dict before the model had variables
+                loaded, self.loaded = self.loaded, None
+                loaded(self)
         return self.state
+
+    def transformation(self):
+        """tx, or with the model's frozen parameters given no gradient and no update."""
+        frozen = self.model.frozen
+        return self.tx if not frozen else frozen.transformation(self.tx)
 
     def current(self):
         if self.state is not None:
@@ -124,7 +148,7 @@ class LinenOptimizer:
 
     @property
     def opt_state(self):
-        leaves, treedef = jax.tree.flatten(self.current())
+        leaves, treedef = jax.tree_util.tree_flatten(self.current())
         return jax.tree.unflatten(treedef, [OptSlot(self, i) for i in range(len(leaves))])
 
 
@@ -142,7 +166,7 @@ class OptSlot:
         return jax.tree.leaves(self.optimizer.current())[self.index]
 
     def set_value(self, value):
-        leaves, treedef = jax.tree.flatten(self.optimizer.current())
+        leaves, treedef = jax.tree_util.tree_flatten(self.optimizer.current())
         leaves[self.index] = value
         self.optimizer.replace(jax.tree.unflatten(treedef, leaves))
 '''
@@ -218,25 +242,29 @@ def linen_train_step(step):
     """jax.jit for a Linen training step `step(state, *args) -> (state, outputs)`, called as
     `step(model, optimizer, *args)` on the LinenModel and LinenOptimizer: the TrainState is
     read off them, the jitted step runs, and the new state is written back, so `model` and
-    `optimizer` stay current between steps (each mode compiles once)."""
+    `optimizer` stay current between steps (each mode compiles once). A step that only
+    computes gradients (accumulated over micro-batches) is given no optimizer (None)."""
     jitted = jax.jit(step)
 
     def call(model, optimizer, *args):
-        if model.variables is None:  # the first batch is the example input of module.init
+        # the first batch is the example input of module.init (which checks a loaded state)
+        if model.variables is None or model.loaded is not None:
             try:
                 step(_Probe(), *args)
             except _FirstInputs as first:
                 model.init(*first.args[0], **first.args[1])
-        optimizer.init()
+        opt_state, tx = None, None
+        if optimizer is not None:
+            opt_state, tx = optimizer.init(), optimizer.transformation()
         model.key, dropout_key = jax.random.split(model.key)
         state = TrainState(model.variables["params"], model.variables.get("batch_stats", {}),
-                           optimizer.state, dropout_key, model.module, optimizer.tx,
-                           model.training)
+                           opt_state, dropout_key, model.module, tx, model.training)
         state, out = jitted(state, *args)
         model.variables = {**model.variables, "params": state.params}
         if state.batch_stats:
             model.variables["batch_stats"] = state.batch_stats
-        optimizer.state = state.opt_state
+        if optimizer is not None:
+            optimizer.state = state.opt_state
         return out
 
     call.__name__, call.__wrapped__ = step.__name__, step
@@ -245,7 +273,7 @@ def linen_train_step(step):
 
 _JAX = "import jax"
 TRAIN_HELPERS = (
-    Helper("LinenModel", _LINEN_MODEL, ("import inspect", _JAX)),
+    Helper("LinenModel", _LINEN_MODEL, ("import inspect", _JAX), ("LinenSubmodule",)),
     Helper("LinenOptimizer", _LINEN_OPTIMIZER, (_JAX,)),
     Helper("TrainState", _TRAIN_STATE,
            ("import inspect", "from typing import Any", _JAX, "import flax")),

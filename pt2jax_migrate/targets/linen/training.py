@@ -27,7 +27,7 @@ import re
 
 import libcst as cst
 
-__all__ = ["train_step_text", "wrap_constructions"]
+__all__ = ["LinenTraining", "train_step_text", "wrap_constructions"]
 
 from .facts import PLACEMENT
 
@@ -44,21 +44,95 @@ def train_step_text(*, name: str, loss_fn: str, model: str, optimizer: str, para
     state = _free_name("state", body + "".join(params))
     weights = _free_name("params", body + "".join(params))
     ret = f"({', '.join([loss, *aux])})" if aux else loss
-    kept = f"({', '.join(aux)},), " if aux else ""  # values code after the step reads
-    inner_aux = f"({loss}, ({kept}{model}.updates))" if aux else f"({loss}, {model}.updates)"
-    got = f"({loss}, ({kept}updates))" if aux else f"({loss}, updates)"
+    # aux: values code after the step reads
+    inner, got = _loss_fn(loss_fn=loss_fn, model=model, state=state, weights=weights, body=body,
+                          loss=loss, aux=aux)
     return (
         "@linen_train_step\n"
         f"def {name}({', '.join([state, *params])}):\n"
-        f"    def {loss_fn}({weights}):\n"
-        f"        {model} = {state}.bind({weights})\n"
-        f"{body}"
-        f"        return {inner_aux[1:-1]}\n"
+        f"{inner}"
         f"    {got}, grads = jax.value_and_grad({loss_fn}, has_aux=True)({state}.params)\n"
         f"    tx_updates, opt_state = {state}.tx.update(grads, {state}.opt_state, {state}.params)\n"
         f"    {weights} = optax.apply_updates({state}.params, tx_updates)\n"
         f"    return {state}.replace(params={weights}, opt_state=opt_state, **updates), {ret}\n"
     )
+
+
+def _loss_fn(*, loss_fn: str, model: str, state: str, weights: str, body: str, loss: str,
+             aux: list[str]) -> tuple[str, str]:
+    """The inner loss function over params and the value_and_grad line's left side."""
+    kept = f"({', '.join(aux)},), " if aux else ""
+    inner = f"({loss}, ({kept}{model}.updates))" if aux else f"({loss}, {model}.updates)"
+    got = f"({loss}, ({kept}updates))" if aux else f"({loss}, updates)"
+    return (f"    def {loss_fn}({weights}):\n"
+            f"        {model} = {state}.bind({weights})\n"
+            f"{body}"
+            f"        return {inner[1:-1]}\n"), got
+
+
+class LinenTraining:
+    """The Linen target's training text: optimizers (LinenOptimizer; over parameter groups built
+    once the model has its params), the jitted train step (train_step_text), and gradient
+    accumulation over micro-batches (rewrite/accumulation.py): PyTorch adds each backward()'s
+    gradients into .grad; here a jitted step returns the loss and the gradients summed so far
+    (a params-shaped pytree the loop carries; None, as torch's .grad, until the first backward
+    and after zero_grad), and `if COND: opt.step()` applies them with tx.update in a second
+    jitted step. Both run under linen_train_step (the step that only computes gradients is
+    given no optimizer: its batch statistics still come back)."""
+
+    def render_optimizer(self, model: str, transformation: str) -> str:
+        if "torch_param_groups(" in transformation:  # the groups select among the params: the
+            # transformation is built when the model has them (the optimizer's state is made)
+            return f"LinenOptimizer({model}, lambda {model}: {transformation})"
+        return f"LinenOptimizer({model}, {transformation})"  # tx, and opt_state = tx.init(params)
+
+    def render_parameters(self, owner: str) -> str:
+        return f"linen_parameters({owner})"  # a LinenModel's or submodule's (model.head)
+
+    def train_step(self, **kwargs) -> str:
+        return train_step_text(**kwargs)
+
+    def update_text(self, optimizer: str, model: str) -> str:
+        return f"tx.update(grads, opt_state, params) + optax.apply_updates ({optimizer}'s state)"
+
+    def accumulate_step(self, *, name: str, loss_fn: str, model: str, grads: str, params: list[str],
+                        body: str, loss: str, aux: list[str]) -> str:
+        state = _free_name("state", body + grads + "".join(params))
+        weights = _free_name("params", body + grads + "".join(params))
+        inner, got = _loss_fn(loss_fn=loss_fn, model=model, state=state, weights=weights, body=body,
+                              loss=loss, aux=aux)
+        outputs = ", ".join([loss, *aux])
+        return (
+            "@linen_train_step\n"
+            f"def {name}({', '.join([state, grads, *params])}):\n"
+            f"{inner}"
+            f"    {got}, batch_grads = jax.value_and_grad({loss_fn}, has_aux=True)({state}.params)\n"
+            f"    if {grads} is not None:  # torch adds into .grad\n"
+            f"        batch_grads = jax.tree.map(jnp.add, {grads}, batch_grads)\n"
+            f"    return {state}.replace(**updates), ({outputs}, batch_grads)\n"
+        )
+
+    def accumulate_call(self, *, name: str, model: str, grads: str, args: list[str], loss: str,
+                        aux: list[str]) -> str:
+        return f"{', '.join([loss, *aux, grads])} = {name}({', '.join([model, 'None', grads, *args])})\n"
+
+    def apply_grads(self, *, name: str, model: str, optimizer: str) -> str:
+        return (
+            "@linen_train_step\n"
+            f"def {name}(state, grads):\n"
+            "    tx_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)\n"
+            "    params = optax.apply_updates(state.params, tx_updates)\n"
+            "    return state.replace(params=params, opt_state=opt_state), None\n"
+        )
+
+    def apply_grads_call(self, *, name: str, model: str, optimizer: str, grads: str) -> str:
+        return f"{name}({model}, {optimizer}, {grads})\n"
+
+    def zero_grads(self, grads: str) -> str:
+        return f"{grads} = None\n"  # torch's zero_grad(set_to_none=True)
+
+    def grads_init(self, model: str, grads: str) -> str:
+        return f"{grads} = None\n"  # PyTorch's .grad starts empty
 
 
 class _Wrap(cst.CSTTransformer):
@@ -73,16 +147,30 @@ class _Wrap(cst.CSTTransformer):
     def leave_Assign(self, original, updated):
         if len(updated.targets) != 1 or not isinstance(updated.targets[0].target, cst.Name):
             return updated
-        value = updated.value
-        while (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
-               and value.func.attr.value in PLACEMENT):
-            value = value.func.value
-        if not (isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and value.func.value in self.classes):
+        value = _placed(updated.value)
+        if (isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and value.func.value == "data_parallel"
+                and len(value.args) == 1):  # data_parallel(Net()): the handle, replicated
+            inner = _placed(value.args[0].value)
+            if self._construction(inner):
+                return updated.with_changes(value=value.with_changes(args=[cst.Arg(self._wrap(inner))]))
+        if not self._construction(value):
             return updated
+        return updated.with_changes(value=self._wrap(value))
+
+    def _construction(self, value) -> bool:
+        return isinstance(value, cst.Call) and isinstance(value.func, cst.Name) and value.func.value in self.classes
+
+    def _wrap(self, value):
         self.wrapped += 1
         wrapped = cst.parse_expression(f"LinenModel(__m__, jax.random.key({self.wrapped - 1}))")
-        wrapped = wrapped.with_changes(args=[cst.Arg(value), *wrapped.args[1:]])
-        return updated.with_changes(value=wrapped)
+        return wrapped.with_changes(args=[cst.Arg(value), *wrapped.args[1:]])
+
+
+def _placed(value):
+    """`Net().to(device).train()` -> `Net()`: the model is the same."""
+    while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in PLACEMENT:
+        value = value.func.value
+    return value
 
 
 def wrap_constructions(module: cst.Module, classes: set[str]) -> tuple[cst.Module, int]:
