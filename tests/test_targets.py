@@ -392,3 +392,18 @@ def test_rewrite_refuses_an_unknown_target_by_name():
     with pytest.raises(UnknownTarget, match="unknown target 'haiku'; available targets: .*nnx"):
         rewrite_source("import torch\n", "t.py", target="haiku")
     assert issubclass(UnknownTarget, ValueError)  # callers that catch ValueError keep working
+
+
+@pytest.mark.parametrize("name", ["nnx", "linen"])
+def test_no_two_helpers_define_the_same_top_level_name(name):
+    """Helpers are written into one file (or one helpers module) side by side: a class or function
+    two helper texts both define would silently replace the other (two `LinenParam` classes once
+    did: one helper's call reached the other's constructor)."""
+    owners: dict[str, list[str]] = {}
+    for helper in get_target(name).helpers.values():
+        for node in ast.parse(helper.source).body:
+            defined = ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+                       else [t.id for t in getattr(node, "targets", ()) if isinstance(t, ast.Name)])
+            for top in defined:
+                owners.setdefault(top, []).append(helper.name)
+    assert not {top: helpers for top, helpers in owners.items() if len(helpers) > 1}

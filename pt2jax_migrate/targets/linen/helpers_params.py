@@ -39,7 +39,7 @@ class LinenSubmodule:
         return LinenSubmodule(self.model, path)
 
 
-class LinenParam:
+class LinenModelParam:
     """One parameter of a LinenModel as a torch parameter loop sees it: its path in the params
     tree, its array (ndim, shape, size) and requires_grad (False once frozen)."""
 
@@ -66,7 +66,7 @@ class LinenParam:
 _NAMED_PARAMETERS = '''\
 def torch_named_parameters(module):
     """module.named_parameters() of a LinenModel or a submodule of one (model.body): (dotted
-    name, LinenParam) pairs in the params tree's order, flax's kernel/scale/embedding called
+    name, LinenModelParam) pairs in the params tree's order, flax's kernel/scale/embedding called
     `weight` as in torch, so that filters such as `"bias" in name` pick the same parameters."""
     model, prefix = module, ()
     if isinstance(module, LinenSubmodule):
@@ -82,7 +82,7 @@ def torch_named_parameters(module):
     for path, _ in jax.tree_util.tree_flatten_with_path(node)[0]:
         *head, last = (str(key.key) for key in path)
         named.append((".".join([*head, torch_names.get(last, last)]),
-                      LinenParam(model, (*prefix, *(key.key for key in path)))))
+                      LinenModelParam(model, (*prefix, *(key.key for key in path)))))
     return named
 
 
