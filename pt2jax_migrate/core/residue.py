@@ -115,7 +115,8 @@ class _Finder(ast.NodeVisitor):
             super().generic_visit(node)
 
     def visit_FunctionDef(self, node: ast.AST) -> None:
-        local = _local_names(node) & set(self.torch_names)
+        # no torch import left (the usual output): nothing to shadow, no walk of the function
+        local = _local_names(node) & set(self.torch_names) if self.torch_names else set()
         self.shadowed.append((False, local))
         self.generic_visit(node)
         self.shadowed.pop()

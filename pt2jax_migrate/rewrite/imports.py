@@ -3,6 +3,8 @@ the final pass that prunes unused torch imports, adds JAX ones and emits helpers
 
 from __future__ import annotations
 
+import functools
+
 import libcst as cst
 
 from ..names import is_torch_name
@@ -103,8 +105,7 @@ def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str
     else:
         needed_helpers = [h for h in target.helper_closure(sorted(helpers)) if h.name not in defined]
     for helper in needed_helpers:
-        parsed = cst.parse_module(helper.source)
-        stmts = list(parsed.body)
+        stmts = list(_helper_statements(helper.source))
         if stmts:
             lines = [cst.EmptyLine(indent=False), cst.EmptyLine(indent=False)] if helper_stmts or True else []
             stmts[0] = stmts[0].with_changes(leading_lines=[*lines, *stmts[0].leading_lines])
@@ -147,6 +148,13 @@ def finish_imports(module: cst.Module, aliases: dict[str, str], helpers: set[str
                 new_body[at + len(helper_stmts)] = nxt.with_changes(
                     leading_lines=[cst.EmptyLine(indent=False), cst.EmptyLine(indent=False), *[l for l in nxt.leading_lines if l.comment is not None]])
     return module.with_changes(body=new_body)
+
+
+@functools.lru_cache(maxsize=None)
+def _helper_statements(source: str) -> tuple[cst.BaseStatement, ...]:
+    """A helper's statements, parsed once per process (libcst nodes are immutable; parsing the
+    helpers again for every file cost a tenth of a rewrite)."""
+    return tuple(cst.parse_module(source).body)
 
 
 class _LocalImports(cst.CSTTransformer):
