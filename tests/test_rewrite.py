@@ -456,3 +456,23 @@ def test_a_table_method_the_table_cannot_bind_is_still_marked():
     result = rewrite_source(source, "p.py")
     assert "# TODO(pt2jax): PTJ105 permute(*dims)" in result.new_source
     assert [(f.line, f.code, f.fixable) for f in result.findings if f.code == "PTJ105"] == [(4, "PTJ105", False)]
+
+
+def test_comments_inside_a_method_chain_that_becomes_nested_calls_are_kept():
+    source = """
+    import torch
+
+    def f(x):
+        y = (x
+             # first
+             .relu()  # second
+             # third
+             .sigmoid()
+             .view(-1))
+        return y
+    """
+    out = rewrite(source)
+    assert "jax.nn.sigmoid(jax.nn.relu(x))" in out  # the chain was converted
+    assert [line.strip() for line in out.splitlines() if line.strip().startswith("#")] == [
+        "# first", "# second", "# third"]
+    assert rewrite_source(out, "t.py").new_source == out  # a second pass changes nothing

@@ -11,7 +11,7 @@ from ..core.constructs import NO_GRAD
 from ..core.decide import ASSIGN, EXPR, SEEDS, WITH, WITH_AS
 from ..mapping import optimizer_model
 from .cst_util import _expr_call, _has_comment, _is_self_assignment, code_of
-from .todos import _with_todos
+from .todos import _with_todos, keep_comments
 
 def _seed_argument(call: cst.Call):
     """The seed of `torch.manual_seed(s)` / `torch.manual_seed(seed=s)` (None: another shape)."""
@@ -64,6 +64,9 @@ class StatementsMixin:
                 self.call_statement[id(small.value)] = EXPR
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
+        return keep_comments(original, self._leave_simple_line(original, updated))
+
+    def _leave_simple_line(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         updated = self._structure_statement(original, updated)  # buffers, index assignment, weight tying
         todos = self.todo_stack.pop()
         self.statement_pos[id(updated)] = self._pos(original)  # block-level passes see only updated nodes

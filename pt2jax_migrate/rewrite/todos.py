@@ -3,6 +3,9 @@ statement (or compound statement header) a TODO belongs to."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+
 import libcst as cst
 from libcst.metadata import PositionProvider
 
@@ -135,3 +138,35 @@ class TodosMixin:
 
     def leave_Try(self, original, updated):
         return self._compound_leave(updated)
+
+
+def comments_in(node: cst.CSTNode) -> list[str]:
+    """Every comment below `node` (leading lines, trailing whitespace, inside brackets), in
+    field order (source order but for a few node kinds)."""
+    out: list[str] = []
+    stack: list = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, cst.Comment):
+            out.append(item.value)
+        elif isinstance(item, cst.CSTNode):
+            stack.extend(reversed([getattr(item, f.name) for f in dataclasses.fields(item)]))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+    return out
+
+
+def keep_comments(original: cst.SimpleStatementLine, updated):
+    """`updated` with the comments of `original` its conversion lost (a method chain that became
+    nested calls keeps no line breaks) put back as comment lines right above it: the rewrite
+    never drops a user's comment."""
+    if updated is original or not isinstance(updated, cst.SimpleStatementLine):
+        return updated
+    before = comments_in(original)
+    if not before:  # most statements: nothing to lose, no walk of the new one
+        return updated
+    lost = Counter(before)
+    lost.subtract(comments_in(updated))
+    lines = [cst.EmptyLine(comment=cst.Comment(text)) for text in before if lost[text] > 0
+             and not lost.subtract({text: 1})]
+    return updated.with_changes(leading_lines=[*updated.leading_lines, *lines]) if lines else updated
