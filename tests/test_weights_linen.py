@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from pt2jax_migrate.api import convert_weights
-from pt2jax_migrate.verify.engine import _loaded
+from pt2jax_migrate.verify.building import _loaded
 from test_weights import (FIXTURES, FORMATS, MLP_IN, SNIPPETS, SUFFIX, assert_parity, each_model, jax_inputs,
                           save_checkpoint, torch_state, whole_models)
 
@@ -69,7 +69,7 @@ def test_linen_fixture_models_round_trip(tmp_path):
         xs = jax_inputs(entry["inputs"])
         with _loaded(converted, {model}, "linen") as jf:
             module, variables = load_back_linen(fmt, out, jf.namespace[model], init, xs[0])
-            assert "params" in variables and set(variables) <= {"params", "batch_stats"}
+            assert "params" in variables and set(variables) <= {"params", "batch_stats", "buffers"}
             has_stats = any(k.endswith("running_mean") for k in torch_model.state_dict())
             assert ("batch_stats" in variables) == has_stats, sorted(variables)
             assert_parity(torch_model, lambda *a: module.apply(variables, *a), entry["inputs"])
