@@ -60,7 +60,10 @@ TORCHVISION: tuple[Arch, ...] = (
     # VGG's classifier is fixed at 512*7*7 -> 4096 -> 4096; only the conv stack can be narrowed
     Arch("vgg11", "models/vgg.py", "VGG", 'make_layers(cfgs["A"]), num_classes=10, init_weights=False', SMALL),
     Arch("vgg16", "models/vgg.py", "VGG", 'make_layers(cfgs["D"]), num_classes=10, init_weights=False', SMALL),
-    Arch("resnet18", "models/resnet.py", "ResNet", "BasicBlock, [1, 1, 1, 1], num_classes=10", SMALL),
+    # 64x64, batch 4: at 32x32 and batch 2 layer4's BatchNorm normalises 2 values per channel, an
+    # ill-conditioned step that turns float32 rounding into 2% gradient differences (float64: exact)
+    Arch("resnet18", "models/resnet.py", "ResNet", "BasicBlock, [1, 1, 1, 1], num_classes=10",
+         "float32[4,3,64,64]"),
     Arch("resnet50", "models/resnet.py", "ResNet", "Bottleneck, [1, 1, 1, 1], num_classes=10", SMALL),
     Arch("resnext", "models/resnet.py", "ResNet", "Bottleneck, [1, 1, 1, 1], groups=4, width_per_group=4, num_classes=10", SMALL),
     Arch("wide_resnet", "models/resnet.py", "ResNet", "Bottleneck, [1, 1, 1, 1], width_per_group=128, num_classes=10", SMALL),
@@ -123,6 +126,7 @@ class Row:
     grad_err: float | None = None
     blocker: str = ""
     seconds: float = 0.0
+    rounding: bool = False  # verify passed on its float64 rerun: the float32 errors are rounding
 
 
 # ------------------------------------------------------------------------- rewrite side (no torch)
@@ -297,12 +301,15 @@ def run_arch(arch: Arch, source_root: Path, converted_root: Path, *, jit: bool, 
     eager = verify_in_subprocess(original, converted, arch, jit=jit, timeout=timeout)
     row.eager = eager["status"]
     row.out_err, row.grad_err = eager.get("out_err"), eager.get("grad_err")
+    row.rounding = bool(eager.get("rounding"))
     if row.eager in ("error", "timeout"):
         row.blocker = "verify: " + _short(eager.get("message", ""))
     elif row.eager == "FAIL":
         row.blocker = f"verify: {eager['failed']} comparisons fail, first {eager['first']}"
     else:
         row.blocker = todo_blocker if row.todos else ""
+        if row.rounding and not row.blocker:
+            row.blocker = "passes as float32 rounding noise (float64 rerun agrees)"
     row.jit = eager.get("jit", "-")
     if row.jit in ("error", "FAIL") and row.eager == "pass":
         row.blocker = "jit: " + _short(eager.get("jit_message", ""))
