@@ -144,7 +144,7 @@ class LinenTarget(LinenTraining, Target):
 
     def finish_module(self, transformer, module):
         """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""
-        from .training import wrap_constructions
+        from .wrap import wrap_constructions
 
         module, _ = wrap_constructions(module, set(transformer.converted_classes))
         code = module.code
