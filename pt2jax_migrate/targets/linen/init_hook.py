@@ -32,15 +32,34 @@ def _is_init_call(stmt: cst.BaseStatement, methods: set[str]) -> bool:
     return True
 
 
-def _is_init_code(stmt: cst.BaseStatement, methods: set[str]) -> bool:
-    """A statement only initialising parameters (init calls, blocks of nothing else)."""
+def _is_init_code(stmt: cst.BaseStatement, methods: set[str], block: bool = False) -> bool:
+    """A statement only initialising parameters: init calls, and blocks (if/elif/else, for, with)
+    of init calls and, inside a block (`block`), `name = value` locals they compute
+    (`n = m.kernel_size[0] * m.out_channels`); at least one init call."""
     if isinstance(stmt, cst.SimpleStatementLine):
         return _is_init_call(stmt, methods)
-    body = getattr(stmt, "body", None)
-    inner = getattr(body, "body", None)
-    if not isinstance(stmt, (cst.If, cst.For, cst.With)) or not inner or getattr(stmt, "orelse", None):
+    return _init_block(stmt, methods) is True
+
+
+def _init_block(stmt, methods: set[str]) -> bool | None:
+    """True: a block of init code with an init call; None: init code without one; False: other."""
+    if isinstance(stmt, cst.SimpleStatementLine):
+        if _is_init_call(stmt, methods):
+            return True
+        return None if _simple_local(stmt) is not None or all(isinstance(s, cst.Pass) for s in stmt.body) \
+            else False
+    if not isinstance(stmt, (cst.If, cst.For, cst.With, cst.Else)):
         return False
-    return all(_is_init_code(s, methods) for s in inner)
+    orelse = getattr(stmt, "orelse", None)
+    if orelse is not None and not isinstance(stmt, cst.If):
+        return False  # for ... else
+    inner = getattr(getattr(stmt, "body", None), "body", None)
+    if not inner:
+        return False
+    found = [_init_block(s, methods) for s in [*inner, *([orelse] if orelse is not None else [])]]
+    if False in found:
+        return False
+    return True if True in found else None
 
 
 def _assigned(statements) -> set[str]:
@@ -56,6 +75,17 @@ def _assigned(statements) -> set[str]:
 
     for stmt in statements:
         stmt.visit(Visitor())
+    return names
+
+
+def _loop_targets(stmt) -> set[str]:
+    names: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_For(self, node: cst.For) -> None:
+            names.update(_names(node.target))
+
+    stmt.visit(Visitor())
     return names
 
 
@@ -79,7 +109,12 @@ def split_init(statements: list, methods: set[str], fields: set[str]):
             once[name] = None if name in once else stmt
     kept, moved, copied = [], [], []
     for stmt in statements:
-        needs = _names(stmt) & locals_
+        own = _assigned([stmt]) if not isinstance(stmt, cst.SimpleStatementLine) else set()
+        others = set().union(*(_names(s) for s in statements if s is not stmt))
+        if own - _loop_targets(stmt) & others:  # a local of the block read elsewhere in setup
+            kept.append(stmt)
+            continue
+        needs = _names(stmt) & locals_ - own
         copies = [once.get(n) for n in sorted(needs)]
         if _is_init_code(stmt, methods) and all(c is not None and c in kept and not (_names(c.body[0].value)
                                                                                     & locals_) for c in copies):
