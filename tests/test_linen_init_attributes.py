@@ -1,6 +1,7 @@
 """`--target linen`: torch init code reading a layer's configuration (`m.out_channels`,
 `m.kernel_size`, `m.groups`, `m.num_features`, `m.num_embeddings`, ... the classic resnet init
-loop over `self.modules()` with elif branches and a local `n`) moves to `init_parameters` and
+loop over `self.modules()` with elif branches and a local `n`, a constant computed in setup
+locals by a tuple assignment and a loop) moves to `init_parameters` and
 reads the bound Linen layer's fields / kernel shape; the values are compared with real torch.
 An attribute with no Linen counterpart is a counted TODO, in lint and rewrite alike."""
 
@@ -43,6 +44,10 @@ class Net(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.constant_(m.weight, 1.0 / m.in_features)
                 nn.init.constant_(m.bias, 1.0 / m.out_features)
+        scale, shift = 2.0, 0.5  # locals init code reads, not one `name = value`: copied along
+        for _ in range(2):
+            shift = shift * scale
+        nn.init.constant_(self.fc.bias, shift)
 
     def forward(self, x, z, idx):
         h = self.bn(self.conv(x))
@@ -88,6 +93,7 @@ def test_layer_attributes_in_init_code_match_torch(tmp_path):
     new = result.new_source
     assert "TODO(pt2jax)" not in new, [f"{f.line}: {f.code} {f.message}" for f in result.findings if not f.fixable]
     hook = new[new.index("def init_parameters(self, rngs):"):new.index("@torch_initialised")]
+    assert "TODO" not in hook and "torch_init.constant(" not in new[:new.index("def init_parameters")]
     assert "linen_submodules(self)" in hook and "math.sqrt(2. / n)" in hook and "m.out_channels" not in hook
     assert rewrite_source(new, "m.py", target="linen").new_source == new  # idempotent
     _agree(SOURCE, result)
@@ -110,7 +116,8 @@ def test_layer_attributes_in_init_code_match_torch(tmp_path):
     same(params["bn"]["bias"], "bn.bias")
     same(params["emb"]["embedding"], "emb.weight")
     same(params["fc"]["kernel"], "fc.weight", (1, 0))
-    same(params["fc"]["bias"], "fc.bias")
+    same(params["fc"]["bias"], "fc.bias")  # 2.0: the setup locals' value
+    assert float(want["fc.bias"][0]) == 2.0
     # the resnet init: normal(0, sqrt(2 / n)), n = 3 * 3 * 64, drawn by jax (same law, not the same numbers)
     big = np.asarray(params["big"]["kernel"])
     assert big.shape == (3, 3, 16, 64)
