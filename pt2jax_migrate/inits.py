@@ -269,6 +269,11 @@ def _text(source: str, node: ast.AST) -> str:
                     lines[last].encode()[:node.end_col_offset].decode()])
 
 
+def init_hint(source: str) -> bool:
+    """Whether `source` may hold init code (the cheap test before building init facts)."""
+    return _INIT_HINT.search(source) is not None
+
+
 def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     """The facts for `rules`' target (rules.RuleSet; default: the default target's tables)."""
     facts = InitFacts()

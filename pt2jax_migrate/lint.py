@@ -39,12 +39,12 @@ from .names import (
 from .rules import load_rules
 from .core.decide import (ASSIGN, CLIPS, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
                           WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
-from .core.decide import decide_init, decide_layer_read
+from .core.decide import decide_init, decide_layer_attribute, decide_layer_read
 from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
-from .inits import InitFacts, facts_for_target, layer_read, site_at
+from .inits import InitFacts, facts_for_target, init_hint, layer_read, site_at
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
@@ -806,12 +806,16 @@ class _Classifier:
     def layer_reads(self) -> None:
         """A converted layer's parameter or statistic read outside init code (`self.emb.weight` in
         forward, `model.bn.running_var`): core.decide.decide_layer_read, as the rewrite decides it."""
-        if not self.w.imports or not layer_read(self.w.source):
-            return  # no attribute a weight table names: no init facts to build (lint's speed)
+        attributes = self.target.layer_attributes  # init code's `m.out_channels`: decide_layer_attribute
+        if not self.w.imports or not (layer_read(self.w.source) or (
+                attributes is not None and init_hint(self.w.source))):
+            return  # no attribute a weight table names nor init code: no init facts to build (lint's speed)
         for (line, col, _), read in self.init_facts().reads.items():
-            if not read.reported:
-                continue
-            decision = decide_layer_read(read, self.rules, self.target.converts_layer_reads)
+            if read.reported:
+                decision = decide_layer_read(read, self.rules, self.target.converts_layer_reads)
+            else:
+                decision = decide_layer_attribute(read, self.rules, attributes)
+                decision = decision if decision is not None and not decision.fixable else None
             if decision is None:
                 continue
             node = ast.Name(id="", lineno=line, col_offset=col)

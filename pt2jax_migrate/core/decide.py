@@ -442,6 +442,33 @@ def decide_init_read(read: InitRead, rules) -> InitTarget | None:
     return InitTarget(f"{read.owner}.{to}", transform, "read", False)
 
 
+# nn.Module's own API, judged where it is called (core.constructs / the method tables)
+_MODULE_API = frozenset({"apply", "modules", "named_modules", "children", "named_children", "parameters",
+                         "named_parameters", "buffers", "named_buffers", "reset_parameters", "train", "eval",
+                         "training", "to", "cuda", "cpu", "zero_grad", "register_buffer", "register_parameter",
+                         "add_module", "state_dict", "load_state_dict", "extra_repr", "forward"})
+
+
+def decide_layer_attribute(read: InitRead, rules, attributes: dict | None) -> Decision | None:
+    """A layer's attribute that is no parameter read in init code (`m.out_channels`), for a
+    target whose converted layers name their configuration otherwise (`attributes`:
+    Target.layer_attributes, torch class -> {attribute: expression}; None: the same names, no
+    finding). Fixable when every layer the owner may be gives it one way; otherwise a TODO."""
+    if attributes is None or read.reported or kept_layer_reason(read.layers) is not None \
+            or any(_weight_entry(rules, q, read.attribute) for q in read.layers):
+        return None  # reported reads, kept layers and parameters: decide_layer_read / decide_init_read
+    if read.attribute in _MODULE_API or not all((rules.by_name.get(q) or {}).get("weights") for q in read.layers):
+        return None  # a method (judged as a call) or a layer without parameters (a container, ReLU)
+    tensor = f"{read.owner}.{read.attribute}"
+    texts = {attributes.get(q, {}).get(read.attribute) for q in read.layers}
+    if len(texts) == 1 and None not in texts:
+        return Decision("PTJ105", True, f"{tensor} read in init code -> the converted layer's", "safe",
+                        "layer_attribute", texts.pop())
+    names = "/".join(sorted(q.rpartition(".")[2] for q in read.layers))
+    return manual("PTJ105", f"{tensor} read in init code: the converted {names} has no "
+                            f".{read.attribute} for this target (read it off its variables or fields)")
+
+
 def decide_layer_read(read: InitRead, rules, converts: bool = True) -> Decision | None:
     """A converted layer's parameter or statistic read outside init code (`self.emb.weight` in
     forward, `model.bn.running_var` in a script): the converted layer names and lays it out as the

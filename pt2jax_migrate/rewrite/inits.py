@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..core.decide import decide_init, decide_init_read, decide_layer_read
+from ..core.decide import decide_init, decide_init_read, decide_layer_attribute, decide_layer_read
 from ..core.inits import INIT_HELPER
 from ..inits import site_at
 from .cst_util import code_of
@@ -41,6 +41,10 @@ class InitsMixin:
         else:
             target = decide_init_read(read, self.rules) if read is not None else None
             if target is None and read is not None:  # `m.out_features`: a layer attribute, as the target has it
+                decision = decide_layer_attribute(read, self.rules, self.target.layer_attributes)
+                if decision is not None and not decision.fixable:
+                    self.todo(original, decision.code, decision.message)
+                    return None
                 text = self.target.render_layer_attribute(read.owner, read.layers, read.attribute)
                 if text is not None:
                     self.helpers.update(text[1])

@@ -63,9 +63,10 @@ class MethodsMixin:
             self.todo(original, decision.code, decision.message)
             return updated
         if decision.action == "modules":
-            self.helpers.add("submodules")
-            self.changed(original, decision.code, f"{decision.message} -> submodules(...)")
-            return parse_expr(f"submodules({code_of(receiver)})")
+            helper = self.target.modules_helper
+            self.helpers.add(helper)
+            self.changed(original, decision.code, f"{decision.message} -> {helper}(...)")
+            return parse_expr(f"{helper}({code_of(receiver)})")
         if decision.action == "module_apply":
             return self._apply_call(original, updated, site.init_function, decision)
         if decision.action == "device_move":

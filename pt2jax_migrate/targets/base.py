@@ -89,6 +89,12 @@ class Target(ABC):
     # a converted layer's parameter read outside init code (`self.emb.weight` in forward) is
     # rewritten to the converted layer's variable (core.decide.decide_layer_read); False: a TODO
     converts_layer_reads: ClassVar[bool] = True
+    # a torch layer's attribute (`m.out_channels`) read in init code, per torch class: the
+    # expression on the converted layer `{m}` (core.decide.decide_layer_attribute; an attribute
+    # with none is a TODO). None: the converted layers keep torch's attribute names
+    layer_attributes: ClassVar[dict[str, dict[str, str]] | None] = None
+    # what `module.modules()` becomes (a helper of the target)
+    modules_helper: ClassVar[str] = "submodules"
     # module-structure statements (core.structure site kinds) the render_* methods below write
     structure_kinds: ClassVar[frozenset[str]] = frozenset(
         {"buffer", "buffer_update", "buffer_chain", "index_assign", "add_module", "weight_tie", "sequential_child",

@@ -36,9 +36,20 @@ from .training import LinenTraining
 
 __all__ = ["LinenTarget", "LinenModel"]
 
-# torch.nn.Linear's attributes as a bound linen.Dense gives them (init code reads them)
-LAYER_ATTRIBUTES = {"out_features": "{m}.features",
-                    "in_features": 'linen_param({m}, "kernel").get_value().shape[0]'}
+# torch layers' attributes as the bound Linen layer gives them (init code reads them): Dense keeps
+# `features`; ConvNCHW `features`, `kernel_size` (a tuple), `feature_group_count` and the kernel
+# (*kernel_size, in // groups, out); TorchBatchNorm its statistics (num_features); Embed both sizes
+_KERNEL = 'linen_param({m}, "kernel").get_value().shape'
+_CONV = {"out_channels": "{m}.features", "kernel_size": "tuple({m}.kernel_size)",
+         "groups": "{m}.feature_group_count",
+         "in_channels": f"{_KERNEL}[-2] * {{m}}.feature_group_count"}
+_NORM = {"num_features": 'linen_param({m}, "mean").get_value().shape[0]', "eps": "{m}.epsilon"}
+LAYER_ATTRIBUTES = {
+    "torch.nn.Linear": {"out_features": "{m}.features", "in_features": f"{_KERNEL}[0]"},
+    **{f"torch.nn.Conv{d}d": _CONV for d in (1, 2, 3)},
+    **{f"torch.nn.BatchNorm{d}d": _NORM for d in (1, 2, 3)},
+    "torch.nn.Embedding": {"num_embeddings": "{m}.num_embeddings", "embedding_dim": "{m}.features"},
+}
 
 
 class LinenTarget(LinenTraining, Target):
@@ -59,6 +70,8 @@ class LinenTarget(LinenTraining, Target):
     # method (module.py; LinenModel runs it); a layer's parameter read outside init code: not yet
     converts_inits = True
     converts_layer_reads = False
+    layer_attributes = LAYER_ATTRIBUTES
+    modules_helper = "linen_submodules"
     # buffers are 'buffers' variables (updates in forward: not yet, Linen needs mutable=); add_module
     # on the module itself or a ModuleDict (not on a Sequential: its layers are a frozen tuple);
     # a Linear tied to an Embedding reads the Embed's table (TiedDense)
@@ -138,9 +151,9 @@ class LinenTarget(LinenTraining, Target):
 
     def render_layer_attribute(self, owner: str, layers: tuple[str, ...],
                                attribute: str) -> tuple[str, set[str]] | None:
-        # linen.Dense keeps only `features`; its input size is the kernel's first axis
-        text = LAYER_ATTRIBUTES.get(attribute) if set(layers) == {"torch.nn.Linear"} else None
-        return (text.format(m=owner), {"linen_param"}) if text else None
+        texts = {LAYER_ATTRIBUTES.get(q, {}).get(attribute) for q in layers}
+        text = texts.pop() if len(texts) == 1 else None  # core.decide.decide_layer_attribute's check
+        return (text.format(m=owner), {"linen_param"} if "linen_param" in text else set()) if text else None
 
     def finish_module(self, transformer, module):
         """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""

@@ -32,15 +32,34 @@ def _is_init_call(stmt: cst.BaseStatement, methods: set[str]) -> bool:
     return True
 
 
-def _is_init_code(stmt: cst.BaseStatement, methods: set[str]) -> bool:
-    """A statement only initialising parameters (init calls, blocks of nothing else)."""
+def _is_init_code(stmt: cst.BaseStatement, methods: set[str], block: bool = False) -> bool:
+    """A statement only initialising parameters: init calls, and blocks (if/elif/else, for, with)
+    of init calls and, inside a block (`block`), `name = value` locals they compute
+    (`n = m.kernel_size[0] * m.out_channels`); at least one init call."""
     if isinstance(stmt, cst.SimpleStatementLine):
         return _is_init_call(stmt, methods)
-    body = getattr(stmt, "body", None)
-    inner = getattr(body, "body", None)
-    if not isinstance(stmt, (cst.If, cst.For, cst.With)) or not inner or getattr(stmt, "orelse", None):
+    return _init_block(stmt, methods) is True
+
+
+def _init_block(stmt, methods: set[str]) -> bool | None:
+    """True: a block of init code with an init call; None: init code without one; False: other."""
+    if isinstance(stmt, cst.SimpleStatementLine):
+        if _is_init_call(stmt, methods):
+            return True
+        return None if _simple_local(stmt) is not None or all(isinstance(s, cst.Pass) for s in stmt.body) \
+            else False
+    if not isinstance(stmt, (cst.If, cst.For, cst.With, cst.Else)):
         return False
-    return all(_is_init_code(s, methods) for s in inner)
+    orelse = getattr(stmt, "orelse", None)
+    if orelse is not None and not isinstance(stmt, cst.If):
+        return False  # for ... else
+    inner = getattr(getattr(stmt, "body", None), "body", None)
+    if not inner:
+        return False
+    found = [_init_block(s, methods) for s in [*inner, *([orelse] if orelse is not None else [])]]
+    if False in found:
+        return False
+    return True if True in found else None
 
 
 def _assigned(statements) -> set[str]:
@@ -59,6 +78,17 @@ def _assigned(statements) -> set[str]:
     return names
 
 
+def _loop_targets(stmt) -> set[str]:
+    names: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_For(self, node: cst.For) -> None:
+            names.update(_names(node.target))
+
+    stmt.visit(Visitor())
+    return names
+
+
 def _simple_local(stmt) -> str | None:
     """`name = value` (one plain name assigned): the name."""
     if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign) \
@@ -67,26 +97,65 @@ def _simple_local(stmt) -> str | None:
     return None
 
 
+def _local_only(stmt) -> bool:
+    """A statement computing setup locals and nothing else (`a, b = 0.5, d * 2`, a for / if
+    block of such): copied into init_parameters when init code reads what it assigns."""
+    if isinstance(stmt, cst.SimpleStatementLine):
+        return all(isinstance(s, (cst.Assign, cst.AugAssign, cst.AnnAssign)) and all(
+            _plain(t) for t in ([a.target for a in s.targets] if isinstance(s, cst.Assign) else [s.target]))
+            for s in stmt.body)
+    if not isinstance(stmt, (cst.If, cst.For, cst.Else)) or isinstance(stmt, cst.For) and stmt.orelse:
+        return False
+    orelse = getattr(stmt, "orelse", None)
+    inner = getattr(getattr(stmt, "body", None), "body", None) or ()
+    return bool(inner) and all(_local_only(s) for s in [*inner, *([orelse] if orelse is not None else [])])
+
+
+def _plain(target) -> bool:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return all(_plain(e.value) for e in target.elements)
+    return isinstance(target, cst.Name)
+
+
+def _copies(i: int, statements: list, locals_: set[str], needs: set[str]) -> list | None:
+    """The statements before statements[i] computing the locals `needs` (transitively), all
+    local-only (None: one is not, or a local has no assignment before)."""
+    found: list = []
+    seen: set[str] = set()
+    todo = sorted(needs)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        providers = [s for s in statements[:i] if name in _assigned([s])]
+        if not providers or not all(_local_only(p) for p in providers):
+            return None
+        for p in providers:
+            if p not in found:
+                found.append(p)
+                todo += sorted((_names(p) & locals_) - seen)
+    return found
+
+
 def split_init(statements: list, methods: set[str], fields: set[str]):
     """(setup's statements, init_parameters' statements, the fields the latter read): the init
-    statements, with a copy of the setup locals they read where each is one `name = value` of
-    setup's own level (assigned once, before them) reading no other local."""
+    statements, with a copy of the setup locals they read where the statements computing them
+    (before, transitively) compute nothing else."""
     locals_ = _assigned(statements) - fields
-    once = {}
-    for stmt in statements:
-        name = _simple_local(stmt)
-        if name is not None:
-            once[name] = None if name in once else stmt
     kept, moved, copied = [], [], []
-    for stmt in statements:
-        needs = _names(stmt) & locals_
-        copies = [once.get(n) for n in sorted(needs)]
-        if _is_init_code(stmt, methods) and all(c is not None and c in kept and not (_names(c.body[0].value)
-                                                                                    & locals_) for c in copies):
-            copied += [c for c in copies if c not in copied]
-            moved.append(stmt)
-        else:
+    for i, stmt in enumerate(statements):
+        own = _assigned([stmt]) if not isinstance(stmt, cst.SimpleStatementLine) else set()
+        others = set().union(*(_names(s) for s in statements if s is not stmt))
+        if not _is_init_code(stmt, methods) or own - _loop_targets(stmt) & others:
+            kept.append(stmt)  # not init code, or a local of its block read elsewhere in setup
+            continue
+        copies = _copies(i, statements, locals_, _names(stmt) & locals_ - own)
+        if copies is None:
             kept.append(stmt)
+            continue
+        copied += [c for c in copies if c not in copied]
+        moved.append(stmt)
     moved = [s for s in statements if s in copied] + moved  # in setup's order
     read = sorted(set().union(*(_names(s) for s in moved)) & fields) if moved else []
     return kept, moved, read
