@@ -748,8 +748,8 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
               "or a folder) [default: <converted>.train-loss.png beside the converted file].")
 @click.option("--no-plot", is_flag=True, help="With --train: write no PNG.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
-              help="Stop the model check after this long (0: never); a hang is reported with the side and "
-                   "the line it was at.")
+              help="Stop the check (the model's, or --train's) after this long (0: never); a hang is "
+                   "reported with the side and the line it was at.")
 @click.option("--memory-limit", "memory_limit", default="auto", show_default=True, metavar="SIZE",
               help="Stop a side whose resident memory goes over SIZE (e.g. 4G, 500M; auto: half the "
                    "machine's memory; off).")
@@ -798,12 +798,13 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
         raise click.UsageError("Missing option '--input'.")
     if train and loss:
         raise click.UsageError("--loss belongs to the model check; with --train name a --loss-fn or --step")
+    limit = _memory_size(memory_limit)
     if train:
         _verify_train(original, converted, fmt, color, model=model, init=init, inputs=list(inputs), atol=atol,
                       rtol=rtol, dtype=dtype, perturb=not no_perturb, seed=seed, steps=steps, optimizer=optimizer,
                       step=step_fn, loss_fn=loss_fn, plot=None if no_plot else (plot or ""),
-                      weights_map=weights_map, weights=weights, weights_prefix=tuple(prefixes))
-    limit = _memory_size(memory_limit)
+                      weights_map=weights_map, weights=weights, weights_prefix=tuple(prefixes),
+                      isolate=not in_process, timeout=timeout, memory_limit=limit, timings=timings)
     try:
         report = run_verify(original, converted, model=model, init=init, inputs=list(inputs), atol=atol,
                             rtol=rtol, dtype=dtype, perturb=not no_perturb, loss=loss, seed=seed,
@@ -839,7 +840,7 @@ def _memory_size(text: str) -> int | None:
     return size or None
 
 
-def _verify_train(original, converted, fmt, color, *, plot, weights_map, **options) -> None:
+def _verify_train(original, converted, fmt, color, *, plot, weights_map, timings, **options) -> None:
     """`verify --train`: run verify.train, write the loss PNG (plot None: none), render, exit."""
     from .output import VERIFY_TRAIN, OutputContext, render
     from .verify import VerifyError, run_train_verify
@@ -863,6 +864,8 @@ def _verify_train(original, converted, fmt, color, *, plot, weights_map, **optio
     except VerifyError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    if timings and getattr(report, "timings", None):
+        click.echo("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()), err=True)
     render(fmt, VERIFY_TRAIN, report, sys.stdout, OutputContext(color=_color(color, sys.stdout), root=os.getcwd()))
     sys.exit(0 if report.passed else 1)
 

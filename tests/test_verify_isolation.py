@@ -146,3 +146,92 @@ def test_memory_hog_is_stopped_with_the_limit_in_the_message(tmp_path):
     assert f"the torch side ({original}) used " in message
     assert "over the memory limit of 1536 MB (--memory-limit); stopped" in message
     assert f"while building MLP at {original}:{line}" in message
+
+
+# ------------------------------------------------------------------ verify --train: one child, both files
+
+TRAIN_TORCH = """\
+import os, signal, subprocess, time
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def make_optimizer(model):
+    return torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def objective(model, x):
+    {torch}
+    return model(x).pow(2).mean()
+"""
+
+TRAIN_JAX = """\
+import os, signal, subprocess, time
+import optax
+from flax import nnx
+
+
+class Net(nnx.Module):
+    def __init__(self, *, rngs):
+        self.fc = nnx.Linear(6, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.fc(x)
+
+
+def make_optimizer(model):
+    return nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)
+
+
+def objective(model, x):
+    {jax}
+    return (model(x) ** 2).mean()
+"""
+
+
+def _train_files(tmp_path: Path, torch: str = "pass", jax: str = "pass") -> tuple[str, str, int, int]:
+    """The torch and converted files of a one-Linear training step whose loss function first runs
+    `torch` / `jax`: (original, converted, the planted line in each)."""
+    original, converted = tmp_path / "net.py", tmp_path / "net_jax.py"
+    original.write_text(TRAIN_TORCH.format(torch=torch))
+    converted.write_text(TRAIN_JAX.format(jax=jax))
+    lines = TRAIN_TORCH.splitlines().index("    {torch}") + 1, TRAIN_JAX.splitlines().index("    {jax}") + 1
+    return str(original), str(converted), *lines
+
+
+def _train_fails(original: str, converted: str, **kw) -> str:
+    from pt2jax_migrate.verify import run_train_verify
+
+    before = set(_children())
+    with pytest.raises(VerifyError) as info:
+        run_train_verify(original, converted, model="Net", inputs=["float32[4,6]"], steps=1, loss_fn="objective",
+                         optimizer="make_optimizer", isolate=True, **kw)
+    assert set(_children()) <= before, "a verify --train child process was left behind"
+    return str(info.value)
+
+
+def test_train_hang_in_the_converted_step_is_stopped_with_its_line(tmp_path):
+    pids = tmp_path / "pids"
+    hang = (f'helper = subprocess.Popen(["sleep", "300"]); open({str(pids)!r}, "w").write(str(helper.pid)); '
+            "exec('while True: time.sleep(0.05)')")  # the loop's frame is <string>: the line is the caller's
+    original, converted, _, line = _train_files(tmp_path, jax=hang)
+    message = _train_fails(original, converted, timeout=25)
+    assert message.startswith(f"the training comparison ({original} / {converted}) timed out after 25 s while "
+                              f"comparing up to 1 training steps at {converted}:{line} (--timeout); stopped")
+    assert not _alive(int(pids.read_text()))  # the user's own child went with the group
+
+
+def test_train_crash_in_the_torch_step_names_the_line(tmp_path):
+    original, converted, line, _ = _train_files(tmp_path, torch="os.kill(os.getpid(), signal.SIGSEGV)")
+    message = _train_fails(original, converted)
+    assert f"the training comparison ({original} / {converted}) died while comparing up to 1 training steps: " \
+           f"killed by signal SIGSEGV at {original}:{line}" in message

@@ -378,7 +378,7 @@ def test_cli_writes_json_report_and_loss_png(tmp_path):
     width, height = png_size(png)
     assert (width, height) == (640, 520) and png.stat().st_size > 10_000
 
-    text = CliRunner().invoke(main, [*args, "--no-plot"])
+    text = CliRunner().invoke(main, [*args, "--no-plot", "--in-process"])  # the first ran in a child
     assert text.exit_code == 0
     assert "PASS: 2 steps" in text.output and "torch loss" in text.output and "dropout disabled" in text.output
 
@@ -386,7 +386,7 @@ def test_cli_writes_json_report_and_loss_png(tmp_path):
 def test_cli_names_the_divergence_and_exits_1(tmp_path):
     files = altered_copy(tmp_path, "mlp_classifier", "def build_optimizer(model, lr=1e-3)",
                          "def build_optimizer(model, lr=2e-3)")
-    result = CliRunner().invoke(main, ["verify", *files, "--model", "MLP", "--train", "--steps", "2",
+    result = CliRunner().invoke(main, ["verify", *files, "--model", "MLP", "--train", "--steps", "2", "--in-process",
                                        "--input", "float32[16,20]", "--input", "int64[16]:0..5"])
     assert result.exit_code == 1, result.output
     assert "first divergence at step 1" in result.output
@@ -396,7 +396,7 @@ def test_cli_names_the_divergence_and_exits_1(tmp_path):
 def test_cli_reports_bad_setup_with_exit_2():
     original, converted = fixture("mlp_classifier")
     result = CliRunner().invoke(main, ["verify", original, converted, "--model", "MLP", "--train", "--no-plot",
-                                       "--input", "float32[16,20]", "--optimizer", "no_such_factory"])
+                                       "--in-process", "--input", "float32[16,20]", "--optimizer", "no_such_factory"])
     assert result.exit_code == 2
     assert "no_such_factory" in result.output
 

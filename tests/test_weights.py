@@ -339,7 +339,7 @@ def test_safetensors_writer_round_trips_every_dtype(tmp_path):
 def test_verify_train_with_weights(run, tmp_path, mlp_state):
     torch.save(mlp_state, tmp_path / "mlp.pt")
     args = ("verify", MLP_IN, MLP_OUT, "--model", "MLP", "--train", "--input", "float32[16,20]", "--input",
-            "int64[16]:0..5", "--steps", "1", "--no-plot", "--weights")
+            "int64[16]:0..5", "--steps", "1", "--no-plot", "--in-process", "--weights")
     result = run(*args, tmp_path / "mlp.pt")
     assert result.exit_code == 0, result.output
     state = dict(mlp_state)

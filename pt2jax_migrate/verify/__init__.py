@@ -94,9 +94,24 @@ def run_verify(
     )
 
 
-def run_train_verify(original: str, converted: str, **options):
+def run_train_verify(original: str, converted: str, *, isolate: bool = False, timeout: float | None = None,
+                     memory_limit: int | None = None, **options):
     """K optimizer steps of the original's and the converted training step, compared after each
-    (`pt2jax verify --train`). Options and how the step and optimizer are named: verify/train.py."""
+    (`pt2jax verify --train`). Options and how the step and optimizer are named: verify/train.py.
+    `isolate`: the whole comparison runs in a child process (verify/isolate.py), within
+    `timeout` seconds and `memory_limit` bytes; a hang, a crash or the limit is a VerifyError
+    naming the user's file and line."""
+    if isolate:
+        from .isolate import call_isolated
+
+        steps = options.get("steps", 5)
+        timings: dict = {}
+        report = call_isolated("train", f"the training comparison ({original} / {converted})",
+                             (original, converted), "run", original, converted, timeout=timeout,
+                             memory_limit=memory_limit, doing=f"comparing up to {steps} training steps",
+                             timings=timings, **options)
+        report.timings = timings
+        return report
     from .train import run_train_verify as _run
 
     return _run(original, converted, **options)

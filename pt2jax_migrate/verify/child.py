@@ -1,7 +1,8 @@
 """The child process of an isolated verify: `python -m pt2jax_migrate.verify.child SIDE IN OUT DUMP`.
 
-SIDE is "torch" or "jax" (sides.TorchSide / sides.JaxSide). The child imports its framework
-at once (so both children import in parallel), then serves requests until told to stop or its
+SIDE is "torch" or "jax" (sides.TorchSide / sides.JaxSide), or "train" (sides.TrainSide, both
+frameworks: `verify --train`). The child imports its framework at once (so the two children
+of a model verify import in parallel), then serves requests until told to stop or its
 pipe closes: each request is a length-prefixed pickle (method, args, kwargs) read from fd IN,
 each reply a length-prefixed pickle written to fd OUT:
 
@@ -79,9 +80,9 @@ def _compilation_cache() -> None:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
-def _user_where(exc: BaseException, path: str) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path and f.lineno]
-    return f"{path}:{frames[-1].lineno}" if frames else ""
+def _user_where(exc: BaseException, paths: tuple[str, ...]) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in paths and f.lineno]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def main(argv: list[str]) -> None:
@@ -92,17 +93,19 @@ def main(argv: list[str]) -> None:
     faulthandler.enable(dump_file, all_threads=True)
     faulthandler.register(signal.SIGUSR1, dump_file, all_threads=True)
     start = time.perf_counter()
-    if side_name == "torch":
+    if side_name in ("torch", "train"):
         import torch  # noqa: F401
 
         from .sides import TorchSide as Side
-    else:
+    if side_name in ("jax", "train"):
         _compilation_cache()
         import jax  # noqa: F401
 
         from .sides import JaxSide as Side
+    if side_name == "train":
+        from .sides import TrainSide as Side
     side = Side()
-    side.timings[f"import {side_name}"] = time.perf_counter() - start
+    side.timings[f"import {'torch and jax' if side_name == 'train' else side_name}"] = time.perf_counter() - start
     from .report import VerifyError
 
     while True:
@@ -118,7 +121,7 @@ def main(argv: list[str]) -> None:
         except VerifyError as exc:
             reply = ("error", str(exc))
         except BaseException as exc:  # the user's code: an exception, SystemExit, ...
-            where = _user_where(exc, getattr(side, "path", ""))
+            where = _user_where(exc, getattr(side, "paths", ()) or (getattr(side, "path", ""),))
             reply = ("exception", f"{where + ': ' if where else ''}{type(exc).__name__}: {exc}")
         try:
             payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)

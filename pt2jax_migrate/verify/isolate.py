@@ -54,7 +54,7 @@ class _Unpickler(pickle.Unpickler):
 
     _ALLOWED = ("numpy", "builtins", "collections", "copyreg", "_codecs",
                 "pt2jax_migrate.verify.report", "pt2jax_migrate.verify.transfer",
-                "pt2jax_migrate.verify.torchtree")
+                "pt2jax_migrate.verify.torchtree", "pt2jax_migrate.verify.train_report")
 
     def find_class(self, module: str, name: str):
         if module.split(".")[0] in ("numpy",) or module in self._ALLOWED:
@@ -92,8 +92,8 @@ class Local:
 class Child(Local):
     """A side in a child process (see the module docstring)."""
 
-    def __init__(self, side_name: str, label: str, path: str, group: Isolation) -> None:
-        self.label, self.path, self.group, self.timings = label, path, group, {}
+    def __init__(self, side_name: str, label: str, paths: tuple[str, ...], group: Isolation) -> None:
+        self.label, self.paths, self.group, self.timings = label, paths, group, {}
         self.doing = "starting"
         fd, self.dump = tempfile.mkstemp(prefix=f"pt2jax-verify-{side_name}-", suffix=".txt")
         os.close(fd)
@@ -142,15 +142,20 @@ class Child(Local):
         return int(found.group(1)) * 1024 if found else 0
 
     def _where(self) -> str:
-        """The innermost line of the user's file on the stacks faulthandler dumped."""
+        """The innermost line of the user's files on the stacks faulthandler dumped (it lists
+        the most recent call first)."""
         try:
             text = Path(self.dump).read_text(errors="replace")
         except OSError:
             return ""
-        name = re.escape(self.path)
-        lines = re.findall(rf'File "(?:[^"]*/)?{name}", line (\d+)', text) or \
-            re.findall(rf'File "[^"]*{re.escape(os.path.basename(self.path))}", line (\d+)', text)
-        return f" at {self.path}:{lines[0]}" if lines else ""
+        frames = re.findall(r'File "([^"]*)", line (\d+)', text)
+        for same in (lambda f, p: f == p or f.endswith("/" + p),
+                     lambda f, p: os.path.basename(f) == os.path.basename(p)):
+            for filename, line in frames:
+                path = next((p for p in self.paths if same(filename, p)), None)
+                if path is not None:
+                    return f" at {path}:{line}"
+        return ""
 
     def stop_with_stack(self) -> str:
         """Ask for the child's stack, kill its group; the user's line, if on the stack."""
@@ -216,12 +221,15 @@ class Isolation:
         self.deadline = None if not timeout else time.monotonic() + timeout
         self.children: list[Child] = []
 
+    def child(self, side_name: str, label: str, *paths: str) -> Child:
+        """A child serving verify/child.py's SIDE `side_name`, running the user's `paths`."""
+        child = Child(side_name, label, paths, self)
+        self.children.append(child)
+        return child
+
     def sides(self, original: str, converted: str) -> tuple[Child, Child]:
-        torch_side = Child("torch", f"the torch side ({original})", original, self)
-        self.children.append(torch_side)
-        jax_side = Child("jax", f"the JAX side ({converted})", converted, self)
-        self.children.append(jax_side)
-        return torch_side, jax_side
+        return (self.child("torch", f"the torch side ({original})", original),
+                self.child("jax", f"the JAX side ({converted})", converted))
 
     def check(self, waiting: Child) -> None:
         """Raise a VerifyError (and kill the child) past the deadline or over the memory limit,
@@ -245,3 +253,18 @@ class Isolation:
     def __exit__(self, *exc) -> None:
         for child in self.children:
             child.close()
+
+
+def call_isolated(side_name: str, label: str, paths: tuple[str, ...], method: str, *args,
+                  timeout: float | None = None, memory_limit: int | None = None, doing: str = "",
+                  timings: dict | None = None, **kwargs):
+    """One call of `method` on a fresh child's SIDE (verify --train: "train"), within `timeout`
+    seconds and `memory_limit` bytes (the child's `timings` go into `timings`); the child is
+    gone on return."""
+    with Isolation(DEFAULT_TIMEOUT if timeout is None else timeout, memory_limit) as iso:
+        child = iso.child(side_name, label, *paths)
+        try:
+            return child.call(method, *args, doing=doing, **kwargs)
+        finally:
+            if timings is not None:
+                timings.update(child.timings)

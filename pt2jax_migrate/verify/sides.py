@@ -42,6 +42,23 @@ class _Side:
         return out
 
 
+class TrainSide(_Side):
+    """`verify --train` whole (it steps both frameworks side by side, so one process holds both:
+    verify/isolate.py runs it in a child for --timeout, --memory-limit and crash reports)."""
+
+    paths: tuple[str, ...] = ()
+
+    def run(self, original: str, converted: str, **options):
+        from .train import run_train_verify
+
+        start = time.perf_counter()
+        self.paths = (original, converted)
+        try:
+            return run_train_verify(original, converted, **options)
+        finally:
+            self.timed("train", start)
+
+
 class TorchSide(_Side):
     def build(self, original: str, model: str, init: str, seed: int, roots: set[str], *, float64: bool,
               weights: str | None, weights_prefix: tuple):
@@ -121,6 +138,7 @@ class JaxSide(_Side):
               target_name: str | None, arrays: list[np.ndarray]) -> None:
         """Build the converted MODEL(INIT, rngs=...) (Linen: its variables from model.init on
         the inputs) with float64 enabled for this run when asked."""
+        import jax
         import jax.numpy as jnp
 
         from ..targets import get_target
@@ -134,12 +152,16 @@ class JaxSide(_Side):
         self.float64 = float64
         self.file = self.stack.enter_context(_loaded(converted, roots, target.name))
         self.inputs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
-        built = build_converted(self.file, converted, model, init, seed, target)
-        try:
-            built = target.materialize(built, self.inputs, seed)
-        except Exception as exc:
-            raise VerifyError(f"{_where(converted, exc)}: initialising {model} failed: "
-                              f"{type(exc).__name__}: {exc}") from exc
+        # The initial weights are all overwritten by torch's (plan_transfer checks), so their
+        # random bits do not matter: non-partitionable threefry compiles ~4x faster on CPU
+        # (each initializer shape is one XLA compile: 22 s -> 5 s for the cnn fixture, cold).
+        with jax.threefry_partitionable(False):
+            built = build_converted(self.file, converted, model, init, seed, target)
+            try:
+                built = target.materialize(built, self.inputs, seed)
+            except Exception as exc:
+                raise VerifyError(f"{_where(converted, exc)}: initialising {model} failed: "
+                                  f"{type(exc).__name__}: {exc}") from exc
         self.nnx_model = built
         self.timed("jax build", start)
 
@@ -170,7 +192,7 @@ class JaxSide(_Side):
         import jax
         import jax.numpy as jnp
 
-        from .building import _jax_loss, _where, jit_failure
+        from .building import _jax_loss, _where
 
         target, model, inputs, path = self.target, self.nnx_model, self.inputs, self.path
 
@@ -199,26 +221,45 @@ class JaxSide(_Side):
         if not jit:
             return result
         start = time.perf_counter()
-        stage = "forward"
         try:
-            with jax.default_matmul_precision("highest"):
-                # the inputs are arguments, so they are traced as in a jitted train step
-                jit_out = target.jit_call(lambda m, *xs: m(*xs), model, *inputs)
-                result["jit"] = True
-                result["jit_outputs"] = _leaves(jit_out)
-                if want_grads:
-                    stage = "gradient"
-                    _, jit_grads = target.jit_value_and_grad(run_jax, model, *inputs)
-                    result["jit_grads"] = _flat(jit_grads)
+            result.update(_run_jit(target, run_jax, model, inputs, want_grads, path))
         except NotImplementedError:
             result["jit"] = False  # the target has no jit: nothing to check
-        except VerifyError:
-            raise
-        except Exception as exc:
-            result["jit"] = True
-            result["jit_error"] = jit_failure(stage, path, exc)
         self.timed("jax jit (compile and run)", start)
         return result
+
+
+def _run_jit(target, run_jax, model, inputs, want_grads: bool, path: str) -> dict:
+    """The model under the target's jit, the inputs traced as arguments (as in a jitted train
+    step). With gradients, one compiled value_and_grad gives the outputs (its aux) and the
+    gradients; only when it fails is the forward pass compiled alone, to say which failed."""
+    import jax
+
+    from .building import jit_failure
+
+    def forward(m, *xs):
+        return m(*xs)
+
+    out = {"jit": True}
+    with jax.default_matmul_precision("highest"):
+        try:
+            if want_grads:
+                (_, jit_out), jit_grads = target.jit_value_and_grad(run_jax, model, *inputs)
+                return {**out, "jit_outputs": _leaves(jit_out), "jit_grads": _flat(jit_grads)}
+            return {**out, "jit_outputs": _leaves(target.jit_call(forward, model, *inputs))}
+        except (NotImplementedError, VerifyError):
+            raise
+        except Exception as exc:
+            failure = exc
+        if want_grads:
+            try:
+                jit_out = target.jit_call(forward, model, *inputs)
+            except (NotImplementedError, VerifyError):
+                raise
+            except Exception as exc:
+                return {**out, "jit_error": jit_failure("forward", path, exc)}
+            return {**out, "jit_outputs": _leaves(jit_out), "jit_error": jit_failure("gradient", path, failure)}
+        return {**out, "jit_error": jit_failure("forward", path, failure)}
 
 
 def _leaves(out) -> list[tuple[str, np.ndarray]]:

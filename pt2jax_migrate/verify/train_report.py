@@ -88,6 +88,7 @@ class TrainReport:
     plot: str | None = None  # the PNG written, when one was
     plot_error: str | None = None  # why the PNG was not written
     program: bool = False  # the scripts' own set-up, loops and data (trainprogram.py), nothing named
+    timings: dict = field(default_factory=dict)  # seconds per phase (an isolated run: imports, the run)
 
     PASS, ROUNDING, MISMATCH = PASS, ROUNDING, MISMATCH
 
