@@ -74,11 +74,17 @@ class Local:
         self._result = None
 
     def start(self, method: str, *args, doing: str = "", **kwargs) -> None:
-        self._result = getattr(self.side, method)(*args, **kwargs)
+        """Run the call now; its result, or what it raised, comes out of finish()."""
+        try:
+            self._result = (True, getattr(self.side, method)(*args, **kwargs))
+        except BaseException as exc:  # raised by finish(), in the order a Child's would be
+            self._result = (False, exc)
 
     def finish(self):
-        result, self._result = self._result, None
+        (ok, result), self._result = self._result, None
         self.timings.update(self.side.take_timings())
+        if not ok:
+            raise result
         return result
 
     def call(self, method: str, *args, doing: str = "", **kwargs):
