@@ -45,7 +45,8 @@ def run_verify(original: str, converted: str, model: str, spec: str, cache: Path
     wall, cpu = time.perf_counter() - wall, _children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"verify failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
-    timings = next((line[len("timings: "):] for line in done.stderr.splitlines() if line.startswith("timings: ")), "")
+    lines = done.stderr.splitlines()
+    timings = next((line[len("timings: "):] for line in lines if line.startswith("timings: ")), "")
     return {"wall": wall, "cpu": cpu, "load": load, "timings": timings}
 
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.setdefault("warm", []).append(run_verify(original, converted, model, spec, warm, args.in_process))
         for kind, runs in rows.items():
             best = min(runs, key=lambda r: r["wall"])
-            print(f"{kind:5} wall {best['wall']:6.2f} s (min of {len(runs)}), CPU {min(r['cpu'] for r in runs):6.2f} s"
+            cpu = min(r["cpu"] for r in runs)
+            print(f"{kind:5} wall {best['wall']:6.2f} s (min of {len(runs)}), CPU {cpu:6.2f} s"
                   f"  [load {best['load']}]\n      {best['timings']}")
 
 

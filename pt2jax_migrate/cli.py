@@ -763,7 +763,7 @@ def verify(original, converted, model, init, inputs, atol, rtol, dtype, fmt, no_
     """Check that CONVERTED (Flax NNX) computes what ORIGINAL (PyTorch) does.
 
     Each model runs in its own child process (the torch one and the JAX one, started in
-    parallel), which loads only the definitions MODEL needs from its file (a script's
+    parallel; --train: one child for both), which loads only the definitions MODEL needs from its file (a script's
     top-level work is not run); a hang (--timeout), a crash or too much memory (--memory-limit)
     in the user's code is reported with the side and the line. Builds both models, copies the torch weights into the converted one, feeds both the
     same inputs and compares every output and every parameter gradient, eagerly and under

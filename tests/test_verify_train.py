@@ -386,8 +386,8 @@ def test_cli_writes_json_report_and_loss_png(tmp_path):
 def test_cli_names_the_divergence_and_exits_1(tmp_path):
     files = altered_copy(tmp_path, "mlp_classifier", "def build_optimizer(model, lr=1e-3)",
                          "def build_optimizer(model, lr=2e-3)")
-    result = CliRunner().invoke(main, ["verify", *files, "--model", "MLP", "--train", "--steps", "2", "--in-process",
-                                       "--input", "float32[16,20]", "--input", "int64[16]:0..5"])
+    result = CliRunner().invoke(main, ["verify", *files, "--model", "MLP", "--train", "--steps", "2",
+                                       "--in-process", "--input", "float32[16,20]", "--input", "int64[16]:0..5"])
     assert result.exit_code == 1, result.output
     assert "first divergence at step 1" in result.output
     assert (tmp_path / "conv.train-loss.png").is_file()  # the default: beside the converted file
@@ -396,7 +396,8 @@ def test_cli_names_the_divergence_and_exits_1(tmp_path):
 def test_cli_reports_bad_setup_with_exit_2():
     original, converted = fixture("mlp_classifier")
     result = CliRunner().invoke(main, ["verify", original, converted, "--model", "MLP", "--train", "--no-plot",
-                                       "--in-process", "--input", "float32[16,20]", "--optimizer", "no_such_factory"])
+                                       "--in-process", "--input", "float32[16,20]",
+                                       "--optimizer", "no_such_factory"])
     assert result.exit_code == 2
     assert "no_such_factory" in result.output
 

@@ -117,7 +117,8 @@ def main(argv: list[str]) -> None:
             return
         try:
             result = getattr(side, method)(*args, **kwargs)
-            reply = ("ok", result, side.take_timings())
+            times = os.times()  # this child's CPU so far (all threads): the load-independent cost
+            reply = ("ok", result, {**side.take_timings(), f"{side_name} child CPU": times.user + times.system})
         except VerifyError as exc:
             reply = ("error", str(exc))
         except BaseException as exc:  # the user's code: an exception, SystemExit, ...
