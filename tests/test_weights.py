@@ -26,7 +26,7 @@ from pt2jax_migrate.verify import DEFAULT_TOLERANCES, VerifyError
 from pt2jax_migrate.verify.compare import flatten_output
 from pt2jax_migrate.verify.building import _accepts_keyword, _loaded, build_converted, build_transferred
 from pt2jax_migrate.verify.specs import make_arrays, parse_spec
-from pt2jax_migrate.verify.weights import match_keys
+from pt2jax_migrate.verify.checkpoint import match_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
