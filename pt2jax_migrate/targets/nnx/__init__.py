@@ -132,19 +132,12 @@ class NNXTarget(Target):
             f"    return {outputs}, jax.tree.map(jnp.add, {grads}, batch_grads)\n"
         )
 
-    def accumulate_call(self, *, name: str, model: str, grads: str, args: list[str], loss: str,
-                        aux: list[str]) -> str:
-        return f"{', '.join([loss, *aux, grads])} = {name}({', '.join([model, grads, *args])})\n"
-
     def apply_grads(self, *, name: str, model: str, optimizer: str) -> str:
         return (
             "@jit_train_step\n"
             f"def {name}({model}, {optimizer}, grads):\n"
             f"    {optimizer}.update({model}, grads)\n"
         )
-
-    def apply_grads_call(self, *, name: str, model: str, optimizer: str, grads: str) -> str:
-        return f"{name}({model}, {optimizer}, {grads})\n"
 
     def zero_grads(self, grads: str) -> str:
         return f"{grads} = jax.tree.map(jnp.zeros_like, {grads})\n"

@@ -13,6 +13,7 @@ against real torch over several steps and argument combinations.
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import GROUPS_MULTI_TRANSFORM
 
 __all__ = ["OPTIM_HELPERS"]
 
@@ -272,11 +273,7 @@ def torch_param_groups(model, selections, transforms):
                 if not isinstance(k, jax.tree_util.GetAttrKey))  # Variable.value at init
         return labels[tuple(keys)]
 
-    named = {f"group{i}": tx for i, tx in enumerate(transforms)}
-    named["not_optimized"] = optax.set_to_zero()
-    return optax.multi_transform(
-        named, lambda params: jax.tree_util.tree_map_with_path(label_of, params))
-'''
+''' + GROUPS_MULTI_TRANSFORM
 
 _TORCH_NAMED_PARAMETERS = '''\
 def torch_named_parameters(module):
