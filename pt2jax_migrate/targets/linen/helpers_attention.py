@@ -145,21 +145,27 @@ class TorchTransformerDecoderLayer(linen.Module):
         return self.norm3(x + ff(x))
 '''
 
-_ENCODER = '''\
-class TorchTransformerEncoder(linen.Module):
-    """torch.nn.TransformerEncoder: num_layers copies of encoder_layer (each its own weights,
+
+def _stack_head(kind: str) -> str:
+    """TorchTransformerEncoder's / TorchTransformerDecoder's class head, fields and setup()."""
+    return f'''\
+class TorchTransformer{kind.title()}(linen.Module):
+    """torch.nn.Transformer{kind.title()}: num_layers copies of {kind}_layer (each its own weights,
     as PyTorch's deepcopy: its own draw here), then the optional norm."""
 
-    encoder_layer: linen.Module
+    {kind}_layer: linen.Module
     num_layers: int
     norm: linen.Module | None = None
 
     def setup(self):
-        layer = self.encoder_layer  # built again from its fields: a copy per layer, owned here
-        fields = {k: getattr(layer, k) for k, f in layer.__dataclass_fields__.items()
-                  if f.init and k not in ("parent", "name")}
+        layer = self.{kind}_layer  # built again from its fields: a copy per layer, owned here
+        fields = {{k: getattr(layer, k) for k, f in layer.__dataclass_fields__.items()
+                  if f.init and k not in ("parent", "name")}}
         self.layers = [type(layer)(**fields) for _ in range(self.num_layers)]
+'''
 
+
+_ENCODER = _stack_head("encoder") + '''
     def __call__(self, src, mask=None, src_key_padding_mask=None, is_causal=None, *,
                  train: bool = False):
         x = src
@@ -169,21 +175,7 @@ class TorchTransformerEncoder(linen.Module):
         return x if self.norm is None else self.norm(x)
 '''
 
-_DECODER = '''\
-class TorchTransformerDecoder(linen.Module):
-    """torch.nn.TransformerDecoder: num_layers copies of decoder_layer (each its own weights,
-    as PyTorch's deepcopy: its own draw here), then the optional norm."""
-
-    decoder_layer: linen.Module
-    num_layers: int
-    norm: linen.Module | None = None
-
-    def setup(self):
-        layer = self.decoder_layer  # built again from its fields: a copy per layer, owned here
-        fields = {k: getattr(layer, k) for k, f in layer.__dataclass_fields__.items()
-                  if f.init and k not in ("parent", "name")}
-        self.layers = [type(layer)(**fields) for _ in range(self.num_layers)]
-
+_DECODER = _stack_head("decoder") + '''
     def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None,
                  tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=None,
                  memory_is_causal=False, *, train: bool = False):

@@ -77,17 +77,18 @@ def transformer_activation(activation):
     raise ValueError(f"activation should be relu/gelu, not {activation}")
 '''
 
-_TORCH_ENCODER_LAYER = '''\
-class TorchTransformerEncoderLayer(nnx.Module):
-    """torch.nn.TransformerEncoderLayer with PyTorch's submodule names (self_attn, linear1,
-    norm1, ...)."""
-
+# the Transformer layers' shared __init__ pieces: the signature and self-attention, the
+# feed-forward Linears
+_LAYER_INIT = '''\
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-05, batch_first=False, norm_first=False, bias=True, *,
                  rngs):
         self.self_attn = TorchMultiheadAttention(
             d_model, nhead, dropout, bias, batch_first, rngs=rngs
         )
+'''
+
+_FEEDFORWARD_INIT = '''\
         self.linear1 = nnx.Linear(
             d_model, dim_feedforward, use_bias=bias, kernel_init=torch_kernel_init,
             bias_init=torch_bias_init(d_model), rngs=rngs,
@@ -96,6 +97,14 @@ class TorchTransformerEncoderLayer(nnx.Module):
             dim_feedforward, d_model, use_bias=bias, kernel_init=torch_kernel_init,
             bias_init=torch_bias_init(dim_feedforward), rngs=rngs,
         )
+'''
+
+_TORCH_ENCODER_LAYER = '''\
+class TorchTransformerEncoderLayer(nnx.Module):
+    """torch.nn.TransformerEncoderLayer with PyTorch's submodule names (self_attn, linear1,
+    norm1, ...)."""
+
+''' + _LAYER_INIT + _FEEDFORWARD_INIT + '''\
         self.norm1, self.norm2 = (
             nnx.LayerNorm(
                 d_model, epsilon=layer_norm_eps, use_bias=bias, use_fast_variance=False, rngs=rngs
@@ -131,23 +140,11 @@ class TorchTransformerDecoderLayer(nnx.Module):
     """torch.nn.TransformerDecoderLayer with PyTorch's submodule names (self_attn,
     multihead_attn, linear1, ...)."""
 
-    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
-                 layer_norm_eps=1e-05, batch_first=False, norm_first=False, bias=True, *,
-                 rngs):
-        self.self_attn = TorchMultiheadAttention(
-            d_model, nhead, dropout, bias, batch_first, rngs=rngs
-        )
+''' + _LAYER_INIT + '''\
         self.multihead_attn = TorchMultiheadAttention(
             d_model, nhead, dropout, bias, batch_first, rngs=rngs
         )
-        self.linear1 = nnx.Linear(
-            d_model, dim_feedforward, use_bias=bias, kernel_init=torch_kernel_init,
-            bias_init=torch_bias_init(d_model), rngs=rngs,
-        )
-        self.linear2 = nnx.Linear(
-            dim_feedforward, d_model, use_bias=bias, kernel_init=torch_kernel_init,
-            bias_init=torch_bias_init(dim_feedforward), rngs=rngs,
-        )
+''' + _FEEDFORWARD_INIT + '''\
         self.norm1, self.norm2, self.norm3 = (
             nnx.LayerNorm(
                 d_model, epsilon=layer_norm_eps, use_bias=bias, use_fast_variance=False, rngs=rngs
