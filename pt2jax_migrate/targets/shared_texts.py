@@ -6,8 +6,8 @@ PyTorch behaviour cannot drift apart.
 
 from __future__ import annotations
 
-__all__ = ["GROUPS_MULTI_TRANSFORM", "SIZE_MISMATCH_CHECK", "mha_forward", "recurrent_layers_loop",
-           "strict_keys_check"]
+__all__ = ["GROUPS_MULTI_TRANSFORM", "SIZE_MISMATCH_CHECK", "mha_forward", "recurrent_cell_call",
+           "recurrent_layers_loop", "strict_keys_check"]
 
 
 def mha_forward(*, in_proj_weight: str, has_bias: str, in_proj_bias: str, attention_dropout: str) -> str:
@@ -111,6 +111,25 @@ def recurrent_layers_loop(*, directions: str, first_directions: str, weight: str
 
     def flatten_parameters(self):
         """Nothing to do (torch compacts weights for cuDNN): code calling it runs unchanged."""
+'''
+
+
+def recurrent_cell_call(*, weights: str, mode: str) -> str:
+    """An LSTM/GRU/RNN cell's __call__ after `lstm` is set: one step of `input` from `hx` (zeros
+    when None), `weights` the lines that gather (weight_ih, weight_hh, bias_ih, bias_hh) into
+    `weights`, `mode` the cell kind."""
+    return f'''\
+        batched = input.ndim == 2
+        x = input if batched else input[None]
+        if hx is None:
+            zeros = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
+            hx = (zeros, zeros) if lstm else zeros
+        elif not batched:
+            hx = (hx[0][None], hx[1][None]) if lstm else hx[None]
+{weights}        out = torch_recurrent_step({mode}, x, hx, *weights)
+        if batched:
+            return out
+        return (out[0][0], out[1][0]) if lstm else out[0]
 '''
 
 

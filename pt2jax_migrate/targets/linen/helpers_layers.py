@@ -10,7 +10,7 @@ helper, shared. Checked against real torch by the generated parity tests (rules/
 from __future__ import annotations
 
 from ..base import Helper
-from ..shared_texts import recurrent_layers_loop
+from ..shared_texts import recurrent_cell_call, recurrent_layers_loop
 
 __all__ = ["LAYER_HELPERS"]
 
@@ -157,20 +157,11 @@ class TorchRecurrentCell(linen.Module):
     def __call__(self, input, hx=None):
         mode = torch_recurrent_mode(self.mode, self.nonlinearity)
         lstm = mode == "LSTM"
-        batched = input.ndim == 2
-        x = input if batched else input[None]
-        if hx is None:
-            zeros = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
-            hx = (zeros, zeros) if lstm else zeros
-        elif not batched:
-            hx = (hx[0][None], hx[1][None]) if lstm else hx[None]
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        weights = [self.weights[name] if name in self.weights else None for name in names]
-        out = torch_recurrent_step(mode, x, hx, *weights)
-        if batched:
-            return out
-        return (out[0][0], out[1][0]) if lstm else out[0]
-'''
+''' + recurrent_cell_call(
+    weights=('        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")\n'
+             "        weights = [self.weights[name] if name in self.weights else None for name in names]\n"),
+    mode="mode",
+)
 
 _KIND = '''\
 class Torch{name}{cell}(TorchRecurrent{cell}):

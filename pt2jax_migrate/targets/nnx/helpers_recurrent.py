@@ -15,7 +15,7 @@ in tests/test_recurrent.py and by the generated parity tests of rules/layers.tom
 from __future__ import annotations
 
 from ..base import Helper
-from ..shared_texts import recurrent_layers_loop
+from ..shared_texts import recurrent_cell_call, recurrent_layers_loop
 
 __all__ = ["RECURRENT_HELPERS"]
 
@@ -135,20 +135,11 @@ class TorchRecurrentCell(nnx.Module):
 
     def __call__(self, input, hx=None):
         lstm = self.mode == "LSTM"
-        batched = input.ndim == 2
-        x = input if batched else input[None]
-        if hx is None:
-            zeros = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
-            hx = (zeros, zeros) if lstm else zeros
-        elif not batched:
-            hx = (hx[0][None], hx[1][None]) if lstm else hx[None]
-        weights = [self.weight_ih[...], self.weight_hh[...]]
-        weights += [self.bias_ih[...], self.bias_hh[...]] if self.bias else [None, None]
-        out = torch_recurrent_step(self.mode, x, hx, *weights)
-        if batched:
-            return out
-        return (out[0][0], out[1][0]) if lstm else out[0]
-'''
+''' + recurrent_cell_call(
+    weights=("        weights = [self.weight_ih[...], self.weight_hh[...]]\n"
+             "        weights += [self.bias_ih[...], self.bias_hh[...]] if self.bias else [None, None]\n"),
+    mode="self.mode",
+)
 
 _CELL = '''\
 class Torch{name}Cell(TorchRecurrentCell):
