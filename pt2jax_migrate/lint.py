@@ -37,8 +37,9 @@ from .names import (
     lookup,
 )
 from .rules import load_rules
-from .core.decide import (ASSIGN, CLIPS, DECORATOR, DEVICE_METHODS, EXPR, MODE_METHODS, STEP_METHODS, VALUE, WITH,
-                          WITH_AS, CallSite, MethodSite, ReferenceSite, decide_call, decide_method, decide_reference)
+from .core.decide import (CLIPS, DEVICE_METHODS, MODE_METHODS, STEP_METHODS, CallSite, MethodSite, ReferenceSite,
+                          decide_call, decide_method, decide_reference)
+from .core.statements import ASSIGN, DECORATOR, EXPR, VALUE, WITH, WITH_AS
 from .core.decide import decide_init, decide_layer_attribute, decide_layer_read
 from .core.data import DATA_LOADER
 from .core import parallel

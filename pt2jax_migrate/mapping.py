@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from . import rules_schema
 from .rules import Rule, load_rules
 from .core.calls import (Arg, Refused, arguments_from_text, bind, check_arguments as _check_arguments, effective as _effective,
-                         is_module_form, make_arg, tensor_method_applies)  # noqa: F401 (re-exported)
+                         is_module_form, make_arg)  # noqa: F401 (re-exported)
 from .core import decide as _decide
 from .core.constructs import container_refusal
 from .targets import Target, get_target

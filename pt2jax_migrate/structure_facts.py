@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from .core.constructs import CONTAINER_BASES, MODULE_BASES
-from .core.structure import (AT_METHODS, CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TARGET_REFUSAL, TIE_REFUSAL,
+from .core.structure import (CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TARGET_REFUSAL, TIE_REFUSAL,
                              TRAIN_FLAG, TRAINING_NO_INIT_REFUSAL, TRAINING_STORE_REFUSAL, TRAINING_TAKEN_REFUSAL,
                              StructureSite, buffer_chain_refusal)
 from .names import dotted_text as _dotted, module_aliases, qualname_of

@@ -319,8 +319,8 @@ def _blocks(tree: ast.Module):
         body = stack.pop()
         yield body
         for stmt in body:
-            for field in ("body", "orelse", "finalbody"):
-                inner = getattr(stmt, field, None)
+            for part in ("body", "orelse", "finalbody"):
+                inner = getattr(stmt, part, None)
                 if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
                     stack.append(inner)
             for handler in getattr(stmt, "handlers", []):

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pt2jax_migrate.lint import lint_source
 from pt2jax_migrate.rewrite import rewrite_source

@@ -232,17 +232,17 @@ def test_invalid_combinations_fail_as_torch_does(expr):
 NAMED = "model.named_parameters()"
 GROUP_CASES = [
     # per-group lr and momentum over submodules; the call's arguments fill in the rest
-    (f'torch.optim.SGD([{{"params": model.first.parameters()}}, {{"params": model.second.parameters(), "lr": 0.3}},'
-     f' {{"params": model.norm.parameters(), "momentum": 0.5}}], lr=0.1, momentum=0.9)'),
+    ('torch.optim.SGD([{"params": model.first.parameters()}, {"params": model.second.parameters(), "lr": 0.3},'
+     ' {"params": model.norm.parameters(), "momentum": 0.5}], lr=0.1, momentum=0.9)'),
     # the usual "no weight decay on biases and norms", by name
     (f'torch.optim.AdamW([{{"params": [p for n, p in {NAMED} if not n.endswith("bias") and "norm" not in n]}},'
      f' {{"params": [p for n, p in {NAMED} if n.endswith("bias") or "norm" in n], "weight_decay": 0.0}}],'
-     f' lr=0.05, weight_decay=0.3)'),
+     ' lr=0.05, weight_decay=0.3)'),
     # by rank, and a group taking the algorithm helper (amsgrad) beside an optax one
     (f'torch.optim.Adam([{{"params": [p for n, p in {NAMED} if p.ndim > 1], "weight_decay": 0.1}},'
      f' {{"params": [p for n, p in {NAMED} if p.dim() == 1], "amsgrad": True}}], lr=0.05)'),
     # parameters in no group are not trained (torch never sees them)
-    f'torch.optim.RMSprop([{{"params": model.second.parameters()}}], lr=0.01, momentum=0.9)',
+    'torch.optim.RMSprop([{"params": model.second.parameters()}], lr=0.01, momentum=0.9)',
 ]
 
 

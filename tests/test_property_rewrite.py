@@ -83,7 +83,7 @@ def plain_expr(draw, depth: int = 0):
         lambda: f"{sub()} {draw(st.sampled_from(['+', '-', '*', '//', '%']))} {sub()}",
         lambda: f"({sub()})",
         lambda: f"math.sqrt({sub()})",
-        lambda: f"'a,b'.split(',')",
+        lambda: "'a,b'.split(',')",
         lambda: f"len([{sub()}, {sub()}])",
         lambda: f"{draw(st.sampled_from(NAMES))}.view({sub()})",
         lambda: f"{draw(st.sampled_from(NAMES))}.sum()",

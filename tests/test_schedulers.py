@@ -7,9 +7,7 @@ decisions (a scheduler and its optimizer convert together or not at all)."""
 from __future__ import annotations
 
 import functools
-import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -51,7 +51,7 @@ NOUNS = {
 }
 
 # how a call stands in its statement (set by the front end)
-from .statements import ASSIGN, DECORATOR, EXPR, VALUE, WITH, WITH_AS  # noqa: E402,F401 - re-exported
+from .statements import DECORATOR, EXPR, VALUE, WITH, WITH_AS  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import libcst as cst
 from ..core import parallel
 from ..core.constructs import NO_GRAD, kept_layer, mapping_argument
 from ..core.data import ARRAY_DATASET, ARRAY_LOADER, DATA_LOADER, is_data_pipeline
-from ..core.decide import ASSIGN, CLIPS, SEED, SEEDS, VALUE, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.decide import CLIPS, SEEDS, CallSite, ReferenceSite, decide_call, decide_reference
+from ..core.statements import ASSIGN, VALUE
 from ..mapping import Arg, CallContext, Refused, check_rule, make_arg, render_call
 from .cst_util import _head, code_of, keep_parens, layers_of_mapping, parse_expr, unnamed_layers
 from .todos import Remark

@@ -8,7 +8,8 @@ import libcst as cst
 
 from ..core import parallel
 from ..core.constructs import NO_GRAD
-from ..core.decide import ASSIGN, EXPR, SEEDS, WITH, WITH_AS
+from ..core.decide import SEEDS
+from ..core.statements import ASSIGN, EXPR, WITH, WITH_AS
 from ..mapping import optimizer_model
 from .cst_util import _expr_call, _has_comment, _is_self_assignment, code_of
 from .todos import _with_todos, keep_comments

@@ -244,6 +244,21 @@ class Target(ABC):
         targets = ", ".join([loss, *aux])
         return f"{targets} = {name}({', '.join([model, optimizer, *args])})\n"
 
+    # gradient accumulation (rewrite/accumulation.py): the target writes accumulate_step and
+    # apply_grads; the calls below are the same for every target but for what the step takes
+    # between the model and the gradients (accumulate_passes)
+    accumulate_passes: ClassVar[tuple[str, ...]] = ()
+
+    def accumulate_call(self, *, name: str, model: str, grads: str, args: list[str], loss: str,
+                        aux: list[str]) -> str:
+        """The statement calling accumulate_step: the loss, aux values and the summed gradients."""
+        call = ", ".join([model, *self.accumulate_passes, grads, *args])
+        return f"{', '.join([loss, *aux, grads])} = {name}({call})\n"
+
+    def apply_grads_call(self, *, name: str, model: str, optimizer: str, grads: str) -> str:
+        """The statement calling apply_grads (the optimizer's step on the summed gradients)."""
+        return f"{name}({model}, {optimizer}, {grads})\n"
+
     # ---------------------------------------------------------------- helpers and imports
 
     def helper_closure(self, names: Iterable[str]) -> list[Helper]:

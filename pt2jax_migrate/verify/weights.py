@@ -43,9 +43,7 @@ import numpy as np
 from .report import VerifyError
 
 FORMATS = ("orbax", "safetensors", "msgpack")
-from .checkpoint import (AUTO_PREFIXES, WRAPPER_KEYS, _SHOWN, CheckpointSource, _describe,  # noqa: F401
-                         _first_line, _is_state_dict, _prefix_hint, check_shapes, load_into_torch,
-                         match_keys, model_keys, open_matched, parse_prefix, tensor_array)
+from .checkpoint import open_matched, parse_prefix, tensor_array  # noqa: E402
 
 
 @dataclass

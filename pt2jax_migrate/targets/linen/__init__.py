@@ -6,8 +6,9 @@ __init__: no @compact merging), `forward` becomes `__call__(..., *, train: bool 
 `train` reaches the Dropout (deterministic=not train), BatchNorm (use_running_average=not train)
 and converted submodules it calls. nn.Parameter becomes `self.param(name, init)`; BatchNorm's
 statistics live in the 'batch_stats' collection, buffers in 'buffers'. The class restructuring
-is module.py's (lists / dicts of submodules and attributes built in a local: containers.py,
-module_structure.py); the helper definitions are helpers*.py's.
+is module.py's (fields and setup(): init_to_setup.py; lists / dicts of submodules and
+attributes built in a local: containers.py, module_structure.py); the helper definitions are
+helpers*.py's.
 
 Training code (training.py, helpers_train.py): `model = Net()` becomes a LinenModel handle (the
 module and its variables, from module.init on the first call), an optimizer a LinenOptimizer
@@ -132,7 +133,7 @@ class LinenTarget(LinenTraining, Target):
 
     def render_parameter(self, value: str) -> str:
         # placed by the class pass (module.py) as self.param("<attribute>", lambda key: value)
-        from .module import PARAM_MARKER
+        from .init_to_setup import PARAM_MARKER
 
         return f"{PARAM_MARKER}({value})"
 

@@ -12,6 +12,7 @@ generated parity tests of rules/layers.toml.
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import mha_forward
 
 __all__ = ["ATTENTION_HELPERS"]
 
@@ -46,50 +47,10 @@ class TorchMultiheadAttention(linen.Module):
     def __call__(self, query, key, value, key_padding_mask=None, need_weights=True,
                  attn_mask=None, average_attn_weights=True, is_causal=False, *,
                  train: bool = False):
-        if is_causal and attn_mask is None:
-            # as in PyTorch: is_causal is only a hint that attn_mask is the causal mask
-            raise ValueError("is_causal=True needs attn_mask (the causal mask) as well")
-        batched = query.ndim == 3
-        if not batched:
-            query, key, value = query[None], key[None], value[None]
-            key_padding_mask = None if key_padding_mask is None else key_padding_mask[None]
-        elif not self.batch_first:
-            query, key, value = (jnp.swapaxes(t, 0, 1) for t in (query, key, value))
-        n, length, e = query.shape
-        heads, head_dim = self.num_heads, e // self.num_heads
-        w_q, w_k, w_v = jnp.split(self.in_proj_weight, 3)
-        b_q = b_k = b_v = 0.0
-        if self.bias:
-            b_q, b_k, b_v = jnp.split(self.in_proj_bias, 3)
-
-        def project(x, w, b):  # (N, T, E) -> (N, heads, T, head_dim)
-            y = x @ w.T + b
-            return jnp.swapaxes(y.reshape(n, x.shape[1], heads, head_dim), 1, 2)
-
-        q, k, v = project(query, w_q, b_q), project(key, w_k, b_k), project(value, w_v, b_v)
-        scores = (q / math.sqrt(head_dim)) @ jnp.swapaxes(k, -1, -2)  # (N, heads, L, S)
-        masks = []  # broadcast to the scores (N, heads, L, S)
-        if attn_mask is not None:  # (L, S) or (N * heads, L, S)
-            if attn_mask.ndim == 3:
-                attn_mask = attn_mask.reshape(n, heads, *attn_mask.shape[1:])
-            masks.append(attn_mask)
-        if key_padding_mask is not None:  # (N, S)
-            masks.append(key_padding_mask[:, None, None, :])
-        for mask in masks:  # bool: True is masked out; float: added
-            scores = jnp.where(mask, -jnp.inf, scores) if mask.dtype == bool else scores + mask
-        weights = self.drop(jax.nn.softmax(scores, axis=-1), deterministic=not train)
-        out = jnp.swapaxes(weights @ v, 1, 2).reshape(n, length, e)
-        out = self.out_proj(out)
-        if not batched:
-            out = out[0]
-        elif not self.batch_first:
-            out = jnp.swapaxes(out, 0, 1)
-        if not need_weights:
-            return out, None
-        if average_attn_weights:
-            weights = weights.mean(axis=1)
-        return out, (weights if batched else weights[0])
-'''
+''' + mha_forward(
+    in_proj_weight="self.in_proj_weight", has_bias="self.bias", in_proj_bias="self.in_proj_bias",
+    attention_dropout="self.drop({weights}, deterministic=not train)",
+)
 
 _LAYER_FIELDS = '''\
     d_model: int
@@ -184,21 +145,27 @@ class TorchTransformerDecoderLayer(linen.Module):
         return self.norm3(x + ff(x))
 '''
 
-_ENCODER = '''\
-class TorchTransformerEncoder(linen.Module):
-    """torch.nn.TransformerEncoder: num_layers copies of encoder_layer (each its own weights,
+
+def _stack_head(kind: str) -> str:
+    """TorchTransformerEncoder's / TorchTransformerDecoder's class head, fields and setup()."""
+    return f'''\
+class TorchTransformer{kind.title()}(linen.Module):
+    """torch.nn.Transformer{kind.title()}: num_layers copies of {kind}_layer (each its own weights,
     as PyTorch's deepcopy: its own draw here), then the optional norm."""
 
-    encoder_layer: linen.Module
+    {kind}_layer: linen.Module
     num_layers: int
     norm: linen.Module | None = None
 
     def setup(self):
-        layer = self.encoder_layer  # built again from its fields: a copy per layer, owned here
-        fields = {k: getattr(layer, k) for k, f in layer.__dataclass_fields__.items()
-                  if f.init and k not in ("parent", "name")}
+        layer = self.{kind}_layer  # built again from its fields: a copy per layer, owned here
+        fields = {{k: getattr(layer, k) for k, f in layer.__dataclass_fields__.items()
+                  if f.init and k not in ("parent", "name")}}
         self.layers = [type(layer)(**fields) for _ in range(self.num_layers)]
+'''
 
+
+_ENCODER = _stack_head("encoder") + '''
     def __call__(self, src, mask=None, src_key_padding_mask=None, is_causal=None, *,
                  train: bool = False):
         x = src
@@ -208,21 +175,7 @@ class TorchTransformerEncoder(linen.Module):
         return x if self.norm is None else self.norm(x)
 '''
 
-_DECODER = '''\
-class TorchTransformerDecoder(linen.Module):
-    """torch.nn.TransformerDecoder: num_layers copies of decoder_layer (each its own weights,
-    as PyTorch's deepcopy: its own draw here), then the optional norm."""
-
-    decoder_layer: linen.Module
-    num_layers: int
-    norm: linen.Module | None = None
-
-    def setup(self):
-        layer = self.decoder_layer  # built again from its fields: a copy per layer, owned here
-        fields = {k: getattr(layer, k) for k, f in layer.__dataclass_fields__.items()
-                  if f.init and k not in ("parent", "name")}
-        self.layers = [type(layer)(**fields) for _ in range(self.num_layers)]
-
+_DECODER = _stack_head("decoder") + '''
     def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None,
                  tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=None,
                  memory_is_causal=False, *, train: bool = False):

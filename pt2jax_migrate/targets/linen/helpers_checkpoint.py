@@ -17,6 +17,7 @@ Source text only (no imports here).
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import SIZE_MISMATCH_CHECK, strict_keys_check
 from ..nnx.helpers_checkpoint import SAVE_CHECKPOINT
 
 __all__ = ["CHECKPOINT_HELPERS"]
@@ -39,18 +40,11 @@ def load_named(obj, current, state, strict):
     import collections
 
     given = named_arrays(dict(state))
-    missing = [name for name in current if name not in given]
-    unexpected = [name for name in given if name not in current]
-    if strict and (missing or unexpected):
-        raise RuntimeError(f"Error(s) in loading state_dict for {type(obj).__name__}: "
-                           f"missing keys {missing}, unexpected keys {unexpected}")
+''' + strict_keys_check("current") + '''\
     new = dict(current)
     for name, old in current.items():
         if name in given:
-            value = jnp.asarray(given[name], dtype=old.dtype)
-            if value.shape != old.shape:
-                raise RuntimeError(f"size mismatch for {name}: checkpoint {value.shape}, "
-                                   f"current {old.shape}")
+''' + SIZE_MISMATCH_CHECK + '''\
             new[name] = value
     keys = collections.namedtuple("IncompatibleKeys", "missing_keys unexpected_keys")
     return new, keys(missing, unexpected)

@@ -10,6 +10,7 @@ helper, shared. Checked against real torch by the generated parity tests (rules/
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import recurrent_cell_call, recurrent_layers_loop
 
 __all__ = ["LAYER_HELPERS"]
 
@@ -127,48 +128,10 @@ class TorchRecurrent(linen.Module):
         if batched and self.batch_first:
             x = jnp.swapaxes(x, 0, 1)  # scan runs over the leading (time) axis
         shape = (self.num_layers * directions, x.shape[1], self.hidden_size)
-        if hx is None:
-            h0 = c0 = jnp.zeros(shape, x.dtype)
-        else:
-            h0, c0 = hx if lstm else (hx, None)
-            if not batched:
-                h0 = h0[:, None]
-                c0 = c0[:, None] if lstm else None
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[: 4 if self.bias else 2]
-        h_n, c_n = [], []
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction, suffix in enumerate(("", "_reverse")[:directions]):
-                weights = [self.weights[f"{name}_l{layer}{suffix}"] for name in names]
-                weights += [None] * (4 - len(weights))
-                index = layer * directions + direction
-                state = (h0[index], c0[index]) if lstm else h0[index]
-
-                def step(carry, x_t, weights=weights):
-                    carry = torch_recurrent_step(mode, x_t, carry, *weights)
-                    return carry, carry[0] if lstm else carry
-
-                # reverse=True walks the sequence backwards but keeps outputs aligned with inputs
-                state, ys = jax.lax.scan(step, state, x, reverse=direction == 1)
-                outputs.append(ys)
-                h_n.append(state[0] if lstm else state)
-                if lstm:
-                    c_n.append(state[1])
-            x = jnp.concatenate(outputs, axis=-1)
-            if self.dropout > 0 and layer < self.num_layers - 1:
-                x = self.drop(x, deterministic=not train)
-        output, h_n = x, jnp.stack(h_n)
-        c_n = jnp.stack(c_n) if lstm else None
-        if not batched:
-            output, h_n = output[:, 0], h_n[:, 0]
-            c_n = c_n[:, 0] if lstm else None
-        elif self.batch_first:
-            output = jnp.swapaxes(output, 0, 1)
-        return (output, (h_n, c_n)) if lstm else (output, h_n)
-
-    def flatten_parameters(self):
-        """Nothing to do (torch compacts weights for cuDNN): code calling it runs unchanged."""
-'''
+''' + recurrent_layers_loop(
+    directions="directions", first_directions="[:directions]",
+    weight='self.weights[f"{name}_l{layer}{suffix}"]', mode="mode", dropout_test="self.dropout > 0", dropout="self.drop(x, deterministic=not train)",
+)
 
 _TORCH_RECURRENT_CELL = '''\
 class TorchRecurrentCell(linen.Module):
@@ -194,20 +157,11 @@ class TorchRecurrentCell(linen.Module):
     def __call__(self, input, hx=None):
         mode = torch_recurrent_mode(self.mode, self.nonlinearity)
         lstm = mode == "LSTM"
-        batched = input.ndim == 2
-        x = input if batched else input[None]
-        if hx is None:
-            zeros = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
-            hx = (zeros, zeros) if lstm else zeros
-        elif not batched:
-            hx = (hx[0][None], hx[1][None]) if lstm else hx[None]
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        weights = [self.weights[name] if name in self.weights else None for name in names]
-        out = torch_recurrent_step(mode, x, hx, *weights)
-        if batched:
-            return out
-        return (out[0][0], out[1][0]) if lstm else out[0]
-'''
+''' + recurrent_cell_call(
+    weights=('        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")\n'
+             "        weights = [self.weights[name] if name in self.weights else None for name in names]\n"),
+    mode="mode",
+)
 
 _KIND = '''\
 class Torch{name}{cell}(TorchRecurrent{cell}):

@@ -15,6 +15,7 @@ Source text only (no imports here).
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import GROUPS_MULTI_TRANSFORM
 
 __all__ = ["PARAM_HELPERS", "VIEW_HELPERS"]
 
@@ -104,11 +105,7 @@ def torch_param_groups(model, selections, transforms):
     def label_of(path, _):
         return group.get(tuple(key.key for key in path), "not_optimized")
 
-    named = {f"group{i}": tx for i, tx in enumerate(transforms)}
-    named["not_optimized"] = optax.set_to_zero()
-    return optax.multi_transform(
-        named, lambda params: jax.tree_util.tree_map_with_path(label_of, params))
-'''
+''' + GROUPS_MULTI_TRANSFORM
 
 _FREEZE = '''\
 def freeze(x):

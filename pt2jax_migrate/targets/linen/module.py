@@ -15,7 +15,9 @@ LinenTarget.finish_class once the class body is converted).
 
 The body of __init__ stays as it is (the parameters are read into locals of the same names
 first), so setup() builds what torch's __init__ built, in the same order. What cannot be put
-in this shape is reported by facts.py (lint asks the same) and left as it is.
+in this shape is reported by facts.py (lint asks the same) and left as it is. The pieces of
+that shape (fields, setup()'s statements) are init_to_setup.py's; here they are put together and
+`train` is threaded through __call__.
 """
 
 from __future__ import annotations
@@ -25,148 +27,13 @@ import libcst as cst
 from ...core.constructs import CONTAINER_BASES
 from .containers import TAKE_TRAIN, container_keywords, deferred
 from .init_hook import HOOK, add_hook, split_init
-from .module_structure import _ContainerThreading, _names, class_ast, defer
+from .init_to_setup import (_Parameters, _Rename, _annotation, _assigned_attributes, _init_convertible, _is_copy,
+                            _rebound)
+from .module_structure import _code, _ContainerThreading, _names, _self_attr, _with_keyword, class_ast, defer
 
-PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
 # the keyword a submodule built by this callable takes at call time (train threading)
 TRAIN_KEYWORDS = {"linen.Dropout": "deterministic=not train", "TorchBatchNorm": "use_running_average=not train",
                   "Sequential": "train=train", **{f"Torch{name}": "train=train" for name in TAKE_TRAIN}}
-RESERVED = frozenset({"name", "parent"})
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module(body=[]).code_for_node(node)
-
-
-def _self_attr(node: cst.CSTNode) -> str | None:
-    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name) and node.value.value == "self":
-        return node.attr.value
-    return None
-
-
-def _annotation(param: cst.Param) -> str:
-    if param.annotation is not None:
-        return _code(param.annotation.annotation)
-    default = param.default
-    if isinstance(default, cst.Integer):
-        return "int"
-    if isinstance(default, cst.Float):
-        return "float"
-    if isinstance(default, cst.UnaryOperation) and isinstance(default.expression, (cst.Integer, cst.Float)):
-        return "int" if isinstance(default.expression, cst.Integer) else "float"
-    if isinstance(default, cst.Name) and default.value in ("True", "False"):
-        return "bool"
-    if isinstance(default, (cst.SimpleString, cst.ConcatenatedString)):
-        return "str"
-    return "Any"
-
-
-class _KeyCalls(cst.CSTTransformer):
-    """`rngs()` (the randomness a torch __init__ drew from) -> the parameter initialiser's key."""
-
-    def __init__(self, rngs: str):
-        self.rngs = rngs
-        self.count = 0
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        if isinstance(original.func, cst.Name) and original.func.value == self.rngs and not original.args:
-            self.count += 1
-            return cst.parse_expression(f"jax.random.fold_in(key, {self.count - 1})") if self.count > 1 \
-                else cst.Name("key")
-        return updated
-
-
-class _Parameters(cst.CSTTransformer):
-    """`self.w = __pt2jax_param__(value)` -> `self.w = self.param("w", lambda key: value)`."""
-
-    def __init__(self, rngs: str):
-        self.rngs = rngs
-        self.made: list[str] = []
-
-    def leave_Assign(self, original: cst.Assign, updated: cst.Assign) -> cst.Assign:
-        value = updated.value
-        if (len(updated.targets) == 1 and _self_attr(updated.targets[0].target) is not None
-                and isinstance(value, cst.Call) and isinstance(value.func, cst.Name)
-                and value.func.value == PARAM_MARKER and len(value.args) == 1):
-            name = _self_attr(updated.targets[0].target)
-            keys = _KeyCalls(self.rngs)
-            inner = value.args[0].value.visit(keys)
-            key = "key" if keys.count else "_key"
-            text = f'self.param("{name}", lambda {key}: {_code(inner)})'
-            self.made.append(name)
-            return updated.with_changes(value=cst.parse_expression(text))
-        return updated
-
-
-class _Rename(cst.CSTTransformer):
-    """`self.x` -> `self.<new>` for the attributes of `renames`."""
-
-    def __init__(self, renames: dict[str, str]):
-        self.renames = renames
-
-    def leave_Attribute(self, original: cst.Attribute, updated: cst.Attribute) -> cst.BaseExpression:
-        attr = _self_attr(original)
-        if attr in self.renames:
-            return updated.with_changes(attr=cst.Name(self.renames[attr]))
-        return updated
-
-
-def _assigned_attributes(statements) -> list[tuple[str, cst.CSTNode]]:
-    """(attribute, value) of each `self.x = value` (or `self.x op= ...`, `self.x: T = ...`) in statements."""
-    found = []
-
-    class Visitor(cst.CSTVisitor):
-        def visit_Assign(self, node: cst.Assign) -> None:
-            for t in node.targets:
-                attr = _self_attr(t.target)
-                if attr is not None:
-                    found.append((attr, node.value))
-
-        def visit_AugAssign(self, node: cst.AugAssign) -> None:
-            attr = _self_attr(node.target)
-            if attr is not None:
-                found.append((attr, None))
-
-        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-            attr = _self_attr(node.target)
-            if attr is not None:
-                found.append((attr, node.value))
-
-    for stmt in statements:
-        stmt.visit(Visitor())
-    return found
-
-
-def _rebound(statements) -> set[str]:
-    """Names assigned anywhere in statements (a parameter read later may hold another value)."""
-    names: set[str] = set()
-
-    class Visitor(cst.CSTVisitor):
-        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-            names.update(n for n in _names(node.target) if not isinstance(node.target, cst.Attribute))
-
-        def visit_AugAssign(self, node: cst.AugAssign) -> None:
-            if isinstance(node.target, cst.Name):
-                names.add(node.target.value)
-
-        def visit_For(self, node: cst.For) -> None:
-            names.update(_names(node.target))
-
-    for stmt in statements:
-        stmt.visit(Visitor())
-    return names
-
-
-def _is_copy(stmt: cst.BaseStatement, fields: set[str], rebound: set[str]) -> bool:
-    """`self.p = p` of a field p never rebound: the field already holds it."""
-    if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Assign)):
-        return False
-    assign = stmt.body[0]
-    if len(assign.targets) != 1:
-        return False
-    attr = _self_attr(assign.targets[0].target)
-    return (attr in fields and attr not in rebound and isinstance(assign.value, cst.Name)
-            and assign.value.value == attr)
 
 
 class _Threading(cst.CSTTransformer):
@@ -174,35 +41,12 @@ class _Threading(cst.CSTTransformer):
 
     def __init__(self, keywords: dict[str, str]):
         self.keywords = keywords
-        self.threaded: list[str] = []
 
     def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
         attr = _self_attr(original.func)
         if attr in self.keywords:
-            text = self.keywords[attr]
-            name = text.split("=")[0]
-            if any(a.keyword is not None and a.keyword.value == name for a in updated.args):
-                return updated
-            arg = cst.parse_expression(f"f({text})").args[0]  # type: ignore[attr-defined]
-            args = list(updated.args)
-            if args:
-                args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-            self.threaded.append(attr)
-            return updated.with_changes(args=[*args, arg])
+            return _with_keyword(updated, self.keywords[attr])
         return updated
-
-
-def _init_convertible(init: cst.FunctionDef) -> bool:
-    """facts.py reports the __init__ shapes that give no dataclass fields (lint says the same)."""
-    params = init.params
-    if isinstance(params.star_arg, cst.Param) or params.star_kwarg is not None or params.posonly_params:
-        return False
-    plain = list(params.params)[1:]
-    if any(p.name.value in RESERVED for p in [*plain, *params.kwonly_params]):
-        return False
-    if any(p.default is not None for p in plain) and any(p.default is None for p in params.kwonly_params):
-        return False
-    return True
 
 
 def _train_keywords(setup_body: list[cst.BaseStatement], classes: set[str]) -> dict[str, str]:

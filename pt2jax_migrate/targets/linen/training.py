@@ -78,6 +78,8 @@ class LinenTraining:
     jitted step. Both run under linen_train_step (the step that only computes gradients is
     given no optimizer: its batch statistics still come back)."""
 
+    accumulate_passes = ("None",)  # the optimizer linen_train_step takes: none for the gradient step
+
     def render_optimizer(self, model: str, transformation: str) -> str:
         if "torch_param_groups(" in transformation:  # the groups select among the params: the
             # transformation is built when the model has them (the optimizer's state is made)
@@ -110,10 +112,6 @@ class LinenTraining:
             f"    return {state}.replace(**updates), ({outputs}, batch_grads)\n"
         )
 
-    def accumulate_call(self, *, name: str, model: str, grads: str, args: list[str], loss: str,
-                        aux: list[str]) -> str:
-        return f"{', '.join([loss, *aux, grads])} = {name}({', '.join([model, 'None', grads, *args])})\n"
-
     def apply_grads(self, *, name: str, model: str, optimizer: str) -> str:
         return (
             "@linen_train_step\n"
@@ -122,9 +120,6 @@ class LinenTraining:
             "    params = optax.apply_updates(state.params, tx_updates)\n"
             "    return state.replace(params=params, opt_state=opt_state), None\n"
         )
-
-    def apply_grads_call(self, *, name: str, model: str, optimizer: str, grads: str) -> str:
-        return f"{name}({model}, {optimizer}, {grads})\n"
 
     def zero_grads(self, grads: str) -> str:
         return f"{grads} = None\n"  # torch's zero_grad(set_to_none=True)

@@ -17,6 +17,27 @@ from .helpers import ALLOWED_IMPORTS, HELPERS
 __all__ = ["NNXTarget"]
 
 
+def _step_head(*, name: str, header: list[str], loss_fn: str, model: str, body: str, loss: str,
+               aux: list[str], grads: str) -> str:
+    """A jitted step's definition up to its loss and gradients: `loss_fn` (the forward `body`,
+    returning the loss, and the `aux` values when there are any) and nnx.value_and_grad of it
+    into `loss`, `aux` and `grads`."""
+    if aux:
+        aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
+        ret_inner = f"        return {loss}, ({aux_tuple})\n"
+        grad_line = f"    ({loss}, ({aux_tuple})), {grads} = nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n"
+    else:
+        ret_inner = f"        return {loss}\n"
+        grad_line = f"    {loss}, {grads} = nnx.value_and_grad({loss_fn})({model})\n"
+    return (
+        "@jit_train_step\n"
+        f"def {name}({', '.join(header)}):\n"
+        f"    def {loss_fn}({model}):\n"
+        f"{body}{ret_inner}"
+        f"{grad_line}"
+    )
+
+
 class NNXTarget(Target):
     name = "nnx"
     table = "nnx"
@@ -86,25 +107,10 @@ class NNXTarget(Target):
 
     def train_step(self, *, name: str, loss_fn: str, model: str, optimizer: str, params: list[str],
                    body: str, loss: str, aux: list[str]) -> str:
-        header = ", ".join([model, optimizer, *params])
-        if aux:
-            aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
-            ret_inner = f"        return {loss}, ({aux_tuple})\n"
-            grad_line = f"    ({loss}, ({aux_tuple})), grads = nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n"
-            ret = f"    return {loss}, {', '.join(aux)}\n"
-        else:
-            ret_inner = f"        return {loss}\n"
-            grad_line = f"    {loss}, grads = nnx.value_and_grad({loss_fn})({model})\n"
-            ret = f"    return {loss}\n"
-        return (
-            "@jit_train_step\n"
-            f"def {name}({header}):\n"
-            f"    def {loss_fn}({model}):\n"
-            f"{body}{ret_inner}"
-            f"{grad_line}"
-            f"    {optimizer}.update({model}, grads)\n"
-            f"{ret}"
-        )
+        ret = f"    return {', '.join([loss, *aux])}\n"
+        return (_step_head(name=name, header=[model, optimizer, *params], loss_fn=loss_fn, model=model,
+                           body=body, loss=loss, aux=aux, grads="grads")
+                + f"    {optimizer}.update({model}, grads)\n{ret}")
 
     # gradient accumulation over micro-batches (rewrite/trainsteps.AccumulationMixin): the
     # gradients PyTorch adds into .grad are a pytree the loop carries
@@ -113,28 +119,10 @@ class NNXTarget(Target):
                         body: str, loss: str, aux: list[str]) -> str:
         """A jitted step that returns the loss (and aux) and `grads` plus this batch's gradients;
         under jit_train_step (the model split once, as the plain step), `grads` an argument."""
-        header = ", ".join([model, grads, *params])
         outputs = ", ".join([loss, *aux])
-        if aux:
-            aux_tuple = ", ".join(aux) + ("," if len(aux) == 1 else "")
-            ret_inner = f"        return {loss}, ({aux_tuple})\n"
-            grad_line = (f"    ({loss}, ({aux_tuple})), batch_grads = "
-                         f"nnx.value_and_grad({loss_fn}, has_aux=True)({model})\n")
-        else:
-            ret_inner = f"        return {loss}\n"
-            grad_line = f"    {loss}, batch_grads = nnx.value_and_grad({loss_fn})({model})\n"
-        return (
-            "@jit_train_step\n"
-            f"def {name}({header}):\n"
-            f"    def {loss_fn}({model}):\n"
-            f"{body}{ret_inner}"
-            f"{grad_line}"
-            f"    return {outputs}, jax.tree.map(jnp.add, {grads}, batch_grads)\n"
-        )
-
-    def accumulate_call(self, *, name: str, model: str, grads: str, args: list[str], loss: str,
-                        aux: list[str]) -> str:
-        return f"{', '.join([loss, *aux, grads])} = {name}({', '.join([model, grads, *args])})\n"
+        return (_step_head(name=name, header=[model, grads, *params], loss_fn=loss_fn, model=model,
+                           body=body, loss=loss, aux=aux, grads="batch_grads")
+                + f"    return {outputs}, jax.tree.map(jnp.add, {grads}, batch_grads)\n")
 
     def apply_grads(self, *, name: str, model: str, optimizer: str) -> str:
         return (
@@ -142,9 +130,6 @@ class NNXTarget(Target):
             f"def {name}({model}, {optimizer}, grads):\n"
             f"    {optimizer}.update({model}, grads)\n"
         )
-
-    def apply_grads_call(self, *, name: str, model: str, optimizer: str, grads: str) -> str:
-        return f"{name}({model}, {optimizer}, {grads})\n"
 
     def zero_grads(self, grads: str) -> str:
         return f"{grads} = jax.tree.map(jnp.zeros_like, {grads})\n"

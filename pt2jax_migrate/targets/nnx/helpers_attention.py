@@ -12,6 +12,7 @@ torch in tests/test_attention.py and the generated parity tests.
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import mha_forward
 
 _SDPA = '''\
 def scaled_dot_product_attention(query, key, value, attn_mask=None, is_causal=False, scale=None):
@@ -59,50 +60,10 @@ class TorchMultiheadAttention(nnx.Module):
 
     def __call__(self, query, key, value, key_padding_mask=None, need_weights=True,
                  attn_mask=None, average_attn_weights=True, is_causal=False):
-        if is_causal and attn_mask is None:
-            # as in PyTorch: is_causal is only a hint that attn_mask is the causal mask
-            raise ValueError("is_causal=True needs attn_mask (the causal mask) as well")
-        batched = query.ndim == 3
-        if not batched:
-            query, key, value = query[None], key[None], value[None]
-            key_padding_mask = None if key_padding_mask is None else key_padding_mask[None]
-        elif not self.batch_first:
-            query, key, value = (jnp.swapaxes(t, 0, 1) for t in (query, key, value))
-        n, length, e = query.shape
-        heads, head_dim = self.num_heads, e // self.num_heads
-        w_q, w_k, w_v = jnp.split(self.in_proj_weight[...], 3)
-        b_q = b_k = b_v = 0.0
-        if self.in_proj_bias is not None:
-            b_q, b_k, b_v = jnp.split(self.in_proj_bias[...], 3)
-
-        def project(x, w, b):  # (N, T, E) -> (N, heads, T, head_dim)
-            y = x @ w.T + b
-            return jnp.swapaxes(y.reshape(n, x.shape[1], heads, head_dim), 1, 2)
-
-        q, k, v = project(query, w_q, b_q), project(key, w_k, b_k), project(value, w_v, b_v)
-        scores = (q / math.sqrt(head_dim)) @ jnp.swapaxes(k, -1, -2)  # (N, heads, L, S)
-        masks = []  # broadcast to the scores (N, heads, L, S)
-        if attn_mask is not None:  # (L, S) or (N * heads, L, S)
-            if attn_mask.ndim == 3:
-                attn_mask = attn_mask.reshape(n, heads, *attn_mask.shape[1:])
-            masks.append(attn_mask)
-        if key_padding_mask is not None:  # (N, S)
-            masks.append(key_padding_mask[:, None, None, :])
-        for mask in masks:  # bool: True is masked out; float: added
-            scores = jnp.where(mask, -jnp.inf, scores) if mask.dtype == bool else scores + mask
-        weights = self.dropout(jax.nn.softmax(scores, axis=-1))
-        out = jnp.swapaxes(weights @ v, 1, 2).reshape(n, length, e)
-        out = self.out_proj(out)
-        if not batched:
-            out = out[0]
-        elif not self.batch_first:
-            out = jnp.swapaxes(out, 0, 1)
-        if not need_weights:
-            return out, None
-        if average_attn_weights:
-            weights = weights.mean(axis=1)
-        return out, (weights if batched else weights[0])
-'''
+''' + mha_forward(
+    in_proj_weight="self.in_proj_weight[...]", has_bias="self.in_proj_bias is not None",
+    in_proj_bias="self.in_proj_bias[...]", attention_dropout="self.dropout({weights})",
+)
 
 _TRANSFORMER_ACTIVATION = '''\
 def transformer_activation(activation):
@@ -116,17 +77,18 @@ def transformer_activation(activation):
     raise ValueError(f"activation should be relu/gelu, not {activation}")
 '''
 
-_TORCH_ENCODER_LAYER = '''\
-class TorchTransformerEncoderLayer(nnx.Module):
-    """torch.nn.TransformerEncoderLayer with PyTorch's submodule names (self_attn, linear1,
-    norm1, ...)."""
-
+# the Transformer layers' shared __init__ pieces: the signature and self-attention, the
+# feed-forward Linears
+_LAYER_INIT = '''\
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-05, batch_first=False, norm_first=False, bias=True, *,
                  rngs):
         self.self_attn = TorchMultiheadAttention(
             d_model, nhead, dropout, bias, batch_first, rngs=rngs
         )
+'''
+
+_FEEDFORWARD_INIT = '''\
         self.linear1 = nnx.Linear(
             d_model, dim_feedforward, use_bias=bias, kernel_init=torch_kernel_init,
             bias_init=torch_bias_init(d_model), rngs=rngs,
@@ -135,6 +97,14 @@ class TorchTransformerEncoderLayer(nnx.Module):
             dim_feedforward, d_model, use_bias=bias, kernel_init=torch_kernel_init,
             bias_init=torch_bias_init(dim_feedforward), rngs=rngs,
         )
+'''
+
+_TORCH_ENCODER_LAYER = '''\
+class TorchTransformerEncoderLayer(nnx.Module):
+    """torch.nn.TransformerEncoderLayer with PyTorch's submodule names (self_attn, linear1,
+    norm1, ...)."""
+
+''' + _LAYER_INIT + _FEEDFORWARD_INIT + '''\
         self.norm1, self.norm2 = (
             nnx.LayerNorm(
                 d_model, epsilon=layer_norm_eps, use_bias=bias, use_fast_variance=False, rngs=rngs
@@ -170,23 +140,11 @@ class TorchTransformerDecoderLayer(nnx.Module):
     """torch.nn.TransformerDecoderLayer with PyTorch's submodule names (self_attn,
     multihead_attn, linear1, ...)."""
 
-    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
-                 layer_norm_eps=1e-05, batch_first=False, norm_first=False, bias=True, *,
-                 rngs):
-        self.self_attn = TorchMultiheadAttention(
-            d_model, nhead, dropout, bias, batch_first, rngs=rngs
-        )
+''' + _LAYER_INIT + '''\
         self.multihead_attn = TorchMultiheadAttention(
             d_model, nhead, dropout, bias, batch_first, rngs=rngs
         )
-        self.linear1 = nnx.Linear(
-            d_model, dim_feedforward, use_bias=bias, kernel_init=torch_kernel_init,
-            bias_init=torch_bias_init(d_model), rngs=rngs,
-        )
-        self.linear2 = nnx.Linear(
-            dim_feedforward, d_model, use_bias=bias, kernel_init=torch_kernel_init,
-            bias_init=torch_bias_init(dim_feedforward), rngs=rngs,
-        )
+''' + _FEEDFORWARD_INIT + '''\
         self.norm1, self.norm2, self.norm3 = (
             nnx.LayerNorm(
                 d_model, epsilon=layer_norm_eps, use_bias=bias, use_fast_variance=False, rngs=rngs

@@ -24,6 +24,8 @@ Policy (documented in the rewrite's messages and the README):
 
 from __future__ import annotations
 
+from ..shared_texts import SIZE_MISMATCH_CHECK, strict_keys_check
+
 STATE_DICT = '''\
 def state_dict(obj):
     """torch's module/optimizer .state_dict(): {dotted name: array}, the RNG streams left out."""
@@ -67,19 +69,12 @@ def load_state_dict(obj, state, strict=True):
     paths = {".".join(str(k) for k in path): (path, variable)
              for path, variable in nnx.to_flat_state(current)}
     given = dict(flat(state))
-    missing = [name for name in paths if name not in given]
-    unexpected = [name for name in given if name not in paths]
-    if strict and (missing or unexpected):
-        raise RuntimeError(f"Error(s) in loading state_dict for {type(obj).__name__}: "
-                           f"missing keys {missing}, unexpected keys {unexpected}")
+''' + strict_keys_check("paths") + '''\
     new = {}
     for name, (path, variable) in paths.items():
         if name in given:
             old = variable.get_value()
-            value = jnp.asarray(given[name], dtype=old.dtype)
-            if value.shape != old.shape:
-                raise RuntimeError(f"size mismatch for {name}: checkpoint {value.shape}, "
-                                   f"current {old.shape}")
+''' + SIZE_MISMATCH_CHECK + '''\
             new[path] = value
     nnx.replace_by_pure_dict(current, nnx.traversals.unflatten_mapping(new))
     nnx.update(obj, current)

@@ -13,6 +13,7 @@ against real torch over several steps and argument combinations.
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import GROUPS_MULTI_TRANSFORM
 
 __all__ = ["OPTIM_HELPERS"]
 
@@ -73,6 +74,18 @@ def torch_sgd(lr=0.001, momentum=0, dampening=0, weight_decay=0, nesterov=False,
     return torch_optimizer(lr, {"momentum_buffer": jnp.zeros_like}, update)
 '''
 
+# the start of an Adam-family update: weight decay into the gradient, or decoupled (`decay`)
+_UPDATE_WITH_DECAY = '''\
+    def update(g, p, state, step, lr):
+        g = -g if maximize else g
+        decay = jnp.zeros_like(p)
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                decay = -lr * weight_decay * p
+            else:
+                g = g + weight_decay * p
+'''
+
 _TORCH_ADAM = '''\
 def torch_adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0, amsgrad=False, *,
                maximize=False, decoupled_weight_decay=False):
@@ -84,14 +97,7 @@ def torch_adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0, amsgrad=
     if amsgrad:
         slots["max_exp_avg_sq"] = jnp.zeros_like
 
-    def update(g, p, state, step, lr):
-        g = -g if maximize else g
-        decay = jnp.zeros_like(p)
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                decay = -lr * weight_decay * p
-            else:
-                g = g + weight_decay * p
+''' + _UPDATE_WITH_DECAY + '''\
         m = state["exp_avg"] + (1 - b1) * (g - state["exp_avg"])
         v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
         new = {"exp_avg": m, "exp_avg_sq": v}
@@ -200,14 +206,7 @@ def torch_nadam(lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0, momentu
     slots = {"exp_avg": jnp.zeros_like, "exp_avg_sq": jnp.zeros_like,
              "mu_product": lambda p: jnp.ones([], p.dtype)}
 
-    def update(g, p, state, step, lr):
-        g = -g if maximize else g
-        decay = jnp.zeros_like(p)
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                decay = -lr * weight_decay * p
-            else:
-                g = g + weight_decay * p
+''' + _UPDATE_WITH_DECAY + '''\
         mu = b1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
         mu_product = state["mu_product"] * mu
@@ -230,14 +229,7 @@ def torch_radam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0,
     rho_inf = 2 / (1 - b2) - 1
     log_b2 = math.log(b2)
 
-    def update(g, p, state, step, lr):
-        g = -g if maximize else g
-        decay = jnp.zeros_like(p)
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                decay = -lr * weight_decay * p
-            else:
-                g = g + weight_decay * p
+''' + _UPDATE_WITH_DECAY + '''\
         m = state["exp_avg"] + (1 - b1) * (g - state["exp_avg"])
         v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
         # b2 ** step from log(b2) taken in double precision: float32(b2) ** step would shift
@@ -272,11 +264,7 @@ def torch_param_groups(model, selections, transforms):
                 if not isinstance(k, jax.tree_util.GetAttrKey))  # Variable.value at init
         return labels[tuple(keys)]
 
-    named = {f"group{i}": tx for i, tx in enumerate(transforms)}
-    named["not_optimized"] = optax.set_to_zero()
-    return optax.multi_transform(
-        named, lambda params: jax.tree_util.tree_map_with_path(label_of, params))
-'''
+''' + GROUPS_MULTI_TRANSFORM
 
 _TORCH_NAMED_PARAMETERS = '''\
 def torch_named_parameters(module):

@@ -15,6 +15,7 @@ in tests/test_recurrent.py and by the generated parity tests of rules/layers.tom
 from __future__ import annotations
 
 from ..base import Helper
+from ..shared_texts import recurrent_cell_call, recurrent_layers_loop
 
 __all__ = ["RECURRENT_HELPERS"]
 
@@ -98,48 +99,11 @@ class TorchRecurrent(nnx.Module):
         if batched and self.batch_first:
             x = jnp.swapaxes(x, 0, 1)  # scan runs over the leading (time) axis
         shape = (self.num_layers * self.directions, x.shape[1], self.hidden_size)
-        if hx is None:
-            h0 = c0 = jnp.zeros(shape, x.dtype)
-        else:
-            h0, c0 = hx if lstm else (hx, None)
-            if not batched:
-                h0 = h0[:, None]
-                c0 = c0[:, None] if lstm else None
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[: 4 if self.bias else 2]
-        h_n, c_n = [], []
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction, suffix in enumerate(("", "_reverse")[: self.directions]):
-                weights = [getattr(self, f"{name}_l{layer}{suffix}")[...] for name in names]
-                weights += [None] * (4 - len(weights))
-                index = layer * self.directions + direction
-                state = (h0[index], c0[index]) if lstm else h0[index]
-
-                def step(carry, x_t, weights=weights):
-                    carry = torch_recurrent_step(self.mode, x_t, carry, *weights)
-                    return carry, carry[0] if lstm else carry
-
-                # reverse=True walks the sequence backwards but keeps outputs aligned with inputs
-                state, ys = jax.lax.scan(step, state, x, reverse=direction == 1)
-                outputs.append(ys)
-                h_n.append(state[0] if lstm else state)
-                if lstm:
-                    c_n.append(state[1])
-            x = jnp.concatenate(outputs, axis=-1)
-            if self.dropout is not None and layer < self.num_layers - 1:
-                x = self.dropout(x)
-        output, h_n = x, jnp.stack(h_n)
-        c_n = jnp.stack(c_n) if lstm else None
-        if not batched:
-            output, h_n = output[:, 0], h_n[:, 0]
-            c_n = c_n[:, 0] if lstm else None
-        elif self.batch_first:
-            output = jnp.swapaxes(output, 0, 1)
-        return (output, (h_n, c_n)) if lstm else (output, h_n)
-
-    def flatten_parameters(self):
-        """Nothing to do (torch compacts weights for cuDNN): code calling it runs unchanged."""
-'''
+''' + recurrent_layers_loop(
+    directions="self.directions", first_directions="[: self.directions]",
+    weight='getattr(self, f"{name}_l{layer}{suffix}")[...]', mode="self.mode",
+    dropout_test="self.dropout is not None", dropout="self.dropout(x)",
+)
 
 _LAYER = '''\
 class Torch{name}(TorchRecurrent):
@@ -171,20 +135,11 @@ class TorchRecurrentCell(nnx.Module):
 
     def __call__(self, input, hx=None):
         lstm = self.mode == "LSTM"
-        batched = input.ndim == 2
-        x = input if batched else input[None]
-        if hx is None:
-            zeros = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
-            hx = (zeros, zeros) if lstm else zeros
-        elif not batched:
-            hx = (hx[0][None], hx[1][None]) if lstm else hx[None]
-        weights = [self.weight_ih[...], self.weight_hh[...]]
-        weights += [self.bias_ih[...], self.bias_hh[...]] if self.bias else [None, None]
-        out = torch_recurrent_step(self.mode, x, hx, *weights)
-        if batched:
-            return out
-        return (out[0][0], out[1][0]) if lstm else out[0]
-'''
+''' + recurrent_cell_call(
+    weights=("        weights = [self.weight_ih[...], self.weight_hh[...]]\n"
+             "        weights += [self.bias_ih[...], self.bias_hh[...]] if self.bias else [None, None]\n"),
+    mode="self.mode",
+)
 
 _CELL = '''\
 class Torch{name}Cell(TorchRecurrentCell):

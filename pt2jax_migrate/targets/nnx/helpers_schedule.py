@@ -167,18 +167,23 @@ class LRScheduler:
         self.__dict__.update(state_dict)
 '''
 
-# name -> (source, requires); each scheduler's get_lr is torch's, operation for operation
-SCHEDULERS = {
-    "LambdaLR": ('''\
-class LambdaLR(LRScheduler):
-    """torch.optim.lr_scheduler.LambdaLR: lr = initial lr * lr_lambda(epoch)."""
-
+# LambdaLR's and MultiplicativeLR's: one lr_lambda per parameter group (or one for all)
+_LAMBDAS_INIT = '''\
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
         self.optimizer = optimizer
         count = len(param_groups(optimizer))
         several = isinstance(lr_lambda, (list, tuple))
         self.lr_lambdas = list(lr_lambda) if several else [lr_lambda] * count
         super().__init__(optimizer, last_epoch)
+'''
+
+# name -> (source, requires); each scheduler's get_lr is torch's, operation for operation
+SCHEDULERS = {
+    "LambdaLR": ('''\
+class LambdaLR(LRScheduler):
+    """torch.optim.lr_scheduler.LambdaLR: lr = initial lr * lr_lambda(epoch)."""
+
+''' + _LAMBDAS_INIT + '''\
 
     def get_lr(self):
         return [base_lr * lmbda(self.last_epoch)
@@ -188,12 +193,7 @@ class LambdaLR(LRScheduler):
 class MultiplicativeLR(LRScheduler):
     """torch.optim.lr_scheduler.MultiplicativeLR: lr *= lr_lambda(epoch) at each step."""
 
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
-        self.optimizer = optimizer
-        count = len(param_groups(optimizer))
-        several = isinstance(lr_lambda, (list, tuple))
-        self.lr_lambdas = list(lr_lambda) if several else [lr_lambda] * count
-        super().__init__(optimizer, last_epoch)
+''' + _LAMBDAS_INIT + '''\
 
     def get_lr(self):
         if self._is_initial:
