@@ -134,9 +134,10 @@ class JaxSide(_Side):
         self.float64 = float64
         self.file = self.stack.enter_context(_loaded(converted, roots, target.name))
         self.inputs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
-        built = build_converted(self.file, converted, model, init, seed, target)
+        # plan/apply_transfer overwrite every parameter and batch statistic: throwaway init values
+        built = build_converted(self.file, converted, model, init, seed, target, throwaway=True)
         try:
-            built = target.materialize(built, self.inputs, seed)
+            built = target.materialize(built, self.inputs, seed, throwaway=True)
         except Exception as exc:
             raise VerifyError(f"{_where(converted, exc)}: initialising {model} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
