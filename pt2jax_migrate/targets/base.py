@@ -294,17 +294,20 @@ class Target(ABC):
     # ---------------------------------------------------------------- verify: runtime (lazy imports)
 
     @abstractmethod
-    def build_keyword(self, seed: int) -> tuple[str, Any, str]:
+    def build_keyword(self, seed: int, *, throwaway: bool = False) -> tuple[str, Any, str]:
         """(keyword, value, text) verify adds to the converted constructor's call, e.g.
-        ("rngs", nnx.Rngs(0), "rngs=nnx.Rngs(0)"); keyword "" adds none."""
+        ("rngs", nnx.Rngs(0), "rngs=nnx.Rngs(0)"); keyword "" adds none. `throwaway`: the
+        initial values are overwritten (verify writes torch's into every parameter and batch
+        statistic), so they may come from the PRNG that is cheapest to compile (throwaway_key)."""
 
     def wrote(self, text: str) -> bool:
         """Whether `text` (a converted file) was written for this target (verify's default)."""
         return False
 
-    def materialize(self, model: Any, inputs: list, seed: int) -> Any:
+    def materialize(self, model: Any, inputs: list, seed: int, *, throwaway: bool = False) -> Any:
         """The built model made ready to hold weights, given example inputs (Linen: its variables
-        from model.init). Default: the model itself (an NNX module holds its variables)."""
+        from model.init; `throwaway` as for build_keyword). Default: the model itself (an NNX
+        module holds its variables)."""
         return model
 
     @abstractmethod
@@ -397,3 +400,13 @@ class Target(ABC):
     def flat_state(self, state: Any) -> dict[str, Any]:
         """`state` as {path joined by '.': array} (safetensors)."""
         raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
+
+
+def throwaway_key(seed: int) -> Any:
+    """A key for initial values verify overwrites: XLA's RngBitGenerator ("unsafe_rbg") instead
+    of threefry. Every layer's init program compiles per shape, and threefry's are large: building
+    the UNet fixture took 16.4 s of CPU with threefry keys, 2.8 s with these. The values differ,
+    and nothing compared depends on them."""
+    import jax
+
+    return jax.random.key(seed, impl="unsafe_rbg")

@@ -32,16 +32,18 @@ def _check_model_name(model: str) -> None:
         raise VerifyError(f"--model {model!r} is not a class or function name")
 
 
-def build_models(torch_file, jax_file, original: str, model: str, init: str, seed: int, target):
+def build_models(torch_file, jax_file, original: str, model: str, init: str, seed: int, target, *,
+                 throwaway: bool = False):
     """NAME(ARGS) from each loaded file: torch's under torch.manual_seed(seed), the converted one
-    with the target's build keyword (rngs) when its constructor takes it."""
+    with the target's build keyword (rngs) when its constructor takes it (`throwaway`: its
+    initial values will be overwritten, Target.build_keyword)."""
     import torch
 
     torch.manual_seed(seed)
     torch_model = _build(torch_file, model, init)
     if not isinstance(torch_model, torch.nn.Module):
         raise VerifyError(f"{original}: {model}({init}) is a {type(torch_model).__name__}, not a torch.nn.Module")
-    keyword, value, shown = target.build_keyword(seed)
+    keyword, value, shown = target.build_keyword(seed, throwaway=throwaway)
     if keyword and _accepts_keyword(_lookup(jax_file, model), keyword):
         converted = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
     else:  # e.g. a parameter-free module without __init__: the rewrite adds no rngs there
@@ -49,9 +51,11 @@ def build_models(torch_file, jax_file, original: str, model: str, init: str, see
     return torch_model, converted
 
 
-def build_converted(jax_file, converted: str, model: str, init: str, seed: int, target):
-    """NAME(ARGS, rngs=...) from the loaded converted file, checked to be the target's model."""
-    keyword, value, shown = target.build_keyword(seed)
+def build_converted(jax_file, converted: str, model: str, init: str, seed: int, target, *,
+                    throwaway: bool = False):
+    """NAME(ARGS, rngs=...) from the loaded converted file, checked to be the target's model
+    (`throwaway`: its initial values will be overwritten, Target.build_keyword)."""
+    keyword, value, shown = target.build_keyword(seed, throwaway=throwaway)
     if keyword and _accepts_keyword(_lookup(jax_file, model), keyword):
         built = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
     else:
@@ -70,13 +74,15 @@ def build_transferred(torch_file, jax_file, original: str, converted: str, model
     `example_inputs`: Linen builds its variables from model.init(key, *inputs)."""
     from .transfer import apply_transfer, perturb as perturb_weights, plan_transfer
 
-    torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target)
+    # every parameter and batch statistic is overwritten below (apply_transfer checks it)
+    torch_model, nnx_model = build_models(torch_file, jax_file, original, model, init, seed, target,
+                                          throwaway=True)
     if not target.is_model(nnx_model):
         raise VerifyError(f"{converted}: {model}({init}) is a {type(nnx_model).__name__}, "
                           f"not an {target.module_base}")
     if example_inputs is not None:  # Linen: the variables come from model.init(key, *inputs)
         try:
-            nnx_model = target.materialize(nnx_model, example_inputs, seed)
+            nnx_model = target.materialize(nnx_model, example_inputs, seed, throwaway=True)
         except Exception as exc:
             raise VerifyError(f"{_where(converted, exc)}: initialising {model} failed: "
                               f"{type(exc).__name__}: {exc}") from exc

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Target
+from ..base import Target, throwaway_key
 from .helpers import ALLOWED_IMPORTS, HELPERS
 from .training import LinenTraining
 
@@ -184,7 +184,7 @@ class LinenTarget(LinenTraining, Target):
 
     # ---------------------------------------------------------------- runtime (verify only)
 
-    def build_keyword(self, seed: int) -> tuple[str, Any, str]:
+    def build_keyword(self, seed: int, *, throwaway: bool = False) -> tuple[str, Any, str]:
         return "", None, ""  # a Linen module is built without randomness
 
     def wrote(self, text: str) -> bool:
@@ -195,13 +195,14 @@ class LinenTarget(LinenTraining, Target):
 
         return isinstance(obj, (linen.Module, LinenModel))
 
-    def materialize(self, model: Any, inputs: list, seed: int) -> Any:
+    def materialize(self, model: Any, inputs: list, seed: int, *, throwaway: bool = False) -> Any:
         """The module with its variables: `model.init(key, *inputs)` (in eval mode)."""
         import jax
 
         if isinstance(model, LinenModel):
             return model
-        variables = model.init(jax.random.key(seed), *inputs, **_train_keyword(model, False))
+        key = throwaway_key(seed) if throwaway else jax.random.key(seed)
+        variables = model.init(key, *inputs, **_train_keyword(model, False))
         return LinenModel(model, _plain(variables))
 
     def variables(self, model: Any) -> dict[tuple, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Target
+from ..base import Target, throwaway_key
 from .helpers import ALLOWED_IMPORTS, HELPERS
 
 __all__ = ["NNXTarget"]
@@ -145,10 +145,11 @@ class NNXTarget(Target):
 
     # ---------------------------------------------------------------- runtime (verify only)
 
-    def build_keyword(self, seed: int) -> tuple[str, Any, str]:
+    def build_keyword(self, seed: int, *, throwaway: bool = False) -> tuple[str, Any, str]:
         from flax import nnx
 
-        return "rngs", nnx.Rngs(seed), f"rngs={self.rngs_expr(str(seed))}"
+        rngs = nnx.Rngs(throwaway_key(seed) if throwaway else seed)
+        return "rngs", rngs, f"rngs={self.rngs_expr(str(seed))}"
 
     def is_model(self, obj: Any) -> bool:
         from flax import nnx
