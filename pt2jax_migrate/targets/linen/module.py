@@ -25,7 +25,9 @@ import libcst as cst
 from ...core.constructs import CONTAINER_BASES
 from .containers import TAKE_TRAIN, container_keywords, deferred
 from .init_hook import HOOK, add_hook, split_init
-from .module_structure import _ContainerThreading, _names, class_ast, defer
+from .facts import train_helpers
+from .module_structure import _names, class_ast, defer
+from .train_threading import thread_train
 
 PARAM_MARKER = "__pt2jax_param__"  # what render_parameter writes; replaced here by self.param(...)
 # the keyword a submodule built by this callable takes at call time (train threading)
@@ -169,29 +171,6 @@ def _is_copy(stmt: cst.BaseStatement, fields: set[str], rebound: set[str]) -> bo
             and assign.value.value == attr)
 
 
-class _Threading(cst.CSTTransformer):
-    """In __call__: `self.x(...)` of a submodule taking `train` gets it."""
-
-    def __init__(self, keywords: dict[str, str]):
-        self.keywords = keywords
-        self.threaded: list[str] = []
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        attr = _self_attr(original.func)
-        if attr in self.keywords:
-            text = self.keywords[attr]
-            name = text.split("=")[0]
-            if any(a.keyword is not None and a.keyword.value == name for a in updated.args):
-                return updated
-            arg = cst.parse_expression(f"f({text})").args[0]  # type: ignore[attr-defined]
-            args = list(updated.args)
-            if args:
-                args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-            self.threaded.append(attr)
-            return updated.with_changes(args=[*args, arg])
-        return updated
-
-
 def _init_convertible(init: cst.FunctionDef) -> bool:
     """facts.py reports the __init__ shapes that give no dataclass fields (lint says the same)."""
     params = init.params
@@ -315,22 +294,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
             body = add_hook(body, init_at + len(fields), moved, moved_read, transformer)
     else:  # inherited fields and setup: the submodules a base's setup() builds
         keywords = {}
-    for i, stmt in enumerate(body):
-        if isinstance(stmt, cst.FunctionDef) and stmt.name.value == "__call__":
-            threading = _Threading(keywords)
-            stmt = stmt.visit(threading).visit(_ContainerThreading({renames.get(a, a): k
-                                                                    for a, k in containers.items()}))
-            names = {p.name.value for p in [*stmt.params.params, *stmt.params.kwonly_params]}
-            if "train" not in names:  # keyword-only, before a **kwargs
-                train = cst.parse_statement("def f(*, train: bool = False): pass\n").params.kwonly_params[0]  # type: ignore
-                star = stmt.params.star_arg
-                if isinstance(star, cst.MaybeSentinel):
-                    star = cst.ParamStar()
-                kwonly = list(stmt.params.kwonly_params)
-                if kwonly:
-                    kwonly[-1] = kwonly[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-                stmt = stmt.with_changes(params=stmt.params.with_changes(star_arg=star, kwonly_params=[*kwonly, train]))
-                transformer.changed(original, "PTJ101", "__call__ takes `train` (dropout, batch statistics)")
-            body[i] = stmt
+    helpers = train_helpers(transformer.tree, original.name.value) if transformer.tree is not None else frozenset()
+    body = thread_train(body, keywords, {renames.get(a, a): k for a, k in containers.items()}, helpers,
+                        transformer, original)
     return updated.with_changes(body=updated.body.with_changes(body=body))
 
