@@ -192,9 +192,9 @@ def test_train_reaches_methods_only_forward_calls_as_torch_runs_them(tmp_path):
     assert "    def _block(self, x, *, train: bool):\n" in text and "train=train)\n" in text
     assert "        return self._block(x, train=train) + 1\n" in text
     todos = [(f.line, f.code) for f in result.findings if not f.fixable]
-    assert todos == [(26, "PTJ303")] and "mode(), not a method only forward calls" in text
+    assert todos == [(24, "PTJ303")] and "mode(), not a method only forward calls" in text
     assert {(f.line, f.code) for f in lint_source(HELPER_METHODS, "net.py", target="linen") if not f.fixable} == {
-        (26, "PTJ303")}
+        (24, "PTJ303")}
     namespace: dict = {}
     exec(compile(HELPER_METHODS, "net_torch.py", "exec"), namespace)
     torch.manual_seed(0)
