@@ -94,7 +94,7 @@ def torch_initialised(call):
 _KEY_STREAM = '''\
 class KeyStream:
     """Explicit randomness where torch drew from a generator (torch.manual_seed(s), a
-    torch.Generator, init code): each call returns a fresh JAX key (its numbers are not torch's)."""
+    torch.Generator, init code): each call returns a fresh JAX key (not torch's numbers)."""
 
     def __init__(self, seed=0, *, key=None):
         self.key = jax.random.key(seed) if key is None else key
