@@ -517,7 +517,7 @@ def _add_noqa(report, findings, color: bool) -> None:
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if any file would change.")
 @click.option("--target", type=click.Choice(["nnx", "linen"]), default=None,
               help="The JAX API to write: nnx (Flax NNX; the default, or the config's `target`) or linen "
-                   "(Flax Linen: module classes; training code is left as TODOs).")
+                   "(Flax Linen: module dataclasses, model.init / apply, a jitted TrainState step).")
 @click.option("--safe-only", is_flag=True, help="Apply only the safe conversions (numerically identical); "
               "leave random sampling, seeding and 64-bit integers as they are (what the pre-commit "
               "fixer and `pt2jax lint --fix` do).")

@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from collections.abc import Callable, Iterable, Sequence
 
@@ -660,6 +661,8 @@ class _Classifier:
         seen: set[tuple[int, str, str]] = set()
         kept = []
         for finding in self.findings:
+            if self.target.wording:
+                finding = replace(finding, message=self.target.reword(finding.message))
             if not finding.fixable:
                 key = (finding.line, finding.code, finding.message)
                 if key in seen:

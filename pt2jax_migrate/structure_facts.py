@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from .core.constructs import CONTAINER_BASES, MODULE_BASES
+from .core.forward_helpers import forward_helpers
 from .core.structure import (CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TARGET_REFUSAL, TIE_REFUSAL,
                              TRAIN_FLAG, TRAINING_NO_INIT_REFUSAL, TRAINING_STORE_REFUSAL, TRAINING_TAKEN_REFUSAL,
                              StructureSite, buffer_chain_refusal)
@@ -138,7 +139,7 @@ def analyse(tree: ast.Module) -> StructureFacts:
         facts.classes[cls.name].container = containers.get(cls.name, "")
         _module_children(cls, containers.get(cls.name), roots, class_names, facts)
         if cls.name in containers:
-            _training_reads(cls, facts)
+            _training_reads(cls, facts, tree)
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _index_assignments(node, roots, facts)
@@ -293,7 +294,7 @@ def _optional_children(methods, roots: set[str], out: ClassFacts) -> None:
     out.optional_children = {line: held for name, held in modules.items() for line in nones.get(name, ())}
 
 
-def _training_reads(cls: ast.ClassDef, facts: StructureFacts) -> None:
+def _training_reads(cls: ast.ClassDef, facts: StructureFacts, tree: ast.Module) -> None:
     """`self.training` in the methods of a module class (core.structure, kind "training"): read,
     it becomes `(not self.deterministic)` and __init__ sets the flag; assigned, it is refused."""
     reads, stores = [], []
@@ -314,9 +315,13 @@ def _training_reads(cls: ast.ClassDef, facts: StructureFacts) -> None:
     inherited = any(isinstance(b, ast.Name) and b.id in facts.classes and facts.classes[b.id].sets_train_flag
                     for b in cls.bases)
     refusal = (TRAINING_TAKEN_REFUSAL if taken else TRAINING_NO_INIT_REFUSAL if not (own_init or inherited) else "")
-    for node, method in reads:  # op: the method reading it (a target may convert it in forward only)
+    # op: "forward" in forward or a method only forward runs (core.forward_helpers), else the method
+    # reading it (a target may convert it where forward's mode reaches only)
+    helpers = forward_helpers(cls, tree) if any(m != "forward" for _, m in reads) else frozenset()
+    for node, method in reads:
         facts.training[(node.lineno, node.col_offset)] = StructureSite(
-            "training", node.lineno, node.col_offset + 1, "training", method, refusal=refusal.format(cls=cls.name))
+            "training", node.lineno, node.col_offset + 1, "training", "forward" if method in helpers else method,
+            refusal=refusal.format(cls=cls.name))
     for node, _ in stores:
         facts.training[(node.lineno, node.col_offset)] = StructureSite(
             "training", node.lineno, node.col_offset + 1, "training", refusal=TRAINING_STORE_REFUSAL)

@@ -177,10 +177,11 @@ def test_train_flag_reaches_dropout_in_sequential(tmp_path):
      "        self.fc = nn.Linear(2, 2)\n", "named `name` or `parent`"),
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
      "        self.fc = nn.Linear(2, 2)\n\n    def forward(self, x):\n        return self.flip(x)\n\n"
-     "    def flip(self, x):\n        return x if self.training else -x\n", "self.training"),  # forward's: `train`
+     "    def flip(self, x):\n        return x if self.training else -x\n\n    def other(self, x):\n"
+     "        return self.flip(x)\n", "not a method only forward calls"),  # only forward's: `train`
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
      "        self.drop = nn.Dropout(0.1)\n\n    def forward(self, x):\n        return self.go(x)\n\n"
-     "    def go(self, x):\n        return self.drop(x)\n", "self.drop takes `train`"),
+     "    def go(self, x):\n        return self.drop(x)\n\n\nprint(M().go)\n", "self.drop takes `train`"),
     ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
      "        self.drop = nn.Dropout(0.1)\n\n    def forward(self, x):\n        f = self.drop\n        return f(x)\n",
      "is not called directly"),

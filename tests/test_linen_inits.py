@@ -42,6 +42,8 @@ class Net(nn.Module):
         self.apply(self._init)
         fill = 0.75 / d
         nn.init.constant_(self.wide.bias, fill)
+        half = self.wide.in_features / 12  # a parameter's shape: read once the parameters exist
+        nn.init.constant_(self.head.weight, half)
 
     def _init(self, m):
         if isinstance(m, nn.Linear):
@@ -110,6 +112,11 @@ def test_init_idioms_convert_and_match_torch(tmp_path):
 
     variables = ns["Net"]().init(jax.random.key(1), jnp.ones((2, 3)))
     fresh = variables["params"]
+    setup = new[new.index("class Net("):new.index("def init_parameters", new.index("class Net("))]
+    assert "half = " not in setup  # copied along and, read by nothing left in setup, gone from it
+    torch_fresh = runpy.run_path(str(tmp_path / "torch_side.py"))["Net"]()
+    np.testing.assert_allclose(np.asarray(fresh["head"]["kernel"]).T, torch_fresh.head.weight.detach().numpy(),
+                               rtol=0, atol=1e-7)
     same(fresh["block"]["fc"]["bias"], "block.fc.bias")
     same(fresh["block"]["scale"], "block.scale")
     for layer, shape in ((fresh["wide"], (64, 6)), (fresh["block"]["fc"], (6, 3))):  # copy_ in _init

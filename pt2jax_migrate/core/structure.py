@@ -59,12 +59,16 @@ def decide_structure(site: StructureSite, kinds: frozenset[str] | None = None, t
     (Target.structure_kinds, named `target`; `kind:op` names one container of add_module, e.g.
     `add_module:dict`), any other is left for a person."""
     decision = _decide_structure(site)
+    if kinds is not None and decision.fixable and site.kind == "training" and "training" not in kinds \
+            and f"training:{site.op}" not in kinds:
+        return manual("PTJ303", f"`self.training` in {site.op}(), not a method only forward calls: target "
+                      f"{target}'s modules get their mode as forward's `train` argument only: pass it on by hand")
     if kinds is not None and decision.fixable and site.kind not in kinds and f"{site.kind}:{site.op}" not in kinds:
         return manual(decision.code, f"{decision.message}: not converted for target {target}")
     if kinds is not None and decision.fixable and site.kind == "training" and "training" not in kinds:
         # a target whose modules take their mode as forward's argument (`training:forward`)
-        return Decision("PTJ303", True, "`self.training` in forward becomes the `train` argument of the "
-                        "converted call", action="training")
+        return Decision("PTJ303", True, "`self.training` in forward (or a method only forward calls) becomes "
+                        "the `train` argument of the converted call", action="training")
     return decision
 
 

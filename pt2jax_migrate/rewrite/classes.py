@@ -187,7 +187,7 @@ class ClassesMixin:
         names = {p.name.value for p in _all_params(params)}
         if any(p.name.value in names for p in added):
             return updated
-        self.changed(original.name, "PTJ101", f"__init__ takes {', '.join(code_of(p).rstrip(', ') for p in added)}")
+        self.changed(original.name, "PTJ101", f"{original.name.value} takes {', '.join(code_of(p).rstrip(', ') for p in added)}")
         star = params.star_arg
         if isinstance(star, cst.MaybeSentinel):
             star = cst.ParamStar()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -103,20 +104,21 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
     # with unsafe fixes off (`lint --fix`), conversions that change numbers are left for a later
     # `--unsafe-fixes` run, not for a person: no marker that would go stale then
     if new_source != source and unsafe_fixes:
-        new_source, residue_findings = _mark_residue(source, new_source, path, tree, own)
+        new_source, residue_findings = _mark_residue(source, new_source, path, tree, own, transformer.target.reword)
         findings = findings + residue_findings
     findings = sorted(findings, key=lambda f: (f.line, f.col, f.code))
     return FileResult(path, source, new_source, findings)
 
 
-def _mark_residue(source: str, new_source: str, path: str, tree: ast.Module,
-                  own: frozenset[str] = frozenset()) -> tuple[str, list[Finding]]:
+def _mark_residue(source: str, new_source: str, path: str, tree: ast.Module, own: frozenset[str] = frozenset(),
+                  reword=str) -> tuple[str, list[Finding]]:
     """The residue check (core.residue) over the output: torch left without a TODO(pt2jax)
     gets one (PTJ920) and a finding, so the summary never claims more than was done. The
     engine should have marked everything itself; a PTJ920 is an engine gap, reported as such."""
     unmarked = unmarked_residue(new_source, tree, own)
     if not unmarked:
         return new_source, []
+    unmarked = [replace(r, reason=reword(r.reason)) for r in unmarked]  # in the target's words
     to_input = _line_map(source, new_source)
     findings = [
         Finding(path, to_input(r.line), r.col, RESIDUE_CODE, f"left unconverted without a marker (residue "

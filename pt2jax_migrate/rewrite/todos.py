@@ -71,6 +71,7 @@ class TodosMixin:
 
     def changed(self, node: cst.CSTNode, code: str, message: str, safety: str = "safe") -> None:
         line, col = self._pos(node)
+        message = self.target.reword(message)
         self.findings.append(Finding(self.path, line, col, code, message, True, "info", safety))
 
     def skip_unsafe(self, rule) -> bool:
@@ -81,6 +82,7 @@ class TodosMixin:
         """A finding per line and text (as lint reports them), and a TODO(pt2jax) line above the
         statement per distinct text: `def f(a: nn.Module, b: nn.Module)` is one TODO; the same
         annotation on three lines of a signature is three findings under one marker line."""
+        message = self.target.reword(message)
         text = f"{code} {message}"
         line, col = self._pos(node)
         if (line, text) in self.todo_seen:

@@ -198,7 +198,7 @@ class TrainStepsMixin(AccumulationMixin):
             if method == "step" and not self._optimizer_step(call):
                 continue
             code = TRAIN_METHODS[method]
-            reason = refusal or "not part of a recognised training step (zero_grad / forward / loss / backward / step in one block)"
+            reason = self.target.reword(refusal) if refusal else "not part of a recognised training step (zero_grad / forward / loss / backward / step in one block)"
             line, col = self._pos(stmt)
             self.findings.append(Finding(self.path, line, col, code, reason, False, "warning", "manual"))
             todos.append(f"{code} {reason}")

@@ -122,6 +122,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.recorded_methods = frozenset(self.rules.methods) | DEVICE_METHODS | MODE_METHODS | set(STEP_METHODS)
         # buffers, index assignments, weight ties, builder methods (read off the ast, as lint does)
         tree = ast.parse(code) if tree is None else tree  # one parse for every fact the ast front end reads too
+        self.tree = tree  # the source's ast (a target's class pass reads facts off it, as lint does)
         self.structure = analyse_structure(tree)
         self.target_sites = self.target.module_sites(tree)  # what the target leaves (lint asks the same)
         self.class_names: list[str] = []  # enclosing class names

@@ -110,6 +110,17 @@ class Target(ABC):
     # helpers the train step's text uses (written into the file with it)
     train_step_helpers: ClassVar[tuple[str, ...]] = ()
 
+    # (phrase, this target's phrase): the advice in the shared texts (core/constructs.py, the
+    # rules tables' refusals) names NNX's API; a target with another API rewords it (reword)
+    wording: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def reword(self, message: str) -> str:
+        """A finding's / TODO's text as this target's user reads it."""
+        for phrase, own in self.wording:
+            if phrase in message:
+                message = message.replace(phrase, own)
+        return message
+
     # ---------------------------------------------------------------- randomness and parameters
 
     @abstractmethod

@@ -28,12 +28,14 @@ init code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from ..base import Target, throwaway_key
 from .helpers import ALLOWED_IMPORTS, HELPERS
 from .training import LinenTraining
+from .wording import WORDING
 
 __all__ = ["LinenTarget", "LinenModel"]
 
@@ -91,22 +93,22 @@ class LinenTarget(LinenTraining, Target):
         "np": "import numpy as np",
         "optax": "import optax",
         "flax": "import flax",
-        "nnx": "from flax import nnx",  # nnx.Rngs: the explicit key stream data sampling draws from
         "linen": "from flax import linen",
         "einops": "import einops",
     }
     helpers = HELPERS
     import_order = ALLOWED_IMPORTS
+    wording = WORDING  # the shared advice texts as a Linen user reads them
     gradient_step = "jax.value_and_grad over model.apply in @linen_train_step"
     train_step_helpers = ("linen_train_step",)
 
     # ---------------------------------------------------------------- text (no flax import)
 
     def rngs_expr(self, seed: str = "0") -> str:
-        return f"nnx.Rngs({seed})"  # a key stream for code outside modules (data, sampling)
+        return f"KeyStream({seed})"  # the helper: a key stream (data, sampling, init code)
 
     def init_param(self) -> str:
-        return "*, rngs: nnx.Rngs"  # never written: modules_take_rngs is False
+        return "*, rngs: KeyStream"  # an init function drawing random numbers (module_apply's fn)
 
     def key_expr(self, rngs: str) -> str:
         return f"{rngs}()"
@@ -163,6 +165,8 @@ class LinenTarget(LinenTraining, Target):
         module, _ = wrap_constructions(module, set(transformer.converted_classes))
         code = module.code
         transformer.helpers.update(name for name in ("LinenModel", "LinenOptimizer") if f"{name}(" in code)
+        if re.search(r"\bKeyStream\b", code):  # rngs_expr / init_param: the key stream helper
+            transformer.helpers.add("KeyStream")
         return module
 
     def module_sites(self, tree: Any) -> dict[int, list[str]]:

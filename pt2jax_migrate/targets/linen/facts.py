@@ -20,6 +20,7 @@ import ast
 
 from ...core.constructs import CONTAINER_BASES, MODULE_BASES
 from ...core.parallel import WRAPPERS
+from ...core.forward_helpers import forward_helpers
 from ...names import module_aliases, qualname_of
 
 CODE = "PTJ101"
@@ -72,6 +73,30 @@ def train_attributes(cls: ast.ClassDef, classes, aliases: dict[str, str]) -> set
                     if takes:
                         out |= {a for a in map(_self_attr, node.targets) if a is not None}
     return out
+
+
+def train_helpers(tree: ast.Module, name: str) -> frozenset[str]:
+    """The methods of class `name` that get forward's `train` (module.py threads it, here no TODO):
+    forward-only methods (core.forward_helpers) reading self.training, calling a submodule or the
+    elements of a container taking `train`, or calling another such method."""
+    aliases = module_aliases(tree)
+    classes = converted_classes(tree, aliases)
+    cls = classes.get(name)
+    if cls is None:
+        return frozenset()
+    helpers = forward_helpers(cls, tree)
+    if not helpers:
+        return frozenset()
+    wanted = {"training"} | train_attributes(cls, classes, aliases) | {
+        a for a, k in container_keywords(cls, classes, aliases).items() if k}
+    methods = {m.name: m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name in helpers}
+    reads = {n: {_self_attr(x) for x in ast.walk(m)} - {None} for n, m in methods.items()}
+    need = {n for n, attrs in reads.items() if attrs & wanted}
+    while True:
+        more = {n for n, attrs in reads.items() if n not in need and attrs & need}
+        if not more:
+            return frozenset(need)
+        need |= more
 
 
 def _report_line(statements: list[tuple[ast.stmt, ast.stmt | None]], node: ast.AST, cls: ast.ClassDef) -> int:
@@ -153,9 +178,11 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
         for attr, (node, why) in deferred(cls, aliases)[1].items():
             add(_report_line(own, node, cls), why)
         containers = {a: k for a, k in container_keywords(cls, classes, aliases).items() if k}
+        threaded = train_helpers(tree, cls.name)  # forward's `train` reaches them (module.py)
         for method in cls.body:
             if not isinstance(method, ast.FunctionDef):
                 continue
+            in_forward = method.name == "forward" or method.name in threaded
             if method.name == "__init__":
                 args = method.args
                 problem = None
@@ -186,7 +213,7 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
                 if method.name == "__init__":
                     continue
                 calls, others = element_calls(method, attr)
-                if method.name != "forward":
+                if not in_forward:
                     uses, why = others + calls, (f"the elements of self.{attr} take `train`, which only forward "
                                                  "(__call__) receives: pass it on by hand")
                 elif len(keywords) > 1:
@@ -201,12 +228,10 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             called = {id(n.func) for n in ast.walk(method) if isinstance(n, ast.Call)}
             for node in ast.walk(method):
                 attr = _self_attr(node)
-                if attr == "training":  # in forward: __call__'s `train` (core.structure, kind training)
-                    if method.name != "forward":
-                        add(_report_line(own, node, cls), "self.training: a Linen module has no mode; its "
-                                                          "`train` argument reaches only __call__: pass it on")
-                elif attr in takes_train and method.name != "__init__":
-                    if method.name != "forward":
+                if attr == "training":  # core.structure decides (kind training): one TODO, its own
+                    continue
+                if attr in takes_train and method.name != "__init__":
+                    if not in_forward:
                         add(_report_line(own, node, cls), f"self.{attr} takes `train`, which only forward "
                                                           "(__call__) receives: pass it on by hand")
                     elif id(node) not in called:

@@ -30,7 +30,6 @@ ALLOWED_IMPORTS: tuple[str, ...] = (
     "import jax",
     "import jax.numpy as jnp",
     "import flax",
-    "from flax import nnx",
     LINEN_IMPORT,
     "import optax",
     "import numpy as np",

@@ -85,16 +85,31 @@ def torch_initialised(call):
     def wrapper(self, *args, **kwargs):
         out = call(self, *args, **kwargs)
         if self.is_initializing():
-            self.init_parameters(nnx.Rngs(self.make_rng("params")))
+            self.init_parameters(KeyStream(key=self.make_rng("params")))
         return out
 
     return wrapper
 '''
 
+_KEY_STREAM = '''\
+class KeyStream:
+    """Explicit randomness where torch drew from a generator (torch.manual_seed(s), a
+    torch.Generator, init code): each call returns a fresh JAX key (not torch's numbers)."""
+
+    def __init__(self, seed=0, *, key=None):
+        self.key = jax.random.key(seed) if key is None else key
+        self.count = 0
+
+    def __call__(self):
+        self.count += 1
+        return jax.random.fold_in(self.key, self.count - 1)
+'''
+
 _LINEN = "from flax import linen"
 INIT_HELPERS = (
+    Helper("KeyStream", _KEY_STREAM, ("import jax",)),
     Helper("linen_param", _LINEN_PARAM, ()),
     Helper("linen_submodules", _SUBMODULES, (_LINEN,)),
     Helper("module_apply", _MODULE_APPLY, (), ("linen_submodules",)),
-    Helper("torch_initialised", _TORCH_INITIALISED, ("import functools", "from flax import nnx")),
+    Helper("torch_initialised", _TORCH_INITIALISED, ("import functools",), ("KeyStream",)),
 )

@@ -156,6 +156,11 @@ def split_init(statements: list, methods: set[str], fields: set[str]):
             continue
         copied += [c for c in copies if c not in copied]
         moved.append(stmt)
+    # a copied local no statement left in setup reads goes (it may read a parameter, which setup
+    # has not built yet: `std = linen_param(self.fc, "kernel").get_value().shape[0] ** -0.5`)
+    for stmt in reversed(copied):
+        if not _assigned([stmt]) & set().union(*(_names(s) for s in kept if s is not stmt)):
+            kept = [s for s in kept if s is not stmt]
     moved = [s for s in statements if s in copied] + moved  # in setup's order
     read = sorted(set().union(*(_names(s) for s in moved)) & fields) if moved else []
     return kept, moved, read

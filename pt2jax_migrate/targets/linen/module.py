@@ -29,24 +29,15 @@ from .containers import TAKE_TRAIN, container_keywords, deferred
 from .init_hook import HOOK, add_hook, split_init
 from .init_to_setup import (_Parameters, _Rename, _annotation, _assigned_attributes, _init_convertible, _is_copy,
                             _rebound)
-from .module_structure import _code, _ContainerThreading, _names, _self_attr, _with_keyword, class_ast, defer
+from .facts import train_helpers
+from .module_structure import _code, _names, _self_attr, class_ast, defer
+from .train_threading import thread_train
 
 # the keyword a submodule built by this callable takes at call time (train threading)
 TRAIN_KEYWORDS = {"linen.Dropout": "deterministic=not train", "TorchBatchNorm": "use_running_average=not train",
                   "Sequential": "train=train", **{f"Torch{name}": "train=train" for name in TAKE_TRAIN}}
 
 
-class _Threading(cst.CSTTransformer):
-    """In __call__: `self.x(...)` of a submodule taking `train` gets it."""
-
-    def __init__(self, keywords: dict[str, str]):
-        self.keywords = keywords
-
-    def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-        attr = _self_attr(original.func)
-        if attr in self.keywords:
-            return _with_keyword(updated, self.keywords[attr])
-        return updated
 
 
 def _train_keywords(setup_body: list[cst.BaseStatement], classes: set[str]) -> dict[str, str]:
@@ -159,22 +150,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
             body = add_hook(body, init_at + len(fields), moved, moved_read, transformer)
     else:  # inherited fields and setup: the submodules a base's setup() builds
         keywords = {}
-    for i, stmt in enumerate(body):
-        if isinstance(stmt, cst.FunctionDef) and stmt.name.value == "__call__":
-            threading = _Threading(keywords)
-            stmt = stmt.visit(threading).visit(_ContainerThreading({renames.get(a, a): k
-                                                                    for a, k in containers.items()}))
-            names = {p.name.value for p in [*stmt.params.params, *stmt.params.kwonly_params]}
-            if "train" not in names:  # keyword-only, before a **kwargs
-                train = cst.parse_statement("def f(*, train: bool = False): pass\n").params.kwonly_params[0]  # type: ignore
-                star = stmt.params.star_arg
-                if isinstance(star, cst.MaybeSentinel):
-                    star = cst.ParamStar()
-                kwonly = list(stmt.params.kwonly_params)
-                if kwonly:
-                    kwonly[-1] = kwonly[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-                stmt = stmt.with_changes(params=stmt.params.with_changes(star_arg=star, kwonly_params=[*kwonly, train]))
-                transformer.changed(original, "PTJ101", "__call__ takes `train` (dropout, batch statistics)")
-            body[i] = stmt
+    helpers = train_helpers(transformer.tree, original.name.value) if transformer.tree is not None else frozenset()
+    body = thread_train(body, keywords, {renames.get(a, a): k for a, k in containers.items()}, helpers,
+                        transformer, original)
     return updated.with_changes(body=updated.body.with_changes(body=body))
 

@@ -43,7 +43,7 @@ _NTUPLE = '''\
 def ntuple(value, n):
     """Expand an int (or None) to an n-tuple, as PyTorch does for kernel sizes and strides.
 
-    An int kernel_size means 1-D to nnx.Conv, so a 2-D size must be spelled out.
+    An int kernel_size means 1-D to flax's Conv, so a 2-D size must be spelled out.
     """
     if isinstance(value, (list, tuple)):
         return tuple(value)
@@ -142,7 +142,7 @@ class ConvTransposeNCHW(nnx.ConvTranspose):
 
 _CONV_TRANSPOSE_PADDING = '''\
 def conv_transpose_padding(kernel_size, padding, output_padding, dilation, n):
-    """PyTorch's ConvTranspose padding as explicit (low, high) pairs for nnx.ConvTranspose.
+    """PyTorch's ConvTranspose padding as explicit (low, high) pairs for flax's ConvTranspose.
 
     Per dim: (d * (k - 1) - p, d * (k - 1) - p + output_padding); flax's 'SAME' differs.
     """

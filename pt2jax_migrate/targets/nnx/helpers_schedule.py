@@ -100,7 +100,7 @@ def param_groups(optimizer):
     """torch's `optimizer.param_groups` for an optimizer built with with_learning_rate."""
     tx = optimizer.tx
     if not isinstance(tx, with_learning_rate):
-        raise TypeError("param_groups needs an nnx.Optimizer built by with_learning_rate(tx, lr)")
+        raise TypeError("param_groups needs an optimizer built by with_learning_rate(tx, lr)")
     if not hasattr(tx, "param_groups"):
         group = dict(tx.group)
         names = ("b1", "b2", "momentum")

@@ -146,11 +146,11 @@ def torch_expand(x, *sizes):
 _FUNCTIONAL_DROPOUT = '''\
 def functional_dropout(x, p=0.5, training=True):
     """F.dropout where it draws nothing: p == 0 or not training return x, as torch does. With
-    p > 0 in training JAX needs a PRNG key: an nnx.Dropout layer (with rngs) does that."""
+    p > 0 in training JAX needs a PRNG key: a Dropout layer (nn.Dropout converts) draws one."""
     if p == 0 or not training:
         return x
     raise ValueError(f"F.dropout(p={p}) in training needs a PRNG key in JAX: "
-                     "use an nnx.Dropout layer")
+                     "use a Dropout layer (nn.Dropout converts)")
 '''
 
 _TORCH_LAYER_NORM = '''\
