@@ -46,6 +46,7 @@ from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
+from .isinstance_facts import IsinstanceFacts, isinstance_facts
 from .inits import InitFacts, facts_for_target, init_hint, layer_read, site_at
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
@@ -497,6 +498,7 @@ class _Classifier:
         self._data_generators: frozenset[tuple[int, int]] | None = None
         self._array_loaders: set[tuple[int, int]] | None = None
         self._parallel_facts: ParallelFacts | None = None
+        self._isinstance_facts: IsinstanceFacts | None = None
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
@@ -720,9 +722,13 @@ class _Classifier:
         q = record.qual
         assert q is not None
         cls = record.base_of
+        in_isinstance = id(record.node) in self.w.isinstance_types
+        facts = self.isinstance_facts() if in_isinstance else None
         site = ReferenceSite(q, base_of=cls.name if cls is not None else None, decorator=record.flag == _DECORATOR,
-                             in_isinstance=id(record.node) in self.w.isinstance_types,
-                             in_annotation=id(record.node) in self.w.annotation_nodes)
+                             in_isinstance=in_isinstance, in_annotation=id(record.node) in self.w.annotation_nodes,
+                             file_names=facts.named if facts else frozenset(),
+                             tested_with=facts.groups.get((record.node.lineno, record.node.col_offset), ())
+                             if facts else ())
         decision = decide_reference(site, self.rules)
         # a converted base is reported on the class line, as the rewrite does
         node = cls if cls is not None and decision.fixable else record.node
@@ -769,6 +775,12 @@ class _Classifier:
             self.findings.append(Finding(self.path, site.line, site.col, decision.code,
                                          decision.message + (FIXABLE if decision.fixable else ""), decision.fixable,
                                          "warning", decision.safety if decision.fixable else "manual"))
+
+    def isinstance_facts(self) -> IsinstanceFacts:
+        """The torch names the file names, and what each isinstance call tests (isinstance_facts)."""
+        if self._isinstance_facts is None:
+            self._isinstance_facts = isinstance_facts(self.tree or ast.parse(self.w.source), self.w.source)
+        return self._isinstance_facts
 
     def parallel_facts(self) -> ParallelFacts:
         """Data-parallel wrapper assignments and `model.module` reads (parallel_facts.py), found once."""

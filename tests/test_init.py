@@ -331,3 +331,53 @@ def test_the_helper_writes_through_the_same_transforms_as_the_weight_transfer():
             expected = TRANSFORMS[name](a)
             np.testing.assert_array_equal(np.asarray(torch_init.LAYOUTS[name](a)), expected)
             assert torch_init.torch_shape(expected.shape, name) == shape
+
+
+DIMS = '''\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 3, 3)
+        self.c2 = nn.Conv2d(3, 4, 3)
+        self.b1 = nn.BatchNorm1d(3)
+        self.b2 = nn.BatchNorm2d(4)
+        for m in self.modules():
+            if isinstance(m, {weight}):
+                nn.init.constant_(m.weight, 0.5)
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                nn.init.constant_(m.weight, 2.0)
+            if isinstance(m, {bias}):
+                nn.init.zeros_(m.bias)
+'''
+
+
+@pytest.mark.parametrize("target", ["nnx", "linen"])
+def test_isinstance_of_one_conv_dimension_when_the_file_names_another_is_a_todo(target):
+    """nn.Conv1d and nn.Conv2d both become ConvNCHW: `isinstance(m, nn.Conv2d)` would match the
+    Conv1d layers too (kaiming init on the wrong layers, no TODO). Testing both in one call is exact."""
+    source = DIMS.format(weight="nn.Conv2d", bias="nn.Conv1d")
+    result = rewrite_source(source, "model.py", target=target)
+    lint = lint_source(source, "model.py", target=target)
+    todos = [(f.line, f.code) for f in result.findings if not f.fixable]
+    assert todos == [(12, "PTJ901"), (16, "PTJ901")]  # Conv2d at line 12 and Conv1d at line 16
+    assert [(f.line, f.code) for f in lint if not f.fixable and f.code == "PTJ901"] == todos
+    assert "would also match torch.nn.Conv1d layers here" in result.new_source
+    assert "isinstance(m, (TorchBatchNorm, TorchBatchNorm))" in result.new_source  # both tested: exact
+    assert result.new_source.count("# TODO(pt2jax): PTJ901") == 2
+
+
+def test_isinstance_of_every_conv_dimension_the_file_names_converts_exactly():
+    source = DIMS.format(weight="(nn.Conv1d, nn.Conv2d)", bias="(nn.Conv2d, nn.Conv1d)")
+    converted, findings = convert(source)
+    assert not [f for f in findings if not f.fixable], [f.message for f in findings if not f.fixable]
+    theirs = load(source, "Net")()
+    ours = load(converted, "Net")(rngs=nnx.Rngs(0))
+    for name, weight, to in (("c1", "weight", "kernel"), ("c2", "weight", "kernel"), ("c1", "bias", "bias"),
+                             ("c2", "bias", "bias"), ("b1", "weight", "scale"), ("b2", "weight", "scale")):
+        expected = getattr(getattr(theirs, name), weight).detach().numpy()
+        got = np.asarray(getattr(getattr(ours, name), to)[...])
+        assert got.size == expected.size
+        np.testing.assert_array_equal(np.unique(got), np.unique(expected))

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     # (structure_facts, sequential_facts, param_reads and inits: facts the front ends read off the ast, like trainstep)
     ("engines", {"lint", "project", "baseline", "suppress", "rewrite", "trainstep", "structure_facts", "inits", "data_facts",
                  "sequential_facts", "param_reads", "verify", "data_generators", "project_classes", "schedule_plan",
-                 "parallel_facts"}),
+                 "parallel_facts", "isinstance_facts"}),
     # shared services the engines use: rendering, file walking and writing, settings, code selection
     ("services", {"output", "files", "fsio", "config", "selection"}),
     # the target side: rendering through the tables' [x.nnx] sub-tables, the helpers written into

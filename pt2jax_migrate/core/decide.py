@@ -211,6 +211,8 @@ class ReferenceSite:
     decorator: bool = False
     in_isinstance: bool = False
     in_annotation: bool = False  # a type (`-> nn.Conv2d`), never a value
+    file_names: frozenset[str] = frozenset()  # every torch name the file names (isinstance_facts)
+    tested_with: tuple[str, ...] = ()  # the torch names the same isinstance(x, (A, B)) tests
 
 
 def converted_as_value(rule) -> bool:
@@ -340,11 +342,37 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
                         action="annotation", rule=rule)
     if site.in_isinstance:
         target = isinstance_class(rule)
+        also = isinstance_also_matches(rules, q, site.file_names, site.tested_with)
+        if target is not None and also:
+            return manual("PTJ901", f"isinstance(..., {q}) would also match {' / '.join(also)} layers here: "
+                                    f"they all become {target}; tell them apart another way (kernel_size, "
+                                    "num_features) or port the check by hand")
         if target is not None:
             return Decision(rule.code, True, f"isinstance(..., {q}) tests the converted class {target}",
                             action="isinstance", rule=rule)
         return manual("PTJ901", isinstance_message(q))
     return unsupported(q)
+
+
+# torch subclasses of another layer class: isinstance(m, nn.Linear) matches them in torch too
+_TORCH_SUBCLASS_OF = {"torch.nn.NonDynamicallyQuantizableLinear": "torch.nn.Linear"}
+
+
+def isinstance_also_matches(rules, q: str, file_names: frozenset[str], tested_with: tuple[str, ...]) -> list[str]:
+    """The other torch layer classes the file names that become the same converted class as `q`
+    (nn.Conv1d, nn.Conv2d -> one class) and that the same isinstance call does not test too:
+    the converted test of `q` would match their layers as well, where torch's does not."""
+    rule = rules.by_name.get(q)
+    target = rule.get("target") if rule is not None and rule.kind == "layer" else None
+    if not target:
+        return []
+    also = []
+    for other in sorted(file_names - {q} - set(tested_with)):
+        found = rules.by_name.get(other)
+        if (found is not None and found.kind == "layer" and found.get("target") == target
+                and _TORCH_SUBCLASS_OF.get(other) != q):
+            also.append(other)
+    return also
 
 
 def isinstance_class(rule) -> str | None:

@@ -74,8 +74,12 @@ class ReferencesMixin:
         q = self.qualname(original)
         if q is None or not is_torch_name(q):
             return updated
-        site = ReferenceSite(q, in_isinstance=id(original) in self.isinstance_types,
-                             in_annotation=self.annotation_depth > 0)
+        in_isinstance = id(original) in self.isinstance_types
+        facts = self.isinstance_facts if in_isinstance else None
+        line, column = self._pos(original)
+        site = ReferenceSite(q, in_isinstance=in_isinstance, in_annotation=self.annotation_depth > 0,
+                             file_names=facts.named if facts else frozenset(),
+                             tested_with=facts.groups.get((line, column - 1), ()) if facts else ())
         decision = decide_reference(site, self.rules)
         if not decision.fixable:
             self.report(original, decision)

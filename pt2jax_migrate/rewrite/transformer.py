@@ -47,6 +47,7 @@ from ..inits import facts_for_target
 from ..sequential_facts import mapping_sequentials
 from ..param_reads import param_reads
 from ..data_generators import data_generator_calls
+from ..isinstance_facts import isinstance_facts
 from ..data_facts import array_loaders
 from ..model import Finding
 from ..rules import load_rules
@@ -124,6 +125,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         tree = ast.parse(code) if tree is None else tree  # one parse for every fact the ast front end reads too
         self.tree = tree  # the source's ast (a target's class pass reads facts off it, as lint does)
         self.structure = analyse_structure(tree)
+        self.isinstance_facts = isinstance_facts(tree, code)  # names a converted isinstance test may also match
         self.target_sites = self.target.module_sites(tree)  # what the target leaves (lint asks the same)
         self.class_names: list[str] = []  # enclosing class names
         self.converted_classes = self._find_module_classes(module)

@@ -1,0 +1,45 @@
+"""Facts about `isinstance(x, T)` tests, read off the `ast` once (lint and rewrite alike): every
+torch name the file names (so that core.decide can tell whether a test of nn.Conv2d would also
+match the file's nn.Conv1d layers once both are one converted class), and, for each type tested,
+the torch names tested by the same call (`isinstance(m, (nn.Conv1d, nn.Conv2d))` is exact)."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+from .core.constructs import isinstance_type_nodes
+from .names import import_bindings, is_torch_name, qualname_of
+
+Position = tuple[int, int]  # (line, column) of a node
+
+
+@dataclass(frozen=True)
+class IsinstanceFacts:
+    named: frozenset[str] = frozenset()  # every torch name the file names, anywhere
+    groups: dict[Position, tuple[str, ...]] = field(default_factory=dict)  # type -> the call's types
+
+
+NONE = IsinstanceFacts()
+
+
+def isinstance_facts(tree: ast.Module, source: str) -> IsinstanceFacts:
+    if "isinstance" not in source:
+        return NONE
+    aliases: dict[str, str] = {}  # imports at any depth: a name imported in a function counts too
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            aliases.update(import_bindings(node))
+    named: set[str] = set()
+    groups: dict[Position, tuple[str, ...]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            q = qualname_of(node, aliases)
+            if q is not None and is_torch_name(q):
+                named.add(q)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"):
+            types = isinstance_type_nodes(node.args)
+            tested = tuple(q for q in (qualname_of(t, aliases) for t in types) if q is not None)
+            for t in types:
+                groups[(t.lineno, t.col_offset)] = tested
+    return IsinstanceFacts(frozenset(named), groups)
