@@ -4,6 +4,7 @@ attributes only torch tensors and modules have (core.constructs, shared with lin
 from __future__ import annotations
 
 import libcst as cst
+from libcst.metadata import PositionProvider
 
 from ..core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
                                is_dtype_text, torch_only_attribute)
@@ -16,6 +17,7 @@ _STRINGS = (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)
 from .cst_util import _head, _receiver_text, code_of, keep_parens, paren_code, parse_expr
 
 _LONG_RECEIVER = 200  # characters
+_LONG_LINES = 8
 _RECEIVER_STAND_IN = "__pt2jax_receiver__"
 
 
@@ -74,10 +76,11 @@ class MethodsMixin:
         rule = decision.rule
         if rule.get("templates") is None or self.skip_unsafe(rule):
             return updated
-        receiver_code = code_of(receiver)
         # a long receiver (a chain of hundreds of calls) is rendered as a placeholder name and
-        # put back as a node: re-parsing its text at every link made chains cost O(n^2) or worse
-        stand_in = _RECEIVER_STAND_IN if len(receiver_code) > _LONG_RECEIVER else None
+        # put back as a node, its text never printed: printing or re-parsing it at every link
+        # made a chain cost O(n^2) or worse. The finding shows it as `(...)`
+        stand_in = _RECEIVER_STAND_IN if self._long_receiver(original.func.value) else None  # type: ignore[attr-defined]
+        receiver_code = code_of(receiver) if stand_in is None else "(...)"
         try:
             rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(stand_in or receiver_code))
         except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
@@ -89,6 +92,16 @@ class MethodsMixin:
         if stand_in is not None and stand_in in rendered.text:
             return self._expr(rendered.text, (stand_in, receiver))
         return self._expr(rendered.text)
+
+    def _long_receiver(self, node: cst.BaseExpression) -> bool:
+        """Whether the receiver's source spans more than _LONG_RECEIVER characters on a line or
+        _LONG_LINES lines: read off its position, without printing it (methods.py's chains)."""
+        try:
+            span = self.get_metadata(PositionProvider, node)
+        except KeyError:  # a node the rewrite made: its size is not known without printing it
+            return len(code_of(node)) > _LONG_RECEIVER
+        lines = span.end.line - span.start.line
+        return lines > _LONG_LINES or (lines == 0 and span.end.column - span.start.column > _LONG_RECEIVER)
 
     def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
         args, kwargs = self._args(updated)
