@@ -112,7 +112,8 @@ def long_chain(n: int) -> str:
 
 
 FAMILIES = {
-    "file": [("file_1mb", lambda: realistic(1 << 20)), ("file_5mb", lambda: realistic(5 << 20))],
+    "file": [("file_256k", lambda: realistic(1 << 18)), ("file_1mb", lambda: realistic(1 << 20)),
+             ("file_5mb", lambda: realistic(5 << 20))],
     "sum": [(f"sum_{n}", lambda n=n: long_sum(n)) for n in (2000, 4000, 8000)],
     "chain": [(f"chain_{n}", lambda n=n: long_chain(n)) for n in (500, 1000, 2000)],
 }
@@ -121,8 +122,9 @@ FAMILIES = {
 def child(mode: str, path: str) -> None:
     """One measurement in this (fresh) process: prints {"cpu", "detail"} as JSON."""
     sys.path.insert(0, str(ROOT))
-    from pt2jax_migrate.fsio import read_source
+    from pt2jax_migrate.fsio import read_source, set_size_limit
 
+    set_size_limit(0)  # the 5 MB case is over the default --max-file-size
     source = read_source(path)
     start = time.process_time()
     detail = ""

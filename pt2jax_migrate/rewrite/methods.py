@@ -17,7 +17,6 @@ _STRINGS = (cst.SimpleString, cst.FormattedString, cst.ConcatenatedString)
 from .cst_util import _head, _receiver_text, code_of, keep_parens, paren_code, parse_expr
 
 _LONG_RECEIVER = 200  # characters
-_LONG_LINES = 8
 _RECEIVER_STAND_IN = "__pt2jax_receiver__"
 
 
@@ -79,29 +78,30 @@ class MethodsMixin:
         # a long receiver (a chain of hundreds of calls) is rendered as a placeholder name and
         # put back as a node, its text never printed: printing or re-parsing it at every link
         # made a chain cost O(n^2) or worse. The finding shows it as `(...)`
-        stand_in = _RECEIVER_STAND_IN if self._long_receiver(original.func.value) else None  # type: ignore[attr-defined]
-        receiver_code = code_of(receiver) if stand_in is None else "(...)"
+        receiver_code = None if self._long_span(original.func.value) else code_of(receiver)  # type: ignore[attr-defined]
+        stand_in = _RECEIVER_STAND_IN if receiver_code is None or len(receiver_code) > _LONG_RECEIVER else None
         try:
             rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(stand_in or receiver_code))
         except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
             self.todo(original, rule.code, f".{method}(): {why}")
             return updated
         self.helpers |= rendered.helpers
-        text = rendered.text if stand_in is None else rendered.text.replace(stand_in, receiver_code)
+        text = rendered.text if stand_in is None else rendered.text.replace(stand_in, receiver_code or "(...)")
         self.changed(original, rule.code, f".{method}(...) -> {_head(text)}", rule.get("safety", "safe"))
         if stand_in is not None and stand_in in rendered.text:
             return self._expr(rendered.text, (stand_in, receiver))
         return self._expr(rendered.text)
 
-    def _long_receiver(self, node: cst.BaseExpression) -> bool:
-        """Whether the receiver's source spans more than _LONG_RECEIVER characters on a line or
-        _LONG_LINES lines: read off its position, without printing it (methods.py's chains)."""
+    def _long_span(self, node: cst.BaseExpression) -> bool:
+        """Whether the receiver's source spans over 2 * _LONG_RECEIVER columns or _LONG_RECEIVER
+        lines: its text is long, known without printing it (printing at every link of a chain
+        made each link cost O(n))."""
         try:
             span = self.get_metadata(PositionProvider, node)
-        except KeyError:  # a node the rewrite made: its size is not known without printing it
-            return len(code_of(node)) > _LONG_RECEIVER
+        except KeyError:  # a node the rewrite made
+            return False
         lines = span.end.line - span.start.line
-        return lines > _LONG_LINES or (lines == 0 and span.end.column - span.start.column > _LONG_RECEIVER)
+        return lines > _LONG_RECEIVER or (lines == 0 and span.end.column - span.start.column > 2 * _LONG_RECEIVER)
 
     def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
         args, kwargs = self._args(updated)
