@@ -147,6 +147,16 @@ def statements_in(node: cst.CSTNode, stop=()):
             stack.extend(reversed([c for c in _children(node) if not isinstance(c, cst.BaseExpression)]))
 
 
+def owning_statements(body: list, targets) -> dict[int, cst.CSTNode]:
+    """id(target) -> the statement of `body` holding it (statement targets): one walk, not one a target."""
+    wanted, found = {id(t) for t in targets}, {}
+    for stmt in body:
+        for node in statements_in(stmt):
+            if id(node) in wanted:
+                found.setdefault(id(node), stmt)
+    return found
+
+
 def _expr_call(stmt: cst.BaseStatement) -> cst.Call | None:
     """The call of a one-expression statement line (`x.backward()`), else None."""
     if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:

@@ -4,6 +4,7 @@ attributes only torch tensors and modules have (core.constructs, shared with lin
 from __future__ import annotations
 
 import libcst as cst
+from libcst.metadata import PositionProvider
 
 from ..core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
                                is_dtype_text, torch_only_attribute)
@@ -74,21 +75,33 @@ class MethodsMixin:
         rule = decision.rule
         if rule.get("templates") is None or self.skip_unsafe(rule):
             return updated
-        receiver_code = code_of(receiver)
         # a long receiver (a chain of hundreds of calls) is rendered as a placeholder name and
-        # put back as a node: re-parsing its text at every link made chains cost O(n^2) or worse
-        stand_in = _RECEIVER_STAND_IN if len(receiver_code) > _LONG_RECEIVER else None
+        # put back as a node, its text never printed: printing or re-parsing it at every link
+        # made a chain cost O(n^2) or worse. The finding shows it as `(...)`
+        receiver_code = None if self._long_span(original.func.value) else code_of(receiver)  # type: ignore[attr-defined]
+        stand_in = _RECEIVER_STAND_IN if receiver_code is None or len(receiver_code) > _LONG_RECEIVER else None
         try:
             rendered = render_call(rule, args, kwargs, name=method, ctx=self._ctx(stand_in or receiver_code))
         except Refused as why:  # the check said yes: a rendering gap, reported as the table's code
             self.todo(original, rule.code, f".{method}(): {why}")
             return updated
         self.helpers |= rendered.helpers
-        text = rendered.text if stand_in is None else rendered.text.replace(stand_in, receiver_code)
+        text = rendered.text if stand_in is None else rendered.text.replace(stand_in, receiver_code or "(...)")
         self.changed(original, rule.code, f".{method}(...) -> {_head(text)}", rule.get("safety", "safe"))
         if stand_in is not None and stand_in in rendered.text:
             return self._expr(rendered.text, (stand_in, receiver))
         return self._expr(rendered.text)
+
+    def _long_span(self, node: cst.BaseExpression) -> bool:
+        """Whether the receiver's source spans over 2 * _LONG_RECEIVER columns or _LONG_RECEIVER
+        lines: its text is long, known without printing it (printing at every link of a chain
+        made each link cost O(n))."""
+        try:
+            span = self.get_metadata(PositionProvider, node)
+        except KeyError:  # a node the rewrite made
+            return False
+        lines = span.end.line - span.start.line
+        return lines > _LONG_RECEIVER or (lines == 0 and span.end.column - span.start.column > 2 * _LONG_RECEIVER)
 
     def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
         args, kwargs = self._args(updated)

@@ -11,7 +11,7 @@ import libcst as cst
 from .. import trainstep
 from ..model import Finding
 from .accumulation import AccumulationMixin, _gated_body
-from .cst_util import (_after_imports, _contains, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
+from .cst_util import (_after_imports, _contains, owning_statements, _indent, _method_call, _method_calls, _strip_leading_comments_kept,
                        code_of, names_in)
 from .device_metrics import device_metrics
 from .imports import finish_imports
@@ -75,24 +75,22 @@ class TrainStepsMixin(AccumulationMixin):
 
     def _insert_pending(self, scope: _Scope, body: list) -> list:
         """Put each lifted train step right before the top-level statement that uses it."""
+        holders = owning_statements(body, [call for call, _ in scope.pending_defs])  # one walk, not one a def
         for call_stmt, text in scope.pending_defs:
-            for index, stmt in enumerate(body):
-                if _contains(stmt, call_stmt):
-                    new_def = cst.parse_statement(text)
-                    if index > 0:
-                        blank = [cst.EmptyLine(indent=False)] * (2 if scope is self.scopes[0] else 1)
-                        new_def = new_def.with_changes(leading_lines=blank)
-                    want = 2 if scope is self.scopes[0] else 1
-                    blanks = 0
-                    for line in stmt.leading_lines:
-                        if line.comment is not None:
-                            break
-                        blanks += 1
-                    if blanks < want:
-                        extra = [cst.EmptyLine(indent=False)] * (want - blanks)
-                        body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
-                    body.insert(index, new_def)
-                    break
+            index = next((i for i, stmt in enumerate(body) if stmt is holders.get(id(call_stmt))), None)
+            if index is not None:
+                stmt, new_def = body[index], cst.parse_statement(text)
+                if index > 0:
+                    blank = [cst.EmptyLine(indent=False)] * (2 if scope is self.scopes[0] else 1)
+                    new_def = new_def.with_changes(leading_lines=blank)
+                want = 2 if scope is self.scopes[0] else 1
+                blanks = next((i for i, line in enumerate(stmt.leading_lines) if line.comment is not None),
+                              len(stmt.leading_lines))
+                if blanks < want:
+                    extra = [cst.EmptyLine(indent=False)] * (want - blanks)
+                    body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
+                    holders = {key: body[index] if held is stmt else held for key, held in holders.items()}
+                body.insert(index, new_def)
         for entry in [e for e in self.pending_inits if e[0] == id(scope)]:
             self.pending_inits.remove(entry)
             body = _before_outer_loop(body, entry[1], cst.parse_statement(entry[2]))
