@@ -38,7 +38,6 @@ from __future__ import annotations
 import ast
 
 import libcst as cst
-from libcst.metadata import PositionProvider
 
 from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
@@ -72,8 +71,6 @@ MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin,
 
 
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
     def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True,
                  target: str | Target | None = None, helpers_module: str | None = None,
                  imported_classes: dict[str, bool] | None = None, source: str | None = None,
@@ -97,6 +94,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.class_stack: list[bool] = []
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
         self.statement_pos: dict[int, tuple[int, int]] = {}
+        self.positions: dict[int, tuple[int, int]] = {}  # id of a node -> its start (the engine's positions.py)
         self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
         self.class_kept_layers: list[set[str]] = []  # per enclosing class: torch layers left PyTorch
         self.call_statement: dict[int, str] = {}  # id of a call -> how it stands (core.decide EXPR, WITH, ...)
