@@ -29,6 +29,8 @@ imports       (functions) import_aliases, finish_imports       aliases (from the
 inits         _init_call() (from leave_Call), _apply_call()     init_facts (pt2jax_migrate.inits)
               (from _method_call), init functions take rngs
 
+dispatch      on_visit/on_leave (+ per-field): libcst's name lookup cached per node type
+
 Free helpers live in cst_util (libcst shapes) and lifting (train-step pieces); the entry points
 (rewrite_source, parse, the residue check) in engine.
 """
@@ -54,6 +56,7 @@ from ..targets import Target, get_target
 from .calls import CallsMixin
 from .classes import ClassesMixin
 from .cst_util import names_in
+from .dispatch import DispatchMixin
 from .imports import _module_level_names, not_tensor_names
 from .inits import InitsMixin
 from .methods import MethodsMixin
@@ -67,7 +70,7 @@ from .todos import TodosMixin
 from .trainsteps import TrainStepsMixin
 
 MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin, MethodsMixin, ClassesMixin,
-          TrainStepsMixin, StructureMixin, InitsMixin, ParallelMixin)
+          TrainStepsMixin, StructureMixin, InitsMixin, ParallelMixin, DispatchMixin)
 
 
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
