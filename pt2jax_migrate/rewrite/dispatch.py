@@ -33,6 +33,9 @@ class DispatchMixin:
     """on_visit / on_leave / on_visit_attribute / on_leave_attribute of cst.CSTTransformer."""
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if type(node) is cst.SimpleStatementLine and self._untouched(node):  # skipping.py
+            self.skipped.add(id(node))
+            return False
         key = (type(self), type(node))
         func = _VISITS.get(key, _MISSING)
         if func is _MISSING:
@@ -40,6 +43,8 @@ class DispatchMixin:
         return True if func is None else func(self, node) is not False
 
     def on_leave(self, original_node, updated_node):
+        if id(original_node) in self.skipped:  # not visited: no hook either, the node as parsed
+            return updated_node
         key = (type(self), type(original_node))
         func = _LEAVES.get(key, _MISSING)
         if func is _MISSING:

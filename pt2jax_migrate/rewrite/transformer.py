@@ -29,7 +29,8 @@ imports       (functions) import_aliases, finish_imports       aliases (from the
 inits         _init_call() (from leave_Call), _apply_call()     init_facts (pt2jax_migrate.inits)
               (from _method_call), init functions take rngs
 
-dispatch      on_visit/on_leave (+ per-field): libcst's name lookup cached per node type
+skipping      _untouched(): a statement line nothing acts on    skip_index, skipped
+dispatch      on_visit/on_leave (+ per-field): libcst's name lookup cached per node type, untouched lines skipped
 
 Free helpers live in cst_util (libcst shapes) and lifting (train-step pieces); the entry points
 (rewrite_source, parse, the residue check) in engine.
@@ -64,13 +65,14 @@ from .references import ReferencesMixin
 from ..parallel_facts import ParallelFacts, parallel_facts
 from .parallel import ParallelMixin
 from .scopes import ScopesMixin, _Scope
+from .skipping import SkipIndex, SkipMixin
 from .statements import StatementsMixin
 from .structure import StructureMixin
 from .todos import TodosMixin
 from .trainsteps import TrainStepsMixin
 
 MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin, MethodsMixin, ClassesMixin,
-          TrainStepsMixin, StructureMixin, InitsMixin, ParallelMixin, DispatchMixin)
+          TrainStepsMixin, StructureMixin, InitsMixin, ParallelMixin, SkipMixin, DispatchMixin)
 
 
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
@@ -145,3 +147,5 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.parallel = parallel_facts(tree, code) if self.target.converts_data_parallel else ParallelFacts()
         self.removed_calls: set[int] = set()  # ids of statement calls converted to nothing (process group)
         self.array_loaders = array_loaders(tree, code)  # DataLoader(TensorDataset(...)) (data_facts)
+        self.skipped: set[int] = set()  # ids of statement lines the visit leaves as parsed (skipping.py)
+        self.skip_index = SkipIndex(self, tree)  # last: it reads the facts above
