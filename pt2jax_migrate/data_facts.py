@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 
+from .astwalk import walk as _walk
 from .core.data import DATA_LOADER, TENSOR_DATASET
 from .names import module_aliases, qualname_of
 
@@ -23,7 +24,7 @@ def array_loaders(tree: ast.Module, source: str) -> set[Position]:
         return isinstance(node, ast.Call) and qualname_of(node.func, aliases) == TENSOR_DATASET
 
     datasets: dict[str, bool] = {}  # name -> every binding of it is a TensorDataset(...)
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         targets: list[ast.expr] = []
         value = None
         if isinstance(node, ast.Assign):
@@ -34,12 +35,12 @@ def array_loaders(tree: ast.Module, source: str) -> set[Position]:
             targets = [node.target] if not isinstance(node, ast.With) else [
                 i.optional_vars for i in node.items if i.optional_vars is not None]
         for target in targets:
-            for name in ast.walk(target):
+            for name in _walk(target):
                 if isinstance(name, ast.Name):
                     single = target is name and value is not None and is_tensor_dataset(value)
                     datasets[name.id] = datasets.get(name.id, True) and single
     out: set[Position] = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Call) and qualname_of(node.func, aliases) == DATA_LOADER:
             first = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "dataset"), None)
             if first is not None and (is_tensor_dataset(first)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 
+from .astwalk import walk as _walk
 from .names import module_aliases, qualname_of
 
 DATA = "torch.utils.data"
@@ -27,19 +28,19 @@ def data_generator_calls(tree: ast.Module, source: str | None = None) -> frozens
         return frozenset()
     names: set[str] = set()
     out: set[tuple[int, int]] = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Call) and (qualname_of(node.func, aliases) or "").startswith(DATA):
             for keyword in node.keywords:
                 if keyword.arg != "generator":
                     continue
                 if isinstance(keyword.value, ast.Name):
                     names.add(keyword.value.id)
-                out |= {(c.lineno, c.col_offset) for c in ast.walk(keyword.value) if isinstance(c, ast.Call)}
+                out |= {(c.lineno, c.col_offset) for c in _walk(keyword.value) if isinstance(c, ast.Call)}
     if not names:
         return frozenset(out)
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in node.targets):
-            out |= {(c.lineno, c.col_offset) for c in ast.walk(node.value) if isinstance(c, ast.Call)}
+            out |= {(c.lineno, c.col_offset) for c in _walk(node.value) if isinstance(c, ast.Call)}
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             func = node.value.func
             if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in names:

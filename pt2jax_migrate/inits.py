@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .astwalk import walk as _walk
 from .core.decide import CallSite, decide_call
 from .core.inits import (COPY, INIT_FUNCTIONS, INIT_HELPER, INPLACE_METHODS, KEPT_LAYER, PARAMETER_LAYER, InitRead,
                          InitSite, is_random, kept_layer_reason, layer_read, weight_read_patterns)
@@ -110,7 +111,7 @@ def _self_layers(cls: ast.ClassDef, aliases: dict[str, str], init_methods: froze
     for item in cls.body:
         if isinstance(item, ast.FunctionDef) and (item.name == "__init__" or item.name in init_methods):
             factories = _factory_classes(item, aliases)
-            for node in ast.walk(item):
+            for node in _walk(item):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call):
                     target = node.targets[0]
                     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
@@ -133,7 +134,7 @@ def _factory_classes(init: ast.FunctionDef, aliases: dict[str, str]) -> dict[str
     defaults = list(zip(reversed([*args.posonlyargs, *args.args]), reversed(args.defaults)))
     defaults += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
     bindings = [(a.arg, d) for a, d in defaults]
-    for node in ast.walk(init):
+    for node in _walk(init):
         if isinstance(node, ast.Assign):
             bindings += [(t.id, node.value) for t in node.targets if isinstance(t, ast.Name)]
         elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.NamedExpr)) \
@@ -153,21 +154,21 @@ def _instances(tree: ast.Module, classes: dict[str, dict[str, str]]) -> dict[str
     """Names bound only to instances of one class of this file (`model = Net(...)`, anywhere in
     the file) -> that class's layers: `model.bn.running_var` reads a converted BatchNorm."""
     bound: dict[str, str | None] = {}
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             value = node.value
             cls = (value.func.id if isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
                    and value.func.id in classes and not isinstance(node, ast.AugAssign) else None)
             for target in targets:
-                for name in ast.walk(target):
+                for name in _walk(target):
                     if isinstance(name, ast.Name):
                         single = cls is not None and target is name
                         bound[name.id] = cls if single and bound.get(name.id, cls) == cls else None
         elif isinstance(node, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.NamedExpr, ast.arguments,
                                ast.comprehension, ast.ExceptHandler, ast.Import, ast.ImportFrom)):
             # any other binding of a name makes it something else somewhere
-            for name in ast.walk(node.target if isinstance(node, (ast.For, ast.AsyncFor, ast.NamedExpr,
+            for name in _walk(node.target if isinstance(node, (ast.For, ast.AsyncFor, ast.NamedExpr,
                                                                    ast.comprehension)) else node):
                 if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store):
                     bound[name.id] = None
@@ -231,7 +232,7 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
     else in the file (called from forward, passed as a value, another class's method of that name)
     is left alone."""
     mentions: dict[str, int] = {}
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Attribute):
             mentions[node.attr] = mentions.get(node.attr, 0) + 1
     out: set[str] = set()
@@ -243,7 +244,7 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
         if init is None:
             continue
         calls: dict[str, list[ast.Call]] = {}
-        for node in ast.walk(init):
+        for node in _walk(init):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" \
                     and node.func.attr in methods and not node.func.attr.startswith("__"):
@@ -291,7 +292,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     instances = (_instances(tree, classes) if layer_reads and any(classes.values())
                  and weight_read_patterns()[1].search(source) else {})
     applied: set[str] = set()
-    for node in ast.walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
+    for node in _walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
                 and len(node.args) == 1 and not node.keywords:
             fn = node.args[0]
@@ -335,23 +336,23 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                         walk(handler.body, narrow)
                     continue
                 written: set[int] = set()  # ids of the tensors init calls write (the init converts them)
-                for node in ast.walk(statement):
+                for node in _walk(statement):
                     if isinstance(node, ast.Call):
                         site = _site(node, narrow, layers, key_available)
                         if site is not None:
                             facts.sites[(node.lineno, node.col_offset)] = site
                             random = random or is_random(site.kind)
                             tensor = node.func.value if site.method else node.args[0]  # type: ignore[attr-defined]
-                            written |= {id(n) for n in ast.walk(tensor)}
+                            written |= {id(n) for n in _walk(tensor)}
                         elif node.args and isinstance(node.func, ast.Attribute) \
                                 and isinstance(node.func.value, ast.Name) and node.func.value.id == INIT_HELPER:
-                            written |= {id(n) for n in ast.walk(node.args[0])}  # converted already
+                            written |= {id(n) for n in _walk(node.args[0])}  # converted already
                 if key_available or layer_reads:
                     _reads(statement, narrow, written, not key_available)
 
         def _reads(statement: ast.AST, narrow, written: set[int], reported: bool, test: bool = False) -> None:
             inner: set[int] = set()  # `m.weight` inside a recorded `m.weight.data`
-            for node in ast.walk(statement):  # outer attributes come first
+            for node in _walk(statement):  # outer attributes come first
                 if not isinstance(node, ast.Attribute) or id(node) in written or id(node) in inner \
                         or not isinstance(node.ctx, ast.Load):
                     continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from .astwalk import walk as _walk
 from .core import parallel
 from .names import module_aliases, qualname_of
 
@@ -40,7 +41,7 @@ def parallel_facts(tree: ast.Module, source: str) -> ParallelFacts:
     aliases = module_aliases(tree)
     wrapped: set[str] = set()
     assigned: set[Position] = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call)):
             continue
         call = node.value
@@ -61,7 +62,7 @@ def parallel_facts(tree: ast.Module, source: str) -> ParallelFacts:
         return NONE
     reads: dict[Position, str] = {}
     nodes: dict[Position, ast.AST] = {}
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if (isinstance(node, ast.Attribute) and node.attr == parallel.MODULE_ATTRIBUTE
                 and isinstance(node.ctx, ast.Load)):
             receiver = _target_text(node.value)

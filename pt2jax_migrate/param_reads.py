@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 
+from .astwalk import walk as _walk
 from .names import module_aliases, qualname_of
 
 # functions (qualified-name prefixes) that dispatch on the array's type; einops' torch layers
@@ -22,7 +23,7 @@ _NOT = ("einops.layers.",)
 def _parameters(cls: ast.ClassDef, aliases: dict[str, str]) -> set[str]:
     """`self.p = nn.Parameter(...)` anywhere in the class -> {"p"}."""
     out = set()
-    for node in ast.walk(cls):
+    for node in _walk(cls):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.value, ast.Call):
             target, func = node.targets[0], node.value.func
             head = func
@@ -39,7 +40,7 @@ def _parameters(cls: ast.ClassDef, aliases: dict[str, str]) -> set[str]:
 
 def _buffers(cls: ast.ClassDef) -> set[str]:
     """`self.register_buffer("name", ...)` anywhere in the class -> {"name"}."""
-    return {node.args[0].value for node in ast.walk(cls)
+    return {node.args[0].value for node in _walk(cls)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
             and node.func.attr == "register_buffer" and isinstance(node.func.value, ast.Name)
             and node.func.value.id == "self" and node.args and isinstance(node.args[0], ast.Constant)
@@ -50,11 +51,11 @@ def _buffer_reads(tree: ast.Module, out: set[tuple[int, int]]) -> None:
     """A registered buffer used as an index (`table[self.index]`) or handed to a plain function
     (`bias(self.table, self.index)`, which may index with it): jax takes no Variable as an
     index, so the value is read there (`self.index[...]`); arithmetic on it needs no change."""
-    for cls in ast.walk(tree):
+    for cls in _walk(tree):
         buffers = _buffers(cls) if isinstance(cls, ast.ClassDef) else set()
         if not buffers:
             continue
-        for node in ast.walk(cls):
+        for node in _walk(cls):
             if isinstance(node, ast.Subscript):
                 reads = [node.slice]
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -75,13 +76,13 @@ def param_reads(tree: ast.Module) -> set[tuple[int, int]]:
     aliases = module_aliases(tree)
     if not any(q.startswith(ARRAY_ONLY) for q in aliases.values()):
         return out
-    for cls in ast.walk(tree):
+    for cls in _walk(tree):
         if not isinstance(cls, ast.ClassDef):
             continue
         params = _parameters(cls, aliases)
         if not params:
             continue
-        for node in ast.walk(cls):
+        for node in _walk(cls):
             if not isinstance(node, ast.Call):
                 continue
             q = qualname_of(node.func, aliases)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 
+from .astwalk import walk as _walk
+
 Position = tuple[int, int]  # (line, column) of the Sequential call
 
 _MAPPING_CALLS = frozenset({"OrderedDict", "collections.OrderedDict"})
@@ -35,7 +37,7 @@ def _own_nodes(scope: ast.AST):
 def _sequential_inits(tree: ast.Module) -> set[int]:
     """ids of the __init__ methods of classes subclassing a Sequential (`class Block(nn.Sequential)`):
     their `super().__init__(layers)` is the container's constructor."""
-    return {id(item) for cls in ast.walk(tree) if isinstance(cls, ast.ClassDef)
+    return {id(item) for cls in _walk(tree) if isinstance(cls, ast.ClassDef)
             and any(ast.unparse(b).split(".")[-1] == "Sequential" for b in cls.bases)
             for item in cls.body if isinstance(item, ast.FunctionDef) and item.name == "__init__"}
 
@@ -49,12 +51,12 @@ def filled_sequentials(nodes) -> dict[str, ast.Call]:
     for node in nodes:
         if isinstance(node, ast.Assign):
             for target in node.targets:
-                for sub in ast.walk(target):
+                for sub in _walk(target):
                     if isinstance(sub, ast.Name):
                         bound.setdefault(sub.id, []).append(node.value if target is sub else node)
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For, ast.AsyncFor, ast.NamedExpr, ast.withitem)):
             target = node.optional_vars if isinstance(node, ast.withitem) else node.target
-            for sub in ast.walk(target) if target is not None else ():
+            for sub in _walk(target) if target is not None else ():
                 if isinstance(sub, ast.Name):
                     bound.setdefault(sub.id, []).append(node.value if isinstance(node, ast.AnnAssign) else node)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_module"
@@ -67,7 +69,7 @@ def filled_sequentials(nodes) -> dict[str, ast.Call]:
 
 def mapping_sequentials(tree: ast.Module) -> set[Position]:
     found: set[Position] = set()
-    scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
+    scopes = [tree, *(n for n in _walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]
     sequential_inits = _sequential_inits(tree)
     for scope in scopes:
         constructor = ("Sequential", "super().__init__") if id(scope) in sequential_inits else ("Sequential",)
@@ -82,7 +84,7 @@ def mapping_sequentials(tree: ast.Module) -> set[Position]:
                 mapping[node.target.id] = mapping.get(node.target.id, True) and _is_mapping(node.value)
             elif isinstance(node, (ast.AugAssign, ast.For, ast.AsyncFor, ast.NamedExpr, ast.withitem)):
                 target = node.optional_vars if isinstance(node, ast.withitem) else node.target
-                for sub in ast.walk(target) if target is not None else ():
+                for sub in _walk(target) if target is not None else ():
                     if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                         mapping[sub.id] = False
             elif (isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords

@@ -12,6 +12,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from .astwalk import walk as _walk
 from .core.constructs import CONTAINER_BASES, MODULE_BASES
 from .core.forward_helpers import forward_helpers
 from .core.structure import (CHAIN_OPS, CHILD_READ_REFUSAL, INDEX_TARGET_REFUSAL, TIE_REFUSAL,
@@ -60,7 +61,7 @@ def _self_attr(node: ast.AST) -> str | None:
 
 def _torch_roots(tree: ast.Module) -> set[str]:
     roots = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Import):
             roots.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "torch")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
@@ -122,7 +123,7 @@ def analyse(tree: ast.Module) -> StructureFacts:
                 init_params[cls.name] = [a.arg for a in stmt.args.args[1:]]
     # block classes passed to a class of this file: `ResNet(BasicBlock, [2, 2])`
     passed: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in init_params:
             params = init_params[node.func.id]
             for i, arg in enumerate(node.args):
@@ -140,7 +141,7 @@ def analyse(tree: ast.Module) -> StructureFacts:
         _module_children(cls, containers.get(cls.name), roots, class_names, facts)
         if cls.name in containers:
             _training_reads(cls, facts, tree)
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             _index_assignments(node, roots, facts)
         elif isinstance(node, ast.For):
@@ -188,7 +189,7 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
     init = methods.get("__init__")
     out.factories["__init__"] = set(init_factories)
     for method in methods.values():
-        for node in ast.walk(method):
+        for node in _walk(method):
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
                 found = _buffer_registration(node.value)
                 if found is not None:
@@ -213,7 +214,7 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
                 out.builders.add(name)
                 changed = True
                 continue
-            for node in ast.walk(method):
+            for node in _walk(method):
                 if isinstance(node, ast.Call) and (
                         _layer_kind(node, roots) is not None
                         or (isinstance(node.func, ast.Name) and (node.func.id in class_names or node.func.id in factories))
@@ -226,7 +227,7 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
             given = out.factories.get(caller, set())
             if not given:
                 continue
-            for node in ast.walk(method):
+            for node in _walk(method):
                 callee = _self_attr(node.func) if isinstance(node, ast.Call) else None
                 if callee in methods and callee != caller:
                     params = [a.arg for a in methods[callee].args.args[1:]]
@@ -241,7 +242,7 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
             out.factory_calls |= calls
     _optional_children(methods.values(), roots, out)
     for method in methods.values():
-        for node in ast.walk(method):
+        for node in _walk(method):
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
                 _buffer_chain(node, out.buffers, facts)
             if isinstance(node, ast.AugAssign) and type(node.op) in _OPS:
@@ -279,7 +280,7 @@ def _optional_children(methods, roots: set[str], out: ClassFacts) -> None:
     nones: dict[str, list[int]] = {}
     modules: dict[str, set[str]] = {}
     for method in methods:
-        for node in ast.walk(method):
+        for node in _walk(method):
             if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and _self_attr(node.targets[0])):
                 continue
             name, value = _self_attr(node.targets[0]), node.value
@@ -302,7 +303,7 @@ def _training_reads(cls: ast.ClassDef, facts: StructureFacts, tree: ast.Module) 
     for stmt in cls.body:
         if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        for node in ast.walk(stmt):
+        for node in _walk(stmt):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
                 if node.attr == "training":
                     (reads if type(node.ctx) is ast.Load else stores).append((node, stmt.name))
@@ -368,7 +369,7 @@ def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], 
                     if kind:
                         owned[_self_attr(stmt.targets[0])] = kind
     reads: set[str] = set()  # self.x read anywhere in the class
-    for node in ast.walk(cls):
+    for node in _walk(cls):
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load) and _self_attr(node):
             reads.add(node.attr)
     for method in cls.body:
@@ -427,7 +428,7 @@ def module_callables(tree: ast.Module, class_names: set[str]) -> set[str]:
     field of a local value (`cnf.block(cnf, p, norm_layer)`) whose result becomes a submodule
     constructs a module, so it gets `rngs` as a parameter called so does."""
     out: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.AnnAssign):
             name = node.target.id if isinstance(node.target, ast.Name) else _self_attr(node.target)
             annotation = node.annotation
@@ -464,7 +465,7 @@ def _factory_calls(method: ast.FunctionDef, functions: set[str],
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
             if isinstance(node, (ast.AnnAssign, ast.For)) else []
         for target in targets:
-            for leaf in ast.walk(target):
+            for leaf in _walk(target):
                 if isinstance(leaf, ast.Name):
                     names.add(leaf.id)
                     value = getattr(node, "value", None)
@@ -497,7 +498,7 @@ def _factory_calls(method: ast.FunctionDef, functions: set[str],
             module_position(node.value)
         elif isinstance(node, ast.Return):
             module_position(node.value)
-        for sub in ast.walk(node) if isinstance(node, (ast.Expr, ast.Assign, ast.AnnAssign, ast.Return)) else ():
+        for sub in _walk(node) if isinstance(node, (ast.Expr, ast.Assign, ast.AnnAssign, ast.Return)) else ():
             if not isinstance(sub, ast.Call):
                 continue
             method_name = sub.func.attr if isinstance(sub.func, ast.Attribute) else None
@@ -624,7 +625,7 @@ def _escaping(stmt: ast.stmt, arrays: set[str], roots: set[str]) -> set[str]:
     headers = [stmt] if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr, ast.Return)) else \
         [getattr(stmt, f) for f in ("iter", "test", "items") if getattr(stmt, f, None) is not None]
     for header in headers:
-        for node in ast.walk(header) if isinstance(header, ast.AST) else ():
+        for node in _walk(header) if isinstance(header, ast.AST) else ():
             if isinstance(node, ast.Call):
                 text = _dotted(node.func) or ""
                 fresh = text.split(".")[0] in roots and not text.rsplit(".", 1)[-1][:1].isupper()

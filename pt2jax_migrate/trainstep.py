@@ -12,6 +12,7 @@ import ast
 import builtins
 from dataclasses import dataclass, field
 
+from .astwalk import walk as _walk
 from . import schedule_plan
 from .names import qualname_of
 
@@ -278,12 +279,12 @@ def ast_info(stmt: ast.stmt, qualname=None, unconverted_lines: frozenset[int] = 
             method = (call.func.value.id, call.func.attr)
     targets = None
     if isinstance(stmt, ast.Assign) and all(isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in stmt.targets):
-        targets = frozenset(n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        targets = frozenset(n.id for t in stmt.targets for n in _walk(t) if isinstance(n, ast.Name))
     elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
         targets = frozenset({stmt.target.id})
     names, called = set(), set()
     reads_grad = False
-    for node in ast.walk(stmt):
+    for node in _walk(stmt):
         if (isinstance(node, ast.Attribute) and (node.attr == "grad" or node.attr in GRAD_FUNCTIONS)
                 or isinstance(node, ast.Name) and node.id in GRAD_FUNCTIONS):
             reads_grad = True
@@ -419,7 +420,7 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
     rules = load_rules(target=emit.table)
     aliases: dict[str, str] = {}
     module_names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] in TORCH_ROOTS:
@@ -431,14 +432,14 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             module_names.add(stmt.name)
         elif isinstance(stmt, ast.Assign):
-            module_names |= {n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            module_names |= {n.id for t in stmt.targets for n in _walk(t) if isinstance(n, ast.Name)}
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
             module_names |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
 
     optimizers: dict[str, str] = {}
     optimizer_vars: set[str] = set()
     loss_vars: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Call):
             q = qualname_of(node.value.func, aliases)
             rule = rules.by_name.get(q) if q else None

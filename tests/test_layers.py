@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"core"}),
     # data and tables: rule tables and their schema (targets register their helper names with
     # it), the data model, torch names, the package's version
-    ("base", {"rules", "rules_schema", "model", "names", ""}),
+    ("base", {"rules", "rules_schema", "model", "names", "astwalk", ""}),
 ]
 
 # Pairs inside one layer that must not depend on each other anyway (first must not import second).

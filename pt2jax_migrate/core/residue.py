@@ -22,6 +22,7 @@ import io
 import tokenize
 from dataclasses import dataclass
 
+from ..astwalk import walk as _walk
 from ..names import dotted, import_bindings, is_torch_name
 from .constructs import torch_only_attribute, torch_only_method
 from .data import is_data_pipeline
@@ -83,7 +84,7 @@ def _local_names(node: ast.AST) -> set[str]:
         for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
             if a is not None:
                 names.add(a.arg)
-    for child in ast.walk(node):
+    for child in _walk(node):
         if child is node:
             continue
         if isinstance(child, ast.Name) and type(child.ctx) is ast.Store:
@@ -134,7 +135,7 @@ class _Finder(ast.NodeVisitor):
                 local.add(stmt.name)
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                local |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+                local |= {n.id for t in targets for n in _walk(t) if isinstance(n, ast.Name)}
         self.shadowed.append((True, local & set(self.torch_names)))
         for stmt in node.body:
             self.visit(stmt)
@@ -215,7 +216,7 @@ def literal_kind(node: ast.AST) -> str:
 def torch_bindings(tree: ast.Module) -> dict[str, str]:
     """Every name some import in the file binds to a torch (or torch-only) name."""
     names: dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for name, qual in import_bindings(node):
                 if is_torch_name(qual):

@@ -7,7 +7,6 @@ import dataclasses
 from collections import Counter
 
 import libcst as cst
-from libcst.metadata import PositionProvider
 
 from ..model import Finding
 
@@ -63,11 +62,8 @@ class TodosMixin:
     def _pos(self, node: cst.CSTNode) -> tuple[int, int]:
         if id(node) in self.statement_pos:
             return self.statement_pos[id(node)]
-        try:
-            pos = self.get_metadata(PositionProvider, node)
-            return pos.start.line, pos.start.column + 1
-        except KeyError:
-            return 0, 0
+        pos = self.positions.get(id(node))  # (line, 0-based column); a node of ours has none
+        return (pos[0], pos[1] + 1) if pos is not None else (0, 0)
 
     def changed(self, node: cst.CSTNode, code: str, message: str, safety: str = "safe") -> None:
         line, col = self._pos(node)
@@ -142,6 +138,9 @@ class TodosMixin:
         return self._compound_leave(updated)
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}  # node type -> its field names, in order
+
+
 def comments_in(node: cst.CSTNode) -> list[str]:
     """Every comment below `node` (leading lines, trailing whitespace, inside brackets), in
     field order (source order but for a few node kinds)."""
@@ -152,7 +151,10 @@ def comments_in(node: cst.CSTNode) -> list[str]:
         if isinstance(item, cst.Comment):
             out.append(item.value)
         elif isinstance(item, cst.CSTNode):
-            stack.extend(reversed([getattr(item, f.name) for f in dataclasses.fields(item)]))
+            names = _FIELDS.get(type(item))
+            if names is None:  # dataclasses.fields per node cost more than the walk itself
+                names = _FIELDS[type(item)] = tuple(f.name for f in dataclasses.fields(item))
+            stack.extend(reversed([getattr(item, name) for name in names]))
         elif isinstance(item, (list, tuple)):
             stack.extend(reversed(item))
     return out

@@ -29,6 +29,9 @@ imports       (functions) import_aliases, finish_imports       aliases (from the
 inits         _init_call() (from leave_Call), _apply_call()     init_facts (pt2jax_migrate.inits)
               (from _method_call), init functions take rngs
 
+skipping      _untouched(): a statement line nothing acts on    skip_index, skipped
+dispatch      on_visit/on_leave (+ per-field): libcst's name lookup cached per node type, untouched lines skipped
+
 Free helpers live in cst_util (libcst shapes) and lifting (train-step pieces); the entry points
 (rewrite_source, parse, the residue check) in engine.
 """
@@ -38,7 +41,6 @@ from __future__ import annotations
 import ast
 
 import libcst as cst
-from libcst.metadata import PositionProvider
 
 from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
@@ -56,6 +58,7 @@ from ..targets import Target, get_target
 from .calls import CallsMixin
 from .classes import ClassesMixin
 from .cst_util import names_in
+from .dispatch import DispatchMixin
 from .imports import _module_level_names, not_tensor_names
 from .inits import InitsMixin
 from .methods import MethodsMixin
@@ -63,18 +66,17 @@ from .references import ReferencesMixin
 from ..parallel_facts import ParallelFacts, parallel_facts
 from .parallel import ParallelMixin
 from .scopes import ScopesMixin, _Scope
+from .skipping import SkipIndex, SkipMixin
 from .statements import StatementsMixin
 from .structure import StructureMixin
 from .todos import TodosMixin
 from .trainsteps import TrainStepsMixin
 
 MIXINS = (TodosMixin, ScopesMixin, ReferencesMixin, StatementsMixin, CallsMixin, MethodsMixin, ClassesMixin,
-          TrainStepsMixin, StructureMixin, InitsMixin, ParallelMixin)
+          TrainStepsMixin, StructureMixin, InitsMixin, ParallelMixin, SkipMixin, DispatchMixin)
 
 
 class TorchToNNX(*MIXINS, cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
     def __init__(self, path: str, aliases: dict[str, str], module: cst.Module, unsafe_fixes: bool = True,
                  target: str | Target | None = None, helpers_module: str | None = None,
                  imported_classes: dict[str, bool] | None = None, source: str | None = None,
@@ -98,6 +100,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.class_stack: list[bool] = []
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
         self.statement_pos: dict[int, tuple[int, int]] = {}
+        self.positions: dict[int, tuple[int, int]] = {}  # id of a node -> its start (the engine's positions.py)
         self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
         self.class_kept_layers: list[set[str]] = []  # per enclosing class: torch layers left PyTorch
         self.call_statement: dict[int, str] = {}  # id of a call -> how it stands (core.decide EXPR, WITH, ...)
@@ -147,3 +150,5 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.parallel = parallel_facts(tree, code) if self.target.converts_data_parallel else ParallelFacts()
         self.removed_calls: set[int] = set()  # ids of statement calls converted to nothing (process group)
         self.array_loaders = array_loaders(tree, code)  # DataLoader(TensorDataset(...)) (data_facts)
+        self.skipped: set[int] = set()  # ids of statement lines the visit leaves as parsed (skipping.py)
+        self.skip_index = SkipIndex(self, tree)  # last: it reads the facts above

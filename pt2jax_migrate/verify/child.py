@@ -96,16 +96,12 @@ def main(argv: list[str]) -> None:
     start = time.perf_counter()
     if side_name in ("torch", "train"):
         importlib.import_module("torch")  # timed: the import is what this line measures
-
-        from .sides import TorchSide as Side
     if side_name in ("jax", "train"):
         _compilation_cache()
         importlib.import_module("jax")  # timed, as torch's
+    from . import sides
 
-        from .sides import JaxSide as Side
-    if side_name == "train":
-        from .sides import TrainSide as Side
-    side = Side()
+    side = {"torch": sides.TorchSide, "jax": sides.JaxSide, "train": sides.TrainSide}[side_name]()
     side.timings[f"import {'torch and jax' if side_name == 'train' else side_name}"] = time.perf_counter() - start
     from .report import VerifyError
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 
+from ...astwalk import walk as _walk
 from ...core.constructs import CONTAINER_BASES, MODULE_BASES
 from ...core.parallel import WRAPPERS
 from ...core.forward_helpers import forward_helpers
@@ -65,7 +66,7 @@ def train_attributes(cls: ast.ClassDef, classes, aliases: dict[str, str]) -> set
     out = set()
     for method in cls.body:
         if isinstance(method, ast.FunctionDef) and method.name == "__init__":
-            for node in ast.walk(method):
+            for node in _walk(method):
                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
                     func = node.value.func
                     takes = (qualname_of(func, aliases) in TRAIN_LAYERS
@@ -113,7 +114,7 @@ def _report_line(statements: list[tuple[ast.stmt, ast.stmt | None]], node: ast.A
 def _simple_statements(root: ast.AST) -> list[tuple[ast.stmt, ast.stmt | None]]:
     compound = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.If, ast.For, ast.AsyncFor, ast.While,
                 ast.With, ast.AsyncWith, ast.Try, ast.Match) + ((ast.TryStar,) if hasattr(ast, "TryStar") else ())
-    return [(n, None) for n in ast.walk(root) if isinstance(n, ast.stmt) and not isinstance(n, compound)]
+    return [(n, None) for n in _walk(root) if isinstance(n, ast.stmt) and not isinstance(n, compound)]
 
 
 def _placed(value: ast.expr) -> ast.expr:
@@ -129,7 +130,7 @@ def handled_constructions(tree: ast.Module, classes, aliases: dict[str, str]) ->
     of a builder's `def build(): return Net(...)`, which returns the Linen module definition, as it
     is (its caller runs `build().init(key, x)`, as verify's `--model build` does)."""
     out = set()
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             value = _placed(node.value)
             if isinstance(value, ast.Call) and qualname_of(value.func, aliases) in WRAPPERS:
@@ -156,10 +157,10 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
         if message not in sites.setdefault(line, []):
             sites[line].append(message)
 
-    inside = {id(n) for cls in classes.values() for n in ast.walk(cls)}
+    inside = {id(n) for cls in classes.values() for n in _walk(cls)}
     inside |= handled_constructions(tree, classes, aliases)
     statements = _simple_statements(tree)
-    for node in ast.walk(tree):
+    for node in _walk(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes
                 and id(node) not in inside):
             line = _report_line(statements, node, tree.body[0] if tree.body else node)
@@ -197,15 +198,15 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
                 if problem:
                     add(cls.lineno, f"class {cls.name}: {problem}; write the fields and setup() by hand")
             if method.name == "__init__":
-                direct = {id(n.value) for n in ast.walk(method) if isinstance(n, ast.Assign)
+                direct = {id(n.value) for n in _walk(method) if isinstance(n, ast.Assign)
                           and len(n.targets) == 1 and _self_attr(n.targets[0]) is not None}
-                for node in ast.walk(method):
+                for node in _walk(method):
                     if (isinstance(node, ast.Call) and qualname_of(node.func, aliases) in PARAMETERS
                             and id(node) not in direct):
                         add(_report_line(own, node, cls), "nn.Parameter not assigned as `self.name = "
                                                           "nn.Parameter(...)`: declare it with self.param by hand")
             else:
-                for node in ast.walk(method):
+                for node in _walk(method):
                     if isinstance(node, ast.Call) and qualname_of(node.func, aliases) in PARAMETERS:
                         add(_report_line(own, node, cls), "nn.Parameter outside __init__: Linen declares "
                                                           "parameters in setup() (self.param)")
@@ -225,8 +226,8 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
                                          "it on by hand")
                 for node in uses:
                     add(_report_line(own, node, cls), why)
-            called = {id(n.func) for n in ast.walk(method) if isinstance(n, ast.Call)}
-            for node in ast.walk(method):
+            called = {id(n.func) for n in _walk(method) if isinstance(n, ast.Call)}
+            for node in _walk(method):
                 attr = _self_attr(node)
                 if attr == "training":  # core.structure decides (kind training): one TODO, its own
                     continue
