@@ -14,7 +14,7 @@ from ..core.residue import RESIDUE_CODE, mark_residue, unmarked_residue
 from ..model import FileResult, Finding, SourceError
 from ..targets import Target, get_target
 from .imports import import_aliases
-from .positions import start_positions
+from .positions import node_positions
 from .transformer import TorchToNNX
 
 def parse(source: str, path: str) -> cst.Module:
@@ -90,7 +90,7 @@ def _rewrite_text(source: str, path: str = "<string>", *, target: str | Target =
                              source=source, tree=tree)
     # the one metadata the pass reads (where nodes start: findings' line and column), in one lean
     # codegen (positions.py) rather than PositionProvider through a MetadataWrapper
-    transformer.positions = start_positions(module)
+    transformer.positions, transformer.ends = node_positions(module)
     new_module = module.visit(transformer)
     new_source = new_module.code
     try:

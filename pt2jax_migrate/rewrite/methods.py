@@ -4,7 +4,6 @@ attributes only torch tensors and modules have (core.constructs, shared with lin
 from __future__ import annotations
 
 import libcst as cst
-from libcst.metadata import PositionProvider
 
 from ..core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, construct_code,
                                is_dtype_text, torch_only_attribute)
@@ -96,12 +95,11 @@ class MethodsMixin:
         """Whether the receiver's source spans over 2 * _LONG_RECEIVER columns or _LONG_RECEIVER
         lines: its text is long, known without printing it (printing at every link of a chain
         made each link cost O(n))."""
-        try:
-            span = self.get_metadata(PositionProvider, node)
-        except KeyError:  # a node the rewrite made
+        start, end = self.positions.get(id(node)), self.ends.get(id(node))
+        if start is None or end is None:  # a node the rewrite made
             return False
-        lines = span.end.line - span.start.line
-        return lines > _LONG_RECEIVER or (lines == 0 and span.end.column - span.start.column > 2 * _LONG_RECEIVER)
+        lines = end[0] - start[0]
+        return lines > _LONG_RECEIVER or (lines == 0 and end[1] - start[1] > 2 * _LONG_RECEIVER)
 
     def _device_move(self, original: cst.Call, updated: cst.Call, method: str, receiver) -> cst.BaseExpression:
         args, kwargs = self._args(updated)

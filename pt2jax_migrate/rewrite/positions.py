@@ -41,6 +41,7 @@ class _StartState(CodegenState):
         self.column = 0  # zero-indexed
         self.stack: list[tuple[int, int]] = []
         self.starts: dict[int, tuple[int, int]] = {}
+        self.ends: dict[int, tuple[int, int]] = {}  # where its code ends (methods: a receiver's length)
 
     def add_indent_tokens(self) -> None:
         self.tokens.extend(self.indent_tokens)
@@ -65,13 +66,15 @@ class _StartState(CodegenState):
     def after_codegen(self, node) -> None:
         start = self.stack.pop()
         self.starts.setdefault(id(node), start)  # a syntactic position recorded already stays
+        self.ends[id(node)] = (self.line, self.column)
 
     def record_syntactic_position(self, node, *, start_node=None, end_node=None) -> _Syntactic:
         return _Syntactic(self, node, start_node)
 
 
-def start_positions(module: cst.Module) -> dict[int, tuple[int, int]]:
-    """id of each node of `module` -> (line, zero-based column) where PositionProvider starts it."""
+def node_positions(module: cst.Module) -> tuple[dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+    """(starts, ends): id of each node of `module` -> (line, zero-based column) where
+    PositionProvider starts it, and where its code ends."""
     state = _StartState(module)
     module._codegen(state)
-    return state.starts
+    return state.starts, state.ends

@@ -101,6 +101,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
         self.statement_pos: dict[int, tuple[int, int]] = {}
         self.positions: dict[int, tuple[int, int]] = {}  # id of a node -> its start (the engine's positions.py)
+        self.ends: dict[int, tuple[int, int]] = {}  # id of a node -> where its code ends
         self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
         self.class_kept_layers: list[set[str]] = []  # per enclosing class: torch layers left PyTorch
         self.call_statement: dict[int, str] = {}  # id of a call -> how it stands (core.decide EXPR, WITH, ...)
