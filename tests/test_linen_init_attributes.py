@@ -139,3 +139,59 @@ def test_unmapped_layer_attribute_is_a_todo_in_lint_and_rewrite():
     assert [(f.line, f.code) for f in lint if not f.fixable and f.code != "PTJ001"] == [(11, "PTJ105")]
     # NNX keeps torch's names on its converted layers: no finding there
     assert not [f for f in rewrite_source(UNMAPPED, "m.py").findings if not f.fixable]
+
+
+CHAINED = '''import torch
+import torch.nn as nn
+
+
+class Head(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc = nn.Linear(d, 64)
+        self.big = nn.Linear(d, 256)
+        self.scale = scale = d ** -0.5
+        self.half = half = scale / 2
+        self.std = std = 0.02 * d
+        nn.init.constant_(self.fc.weight, scale + half)
+        nn.init.normal_(self.big.weight, std=std)
+
+    def forward(self, x):
+        return self.fc(x) * self.scale + self.big(x).mean() * self.std
+
+
+torch.manual_seed(0)
+model = Head(4)
+'''
+
+
+def test_chained_attribute_and_local_copied_into_init_parameters(tmp_path):
+    """`self.std = std = value` read by init code: init_parameters gets `std = value` (setup keeps
+    the chained statement for self.std); the values match torch (normal_: its statistics)."""
+    import jax
+    import jax.numpy as jnp
+
+    result = rewrite_source(CHAINED, "m.py", target="linen")
+    new = result.new_source
+    assert "TODO(pt2jax)" not in new, [f"{f.line}: {f.code} {f.message}" for f in result.findings]
+    setup = new[new.index("def setup(self):"):new.index("def init_parameters")]
+    hook = new[new.index("def init_parameters"):new.index("@torch_initialised")]
+    assert "self.scale = scale = d ** -0.5" in setup and "self.std = std = 0.02 * d" in setup
+    assert "torch_init." not in setup
+    assert "scale = d ** -0.5\n        half = scale / 2\n" in hook and "\n        std = 0.02 * d\n" in hook
+    assert rewrite_source(new, "m.py", target="linen").new_source == new  # idempotent
+    _agree(CHAINED, result)
+
+    (tmp_path / "torch_side.py").write_text(CHAINED)
+    (tmp_path / "linen_side.py").write_text(new)
+    torch_model = runpy.run_path(str(tmp_path / "torch_side.py"))["model"]
+    ns = runpy.run_path(str(tmp_path / "linen_side.py"))
+    x = jnp.ones((2, 4))
+    variables = ns["Head"](4).init(jax.random.key(0), x)
+    params = variables["params"]
+    np.testing.assert_allclose(np.asarray(params["fc"]["kernel"]).T, torch_model.fc.weight.detach().numpy(),
+                               rtol=1e-6, atol=0)
+    big = np.asarray(params["big"]["kernel"])
+    assert abs(big.std() / 0.08 - 1) < 0.05 and abs(big.mean()) < 0.01, (big.std(), big.mean())
+    assert abs(torch_model.big.weight.detach().numpy().std() / 0.08 - 1) < 0.05
+    assert ns["Head"](4).apply(variables, x).shape == (2, 64)

@@ -111,6 +111,35 @@ def _local_only(stmt) -> bool:
     return bool(inner) and all(_local_only(s) for s in [*inner, *([orelse] if orelse is not None else [])])
 
 
+def _chained_local(stmt) -> cst.SimpleStatementLine | None:
+    """`self.std = std = value`: the copy `std = value` (its plain-name targets), where the value
+    builds nothing (no call of a class: a layer recomputed outside setup is another layer)."""
+    if not (isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1
+            and isinstance(stmt.body[0], cst.Assign)):
+        return None
+    assign = stmt.body[0]
+    plain = [t for t in assign.targets if _plain(t.target)]
+    if not plain or len(plain) == len(assign.targets) or not all(
+            _plain(t.target) or isinstance(t.target, cst.Attribute) and _code(t.target.value) == "self"
+            for t in assign.targets):
+        return None
+    calls = [_code(c.func) for c in _calls(assign.value)]
+    if any(f.rsplit(".", 1)[-1][:1].isupper() for f in calls):
+        return None
+    return stmt.with_changes(body=[assign.with_changes(targets=plain)])
+
+
+def _calls(node) -> list:
+    found: list = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            found.append(call)
+
+    node.visit(Visitor())
+    return found
+
+
 def _plain(target) -> bool:
     if isinstance(target, (cst.Tuple, cst.List)):
         return all(_plain(e.value) for e in target.elements)
@@ -129,7 +158,7 @@ def _copies(i: int, statements: list, locals_: set[str], needs: set[str]) -> lis
             continue
         seen.add(name)
         providers = [s for s in statements[:i] if name in _assigned([s])]
-        if not providers or not all(_local_only(p) for p in providers):
+        if not providers or not all(_local_only(p) or _chained_local(p) for p in providers):
             return None
         for p in providers:
             if p not in found:
@@ -159,9 +188,11 @@ def split_init(statements: list, methods: set[str], fields: set[str]):
     # a copied local no statement left in setup reads goes (it may read a parameter, which setup
     # has not built yet: `std = linen_param(self.fc, "kernel").get_value().shape[0] ** -0.5`)
     for stmt in reversed(copied):
-        if not _assigned([stmt]) & set().union(*(_names(s) for s in kept if s is not stmt)):
+        left = set().union(*(_names(s) for s in kept if s is not stmt))
+        if _chained_local(stmt) is None and not _assigned([stmt]) & left:
             kept = [s for s in kept if s is not stmt]
-    moved = [s for s in statements if s in copied] + moved  # in setup's order
+    # a chained `self.std = std = value` stays in setup; init_parameters gets `std = value`
+    moved = [_chained_local(s) or s for s in statements if s in copied] + moved  # setup's order
     read = sorted(set().union(*(_names(s) for s in moved)) & fields) if moved else []
     return kept, moved, read
 
