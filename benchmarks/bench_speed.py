@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from pt2jax_migrate.rules import load_rules
 
     corpora = [] if args.paths else ["torch", "torchvision", "timm"]
-    files = select(args.paths, corpora, args.limit, None)
+    files, _skipped = select(args.paths, corpora, args.limit, None)
     tmp = Path(tempfile.mkdtemp(prefix="pt2jax-bench-"))
     try:
         tree = tmp / "tree"

@@ -10,6 +10,7 @@ class's __init__; the init functions handed to `module.apply(fn)` or run only by
 from __future__ import annotations
 
 import ast
+import io
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -258,7 +259,9 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
 
 @lru_cache(maxsize=1)
 def _lines(source: str) -> list[str]:
-    return ast._splitlines_no_ff(source)  # type: ignore[attr-defined]  (what get_source_segment splits by)
+    # the lines get_source_segment splits by (\r\n, \r, \n, ends kept; not \f or \v as
+    # str.splitlines would), in C: ast._splitlines_no_ff is a Python loop per character
+    return io.StringIO(source, newline="").readlines()
 
 
 def _text(source: str, node: ast.AST) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
+from .astwalk import walk
 from .core.constructs import isinstance_type_nodes
 from .names import import_bindings, is_torch_name, qualname_of
 
@@ -26,18 +27,25 @@ NONE = IsinstanceFacts()
 def isinstance_facts(tree: ast.Module, source: str) -> IsinstanceFacts:
     if "isinstance" not in source:
         return NONE
+    nodes = walk(tree)  # cached: the other fact modules walk the same tree
     aliases: dict[str, str] = {}  # imports at any depth: a name imported in a function counts too
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             aliases.update(import_bindings(node))
+    torch_aliases = {name: q for name, q in aliases.items() if is_torch_name(q)}
     named: set[str] = set()
     groups: dict[Position, tuple[str, ...]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Name, ast.Attribute)):
-            q = qualname_of(node, aliases)
-            if q is not None and is_torch_name(q):
-                named.add(q)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"):
+    if torch_aliases:
+        for node in nodes:
+            if isinstance(node, ast.Attribute):
+                q = qualname_of(node, torch_aliases)
+                if q is not None:
+                    named.add(q)
+            elif isinstance(node, ast.Name):
+                if node.id in torch_aliases:
+                    named.add(torch_aliases[node.id])
+    for node in nodes:
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"):
             types = isinstance_type_nodes(node.args)
             tested = tuple(q for q in (qualname_of(t, aliases) for t in types) if q is not None)
             for t in types:

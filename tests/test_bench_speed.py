@@ -1,0 +1,32 @@
+"""benchmarks/bench_speed.py runs and prints its table (a smoke test on two fixtures: the
+numbers themselves are the script's business, not the suite's)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench_speed():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "benchmarks" / "bench_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_prints_every_row_with_its_ratio(capsys):
+    files = [str(ROOT / "fixtures" / "cnn_classifier.in.py"), str(ROOT / "fixtures" / "mlp_classifier.in.py")]
+    assert _bench_speed().main([*files, "--jobs", "1", "--no-torchfix"]) == 0
+    out = capsys.readouterr().out
+    lines = sum(Path(f).read_text(encoding="utf-8").count("\n") + 1 for f in files)
+    assert out.startswith(f"2 files, {lines} lines")
+    for row, ratio in [("ast.parse + ast.walk (lint's floor)", ""), ("lint -j1 ", "x ast.parse+walk"),
+                       ("lint -j1, warm cache (tree unchanged)", "x ast.parse+walk"),
+                       ("rewrite -j1 ", "x libcst.parse_module")]:
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        assert ratio in line
+    assert "warm / cold lint (wall):" in out
