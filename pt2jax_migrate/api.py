@@ -594,11 +594,14 @@ def _spill(folder: str, name: str, text: str) -> str:
 
 def verify_rewritten(run: RewriteRun, config: Any = None, *, model: str | None = None, init: str = "",
                      inputs: Sequence[str] = (), atol: float | None = None,
-                     rtol: float | None = None) -> list[VerifyOutcome]:
+                     rtol: float | None = None, isolate: bool = True, timeout: float | None = None,
+                     memory_limit: int | None = None) -> list[VerifyOutcome]:
     """Run verify on each changed file of `run` that has settings (see verify_settings),
     comparing its original text with its converted text wherever each now lives (a file
     rewritten in place has its original spilled to a temporary file; one not written has
-    its converted text spilled). torch and jax are imported only here, lazily."""
+    its converted text spilled). torch and jax are imported only here, lazily. `isolate`
+    (the default, as for `pt2jax verify`): each side in its own process, so a hang, a crash
+    or an exit in the user's model is that file's error, not the end of the run."""
     from .verify import VerifyError, run_verify
     from .verify.weightmap import WeightMap
 
@@ -616,7 +619,9 @@ def verify_rewritten(run: RewriteRun, config: Any = None, *, model: str | None =
             try:
                 if table is not None:  # [tool.pt2jax.weights]: mappings for layers the tables lack
                     settings["weights_map"] = WeightMap.from_table(table, f"{config.pyproject}: [tool.pt2jax.weights]")
-                outcomes.append(VerifyOutcome(job.path, report=run_verify(original, converted, **settings)))
+                report = run_verify(original, converted, **settings, isolate=isolate, timeout=timeout,
+                                    memory_limit=memory_limit)
+                outcomes.append(VerifyOutcome(job.path, report=report))
             except VerifyError as error:
                 outcomes.append(VerifyOutcome(job.path, error=str(error)))
     return outcomes

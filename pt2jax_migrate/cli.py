@@ -525,7 +525,8 @@ def _add_noqa(report, findings, color: bool) -> None:
               metavar="FILE.md", help="Also write a Markdown summary of the conversion for the reviewer.")
 @click.option("--verify", "do_verify", is_flag=True,
               help="After rewriting, run `pt2jax verify` on each file that has a [tool.pt2jax.verify] "
-                   "entry in pyproject.toml (or on every file, with --model/--input).")
+                   "entry in pyproject.toml (or on every file, with --model/--input), each side in its "
+                   "own process as `pt2jax verify` does (its default --timeout and --memory-limit).")
 @click.option("--model", default=None, help="With --verify: the model class/factory to build in every file.")
 @click.option("--init", "init", default="", help="With --verify: constructor arguments, e.g. '20, 10'.")
 @click.option("--input", "inputs", multiple=True, metavar="SPEC", help="With --verify: an input spec (repeatable).")
@@ -685,7 +686,11 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
     from .api import verify_rewritten
     from .verify import render_report
 
-    outcomes = verify_rewritten(run, config, model=model, init=init, inputs=inputs, atol=atol, rtol=rtol)
+    from .verify.isolate import DEFAULT_TIMEOUT, default_memory_limit
+
+    # isolated as `pt2jax verify` is by default: the user's model cannot take the rewrite down
+    outcomes = verify_rewritten(run, config, model=model, init=init, inputs=inputs, atol=atol, rtol=rtol,
+                                timeout=DEFAULT_TIMEOUT, memory_limit=default_memory_limit())
     console = _console(color)
     for outcome in outcomes:
         if outcome.unset:

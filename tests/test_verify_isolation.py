@@ -235,3 +235,22 @@ def test_train_crash_in_the_torch_step_names_the_line(tmp_path):
     message = _train_fails(original, converted)
     assert f"the training comparison ({original} / {converted}) died while comparing up to 1 training steps: " \
            f"killed by signal SIGSEGV at {original}:{line}" in message
+
+
+def test_rewrite_verify_isolates_the_users_model_too(tmp_path):
+    """api.verify_rewritten (`rewrite --verify`) runs the sides as `verify` does: a model that
+    exits in its constructor is that file's error naming its line, not the end of the run."""
+    from pt2jax_migrate import api
+
+    original, line = _model(tmp_path, "exits.py", """\
+        self.fc = nn.Linear(6, 3)
+        raise SystemExit(3)  # HERE (in process, this would end the whole rewrite)
+        """)
+    with open(original, "a") as handle:
+        handle.write("\n    def forward(self, x):\n        return self.fc(x)\n")
+    run = api.rewrite_paths([original], write=False)
+    before = set(_children())
+    [outcome] = api.verify_rewritten(run, model="MLP", inputs=["float32[4,6]"])
+    assert set(_children()) <= before
+    assert not outcome.ran and outcome.error is not None
+    assert f"the torch side ({original})" in outcome.error and f"{original}:{line}" in outcome.error, outcome.error
