@@ -420,6 +420,15 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     return facts
 
 
+def converted_init_calls(facts: InitFacts, rules) -> frozenset[Position]:
+    """The positions of the init calls the rewrite converts (an init core.decide.decide_init
+    fixes, `module.apply(fn)` over an init function, a method only __init__ runs)."""
+    from .core.decide import decide_init
+
+    sites = {p for p, site in facts.sites.items() if decide_init(site, rules).fixable}
+    return frozenset(sites | set(facts.applies) | set(facts.init_calls))
+
+
 def facts_for_target(tree: ast.Module, source: str, converts_inits: bool, rules=None) -> InitFacts:
     """init_facts for a target that converts inits; for one that does not, only the
     reads outside init code, which core.decide.decide_layer_read then leaves marked: a torch

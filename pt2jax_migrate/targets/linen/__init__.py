@@ -169,10 +169,10 @@ class LinenTarget(LinenTraining, Target):
             transformer.helpers.add("KeyStream")
         return module
 
-    def module_sites(self, tree: Any) -> dict[int, list[str]]:
+    def module_sites(self, tree: Any, init_calls: Callable[[], Any] | None = None) -> dict[int, list]:
         from .facts import module_sites
 
-        return module_sites(tree)
+        return module_sites(tree, init_calls)
 
     def finish_class(self, transformer, original, updated):
         from .module import finish_class

@@ -23,8 +23,10 @@ from ...core.constructs import CONTAINER_BASES, MODULE_BASES
 from ...core.parallel import WRAPPERS
 from ...core.forward_helpers import forward_helpers
 from ...names import module_aliases, qualname_of
+from .init_hook_facts import stuck_sites
 
 CODE = "PTJ101"
+INIT_CODE = "PTJ103"  # torch init code the hook cannot take (init_hook_facts)
 RESERVED = frozenset({"name", "parent"})
 # torch layers whose converted form takes the `train` flag at call time
 from ...core.constructs import PARAMETER as PARAMETERS
@@ -147,13 +149,15 @@ def handled_constructions(tree: ast.Module, classes, aliases: dict[str, str]) ->
     return out
 
 
-def module_sites(tree: ast.Module) -> dict[int, list[str]]:
-    """line -> messages (code PTJ101) of what the Linen target leaves for a person."""
+def module_sites(tree: ast.Module, init_calls=None) -> dict[int, list]:
+    """line -> messages (code PTJ101; `(code, message)` for another code) of what the Linen
+    target leaves for a person. `init_calls()`: the positions of the init calls the rewrite
+    converts (inits.converted_init_calls), for the init code it cannot move out of setup()."""
     aliases = module_aliases(tree)
     classes = converted_classes(tree, aliases)
     sites: dict[int, list[str]] = {}
 
-    def add(line: int, message: str) -> None:
+    def add(line: int, message) -> None:
         if message not in sites.setdefault(line, []):
             sites[line].append(message)
 
@@ -166,12 +170,14 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             line = _report_line(statements, node, tree.body[0] if tree.body else node)
             add(line, f"{node.func.id}(...) " + APPLY.format(name=node.func.id))
     for cls in classes.values():
+        container = any(qualname_of(base, aliases) in CONTAINER_BASES for base in cls.bases)
         for base in cls.bases:
             q = qualname_of(base, aliases)
             if q in CONTAINER_BASES:  # the rewrite's own words (rewrite/classes.py), so one TODO
                 add(cls.lineno, f"class {cls.name} subclasses {q}: not converted for target linen")
-        if any(isinstance(b, ast.Name) and b.id in classes for b in cls.bases) and any(
-                isinstance(m, ast.FunctionDef) and m.name == "__init__" for m in cls.body):
+        inherits = any(isinstance(b, ast.Name) and b.id in classes for b in cls.bases) and any(
+            isinstance(m, ast.FunctionDef) and m.name == "__init__" for m in cls.body)
+        if inherits:
             add(cls.lineno, f"class {cls.name} extends a converted class with its own __init__: Linen inherits "
                             "the fields and replaces setup(); write the subclass's fields and setup() by hand")
         takes_train = train_attributes(cls, classes, aliases)
@@ -197,6 +203,9 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
                     problem = "__init__ has positional-only parameters: Linen fields are keywords"
                 if problem:
                     add(cls.lineno, f"class {cls.name}: {problem}; write the fields and setup() by hand")
+                elif init_calls is not None and not inherits and not container:
+                    for line, message in stuck_sites(cls, init_calls()).items():
+                        add(line, (INIT_CODE, message))
             if method.name == "__init__":
                 direct = {id(n.value) for n in _walk(method) if isinstance(n, ast.Assign)
                           and len(n.targets) == 1 and _self_attr(n.targets[0]) is not None}
