@@ -178,3 +178,32 @@ def test_unmarked_linen_classes_init_and_apply_like_torch(tmp_path):
     for name in STUCK:  # marked: setup() runs torch init code before the parameters exist
         body = new[new.index(f"class {name}("):]
         assert "# TODO(pt2jax): PTJ103 torch init code left in setup()" in body.split("\nclass ")[0]
+
+
+HOOKED = '''import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.fc.register_forward_hook(lambda m, i, o: o)
+        self.apply(self._init)
+
+    def _init(self, m):
+        if isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_forward_hook_in_init_code_is_one_marker():
+    """`self.fc.register_forward_hook(...)` beside init code: the module method's own PTJ901,
+    not also a PTJ105 layer-attribute read (lint and rewrite alike)."""
+    result = rewrite_source(HOOKED, "m.py", target="linen")
+    assert [(f.line, f.code) for f in result.findings if not f.fixable] == [(8, "PTJ901")], result.findings
+    assert result.new_source.count("# TODO(pt2jax):") == 1
+    lint = lint_source(HOOKED, "m.py", target="linen")
+    assert [(f.line, f.code) for f in lint if not f.fixable and f.code != "PTJ001"] == [(8, "PTJ901")]
