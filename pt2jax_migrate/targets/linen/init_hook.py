@@ -90,7 +90,9 @@ def add_hook(body: list, at: int, moved: list, read: list[str], transformer) -> 
     statements = list(moved)
     if read:
         statements.insert(0, cst.parse_statement(f"{', '.join(read)} = {', '.join('self.' + n for n in read)}\n"))
-    statements[0] = statements[0].with_changes(leading_lines=[])
+    # no blank line at the top of the method; a marker above the first statement stays with it
+    statements[0] = statements[0].with_changes(
+        leading_lines=[line for line in statements[0].leading_lines if line.comment is not None])
     hook = cst.parse_statement(f"def {HOOK}(self, rngs):\n    pass\n")
     hook = hook.with_changes(body=hook.body.with_changes(body=statements),  # type: ignore[attr-defined]
                              leading_lines=[cst.EmptyLine(indent=False)])

@@ -72,6 +72,31 @@ def _hook_possible(body) -> bool | None:
     return (HOOK not in names) if "__call__" in names else None
 
 
+def _field_markers(transformer, original: cst.ClassDef, leading, fields: list):
+    """The __init__ header's TODO / NOTE lines for a parameter (`input_fmt: F = 'NCHW'`, a torch
+    name in its annotation) go above that parameter's field, where a second rewrite puts them."""
+    init = next(s for s in original.body.body if isinstance(s, cst.FunctionDef) and s.name.value == "__init__")
+    starts = [transformer._pos(p) for p in [*list(init.params.params)[1:], *init.params.kwonly_params]]
+    if len(starts) != len(fields) or not all(starts):
+        return leading, fields
+    by_text = {}
+    for f in transformer.findings:
+        by_text.setdefault(f"{f.code} {f.message}", []).append((f.line, f.col))
+    kept, placed = [], {}
+    for line in leading:
+        comment = line.comment.value if line.comment is not None else ""
+        # `# TODO(pt2jax): CODE message`: the first finding of that text from the header on
+        spot = min((p for p in by_text.get(comment.split(": ", 1)[-1], ()) if p >= starts[0]), default=None) \
+            if "(pt2jax): " in comment else None
+        at = max((i for i, start in enumerate(starts) if spot is not None and start <= spot), default=None)
+        if at is None:
+            kept.append(line)
+        else:
+            placed.setdefault(at, []).append(line)
+    fields = [f.with_changes(leading_lines=[*placed.get(i, []), *f.leading_lines]) for i, f in enumerate(fields)]
+    return kept, fields
+
+
 def _reported_stuck(transformer, original) -> bool:
     """facts.module_sites reported torch init code this class leaves in setup()."""
     first, last = (transformer._pos(original)[0], transformer._pos(original)[0] + len(_code(original).splitlines()))
@@ -150,7 +175,8 @@ def finish_class(target, transformer, original: cst.ClassDef, updated: cst.Class
                                                 "fields, its body -> setup()")
         leading = init.leading_lines
         if fields:
-            fields[0] = fields[0].with_changes(leading_lines=leading)
+            leading, fields = _field_markers(transformer, original, leading, fields)
+            fields[0] = fields[0].with_changes(leading_lines=[*leading, *fields[0].leading_lines])
             if new_body:
                 new_body[0] = new_body[0].with_changes(leading_lines=[cst.EmptyLine(indent=False)])
         elif new_body:
