@@ -160,9 +160,12 @@ class LinenTarget(LinenTraining, Target):
 
     def finish_module(self, transformer, module):
         """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""
+        from ...names import module_aliases
+        from .facts import linen_classes
         from .wrap import wrap_constructions
 
-        module, _ = wrap_constructions(module, set(transformer.converted_classes))
+        module, _ = wrap_constructions(module, set(transformer.converted_classes),
+                                       linen_classes(transformer.tree, module_aliases(transformer.tree)))
         code = module.code
         transformer.helpers.update(name for name in ("LinenModel", "LinenOptimizer") if f"{name}(" in code)
         if re.search(r"\bKeyStream\b", code):  # rngs_expr / init_param: the key stream helper

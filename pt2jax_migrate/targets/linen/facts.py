@@ -38,6 +38,15 @@ APPLY = ("builds a Linen module outside `NAME = {name}(...)`: create its variabl
 from .containers import KEYWORDS, container_keywords, deferred, element_calls
 
 TRAIN_LAYERS = frozenset(KEYWORDS)
+HANDLE = "LinenModel"  # the handle class training.py wraps a construction in
+LINEN_MODULE = "flax.linen.Module"
+
+
+def linen_classes(tree: ast.Module, aliases: dict[str, str]) -> set[str]:
+    """Classes that are Linen modules already (a converted file): their setup() builds
+    submodules, as a converted class's does."""
+    return {n.name for n in _walk(tree) if isinstance(n, ast.ClassDef)
+            and any(qualname_of(b, aliases) == LINEN_MODULE for b in n.bases)}
 
 
 def converted_classes(tree: ast.Module, aliases: dict[str, str]) -> dict[str, ast.ClassDef]:
@@ -130,12 +139,14 @@ def handled_constructions(tree: ast.Module, classes, aliases: dict[str, str]) ->
     also inside a data-parallel wrapper (`NAME = nn.DataParallel(Net())`, data_parallel(...)
     once converted): the rewrite makes them LinenModel handles (training.wrap_constructions); and
     of a builder's `def build(): return Net(...)`, which returns the Linen module definition, as it
-    is (its caller runs `build().init(key, x)`, as verify's `--model build` does)."""
+    is (its caller runs `build().init(key, x)`, as verify's `--model build` does). A handle
+    already (`NAME = LinenModel(Net(...), key)`, a converted file) is one too."""
     out = set()
     for node in _walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             value = _placed(node.value)
-            if isinstance(value, ast.Call) and qualname_of(value.func, aliases) in WRAPPERS:
+            handle = isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == HANDLE
+            if isinstance(value, ast.Call) and (qualname_of(value.func, aliases) in WRAPPERS or handle):
                 inner = [*value.args[:1], *(k.value for k in value.keywords if k.arg == "module")]
                 value = _placed(inner[0]) if inner else value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in classes:
@@ -161,7 +172,9 @@ def module_sites(tree: ast.Module, init_calls=None) -> dict[int, list]:
         if message not in sites.setdefault(line, []):
             sites[line].append(message)
 
-    inside = {id(n) for cls in classes.values() for n in _walk(cls)}
+    linen = linen_classes(tree, aliases)
+    inside = {id(n) for cls in [*classes.values(), *(n for n in _walk(tree) if isinstance(n, ast.ClassDef)
+                                                     and n.name in linen)] for n in _walk(cls)}
     inside |= handled_constructions(tree, classes, aliases)
     statements = _simple_statements(tree)
     for node in _walk(tree):
