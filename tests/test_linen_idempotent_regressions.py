@@ -70,3 +70,30 @@ def test_linen_rewrite_of_corpus_shapes_is_idempotent_and_marked():
     lint = lint_source(SOURCE, "m.py", target="linen")
     assert {(f.line, f.code) for f in lint if not f.fixable and f.code != "PTJ001"} == \
         {(f.line, f.code) for f in first.findings if not f.fixable}
+
+
+DEF_NAMED_LIKE_AN_IMPORT = '''import torch.nn as nn
+import torch.nn.init as init
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        init.zeros_(self.fc.bias)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Runner:
+    def init(self, x):  # binds `init` (torchvision squeezenet's output: LinenModel.init)
+        return x
+'''
+
+
+def test_a_def_named_like_a_torch_import_is_not_a_use_of_it():
+    for target in ("nnx", "linen"):
+        result = rewrite_source(DEF_NAMED_LIKE_AN_IMPORT, "m.py", target=target)
+        assert not [f for f in result.findings if not f.fixable], (target, result.findings)
+        assert rewrite_source(result.new_source, "m.py", target=target).new_source == result.new_source
