@@ -97,3 +97,37 @@ def test_a_def_named_like_a_torch_import_is_not_a_use_of_it():
         result = rewrite_source(DEF_NAMED_LIKE_AN_IMPORT, "m.py", target=target)
         assert not [f for f in result.findings if not f.fixable], (target, result.findings)
         assert rewrite_source(result.new_source, "m.py", target=target).new_source == result.new_source
+
+
+AMBIGUOUS_ISINSTANCE = '''import torch.nn as nn
+
+
+def init_weights(module):  # timm weight_init: the Conv2d test is ambiguous while Conv1d is named
+    if isinstance(module, nn.Linear):
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.zeros_(module.bias)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 2, 3)
+        self.apply(init_weights)
+
+    def forward(self, x):
+        return self.conv(x)
+'''
+
+
+def test_an_ambiguous_isinstance_stays_marked_on_a_second_run():
+    """The first run converts nn.Conv1d; the marker it leaves on the Conv2d test keeps the second
+    run from converting the test it flagged (lint reads the same fact)."""
+    for target in ("nnx", "linen"):
+        new = rewrite_source(AMBIGUOUS_ISINSTANCE, "m.py", target=target).new_source
+        assert "elif isinstance(module, nn.Conv2d):" in new and "would also match torch.nn.Conv1d" in new
+        again = rewrite_source(new, "m.py", target=target)
+        assert again.new_source == new, target
+        lint = lint_source(new, "m.py", target=target)
+        assert {(f.line, f.code) for f in lint if not f.fixable and f.code == "PTJ901"} == \
+            {(f.line, f.code) for f in again.findings if not f.fixable and f.code == "PTJ901"} != set()
