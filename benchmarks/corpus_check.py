@@ -4,6 +4,7 @@
     python benchmarks/corpus_check.py --limit 2000 --jobs 2 --seed 1
     python benchmarks/corpus_check.py --corpus torchvision --corpus timm --limit 60
     python benchmarks/corpus_check.py path/to/tree ...    # any folders or files
+    python benchmarks/corpus_check.py --target linen --corpus timm   # the Flax Linen target
 
 For every file (read as text, never imported), through the real API the CLI uses
 (`api.rewrite_paths(..., out=...)` and `api.lint_paths`):
@@ -94,10 +95,11 @@ def _endings(data: bytes) -> tuple[bool, bool]:
     return crlf > 0, data.count(b"\n") > crlf
 
 
-def check_file(path: str) -> dict:
-    """Every check on one file; never raises. -> {path, lines, seconds, failures: [(kind, why)],
-    state: ok|not-python|refused, changed}"""
+def check_file(path: str, target: str = "nnx") -> dict:
+    """Every check on one file, lint and rewrite for `target` (nnx, linen); never raises.
+    -> {path, lines, seconds, failures: [(kind, why)], state: ok|not-python|refused, changed}"""
     from pt2jax_migrate.api import lint_paths, rewrite_paths
+    from pt2jax_migrate.project import LintOptions
     from pt2jax_migrate.core.residue import RESIDUE_CODE, find_residue
 
     start = time.perf_counter()
@@ -114,7 +116,7 @@ def check_file(path: str) -> dict:
             out["state"] = "not-python"
         # lint, as `pt2jax lint` runs it
         try:
-            report = lint_paths([path])
+            report = lint_paths([path], LintOptions(target=target))
         except Exception as error:  # noqa: BLE001 - lint_paths must turn everything into errors
             failures.append((LINT, f"lint crashed: {type(error).__name__}: {error}"))
             report = None
@@ -128,7 +130,7 @@ def check_file(path: str) -> dict:
         first_out = os.path.join(work, "first")
         try:
             rewrite_start = time.process_time()
-            run = rewrite_paths([path], out=first_out)
+            run = rewrite_paths([path], out=first_out, target=target)
             out["rewrite_cpu"] = time.process_time() - rewrite_start
         except Exception as error:  # noqa: BLE001
             failures.append((INTERNAL, f"rewrite crashed: {type(error).__name__}: {error}"))
@@ -194,7 +196,7 @@ def check_file(path: str) -> dict:
         # idempotence: rewrite the output again
         second_out = os.path.join(work, "second")
         try:
-            again = rewrite_paths([file.written], out=second_out)
+            again = rewrite_paths([file.written], out=second_out, target=target)
         except Exception as error:  # noqa: BLE001
             failures.append((INTERNAL, f"second rewrite crashed: {type(error).__name__}: {error}"))
             return out
@@ -263,19 +265,19 @@ def select(paths: list[str], corpora: list[str], limit: int, seed: int | None,
     return files, skipped
 
 
-def _run(files: list[str], jobs: int, each) -> None:
+def _run(files: list[str], jobs: int, each, target: str = "nnx") -> None:
     """check_file on every file in `jobs` processes, `each(result)` as each one finishes (any
     order: one file at a time per worker, so a run stopped early keeps everything finished)."""
     if jobs <= 1:
         for file in files:
-            each(check_file(file))
+            each(check_file(file, target))
         return
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        pending = {pool.submit(check_file, file) for file in files}
+        pending = {pool.submit(check_file, file, target) for file in files}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -312,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smallest-first", action="store_true",
                         help="check the files in order of size (a run short of time checks the most files)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    parser.add_argument("--target", choices=("nnx", "linen"), default="nnx",
+                        help="the JAX API lint judges for and rewrite writes (default: nnx)")
     args = parser.parse_args(argv)
     corpora = args.corpus or ([] if args.paths else list(CORPORA))
     files, skipped = select(args.paths, corpora, args.limit, args.seed, _max_bytes(args.max_bytes))
@@ -343,13 +347,14 @@ def main(argv: list[str] | None = None) -> int:
     # `kill PID` stops it like Ctrl-C: the workers are stopped and the files checked are summarised
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        _run(todo, max(1, args.jobs), progress)
+        _run(todo, max(1, args.jobs), progress, args.target)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         record.close()
         signal.signal(signal.SIGTERM, previous)
     text, failed = summarize(results, time.perf_counter() - start, args.jobs, args.show, skipped)
+    text = f"target: {args.target}\n" + text
     if interrupted:
         text = f"STOPPED EARLY (--budget or Ctrl-C): {len(results)} of {len(files)} files checked\n" + text
     print(text)

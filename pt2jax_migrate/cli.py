@@ -983,15 +983,18 @@ FIX_MEANING = {"safe": " (numerically identical)", "unsafe": " (changes numbers 
 
 @main.command(context_settings=CONTEXT, short_help="Explain one rule code.")
 @click.argument("code")
+@click.option("--target", type=click.Choice(["nnx", "linen"]), default="nnx", show_default=True,
+              help="The Flax API the example's JAX equivalent is written for.")
 @color_option
-def rule(code: str, color: bool | None) -> None:
+def rule(code: str, target: str, color: bool | None) -> None:
     """Explain rule CODE in fixed sections: what it detects, why it matters in JAX, an
-    example, its JAX equivalent, and how safe the fix is (and which constructs under it are
-    unsafe fixes).
+    example, its JAX equivalent (in the --target's form), and how safe the fix is (and which
+    constructs under it are unsafe fixes).
 
     \b
     Example:
       pt2jax rule PTJ102
+      pt2jax rule PTJ101 --target linen
     """
     from rich.markup import escape
 
@@ -1011,11 +1014,12 @@ def rule(code: str, color: bool | None) -> None:
     if unsafe and found.fix != "unsafe":
         safety += (f", except\nunsafe (changes numbers or semantics; `lint --fix` applies these only with "
                    f"--unsafe-fixes): {', '.join(unsafe)}")
+    doc = found.doc(target)
     sections = [
-        ("What it detects", found.what),
-        ("Why it matters in JAX", found.why),
-        ("Example", found.example),
-        ("JAX equivalent", found.instead),
+        ("What it detects", doc["what"]),
+        ("Why it matters in JAX", doc["why"]),
+        ("Example", doc["example"]),
+        ("JAX equivalent", doc["instead"]),
         ("Fix safety", safety),
     ]
     if mapped:

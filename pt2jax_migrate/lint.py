@@ -47,7 +47,7 @@ from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
 from .isinstance_facts import IsinstanceFacts, isinstance_facts
-from .inits import InitFacts, facts_for_target, init_hint, layer_read, site_at
+from .inits import InitFacts, converted_init_calls, facts_for_target, init_hint, layer_read, site_at
 from .data_generators import data_generator_calls
 from .core.constructs import isinstance_type_nodes, keeps_layers_message, kept_layer
 from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, construct_code,
@@ -800,9 +800,11 @@ class _Classifier:
         """Module code the target does not convert (Target.module_sites; the rewrite asks the same)."""
         if self.tree is None:
             return
-        for line, messages in self.target.module_sites(self.tree).items():
+        init_calls = lambda: converted_init_calls(self.init_facts(), self.rules)  # noqa: E731
+        for line, messages in self.target.module_sites(self.tree, init_calls).items():
             for message in messages:
-                self.findings.append(Finding(self.path, line, 1, "PTJ101", message, False, "warning", "manual"))
+                code, message = message if isinstance(message, tuple) else ("PTJ101", message)
+                self.findings.append(Finding(self.path, line, 1, code, message, False, "warning", "manual"))
 
     def classes_keeping_layers(self) -> None:
         """A converted class (nn.Module base) that still builds torch layers says so on its

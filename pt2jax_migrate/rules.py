@@ -91,6 +91,13 @@ class LintRule:
     example: str
     instead: str
     fix: str
+    # target -> the doc keys (what, why, example, instead) that target words its own way
+    targets: dict[str, dict[str, str]] = field(default_factory=dict, compare=False, hash=False)
+
+    def doc(self, target: str = DEFAULT_TARGET) -> dict[str, str]:
+        """what, why, example, instead as `target` has them (the rule's own where it says nothing)."""
+        own = self.targets.get(target, {})
+        return {k: own.get(k, getattr(self, k)) for k in ("what", "why", "example", "instead")}
 
 
 @dataclass
@@ -174,7 +181,8 @@ def _load_rules(directory: Path, target: str) -> RuleSet:
         for dt in data.get("dtype", []):
             dtypes.update(dt["torch"])
     lint_rules = {
-        r["code"]: LintRule(**{k: r[k] for k in LintRule.__dataclass_fields__})
+        r["code"]: LintRule(**{k: r[k] for k in LintRule.__dataclass_fields__ if k != "targets"},
+                            targets={t: r[t] for t in TARGETS if t in r})
         for r in _load_table(directory, "lint").get("rule", [])
     }
     for rule in entries:

@@ -359,10 +359,13 @@ KEYS: dict[str, Key] = {k.name: k for k in (
 )}
 
 DTYPE = record("a dtype table", {"torch": (STR_TABLE, True)})
+# a target's form of a rule's doc where it differs (`[rule.linen]`: pt2jax rule CODE --target linen)
+RULE_DOC = record("a rule's doc for one target", {k: (STR, False) for k in ("what", "why", "example", "instead")})
 LINT_RULE = record("a lint rule", {
     "code": (STR, True), "name": (STR, True), "summary": (STR, True), "what": (STR, True),
     "why": (STR, True), "example": (STR, True), "instead": (STR, True),
     "fix": (choice("safe", "unsafe", "manual"), True),
+    **{t: (RULE_DOC, False) for t in TARGETS},
 })
 
 # file stem -> the arrays of tables it may hold

@@ -216,6 +216,22 @@ def test_rule_explains_one_code_in_fixed_sections(run):
     assert unknown.exit_code == 2 and "unknown rule code" in unknown.stderr
 
 
+def test_rule_docs_in_the_linen_form(run):
+    """`pt2jax rule CODE --target linen` shows the rule's Linen form where it differs ([rule.linen]
+    in rules/lint.toml), the shared text elsewhere; the default stays NNX's."""
+    linen = run("rule", "PTJ101", "--target", "linen")
+    assert linen.exit_code == 0
+    equivalent = linen.stdout[linen.stdout.index("JAX equivalent"):linen.stdout.index("Fix safety")]
+    assert "class Net(linen.Module):" in equivalent and "def setup(self)" in equivalent
+    assert "nnx" not in linen.stdout and "class Net(nn.Module):" in linen.stdout  # the torch example as is
+    default = run("rule", "PTJ101").stdout
+    assert "class Net(nnx.Module):" in default and "linen" not in default
+    assert run("rule", "PTJ302", "--target", "linen").stdout == run("rule", "PTJ302").stdout  # no Linen form
+    for code, rule in load_rules().lint_rules.items():  # no Linen doc names the NNX API
+        assert not any("nnx" in text for text in rule.doc("linen").values()), code
+    assert run("rule", "PTJ101", "--target", "haiku").exit_code == 2
+
+
 @pytest.mark.parametrize("command", [[], ["lint"], ["rewrite"], ["verify"], ["rules"], ["rule"]])
 def test_help_has_examples(run, command):
     result = run(*command, "--help")

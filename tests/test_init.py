@@ -362,8 +362,10 @@ def test_isinstance_of_one_conv_dimension_when_the_file_names_another_is_a_todo(
     result = rewrite_source(source, "model.py", target=target)
     lint = lint_source(source, "model.py", target=target)
     todos = [(f.line, f.code) for f in result.findings if not f.fixable]
-    assert todos == [(12, "PTJ901"), (16, "PTJ901")]  # Conv2d at line 12 and Conv1d at line 16
-    assert [(f.line, f.code) for f in lint if not f.fixable and f.code == "PTJ901"] == todos
+    # Linen: Net has no forward to run init_parameters from, so its init code stays in setup(), marked
+    stuck = [(13, "PTJ103")] if target == "linen" else []
+    assert todos == [(12, "PTJ901"), *stuck, (16, "PTJ901")]  # Conv2d at line 12 and Conv1d at line 16
+    assert [(f.line, f.code) for f in lint if not f.fixable and f.code != "PTJ001"] == todos
     assert "would also match torch.nn.Conv1d layers here" in result.new_source
     assert "isinstance(m, (TorchBatchNorm, TorchBatchNorm))" in result.new_source  # both tested: exact
     assert result.new_source.count("# TODO(pt2jax): PTJ901") == 2

@@ -132,8 +132,15 @@ def test_template_key_that_can_never_be_selected_is_rejected(tables):
     assert "torch.max" in message and "templates key 'input,dim' is never selected" in message
 
 
+def test_unknown_key_in_a_rules_target_doc_is_rejected(tables):
+    tables("lint", 'instead = "import jax.numpy as jnp\\nfrom flax import linen"', 'instaed = "x"')
+    message = load_error(tables.dir)
+    assert "PTJ001" in message and "linen: unknown key 'instaed'" in message and "did you mean 'instead'?" in message
+
+
 def test_unknown_array_of_tables_and_bad_toml_are_rejected(tables):
     tables("lint", "[[rule]]", "[[rules]]")
+    tables("lint", "[rule.linen]", "[rules.linen]")  # its Linen doc goes with it
     assert "lint.toml: unknown table [[rules]] (did you mean 'rule'?)" in load_error(tables.dir)
     (tables.dir / "layers.toml").write_text("[[layer]\n")
     assert "layers.toml" in load_error(tables.dir)

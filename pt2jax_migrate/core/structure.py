@@ -64,7 +64,10 @@ def decide_structure(site: StructureSite, kinds: frozenset[str] | None = None, t
         return manual("PTJ303", f"`self.training` in {site.op}(), not a method only forward calls: target "
                       f"{target}'s modules get their mode as forward's `train` argument only: pass it on by hand")
     if kinds is not None and decision.fixable and site.kind not in kinds and f"{site.kind}:{site.op}" not in kinds:
-        return manual(decision.code, f"{decision.message}: not converted for target {target}")
+        # add_module left as it is: the module-API verdict's code (PTJ901), which a second run gives
+        # the same call once its container is no longer torch's (one marker, the rewrite idempotent)
+        code = "PTJ901" if site.kind == "add_module" else decision.code
+        return manual(code, f"{decision.message}: not converted for target {target}")
     if kinds is not None and decision.fixable and site.kind == "training" and "training" not in kinds:
         # a target whose modules take their mode as forward's argument (`training:forward`)
         return Decision("PTJ303", True, "`self.training` in forward (or a method only forward calls) becomes "

@@ -79,6 +79,7 @@ class ScopesMixin:
         return self.scopes[0]
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.handled_refs.add(id(node.name))  # `def init(self)` binds a name: not a use of torch's `init`
         bound = _bindings(node)
         in_class = bool(self.class_stack) and self.class_stack[-1]
         is_init = in_class and node.name.value == "__init__"

@@ -93,11 +93,12 @@ class TodosMixin:
         (Target.module_sites; lint reports the same lines): TODOs in the current frame."""
         line, col = self._pos(node)
         for message in self.target_sites.get(line, ()):
-            text = f"PTJ101 {message}"
+            code, message = message if isinstance(message, tuple) else ("PTJ101", message)
+            text = f"{code} {message}"
             if (line, text) in self.todo_seen:
                 continue
             self.todo_seen.add((line, text))
-            self.findings.append(Finding(self.path, line, col, "PTJ101", message, False, "warning", "manual"))
+            self.findings.append(Finding(self.path, line, col, code, message, False, "warning", "manual"))
             self.todo_stack[-1].append(text)
 
     def note(self, node: cst.CSTNode, code: str, message: str) -> None:

@@ -45,7 +45,7 @@ import libcst as cst
 from .. import trainstep
 from ..core.decide import DEVICE_METHODS, MODE_METHODS, STEP_METHODS
 from ..lint import unconverted_lines  # what lint leaves for a person: a step holding it is not lifted
-from ..inits import facts_for_target
+from ..inits import converted_init_calls, facts_for_target
 from ..sequential_facts import mapping_sequentials
 from ..param_reads import param_reads
 from ..data_generators import data_generator_calls
@@ -130,7 +130,6 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.tree = tree  # the source's ast (a target's class pass reads facts off it, as lint does)
         self.structure = analyse_structure(tree)
         self.isinstance_facts = isinstance_facts(tree, code)  # names a converted isinstance test may also match
-        self.target_sites = self.target.module_sites(tree)  # what the target leaves (lint asks the same)
         self.class_names: list[str] = []  # enclosing class names
         self.converted_classes = self._find_module_classes(module)
         self.rngs_classes = self._classes_taking_rngs(module)
@@ -143,6 +142,8 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
         # nn.init sites, apply(fn); none for a target that does not rewrite them (lint the same)
         self.init_facts = facts_for_target(tree, code, self.target.converts_inits, self.rules)
+        # what the target leaves (lint asks the same)
+        self.target_sites = self.target.module_sites(tree, lambda: converted_init_calls(self.init_facts, self.rules))
         # nn.Sequential(OrderedDict name); a call whose name ends in Sequential spells it in the text
         self.mapping_sequentials = mapping_sequentials(tree) if "Sequential" in code else set()
         self.param_reads = param_reads(tree)  # `self.p` handed to einops

@@ -218,9 +218,11 @@ class Target(ABC):
         """The trained parameters of the (sub)module `owner` (a parameter group's selection)."""
         raise NotImplementedError(f"{self.name} has no parameter-group selection")
 
-    def module_sites(self, tree: Any) -> dict[int, list[str]]:
-        """line -> messages (code PTJ101): module code this target does not convert, read off the
-        file's `ast` (lint and the rewrite both ask, so both report these lines). Default: none."""
+    def module_sites(self, tree: Any, init_calls: Any = None) -> dict[int, list]:
+        """line -> messages (code PTJ101, or `(code, message)`): module code this target does not
+        convert, read off the file's `ast` (lint and the rewrite both ask, so both report these
+        lines). `init_calls()`: the positions of the init calls the rewrite converts
+        (inits.converted_init_calls). Default: none."""
         return {}
 
     def finish_class(self, transformer: Any, original: Any, updated: Any) -> Any:

@@ -160,19 +160,22 @@ class LinenTarget(LinenTraining, Target):
 
     def finish_module(self, transformer, module):
         """`model = Net(...)` outside modules -> `model = LinenModel(Net(...), key)`."""
+        from ...names import module_aliases
+        from .facts import linen_classes
         from .wrap import wrap_constructions
 
-        module, _ = wrap_constructions(module, set(transformer.converted_classes))
+        module, _ = wrap_constructions(module, set(transformer.converted_classes),
+                                       linen_classes(transformer.tree, module_aliases(transformer.tree)))
         code = module.code
         transformer.helpers.update(name for name in ("LinenModel", "LinenOptimizer") if f"{name}(" in code)
         if re.search(r"\bKeyStream\b", code):  # rngs_expr / init_param: the key stream helper
             transformer.helpers.add("KeyStream")
         return module
 
-    def module_sites(self, tree: Any) -> dict[int, list[str]]:
+    def module_sites(self, tree: Any, init_calls: Callable[[], Any] | None = None) -> dict[int, list]:
         from .facts import module_sites
 
-        return module_sites(tree)
+        return module_sites(tree, init_calls)
 
     def finish_class(self, transformer, original, updated):
         from .module import finish_class

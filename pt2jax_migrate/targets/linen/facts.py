@@ -23,8 +23,10 @@ from ...core.constructs import CONTAINER_BASES, MODULE_BASES
 from ...core.parallel import WRAPPERS
 from ...core.forward_helpers import forward_helpers
 from ...names import module_aliases, qualname_of
+from .init_hook_facts import stuck_sites
 
 CODE = "PTJ101"
+INIT_CODE = "PTJ103"  # torch init code the hook cannot take (init_hook_facts)
 RESERVED = frozenset({"name", "parent"})
 # torch layers whose converted form takes the `train` flag at call time
 from ...core.constructs import PARAMETER as PARAMETERS
@@ -36,6 +38,15 @@ APPLY = ("builds a Linen module outside `NAME = {name}(...)`: create its variabl
 from .containers import KEYWORDS, container_keywords, deferred, element_calls
 
 TRAIN_LAYERS = frozenset(KEYWORDS)
+HANDLE = "LinenModel"  # the handle class training.py wraps a construction in
+LINEN_MODULE = "flax.linen.Module"
+
+
+def linen_classes(tree: ast.Module, aliases: dict[str, str]) -> set[str]:
+    """Classes that are Linen modules already (a converted file): their setup() builds
+    submodules, as a converted class's does."""
+    return {n.name for n in _walk(tree) if isinstance(n, ast.ClassDef)
+            and any(qualname_of(b, aliases) == LINEN_MODULE for b in n.bases)}
 
 
 def converted_classes(tree: ast.Module, aliases: dict[str, str]) -> dict[str, ast.ClassDef]:
@@ -128,12 +139,14 @@ def handled_constructions(tree: ast.Module, classes, aliases: dict[str, str]) ->
     also inside a data-parallel wrapper (`NAME = nn.DataParallel(Net())`, data_parallel(...)
     once converted): the rewrite makes them LinenModel handles (training.wrap_constructions); and
     of a builder's `def build(): return Net(...)`, which returns the Linen module definition, as it
-    is (its caller runs `build().init(key, x)`, as verify's `--model build` does)."""
+    is (its caller runs `build().init(key, x)`, as verify's `--model build` does). A handle
+    already (`NAME = LinenModel(Net(...), key)`, a converted file) is one too."""
     out = set()
     for node in _walk(tree):
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             value = _placed(node.value)
-            if isinstance(value, ast.Call) and qualname_of(value.func, aliases) in WRAPPERS:
+            handle = isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == HANDLE
+            if isinstance(value, ast.Call) and (qualname_of(value.func, aliases) in WRAPPERS or handle):
                 inner = [*value.args[:1], *(k.value for k in value.keywords if k.arg == "module")]
                 value = _placed(inner[0]) if inner else value
             if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in classes:
@@ -147,17 +160,21 @@ def handled_constructions(tree: ast.Module, classes, aliases: dict[str, str]) ->
     return out
 
 
-def module_sites(tree: ast.Module) -> dict[int, list[str]]:
-    """line -> messages (code PTJ101) of what the Linen target leaves for a person."""
+def module_sites(tree: ast.Module, init_calls=None) -> dict[int, list]:
+    """line -> messages (code PTJ101; `(code, message)` for another code) of what the Linen
+    target leaves for a person. `init_calls()`: the positions of the init calls the rewrite
+    converts (inits.converted_init_calls), for the init code it cannot move out of setup()."""
     aliases = module_aliases(tree)
     classes = converted_classes(tree, aliases)
     sites: dict[int, list[str]] = {}
 
-    def add(line: int, message: str) -> None:
+    def add(line: int, message) -> None:
         if message not in sites.setdefault(line, []):
             sites[line].append(message)
 
-    inside = {id(n) for cls in classes.values() for n in _walk(cls)}
+    linen = linen_classes(tree, aliases)
+    inside = {id(n) for cls in [*classes.values(), *(n for n in _walk(tree) if isinstance(n, ast.ClassDef)
+                                                     and n.name in linen)] for n in _walk(cls)}
     inside |= handled_constructions(tree, classes, aliases)
     statements = _simple_statements(tree)
     for node in _walk(tree):
@@ -166,12 +183,14 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
             line = _report_line(statements, node, tree.body[0] if tree.body else node)
             add(line, f"{node.func.id}(...) " + APPLY.format(name=node.func.id))
     for cls in classes.values():
+        container = any(qualname_of(base, aliases) in CONTAINER_BASES for base in cls.bases)
         for base in cls.bases:
             q = qualname_of(base, aliases)
             if q in CONTAINER_BASES:  # the rewrite's own words (rewrite/classes.py), so one TODO
                 add(cls.lineno, f"class {cls.name} subclasses {q}: not converted for target linen")
-        if any(isinstance(b, ast.Name) and b.id in classes for b in cls.bases) and any(
-                isinstance(m, ast.FunctionDef) and m.name == "__init__" for m in cls.body):
+        inherits = any(isinstance(b, ast.Name) and b.id in classes for b in cls.bases) and any(
+            isinstance(m, ast.FunctionDef) and m.name == "__init__" for m in cls.body)
+        if inherits:
             add(cls.lineno, f"class {cls.name} extends a converted class with its own __init__: Linen inherits "
                             "the fields and replaces setup(); write the subclass's fields and setup() by hand")
         takes_train = train_attributes(cls, classes, aliases)
@@ -197,6 +216,9 @@ def module_sites(tree: ast.Module) -> dict[int, list[str]]:
                     problem = "__init__ has positional-only parameters: Linen fields are keywords"
                 if problem:
                     add(cls.lineno, f"class {cls.name}: {problem}; write the fields and setup() by hand")
+                elif init_calls is not None and not inherits and not container:
+                    for line, message in stuck_sites(cls, init_calls()).items():
+                        add(line, (INIT_CODE, message))
             if method.name == "__init__":
                 direct = {id(n.value) for n in _walk(method) if isinstance(n, ast.Assign)
                           and len(n.targets) == 1 and _self_attr(n.targets[0]) is not None}

@@ -8,13 +8,14 @@ import libcst as cst
 from .facts import PLACEMENT
 
 class _Wrap(cst.CSTTransformer):
-    def __init__(self, classes: set[str]):
+    def __init__(self, classes: set[str], skip: set[str]):
         self.classes = classes
+        self.skip = classes | skip
         self.wrapped = 0
         self.depth = 0
 
     def visit_ClassDef(self, node) -> bool:
-        return node.name.value not in self.classes  # inside a converted module: submodules
+        return node.name.value not in self.skip  # inside a converted or Linen module: submodules
 
     def leave_Assign(self, original, updated):
         if len(updated.targets) != 1 or not isinstance(updated.targets[0].target, cst.Name):
@@ -45,7 +46,8 @@ def _placed(value):
     return value
 
 
-def wrap_constructions(module: cst.Module, classes: set[str]) -> tuple[cst.Module, int]:
-    """`NAME = Net(...)` outside converted classes -> `NAME = LinenModel(Net(...), key)`."""
-    wrap = _Wrap(set(classes))
+def wrap_constructions(module: cst.Module, classes: set[str], linen: set[str] = frozenset()) -> tuple[cst.Module, int]:
+    """`NAME = Net(...)` outside converted classes and Linen modules (`linen`: facts.linen_classes)
+    -> `NAME = LinenModel(Net(...), key)`."""
+    wrap = _Wrap(set(classes), set(linen))
     return module.visit(wrap), wrap.wrapped
