@@ -194,7 +194,8 @@ def rewrite_one(path: str, target: str = "nnx", unsafe_fixes: bool = True,
 
 def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool = True, target: str = "nnx",
                   unsafe_fixes: bool = True, rules: FileRules | None = None, jobs: int = 1,
-                  force: bool = False, helpers_module: str | None = DEFAULT_HELPERS_MODULE) -> RewriteRun:
+                  force: bool = False, helpers_module: str | None = DEFAULT_HELPERS_MODULE,
+                  on_file: Callable[[RewriteFile], None] | None = None, by_path: bool = True) -> RewriteRun:
     """Convert the files under `paths`: in place (`write`, only the files that change), into
     `out` (every file, at its path under the folder given), or not at all (`write=False`:
     --check and --diff). RewriteRefused, before anything is written, for an unsafe --out, or
@@ -206,7 +207,13 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
     Files found in a folder import their helpers (ConvNCHW, torch_bias_init, ...) from one module
     named `helpers_module`, written once per package (its topmost folder below the folder given;
     relative imports) or per folder of loose scripts (a sibling, absolute import) where some
-    converted file imports it. Files given directly, or `helpers_module=None`, define them inline."""
+    converted file imports it. Files given directly, or `helpers_module=None`, define them inline.
+
+    `on_file(file)` streams the results: it is called for each file once it is converted (its
+    `result` set, or None when it failed), in the order of the paths (`by_path`: the order the
+    findings are listed in) or else of `run.files` (the walk's: the order of the diffs), before
+    the writes; when an in-place run may still be refused (some input has uncommitted changes),
+    only once the run is known not to be."""
     found = discover(paths, rules)
     run = RewriteRun(errors=list(found.errors), excluded=found.excluded)
     if out is not None:
@@ -227,20 +234,35 @@ def rewrite_paths(paths: Sequence[str], *, out: str | None = None, write: bool =
              for f in found.files]
     run.files = files
     imported = _imported_classes(found.files)
-    outcomes = _rewrite_all([f.path for f in files], specs, target, unsafe_fixes, jobs,
-                            [imported.get(f.path) for f in found.files])
-    for file, outcome in zip(files, outcomes):
+    may_refuse = out is None and write and not force
+    # converted in the order on_file wants them, so each can be shown as soon as it is done
+    order = sorted(range(len(files)), key=lambda i: files[i].path) if by_path else list(range(len(files)))
+    defer = on_file is None or (may_refuse and bool(uncommitted([f.path for f in files if not f.outside])))
+    failed: dict[int, SourceError] = {}
+    arrivals = iter(order)
+
+    def arrived(outcome: FileResult | SourceError) -> None:
+        index = next(arrivals)
         if isinstance(outcome, SourceError):
-            run.errors.append(outcome)
+            failed[index] = outcome
         else:
-            file.result = outcome
-    if out is None and write and not force:
+            files[index].result = outcome
+        if not defer:
+            on_file(files[index])  # type: ignore[misc]
+
+    _rewrite_all([files[i].path for i in order], [specs[i] for i in order], target, unsafe_fixes, jobs,
+                 [imported.get(files[i].path) for i in order], arrived)
+    run.errors += [failed[i] for i in sorted(failed)]  # in walk order
+    if may_refuse:
         dirty = uncommitted([f.path for f in files if f.changed and not f.outside])
         if dirty:
             raise RewriteRefused(f"{plural_files(len(dirty))} to rewrite in place {'has' if len(dirty) == 1 else 'have'} "
                                  f"uncommitted changes or {'is' if len(dirty) == 1 else 'are'} untracked in git: "
                                  f"{', '.join(dirty)}; commit or stash them first (so the rewrite can be reviewed "
                                  "and undone), or pass --force")
+    if defer and on_file is not None:
+        for index in order:
+            on_file(files[index])
     if write or out is not None:
         folders = {os.path.dirname(os.path.join(out, f.relative)) if out is not None else os.path.dirname(f.path)
                    for f in files}
@@ -364,16 +386,20 @@ def _imported_classes(files) -> dict[str, dict[str, bool]]:
 
 
 def _rewrite_all(paths: list[str], specs: list[str | None], target: str, unsafe_fixes: bool,
-                 jobs: int, imported: list[dict[str, bool] | None] | None = None) -> list[FileResult | SourceError]:
+                 jobs: int, imported: list[dict[str, bool] | None] | None = None,
+                 each: Callable[[FileResult | SourceError], None] | None = None) -> list[FileResult | SourceError]:
     """rewrite_one for each path (importing its helpers from its spec, if any; knowing the
     converted classes it imports from the run's other files), in order, in `jobs` processes
-    (see pool.run_jobs)."""
+    (see pool.run_jobs); `each` is called on each outcome as soon as it and those before it are done."""
     from .files.pool import run_jobs
+
+    def outcome(o: FileResult | tuple[str, str, int | None]) -> FileResult | SourceError:
+        return SourceError(*o) if isinstance(o, tuple) else o
 
     imported = imported or [None] * len(paths)
     outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes, m, c) for p, m, c in zip(paths, specs, imported)],
-                        jobs)
-    return [SourceError(*o) if isinstance(o, tuple) else o for o in outcomes]
+                        jobs, None if each is None else lambda o: each(outcome(o)))
+    return [outcome(o) for o in outcomes]
 
 
 def _write_helpers_modules(run: RewriteRun, destinations: Sequence[str], target: str) -> None:

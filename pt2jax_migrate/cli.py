@@ -599,10 +599,23 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
 
     out_color = _color(color, sys.stdout)
     rules = FileRules.build(config, exclude=exclude, respect_gitignore=respect_gitignore)
+
+    def show(file) -> None:  # each file's diff (--diff) or lines, as soon as it is done
+        if file.result is None or (quiet and not diff):
+            return
+        if diff:
+            if file.changed:
+                render_diff(unified_diff(file.result.source, file.result.new_source, file.path), sys.stdout,
+                            out_color)
+        else:
+            render_lines(sorted(file.result.findings), sys.stdout, out_color)
+        sys.stdout.flush()
+
     try:
         run = rewrite_paths(paths, out=out, write=not (diff or check), target=target, unsafe_fixes=not safe_only,
                             rules=rules, jobs=jobs, force=force,
-                            helpers_module=None if inline_helpers else helpers_module)
+                            helpers_module=None if inline_helpers else helpers_module, on_file=show,
+                            by_path=not diff)
     except RewriteRefused as error:
         raise click.UsageError(str(error)) from None
     except KeyboardInterrupt:
@@ -612,11 +625,7 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
         click.echo(f"{stale}: removed a temp file an interrupted run left behind", err=True)
     changed = run.changed
     all_findings = run.findings
-    if diff:
-        for job in changed:
-            assert job.result is not None and job.result.new_source is not None
-            render_diff(unified_diff(job.result.source, job.result.new_source, job.path), sys.stdout, out_color)
-    if not quiet:
+    if diff and not quiet:  # after all the diffs (the lines of the others were shown as each file was done)
         render_lines(all_findings, sys.stdout, out_color)
     render_errors(run.errors, sys.stderr, _color(color, sys.stderr))  # before the summary that counts them
     for path in run.helpers_written:

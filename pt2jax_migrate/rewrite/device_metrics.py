@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from .cst_util import names_in
+from .cst_util import _children, names_in, statements_in
 from .metric_kinds import _literal_kind, _sum_kind
 
 _LOOPS = (cst.For, cst.While)
@@ -33,7 +33,7 @@ class _Accumulator:
 
 def device_metrics(body: list, step_outputs: dict[int, frozenset[str]]) -> list:
     """The scope's statements with its step metrics accumulated on the device."""
-    if not step_outputs:
+    if not step_outputs or not _holds_step(body, step_outputs):
         return body
     found: dict[str, _Accumulator] = {}
     _scan(body, None, False, frozenset(), step_outputs, found)
@@ -51,6 +51,13 @@ def device_metrics(body: list, step_outputs: dict[int, frozenset[str]]) -> list:
     return [stmt if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) else stmt.visit(rewriter) for stmt in body]
 
 
+def _holds_step(body, step_outputs) -> bool:
+    """Whether a train-step call stands where _scan can find its outputs (below a statement of
+    the scope other than a def or class): without one, nothing here is a step metric."""
+    return any(id(node) in step_outputs for stmt in body if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef))
+               for node in statements_in(stmt))
+
+
 def _outputs_within(node, step_outputs) -> frozenset[str]:
     """The names the train-step calls below node assign."""
     names: set[str] = set()
@@ -66,9 +73,7 @@ def _outputs_within(node, step_outputs) -> frozenset[str]:
 def _scan(stmts, loop, under_if, outputs, step_outputs, found) -> None:
     for stmt in stmts:
         if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-            for name in names_in(stmt) & set(found):
-                found[name].ok = False
-            _poison_later(stmt, found)
+            _poison_later(stmt, found)  # every name in it, those already found too
             continue
         if isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
@@ -156,30 +161,23 @@ def _reads(nodes, loop, under_if, found) -> None:
     for node in nodes:
         for name in names_in(node):
             found.setdefault(name, _Accumulator()).reads.append((loop, under_if))
-        for inner in _walrus_targets(node) | _attribute_owners(node):
+        for inner in _rebound_or_owners(node):
             found.setdefault(inner, _Accumulator()).ok = False  # `total.item()` would break on a float
 
 
-def _walrus_targets(node) -> set[str]:
+def _rebound_or_owners(node) -> set[str]:
+    """The names a walrus below node binds, and those an attribute is read off (`total.item()`):
+    one walk over every node (imports too), field by field."""
     names: set[str] = set()
-
-    class Find(cst.CSTVisitor):
-        def visit_NamedExpr(self, expr) -> None:
-            names.update(names_in(expr.target))
-
-    node.visit(Find())
-    return names
-
-
-def _attribute_owners(node) -> set[str]:
-    names: set[str] = set()
-
-    class Find(cst.CSTVisitor):
-        def visit_Attribute(self, attr) -> None:
-            if isinstance(attr.value, cst.Name):
-                names.add(attr.value.value)
-
-    node.visit(Find())
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is cst.NamedExpr:
+            names.update(names_in(node.target))
+        elif kind is cst.Attribute and type(node.value) is cst.Name:
+            names.add(node.value.value)
+        stack.extend(_children(node))
     return names
 
 

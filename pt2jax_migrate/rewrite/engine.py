@@ -4,7 +4,9 @@ over the output."""
 from __future__ import annotations
 
 import ast
+import gc
 import re
+from contextlib import contextmanager
 from dataclasses import replace
 
 import libcst as cst
@@ -36,6 +38,19 @@ def parse_both(source: str, path: str) -> tuple[cst.Module, ast.Module]:
 _LONE_LF = re.compile(r"(?<!\r)\n")
 
 
+@contextmanager
+def fewer_collections(young: int = 100_000):
+    """The cyclic garbage collector run less often: a rewrite allocates millions of tree nodes
+    that all live until it ends, and each full collection walks every one of them (a quarter to
+    a third of a big file's time, for little garbage). Cycles are still collected."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], young), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def rewrite_source(source: str, path: str = "<string>", *, target: str | Target = "nnx",
                    unsafe_fixes: bool = True, helpers_module: str | None = None,
                    imported_classes: dict[str, bool] | None = None) -> FileResult:
@@ -43,8 +58,9 @@ def rewrite_source(source: str, path: str = "<string>", *, target: str | Target 
     back, and in a file whose every line ends in CRLF the lines the rewrite adds (imports,
     helpers with their docstrings, TODO comments) end in CRLF too."""
     bom = "\ufeff" if source.startswith("\ufeff") else ""
-    result = _rewrite_text(source[len(bom):], path, target=target, unsafe_fixes=unsafe_fixes,
-                           helpers_module=helpers_module, imported_classes=imported_classes)
+    with fewer_collections():
+        result = _rewrite_text(source[len(bom):], path, target=target, unsafe_fixes=unsafe_fixes,
+                               helpers_module=helpers_module, imported_classes=imported_classes)
     new_source = result.new_source
     if new_source is not None and new_source != result.source:
         if "\r\n" in source and not _LONE_LF.search(source):

@@ -129,3 +129,25 @@ def _param_name(node: cst.BaseExpression) -> str:
     if isinstance(node, cst.Attribute):
         return node.attr.value
     return "batch"
+
+
+def defs_before(body: list, texts: dict[int, list[str]], blank_lines: int) -> list:
+    """body with the lifted defs `texts[id(stmt)]` right before each stmt, in order, in one pass
+    (set apart by `blank_lines` blank lines, and stmt from them)."""
+    if not texts:
+        return body
+    out: list = []
+    for stmt in body:
+        for text in texts.get(id(stmt), ()):
+            new_def = cst.parse_statement(text)
+            if out:
+                new_def = new_def.with_changes(leading_lines=[cst.EmptyLine(indent=False)] * blank_lines)
+            out.append(new_def)
+        if id(stmt) in texts:
+            blanks = next((i for i, line in enumerate(stmt.leading_lines) if line.comment is not None),
+                          len(stmt.leading_lines))
+            if blanks < blank_lines:
+                extra = [cst.EmptyLine(indent=False)] * (blank_lines - blanks)
+                stmt = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
+        out.append(stmt)
+    return out

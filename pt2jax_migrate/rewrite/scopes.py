@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from .cst_util import _all_params, _dotted, _is_docstring, _target_names, code_of, is_torch_import, statements_in
+from .positions import _NEWLINE
 from .todos import _with_todos
 
 def _bindings(node: cst.FunctionDef) -> set[str]:
@@ -86,7 +87,7 @@ class ScopesMixin:
         builds = is_init or (in_class and self._is_builder(node.name.value))  # takes rngs
         rngs_name = self.target.rngs_name
         # no `.backward(` in the file: none in the function (printing it costs as much as parsing it)
-        has_backward = self.scopes[0].has_backward and ".backward(" in code_of(node)
+        has_backward = self.scopes[0].has_backward and self._mentions_backward(node)
         scope = _Scope(bound=bound - {rngs_name} if builds else bound, in_converted_init=is_init,
                        has_backward=has_backward, method=node.name.value if in_class else None)
         if builds or self._init_function_needs_rngs(node.name.value):
@@ -95,6 +96,22 @@ class ScopesMixin:
         self.scopes.append(scope)
         self.class_stack.append(False)
         self.todo_stack.append([])  # the header's TODOs (decorators, annotations) go above the def
+
+    def _mentions_backward(self, node: cst.FunctionDef) -> bool:
+        """`.backward(` in the function's code (comments and decorators too), read off the source
+        between where the function starts and ends rather than printed again."""
+        start, end = self.positions.get(id(node)), self.ends.get(id(node))
+        if start is None or end is None:
+            return ".backward(" in code_of(node)
+        if self.line_offsets is None:
+            self.line_offsets = [0, *(m.end() for m in _NEWLINE.finditer(self.code))]
+        offsets = self.line_offsets
+        if ".backward(" in self.code[offsets[start[0] - 1] + start[1]:offsets[end[0] - 1] + end[1]]:
+            return True
+        before = [*node.leading_lines, *node.lines_after_decorators]  # what comes before its start
+        if node.decorators or any(line.comment is not None for line in before):
+            return ".backward(" in code_of(node)
+        return False
 
     def leave_FunctionDef(self, original: cst.FunctionDef, updated: cst.FunctionDef):
         return _with_todos(self._leave_function(original, updated), self.todo_stack.pop())

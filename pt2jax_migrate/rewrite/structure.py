@@ -93,9 +93,9 @@ class StructureMixin:
         way to say the attribute may hold a submodule (structure_facts.ClassFacts.optional_children)."""
         facts = self._class_facts()
         small = updated.body[0] if len(updated.body) == 1 else None
-        held = facts.optional_children.get(self._pos(original)[0], set()) if facts is not None else set()
-        modules = {"*"} | self.rngs_classes | set(self.converted_classes) | set(self.imported_classes)
-        if (not held & modules or not isinstance(small, cst.Assign)
+        held = facts.optional_children.get(self._pos(original)[0], ()) if facts is not None else ()
+        if (not any(name == "*" or name in self.rngs_classes or name in self.converted_classes
+                    or name in self.imported_classes for name in held) or not isinstance(small, cst.Assign)
                 or not (isinstance(small.value, cst.Name) and small.value.value == "None")):
             return updated
         text = self.target.render_optional_child("None")

@@ -15,7 +15,7 @@ from .cst_util import (_after_imports, _contains, owning_statements, _indent, _m
                        code_of, names_in)
 from .device_metrics import device_metrics
 from .imports import finish_imports
-from .lifting import _Lifter, _cst_info
+from .lifting import _Lifter, _cst_info, defs_before
 from .scopes import _Scope
 from .step_group import _Group
 from .todos import _has_todo, _with_todos
@@ -76,21 +76,11 @@ class TrainStepsMixin(AccumulationMixin):
     def _insert_pending(self, scope: _Scope, body: list) -> list:
         """Put each lifted train step right before the top-level statement that uses it."""
         holders = owning_statements(body, [call for call, _ in scope.pending_defs])  # one walk, not one a def
+        texts: dict[int, list[str]] = {}  # id of a statement of body -> the defs to put before it, in order
         for call_stmt, text in scope.pending_defs:
-            index = next((i for i, stmt in enumerate(body) if stmt is holders.get(id(call_stmt))), None)
-            if index is not None:
-                stmt, new_def = body[index], cst.parse_statement(text)
-                if index > 0:
-                    blank = [cst.EmptyLine(indent=False)] * (2 if scope is self.scopes[0] else 1)
-                    new_def = new_def.with_changes(leading_lines=blank)
-                want = 2 if scope is self.scopes[0] else 1
-                blanks = next((i for i, line in enumerate(stmt.leading_lines) if line.comment is not None),
-                              len(stmt.leading_lines))
-                if blanks < want:
-                    extra = [cst.EmptyLine(indent=False)] * (want - blanks)
-                    body[index] = stmt.with_changes(leading_lines=[*extra, *stmt.leading_lines])
-                    holders = {key: body[index] if held is stmt else held for key, held in holders.items()}
-                body.insert(index, new_def)
+            if id(call_stmt) in holders:
+                texts.setdefault(id(holders[id(call_stmt)]), []).append(text)
+        body = defs_before(body, texts, 2 if scope is self.scopes[0] else 1)
         for entry in [e for e in self.pending_inits if e[0] == id(scope)]:
             self.pending_inits.remove(entry)
             body = _before_outer_loop(body, entry[1], cst.parse_statement(entry[2]))
@@ -101,10 +91,13 @@ class TrainStepsMixin(AccumulationMixin):
         return self.module_names | set(self.target.converted_imports) | set(self.target.helpers) | self.loss_vars
 
     def _unique(self, base: str) -> str:
-        name, i = base, 1
+        # names are only ever added to used_names: the search for a base goes on where it stopped
+        i = self.unique_from.get(base, 1)
+        name = base if i == 1 else f"{base}_{i - 1}"
         while name in self.used_names:
             name = f"{base}_{i}"
             i += 1
+        self.unique_from[base] = i
         self.used_names.add(name)
         return name
 
@@ -164,13 +157,15 @@ class TrainStepsMixin(AccumulationMixin):
             index = position + 1 + len(plan.after)
         out, reason = [], None
         reasons = dict(refusals)
+        ahead: list[str | None] = [None] * (len(body) + 1)  # the first refusal at or after each position
+        for position in range(len(body) - 1, -1, -1) if reasons else ():
+            ahead[position] = reasons.get(id(body[position]), ahead[position + 1])
         for position, stmt in enumerate(body):
             if id(stmt) in reasons:
                 reason = reasons[id(stmt)]
             elif reason is None or _method_call(stmt, "zero_grad") is not None:
                 # a zero_grad() or early statement reports the next refused backward()'s reason
-                ahead = [reasons[id(s)] for s in body[position:] if id(s) in reasons]
-                reason = ahead[0] if ahead else reason
+                reason = ahead[position] if ahead[position] is not None else reason
             out.append(self._resolve_gated(self._leftover_training_calls(stmt, reason), reason))
         return out
 

@@ -85,6 +85,8 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         # `source`: module.code when the caller has it (a parsed module prints back as its text
         # exactly; printing it costs as much as parsing it), `tree`: ast.parse of it
         code = module.code if source is None else source
+        self.code = code  # the text `module` prints (positions index into it)
+        self.line_offsets: list[int] | None = None  # where each line of it starts (scopes.py)
         # converted module classes imported from other files of the run -> takes rngs (project_classes)
         self.imported_classes = dict(imported_classes or {})
         self.path = path
@@ -137,6 +139,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.module_names = _module_level_names(module)
         self.not_tensors = not_tensor_names(module, self.target)
         self.used_names = names_in(module) | self.module_names
+        self.unique_from: dict[str, int] = {}  # _unique(base): where the search for a free name goes on
         self.step_outputs: dict[int, frozenset[str]] = {}  # id of a train-step call -> the names it assigns
         self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)

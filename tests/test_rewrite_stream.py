@@ -1,0 +1,105 @@
+"""`rewrite` streams: each file's result is handed over (api: on_file; CLI: printed) as soon as
+it and every file before it in the output's order are done, not after the whole run; the
+worker pool hands results back the same way with -jN. Proved with events, not timings: the
+first file's line is there while the last file is still being converted."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from pt2jax_migrate import api
+from pt2jax_migrate.files.pool import run_jobs
+
+TORCH = "import torch\n\n\ndef f{i}(x):\n    return torch.zeros({i} + 1).cuda() + x\n"
+
+
+def _tree(root, names):
+    root.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(TORCH.format(i=i))
+    return root
+
+
+def _recording(monkeypatch, events, on_convert=None):
+    convert = api.rewrite_one
+
+    def recorded(path, *args, **kwargs):
+        events.append(("convert", path))
+        if on_convert is not None:
+            on_convert(path)
+        return convert(path, *args, **kwargs)
+
+    monkeypatch.setattr(api, "rewrite_one", recorded)
+
+
+def test_on_file_comes_as_each_file_is_done_in_the_order_of_the_output(tmp_path, monkeypatch):
+    # walked in the order given (z.py first); findings are listed by path
+    src = _tree(tmp_path / "src", ["b.py", os.path.join("b", "c.py"), "d.py"])
+    z = _tree(tmp_path / "z", ["z.py"]) / "z.py"
+    events: list[tuple[str, str]] = []
+    _recording(monkeypatch, events)
+    shown = []
+
+    def on_file(file):
+        events.append(("shown", file.path))
+        shown.append(file)
+
+    run = api.rewrite_paths([str(z), str(src)], write=False, on_file=on_file)
+    by_path = sorted(f.path for f in run.files)
+    assert run.files[0].path == str(z) and [f.path for f in run.files] != by_path
+    assert events == [(kind, path) for path in by_path for kind in ("convert", "shown")]
+    assert all(f.result is not None for f in shown)
+    # each file's sorted lines, one file after another, are the run's findings as listed today
+    assert [x for f in shown for x in sorted(f.result.findings)] == run.findings and len(run.findings) == 8
+    events.clear()
+    walk = api.rewrite_paths([str(z), str(src)], write=False, on_file=on_file, by_path=False)  # --diff's order
+    assert events == [(kind, f.path) for f in walk.files for kind in ("convert", "shown")]
+
+
+def test_cli_prints_the_first_file_before_the_last_is_converted(run, tmp_path, monkeypatch):
+    names = [f"m{i}.py" for i in range(4)]
+    src = _tree(tmp_path / "src", names)
+    seen_then: list[str] = []
+
+    def on_convert(path):
+        if path.endswith(names[-1]):  # the CLI's output so far, while the last file is converted
+            sys.stdout.flush()
+            seen_then.append(sys.stdout.buffer.getvalue().decode())
+
+    _recording(monkeypatch, [], on_convert)
+    result = run("rewrite", "--check", "-j", "1", src)
+    assert result.exit_code == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith(str(src))]
+    assert len(lines) == 8 and lines == sorted(lines, key=lambda x: x.split(":")[0])
+    early = seen_then[0].splitlines()
+    assert early == lines[:6]  # the three files before the last, all their lines, nothing more
+    assert "would be rewritten" not in seen_then[0]  # the summary comes at the end
+
+
+def _wait_for_marker(item: tuple[int, str]) -> bool:
+    """The last item waits (up to a minute) for the marker the parent makes on the first result."""
+    index, marker = item
+    if index < 3:
+        return True
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if os.path.exists(marker):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_pool_hands_back_each_result_while_the_others_run(tmp_path):
+    marker = str(tmp_path / "first-result-arrived")
+    arrived = []
+
+    def each(result):
+        arrived.append(result)
+        if len(arrived) == 1:
+            open(marker, "w").close()
+
+    results = run_jobs(_wait_for_marker, [(i, marker) for i in range(4)], 2, each)
+    assert results == arrived == [True] * 4  # with results held back, the last would give up: False
