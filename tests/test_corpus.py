@@ -116,6 +116,6 @@ def test_corpus_check_script_on_a_slice_of_torchvision_and_timm():
                            "--corpus", "timm", "--limit", "60", "--jobs", "2", "--quiet"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("files: 60 ") and "failed files: 0" in done.stdout, done.stdout
+    assert done.stdout.startswith("target: nnx\nfiles: 60 ") and "failed files: 0" in done.stdout, done.stdout
     changed = int(done.stdout.split("changed by rewrite: ")[1].split()[0])
     assert changed >= 30, done.stdout  # real model code: most of it is converted
