@@ -3,24 +3,18 @@ numbers themselves are the script's business, not the suite's)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def _bench_speed():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "benchmarks" / "bench_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import bench_speed  # noqa: E402  (as test_bench_models imports bench_models)
 
 
 def test_prints_every_row_with_its_ratio(capsys):
     files = [str(ROOT / "fixtures" / "cnn_classifier.in.py"), str(ROOT / "fixtures" / "mlp_classifier.in.py")]
-    assert _bench_speed().main([*files, "--jobs", "1", "--no-torchfix"]) == 0
+    assert bench_speed.main([*files, "--jobs", "1", "--no-torchfix"]) == 0
     out = capsys.readouterr().out
     lines = sum(Path(f).read_text(encoding="utf-8").count("\n") + 1 for f in files)
     assert out.startswith(f"2 files, {lines} lines")
