@@ -173,6 +173,11 @@ class _LocalImports(cst.CSTTransformer):
         self.used.pop()
         return updated
 
+    def visit_SimpleStatementLine(self, node) -> bool:
+        return False  # its imports are pruned whole (leave_SimpleStatementLine): nothing below to visit
+
+    visit_SimpleStatementSuite = visit_SimpleStatementLine
+
     def leave_SimpleStatementLine(self, original, updated):
         if not self.used or len(updated.body) != 1 or not isinstance(updated.body[0], (cst.Import, cst.ImportFrom)):
             return updated

@@ -24,6 +24,10 @@ _NAMES = frozenset({"super", "partial", "functools", "isinstance"})
 _ATTRIBUTES = frozenset({"training", "module", "param_groups", "weight", "bias", "data", "grad", "apply",
                          "manual_seed", "init_weights", "reset_parameters", "parameters", "modules"})
 _NEVER = (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal)
+# compound statements left unvisited as a whole when nothing in them is acted on: cst type -> ast's
+_COMPOUND = {cst.If: ast.If, cst.For: (ast.For, ast.AsyncFor), cst.While: ast.While,
+             cst.With: (ast.With, ast.AsyncWith), cst.Try: ast.Try, cst.TryStar: ast.TryStar,
+             cst.FunctionDef: (ast.FunctionDef, ast.AsyncFunctionDef)}
 
 
 def _lines_in(value, out: set[int], depth: int = 0) -> None:
@@ -81,12 +85,15 @@ class SkipIndex:
             _lines_in(fact, lines)
         self.lines = lines
 
-    def statements(self, pass_, node: cst.SimpleStatementLine) -> list[ast.stmt] | None:
+    def statements(self, pass_, node: cst.BaseStatement) -> list[ast.stmt] | None:
         start = pass_.positions.get(id(node))
         found = self.by_start.get(start) if start is not None else None
         if found is None:
             return None
         body, index = found
+        if type(node) is not cst.SimpleStatementLine:  # a compound statement: the one of its kind there
+            stmt = body[index]
+            return [stmt] if isinstance(stmt, _COMPOUND[type(node)]) else None
         stmts = body[index:index + len(node.body)]
         return stmts if len(stmts) == len(node.body) else None
 
@@ -94,7 +101,8 @@ class SkipIndex:
         dynamic = pass_.optimizer_vars | pass_.loss_vars | pass_.scheduler_vars | set(pass_.optimizers) \
             | set(pass_.optimizers.values())
         for stmt in stmts:
-            if any(line in self.lines for line in range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1)):
+            first = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", ()))])
+            if any(line in self.lines for line in range(first, (stmt.end_lineno or stmt.lineno) + 1)):
                 return True
             for item in walk(stmt):
                 kind = type(item)
@@ -113,10 +121,12 @@ class SkipIndex:
 class SkipMixin:
     """The decision the dispatch asks for every simple statement line (dispatch.py)."""
 
-    def _untouched(self, node: cst.SimpleStatementLine) -> bool:
+    def _untouched(self, node: cst.BaseStatement) -> bool:
         index = self.skip_index
-        if index is None or self.scopes[-1].kind == "class" or self._fscope().rngs is not None \
-                or self._fscope().in_converted_init:
+        if index is None or self.scopes[-1].kind == "class":
             return False
+        if type(node) is cst.FunctionDef and (node.name.value in index.names or node.name.value in index.attributes
+                                              or (self.class_stack and self.class_stack[-1])):
+            return False  # a def the pass may convert or give rngs by its name
         stmts = index.statements(self, node)
         return stmts is not None and not index.touched(self, stmts)

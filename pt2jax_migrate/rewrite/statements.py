@@ -65,7 +65,8 @@ class StatementsMixin:
                 self.call_statement[id(small.value)] = EXPR
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
-        return keep_comments(original, self._leave_simple_line(original, updated))
+        new = self._leave_simple_line(original, updated)
+        return keep_comments(original, new) if self._may_hold_comments(original) else new
 
     def _leave_simple_line(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         updated = self._structure_statement(original, updated)  # buffers, index assignment, weight tying

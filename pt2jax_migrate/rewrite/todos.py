@@ -9,6 +9,7 @@ from collections import Counter
 import libcst as cst
 
 from ..model import Finding
+from .positions import _NEWLINE
 
 TODO_PREFIX = "# TODO(pt2jax): "
 NOTE_PREFIX = "# NOTE(pt2jax): "  # kept by policy (core.data): a note, not a to-do
@@ -64,6 +65,16 @@ class TodosMixin:
             return self.statement_pos[id(node)]
         pos = self.positions.get(id(node))  # (line, 0-based column); a node of ours has none
         return (pos[0], pos[1] + 1) if pos is not None else (0, 0)
+
+    def _may_hold_comments(self, node: cst.SimpleStatementLine) -> bool:
+        """Whether a `#` stands on one of the lines of `node` (its leading lines to where its code
+        ends): a statement without one holds no comment, and no walk looks for them."""
+        start, end = self.positions.get(id(node)), self.ends.get(id(node))
+        if start is None or end is None:
+            return True
+        if self.hash_lines is None:  # line numbers as libcst counts them
+            self.hash_lines = {n for n, text in enumerate(_NEWLINE.split(self.code), 1) if "#" in text}
+        return any(line in self.hash_lines for line in range(start[0] - len(node.leading_lines), end[0] + 1))
 
     def changed(self, node: cst.CSTNode, code: str, message: str, safety: str = "safe") -> None:
         line, col = self._pos(node)

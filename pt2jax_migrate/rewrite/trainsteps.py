@@ -75,7 +75,8 @@ class TrainStepsMixin(AccumulationMixin):
 
     def _insert_pending(self, scope: _Scope, body: list) -> list:
         """Put each lifted train step right before the top-level statement that uses it."""
-        holders = owning_statements(body, [call for call, _ in scope.pending_defs])  # one walk, not one a def
+        # one walk, not one a def (none without a lifted step)
+        holders = owning_statements(body, [call for call, _ in scope.pending_defs]) if scope.pending_defs else {}
         texts: dict[int, list[str]] = {}  # id of a statement of body -> the defs to put before it, in order
         for call_stmt, text in scope.pending_defs:
             if id(call_stmt) in holders:
@@ -183,8 +184,8 @@ class TrainStepsMixin(AccumulationMixin):
 
     def _leftover_training_calls(self, stmt, refusal: str | None):
         """backward()/zero_grad()/step() calls not part of a converted step: kept, with a TODO."""
-        if not isinstance(stmt, cst.SimpleStatementLine):
-            return stmt
+        if not isinstance(stmt, cst.SimpleStatementLine) or id(stmt) in self.skipped:
+            return stmt  # a statement line left unvisited holds no attribute named like a training call
         todos = []
         for call in _method_calls(stmt, TRAIN_METHODS):
             method = call.func.attr.value

@@ -87,6 +87,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         code = module.code if source is None else source
         self.code = code  # the text `module` prints (positions index into it)
         self.line_offsets: list[int] | None = None  # where each line of it starts (scopes.py)
+        self.hash_lines: set[int] | None = None  # lines holding a `#` (todos._may_hold_comments), when asked
         # converted module classes imported from other files of the run -> takes rngs (project_classes)
         self.imported_classes = dict(imported_classes or {})
         self.path = path
@@ -138,8 +139,9 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.super_rngs_classes = self._bases_taking_rngs(module)  # super().__init__(..., rngs=rngs)
         self.module_names = _module_level_names(module)
         self.not_tensors = not_tensor_names(module, self.target)
-        self.used_names = names_in(module) | self.module_names
         self.unique_from: dict[str, int] = {}  # _unique(base): where the search for a free name goes on
+        self.parsed_module = module
+        self._used_names: set[str] | None = None  # used_names, worked out when first asked
         self.step_outputs: dict[int, frozenset[str]] = {}  # id of a train-step call -> the names it assigns
         self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
         self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
@@ -157,3 +159,10 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.array_loaders = array_loaders(tree, code)  # DataLoader(TensorDataset(...)) (data_facts)
         self.skipped: set[int] = set()  # ids of statement lines the visit leaves as parsed (skipping.py)
         self.skip_index = SkipIndex(self, tree)  # last: it reads the facts above
+
+    @property
+    def used_names(self) -> set[str]:
+        """Every name the file reads or binds (a lifted train step's new names avoid them)."""
+        if self._used_names is None:
+            self._used_names = names_in(self.parsed_module) | self.module_names
+        return self._used_names
