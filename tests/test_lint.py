@@ -448,6 +448,20 @@ def test_cache_reuses_findings_until_the_content_changes(tmp_path, monkeypatch):
     assert nocache == changed and calls == [str(src)] * 2
 
 
+
+def test_cache_fingerprint_covers_every_module_lint_runs():
+    """A fact module left out of the fingerprint served stale findings after an upgrade."""
+    import sys
+
+    lint_source((Path(__file__).parent.parent / "fixtures" / "cnn_classifier.in.py").read_text(), "m.py")
+    lint_source("import torch\nclass M(torch.nn.Module):\n    pass\n", "m.py", "linen")
+    loaded = {str(Path(m.__file__).resolve()) for name, m in list(sys.modules.items())
+              if name.startswith("pt2jax_migrate") and getattr(m, "__file__", None)}
+    covered = set(LintCache.fingerprint_sources())
+    assert any(p.endswith("structure_facts.py") for p in loaded)
+    assert loaded - covered == set()
+
+
 # ------------------------------------------------------------------------- agreement with rewrite
 
 FIXTURES = sorted((Path(__file__).parent.parent / "fixtures").glob("*.in.py"))
