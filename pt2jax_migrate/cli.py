@@ -386,7 +386,7 @@ def lint(ctx: click.Context, paths: tuple[str, ...], fmt: str, output_file: str 
         from .output.statistics import compute
 
         summary = LintSummary(compute(report, findings), findings, suppressed=report.suppressed,
-                              baseline=baseline_info, errors=[str(e) for e in report.errors])
+                              baseline=baseline_info, errors=[str(e) for e in report.errors], target=target)
         _write_text(report_file, _rendered("markdown", LINT_REPORT, summary))
         click.echo(f"Wrote the report {report_file}.", err=True)
     for note in (fixed_note, baseline_note):
@@ -632,7 +632,8 @@ def rewrite(paths, out, diff, check, target, safe_only, report_file, do_verify, 
         click.echo(f"Wrote the shared helpers module {path}.", err=True)
     _rewrite_summary(run, changed, all_findings, out=out, diff=diff, check=check, color=out_color)
     if report_file:
-        _rewrite_report(report_file, run, changed, all_findings, out=out, dry=diff or check, quiet=quiet)
+        _rewrite_report(report_file, run, changed, all_findings, out=out, dry=diff or check, quiet=quiet,
+                        target=target)
 
     verify_failed = verify_error = False
     if do_verify:
@@ -681,10 +682,12 @@ def _rewrite_summary(run: _RewriteRun, changed: list[_Job], findings: list[Findi
 
 
 def _rewrite_report(path: str, run: _RewriteRun, changed: list[_Job], findings: list[Finding], *, out, dry,
-                    quiet: bool = False) -> None:
+                    quiet: bool = False, target: str = "nnx") -> None:
+    from dataclasses import replace
+
     from .output import REWRITE
 
-    results = _rewrite_results(run, changed, findings, out=out, dry=dry)
+    results = replace(_rewrite_results(run, changed, findings, out=out, dry=dry), target=target)
     _write_text(path, _rendered("markdown", REWRITE, results))
     if not quiet:
         click.echo(f"Wrote the report {path}.", err=True)

@@ -163,6 +163,24 @@ def test_markdown_report(run, tmp_path):
     assert "**Why it matters in JAX:**" in md and "**JAX equivalent:**" in md
 
 
+def test_markdown_reports_show_the_rules_in_the_targets_form(run, tmp_path):
+    """Under --target linen the Rules section quotes each rule's Linen doc (no NNX code), as
+    `pt2jax rule CODE --target linen` does."""
+    model = tmp_path / "net.py"
+    model.write_text("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+                     "        super().__init__()\n        self.fc = nn.Linear(2, 2)\n\n"
+                     "    def forward(self, x):\n        return self.fc(x)\n")
+    commands = [["lint", model, "--report", "lint.md"], ["rewrite", "--check", "--report", "rw.md", model]]
+    for target, present, absent in (("nnx", "class Net(nnx.Module):", "--target linen"),
+                                     ("linen", "def setup(self)", "nnx")):
+        for command in commands:
+            assert run(*command, "--target", target).exit_code == 1
+        for name in ("lint.md", "rw.md"):
+            rules = (tmp_path / name).read_text().split("## Rules")[1]
+            assert "### PTJ101" in rules and present in rules and absent not in rules, (target, name)
+    assert "`pt2jax rule PTJ101 --target linen` prints this doc." in rules
+
+
 def test_rewrite_report_and_safe_only(run, tmp_path):
     src = project(tmp_path)
     result = run("rewrite", "--check", "--report", "rewrite.md", src)

@@ -33,7 +33,7 @@ def _location(finding: Finding) -> str:
     return f"`{finding.path}:{finding.line}`"
 
 
-def _rules_section(codes: Iterable[str]) -> list[str]:
+def _rules_section(codes: Iterable[str], target: str = "nnx") -> list[str]:
     from ..rules import load_rules
 
     rules = load_rules()
@@ -46,13 +46,16 @@ def _rules_section(codes: Iterable[str]) -> list[str]:
             name for entry in rules.entries if entry.code == code and entry.get("safety") == "unsafe"
             for name in entry.names
         )
+        doc = rule.doc(target)  # in the run's target's form (`pt2jax rule CODE --target T`)
+        command = f"pt2jax rule {code}" + (f" --target {target}" if target != "nnx" else "")
         out += [f"### {code}", "", f"**{rule.name}**: {rule.summary}", "",
-                f"- **What it detects:** {rule.what}",
-                f"- **Why it matters in JAX:** {rule.why}",
-                "- **Example:**", "", "  ```python", *("  " + line for line in rule.example.splitlines()), "  ```",
-                "- **JAX equivalent:**", "", "  ```python", *("  " + line for line in rule.instead.splitlines()), "  ```",
+                f"- **What it detects:** {doc['what']}",
+                f"- **Why it matters in JAX:** {doc['why']}",
+                "- **Example:**", "", "  ```python", *("  " + line for line in doc["example"].splitlines()), "  ```",
+                "- **JAX equivalent:**", "", "  ```python", *("  " + line for line in doc["instead"].splitlines()),
+                "  ```",
                 f"- **Fix safety:** {rule.fix}" + (f" (unsafe for {', '.join(unsafe)})" if unsafe else ""),
-                f"- `pt2jax rule {code}` prints this doc.", ""]
+                f"- `{command}` prints this doc.", ""]
     return out
 
 
@@ -79,7 +82,7 @@ def _manual_table(findings: Sequence[Finding], empty: str) -> list[str]:
 
 
 def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: int = 0,
-                baseline: tuple[str, int] | None = None, errors: Sequence[str] = ()) -> str:
+                baseline: tuple[str, int] | None = None, errors: Sequence[str] = (), target: str = "nnx") -> str:
     """The report for `pt2jax lint --report`. `baseline` is (file, findings it covered)."""
     counts = stats.counts
     fixable = [f for f in findings if fix_safety(f) in (SAFE, UNSAFE)]
@@ -121,7 +124,7 @@ def lint_report(stats: Statistics, findings: Sequence[Finding], *, suppressed: i
     if errors:
         lines += ["## Files that could not be linted", ""]
         lines += [f"- `{_cell(e)}`" for e in errors[:MAX_ROWS]] + [""]
-    lines += _rules_section(f.code for f in findings)
+    lines += _rules_section((f.code for f in findings), target)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -169,13 +172,13 @@ def rewrite_report(results: RewriteResults) -> str:
     out += ["## Needs a person", "", *_manual_table(todos, "Nothing: everything was converted.")]
     if results.errors:
         out += ["## Files that could not be converted", ""] + [f"- `{_cell(e)}`" for e in results.errors[:MAX_ROWS]] + [""]
-    out += _rules_section(per_code)
+    out += _rules_section(per_code, results.target)
     return "\n".join(out).rstrip() + "\n"
 
 
 def render_lint_report(summary: LintSummary, stream: TextIO, ctx=None) -> None:
     stream.write(lint_report(summary.stats, summary.findings, suppressed=summary.suppressed,
-                             baseline=summary.baseline, errors=summary.errors))
+                             baseline=summary.baseline, errors=summary.errors, target=summary.target))
 
 
 def render_rewrite(results: RewriteResults, stream: TextIO, ctx=None) -> None:

@@ -20,6 +20,7 @@ class LintSummary:
     suppressed: int = 0
     baseline: tuple[str, int] | None = None  # (file, findings it covered)
     errors: Sequence[str] = ()
+    target: str = "nnx"  # the rules section shows each rule's doc in this target's form
 
 
 @dataclass
@@ -40,6 +41,7 @@ class RewriteResults:
     written: int = 0  # files written under --out
     todo_markers: int | None = None
     errors: Sequence[str] = field(default_factory=list)
+    target: str = "nnx"  # the rules section shows each rule's doc in this target's form
 
     @property
     def counts(self) -> Counts:
