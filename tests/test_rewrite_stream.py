@@ -103,3 +103,19 @@ def test_pool_hands_back_each_result_while_the_others_run(tmp_path):
 
     results = run_jobs(_wait_for_marker, [(i, marker) for i in range(4)], 2, each)
     assert results == arrived == [True] * 4  # with results held back, the last would give up: False
+
+
+def _slow_pid(index: int) -> tuple[int, int]:
+    time.sleep(0.03)
+    return index, os.getpid()
+
+
+def test_pool_runs_items_here_and_in_the_workers_and_keeps_their_order():
+    """With -j2 this process works too (from the back) while one worker (from the front) starts:
+    every item once, in order, both processes busy."""
+    arrived = []
+    results = run_jobs(_slow_pid, list(range(120)), 2, arrived.append)
+    assert results == arrived and [index for index, _ in results] == list(range(120))
+    pids = {pid for _, pid in results}
+    assert os.getpid() in pids and len(pids) == 2
+    assert results[0][1] != os.getpid() and results[-1][1] == os.getpid()
