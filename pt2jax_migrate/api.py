@@ -620,16 +620,21 @@ def _spill(folder: str, name: str, text: str) -> str:
 
 def verify_rewritten(run: RewriteRun, config: Any = None, *, model: str | None = None, init: str = "",
                      inputs: Sequence[str] = (), atol: float | None = None,
-                     rtol: float | None = None, isolate: bool = True, timeout: float | None = None,
-                     memory_limit: int | None = None) -> list[VerifyOutcome]:
+                     rtol: float | None = None, isolate: bool = True, timeout: float | str | None = "auto",
+                     memory_limit: int | str | None = "auto") -> list[VerifyOutcome]:
     """Run verify on each changed file of `run` that has settings (see verify_settings),
     comparing its original text with its converted text wherever each now lives (a file
     rewritten in place has its original spilled to a temporary file; one not written has
     its converted text spilled). torch and jax are imported only here, lazily. `isolate`
     (the default, as for `pt2jax verify`): each side in its own process, so a hang, a crash
-    or an exit in the user's model is that file's error, not the end of the run."""
+    or an exit in the user's model is that file's error, not the end of the run. "auto": `pt2jax
+    verify`'s defaults (600 s, half the machine's memory per side); None: no limit."""
     from .verify import VerifyError, run_verify
+    from .verify.isolate import DEFAULT_TIMEOUT, default_memory_limit
     from .verify.weightmap import WeightMap
+
+    timeout = DEFAULT_TIMEOUT if timeout == "auto" else timeout
+    memory_limit = default_memory_limit() if memory_limit == "auto" else memory_limit
 
     outcomes = []
     table = config.settings.get("weights") if config is not None and config.pyproject is not None else None

@@ -698,11 +698,8 @@ def _verify_rewritten(run: _RewriteRun, config, model, init, inputs, atol, rtol,
     from .api import verify_rewritten
     from .verify import render_report
 
-    from .verify.isolate import DEFAULT_TIMEOUT, default_memory_limit
-
     # isolated as `pt2jax verify` is by default: the user's model cannot take the rewrite down
-    outcomes = verify_rewritten(run, config, model=model, init=init, inputs=inputs, atol=atol, rtol=rtol,
-                                timeout=DEFAULT_TIMEOUT, memory_limit=default_memory_limit())
+    outcomes = verify_rewritten(run, config, model=model, init=init, inputs=inputs, atol=atol, rtol=rtol)
     console = _console(color)
     for outcome in outcomes:
         if outcome.unset:

@@ -254,3 +254,18 @@ def test_rewrite_verify_isolates_the_users_model_too(tmp_path):
     assert set(_children()) <= before
     assert not outcome.ran and outcome.error is not None
     assert f"the torch side ({original})" in outcome.error and f"{original}:{line}" in outcome.error, outcome.error
+
+
+def test_rewrite_verify_has_verifys_memory_limit_by_default(tmp_path, monkeypatch):
+    """api.verify_rewritten with no limits given uses `verify`'s defaults (a caller that forgot
+    them got no memory limit): here a default shrunk to 64 MB stops the torch side."""
+    from pt2jax_migrate import api
+    from pt2jax_migrate.verify import isolate
+
+    original, _ = _model(tmp_path, "small.py", "self.fc = nn.Linear(6, 3)  # HERE\n")
+    with open(original, "a") as handle:
+        handle.write("\n    def forward(self, x):\n        return self.fc(x)\n")
+    monkeypatch.setattr(isolate, "default_memory_limit", lambda: 64 * 2**20)
+    [outcome] = api.verify_rewritten(api.rewrite_paths([original], write=False), model="MLP",
+                                     inputs=["float32[4,6]"])
+    assert not outcome.ran and "over the memory limit of 64 MB" in (outcome.error or ""), outcome.error
