@@ -78,7 +78,9 @@ class _ParallelRun:
             if self.front >= self.back:
                 return None
             start = self.front
-            self.front = min(start + self.chunk, self.back)
+            # smaller chunks as the items run out, so no process is left with a long tail
+            size = min(self.chunk, max(1, (self.back - start) // (2 * (self.children + 1))))
+            self.front = start + size
             return start, self.front
 
     def _claim_item(self) -> int | None:
