@@ -374,7 +374,22 @@ def _joined_info(unit: list[ast.stmt], unconverted_lines: frozenset[int] = froze
                     unconverted=any(p.unconverted for p in parts), reads_grad=any(p.reads_grad for p in parts))
 
 
-def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: set[str],
+class OptimizersInOrder:
+    """Optimizer variable -> model variable as the rewrite knows them when it plans a block's
+    steps: it records `opt = torch.optim.X(model.parameters())` as it meets it and plans a block
+    on leaving it, so a block sees every such assignment up to its own end (the last one of a
+    name wins), and not those after it. A map of the whole file instead let a later function's
+    `optimizer` decide an earlier function's step for lint but not for the rewrite."""
+
+    def __init__(self, assigned: list[tuple[int, str, str]]):
+        self.assigned = sorted(assigned, key=lambda entry: entry[0])  # (line, variable, model)
+
+    def up_to(self, line: int | None) -> dict[str, str]:
+        """As known on leaving a block that ends on `line` (None: the module, after everything)."""
+        return {name: model for at, name, model in self.assigned if line is None or at <= line}
+
+
+def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str] | OptimizersInOrder, not_models: set[str],
                   qualname=None, clips: dict[int, str] | None = None,
                   unconverted_lines: frozenset[int] = frozenset(), held: dict[str, str] | None = None,
                   plans: list | None = None, accumulation: bool = True) -> set[int]:
@@ -388,9 +403,13 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str], not_models: s
         units = _physical_lines(body)
         infos = [ast_info(unit[0], qualname, unconverted_lines) if len(unit) == 1 else _joined_info(unit, unconverted_lines)
                  for unit in units]
+        known = None
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":
-                result = plan(infos, b, optimizers=optimizers, not_models=not_models, held=held,
+                if known is None:  # the module's steps are planned last, the others on leaving their block
+                    end = None if body is tree.body else body[-1].end_lineno
+                    known = optimizers.up_to(end) if isinstance(optimizers, OptimizersInOrder) else optimizers
+                result = plan(infos, b, optimizers=known, not_models=not_models, held=held,
                               accumulation=accumulation)
                 if isinstance(result, StepPlan):
                     if plans is not None:
@@ -436,7 +455,7 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
             module_names |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
 
-    optimizers: dict[str, str] = {}
+    optimizers: list[tuple[int, str, str]] = []  # (line, variable, model), see OptimizersInOrder
     optimizer_vars: set[str] = set()
     loss_vars: set[str] = set()
     for node in _walk(tree):
@@ -450,13 +469,14 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
             if rule is not None and rule.kind == "optimizer" and node.value.args:
                 model = optimizer_model(ast.unparse(node.value.args[0]))
                 if model is not None:
-                    optimizers[node.targets[0].id] = model
+                    optimizers.append((node.lineno, node.targets[0].id, model))
     not_models = module_names | set(emit.converted_imports) | set(emit.helpers) | loss_vars
     if unconverted_lines is None:  # the caller passes the lines lint leaves unconverted (lint.unconverted_lines)
         raise TypeError("train_step_analysis needs unconverted_lines (lint.unconverted_lines(source))")
     held: dict[str, str] = {}  # optimizers kept PyTorch for their schedulers: their steps stay too
     while True:
-        lines, kept, clips, schedules, plans = _analyse(tree, aliases, rules, optimizers, optimizer_vars,
+        lines, kept, clips, schedules, plans = _analyse(tree, aliases, rules, OptimizersInOrder(optimizers),
+                                                        optimizer_vars,
                                                         not_models, unconverted_lines, held,
                                                         emit.converts_accumulation)
         if set(schedules.held) <= set(held):
@@ -502,12 +522,37 @@ def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, uncon
                     kept.setdefault(construction, node.lineno)
                 elif node.lineno in step_clips:
                     clips[construction] = step_clips[node.lineno]
+    _kept_through_calls(tree, scopes, built_per_scope, lines, kept)
     schedules = schedule_plan.plan_schedules(
         scopes, lambda node: qualname_of(node, aliases), built_per_scope, kept,
         lambda line, slot="lr": _schedule_refusal(constructions[line], slot), set(aliases), held)
     for line, why in schedules.kept.items():  # an optimizer whose scheduler stays PyTorch stays too
         kept.setdefault(line, line)
     return lines, kept, clips, schedules, plans
+
+
+def _kept_through_calls(tree, scopes, built_per_scope, lines: set[int], kept: dict[int, int]) -> None:
+    """An optimizer handed to a function of this file (`train_one_epoch(model, opt)`) stays
+    PyTorch when that function's step() on the parameter it lands in stays: converting only the
+    construction would leave `opt.zero_grad()` on the converted optimizer."""
+    functions = {stmt.name: stmt for stmt in tree.body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    if not functions:
+        return
+    for nodes, built in zip(scopes, built_per_scope):
+        for node in nodes if built else ():
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions):
+                continue
+            function = functions[node.func.id]
+            params = [a.arg for a in (*function.args.posonlyargs, *function.args.args)]
+            bound = [*zip(params, node.args), *((k.arg, k.value) for k in node.keywords if k.arg)]
+            for param, arg in bound:
+                if isinstance(arg, ast.Name) and arg.id in built:
+                    stays = next((n.lineno for n in ast.walk(function) if isinstance(n, ast.Call)
+                                  and isinstance(n.func, ast.Attribute) and n.func.attr == "step"
+                                  and isinstance(n.func.value, ast.Name) and n.func.value.id == param
+                                  and n.lineno not in lines), None)
+                    if stays is not None:
+                        kept.setdefault(built[arg.id][0], stays)
 
 
 class TrainStepAnalysis(tuple):

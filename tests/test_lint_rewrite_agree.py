@@ -60,3 +60,22 @@ def test_lint_fixable_marks_match_rewrite_changes(path, target):
             elif statement in new_lines:
                 bound = statement.split(" as ")[-1].split()[-1].split(".")[0]
                 assert f"def {bound}(" in source or f"({bound})" in source or f"{bound} =" in source, statement
+
+
+def test_train_steps_are_planned_with_the_optimizers_their_function_sees():
+    """A later function's `optimizer = SGD(prepared...)` once decided an earlier function's step
+    for lint and the kept-optimizer check, but not for the rewrite: the step was converted with
+    its Adam left PyTorch (a second rewrite then converted the Adam). And an optimizer handed
+    to a function whose step stays PyTorch was converted alone."""
+    data = ROOT / "tests" / "data" / "lint"
+    source = (data / "optimizer_name_reused_in_a_later_function.py").read_text()
+    first = rewrite_source(source, "a.py").new_source
+    assert "TODO(pt2jax)" not in first and first.count("optimizer.update(model, grads)") == 2
+    assert "nnx.Optimizer(model, optax.adam(0.001)" in first and "import torch" not in first
+    assert rewrite_source(first, "a.py").new_source == first
+
+    source = (data / "optimizer_handed_to_a_refused_step.py").read_text()
+    kept = rewrite_source(source, "b.py").new_source
+    assert "nnx.Optimizer" not in kept and "optimizer = torch.optim.SGD(" in kept
+    assert "PTJ201 torch.optim.SGD: kept in PyTorch: the training step that calls optimizer.step()" in kept
+    assert rewrite_source(kept, "b.py").new_source == kept
