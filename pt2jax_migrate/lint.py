@@ -175,6 +175,8 @@ class _Walker:
         self.parent: _Record | None = None
         self.records: list[_Record] = []
         self.imports: list[ast.Import | ast.ImportFrom] = []
+        self.all_imports: list[ast.Import | ast.ImportFrom] = []  # torch's or not (structure_facts' roots)
+        self.scopes: list[ast.AST] = []  # functions and `for` loops (structure_facts), in the walk's order
         self.in_except = 0
         self.flag_node: ast.AST | None = None
         self.flag = 0
@@ -202,6 +204,7 @@ class _Walker:
             ast.ExceptHandler: self.visit_ExceptHandler,
             ast.Expr: self.visit_Expr,
             ast.With: self.visit_With,
+            ast.For: self.visit_For,
             ast.AsyncWith: self.visit_With,
             ast.Assign: self.visit_Assign,
             ast.AnnAssign: self.visit_AnnAssign,
@@ -318,6 +321,7 @@ class _Walker:
     # ------------------------------------------------------------------ statements
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        self.all_imports.append(node)
         index = -1
         pairs = import_bindings(node)
         if is_torch_import(node):
@@ -357,6 +361,13 @@ class _Walker:
             if item.optional_vars is not None:
                 self.visit(item.optional_vars)
         self.visit_all(node.body)
+
+    def visit_For(self, node: ast.For) -> None:
+        self.scopes.append(node)
+        self.visit(node.target)
+        self.visit(node.iter)
+        self.visit_all(node.body)
+        self.visit_all(node.orelse)
 
     def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
         self.scope.declare(node.names, type(node) is ast.Global)
@@ -414,6 +425,7 @@ class _Walker:
         return outer
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.scopes.append(node)
         self._decorators(node)
         self._arguments(node.args)
         if node.returns is not None:
@@ -880,7 +892,8 @@ def lint_source(source: str, path: str = "<string>", target: str = "nnx") -> lis
     walker.visit_all(tree.body)
     if not walker.imports:
         return []
-    structure = analyse_structure(tree) if may_have_structure(source) else None
+    structure = analyse_structure(tree, sites_only=source, imports=walker.all_imports,
+                                  scopes=walker.scopes) if may_have_structure(source) else None
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree,
                        target=target).run()
 
