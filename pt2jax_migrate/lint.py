@@ -177,6 +177,7 @@ class _Walker:
         self.imports: list[ast.Import | ast.ImportFrom] = []
         self.all_imports: list[ast.Import | ast.ImportFrom] = []  # torch's or not (structure_facts' roots)
         self.scopes: list[ast.AST] = []  # functions and `for` loops (structure_facts), in the walk's order
+        self.item_writes = False  # `x[i] = v`, `x[i] += v`, `x[i].zero_()`: structure_facts' index assignments
         self.in_except = 0
         self.flag_node: ast.AST | None = None
         self.flag = 0
@@ -205,6 +206,7 @@ class _Walker:
             ast.Expr: self.visit_Expr,
             ast.With: self.visit_With,
             ast.For: self.visit_For,
+            ast.AugAssign: self.visit_AugAssign,
             ast.AsyncWith: self.visit_With,
             ast.Assign: self.visit_Assign,
             ast.AnnAssign: self.visit_AnnAssign,
@@ -286,6 +288,8 @@ class _Walker:
             while type(value) is ast.Attribute:
                 value = value.value
             method = func.attr
+            if (method == "zero_" or method == "fill_") and type(func.value) is ast.Subscript:
+                self.item_writes = True
             if type(value) is ast.Name and value.id in self.watch:
                 record = _Record(_CALL, node, value, dotted(func)[1], self.scope, self.parent, flag, method)  # type: ignore[index]
             elif method in self.method_names or may_be_torch_only_method(method):
@@ -340,11 +344,21 @@ class _Walker:
     def visit_Assign(self, node: ast.Assign) -> None:
         self.flag_node, self.flag, self.assign_targets = node.value, _ASSIGN, node.targets
         self.visit(node.value)
-        self.visit_all(node.targets)
+        for target in node.targets:
+            if type(target) is ast.Subscript:
+                self.item_writes = True
+            self.visit(target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if type(node.target) is ast.Subscript:
+            self.item_writes = True
+        self.visit(node.target)
+        self.visit(node.value)
 
     def _annotation(self, node: ast.AST) -> None:
-        self.annotation_nodes.update(id(n) for n in ast.walk(node))
-        self.visit(node)
+        first = len(self.records)
+        self.visit(node)  # what it records is in the annotation, and what is in it is recorded now
+        self.annotation_nodes.update(id(record.node) for record in self.records[first:])
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._annotation(node.annotation)
@@ -892,8 +906,10 @@ def lint_source(source: str, path: str = "<string>", target: str = "nnx") -> lis
     walker.visit_all(tree.body)
     if not walker.imports:
         return []
-    structure = analyse_structure(tree, sites_only=source, imports=walker.all_imports,
-                                  scopes=walker.scopes) if may_have_structure(source) else None
+    structure = None
+    if may_have_structure(source):  # functions matter to it only for their item assignments
+        scopes = walker.scopes if walker.item_writes else [n for n in walker.scopes if type(n) is ast.For]
+        structure = analyse_structure(tree, sites_only=source, imports=walker.all_imports, scopes=scopes)
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree,
                        target=target).run()
 
