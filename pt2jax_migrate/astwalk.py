@@ -1,6 +1,6 @@
 """`ast.walk` for the fact modules that read one tree many times over: the nodes in the
 same order (breadth first, as ast.walk yields them), as a list kept on the walked node, so
-the tenth walk of a module or class costs a list iteration. The trees walked are never
+the tenth walk of a module or class costs a list copy. The trees walked are never
 changed after parsing (a change would need a fresh parse, hence fresh nodes).
 
 One difference: the list leaves out the expression contexts (`ctx`: the Load / Store / Del
@@ -29,22 +29,25 @@ def _fields(cls: type) -> tuple[str, ...]:
 
 def walk(node: ast.AST) -> list[ast.AST]:
     """Every node below `node` and itself, in ast.walk's order (expression contexts left out)."""
-    nodes = node.__dict__.get(_CACHE)
-    if nodes is None:
-        nodes = [node]
-        append, extend = nodes.append, nodes.extend
-        known = _FIELDS
-        for item in nodes:  # the list grows while it is read: breadth first
-            cls = item.__class__
-            fields = known.get(cls)
-            if fields is None:
-                fields = _fields(cls)
-            for name in fields:
-                value = getattr(item, name, None)
-                if type(value) is list:
-                    if value:
-                        extend([child for child in value if isinstance(child, _AST)])
-                elif isinstance(value, _AST):
-                    append(value)
-        setattr(node, _CACHE, nodes)
+    below = node.__dict__.get(_CACHE)
+    if below is not None:
+        return [node, *below]
+    nodes = [node]
+    append, extend = nodes.append, nodes.extend
+    known = _FIELDS
+    for item in nodes:  # the list grows while it is read: breadth first
+        cls = item.__class__
+        fields = known.get(cls)
+        if fields is None:
+            fields = _fields(cls)
+        for name in fields:
+            value = getattr(item, name, None)
+            if type(value) is list:
+                if value:
+                    extend([child for child in value if isinstance(child, _AST)])
+            elif isinstance(value, _AST):
+                append(value)
+    # kept without `node` itself: a node holding a list that holds it would be a reference
+    # cycle, and every tree walked would wait for the garbage collector to be freed
+    setattr(node, _CACHE, nodes[1:])
     return nodes

@@ -185,42 +185,13 @@ class _Walker:
         self.method_names = _method_names()
         self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
         self.annotation_nodes: set[int] = set()  # ids of nodes inside annotations (types, not values)
-        self.dispatch = {
-            ast.Name: self.visit_Name,
-            ast.Attribute: self.visit_Attribute,
-            ast.Call: self.visit_Call,
-            ast.Constant: _noop,
-            ast.Import: self.visit_Import,
-            ast.ImportFrom: self.visit_Import,
-            ast.FunctionDef: self.visit_FunctionDef,
-            ast.AsyncFunctionDef: self.visit_FunctionDef,
-            ast.Lambda: self.visit_Lambda,
-            ast.ClassDef: self.visit_ClassDef,
-            ast.ListComp: self.visit_comprehension,
-            ast.SetComp: self.visit_comprehension,
-            ast.GeneratorExp: self.visit_comprehension,
-            ast.DictComp: self.visit_comprehension,
-            ast.Global: self.visit_Global,
-            ast.Nonlocal: self.visit_Global,
-            ast.ExceptHandler: self.visit_ExceptHandler,
-            ast.Expr: self.visit_Expr,
-            ast.With: self.visit_With,
-            ast.For: self.visit_For,
-            ast.AugAssign: self.visit_AugAssign,
-            ast.AsyncWith: self.visit_With,
-            ast.Assign: self.visit_Assign,
-            ast.AnnAssign: self.visit_AnnAssign,
-            ast.MatchAs: self.visit_match_name,
-            ast.MatchStar: self.visit_match_name,
-            ast.MatchMapping: self.visit_match_name,
-        }
 
     # ------------------------------------------------------------------ traversal
 
     def visit(self, node: ast.AST) -> None:
-        handler = self.dispatch.get(type(node))
+        handler = _DISPATCH.get(type(node))
         if handler is not None:
-            handler(node)
+            handler(self, node)
             return
         visit = self.visit
         for name in _child_fields(type(node)):
@@ -493,8 +464,41 @@ class _Walker:
         self.scope = outer
 
 
-def _noop(node: ast.AST) -> None:
+def _noop(walker: _Walker, node: ast.AST) -> None:
     return None
+
+
+# the walk's handlers by node class (functions, not bound methods: no walker -> method -> walker
+# reference cycle keeping each file's records and tree alive until the garbage collector runs)
+_DISPATCH: dict[type, Callable[[_Walker, ast.AST], None]] = {
+    ast.Name: _Walker.visit_Name,
+    ast.Attribute: _Walker.visit_Attribute,
+    ast.Call: _Walker.visit_Call,
+    ast.Constant: _noop,
+    ast.Import: _Walker.visit_Import,
+    ast.ImportFrom: _Walker.visit_Import,
+    ast.FunctionDef: _Walker.visit_FunctionDef,
+    ast.AsyncFunctionDef: _Walker.visit_FunctionDef,
+    ast.Lambda: _Walker.visit_Lambda,
+    ast.ClassDef: _Walker.visit_ClassDef,
+    ast.ListComp: _Walker.visit_comprehension,
+    ast.SetComp: _Walker.visit_comprehension,
+    ast.GeneratorExp: _Walker.visit_comprehension,
+    ast.DictComp: _Walker.visit_comprehension,
+    ast.Global: _Walker.visit_Global,
+    ast.Nonlocal: _Walker.visit_Global,
+    ast.ExceptHandler: _Walker.visit_ExceptHandler,
+    ast.Expr: _Walker.visit_Expr,
+    ast.With: _Walker.visit_With,
+    ast.For: _Walker.visit_For,
+    ast.AugAssign: _Walker.visit_AugAssign,
+    ast.AsyncWith: _Walker.visit_With,
+    ast.Assign: _Walker.visit_Assign,
+    ast.AnnAssign: _Walker.visit_AnnAssign,
+    ast.MatchAs: _Walker.visit_match_name,
+    ast.MatchStar: _Walker.visit_match_name,
+    ast.MatchMapping: _Walker.visit_match_name,
+}
 
 
 _METHOD_NAMES: frozenset[str] | None = None
