@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+from itertools import accumulate
 import os
 import pickle
 import re
@@ -109,7 +110,10 @@ class _Segments:
 
     def __init__(self, source: str):
         self.source = source
-        self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
+        if "\r" in source:
+            self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
+        else:  # each line's start: the lengths before it, each with its newline (no match object per line)
+            self.starts = list(accumulate(map((1).__add__, map(len, source.split("\n")[:-1])), initial=0))
 
     def offset(self, line: int, col: int) -> int:
         start = self.starts[line - 1]
@@ -155,14 +159,18 @@ def _watched_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-_SKIP_FIELDS = frozenset({"ctx", "type_comment", "type_ignores"})
+# fields the walk never looks into: contexts, operators (nodes without children or handlers), and
+# those never holding a node (names, identifiers, flags; Constant's value has a handler)
+_SKIP_FIELDS = frozenset({"ctx", "type_comment", "type_ignores", "op", "ops", "id", "attr", "arg", "name", "asname",
+                          "module", "level", "kind", "is_async", "simple", "conversion", "tag"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def _child_fields(cls: type) -> tuple[str, ...]:
     fields = _FIELDS.get(cls)
     if fields is None:
-        fields = _FIELDS[cls] = tuple(f for f in cls._fields if f not in _SKIP_FIELDS)
+        fields = _FIELDS[cls] = tuple(f for f in cls._fields if f not in _SKIP_FIELDS
+                                      and not (cls is ast.MatchSingleton and f == "value"))
     return fields
 
 
@@ -189,12 +197,13 @@ class _Walker:
     # ------------------------------------------------------------------ traversal
 
     def visit(self, node: ast.AST) -> None:
-        handler = _DISPATCH.get(type(node))
+        cls = type(node)
+        handler = _DISPATCH.get(cls)
         if handler is not None:
             handler(self, node)
             return
         visit = self.visit
-        for name in _child_fields(type(node)):
+        for name in _FIELDS.get(cls) or _child_fields(cls):
             value = getattr(node, name, None)
             if value is None:
                 continue
