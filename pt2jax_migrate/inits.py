@@ -235,10 +235,7 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
     a random key is at hand there, so they take it as init functions do. A method named anywhere
     else in the file (called from forward, passed as a value, another class's method of that name)
     is left alone."""
-    mentions: dict[str, int] = {}
-    for node in _walk(tree):
-        if isinstance(node, ast.Attribute):
-            mentions[node.attr] = mentions.get(node.attr, 0) + 1
+    mentions: dict[str, int] | None = None  # attribute name -> uses in the file, counted when needed
     out: set[str] = set()
     for cls in tree.body:
         if not isinstance(cls, ast.ClassDef):
@@ -253,8 +250,13 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" \
                     and node.func.attr in methods and not node.func.attr.startswith("__"):
                 calls.setdefault(node.func.attr, []).append(node)
+        if mentions is None and calls:
+            mentions = {}
+            for node in _walk(tree):
+                if type(node) is ast.Attribute:
+                    mentions[node.attr] = mentions.get(node.attr, 0) + 1
         for name, sites in calls.items():
-            if name != "forward" and mentions.get(name) == len(sites):
+            if name != "forward" and mentions.get(name) == len(sites):  # type: ignore[union-attr]
                 out.add(name)
                 facts.init_calls.update({(c.lineno, c.col_offset): name for c in sites})
     return out

@@ -185,7 +185,10 @@ class _Walker:
         self.imports: list[ast.Import | ast.ImportFrom] = []
         self.all_imports: list[ast.Import | ast.ImportFrom] = []  # torch's or not (structure_facts' roots)
         self.scopes: list[ast.AST] = []  # functions and `for` loops (structure_facts), in the walk's order
-        self.item_writes = False  # `x[i] = v`, `x[i] += v`, `x[i].zero_()`: structure_facts' index assignments
+        # functions writing an item (`x[i] = v`, `x[i] += v`, `x[i].zero_()`; None: module level):
+        # where structure_facts' index assignments can be
+        self.function: ast.AST | None = None
+        self.item_writes: set[ast.AST | None] = set()
         self.in_except = 0
         self.flag_node: ast.AST | None = None
         self.flag = 0
@@ -269,7 +272,7 @@ class _Walker:
                 value = value.value
             method = func.attr
             if (method == "zero_" or method == "fill_") and type(func.value) is ast.Subscript:
-                self.item_writes = True
+                self.item_writes.add(self.function)
             if type(value) is ast.Name and value.id in self.watch:
                 record = _Record(_CALL, node, value, dotted(func)[1], self.scope, self.parent, flag, method)  # type: ignore[index]
             elif method in self.method_names or may_be_torch_only_method(method):
@@ -326,12 +329,12 @@ class _Walker:
         self.visit(node.value)
         for target in node.targets:
             if type(target) is ast.Subscript:
-                self.item_writes = True
+                self.item_writes.add(self.function)
             self.visit(target)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         if type(node.target) is ast.Subscript:
-            self.item_writes = True
+            self.item_writes.add(self.function)
         self.visit(node.target)
         self.visit(node.value)
 
@@ -425,11 +428,11 @@ class _Walker:
         if node.returns is not None:
             self._annotation(node.returns)
         self.bind(node.name, node)
-        outer, in_except, parent = self._enter(FUNCTION), self.in_except, self.parent
-        self.in_except, self.parent = 0, None
+        outer, in_except, parent, function = self._enter(FUNCTION), self.in_except, self.parent, self.function
+        self.in_except, self.parent, self.function = 0, None, node
         self._bind_parameters(node.args, self.scope, node)
         self.visit_all(node.body)
-        self.scope, self.in_except, self.parent = outer, in_except, parent
+        self.scope, self.in_except, self.parent, self.function = outer, in_except, parent, function
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._arguments(node.args)
@@ -921,7 +924,7 @@ def lint_source(source: str, path: str = "<string>", target: str = "nnx") -> lis
         return []
     structure = None
     if may_have_structure(source):  # functions matter to it only for their item assignments
-        scopes = walker.scopes if walker.item_writes else [n for n in walker.scopes if type(n) is ast.For]
+        scopes = [n for n in walker.scopes if type(n) is ast.For or n in walker.item_writes]
         structure = analyse_structure(tree, sites_only=source, imports=walker.all_imports, scopes=scopes)
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree,
                        target=target).run()
