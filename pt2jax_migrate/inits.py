@@ -306,7 +306,9 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     instances = (_instances(tree, classes) if layer_reads and any(classes.values())
                  and weight_read_patterns()[1].search(source) else {})
     applied: set[str] = set()
-    for node in _walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
+    # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function (no `apply` in an ASCII
+    # text: no such call, and no walk of the whole file)
+    for node in _walk(tree) if "apply" in source or not source.isascii() else ():
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
                 and len(node.args) == 1 and not node.keywords:
             fn = node.args[0]
