@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import io
+from bisect import bisect_left
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -319,6 +320,17 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 facts.applies[(node.lineno, node.col_offset)] = name
                 applied.add(name)
     defined: dict[str, ast.FunctionDef] = {}
+    call_lines: list[int] | None = None  # lines of the calls that may be inits, found when first needed
+
+    def may_init(statement: ast.stmt) -> bool:
+        """Whether a call in `statement`'s lines may be an init (a method ending in _, the helper's)."""
+        nonlocal call_lines
+        if call_lines is None:
+            call_lines = sorted({n.lineno for n in _walk(tree) if type(n) is ast.Call and type(n.func) is ast.Attribute
+                                 and (n.func.attr.endswith("_") or (type(n.func.value) is ast.Name
+                                                                    and n.func.value.id == INIT_HELPER))})
+        i = bisect_left(call_lines, statement.lineno)
+        return i < len(call_lines) and call_lines[i] <= statement.end_lineno  # type: ignore[operator]
 
     def function(fn: ast.FunctionDef, layers: dict[str, str], in_class: bool) -> None:
         params = [a.arg for a in fn.args.args]
@@ -351,6 +363,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                     for handler in getattr(statement, "handlers", []):
                         walk(handler.body, narrow)
                     continue
+                if not (narrow or layers or instances) and not may_init(statement):
+                    continue  # no init call in it, and no tensor a read could be of (_tensor_of)
                 written: set[int] = set()  # ids of the tensors init calls write (the init converts them)
                 for node in _walk(statement):
                     if isinstance(node, ast.Call):

@@ -164,6 +164,7 @@ def _watched_names(body: list[ast.stmt]) -> set[str]:
 _SKIP_FIELDS = frozenset({"ctx", "type_comment", "type_ignores", "op", "ops", "id", "attr", "arg", "name", "asname",
                           "module", "level", "kind", "is_async", "simple", "conversion", "tag"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_NAME, _CONSTANT = ast.Name, ast.Constant
 
 
 def _child_fields(cls: type) -> tuple[str, ...]:
@@ -201,6 +202,12 @@ class _Walker:
 
     def visit(self, node: ast.AST) -> None:
         cls = type(node)
+        if cls is _NAME:  # the commonest nodes first, without a handler call
+            if node.id in self.watch:  # type: ignore[attr-defined]
+                self.visit_Name(node)  # type: ignore[arg-type]
+            return
+        if cls is _CONSTANT:
+            return
         handler = _DISPATCH.get(cls)
         if handler is not None:
             handler(self, node)
