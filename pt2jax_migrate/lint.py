@@ -42,7 +42,7 @@ from .rules import load_rules
 from .core.decide import (CLIPS, DEVICE_METHODS, MODE_METHODS, STEP_METHODS, CallSite, MethodSite, ReferenceSite,
                           decide_call, decide_method, decide_reference)
 from .core.statements import ASSIGN, DECORATOR, EXPR, VALUE, WITH, WITH_AS
-from .core.decide import decide_init, decide_layer_attribute, decide_layer_read
+from .core.decide import decide_init, decide_layer_attribute, decide_layer_read, isinstance_target
 from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
@@ -772,7 +772,8 @@ class _Classifier:
         assert q is not None
         cls = record.base_of
         in_isinstance = id(record.node) in self.w.isinstance_types
-        facts = self.isinstance_facts() if in_isinstance else None
+        # the file's names matter only to a test of a layer class others may convert to as well
+        facts = self.isinstance_facts() if in_isinstance and isinstance_target(self.rules, q) else None
         site = ReferenceSite(q, base_of=cls.name if cls is not None else None, decorator=record.flag == _DECORATOR,
                              in_isinstance=in_isinstance, in_annotation=id(record.node) in self.w.annotation_nodes,
                              file_names=facts.named if facts else frozenset(),
