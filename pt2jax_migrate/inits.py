@@ -20,7 +20,7 @@ from .astwalk import walk as _walk
 from .core.constructs import MODULE_METHODS
 from .core.decide import CallSite, decide_call
 from .core.inits import (COPY, INIT_FUNCTIONS, INIT_HELPER, INPLACE_METHODS, KEPT_LAYER, PARAMETER_LAYER, InitRead,
-                         InitSite, is_random, kept_layer_reason, layer_read, weight_read_patterns)
+                         InitSite, instance_read, is_random, kept_layer_reason, layer_read)
 from .mapping import check_rule
 from .names import dotted_text as _dotted, module_aliases, qualname_of
 from .rules import load_rules
@@ -305,7 +305,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;
     # `model.fc.weight` on an instance only where such a chain starts at another name than self
     instances = (_instances(tree, classes) if layer_reads and any(classes.values())
-                 and weight_read_patterns()[1].search(source) else {})
+                 and instance_read(source) else {})
     applied: set[str] = set()
     # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function (no `apply` in an ASCII
     # text: no such call, and no walk of the whole file)
