@@ -55,7 +55,7 @@ from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, const
                               may_be_torch_only_method, torch_only_attribute)
 from .core.residue import literal_kind, receiver_text
 from .core.structure import decide_structure
-from .structure_facts import StructureFacts, may_have_structure
+from .structure_facts import StructureFacts, may_have_structure, site_names
 from .structure_facts import analyse as analyse_structure
 
 FIXABLE = " [fixable]"
@@ -110,6 +110,7 @@ class _Segments:
 
     def __init__(self, source: str):
         self.source = source
+        self.ascii = source.isascii()
         if "\r" in source:
             self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
         else:  # each line's start: the lengths before it, each with its newline (no match object per line)
@@ -117,8 +118,8 @@ class _Segments:
 
     def offset(self, line: int, col: int) -> int:
         start = self.starts[line - 1]
-        if col == 0:
-            return start
+        if col == 0 or self.ascii:  # (utf-8 columns are characters in an ASCII text)
+            return start + col
         end = self.starts[line] if line < len(self.starts) else len(self.source)
         text = self.source[start:end]
         if text.isascii():
@@ -933,7 +934,8 @@ def lint_source(source: str, path: str = "<string>", target: str = "nnx") -> lis
     structure = None
     if may_have_structure(source):  # functions matter to it only for their item assignments
         scopes = [n for n in walker.scopes if type(n) is ast.For or n in walker.item_writes]
-        structure = analyse_structure(tree, sites_only=source, imports=walker.all_imports, scopes=scopes)
+        structure = analyse_structure(tree, sites_only=site_names(source), imports=walker.all_imports,
+                                      scopes=scopes)
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree,
                        target=target).run()
 

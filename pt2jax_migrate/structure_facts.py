@@ -113,8 +113,9 @@ def may_have_structure(source: str) -> bool:
     return _MAY_HAVE.search(source) is not None
 
 
-def analyse(tree: ast.Module, *, sites_only: str | None = None, imports=None, scopes=None) -> StructureFacts:
-    """The facts of the module. Lint passes `sites_only` (the source text; only sites, training
+def analyse(tree: ast.Module, *, sites_only: frozenset[str] | None = None, imports=None,
+            scopes=None) -> StructureFacts:
+    """The facts of the module. Lint passes `sites_only` (site_names of the text; only sites, training
     reads and handled calls are found, none of the rewrite's builder facts), the file's import
     statements and its functions and `for` loops (`scopes`), which its own walk has collected."""
     facts = StructureFacts()
@@ -134,7 +135,7 @@ def analyse(tree: ast.Module, *, sites_only: str | None = None, imports=None, sc
                                                  functions, callables, sites_only)
         facts.classes[cls.name].container = containers.get(cls.name, "")
         _module_children(cls, containers.get(cls.name), roots, class_names, facts, sites_only)
-        if cls.name in containers and (sites_only is None or _may_name(sites_only, "training")):
+        if cls.name in containers and (sites_only is None or "training" in sites_only):
             _training_reads(cls, facts, tree)
     for node in _walk(tree) if scopes is None else scopes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -144,9 +145,15 @@ def analyse(tree: ast.Module, *, sites_only: str | None = None, imports=None, sc
     return facts
 
 
-def _may_name(source: str, name: str) -> bool:
-    """Whether the identifier `name` may be in `source` (a non-ASCII text may spell it otherwise)."""
-    return name in source or not source.isascii()
+_SITE_NAMES = ("register_buffer", "weight", "add_module", "training")
+
+
+def site_names(source: str) -> frozenset[str]:
+    """The names some structure sites need that `source` may hold (`analyse`'s `sites_only`): those
+    in its text, or all of them in a non-ASCII text (an identifier may be spelt otherwise there)."""
+    if not source.isascii():
+        return frozenset(_SITE_NAMES)
+    return frozenset(name for name in _SITE_NAMES if name in source)
 
 
 def _passed_classes(tree: ast.Module, classes: list[ast.ClassDef], class_names: set[str]) -> dict[str, set[str]]:
@@ -200,7 +207,7 @@ def _freeze_loop(loop: ast.For, facts: StructureFacts) -> None:
 
 def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], init_factories: set[str],
                    facts: StructureFacts, functions: set[str] = frozenset(),
-                   callables: set[str] = frozenset(), sites_only: str | None = None) -> ClassFacts:
+                   callables: set[str] = frozenset(), sites_only: frozenset[str] | None = None) -> ClassFacts:
     out = ClassFacts()
     methods = {s.name: s for s in cls.body if isinstance(s, ast.FunctionDef)}
     layers: dict[str, str] = {}  # self attribute -> torch layer kind built in __init__
@@ -209,8 +216,8 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
     if sites_only is None:
         scanned = list(methods.values())
     else:  # sites only: buffers need register_buffer, the layers matter to a weight tie in __init__
-        scanned = list(methods.values()) if _may_name(sites_only, "register_buffer") else \
-            [init] if init is not None and _may_name(sites_only, "weight") else []
+        scanned = list(methods.values()) if "register_buffer" in sites_only else \
+            [init] if init is not None and "weight" in sites_only else []
     for method in scanned:
         for node in _walk(method):
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
@@ -228,7 +235,7 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
     if sites_only is None:
         _builders(methods, roots, class_names, out, functions, callables)
     if sites_only is not None and not out.buffers:  # no buffer: only a weight tie in __init__ is a site
-        scanned = [init] if init is not None and _may_name(sites_only, "weight") else []
+        scanned = [init] if init is not None and "weight" in sites_only else []
     else:
         scanned = list(methods.values())
     for method in scanned:
@@ -396,11 +403,11 @@ def _container_kinds(classes: list[ast.ClassDef], aliases: dict[str, str]) -> di
 
 
 def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], class_names: set[str],
-                     facts: StructureFacts, sites_only: str | None = None) -> None:
+                     facts: StructureFacts, sites_only: frozenset[str] | None = None) -> None:
     """Children registered the torch way in a converted class: `self.add_module(name, m)` (any
     class), and in an nn.Sequential subclass `self.name = layer` in __init__ (torch appends it)."""
     if container is None or (sites_only is not None and container != "sequential"
-                             and not _may_name(sites_only, "add_module")):
+                             and "add_module" not in sites_only):
         return
     # containers built in __init__ (`self.features = nn.Sequential(...)`): their add_module appends too
     owned: dict[str, str] = {}
