@@ -624,8 +624,10 @@ class _Classifier:
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:
         """An init of a parameter: core.decide.decide_init's finding (True: reported)."""
-        site = site_at(self.init_facts(), call.lineno, call.col_offset,
-                       call.func.attr if isinstance(call.func, ast.Attribute) else None)
+        attr = call.func.attr if isinstance(call.func, ast.Attribute) else None
+        if attr is not None and not attr.endswith("_"):
+            return False  # every init's name ends in _ (site_at): no init facts to build for it
+        site = site_at(self.init_facts(), call.lineno, call.col_offset, attr)
         if site is None:
             return False
         decision = decide_init(site, self.rules)
