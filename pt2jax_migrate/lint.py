@@ -191,6 +191,7 @@ class _Walker:
         # where structure_facts' index assignments can be
         self.function: ast.AST | None = None
         self.item_writes: set[ast.AST | None] = set()
+        self.weight_ties = False  # `a.weight = b.weight` somewhere (structure_facts' weight ties)
         self.in_except = 0
         self.flag_node: ast.AST | None = None
         self.flag = 0
@@ -334,7 +335,11 @@ class _Walker:
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.flag_node, self.flag, self.assign_targets = node.value, _ASSIGN, node.targets
-        self.visit(node.value)
+        value = node.value
+        if type(value) is ast.Attribute and value.attr == "weight" and len(node.targets) == 1 and (
+                type(node.targets[0]) is ast.Attribute and node.targets[0].attr == "weight"):  # type: ignore[attr-defined]
+            self.weight_ties = True
+        self.visit(value)
         for target in node.targets:
             if type(target) is ast.Subscript:
                 self.item_writes.add(self.function)
@@ -936,8 +941,8 @@ def lint_source(source: str, path: str = "<string>", target: str = "nnx") -> lis
     structure = None
     if may_have_structure(source):  # functions matter to it only for their item assignments
         scopes = [n for n in walker.scopes if type(n) is ast.For or n in walker.item_writes]
-        structure = analyse_structure(tree, sites_only=site_names(source), imports=walker.all_imports,
-                                      scopes=scopes)
+        names = site_names(source) if walker.weight_ties else site_names(source) - {"weight"}
+        structure = analyse_structure(tree, sites_only=names, imports=walker.all_imports, scopes=scopes)
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree,
                        target=target).run()
 
