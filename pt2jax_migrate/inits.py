@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import io
+from bisect import bisect_left
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,14 +20,16 @@ from .astwalk import walk as _walk
 from .core.constructs import MODULE_METHODS
 from .core.decide import CallSite, decide_call
 from .core.inits import (COPY, INIT_FUNCTIONS, INIT_HELPER, INPLACE_METHODS, KEPT_LAYER, PARAMETER_LAYER, InitRead,
-                         InitSite, is_random, kept_layer_reason, layer_read, weight_read_patterns)
+                         InitSite, instance_read, is_random, kept_layer_reason, layer_read)
 from .mapping import check_rule
 from .names import dotted_text as _dotted, module_aliases, qualname_of
 from .rules import load_rules
 
 # an init function or in-place init can only be where one of these is written: torch.nn.init (or
 # its functions imported by name: `from torch.nn.init import ...`), an in-place init method, apply(fn)
-_INIT_HINT = re.compile(r"\binit\b|\.(?:normal_|uniform_|zero_|fill_|copy_)\(|\.apply\(")
+# (searched as two patterns: a leading \b costs the regex engine its fast literal scan)
+_INIT_CALL = re.compile(r"\.(?:normal_|uniform_|zero_|fill_|copy_)\(|\.apply\(")
+_INIT_WORD = re.compile(r"init\b")  # `init` as a whole word: checked for a word character before it
 
 # torch calls that build a new tensor an in-place init may fill (`torch.empty(n).normal_()`)
 FRESH_TENSORS = frozenset({"torch.empty", "torch.zeros", "torch.ones"})
@@ -233,10 +236,7 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
     a random key is at hand there, so they take it as init functions do. A method named anywhere
     else in the file (called from forward, passed as a value, another class's method of that name)
     is left alone."""
-    mentions: dict[str, int] = {}
-    for node in _walk(tree):
-        if isinstance(node, ast.Attribute):
-            mentions[node.attr] = mentions.get(node.attr, 0) + 1
+    mentions: dict[str, int] | None = None  # attribute name -> uses in the file, counted when needed
     out: set[str] = set()
     for cls in tree.body:
         if not isinstance(cls, ast.ClassDef):
@@ -251,8 +251,13 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" \
                     and node.func.attr in methods and not node.func.attr.startswith("__"):
                 calls.setdefault(node.func.attr, []).append(node)
+        if mentions is None and calls:
+            mentions = {}
+            for node in _walk(tree):
+                if type(node) is ast.Attribute:
+                    mentions[node.attr] = mentions.get(node.attr, 0) + 1
         for name, sites in calls.items():
-            if name != "forward" and mentions.get(name) == len(sites):
+            if name != "forward" and mentions.get(name) == len(sites):  # type: ignore[union-attr]
                 out.add(name)
                 facts.init_calls.update({(c.lineno, c.col_offset): name for c in sites})
     return out
@@ -276,14 +281,20 @@ def _text(source: str, node: ast.AST) -> str:
 
 def init_hint(source: str) -> bool:
     """Whether `source` may hold init code (the cheap test before building init facts)."""
-    return _INIT_HINT.search(source) is not None
+    if _INIT_CALL.search(source) is not None:
+        return True
+    for match in _INIT_WORD.finditer(source):  # \binit\b: no word character (re's \w) before it
+        start = match.start()
+        if start == 0 or not (source[start - 1].isalnum() or source[start - 1] == "_"):
+            return True
+    return False
 
 
 def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     """The facts for `rules`' target (rules.RuleSet; default: the default target's tables)."""
     facts = InitFacts()
     layer_reads = layer_read(source)
-    if _INIT_HINT.search(source) is None and not layer_reads:
+    if not layer_reads and not init_hint(source):
         return facts  # nothing to find (`__init__` alone is no hint): keeps lint's speed
     aliases = module_aliases(tree)
     init_methods = _run_only_by_init(tree, facts)
@@ -294,9 +305,11 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     # reads outside init code (core.decide.decide_layer_read) only where a weight-table name is read;
     # `model.fc.weight` on an instance only where such a chain starts at another name than self
     instances = (_instances(tree, classes) if layer_reads and any(classes.values())
-                 and weight_read_patterns()[1].search(source) else {})
+                 and instance_read(source) else {})
     applied: set[str] = set()
-    for node in _walk(tree):  # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
+    # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function (no `apply` in an ASCII
+    # text: no such call, and no walk of the whole file)
+    for node in _walk(tree) if "apply" in source or not source.isascii() else ():
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
                 and len(node.args) == 1 and not node.keywords:
             fn = node.args[0]
@@ -307,6 +320,17 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 facts.applies[(node.lineno, node.col_offset)] = name
                 applied.add(name)
     defined: dict[str, ast.FunctionDef] = {}
+    call_lines: list[int] | None = None  # lines of the calls that may be inits, found when first needed
+
+    def may_init(statement: ast.stmt) -> bool:
+        """Whether a call in `statement`'s lines may be an init (a method ending in _, the helper's)."""
+        nonlocal call_lines
+        if call_lines is None:
+            call_lines = sorted({n.lineno for n in _walk(tree) if type(n) is ast.Call and type(n.func) is ast.Attribute
+                                 and (n.func.attr.endswith("_") or (type(n.func.value) is ast.Name
+                                                                    and n.func.value.id == INIT_HELPER))})
+        i = bisect_left(call_lines, statement.lineno)
+        return i < len(call_lines) and call_lines[i] <= statement.end_lineno  # type: ignore[operator]
 
     def function(fn: ast.FunctionDef, layers: dict[str, str], in_class: bool) -> None:
         params = [a.arg for a in fn.args.args]
@@ -339,6 +363,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                     for handler in getattr(statement, "handlers", []):
                         walk(handler.body, narrow)
                     continue
+                if not (narrow or layers or instances) and not may_init(statement):
+                    continue  # no init call in it, and no tensor a read could be of (_tensor_of)
                 written: set[int] = set()  # ids of the tensors init calls write (the init converts them)
                 for node in _walk(statement):
                     if isinstance(node, ast.Call):

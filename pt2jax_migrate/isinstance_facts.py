@@ -33,26 +33,30 @@ _MARKER = re.compile(r"# TODO\(pt2jax\): PTJ901 isinstance\(\.\.\., [\w.]+\) wou
 def isinstance_facts(tree: ast.Module, source: str) -> IsinstanceFacts:
     if "isinstance" not in source:
         return NONE
-    nodes = walk(tree)  # cached: the other fact modules walk the same tree
     aliases: dict[str, str] = {}  # imports at any depth: a name imported in a function counts too
-    for node in nodes:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
+    attributes, names, calls = [], [], []
+    for node in walk(tree):  # cached: the other fact modules walk the same tree
+        kind = type(node)
+        if kind is ast.Attribute:
+            attributes.append(node)
+        elif kind is ast.Name:
+            names.append(node)
+        elif kind is ast.Call:
+            calls.append(node)
+        elif kind is ast.Import or kind is ast.ImportFrom:
             aliases.update(import_bindings(node))
     torch_aliases = {name: q for name, q in aliases.items() if is_torch_name(q)}
     named: set[str] = {n for found in _MARKER.findall(source) for n in found.split(" / ")} \
         if "would also match" in source else set()
     groups: dict[Position, tuple[str, ...]] = {}
     if torch_aliases:
-        for node in nodes:
-            if isinstance(node, ast.Attribute):
-                q = qualname_of(node, torch_aliases)
-                if q is not None:
-                    named.add(q)
-            elif isinstance(node, ast.Name):
-                if node.id in torch_aliases:
-                    named.add(torch_aliases[node.id])
-    for node in nodes:
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance"):
+        for node in attributes:
+            q = qualname_of(node, torch_aliases)
+            if q is not None:
+                named.add(q)
+        named.update(torch_aliases[node.id] for node in names if node.id in torch_aliases)
+    for node in calls:
+        if type(node.func) is ast.Name and node.func.id == "isinstance":
             types = isinstance_type_nodes(node.args)
             tested = tuple(q for q in (qualname_of(t, aliases) for t in types) if q is not None)
             for t in types:

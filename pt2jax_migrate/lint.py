@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+from itertools import accumulate
 import os
 import pickle
 import re
@@ -41,7 +42,7 @@ from .rules import load_rules
 from .core.decide import (CLIPS, DEVICE_METHODS, MODE_METHODS, STEP_METHODS, CallSite, MethodSite, ReferenceSite,
                           decide_call, decide_method, decide_reference)
 from .core.statements import ASSIGN, DECORATOR, EXPR, VALUE, WITH, WITH_AS
-from .core.decide import decide_init, decide_layer_attribute, decide_layer_read
+from .core.decide import decide_init, decide_layer_attribute, decide_layer_read, isinstance_target
 from .core.data import DATA_LOADER
 from .core import parallel
 from .data_facts import array_loaders
@@ -54,7 +55,7 @@ from .core.constructs import (ATTRIBUTE_NAMES, DEVICE_MOVES, MODULE_BASES, const
                               may_be_torch_only_method, torch_only_attribute)
 from .core.residue import literal_kind, receiver_text
 from .core.structure import decide_structure
-from .structure_facts import StructureFacts, may_have_structure
+from .structure_facts import StructureFacts, may_have_structure, site_names
 from .structure_facts import analyse as analyse_structure
 
 FIXABLE = " [fixable]"
@@ -109,12 +110,16 @@ class _Segments:
 
     def __init__(self, source: str):
         self.source = source
-        self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
+        self.ascii = source.isascii()
+        if "\r" in source:
+            self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
+        else:  # each line's start: the lengths before it, each with its newline (no match object per line)
+            self.starts = list(accumulate(map((1).__add__, map(len, source.split("\n")[:-1])), initial=0))
 
     def offset(self, line: int, col: int) -> int:
         start = self.starts[line - 1]
-        if col == 0:
-            return start
+        if col == 0 or self.ascii:  # (utf-8 columns are characters in an ASCII text)
+            return start + col
         end = self.starts[line] if line < len(self.starts) else len(self.source)
         text = self.source[start:end]
         if text.isascii():
@@ -155,14 +160,19 @@ def _watched_names(body: list[ast.stmt]) -> set[str]:
     return names
 
 
-_SKIP_FIELDS = frozenset({"ctx", "type_comment", "type_ignores"})
+# fields the walk never looks into: contexts, operators (nodes without children or handlers), and
+# those never holding a node (names, identifiers, flags; Constant's value has a handler)
+_SKIP_FIELDS = frozenset({"ctx", "type_comment", "type_ignores", "op", "ops", "id", "attr", "arg", "name", "asname",
+                          "module", "level", "kind", "is_async", "simple", "conversion", "tag"})
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_NAME, _CONSTANT = ast.Name, ast.Constant
 
 
 def _child_fields(cls: type) -> tuple[str, ...]:
     fields = _FIELDS.get(cls)
     if fields is None:
-        fields = _FIELDS[cls] = tuple(f for f in cls._fields if f not in _SKIP_FIELDS)
+        fields = _FIELDS[cls] = tuple(f for f in cls._fields if f not in _SKIP_FIELDS
+                                      and not (cls is ast.MatchSingleton and f == "value"))
     return fields
 
 
@@ -175,6 +185,13 @@ class _Walker:
         self.parent: _Record | None = None
         self.records: list[_Record] = []
         self.imports: list[ast.Import | ast.ImportFrom] = []
+        self.all_imports: list[ast.Import | ast.ImportFrom] = []  # torch's or not (structure_facts' roots)
+        self.scopes: list[ast.AST] = []  # functions and `for` loops (structure_facts), in the walk's order
+        # functions writing an item (`x[i] = v`, `x[i] += v`, `x[i].zero_()`; None: module level):
+        # where structure_facts' index assignments can be
+        self.function: ast.AST | None = None
+        self.item_writes: set[ast.AST | None] = set()
+        self.weight_ties = False  # `a.weight = b.weight` somewhere (structure_facts' weight ties)
         self.in_except = 0
         self.flag_node: ast.AST | None = None
         self.flag = 0
@@ -182,43 +199,23 @@ class _Walker:
         self.method_names = _method_names()
         self.isinstance_types: set[int] = set()  # ids of T in isinstance(x, T)
         self.annotation_nodes: set[int] = set()  # ids of nodes inside annotations (types, not values)
-        self.dispatch = {
-            ast.Name: self.visit_Name,
-            ast.Attribute: self.visit_Attribute,
-            ast.Call: self.visit_Call,
-            ast.Constant: _noop,
-            ast.Import: self.visit_Import,
-            ast.ImportFrom: self.visit_Import,
-            ast.FunctionDef: self.visit_FunctionDef,
-            ast.AsyncFunctionDef: self.visit_FunctionDef,
-            ast.Lambda: self.visit_Lambda,
-            ast.ClassDef: self.visit_ClassDef,
-            ast.ListComp: self.visit_comprehension,
-            ast.SetComp: self.visit_comprehension,
-            ast.GeneratorExp: self.visit_comprehension,
-            ast.DictComp: self.visit_comprehension,
-            ast.Global: self.visit_Global,
-            ast.Nonlocal: self.visit_Global,
-            ast.ExceptHandler: self.visit_ExceptHandler,
-            ast.Expr: self.visit_Expr,
-            ast.With: self.visit_With,
-            ast.AsyncWith: self.visit_With,
-            ast.Assign: self.visit_Assign,
-            ast.AnnAssign: self.visit_AnnAssign,
-            ast.MatchAs: self.visit_match_name,
-            ast.MatchStar: self.visit_match_name,
-            ast.MatchMapping: self.visit_match_name,
-        }
 
     # ------------------------------------------------------------------ traversal
 
     def visit(self, node: ast.AST) -> None:
-        handler = self.dispatch.get(type(node))
+        cls = type(node)
+        if cls is _NAME:  # the commonest nodes first, without a handler call
+            if node.id in self.watch:  # type: ignore[attr-defined]
+                self.visit_Name(node)  # type: ignore[arg-type]
+            return
+        if cls is _CONSTANT:
+            return
+        handler = _DISPATCH.get(cls)
         if handler is not None:
-            handler(node)
+            handler(self, node)
             return
         visit = self.visit
-        for name in _child_fields(type(node)):
+        for name in _FIELDS.get(cls) or _child_fields(cls):
             value = getattr(node, name, None)
             if value is None:
                 continue
@@ -283,6 +280,8 @@ class _Walker:
             while type(value) is ast.Attribute:
                 value = value.value
             method = func.attr
+            if (method == "zero_" or method == "fill_") and type(func.value) is ast.Subscript:
+                self.item_writes.add(self.function)
             if type(value) is ast.Name and value.id in self.watch:
                 record = _Record(_CALL, node, value, dotted(func)[1], self.scope, self.parent, flag, method)  # type: ignore[index]
             elif method in self.method_names or may_be_torch_only_method(method):
@@ -318,6 +317,7 @@ class _Walker:
     # ------------------------------------------------------------------ statements
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        self.all_imports.append(node)
         index = -1
         pairs = import_bindings(node)
         if is_torch_import(node):
@@ -335,12 +335,26 @@ class _Walker:
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.flag_node, self.flag, self.assign_targets = node.value, _ASSIGN, node.targets
+        value = node.value
+        if type(value) is ast.Attribute and value.attr == "weight" and len(node.targets) == 1 and (
+                type(node.targets[0]) is ast.Attribute and node.targets[0].attr == "weight"):  # type: ignore[attr-defined]
+            self.weight_ties = True
+        self.visit(value)
+        for target in node.targets:
+            if type(target) is ast.Subscript:
+                self.item_writes.add(self.function)
+            self.visit(target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if type(node.target) is ast.Subscript:
+            self.item_writes.add(self.function)
+        self.visit(node.target)
         self.visit(node.value)
-        self.visit_all(node.targets)
 
     def _annotation(self, node: ast.AST) -> None:
-        self.annotation_nodes.update(id(n) for n in ast.walk(node))
-        self.visit(node)
+        first = len(self.records)
+        self.visit(node)  # what it records is in the annotation, and what is in it is recorded now
+        self.annotation_nodes.update(id(record.node) for record in self.records[first:])
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         self._annotation(node.annotation)
@@ -357,6 +371,13 @@ class _Walker:
             if item.optional_vars is not None:
                 self.visit(item.optional_vars)
         self.visit_all(node.body)
+
+    def visit_For(self, node: ast.For) -> None:
+        self.scopes.append(node)
+        self.visit(node.target)
+        self.visit(node.iter)
+        self.visit_all(node.body)
+        self.visit_all(node.orelse)
 
     def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
         self.scope.declare(node.names, type(node) is ast.Global)
@@ -414,16 +435,17 @@ class _Walker:
         return outer
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.scopes.append(node)
         self._decorators(node)
         self._arguments(node.args)
         if node.returns is not None:
             self._annotation(node.returns)
         self.bind(node.name, node)
-        outer, in_except, parent = self._enter(FUNCTION), self.in_except, self.parent
-        self.in_except, self.parent = 0, None
+        outer, in_except, parent, function = self._enter(FUNCTION), self.in_except, self.parent, self.function
+        self.in_except, self.parent, self.function = 0, None, node
         self._bind_parameters(node.args, self.scope, node)
         self.visit_all(node.body)
-        self.scope, self.in_except, self.parent = outer, in_except, parent
+        self.scope, self.in_except, self.parent, self.function = outer, in_except, parent, function
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         self._arguments(node.args)
@@ -467,8 +489,41 @@ class _Walker:
         self.scope = outer
 
 
-def _noop(node: ast.AST) -> None:
+def _noop(walker: _Walker, node: ast.AST) -> None:
     return None
+
+
+# the walk's handlers by node class (functions, not bound methods: no walker -> method -> walker
+# reference cycle keeping each file's records and tree alive until the garbage collector runs)
+_DISPATCH: dict[type, Callable[[_Walker, ast.AST], None]] = {
+    ast.Name: _Walker.visit_Name,
+    ast.Attribute: _Walker.visit_Attribute,
+    ast.Call: _Walker.visit_Call,
+    ast.Constant: _noop,
+    ast.Import: _Walker.visit_Import,
+    ast.ImportFrom: _Walker.visit_Import,
+    ast.FunctionDef: _Walker.visit_FunctionDef,
+    ast.AsyncFunctionDef: _Walker.visit_FunctionDef,
+    ast.Lambda: _Walker.visit_Lambda,
+    ast.ClassDef: _Walker.visit_ClassDef,
+    ast.ListComp: _Walker.visit_comprehension,
+    ast.SetComp: _Walker.visit_comprehension,
+    ast.GeneratorExp: _Walker.visit_comprehension,
+    ast.DictComp: _Walker.visit_comprehension,
+    ast.Global: _Walker.visit_Global,
+    ast.Nonlocal: _Walker.visit_Global,
+    ast.ExceptHandler: _Walker.visit_ExceptHandler,
+    ast.Expr: _Walker.visit_Expr,
+    ast.With: _Walker.visit_With,
+    ast.For: _Walker.visit_For,
+    ast.AugAssign: _Walker.visit_AugAssign,
+    ast.AsyncWith: _Walker.visit_With,
+    ast.Assign: _Walker.visit_Assign,
+    ast.AnnAssign: _Walker.visit_AnnAssign,
+    ast.MatchAs: _Walker.visit_match_name,
+    ast.MatchStar: _Walker.visit_match_name,
+    ast.MatchMapping: _Walker.visit_match_name,
+}
 
 
 _METHOD_NAMES: frozenset[str] | None = None
@@ -574,8 +629,10 @@ class _Classifier:
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:
         """An init of a parameter: core.decide.decide_init's finding (True: reported)."""
-        site = site_at(self.init_facts(), call.lineno, call.col_offset,
-                       call.func.attr if isinstance(call.func, ast.Attribute) else None)
+        attr = call.func.attr if isinstance(call.func, ast.Attribute) else None
+        if attr is not None and not attr.endswith("_"):
+            return False  # every init's name ends in _ (site_at): no init facts to build for it
+        site = site_at(self.init_facts(), call.lineno, call.col_offset, attr)
         if site is None:
             return False
         decision = decide_init(site, self.rules)
@@ -723,7 +780,8 @@ class _Classifier:
         assert q is not None
         cls = record.base_of
         in_isinstance = id(record.node) in self.w.isinstance_types
-        facts = self.isinstance_facts() if in_isinstance else None
+        # the file's names matter only to a test of a layer class others may convert to as well
+        facts = self.isinstance_facts() if in_isinstance and isinstance_target(self.rules, q) else None
         site = ReferenceSite(q, base_of=cls.name if cls is not None else None, decorator=record.flag == _DECORATOR,
                              in_isinstance=in_isinstance, in_annotation=id(record.node) in self.w.annotation_nodes,
                              file_names=facts.named if facts else frozenset(),
@@ -880,7 +938,11 @@ def lint_source(source: str, path: str = "<string>", target: str = "nnx") -> lis
     walker.visit_all(tree.body)
     if not walker.imports:
         return []
-    structure = analyse_structure(tree) if may_have_structure(source) else None
+    structure = None
+    if may_have_structure(source):  # functions matter to it only for their item assignments
+        scopes = [n for n in walker.scopes if type(n) is ast.For or n in walker.item_writes]
+        names = site_names(source) if walker.weight_ties else site_names(source) - {"weight"}
+        structure = analyse_structure(tree, sites_only=names, imports=walker.all_imports, scopes=scopes)
     return _Classifier(walker, _Segments(source), not_tensor_names(tree.body), structure=structure, tree=tree,
                        target=target).run()
 

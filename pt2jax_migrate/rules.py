@@ -24,8 +24,10 @@ else:  # pragma: no cover
 TABLES = ("layers", "functional", "tensor_methods", "losses", "optimizers", "lint")
 
 
+@functools.lru_cache(maxsize=1)
 def rules_dir() -> Path:
-    """rules/ in a source checkout or editable install; the packaged copy otherwise."""
+    """rules/ in a source checkout or editable install; the packaged copy otherwise (found
+    once: lint asks for the rules of every file)."""
     here = Path(__file__).resolve().parent.parent / "rules"
     if (here / "layers.toml").is_file():
         return here

@@ -60,8 +60,13 @@ def _self_attr(node: ast.AST) -> str | None:
 
 
 def _torch_roots(tree: ast.Module) -> set[str]:
+    return torch_roots(n for n in _walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
+def torch_roots(imports) -> set[str]:
+    """The names torch imports bind (`nn` of `from torch import nn`), of the file's import statements."""
     roots = set()
-    for node in _walk(tree):
+    for node in imports:
         if isinstance(node, ast.Import):
             roots.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "torch")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
@@ -104,24 +109,68 @@ _MAY_HAVE = re.compile(r"register_buffer|add_module|requires_grad|self\.training
 # (lint reports no finding for builder methods: the rewrite analyses every file)
 
 
+# the same test, alternative by alternative: each starts with a literal the regex engine scans for
+# fast, where the alternation as a whole tries every position of the text
+_MAY_HAVE_WORDS = ("register_buffer", "add_module", "requires_grad")
+_MAY_HAVE_PARTS = [re.compile(p) for p in (r"self\.training\b", r"\.weight\s*=", r"\]\s*[-+*/]?=(?!=)",
+                                           r"(?:Sequential|ModuleDict)\s*\)\s*:")]
+
+
 def may_have_structure(source: str) -> bool:
-    return _MAY_HAVE.search(source) is not None
+    return any(word in source for word in _MAY_HAVE_WORDS) or any(
+        part.search(source) is not None for part in _MAY_HAVE_PARTS)
 
 
-def analyse(tree: ast.Module) -> StructureFacts:
+def analyse(tree: ast.Module, *, sites_only: frozenset[str] | None = None, imports=None,
+            scopes=None) -> StructureFacts:
+    """The facts of the module. Lint passes `sites_only` (site_names of the text; only sites, training
+    reads and handled calls are found, none of the rewrite's builder facts), the file's import
+    statements and its functions and `for` loops (`scopes`), which its own walk has collected."""
     facts = StructureFacts()
-    roots = _torch_roots(tree)
+    roots = _torch_roots(tree) if imports is None else torch_roots(imports)
     if not roots:
         return facts
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
     class_names = {c.name for c in classes}
     functions = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    containers = _container_kinds(classes, module_aliases(tree))
+    passed: dict[str, set[str]] = {}
+    callables: set[str] = set()
+    if sites_only is None:  # the rewrite's builder facts
+        passed, callables = _passed_classes(tree, classes, class_names), module_callables(tree, class_names)
+    for cls in classes:
+        facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts,
+                                                 functions, callables, sites_only)
+        facts.classes[cls.name].container = containers.get(cls.name, "")
+        _module_children(cls, containers.get(cls.name), roots, class_names, facts, sites_only)
+        if cls.name in containers and (sites_only is None or "training" in sites_only):
+            _training_reads(cls, facts, tree)
+    for node in _walk(tree) if scopes is None else scopes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _index_assignments(node, roots, facts)
+        elif isinstance(node, ast.For):
+            _freeze_loop(node, facts)
+    return facts
+
+
+_SITE_NAMES = ("register_buffer", "weight", "add_module", "training")
+
+
+def site_names(source: str) -> frozenset[str]:
+    """The names some structure sites need that `source` may hold (`analyse`'s `sites_only`): those
+    in its text, or all of them in a non-ASCII text (an identifier may be spelt otherwise there)."""
+    if not source.isascii():
+        return frozenset(_SITE_NAMES)
+    return frozenset(name for name in _SITE_NAMES if name in source)
+
+
+def _passed_classes(tree: ast.Module, classes: list[ast.ClassDef], class_names: set[str]) -> dict[str, set[str]]:
+    """Block classes passed to a class of this file: `ResNet(BasicBlock, [2, 2])` -> its parameters."""
     init_params = {}
     for cls in classes:
         for stmt in cls.body:
             if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
                 init_params[cls.name] = [a.arg for a in stmt.args.args[1:]]
-    # block classes passed to a class of this file: `ResNet(BasicBlock, [2, 2])`
     passed: dict[str, set[str]] = {}
     for node in _walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in init_params:
@@ -132,21 +181,7 @@ def analyse(tree: ast.Module) -> StructureFacts:
             for keyword in node.keywords:
                 if isinstance(keyword.value, ast.Name) and keyword.value.id in class_names and keyword.arg:
                     passed.setdefault(node.func.id, set()).add(keyword.arg)
-    containers = _container_kinds(classes, module_aliases(tree))
-    callables = module_callables(tree, class_names)
-    for cls in classes:
-        facts.classes[cls.name] = _analyse_class(cls, roots, class_names, passed.get(cls.name, set()), facts,
-                                                 functions, callables)
-        facts.classes[cls.name].container = containers.get(cls.name, "")
-        _module_children(cls, containers.get(cls.name), roots, class_names, facts)
-        if cls.name in containers:
-            _training_reads(cls, facts, tree)
-    for node in _walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            _index_assignments(node, roots, facts)
-        elif isinstance(node, ast.For):
-            _freeze_loop(node, facts)
-    return facts
+    return passed
 
 
 def _freeze_loop(loop: ast.For, facts: StructureFacts) -> None:
@@ -180,15 +215,18 @@ def _freeze_loop(loop: ast.For, facts: StructureFacts) -> None:
 
 def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], init_factories: set[str],
                    facts: StructureFacts, functions: set[str] = frozenset(),
-                   callables: set[str] = frozenset()) -> ClassFacts:
+                   callables: set[str] = frozenset(), sites_only: frozenset[str] | None = None) -> ClassFacts:
     out = ClassFacts()
     methods = {s.name: s for s in cls.body if isinstance(s, ast.FunctionDef)}
-    factory_calls = {name: _factory_calls(method, functions, callables) for name, method in methods.items()
-                     if name != "forward"}
     layers: dict[str, str] = {}  # self attribute -> torch layer kind built in __init__
     init = methods.get("__init__")
     out.factories["__init__"] = set(init_factories)
-    for method in methods.values():
+    if sites_only is None:
+        scanned = list(methods.values())
+    else:  # sites only: buffers need register_buffer, the layers matter to a weight tie in __init__
+        scanned = list(methods.values()) if "register_buffer" in sites_only else \
+            [init] if init is not None and "weight" in sites_only else []
+    for method in scanned:
         for node in _walk(method):
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
                 found = _buffer_registration(node.value)
@@ -202,6 +240,54 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
                 kind = _layer_kind(node.value, roots)
                 if name and kind:
                     layers[name] = kind
+    if sites_only is None:
+        _builders(methods, roots, class_names, out, functions, callables)
+    if sites_only is not None and not out.buffers:  # no buffer: only a weight tie in __init__ is a site
+        scanned = [init] if init is not None and "weight" in sites_only else []
+    else:
+        scanned = list(methods.values())
+    for method in scanned:
+        for node in _walk(method):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                _buffer_chain(node, out.buffers, facts)
+            if isinstance(node, ast.AugAssign) and type(node.op) in _OPS:
+                name = _self_attr(node.target)
+                if name in out.buffers:
+                    facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name,
+                                                             _OPS[type(node.op)])
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                _assign_site(node, method is init, out.buffers, layers, facts)
+    return out
+
+
+def _assign_site(node: ast.Assign, in_init: bool, buffers: set[str], layers: dict[str, str],
+                 facts: StructureFacts) -> None:
+    """A buffer's update or item assignment, a weight tie in __init__ (`self.head.weight = self.emb.weight`)."""
+    target = node.targets[0]
+    name = _self_attr(target)
+    if name in buffers and not in_init:
+        facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name, "=")
+    if isinstance(target, ast.Subscript) and _self_attr(target.value) in buffers:
+        what = f"buffer self.{_self_attr(target.value)}"
+        facts.sites[node.lineno] = StructureSite("index_assign", node.lineno, node.col_offset + 1,
+                                                 refusal=INDEX_TARGET_REFUSAL.format(what=what))
+    if (in_init and isinstance(target, ast.Attribute) and target.attr == "weight"
+            and isinstance(node.value, ast.Attribute) and node.value.attr == "weight"):
+        head, embed = _self_attr(target.value), _self_attr(node.value.value)
+        lhs, rhs = _dotted(target) or "?", _dotted(node.value) or "?"
+        if head and embed and layers.get(head) == "Linear" and layers.get(embed) == "Embedding":
+            facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1, head,
+                                                     source=f"self.{embed}")
+        else:
+            facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1,
+                                                     refusal=TIE_REFUSAL.format(lhs=lhs, rhs=rhs))
+
+
+def _builders(methods: dict[str, ast.FunctionDef], roots: set[str], class_names: set[str], out: ClassFacts,
+              functions: set[str], callables: set[str]) -> None:
+    """The rewrite's builder facts: builder methods, factory parameters and calls, optional children."""
+    factory_calls = {name: _factory_calls(method, functions, callables) for name, method in methods.items()
+                     if name != "forward"}
     # builder methods: called as self.M(...) and building layers, blocks or other builders
     changed = True
     while changed:
@@ -241,35 +327,6 @@ def _analyse_class(cls: ast.ClassDef, roots: set[str], class_names: set[str], in
         if name == "__init__" or name in out.builders:
             out.factory_calls |= calls
     _optional_children(methods.values(), roots, out)
-    for method in methods.values():
-        for node in _walk(method):
-            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
-                _buffer_chain(node, out.buffers, facts)
-            if isinstance(node, ast.AugAssign) and type(node.op) in _OPS:
-                name = _self_attr(node.target)
-                if name in out.buffers:
-                    facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name,
-                                                             _OPS[type(node.op)])
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-                name = _self_attr(target)
-                if name in out.buffers and method is not init:
-                    facts.sites[node.lineno] = StructureSite("buffer_update", node.lineno, node.col_offset + 1, name, "=")
-                if isinstance(target, ast.Subscript) and _self_attr(target.value) in out.buffers:
-                    what = f"buffer self.{_self_attr(target.value)}"
-                    facts.sites[node.lineno] = StructureSite("index_assign", node.lineno, node.col_offset + 1,
-                                                             refusal=INDEX_TARGET_REFUSAL.format(what=what))
-                if (method is init and isinstance(target, ast.Attribute) and target.attr == "weight"
-                        and isinstance(node.value, ast.Attribute) and node.value.attr == "weight"):
-                    head, embed = _self_attr(target.value), _self_attr(node.value.value)
-                    lhs, rhs = _dotted(target) or "?", _dotted(node.value) or "?"
-                    if head and embed and layers.get(head) == "Linear" and layers.get(embed) == "Embedding":
-                        facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1, head,
-                                                                 source=f"self.{embed}")
-                    else:
-                        facts.sites[node.lineno] = StructureSite("weight_tie", node.lineno, node.col_offset + 1,
-                                                                 refusal=TIE_REFUSAL.format(lhs=lhs, rhs=rhs))
-    return out
 
 
 _CONTAINER_METHODS = {"append", "extend", "insert", "add_module"}
@@ -354,10 +411,11 @@ def _container_kinds(classes: list[ast.ClassDef], aliases: dict[str, str]) -> di
 
 
 def _module_children(cls: ast.ClassDef, container: str | None, roots: set[str], class_names: set[str],
-                     facts: StructureFacts) -> None:
+                     facts: StructureFacts, sites_only: frozenset[str] | None = None) -> None:
     """Children registered the torch way in a converted class: `self.add_module(name, m)` (any
     class), and in an nn.Sequential subclass `self.name = layer` in __init__ (torch appends it)."""
-    if container is None:
+    if container is None or (sites_only is not None and container != "sequential"
+                             and "add_module" not in sites_only):
         return
     # containers built in __init__ (`self.features = nn.Sequential(...)`): their add_module appends too
     owned: dict[str, str] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 # names kept by the policy (a prefix of the qualified name)
 DATA_PIPELINE = ("torch.utils.data", "torchvision.datasets", "torchvision.transforms")
+_PIPELINE_PREFIXES = tuple(p + "." for p in DATA_PIPELINE)
 TENSOR_DATASET = "torch.utils.data.TensorDataset"
 DATA_LOADER = "torch.utils.data.DataLoader"
 # DataLoader's parameters, in order; the array loader takes the first three and drop_last
@@ -36,7 +37,7 @@ ARRAY_DATASET, ARRAY_LOADER, KEPT, MANUAL = "array_dataset", "array_loader", "ke
 
 
 def is_data_pipeline(qualname: str) -> bool:
-    return any(qualname == p or qualname.startswith(p + ".") for p in DATA_PIPELINE)
+    return qualname in DATA_PIPELINE or qualname.startswith(_PIPELINE_PREFIXES)
 
 
 def kept_message(qualname: str) -> str:

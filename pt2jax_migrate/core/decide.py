@@ -358,12 +358,18 @@ def decide_reference(site: ReferenceSite, rules) -> Decision:
 _TORCH_SUBCLASS_OF = {"torch.nn.NonDynamicallyQuantizableLinear": "torch.nn.Linear"}
 
 
+def isinstance_target(rules, q: str) -> str | None:
+    """The converted class other layers may share with `q` (None: the file's names do not matter
+    to an isinstance test of `q`, and a front end need not gather them)."""
+    rule = rules.by_name.get(q)
+    return (rule.get("target") or None) if rule is not None and rule.kind == "layer" else None
+
+
 def isinstance_also_matches(rules, q: str, file_names: frozenset[str], tested_with: tuple[str, ...]) -> list[str]:
     """The other torch layer classes the file names that become the same converted class as `q`
     (nn.Conv1d, nn.Conv2d -> one class) and that the same isinstance call does not test too:
     the converted test of `q` would match their layers as well, where torch's does not."""
-    rule = rules.by_name.get(q)
-    target = rule.get("target") if rule is not None and rule.kind == "layer" else None
+    target = isinstance_target(rules, q)
     if not target:
         return []
     also = []

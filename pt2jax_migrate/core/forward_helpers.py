@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 
+from ..astwalk import walk
+
 __all__ = ["forward_helpers"]
 
 
@@ -18,8 +20,9 @@ def forward_helpers(cls: ast.ClassDef, tree: ast.AST | None = None) -> frozenset
     callers: dict[str, set[str]] = {m: set() for m in candidates}
     counted: dict[str, int] = dict.fromkeys(candidates, 0)
     for name, method in methods.items():
-        called = {id(n.func) for n in ast.walk(method) if isinstance(n, ast.Call)}
-        for node in ast.walk(method):
+        nodes = walk(method)  # cached: the fact modules walk the same methods
+        called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}
+        for node in nodes:
             if (isinstance(node, ast.Attribute) and node.attr in callers and isinstance(node.value, ast.Name)
                     and node.value.id == "self"):
                 if id(node) in called:
@@ -29,7 +32,7 @@ def forward_helpers(cls: ast.ClassDef, tree: ast.AST | None = None) -> frozenset
                     callers[node.attr].add("<value>")  # passed on, stored: may run anywhere
     if tree is not None:
         named: dict[str, int] = dict.fromkeys(candidates, 0)
-        for node in ast.walk(tree):
+        for node in walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in named:
                 named[node.attr] += 1
             elif isinstance(node, ast.Name) and node.id in named:

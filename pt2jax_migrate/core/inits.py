@@ -131,3 +131,30 @@ def weight_read_patterns() -> tuple[re.Pattern, re.Pattern]:
 def layer_read(source: str) -> bool:
     """Whether `source` reads an attribute some weight table names (`.weight`, `.running_var`)."""
     return weight_read_patterns()[0].search(source) is not None
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"  # re's \w
+
+
+def instance_read(source: str) -> bool:
+    """`weight_read_patterns()[1].search(source)` (`model.fc.weight`: a chain of a name other than
+    self, an attribute and a weight-table name), found as that pattern's `.weight` tails first and
+    each one's head checked backwards: the pattern itself tries every word of the text."""
+    for match in weight_read_patterns()[0].finditer(source):
+        end = match.start()  # the `.` before the weight name; before it must be `X.Y`
+        start = end
+        while start > 0 and _word(source[start - 1]):
+            start -= 1  # Y: the word before the dot
+        if start == end or start < 2 or source[start - 1] != ".":
+            continue
+        head_end = start - 1
+        head = head_end
+        while head > 0 and _word(source[head - 1]):
+            head -= 1  # X: a word starting with a letter or _, no word or `.` before it, not self
+        if head == head_end or (head > 0 and source[head - 1] == ".") or not (
+                source[head] == "_" or "a" <= source[head] <= "z" or "A" <= source[head] <= "Z"):
+            continue
+        if source[head:head_end] != "self":
+            return True
+    return False
