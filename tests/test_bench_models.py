@@ -1,12 +1,13 @@
-"""torchvision architectures end to end (rewrite -> load -> verify eager and under nnx.jit),
-CI-sized: the pipeline of benchmarks/bench_models.py on a few small architectures at small width.
+"""torchvision architectures end to end (rewrite -> load -> verify eagerly, and under nnx.jit for
+JITTED), CI-sized: the pipeline of benchmarks/bench_models.py on a few small architectures at
+small width.
 
 The converted package is a mirror of only the torchvision modules these architectures load
 (the benchmark rewrites the whole package); verify runs in a subprocess per architecture, as in
 the benchmark, so importing torchvision (with its workaround) stays out of the test process.
 
-PASSING must pass eager and jit with their errors reported; a row that does not pass must name
-what blocks it. No exact blocker strings: they change as the conversion improves.
+PASSING must pass with their errors reported; a row that does not pass must name what blocks
+it. No exact blocker strings: they change as the conversion improves.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ MIRROR = ["_utils.py", "_internally_replaced_utils.py", "utils.py", "ops/misc.py
 # (every torchvision architecture verifies now: no failing row is left to check its blocker on)
 PASSING = ("squeezenet", "resnet18", "mobilenet_v2", "googlenet", "convnext")
 EXPECTED = PASSING
+# verified under nnx.jit as well as eagerly. The others eagerly only: their jit compile is the
+# slowest part of the suite (googlenet's, mobilenet_v2's: 30-40 s each) and what jit adds for them
+# is checked on small models: `self.training` -> self.deterministic under nnx.jit
+# (test_tv_blockers3.py's train/eval toggles), TorchScript markers, Sequential subclasses
+JITTED = ("squeezenet", "resnet18")
 
 
 def _torchvision() -> Path | None:
@@ -63,10 +69,10 @@ def converted(tmp_path_factory) -> tuple[Path, Path]:
     return source, out
 
 
-def _row(converted, name):
+def _row(converted, name, jit):
     source, out = converted
     arch = next(a for a in bench_models.TORCHVISION if a.name == name)
-    row = bench_models.run_arch(arch, source, out, jit=True, timeout=600)
+    row = bench_models.run_arch(arch, source, out, jit=jit, timeout=600)
     # the rewrite columns are real: the converted file's imports and its TODO markers
     text = (out / arch.module).read_text()
     assert row.clean == (re.search(r"^\s*(import|from) torch\b", text, re.M) is None)
@@ -75,9 +81,10 @@ def _row(converted, name):
 
 
 @pytest.mark.parametrize("name", PASSING)
-def test_architecture_verifies_eager_and_jit(converted, name):
-    row = _row(converted, name)
-    assert (row.eager, row.jit) == ("pass", "pass"), row
+def test_architecture_verifies(converted, name):
+    jit = name in JITTED
+    row = _row(converted, name, jit)
+    assert (row.eager, row.jit) == ("pass", "pass" if jit else "-"), row
     # (the blocker column may still name a TODO that keeps the file from being torch-free)
     assert row.clean or row.todos > 0, row
     # the errors verify measured, not placeholders
