@@ -320,17 +320,18 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 facts.applies[(node.lineno, node.col_offset)] = name
                 applied.add(name)
     defined: dict[str, ast.FunctionDef] = {}
-    call_lines: list[int] | None = None  # lines of the calls that may be inits, found when first needed
+    index: _LineIndex | None = None  # where init calls and layer attributes may be, built when first needed
 
-    def may_init(statement: ast.stmt) -> bool:
-        """Whether a call in `statement`'s lines may be an init (a method ending in _, the helper's)."""
-        nonlocal call_lines
-        if call_lines is None:
-            call_lines = sorted({n.lineno for n in _walk(tree) if type(n) is ast.Call and type(n.func) is ast.Attribute
-                                 and (n.func.attr.endswith("_") or (type(n.func.value) is ast.Name
-                                                                    and n.func.value.id == INIT_HELPER))})
-        i = bisect_left(call_lines, statement.lineno)
-        return i < len(call_lines) and call_lines[i] <= statement.end_lineno  # type: ignore[operator]
+    def may_work(statement: ast.stmt, layers: dict[str, str]) -> bool:
+        """Whether `statement`'s lines hold a call that may be an init (a method ending in _, the
+        helper's) or an attribute a read of a layer's tensor starts with (`self.fc`, `model.fc`:
+        _tensor_of finds nothing else outside an isinstance narrowing)."""
+        nonlocal index
+        if index is None:
+            index = _LineIndex(tree, instances)
+        first, last = statement.lineno, statement.end_lineno
+        return index.holds(index.calls, first, last) or (
+            bool(layers or instances) and index.holds(index.layer_lines(layers), first, last))
 
     def function(fn: ast.FunctionDef, layers: dict[str, str], in_class: bool) -> None:
         params = [a.arg for a in fn.args.args]
@@ -363,7 +364,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                     for handler in getattr(statement, "handlers", []):
                         walk(handler.body, narrow)
                     continue
-                if not (narrow or layers or instances) and not may_init(statement):
+                if not narrow and not may_work(statement, layers):
                     continue  # no init call in it, and no tensor a read could be of (_tensor_of)
                 written: set[int] = set()  # ids of the tensors init calls write (the init converts them)
                 for node in _walk(statement):
@@ -451,6 +452,47 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
         if name not in defined:
             del facts.applies[position]  # an apply of something that is not an init function here
     return facts
+
+
+class _LineIndex:
+    """Lines of one module's calls that may be inits and of its attributes on `self` or on a
+    model instance (`self.fc`, `model.fc`), from one walk of the tree."""
+
+    def __init__(self, tree: ast.Module, instances: dict[str, dict[str, str]]) -> None:
+        calls: set[int] = set()
+        self.on_self: dict[str, set[int]] = {}  # attribute of self -> lines
+        self.instance_lines: set[int] = set()
+        for n in _walk(tree):
+            t = type(n)
+            if t is ast.Attribute:
+                value = n.value  # type: ignore[attr-defined]
+                if type(value) is ast.Name:
+                    if value.id == "self":
+                        self.on_self.setdefault(n.attr, set()).add(n.lineno)  # type: ignore[attr-defined]
+                    if value.id in instances:
+                        self.instance_lines.add(n.lineno)  # type: ignore[attr-defined]
+            elif t is ast.Call and type(n.func) is ast.Attribute and (  # type: ignore[attr-defined]
+                    n.func.attr.endswith("_") or (type(n.func.value) is ast.Name  # type: ignore[attr-defined]
+                                                  and n.func.value.id == INIT_HELPER)):  # type: ignore[attr-defined]
+                calls.add(n.lineno)  # type: ignore[attr-defined]
+        self.calls = sorted(calls)
+        self._layers: dict[frozenset[str], list[int]] = {}
+
+    def layer_lines(self, layers: dict[str, str]) -> list[int]:
+        """Lines of `self.x` for an attribute x in `layers`, and of a model instance's attributes."""
+        key = frozenset(layers)
+        found = self._layers.get(key)
+        if found is None:
+            lines = set(self.instance_lines)
+            for name in key:
+                lines |= self.on_self.get(name, set())
+            found = self._layers[key] = sorted(lines)
+        return found
+
+    @staticmethod
+    def holds(lines: list[int], first: int, last: int | None) -> bool:
+        i = bisect_left(lines, first)
+        return i < len(lines) and lines[i] <= last  # type: ignore[operator]
 
 
 def converted_init_calls(facts: InitFacts, rules) -> frozenset[Position]:
