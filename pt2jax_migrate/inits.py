@@ -231,12 +231,11 @@ def _instance_root(owner: str, instances: dict[str, dict[str, str]]) -> str:
     return root if "." in owner and root in instances else ""
 
 
-def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
+def _run_only_by_init(tree: ast.Module, facts: InitFacts, mentions: dict[str, int]) -> set[str]:
     """Methods that only their class's __init__ runs (`self.init_weights()`, as in pytorch/examples):
     a random key is at hand there, so they take it as init functions do. A method named anywhere
     else in the file (called from forward, passed as a value, another class's method of that name)
     is left alone."""
-    mentions: dict[str, int] | None = None  # attribute name -> uses in the file, counted when needed
     out: set[str] = set()
     for cls in tree.body:
         if not isinstance(cls, ast.ClassDef):
@@ -251,13 +250,8 @@ def _run_only_by_init(tree: ast.Module, facts: InitFacts) -> set[str]:
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "self" \
                     and node.func.attr in methods and not node.func.attr.startswith("__"):
                 calls.setdefault(node.func.attr, []).append(node)
-        if mentions is None and calls:
-            mentions = {}
-            for node in _walk(tree):
-                if type(node) is ast.Attribute:
-                    mentions[node.attr] = mentions.get(node.attr, 0) + 1
         for name, sites in calls.items():
-            if name != "forward" and mentions.get(name) == len(sites):  # type: ignore[union-attr]
+            if name != "forward" and mentions.get(name) == len(sites):
                 out.add(name)
                 facts.init_calls.update({(c.lineno, c.col_offset): name for c in sites})
     return out
@@ -297,7 +291,8 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     if not layer_reads and not init_hint(source):
         return facts  # nothing to find (`__init__` alone is no hint): keeps lint's speed
     aliases = module_aliases(tree)
-    init_methods = _run_only_by_init(tree, facts)
+    index = _TreeIndex(tree)
+    init_methods = _run_only_by_init(tree, facts, index.mentions)
     rules = rules if rules is not None else load_rules()
     classes = {node.name: _self_layers(node, aliases, frozenset(init_methods), source, rules)
                for node in tree.body if isinstance(node, ast.ClassDef)}
@@ -307,11 +302,9 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
     instances = (_instances(tree, classes) if layer_reads and any(classes.values())
                  and instance_read(source) else {})
     applied: set[str] = set()
-    # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function (no `apply` in an ASCII
-    # text: no such call, and no walk of the whole file)
-    for node in _walk(tree) if "apply" in source or not source.isascii() else ():
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "apply" \
-                and len(node.args) == 1 and not node.keywords:
+    # `model.apply(fn)` / `self.apply(self._init)`: fn is an init function
+    for node in index.applies:
+        if len(node.args) == 1 and not node.keywords:
             fn = node.args[0]
             name = fn.id if isinstance(fn, ast.Name) else (
                 fn.attr if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name)
@@ -320,17 +313,14 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                 facts.applies[(node.lineno, node.col_offset)] = name
                 applied.add(name)
     defined: dict[str, ast.FunctionDef] = {}
-    call_lines: list[int] | None = None  # lines of the calls that may be inits, found when first needed
 
-    def may_init(statement: ast.stmt) -> bool:
-        """Whether a call in `statement`'s lines may be an init (a method ending in _, the helper's)."""
-        nonlocal call_lines
-        if call_lines is None:
-            call_lines = sorted({n.lineno for n in _walk(tree) if type(n) is ast.Call and type(n.func) is ast.Attribute
-                                 and (n.func.attr.endswith("_") or (type(n.func.value) is ast.Name
-                                                                    and n.func.value.id == INIT_HELPER))})
-        i = bisect_left(call_lines, statement.lineno)
-        return i < len(call_lines) and call_lines[i] <= statement.end_lineno  # type: ignore[operator]
+    def may_work(statement: ast.stmt, layers: dict[str, str]) -> bool:
+        """Whether `statement`'s lines hold a call that may be an init (a method ending in _, the
+        helper's) or an attribute a read of a layer's tensor starts with (`self.fc`, `model.fc`:
+        _tensor_of finds nothing else outside an isinstance narrowing)."""
+        first, last = statement.lineno, statement.end_lineno
+        return index.holds(index.calls, first, last) or (
+            bool(layers or instances) and index.holds(index.layer_lines(layers, instances), first, last))
 
     def function(fn: ast.FunctionDef, layers: dict[str, str], in_class: bool) -> None:
         params = [a.arg for a in fn.args.args]
@@ -363,7 +353,7 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
                     for handler in getattr(statement, "handlers", []):
                         walk(handler.body, narrow)
                     continue
-                if not (narrow or layers or instances) and not may_init(statement):
+                if not narrow and not may_work(statement, layers):
                     continue  # no init call in it, and no tensor a read could be of (_tensor_of)
                 written: set[int] = set()  # ids of the tensors init calls write (the init converts them)
                 for node in _walk(statement):
@@ -451,6 +441,50 @@ def init_facts(tree: ast.Module, source: str, rules=None) -> InitFacts:
         if name not in defined:
             del facts.applies[position]  # an apply of something that is not an init function here
     return facts
+
+
+class _TreeIndex:
+    """From one walk of a module's tree: how often each attribute name is used, its `x.apply(...)`
+    calls, the lines of its calls that may be inits (a method ending in _, the helper's) and of
+    its attributes on a name (`self.fc`, `model.fc`: where a read of a layer's tensor can be)."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        calls: set[int] = set()
+        self.mentions: dict[str, int] = {}  # attribute name -> uses in the file
+        self.applies: list[ast.Call] = []
+        self.on_name: list[ast.Attribute] = []  # `name.x`
+        mentions, on_name = self.mentions, self.on_name
+        for n in _walk(tree):
+            t = type(n)
+            if t is ast.Attribute:
+                attr = n.attr  # type: ignore[attr-defined]
+                mentions[attr] = mentions.get(attr, 0) + 1
+                if type(n.value) is ast.Name:  # type: ignore[attr-defined]
+                    on_name.append(n)  # type: ignore[arg-type]
+            elif t is ast.Call:
+                func = n.func  # type: ignore[attr-defined]
+                if type(func) is ast.Attribute:
+                    if func.attr.endswith("_") or (type(func.value) is ast.Name and func.value.id == INIT_HELPER):
+                        calls.add(n.lineno)  # type: ignore[attr-defined]
+                    elif func.attr == "apply":
+                        self.applies.append(n)  # type: ignore[arg-type]
+        self.calls = sorted(calls)
+        self._layers: dict[frozenset[str], list[int]] = {}
+
+    def layer_lines(self, layers: dict[str, str], instances: dict[str, dict[str, str]]) -> list[int]:
+        """Lines of `self.x` for an attribute x in `layers`, and of a model instance's attributes."""
+        key = frozenset(layers)
+        found = self._layers.get(key)
+        if found is None:
+            found = self._layers[key] = sorted({
+                n.lineno for n in self.on_name
+                if (n.value.id == "self" and n.attr in key) or n.value.id in instances})  # type: ignore[attr-defined]
+        return found
+
+    @staticmethod
+    def holds(lines: list[int], first: int, last: int | None) -> bool:
+        i = bisect_left(lines, first)
+        return i < len(lines) and lines[i] <= last  # type: ignore[operator]
 
 
 def converted_init_calls(facts: InitFacts, rules) -> frozenset[Position]:

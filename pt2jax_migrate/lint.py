@@ -44,6 +44,7 @@ from .core.decide import (CLIPS, DEVICE_METHODS, MODE_METHODS, STEP_METHODS, Cal
 from .core.statements import ASSIGN, DECORATOR, EXPR, VALUE, WITH, WITH_AS
 from .core.decide import decide_init, decide_layer_attribute, decide_layer_read, isinstance_target
 from .core.data import DATA_LOADER
+from .core.inits import INIT_FUNCTIONS, INPLACE_METHODS
 from .core import parallel
 from .data_facts import array_loaders
 from .parallel_facts import ParallelFacts, parallel_facts
@@ -629,9 +630,9 @@ class _Classifier:
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:
         """An init of a parameter: core.decide.decide_init's finding (True: reported)."""
-        attr = call.func.attr if isinstance(call.func, ast.Attribute) else None
-        if attr is not None and not attr.endswith("_"):
-            return False  # every init's name ends in _ (site_at): no init facts to build for it
+        attr = call.func.attr if type(call.func) is ast.Attribute else None
+        if attr not in INIT_FUNCTIONS and attr not in INPLACE_METHODS:
+            return False  # an init site is an attribute call named as an init (site_at): no init facts to build
         site = site_at(self.init_facts(), call.lineno, call.col_offset, attr)
         if site is None:
             return False
