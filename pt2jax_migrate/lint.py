@@ -591,7 +591,7 @@ class _Classifier:
             try:
                 unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False,
                                           tree=self.tree, target=self.target.name).unconverted()
-                analysis = train_step_analysis(self.w.source, unconverted, target=self.target)
+                analysis = train_step_analysis(self.w.source, unconverted, target=self.target, tree=self.tree)
                 self._train_lines, self._kept_optimizers, _ = analysis
                 self._schedules = analysis.schedules
             except Exception:  # an analysis failure must not stop lint: the steps stay manual

@@ -424,13 +424,14 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str] | OptimizersIn
 
 
 def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = None, *, target: str | None = None,
-                        ) -> tuple[set[int], dict[int, int], dict[int, str]]:
+                        tree: ast.Module | None = None) -> tuple[set[int], dict[int, int], dict[int, str]]:
     """What the rewrite does to the training steps of a file, decided with `ast` (fast enough
     for lint) by the same planner the rewrite uses; tests/test_lint_rewrite_agree.py holds the
     two to one answer. Returns (lines of the zero_grad()/clip/backward()/step() statements
     converted, {line of an optimizer construction kept in PyTorch: line of a step() that stays},
-    {line of an optimizer construction that gains clipping: max_norm})."""
-    tree = ast.parse(source)
+    {line of an optimizer construction that gains clipping: max_norm}). `tree`: the caller's
+    ast.parse of `source` (only read), when it has one."""
+    tree = ast.parse(source) if tree is None else tree
     from .mapping import TORCH_ROOTS, optimizer_model
     from .rules import load_rules
     from .targets import get_target

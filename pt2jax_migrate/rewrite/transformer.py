@@ -115,8 +115,9 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
         # optimizers whose step() stays PyTorch (see trainstep.train_step_analysis)
+        tree = ast.parse(code) if tree is None else tree  # one parse for every fact the ast front end reads too
         analysis = (trainstep.train_step_analysis(code, unconverted_lines(code, self.target.name),
-                                                  target=self.target)
+                                                  target=self.target, tree=tree)
                     if ".step(" in code and self.target.converts_train_steps else None)
         self.step_lines, self.kept_optimizers, self.clips = analysis if analysis is not None else (set(), {}, {})
         self.schedules = analysis.schedules if analysis is not None else None  # lr schedulers (schedule_plan)
@@ -129,7 +130,6 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         # the method calls lint records (lint._method_names): the table's, device moves, train/eval, the step
         self.recorded_methods = frozenset(self.rules.methods) | DEVICE_METHODS | MODE_METHODS | set(STEP_METHODS)
         # buffers, index assignments, weight ties, builder methods (read off the ast, as lint does)
-        tree = ast.parse(code) if tree is None else tree  # one parse for every fact the ast front end reads too
         self.tree = tree  # the source's ast (a target's class pass reads facts off it, as lint does)
         self.structure = analyse_structure(tree)
         self.isinstance_facts = isinstance_facts(tree, code)  # names a converted isinstance test may also match
