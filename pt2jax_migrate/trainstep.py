@@ -389,7 +389,7 @@ class OptimizersInOrder:
         return {name: model for at, name, model in self.assigned if line is None or at <= line}
 
 
-def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str] | OptimizersInOrder, not_models: set[str],
+def fixable_lines(tree: ast.Module, *, optimizers: OptimizersInOrder, not_models: set[str],
                   qualname=None, clips: dict[int, str] | None = None,
                   unconverted_lines: frozenset[int] = frozenset(), held: dict[str, str] | None = None,
                   plans: list | None = None, accumulation: bool = True) -> set[int]:
@@ -407,8 +407,7 @@ def fixable_lines(tree: ast.Module, *, optimizers: dict[str, str] | OptimizersIn
         for b, info in enumerate(infos):
             if info.method is not None and info.method[1] == "backward":
                 if known is None:  # the module's steps are planned last, the others on leaving their block
-                    end = None if body is tree.body else body[-1].end_lineno
-                    known = optimizers.up_to(end) if isinstance(optimizers, OptimizersInOrder) else optimizers
+                    known = optimizers.up_to(None if body is tree.body else body[-1].end_lineno)
                 result = plan(infos, b, optimizers=known, not_models=not_models, held=held,
                               accumulation=accumulation)
                 if isinstance(result, StepPlan):
@@ -504,25 +503,23 @@ def _analyse(tree, aliases, rules, optimizers, optimizer_vars, not_models, uncon
     built_per_scope: list[dict[str, tuple[int, str]]] = []  # optimizer variable -> (line, torch name)
     constructions: dict[int, tuple] = {}  # line -> (rule, torch name, ast.Call) of an optimizer construction
     for nodes in scopes:
-        built: dict[str, int] = {}
-        built_per_scope.append({})
+        built: dict[str, tuple[int, str]] = {}
+        built_per_scope.append(built)
         for node in nodes:
             if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
                     and node.targets[0].id in optimizer_vars and isinstance(node.value, ast.Call)):
                 q = qualname_of(node.value.func, aliases)
                 rule = rules.by_name.get(q) if q else None
                 if rule is not None and rule.kind == "optimizer":
-                    built[node.targets[0].id] = node.value.lineno
-                    built_per_scope[-1][node.targets[0].id] = (node.value.lineno, q)
+                    built[node.targets[0].id] = (node.value.lineno, q)
                     constructions[node.value.lineno] = (rule, q, node.value)
-        for node in nodes:
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "step"
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in built):
-                construction = built[node.func.value.id]
-                if node.lineno not in lines:
-                    kept.setdefault(construction, node.lineno)
-                elif node.lineno in step_clips:
-                    clips[construction] = step_clips[node.lineno]
+        for name, line in _named_steps(nodes):
+            if name in built:
+                construction = built[name][0]
+                if line not in lines:
+                    kept.setdefault(construction, line)
+                elif line in step_clips:
+                    clips[construction] = step_clips[line]
     _kept_through_calls(tree, scopes, built_per_scope, lines, kept)
     schedules = schedule_plan.plan_schedules(
         scopes, lambda node: qualname_of(node, aliases), built_per_scope, kept,
@@ -539,21 +536,30 @@ def _kept_through_calls(tree, scopes, built_per_scope, lines: set[int], kept: di
     functions = {stmt.name: stmt for stmt in tree.body if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))}
     if not functions:
         return
+    staying: dict[str, dict[str, int]] = {}  # function -> name -> line of the first step() on it that stays
     for nodes, built in zip(scopes, built_per_scope):
         for node in nodes if built else ():
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions):
                 continue
             function = functions[node.func.id]
+            if function.name not in staying:
+                staying[function.name] = {}
+                for name, line in _named_steps(ast.walk(function)):
+                    if line not in lines:
+                        staying[function.name].setdefault(name, line)
             params = [a.arg for a in (*function.args.posonlyargs, *function.args.args)]
             bound = [*zip(params, node.args), *((k.arg, k.value) for k in node.keywords if k.arg)]
             for param, arg in bound:
-                if isinstance(arg, ast.Name) and arg.id in built:
-                    stays = next((n.lineno for n in ast.walk(function) if isinstance(n, ast.Call)
-                                  and isinstance(n.func, ast.Attribute) and n.func.attr == "step"
-                                  and isinstance(n.func.value, ast.Name) and n.func.value.id == param
-                                  and n.lineno not in lines), None)
-                    if stays is not None:
-                        kept.setdefault(built[arg.id][0], stays)
+                if isinstance(arg, ast.Name) and arg.id in built and param in staying[function.name]:
+                    kept.setdefault(built[arg.id][0], staying[function.name][param])
+
+
+def _named_steps(nodes):
+    """(receiver, line) of each `NAME.step()` call among `nodes`."""
+    for node in nodes:
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "step"
+                and isinstance(node.func.value, ast.Name)):
+            yield node.func.value.id, node.lineno
 
 
 class TrainStepAnalysis(tuple):
