@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 # Tests run JAX on the CPU, quietly, and never grab all the memory up front.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -11,6 +12,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # the parity checks compare against torch with their usual tolerances and all pass). Inherited by
 # the subprocesses tests start (verify's children, the benchmarks).
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# JAX's persistent compilation cache, shared by both workers and every verify child: the same
+# small programs (each eager op at each shape, the fixture models) are compiled in hundreds of
+# processes. Keyed by the program, the XLA flags and the jax/jaxlib versions, so a hit is the
+# executable a compile would have produced. About 9% less CPU on the verify-heavy tests from an
+# empty cache (what CI starts with). Kept per user in the temp folder, outside every test's files
+# and the user's own verify cache (~/.cache/pt2jax/jax, which verify's children use otherwise).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"pt2jax-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 import pytest  # noqa: E402

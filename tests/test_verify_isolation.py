@@ -26,7 +26,9 @@ MLP_TORCH, MLP_NNX = str(DATA / "mlp_torch.py"), str(DATA / "mlp_nnx.py")
 
 @pytest.fixture(autouse=True)
 def _own_compile_cache(tmp_path, monkeypatch):
-    """The JAX child's compilation cache in the test's folder, not the user's ~/.cache."""
+    """The JAX child's compilation cache in the test's folder, not the user's ~/.cache (nor the
+    suite's shared one from conftest: verify's own choice of folder is what is tested)."""
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("PT2JAX_JAX_CACHE", str(tmp_path / "jax-cache"))
 
 
