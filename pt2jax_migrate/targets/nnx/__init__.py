@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Target, throwaway_key
+from ..base import Target
+from ..throwaway import throwaway_key
 from .helpers import ALLOWED_IMPORTS, HELPERS
 
 __all__ = ["NNXTarget"]
@@ -176,6 +177,13 @@ class NNXTarget(Target):
 
     def eval_mode(self, model: Any) -> None:
         model.eval()
+
+    def detached(self, model: Any) -> Any:
+        from flax import nnx
+
+        # the same arrays in new Variables and Modules: nnx transforms split and update the
+        # graph they are given, so two threads must not share one
+        return nnx.clone(model)
 
     def value_and_grad(self, fn: Callable, model: Any) -> tuple[Any, dict[tuple, Any]]:
         from flax import nnx
