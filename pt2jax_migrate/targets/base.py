@@ -313,6 +313,13 @@ class Target(ABC):
         initial values are overwritten (verify writes torch's into every parameter and batch
         statistic), so they may come from the PRNG that is cheapest to compile (targets/throwaway.py)."""
 
+    def build_compiled(self, make: Callable[[Any], Any], value: Any) -> Any | None:
+        """make(value) (the converted constructor given build_keyword's value) run as one compiled
+        program, for a model whose initial values are throwaway: one compile instead of one per
+        initializer and shape. None when the target has none, or the constructor cannot be
+        traced or keeps arrays outside the model's variables (the caller then builds eagerly)."""
+        return None
+
     def wrote(self, text: str) -> bool:
         """Whether `text` (a converted file) was written for this target (verify's default)."""
         return False

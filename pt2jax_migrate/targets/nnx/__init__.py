@@ -152,6 +152,24 @@ class NNXTarget(Target):
         rngs = nnx.Rngs(throwaway_key(seed) if throwaway else seed)
         return "rngs", rngs, f"rngs={self.rngs_expr(str(seed))}"
 
+    def build_compiled(self, make: Callable[[Any], Any], value: Any) -> Any | None:
+        import jax
+        from flax import nnx
+
+        def traced(rngs):
+            built = make(rngs)
+            # a Python number or numpy array in a Variable would come out as a jax array
+            if not isinstance(built, nnx.Module) or not all(
+                    isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(nnx.state(built))):
+                raise TypeError("not a module holding traced arrays only")
+            return built
+
+        try:
+            with jax.checking_leaks():  # an array kept in a plain attribute leaks its tracer
+                return nnx.jit(traced)(value)
+        except Exception:
+            return None
+
     def is_model(self, obj: Any) -> bool:
         from flax import nnx
 
