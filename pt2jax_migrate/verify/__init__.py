@@ -9,8 +9,9 @@ converted model as rules/layers.toml's `weights` entries say (transfer), make th
 for both from the specs (specs), run both in eval mode, compare every output leaf and the
 gradient of a scalar loss with respect to every parameter (compare), and report.
 
-Then the same outputs and gradients are computed again under the target's jit (nnx.jit); a
-model that cannot be traced is a `jit_error` naming the converted file's line, not a mismatch.
+The same outputs and gradients are computed again under the target's jit (nnx.jit), in a
+second thread alongside the eager run; a model that cannot be traced is a `jit_error` naming
+the converted file's line, not a mismatch.
 
 Tolerances: a comparison passes when ``max_abs_err <= atol + rtol * max|torch value|``.
 Defaults are in `DEFAULT_TOLERANCES` (see engine.py for how the gradient ones were chosen).

@@ -32,9 +32,10 @@ float64 comparison passes, the float32 differences are rounding noise: the repor
 says so, shows both runs' figures, and passes. If float64 fails too, the two models compute
 different things (a wrong epsilon, a tanh GELU, a missing transpose): a mismatch.
 
-jit. After the eager run the converted model runs again under the target's jit (nnx.jit),
-the inputs traced as arguments: the forward pass, then value_and_grad inside nnx.jit, each
-compared with torch like the eager run. An exception while tracing (a Python `if` on an
+jit. Alongside the eager run (a second thread, on Target.detached's copy of the model: XLA
+compiles without holding the GIL) the converted model runs again under the target's jit
+(nnx.jit), the inputs traced as arguments: value_and_grad inside nnx.jit (the forward pass
+alone only when that fails), compared with torch like the eager run. An exception while tracing (a Python `if` on an
 array, `int(array)`, a kept `x.device`) is the report's `jit_error`, naming the innermost
 line of the converted file in its traceback; the report then fails (exit 1), but it is not a
 numeric mismatch.
