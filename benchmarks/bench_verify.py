@@ -7,15 +7,18 @@ The fixture is rewritten into a temporary folder, then `pt2jax verify ... --timi
 command (its own process, as a user runs it): "cold" with an empty JAX compilation cache
 (PT2JAX_JAX_CACHE, a fresh folder per run), "warm" with the cache a first run filled. Each row
 is the fastest of --repeat runs: wall seconds, CPU seconds (the command and its verify
-children), and where the time went in that run (verify's --timings: imports, build, the eager
-run, "jax jit (compile and run)"). The load average is printed with each row: on a shared machine
-wall time is noisy, CPU time much less so.
+children), and where the time went in that run, a line per process: the parent's start-up and
+exit (the command's wall minus verify's own), then each child's phases from verify's --timings
+(imports, build, the weights' transfer, the runs; the JAX child compiles and runs the jit check
+in a second thread alongside its eager run) and its CPU seconds. The load average is printed
+with each row: on a shared machine wall time is noisy, CPU time much less so.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -50,6 +53,33 @@ def run_verify(original: str, converted: str, model: str, spec: str, cache: Path
     return {"wall": wall, "cpu": cpu, "load": load, "timings": timings}
 
 
+def parse_timings(text: str) -> dict[str, float]:
+    """verify --timings' line ("import torch 3.76 s, torch build 0.02 s, ...") as {phase: seconds}."""
+    return {name: float(seconds) for name, seconds in re.findall(r"(.+?) (\d+(?:\.\d+)?) s(?:, |$)", text)}
+
+
+def phase_lines(text: str, wall: float) -> list[str]:
+    """Where one run's wall time went, a line per process: the parent's start-up and exit (the
+    command's wall time minus verify's own), then each child's phases in the order they run
+    (a child's phases follow one another; the JAX child's jit run overlaps its eager run)."""
+    phases = parse_timings(text)
+    inside = phases.pop("verify (sides started to sides closed)", None)
+    lines = []
+    if inside is not None:
+        lines.append(f"parent: start-up and exit {wall - inside:.2f} s, verify {inside:.2f} s "
+                     "(children started to closed)")
+    for side in ("torch", "jax"):
+        mine = {k: v for k, v in phases.items() if side in k.split()}
+        cpu = mine.pop(f"{side} child CPU", None)
+        parts = [f"{k.replace(side, '').strip()} {v:.2f}" for k, v in mine.items()]
+        if parts:
+            lines.append(f"{side} child: {', '.join(parts)} s" + (f" (CPU {cpu:.2f} s)" if cpu is not None else ""))
+    rest = {k: v for k, v in phases.items() if not {"torch", "jax"} & set(k.split())}
+    if rest:
+        lines.append(", ".join(f"{k} {v:.2f} s" for k, v in rest.items()))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per row (the fastest is shown)")
@@ -76,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
             best = min(runs, key=lambda r: r["wall"])
             cpu = min(r["cpu"] for r in runs)
             print(f"{kind:5} wall {best['wall']:6.2f} s (min of {len(runs)}), CPU {cpu:6.2f} s"
-                  f"  [load {best['load']}]\n      {best['timings']}")
+                  f"  [load {best['load']}]")
+            for line in phase_lines(best["timings"], best["wall"]):
+                print("      " + line)
 
 
 if __name__ == "__main__":

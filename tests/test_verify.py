@@ -566,6 +566,40 @@ def test_converted_module_without_init_is_built_without_rngs(tmp_path):
     assert r.passed and [c.name for c in r.comparisons] == ["output"] and r.transferred == 0
 
 
+UNTRACEABLE = {  # constructors the compiled build must leave to the eager one
+    "an array in a plain attribute": "self.scale = jnp.ones(2) * 1.0",
+    "a Python number in a Variable": "self.calls = nnx.Variable(0)",
+    "a concrete value": "self.n = int(jnp.sum(jnp.ones(n)))",
+}
+
+
+def test_compiled_build_falls_back_to_eager(tmp_path):
+    """verify overwrites the converted model's initial values, so it builds the model as one
+    compiled program (nnx.jit of the constructor); a constructor that cannot be traced, or
+    that keeps state nnx.jit would turn into (or leak as) traced arrays, is built eagerly, as
+    before, and verifies all the same."""
+    from pt2jax_migrate.targets import get_target
+    from pt2jax_migrate.targets.throwaway import throwaway_key
+
+    def converted(name: str, *lines: str) -> str:
+        text = TINY_NNX.format(ret="self.fc(x)", rngs="*, rngs").replace("import nnx\n", "import nnx\nimport jax.numpy as jnp\n")
+        body = "".join(f"        {line}\n" for line in lines)
+        return _write(tmp_path, f"{name.replace(' ', '_')}.py", text.replace("rngs=rngs)\n", f"rngs=rngs)\n{body}"))
+
+    target = get_target("nnx")
+    for name, line in {"clean": "pass", **UNTRACEABLE}.items():
+        tiny_cls = load_slice(converted(name, line), {"Tiny"}).namespace["Tiny"]
+        built = target.build_compiled(lambda rngs: tiny_cls(rngs=rngs), nnx.Rngs(throwaway_key(0)))
+        if name == "clean":
+            assert isinstance(built, tiny_cls) and built.fc.kernel[...].shape == (3, 2)
+            assert not isinstance(built.fc.kernel[...], jax.core.Tracer)
+        else:
+            assert built is None, name
+    report = run_verify(_write(tmp_path, "tiny_torch.py", TINY_TORCH), converted("all", *UNTRACEABLE.values()),
+                        model="Tiny", inputs=["float32[4,3]"])
+    assert report.passed and report.jit and not report.jit_error
+
+
 def test_output_shape_mismatch(tmp_path):
     with pytest.raises(VerifyError, match=r"tiny_nnx\.py: output: shape differs: torch \(4, 2\), converted \(8,\)"):
         tiny(tmp_path, ret="self.fc(x).reshape(-1)")

@@ -93,7 +93,7 @@ def test_isolated_pass_is_the_in_process_report_and_imports_no_user_code(tmp_pat
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))  # PT2JAX_JAX_CACHE: the fixture's
     isolated = json.loads(out.stdout.strip().splitlines()[-1])
     assert isolated["loaded"] == []  # the parent never imported torch, jax or the user's files
-    assert {"import torch", "import jax", "jax jit (compile and run)"} <= set(isolated["timings"])
+    assert {"import torch", "import jax", "jax jit (compile and run, alongside eager)"} <= set(isolated["timings"])
     assert any((tmp_path / "jax-cache").iterdir())  # the JAX child kept its compiled programs
     local = run_verify(MLP_TORCH, MLP_NNX, model="MLP", inputs=["float32[4,6]"]).to_dict()
     assert isolated["report"]["passed"] and local["passed"]

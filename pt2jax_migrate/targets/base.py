@@ -311,7 +311,14 @@ class Target(ABC):
         """(keyword, value, text) verify adds to the converted constructor's call, e.g.
         ("rngs", nnx.Rngs(0), "rngs=nnx.Rngs(0)"); keyword "" adds none. `throwaway`: the
         initial values are overwritten (verify writes torch's into every parameter and batch
-        statistic), so they may come from the PRNG that is cheapest to compile (throwaway_key)."""
+        statistic), so they may come from the PRNG that is cheapest to compile (targets/throwaway.py)."""
+
+    def build_compiled(self, make: Callable[[Any], Any], value: Any) -> Any | None:
+        """make(value) (the converted constructor given build_keyword's value) run as one compiled
+        program, for a model whose initial values are throwaway: one compile instead of one per
+        initializer and shape. None when the target has none, or the constructor cannot be
+        traced or keeps arrays outside the model's variables (the caller then builds eagerly)."""
+        return None
 
     def wrote(self, text: str) -> bool:
         """Whether `text` (a converted file) was written for this target (verify's default)."""
@@ -361,6 +368,12 @@ class Target(ABC):
     @abstractmethod
     def value_and_grad(self, fn: Callable, model: Any) -> tuple[Any, dict[tuple, Any]]:
         """(fn(model)'s value, path -> gradient array of each trainable variable)."""
+
+    def detached(self, model: Any) -> Any:
+        """A model computing what `model` does that another thread can run while `model` runs
+        (verify compiles the jit run alongside the eager one). Default: `model` itself, for
+        targets whose models are plain data (Linen's variables dict)."""
+        return model
 
     # Optional: a target without a compiler leaves these unimplemented and verify skips the jit check.
     def jit_call(self, fn: Callable, model: Any, *args: Any) -> Any:
@@ -413,13 +426,3 @@ class Target(ABC):
     def flat_state(self, state: Any) -> dict[str, Any]:
         """`state` as {path joined by '.': array} (safetensors)."""
         raise NotImplementedError(f"pt2jax weights does not support the {self.name} target yet")
-
-
-def throwaway_key(seed: int) -> Any:
-    """A key for initial values verify overwrites: XLA's RngBitGenerator ("unsafe_rbg") instead
-    of threefry. Every layer's init program compiles per shape, and threefry's are large: building
-    the UNet fixture took 16.4 s of CPU with threefry keys, 2.8 s with these. The values differ,
-    and nothing compared depends on them."""
-    import jax
-
-    return jax.random.key(seed, impl="unsafe_rbg")

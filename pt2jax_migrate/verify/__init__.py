@@ -9,8 +9,9 @@ converted model as rules/layers.toml's `weights` entries say (transfer), make th
 for both from the specs (specs), run both in eval mode, compare every output leaf and the
 gradient of a scalar loss with respect to every parameter (compare), and report.
 
-Then the same outputs and gradients are computed again under the target's jit (nnx.jit); a
-model that cannot be traced is a `jit_error` naming the converted file's line, not a mismatch.
+The same outputs and gradients are computed again under the target's jit (nnx.jit), in a
+second thread alongside the eager run; a model that cannot be traced is a `jit_error` naming
+the converted file's line, not a mismatch.
 
 Tolerances: a comparison passes when ``max_abs_err <= atol + rtol * max|torch value|``.
 Defaults are in `DEFAULT_TOLERANCES` (see engine.py for how the gradient ones were chosen).
@@ -66,32 +67,21 @@ def run_verify(
     """Verify that `converted` computes what `original` does. See engine.run_verify (target
     None: read off the converted file, building.detect_target; `isolate`: each side in its own
     process, within `timeout` seconds and `memory_limit` bytes, verify/isolate.py)."""
-    from .engine import run_verify as _run
+    import time
 
-    return _run(
-        original,
-        converted,
-        model=model,
-        init=init,
-        inputs=inputs,
-        atol=atol,
-        rtol=rtol,
-        dtype=dtype,
-        perturb=perturb,
-        loss=loss,
-        seed=seed,
-        grad_atol=grad_atol,
-        grad_rtol=grad_rtol,
-        jit=jit,
-        weights_map=weights_map,
-        float64_check=float64_check,
-        weights=weights,
-        weights_prefix=weights_prefix,
-        target=target,
-        isolate=isolate,
-        timeout=timeout,
-        memory_limit=memory_limit,
-    )
+    from .isolate import open_sides
+
+    start = time.perf_counter()
+    # isolated, the children start importing torch and jax before this process imports the engine
+    with open_sides(original, converted, isolate=isolate, timeout=timeout, memory_limit=memory_limit) as sides:
+        from .engine import run_verify as _run
+
+        report = _run(original, converted, model=model, init=init, inputs=inputs, atol=atol, rtol=rtol, dtype=dtype,
+                      perturb=perturb, loss=loss, seed=seed, grad_atol=grad_atol, grad_rtol=grad_rtol, jit=jit,
+                      weights_map=weights_map, float64_check=float64_check, weights=weights,
+                      weights_prefix=weights_prefix, target=target, isolate=isolate, sides=sides)
+    report.timings["verify (sides started to sides closed)"] = time.perf_counter() - start
+    return report
 
 
 def run_train_verify(original: str, converted: str, *, isolate: bool = False, timeout: float | None = None,

@@ -57,7 +57,12 @@ def build_converted(jax_file, converted: str, model: str, init: str, seed: int, 
     (`throwaway`: its initial values will be overwritten, Target.build_keyword)."""
     keyword, value, shown = target.build_keyword(seed, throwaway=throwaway)
     if keyword and _accepts_keyword(_lookup(jax_file, model), keyword):
-        built = _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
+        def make(value):
+            return _build(jax_file, model, init, f"{keyword}=__pt2jax_rngs__", {"__pt2jax_rngs__": value}, shown)
+
+        built = target.build_compiled(make, value) if throwaway else None
+        if built is None:  # eagerly, with keys the compiled attempt did not draw from
+            built = make(target.build_keyword(seed, throwaway=True)[1] if throwaway else value)
     else:
         built = _build(jax_file, model, init)
     if not target.is_model(built):

@@ -125,6 +125,11 @@ def main(argv: list[str]) -> None:
             payload = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             payload = pickle.dumps(("exception", f"cannot send the result back: {type(exc).__name__}: {exc}"))
+        for stream in (sys.stdout, sys.stderr):  # the parent kills this process when done
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):  # replaced or closed by the user's code
+                pass
         write_message(fd_out, payload)
 
 

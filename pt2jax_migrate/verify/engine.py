@@ -32,9 +32,10 @@ float64 comparison passes, the float32 differences are rounding noise: the repor
 says so, shows both runs' figures, and passes. If float64 fails too, the two models compute
 different things (a wrong epsilon, a tanh GELU, a missing transpose): a mismatch.
 
-jit. After the eager run the converted model runs again under the target's jit (nnx.jit),
-the inputs traced as arguments: the forward pass, then value_and_grad inside nnx.jit, each
-compared with torch like the eager run. An exception while tracing (a Python `if` on an
+jit. Alongside the eager run (a second thread, on Target.detached's copy of the model: XLA
+compiles without holding the GIL) the converted model runs again under the target's jit
+(nnx.jit), the inputs traced as arguments: value_and_grad inside nnx.jit (the forward pass
+alone only when that fails), compared with torch like the eager run. An exception while tracing (a Python `if` on an
 array, `int(array)`, a kept `x.device`) is the report's `jit_error`, naming the innermost
 line of the converted file in its traceback; the report then fails (exit 1), but it is not a
 numeric mismatch.
@@ -80,6 +81,7 @@ def run_verify(
     isolate: bool = False,
     timeout: float | None = None,
     memory_limit: int | None = None,
+    sides=None,
 ) -> VerifyReport:
     """Run `model` from `original` (torch) and from `converted` (written for `target`, a name or
     a Target; default Flax NNX) and compare them, eagerly and (`jit`) under the target's jit.
@@ -90,7 +92,8 @@ def run_verify(
     `isolate`: run each side in its own child process (isolate.py), the whole verify within
     `timeout` seconds and each side within `memory_limit` bytes of resident memory; a hang, a
     crash or the limit is a VerifyError naming the side and the user's line. Otherwise both
-    sides run in this process.
+    sides run in this process. `sides`: the two sides isolate.open_sides opened (the caller
+    closes them), instead of opening them here.
 
     Raises VerifyError when verify cannot run (missing file, syntax error, unknown model, failing
     construction, bad input spec, incomplete weight mapping, output shape/structure mismatch).
@@ -98,8 +101,7 @@ def run_verify(
     failure under jit: it is the report's `jit_error`.
     """
     from ..targets import get_target
-    from .isolate import DEFAULT_TIMEOUT, Isolation, Local
-    from .sides import JaxSide, TorchSide
+    from .isolate import open_sides
     from .weightmap import WeightMap
 
     if weights_map is not None and not isinstance(weights_map, WeightMap):
@@ -109,14 +111,9 @@ def run_verify(
                   target=target.name if isolate else target, weights_map=weights_map, weights=weights,
                   weights_prefix=tuple(weights_prefix))
     with ExitStack() as stack:
-        if isolate:
-            iso = stack.enter_context(Isolation(DEFAULT_TIMEOUT if timeout is None else timeout, memory_limit))
-            sides = iso.sides(original, converted)
-        else:
-            sides = (Local(TorchSide(), f"the torch side ({original})"),
-                     Local(JaxSide(), f"the JAX side ({converted})"))
-            for side in sides:
-                stack.callback(side.close)
+        if sides is None:
+            sides = stack.enter_context(open_sides(original, converted, isolate=isolate, timeout=timeout,
+                                                   memory_limit=memory_limit))
         report = _run_once(sides, original, converted, atol=atol, rtol=rtol, dtype=dtype, grad_atol=grad_atol,
                            grad_rtol=grad_rtol, jit=jit, **common)
         if float64_check and dtype != "float64" and report.numeric_failures:

@@ -31,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .child import read_message, write_message
@@ -200,13 +202,10 @@ class Child(Local):
             pass
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                write_message(self.cmd_w, pickle.dumps(("exit", (), {})))
-                self.proc.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        self.kill()  # the group: anything the user's code started goes too
+        # Killed, not asked to exit: every reply is in, the child flushed the user's prints
+        # before each, and a JAX process takes a second or more to tear down. The group goes:
+        # anything the user's code started goes too.
+        self.kill()
         for fd in (self.cmd_w, self.res_r):
             try:
                 os.close(fd)
@@ -259,6 +258,25 @@ class Isolation:
     def __exit__(self, *exc) -> None:
         for child in self.children:
             child.close()
+
+
+@contextmanager
+def open_sides(original: str, converted: str, *, isolate: bool, timeout: float | None = None,
+               memory_limit: int | None = None) -> Iterator[tuple[Local, Local]]:
+    """(torch side, JAX side) of a model verify: each in its own child (`isolate`, within
+    `timeout` seconds and `memory_limit` bytes), else both in this process; closed on exit."""
+    if isolate:
+        with Isolation(DEFAULT_TIMEOUT if timeout is None else timeout, memory_limit) as iso:
+            yield iso.sides(original, converted)
+        return
+    from .sides import JaxSide, TorchSide
+
+    sides = (Local(TorchSide(), f"the torch side ({original})"), Local(JaxSide(), f"the JAX side ({converted})"))
+    try:
+        yield sides
+    finally:
+        for side in sides:
+            side.close()
 
 
 def call_isolated(side_name: str, label: str, paths: tuple[str, ...], method: str, *args,

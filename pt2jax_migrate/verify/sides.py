@@ -15,6 +15,7 @@ A VerifyError raised here names the user's file and line (building._where).
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import ExitStack
 
@@ -152,7 +153,7 @@ class JaxSide(_Side):
         self.file = self.stack.enter_context(_loaded(converted, roots, target.name))
         self.inputs = [jnp.asarray(a.astype(np.int32) if a.dtype == np.int64 else a) for a in arrays]
         # plan/apply_transfer overwrite every parameter and batch statistic, so the initial values
-        # are throwaway ones, drawn with the PRNG that compiles fastest (targets.base.throwaway_key)
+        # are throwaway ones, drawn with the PRNG that compiles fastest (targets/throwaway.py)
         built = build_converted(self.file, converted, model, init, seed, target, throwaway=True)
         try:
             built = target.materialize(built, self.inputs, seed, throwaway=True)
@@ -199,6 +200,10 @@ class JaxSide(_Side):
                 return jnp.zeros(()), out
             return _jax_loss(self.file, loss, out, path), out
 
+        # The jit run (its own copy of the model) is traced and compiled in a second thread while
+        # the eager run compiles its ops one by one: XLA compiles without holding the GIL.
+        jit_run = _Background(_run_jit, target, run_jax, target.detached(model), inputs, want_grads,
+                              path) if jit else None
         start = time.perf_counter()
         try:
             with jax.default_matmul_precision("highest"):
@@ -212,18 +217,48 @@ class JaxSide(_Side):
         except Exception as exc:
             raise VerifyError(f"{_where(path, exc)}: running {self.model_name} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.timed("jax eager", start)
+            if jit_run is not None:  # what it raised is raised below, after the eager run's errors
+                jit_run.wait()
         result = {"outputs": _leaves(out), "grads": _flat(grads), "jit": False, "jit_error": None,
                   "jit_outputs": None, "jit_grads": None}
-        self.timed("jax eager", start)
-        if not jit:
+        if jit_run is None:
             return result
-        start = time.perf_counter()
+        self.timings["jax jit (compile and run, alongside eager)"] = jit_run.seconds
         try:
-            result.update(_run_jit(target, run_jax, model, inputs, want_grads, path))
+            result.update(jit_run.result())
         except NotImplementedError:
             result["jit"] = False  # the target has no jit: nothing to check
-        self.timed("jax jit (compile and run)", start)
         return result
+
+
+class _Background:
+    """fn(*args) in a thread; wait() for it, then result(): what it returned, or raise what it raised."""
+
+    def __init__(self, fn, *args) -> None:
+        self.seconds, self._outcome = 0.0, (False, None)
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="pt2jax-verify-jit",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        start = time.perf_counter()
+        try:
+            self._outcome = (True, fn(*args))
+        except BaseException as exc:
+            self._outcome = (False, exc)
+        self.seconds = time.perf_counter() - start
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self._thread.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
 
 
 def _run_jit(target, run_jax, model, inputs, want_grads: bool, path: str) -> dict:

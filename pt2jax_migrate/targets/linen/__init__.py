@@ -32,7 +32,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Target, throwaway_key
+from ..base import Target
+from ..throwaway import throwaway_key
 from .helpers import ALLOWED_IMPORTS, HELPERS
 from .training import LinenTraining
 from .wording import WORDING

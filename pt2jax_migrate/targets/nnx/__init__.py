@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Target, throwaway_key
+from ..base import Target
+from ..throwaway import throwaway_key
 from .helpers import ALLOWED_IMPORTS, HELPERS
 
 __all__ = ["NNXTarget"]
@@ -151,6 +152,24 @@ class NNXTarget(Target):
         rngs = nnx.Rngs(throwaway_key(seed) if throwaway else seed)
         return "rngs", rngs, f"rngs={self.rngs_expr(str(seed))}"
 
+    def build_compiled(self, make: Callable[[Any], Any], value: Any) -> Any | None:
+        import jax
+        from flax import nnx
+
+        def traced(rngs):
+            built = make(rngs)
+            # a Python number or numpy array in a Variable would come out as a jax array
+            if not isinstance(built, nnx.Module) or not all(
+                    isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(nnx.state(built))):
+                raise TypeError("not a module holding traced arrays only")
+            return built
+
+        try:
+            with jax.checking_leaks():  # an array kept in a plain attribute leaks its tracer
+                return nnx.jit(traced)(value)
+        except Exception:
+            return None
+
     def is_model(self, obj: Any) -> bool:
         from flax import nnx
 
@@ -176,6 +195,13 @@ class NNXTarget(Target):
 
     def eval_mode(self, model: Any) -> None:
         model.eval()
+
+    def detached(self, model: Any) -> Any:
+        from flax import nnx
+
+        # the same arrays in new Variables and Modules: nnx transforms split and update the
+        # graph they are given, so two threads must not share one
+        return nnx.clone(model)
 
     def value_and_grad(self, fn: Callable, model: Any) -> tuple[Any, dict[tuple, Any]]:
         from flax import nnx
