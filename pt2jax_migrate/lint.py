@@ -589,8 +589,10 @@ class _Classifier:
             from .trainstep import train_step_analysis
 
             try:
+                # the lines lint leaves unconverted: a second classification, asked only by a
+                # block with a backward() statement
                 unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False,
-                                          tree=self.tree, target=self.target.name).unconverted()
+                                          tree=self.tree, target=self.target.name).unconverted
                 analysis = train_step_analysis(self.w.source, unconverted, target=self.target, tree=self.tree)
                 self._train_lines, self._kept_optimizers, _ = analysis
                 self._schedules = analysis.schedules
