@@ -1044,14 +1044,16 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
             if store is not None and key is not None:
                 store.put(key, outcome)
 
+    from .files.heap import frozen_heap
     from .files.pool import run_jobs
 
     def advance(outcome) -> None:
         if progress is not None:
             progress(1)
 
-    for entry, outcome in zip(todo, run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance)):
-        record(entry, outcome)
+    with frozen_heap():  # the collector scans the files' objects, not the loaded modules (files.heap)
+        for entry, outcome in zip(todo, run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance)):
+            record(entry, outcome)
     if store is not None:
         store.save()
     return [(file, texts.get(file), results[file]) for file in files]
