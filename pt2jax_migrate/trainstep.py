@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .astwalk import walk as _walk
+from .astwalk import children as _children, walk as _walk
 from . import schedule_plan
 from .names import qualname_of
 
@@ -624,18 +624,23 @@ def _schedule_refusal(construction, slot: str = "lr") -> str | None:
     return None
 
 
+_SCOPE_NODES = frozenset({ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda})
+
+
 def _scopes(tree: ast.Module):
-    """The nodes of each scope (module, function, class body), nested scopes excluded."""
+    """The nodes of each scope (module, function, class body), nested scopes excluded
+    (expression contexts left out)."""
     stack: list[ast.AST] = [tree]
     while stack:
         scope = stack.pop()
         nodes: list[ast.AST] = []
-        todo = list(ast.iter_child_nodes(scope))
+        todo = _children(scope)
+        pop, extend = todo.pop, todo.extend
         while todo:
-            node = todo.pop()
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            node = pop()
+            if node.__class__ in _SCOPE_NODES:
                 stack.append(node)
                 continue
             nodes.append(node)
-            todo.extend(ast.iter_child_nodes(node))
+            extend(_children(node))
         yield nodes
