@@ -193,6 +193,7 @@ class _Walker:
         self.function: ast.AST | None = None
         self.item_writes: set[ast.AST | None] = set()
         self.weight_ties = False  # `a.weight = b.weight` somewhere (structure_facts' weight ties)
+        self.generator_keyword = False  # a call with `generator=` somewhere (data_generators' only subject)
         self.in_except = 0
         self.flag_node: ast.AST | None = None
         self.flag = 0
@@ -312,6 +313,8 @@ class _Walker:
         for arg in node.args:
             visit(arg)
         for keyword in node.keywords:
+            if keyword.arg == "generator":
+                self.generator_keyword = True
             visit(keyword.value)
         self.parent = parent
 
@@ -568,6 +571,7 @@ class _Classifier:
         self._train_lines: set[int] | None = None
         self._kept_optimizers: dict[str, int] = {}
         self._schedules = None  # schedule_plan.ScheduleFacts: lr schedulers converted with their optimizers
+        self._references: dict[tuple, object] = {}  # torch_reference's decisions, by their facts
 
     # -------------------------------------------------------------- helpers
 
@@ -613,8 +617,9 @@ class _Classifier:
 
     def data_generators(self) -> frozenset[tuple[int, int]]:
         """Calls building or reseeding a generator a torch.utils.data call keeps (data_generators.py)."""
-        if self._data_generators is None:
-            self._data_generators = data_generator_calls(self.tree or ast.parse(self.w.source), self.w.source)
+        if self._data_generators is None:  # none without a `generator=` keyword (the walk saw every call)
+            self._data_generators = data_generator_calls(self.tree or ast.parse(self.w.source), self.w.source) \
+                if self.w.generator_keyword else frozenset()
         return self._data_generators
 
     def array_loaders(self) -> set[tuple[int, int]]:
@@ -785,12 +790,18 @@ class _Classifier:
         in_isinstance = id(record.node) in self.w.isinstance_types
         # the file's names matter only to a test of a layer class others may convert to as well
         facts = self.isinstance_facts() if in_isinstance and isinstance_target(self.rules, q) else None
-        site = ReferenceSite(q, base_of=cls.name if cls is not None else None, decorator=record.flag == _DECORATOR,
-                             in_isinstance=in_isinstance, in_annotation=id(record.node) in self.w.annotation_nodes,
-                             file_names=facts.named if facts else frozenset(),
-                             tested_with=facts.groups.get((record.node.lineno, record.node.col_offset), ())
-                             if facts else ())
-        decision = decide_reference(site, self.rules)
+        # (qualname, base_of, decorator, in_isinstance, in_annotation): without the file's
+        # names, all the decision depends on, so it is made once per file for each
+        key = (q, cls.name if cls is not None else None, record.flag == _DECORATOR, in_isinstance,
+               id(record.node) in self.w.annotation_nodes)
+        decision = self._references.get(key) if facts is None else None
+        if decision is None:
+            site = ReferenceSite(*key, file_names=facts.named if facts else frozenset(),
+                                 tested_with=facts.groups.get((record.node.lineno, record.node.col_offset), ())
+                                 if facts else ())
+            decision = decide_reference(site, self.rules)
+            if facts is None:
+                self._references[key] = decision
         # a converted base is reported on the class line, as the rewrite does
         node = cls if cls is not None and decision.fixable else record.node
         self.add(record, node, decision.code, decision.message, decision.fixable,
