@@ -112,6 +112,7 @@ class _Segments:
     def __init__(self, source: str):
         self.source = source
         self.ascii = source.isascii()
+        self.lines: dict[int, str] = {}  # offset's: line number -> its text, "" for an ASCII line
         if "\r" in source:
             self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
         else:  # each line's start: the lengths before it, each with its newline (no match object per line)
@@ -121,9 +122,12 @@ class _Segments:
         start = self.starts[line - 1]
         if col == 0 or self.ascii:  # (utf-8 columns are characters in an ASCII text)
             return start + col
-        end = self.starts[line] if line < len(self.starts) else len(self.source)
-        text = self.source[start:end]
-        if text.isascii():
+        text = self.lines.get(line)
+        if text is None:  # the line's text, or "" when it is ASCII (found once per line)
+            end = self.starts[line] if line < len(self.starts) else len(self.source)
+            text = self.source[start:end]
+            text = self.lines[line] = "" if text.isascii() else text
+        if not text:
             return start + col
         return start + len(text.encode("utf-8")[:col].decode("utf-8", errors="replace"))
 
