@@ -1075,11 +1075,14 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
     from .files.heap import frozen_heap
     from .files.pool import run_jobs
 
+    settle = None
+
     def advance(outcome) -> None:
+        settle()  # a file's findings live to the end of the run: out of the collector's scans too
         if progress is not None:
             progress(1)
 
-    with frozen_heap():  # the collector scans the files' objects, not the loaded modules (files.heap)
+    with frozen_heap() as settle:  # the collector scans the files' objects, not the loaded modules
         jobs_done = run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance)
         for entry, outcome in zip(todo, jobs_done):
             record(entry, outcome)

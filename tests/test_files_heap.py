@@ -4,6 +4,7 @@ during it and handed back after; garbage the run makes is still collected."""
 from __future__ import annotations
 
 import gc
+import weakref
 
 from pt2jax_migrate.files.heap import frozen_heap
 
@@ -42,3 +43,17 @@ def test_leaves_a_callers_freeze_and_a_disabled_collector_alone():
             assert gc.get_freeze_count() == 0
     finally:
         gc.enable()
+
+
+def test_settle_collects_young_garbage_and_freezes_what_stays():
+    with frozen_heap() as settle:
+        frozen = gc.get_freeze_count()
+        kept = [_Node() for _ in range(3)]
+        garbage = _Node()
+        gone = weakref.ref(garbage)
+        del garbage
+        settle()
+        assert gone() is None  # the young cycle was collected by settle(), not frozen
+        assert gc.get_freeze_count() >= frozen + 3  # the survivors joined the frozen objects
+        assert all(gc.is_tracked(node) for node in kept)
+    assert gc.get_freeze_count() == 0
