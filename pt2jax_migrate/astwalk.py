@@ -51,3 +51,20 @@ def walk(node: ast.AST) -> list[ast.AST]:
     # cycle, and every tree walked would wait for the garbage collector to be freed
     setattr(node, _CACHE, nodes[1:])
     return nodes
+
+
+def children(node: ast.AST) -> list[ast.AST]:
+    """ast.iter_child_nodes(node) as a list, in its order (expression contexts left out)."""
+    cls = node.__class__
+    fields = _FIELDS.get(cls)
+    if fields is None:
+        fields = _fields(cls)
+    found: list[ast.AST] = []
+    for name in fields:
+        value = getattr(node, name, None)
+        if type(value) is list:
+            if value:
+                found.extend([child for child in value if isinstance(child, _AST)])
+        elif isinstance(value, _AST):
+            found.append(value)
+    return found

@@ -112,6 +112,7 @@ class _Segments:
     def __init__(self, source: str):
         self.source = source
         self.ascii = source.isascii()
+        self.lines: dict[int, str] = {}  # offset's: line number -> its text, "" for an ASCII line
         if "\r" in source:
             self.starts = [0] + [m.end() for m in self._NEWLINES.finditer(source)]
         else:  # each line's start: the lengths before it, each with its newline (no match object per line)
@@ -121,9 +122,12 @@ class _Segments:
         start = self.starts[line - 1]
         if col == 0 or self.ascii:  # (utf-8 columns are characters in an ASCII text)
             return start + col
-        end = self.starts[line] if line < len(self.starts) else len(self.source)
-        text = self.source[start:end]
-        if text.isascii():
+        text = self.lines.get(line)
+        if text is None:  # the line's text, or "" when it is ASCII (found once per line)
+            end = self.starts[line] if line < len(self.starts) else len(self.source)
+            text = self.source[start:end]
+            text = self.lines[line] = "" if text.isascii() else text
+        if not text:
             return start + col
         return start + len(text.encode("utf-8")[:col].decode("utf-8", errors="replace"))
 
@@ -193,6 +197,7 @@ class _Walker:
         self.function: ast.AST | None = None
         self.item_writes: set[ast.AST | None] = set()
         self.weight_ties = False  # `a.weight = b.weight` somewhere (structure_facts' weight ties)
+        self.generator_keyword = False  # a call with `generator=` somewhere (data_generators' only subject)
         self.in_except = 0
         self.flag_node: ast.AST | None = None
         self.flag = 0
@@ -312,6 +317,8 @@ class _Walker:
         for arg in node.args:
             visit(arg)
         for keyword in node.keywords:
+            if keyword.arg == "generator":
+                self.generator_keyword = True
             visit(keyword.value)
         self.parent = parent
 
@@ -540,21 +547,33 @@ def _method_names() -> frozenset[str]:
 # ---------------------------------------------------------------------- classification
 
 
+class _FileFacts:
+    """The fact modules' answers for one file and target, found on demand: one set for both
+    of the file's classifications (the findings, and the unconverted lines of train steps)."""
+
+    __slots__ = ("init_facts", "data_generators", "array_loaders", "parallel_facts", "isinstance_facts",
+                 "references")
+
+    def __init__(self) -> None:
+        self.init_facts: InitFacts | None = None
+        self.data_generators: frozenset[tuple[int, int]] | None = None
+        self.array_loaders: set[tuple[int, int]] | None = None
+        self.parallel_facts: ParallelFacts | None = None
+        self.isinstance_facts: IsinstanceFacts | None = None
+        self.references: dict[tuple, object] = {}  # torch_reference's decisions, by their facts
+
+
 class _Classifier:
     def __init__(self, walker: _Walker, segments: _Segments, not_tensors: set[str] | None = None,
                  with_steps: bool = True, structure: StructureFacts | None = None, tree: ast.Module | None = None,
-                 target: str = "nnx"):
+                 target: str = "nnx", facts: _FileFacts | None = None):
         from .targets import get_target
 
         self.target = get_target(target)  # lint decides for the target the rewrite would write
         self.w = walker
         self.structure = structure  # buffers, index assignments, weight ties (structure_facts)
         self.tree = tree
-        self._init_facts: InitFacts | None = None
-        self._data_generators: frozenset[tuple[int, int]] | None = None
-        self._array_loaders: set[tuple[int, int]] | None = None
-        self._parallel_facts: ParallelFacts | None = None
-        self._isinstance_facts: IsinstanceFacts | None = None
+        self.facts = facts or _FileFacts()
         self.with_steps = with_steps
         self.not_tensors = not_tensors or set()
         self.seg = segments
@@ -589,8 +608,11 @@ class _Classifier:
             from .trainstep import train_step_analysis
 
             try:
+                # the lines lint leaves unconverted: a second classification, asked only by a
+                # block with a backward() statement
                 unconverted = _Classifier(self.w, self.seg, self.not_tensors, with_steps=False,
-                                          tree=self.tree, target=self.target.name).unconverted()
+                                          tree=self.tree, target=self.target.name,
+                                          facts=self.facts).unconverted
                 analysis = train_step_analysis(self.w.source, unconverted, target=self.target, tree=self.tree)
                 self._train_lines, self._kept_optimizers, _ = analysis
                 self._schedules = analysis.schedules
@@ -611,22 +633,23 @@ class _Classifier:
 
     def data_generators(self) -> frozenset[tuple[int, int]]:
         """Calls building or reseeding a generator a torch.utils.data call keeps (data_generators.py)."""
-        if self._data_generators is None:
-            self._data_generators = data_generator_calls(self.tree or ast.parse(self.w.source), self.w.source)
-        return self._data_generators
+        if self.facts.data_generators is None:  # none without a `generator=` keyword (the walk sees every call)
+            self.facts.data_generators = data_generator_calls(
+                self.tree or ast.parse(self.w.source), self.w.source) if self.w.generator_keyword else frozenset()
+        return self.facts.data_generators
 
     def array_loaders(self) -> set[tuple[int, int]]:
         """DataLoader calls over a TensorDataset built in this file (data_facts.py), found once."""
-        if self._array_loaders is None:
-            self._array_loaders = array_loaders(self.tree or ast.parse(self.w.source), self.w.source)
-        return self._array_loaders
+        if self.facts.array_loaders is None:
+            self.facts.array_loaders = array_loaders(self.tree or ast.parse(self.w.source), self.w.source)
+        return self.facts.array_loaders
 
     def init_facts(self) -> InitFacts:
         """nn.init sites and apply(fn) calls (pt2jax_migrate.inits, as the rewrite finds them), on demand."""
-        if self._init_facts is None:
-            self._init_facts = facts_for_target(self.tree or ast.parse(self.w.source), self.w.source,
+        if self.facts.init_facts is None:
+            self.facts.init_facts = facts_for_target(self.tree or ast.parse(self.w.source), self.w.source,
                                                 self.target.converts_inits, self.rules)
-        return self._init_facts
+        return self.facts.init_facts
 
     def init_site(self, record: _Record, call: ast.Call) -> bool:
         """An init of a parameter: core.decide.decide_init's finding (True: reported)."""
@@ -783,12 +806,18 @@ class _Classifier:
         in_isinstance = id(record.node) in self.w.isinstance_types
         # the file's names matter only to a test of a layer class others may convert to as well
         facts = self.isinstance_facts() if in_isinstance and isinstance_target(self.rules, q) else None
-        site = ReferenceSite(q, base_of=cls.name if cls is not None else None, decorator=record.flag == _DECORATOR,
-                             in_isinstance=in_isinstance, in_annotation=id(record.node) in self.w.annotation_nodes,
-                             file_names=facts.named if facts else frozenset(),
-                             tested_with=facts.groups.get((record.node.lineno, record.node.col_offset), ())
-                             if facts else ())
-        decision = decide_reference(site, self.rules)
+        # (qualname, base_of, decorator, in_isinstance, in_annotation): without the file's
+        # names, all the decision depends on, so it is made once per file for each
+        key = (q, cls.name if cls is not None else None, record.flag == _DECORATOR, in_isinstance,
+               id(record.node) in self.w.annotation_nodes)
+        decision = self.facts.references.get(key) if facts is None else None
+        if decision is None:
+            position = (record.node.lineno, record.node.col_offset)
+            site = ReferenceSite(*key, file_names=facts.named if facts else frozenset(),
+                                 tested_with=facts.groups.get(position, ()) if facts else ())
+            decision = decide_reference(site, self.rules)
+            if facts is None:
+                self.facts.references[key] = decision
         # a converted base is reported on the class line, as the rewrite does
         node = cls if cls is not None and decision.fixable else record.node
         self.add(record, node, decision.code, decision.message, decision.fixable,
@@ -837,16 +866,17 @@ class _Classifier:
 
     def isinstance_facts(self) -> IsinstanceFacts:
         """The torch names the file names, and what each isinstance call tests (isinstance_facts)."""
-        if self._isinstance_facts is None:
-            self._isinstance_facts = isinstance_facts(self.tree or ast.parse(self.w.source), self.w.source)
-        return self._isinstance_facts
+        if self.facts.isinstance_facts is None:
+            self.facts.isinstance_facts = isinstance_facts(self.tree or ast.parse(self.w.source),
+                                                           self.w.source)
+        return self.facts.isinstance_facts
 
     def parallel_facts(self) -> ParallelFacts:
         """Data-parallel wrapper assignments and `model.module` reads (parallel_facts.py), found once."""
-        if self._parallel_facts is None:  # none for a target without train steps: wrappers stay (marked)
-            self._parallel_facts = (parallel_facts(self.tree or ast.parse(self.w.source), self.w.source)
+        if self.facts.parallel_facts is None:  # none for a target without train steps: wrappers stay (marked)
+            self.facts.parallel_facts = (parallel_facts(self.tree or ast.parse(self.w.source), self.w.source)
                                     if self.target.converts_data_parallel else ParallelFacts())
-        return self._parallel_facts
+        return self.facts.parallel_facts
 
     def parallel_sites(self) -> None:
         """`model.module` of a converted data-parallel wrapper (parallel_facts): the model itself."""
@@ -1042,14 +1072,20 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
             if store is not None and key is not None:
                 store.put(key, outcome)
 
+    from .files.heap import frozen_heap
     from .files.pool import run_jobs
 
+    settle = None
+
     def advance(outcome) -> None:
+        settle()  # a file's findings live to the end of the run: out of the collector's scans too
         if progress is not None:
             progress(1)
 
-    for entry, outcome in zip(todo, run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance)):
-        record(entry, outcome)
+    with frozen_heap() as settle:  # the collector scans the files' objects, not the loaded modules
+        jobs_done = run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance)
+        for entry, outcome in zip(todo, jobs_done):
+            record(entry, outcome)
     if store is not None:
         store.save()
     return [(file, texts.get(file), results[file]) for file in files]

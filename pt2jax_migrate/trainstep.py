@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .astwalk import walk as _walk
+from .astwalk import children as _children, walk as _walk
 from . import schedule_plan
 from .names import qualname_of
 
 BUILTINS = frozenset(dir(builtins))
+# lines lint leaves unconverted, or a function giving them when first needed
+Lines = frozenset[int] | Callable[[], frozenset[int]]
 TRAIN_METHODS = {"zero_grad": "PTJ202", "backward": "PTJ203", "step": "PTJ204"}
 # keywords of a training call that mean nothing once gradients are returned by a jitted step:
 # the graph is never kept (retain_graph) and gradients are never stored (set_to_none)
@@ -391,15 +395,20 @@ class OptimizersInOrder:
 
 def fixable_lines(tree: ast.Module, *, optimizers: OptimizersInOrder, not_models: set[str],
                   qualname=None, clips: dict[int, str] | None = None,
-                  unconverted_lines: frozenset[int] = frozenset(), held: dict[str, str] | None = None,
+                  unconverted_lines: Lines = frozenset(), held: dict[str, str] | None = None,
                   plans: list | None = None, accumulation: bool = True) -> set[int]:
     """Lines of zero_grad()/clip_grad_norm_()/backward()/step() statements the rewrite
     converts; `clips` collects step() line -> max_norm for the steps that clip, `plans` each
-    converted step as (its block's statements grouped as the planner saw them, StepPlan)."""
+    converted step as (its block's statements grouped as the planner saw them, StepPlan).
+    `unconverted_lines` may be a function giving them: called only for a block that holds a
+    `NAME.backward()` statement (the only blocks planned)."""
     lines: set[int] = set()
     for body in _blocks(tree):
-        if not any(isinstance(s, ast.Expr) for s in body):
+        # a step is planned from a backward() statement of the block: none, nothing to plan
+        if not any(_training_method(s) == "backward" for s in body):
             continue
+        if callable(unconverted_lines):
+            unconverted_lines = unconverted_lines()
         units = _physical_lines(body)
         infos = [ast_info(unit[0], qualname, unconverted_lines) if len(unit) == 1 else _joined_info(unit, unconverted_lines)
                  for unit in units]
@@ -422,7 +431,7 @@ def fixable_lines(tree: ast.Module, *, optimizers: OptimizersInOrder, not_models
     return lines
 
 
-def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = None, *, target: str | None = None,
+def train_step_analysis(source: str, unconverted_lines: Lines | None = None, *, target: str | None = None,
                         tree: ast.Module | None = None) -> tuple[set[int], dict[int, int], dict[int, str]]:
     """What the rewrite does to the training steps of a file, decided with `ast` (fast enough
     for lint) by the same planner the rewrite uses; tests/test_lint_rewrite_agree.py holds the
@@ -473,6 +482,8 @@ def train_step_analysis(source: str, unconverted_lines: frozenset[int] | None = 
     not_models = module_names | set(emit.converted_imports) | set(emit.helpers) | loss_vars
     if unconverted_lines is None:  # the caller passes the lines lint leaves unconverted (lint.unconverted_lines)
         raise TypeError("train_step_analysis needs unconverted_lines (lint.unconverted_lines(source))")
+    if callable(unconverted_lines):  # asked at most once, however many times the plan is redone
+        unconverted_lines = functools.cache(unconverted_lines)
     held: dict[str, str] = {}  # optimizers kept PyTorch for their schedulers: their steps stay too
     while True:
         lines, kept, clips, schedules, plans = _analyse(tree, aliases, rules, OptimizersInOrder(optimizers),
@@ -613,18 +624,23 @@ def _schedule_refusal(construction, slot: str = "lr") -> str | None:
     return None
 
 
+_SCOPE_NODES = frozenset({ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda})
+
+
 def _scopes(tree: ast.Module):
-    """The nodes of each scope (module, function, class body), nested scopes excluded."""
+    """The nodes of each scope (module, function, class body), nested scopes excluded
+    (expression contexts left out)."""
     stack: list[ast.AST] = [tree]
     while stack:
         scope = stack.pop()
         nodes: list[ast.AST] = []
-        todo = list(ast.iter_child_nodes(scope))
+        todo = _children(scope)
+        pop, extend = todo.pop, todo.extend
         while todo:
-            node = todo.pop()
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            node = pop()
+            if node.__class__ in _SCOPE_NODES:
                 stack.append(node)
                 continue
             nodes.append(node)
-            todo.extend(ast.iter_child_nodes(node))
+            extend(_children(node))
         yield nodes
