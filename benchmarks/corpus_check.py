@@ -17,7 +17,8 @@ For every file (read as text, never imported), through the real API the CLI uses
 * a BOM, a PEP 263 coding cookie, CRLF line endings, and the file's permission bits are kept;
 * residue: every torch construct left in the output carries a `# TODO(pt2jax)` marker
   (core.residue, the independent ast check). Files where the engine left residue for its PTJ920
-  safety net to mark are listed as engine gaps (the output is honest, the engine could do better).
+  safety net to mark are listed as engine gaps (the output is honest, the engine could do better);
+* every finding the rewrite reports names a line of the file (its summary is what users act on).
 
 Files Python itself cannot compile are counted (`source not Python`) but are not failures:
 rewrite must only refuse them with one line. A file refused with a clear message the tool
@@ -62,6 +63,7 @@ TORCH_FREE_CHANGED = "torch-free file changed"
 ENCODING = "encoding/BOM/line endings lost"
 MODE = "permissions changed"
 RESIDUE = "unmarked torch residue"
+NO_LINE = "a finding names no line"
 SAFETY_NET = "engine needed the PTJ920 safety net"
 NOT_WRITTEN = "converted but not written"
 READ = "readable Python refused"
@@ -186,6 +188,9 @@ def check_file(path: str, target: str = "nnx") -> dict:
             failures.append((TORCH_FREE_CHANGED, "lint found nothing, yet the output differs"))
         # residue
         assert file.result is not None
+        nowhere = [f for f in file.result.findings if f.line < 1]  # a summary line the user cannot find
+        if nowhere:
+            failures.append((NO_LINE, f"{len(nowhere)} findings, first {nowhere[0].code} {nowhere[0].message}"[:200]))
         if any(f.code == RESIDUE_CODE for f in file.result.findings):  # marked, so honest: a gap, not a failure
             out["gaps"].append((SAFETY_NET, "; ".join(sorted({f.message for f in file.result.findings
                                                              if f.code == RESIDUE_CODE}))[:300]))

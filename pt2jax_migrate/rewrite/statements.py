@@ -66,12 +66,14 @@ class StatementsMixin:
 
     def leave_SimpleStatementLine(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         new = self._leave_simple_line(original, updated)
-        return keep_comments(original, new) if self._may_hold_comments(original) else new
+        new = keep_comments(original, new) if self._may_hold_comments(original) else new
+        self._keep_pos(new, self._pos(original))  # the statement as it leaves: TODOs, comments placed
+        return new
 
     def _leave_simple_line(self, original: cst.SimpleStatementLine, updated: cst.SimpleStatementLine):
         updated = self._structure_statement(original, updated)  # buffers, index assignment, weight tying
         todos = self.todo_stack.pop()
-        self.statement_pos[id(updated)] = self._pos(original)  # block-level passes see only updated nodes
+        self._keep_pos(updated, self._pos(original))
         call = _expr_call(original)
         if call is not None and id(call) in self.removed_calls:  # init_process_group(world_size=1), ...
             if not todos and not _has_comment(updated.leading_lines):

@@ -122,7 +122,7 @@ class TrainStepsMixin(AccumulationMixin):
                     body=[small.with_changes(semicolon=cst.MaybeSentinel.DEFAULT)],
                     leading_lines=stmt.leading_lines if i == 0 else [],
                     trailing_whitespace=stmt.trailing_whitespace if i == last else cst.TrailingWhitespace())
-                self.statement_pos[id(line)] = pos
+                self._keep_pos(line, pos)
                 out.append(line)
         return out
 
@@ -191,6 +191,8 @@ class TrainStepsMixin(AccumulationMixin):
             method = call.func.attr.value
             if method == "step" and not self._optimizer_step(call):
                 continue
+            if (self.qualname(call.func) or "").startswith("torch."):
+                continue  # torch.distributed.autograd.backward(...): a torch function, reported as one
             code = TRAIN_METHODS[method]
             reason = self.target.reword(refusal) if refusal else "not part of a recognised training step (zero_grad / forward / loss / backward / step in one block)"
             line, col = self._pos(stmt)
