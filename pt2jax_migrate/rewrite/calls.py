@@ -100,11 +100,11 @@ class CallsMixin:
             expr = expr.visit(_PutBack(*stand_in))
         if not isinstance(expr, _ATOMIC_EXPR) and not expr.lpar:
             expr = expr.with_changes(lpar=[cst.LeftParen()], rpar=[cst.RightParen()])
-            self.wrapped.add(id(expr))
+            self.wrapped.add(expr)
         return expr
 
     def _unwrap_ours(self, node):
-        if id(node) in self.wrapped and not isinstance(node, (cst.Tuple, cst.GeneratorExp)):
+        if node in self.wrapped and not isinstance(node, (cst.Tuple, cst.GeneratorExp)):
             return node.with_changes(lpar=[], rpar=[])
         return node
 
@@ -121,7 +121,7 @@ class CallsMixin:
     def leave_UnaryOperation(self, original: cst.UnaryOperation, updated: cst.UnaryOperation):
         """`not (not self.deterministic)` (a converted `not self.training`) -> self.deterministic."""
         inner = updated.expression
-        if (isinstance(updated.operator, cst.Not) and id(inner) in self.wrapped and isinstance(inner, cst.UnaryOperation)
+        if (isinstance(updated.operator, cst.Not) and inner in self.wrapped and isinstance(inner, cst.UnaryOperation)
                 and isinstance(inner.operator, cst.Not)):
             return inner.expression.with_changes(lpar=updated.lpar, rpar=updated.rpar)
         return updated

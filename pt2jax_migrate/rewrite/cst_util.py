@@ -9,6 +9,7 @@ import libcst as cst
 
 from ..names import is_torch_name
 from ..trainstep import is_training_call
+from .node_ids import NodeSet
 
 _EMPTY = cst.Module([])
 
@@ -29,17 +30,16 @@ def parse_expr(text: str) -> cst.BaseExpression:
         return cst.parse_expression(f"({text}\n)" if "#" in text else f"({text})")  # a comment ends its line
 
 
-def keep_parens(updated: cst.BaseExpression, new: cst.CSTNode, wrapped: set[int]) -> cst.CSTNode:
+def keep_parens(updated: cst.BaseExpression, new: cst.CSTNode, wrapped: NodeSet) -> cst.CSTNode:
     """`updated` (parenthesised by the user) was replaced by `new`: when `new` spans lines, the
-    user's parentheses go around it, in place of any of its own (one pair either way): parts of
-    the old expression (a black-style chain's `\n    .t()`) keep line breaks legal only inside
-    them. `wrapped`: the ids of the replacements the rewrite parenthesised itself."""
+    user's parentheses go around it, in place of any of its own (one pair either way): parts of the
+    old expression (a black-style chain's `\n    .t()`) keep line breaks legal only inside them."""
     if not isinstance(new, cst.BaseExpression):
         return new
     text = code_of(new)
     if "\n" not in text and "\r" not in text:
         return new
-    wrapped.discard(id(new))
+    wrapped.discard(new)
     return new.with_changes(lpar=updated.lpar, rpar=updated.rpar)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from .cst_util import _children, names_in, statements_in
+from .node_ids import NodeMap
 from .metric_kinds import _literal_kind, _sum_kind
 
 _LOOPS = (cst.For, cst.While)
@@ -31,7 +32,7 @@ class _Accumulator:
     ok: bool = True
 
 
-def device_metrics(body: list, step_outputs: dict[int, frozenset[str]]) -> list:
+def device_metrics(body: list, step_outputs: NodeMap[frozenset[str]]) -> list:
     """The scope's statements with its step metrics accumulated on the device."""
     if not step_outputs or not _holds_step(body, step_outputs):
         return body
@@ -54,7 +55,7 @@ def device_metrics(body: list, step_outputs: dict[int, frozenset[str]]) -> list:
 def _holds_step(body, step_outputs) -> bool:
     """Whether a train-step call stands where _scan can find its outputs (below a statement of
     the scope other than a def or class): without one, nothing here is a step metric."""
-    return any(id(node) in step_outputs for stmt in body if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef))
+    return any(node in step_outputs for stmt in body if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef))
                for node in statements_in(stmt))
 
 
@@ -64,7 +65,7 @@ def _outputs_within(node, step_outputs) -> frozenset[str]:
 
     class Find(cst.CSTVisitor):
         def visit_SimpleStatementLine(self, stmt) -> None:
-            names.update(step_outputs.get(id(stmt), ()))
+            names.update(step_outputs.get(stmt, ()))
 
     node.visit(Find())
     return frozenset(names)

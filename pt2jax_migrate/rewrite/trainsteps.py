@@ -56,7 +56,7 @@ class TrainStepsMixin(AccumulationMixin):
         if _gated_body(list(updated.body)) is not None:
             # `OPT.step(); OPT.zero_grad()` under an `if`: the enclosing block decides (gradient
             # accumulation) and reports what stays (_resolve_gated)
-            self.gated_blocks.add(id(updated))
+            self.gated_blocks.add(updated)
             return updated
         body = self._train_steps(list(updated.body))
         if not body:
@@ -82,7 +82,7 @@ class TrainStepsMixin(AccumulationMixin):
             if id(call_stmt) in holders:
                 texts.setdefault(id(holders[id(call_stmt)]), []).append(text)
         body = defs_before(body, texts, 2 if scope is self.scopes[0] else 1)
-        for entry in [e for e in self.pending_inits if e[0] == id(scope)]:
+        for entry in [e for e in self.pending_inits if e[0] is scope]:
             self.pending_inits.remove(entry)
             body = _before_outer_loop(body, entry[1], cst.parse_statement(entry[2]))
         return device_metrics(body, self.step_outputs)
@@ -151,9 +151,9 @@ class TrainStepsMixin(AccumulationMixin):
             scope.pending_defs.append((plan.call, plan.text_def))
             scope.pending_defs.extend((plan.call, text) for text in plan.extra_defs)
             if plan.init is not None:  # set up where the loop's scope starts
-                self.pending_inits.append((id(self._fscope()), plan.call, plan.init))
+                self.pending_inits.append((self._fscope(), plan.call, plan.init))
             calls.add(id(plan.call))
-            self.step_outputs[id(plan.call)] = plan.outputs
+            self.step_outputs[plan.call] = plan.outputs
             body = kept
             index = position + 1 + len(plan.after)
         out, reason = [], None
@@ -175,7 +175,7 @@ class TrainStepsMixin(AccumulationMixin):
         its calls get their TODOs now (through elif chains too)."""
         if not isinstance(stmt, cst.If):
             return stmt
-        if id(stmt.body) in self.gated_blocks:
+        if stmt.body in self.gated_blocks:
             body = [self._leftover_training_calls(inner, refusal) for inner in stmt.body.body]
             stmt = stmt.with_changes(body=stmt.body.with_changes(body=body))
         if isinstance(stmt.orelse, cst.If):
@@ -210,7 +210,7 @@ class TrainStepsMixin(AccumulationMixin):
 
     def _gated_if(self, stmt) -> str | None:
         """OPT of `if COND:` (no else) holding exactly OPT.step() then OPT.zero_grad()."""
-        if (isinstance(stmt, cst.If) and stmt.orelse is None and id(stmt.body) in self.gated_blocks
+        if (isinstance(stmt, cst.If) and stmt.orelse is None and stmt.body in self.gated_blocks
                 and not _has_todo(stmt)):
             return _gated_body(list(stmt.body.body))
         return None

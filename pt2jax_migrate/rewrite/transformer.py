@@ -60,6 +60,7 @@ from .classes import ClassesMixin
 from .cst_util import names_in
 from .dispatch import DispatchMixin
 from .imports import _module_level_names, not_tensor_names
+from .node_ids import NodeMap, NodeSet
 from .inits import InitsMixin
 from .methods import MethodsMixin
 from .references import ReferencesMixin
@@ -110,7 +111,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.call_statement: dict[int, str] = {}  # id of a call -> how it stands (core.decide EXPR, WITH, ...)
         self.optimizer_vars: set[str] = set()  # names assigned a torch.optim optimizer
         self.scheduler_vars: set[str] = set()  # names assigned a torch.optim.lr_scheduler
-        self.wrapped: set[int] = set()  # replacement expressions we parenthesised
+        self.wrapped = NodeSet()  # replacement expressions we parenthesised
         self.local_imports = False  # a torch import inside a function (references.visit_Import)
         self.handled_refs: set[int] = set()  # torch names reported by the construct around them
         self.loss_vars: set[str] = set()  # names bound to a loss module (criterion = nn.MSELoss())
@@ -142,9 +143,9 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.unique_from: dict[str, int] = {}  # _unique(base): where the search for a free name goes on
         self.parsed_module = module
         self._used_names: set[str] | None = None  # used_names, worked out when first asked
-        self.step_outputs: dict[int, frozenset[str]] = {}  # id of a train-step call -> the names it assigns
-        self.gated_blocks: set[int] = set()  # ids of `if` bodies holding only OPT.step(); OPT.zero_grad()
-        self.pending_inits: list[tuple[int, cst.BaseStatement, str]] = []  # (id of scope, call, statement)
+        self.step_outputs: NodeMap[frozenset[str]] = NodeMap()  # a train-step call -> the names it assigns
+        self.gated_blocks = NodeSet()  # `if` bodies holding only OPT.step(); OPT.zero_grad()
+        self.pending_inits: list[tuple[_Scope, cst.BaseStatement, str]] = []  # (scope, call, statement)
         # nn.init sites, apply(fn); none for a target that does not rewrite them (lint the same)
         self.init_facts = facts_for_target(tree, code, self.target.converts_inits, self.rules)
         # what the target leaves (lint asks the same)
