@@ -391,14 +391,22 @@ def _rewrite_all(paths: list[str], specs: list[str | None], target: str, unsafe_
     """rewrite_one for each path (importing its helpers from its spec, if any; knowing the
     converted classes it imports from the run's other files), in order, in `jobs` processes
     (see pool.run_jobs); `each` is called on each outcome as soon as it and those before it are done."""
+    from .files.heap import frozen_heap
     from .files.pool import run_jobs
 
     def outcome(o: FileResult | tuple[str, str, int | None]) -> FileResult | SourceError:
         return SourceError(*o) if isinstance(o, tuple) else o
 
+    def arrived(o: FileResult | tuple[str, str, int | None]) -> None:
+        settle()  # a file's result (its text twice, its findings) lives to the end of the run
+        if each is not None:
+            each(outcome(o))
+
     imported = imported or [None] * len(paths)
-    outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes, m, c) for p, m, c in zip(paths, specs, imported)],
-                        jobs, None if each is None else lambda o: each(outcome(o)))
+    # the collector scans the files' objects, not the loaded modules and the results kept (as lint)
+    with frozen_heap() as settle:
+        outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes, m, c) for p, m, c in zip(paths, specs, imported)],
+                            jobs, arrived)
     return [outcome(o) for o in outcomes]
 
 
