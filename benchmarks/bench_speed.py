@@ -10,7 +10,8 @@ time and per CPU second (children's CPU counted for -jN and TorchFix), and the r
 time to the floor it compares with, all measured in this run, so the ratios hold on a busy machine:
 
 * `ast.parse`, `ast.parse` + `ast.walk` and `libcst.parse_module` over the sources in memory: the
-  floors for lint (ast) and rewrite (libcst);
+  floors for lint (ast) and rewrite (libcst); and this machine's own -jN speed-up (N copies of
+  the lint floor at once in forked processes, against one alone), the ceiling of any -jN row;
 * `lint` (api.lint_paths over the folder, reading the files): -j1 without a cache, -jN, cold (an
   empty PT2JAX_CACHE_DIR) and warm (the same tree again, nothing changed);
 * `rewrite` (api.rewrite_paths, written to nowhere) -j1 and -jN;
@@ -26,6 +27,7 @@ import ast
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +59,44 @@ def measure(fn, repeat: int = 1) -> tuple[float, float]:
         fn()
         best = min(best, (time.perf_counter() - wall, _cpu() - cpu))
     return best
+
+
+_SOURCES: list[str] = []  # the texts, for the forked copies of the floor (ceiling)
+
+
+def _walk_floor(_copy: int = 0) -> float:
+    """ast.parse + ast.walk over every text: wall seconds."""
+    start = time.perf_counter()
+    for text in _SOURCES:
+        for _ in ast.walk(ast.parse(text)):
+            pass
+    return time.perf_counter() - start
+
+
+def _set_sources(texts: list[str]) -> None:
+    _SOURCES[:] = texts
+
+
+def ceiling(copies: int, trials: int) -> float:
+    """This machine's own speed-up for `copies` processes: `copies` copies of the same
+    CPU-bound work (the lint floor) at once against one alone, in workers already running;
+    the median of `trials` pairs, each alone-then-together (a shared host's speed drifts by
+    tens of percent within seconds: a pair measured back to back drifts least). 2.0 for two
+    cores that do not slow each other; less where they share a physical core or caches."""
+    import multiprocessing
+
+    from pt2jax_migrate.files.pool import start_method  # fork where it is safe, as the -jN rows do
+
+    context = multiprocessing.get_context(start_method())
+    with context.Pool(copies, initializer=_set_sources, initargs=(list(_SOURCES),)) as pool:
+        pool.map(_walk_floor, range(copies), chunksize=1)  # started, warm
+        ratios = []
+        for _ in range(trials):
+            alone = pool.apply(_walk_floor)
+            start = time.perf_counter()
+            pool.map(_walk_floor, range(copies), chunksize=1)
+            ratios.append(copies * alone / (time.perf_counter() - start))
+    return statistics.median(ratios)
 
 
 def torchfix_command() -> list[str] | str:
@@ -129,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("ast.parse (floor)", *measure(floor_ast, args.repeat)))
         rows.append(("ast.parse + ast.walk (lint's floor)", *measure(floor_walk, args.repeat)))
         rows.append(("libcst.parse_module (rewrite's floor)", *measure(floor_cst, 1)))
+        _SOURCES[:] = sources
+        machine = ceiling(args.jobs, max(5, args.repeat)) if args.jobs > 1 else 1.0
         rows.append(("lint -j1", *measure(lambda: lint_paths([str(tree)]), args.repeat)))
         rows.append((f"lint -j{args.jobs}", *measure(lambda: lint_paths([str(tree)], jobs=args.jobs), args.repeat)))
         os.environ["PT2JAX_CACHE_DIR"] = str(tmp / "cache")
@@ -166,10 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{cpu / floors['rewrite']:.2f}x libcst.parse_module"
         print(f"{label:<40} {wall:8.2f} {cpu:8.2f} {lines / wall:9.0f} {lines / cpu:11.0f}  {ratio}")
     wall = {label: w for label, w, _cpu in rows}
-    print(f"lint -j{args.jobs} / -j1 speed-up (wall): {wall['lint -j1'] / wall[f'lint -j{args.jobs}']:.2f}x; "
+    print(f"this machine's own -j{args.jobs} speed-up: {machine:.2f}x ({args.jobs} copies of the lint floor at "
+          f"once against one alone)")
+    speedup = wall['lint -j1'] / wall[f'lint -j{args.jobs}']
+    print(f"lint -j{args.jobs} / -j1 speed-up (wall): {speedup:.2f}x ({speedup / machine:.0%} of the machine's); "
           f"warm / cold lint (wall): {wall['lint -j1, warm cache (tree unchanged)'] / wall['lint -j1, cold cache']:.1%}")
     if f"rewrite -j{args.jobs}" in wall:
-        print(f"rewrite -j{args.jobs} / -j1 speed-up (wall): {wall['rewrite -j1'] / wall[f'rewrite -j{args.jobs}']:.2f}x")
+        speedup = wall['rewrite -j1'] / wall[f'rewrite -j{args.jobs}']
+        print(f"rewrite -j{args.jobs} / -j1 speed-up (wall): {speedup:.2f}x ({speedup / machine:.0%} of the machine's)")
     if "TorchFix (torchfix PATH)" in by_label:
         print(f"TorchFix / lint -j1 (CPU): {by_label['TorchFix (torchfix PATH)'] / by_label['lint -j1']:.1f}x")
     if torchfix_note:

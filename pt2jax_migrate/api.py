@@ -357,6 +357,14 @@ def _rewrite_job(job: tuple[str, str, bool, str | None]) -> FileResult | tuple[s
         return _error_tuple(error)
 
 
+def _prepare_rewrite(target: str) -> None:
+    """What a rewrite loads on its first file (forked workers start with it)."""
+    from .lint import WARM_UP
+    from .rewrite import rewrite_source
+
+    rewrite_source(WARM_UP, "<warm-up>", target=target)
+
+
 def _error_tuple(error: SourceError) -> tuple[str, str, int | None]:
     prefix = f"{error.path}:{error.line}: " if error.line else f"{error.path}: "
     text = str(error)
@@ -406,7 +414,7 @@ def _rewrite_all(paths: list[str], specs: list[str | None], target: str, unsafe_
     # the collector scans the files' objects, not the loaded modules and the results kept (as lint)
     with frozen_heap() as settle:
         outcomes = run_jobs(_rewrite_job, [(p, target, unsafe_fixes, m, c) for p, m, c in zip(paths, specs, imported)],
-                            jobs, arrived)
+                            jobs, arrived, lambda: _prepare_rewrite(target))
     return [outcome(o) for o in outcomes]
 
 

@@ -20,6 +20,7 @@ import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from collections.abc import Callable, Iterable, Sequence
 
 from .fsio import collect_python_files, read_source
@@ -1032,10 +1033,13 @@ def lint_paths(paths: Iterable[str], *, cache: bool = False, jobs: int = 1) -> t
 
 def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
                  progress: Callable[[int], None] | None = None, sources: dict[str, str] | None = None,
-                 target: str = "nnx") -> list[tuple[str, str | None, list[Finding] | SourceError]]:
+                 target: str = "nnx", finish: Callable[[str, str, list[Finding]], Any] | None = None
+                 ) -> list[tuple[str, str | None, Any]]:
     """(file, its text or None when unreadable, its findings or the error) for each file, in
     order. `sources` gives texts to use instead of reading the files (stdin). `progress` is
-    called with the number of files finished since the last call."""
+    called with the number of files finished since the last call. `finish(file, text,
+    findings)`, when given, stands in for each file's findings, called as each file is done
+    (with -jN, in this process while the others are still linted: not a serial tail)."""
     store = LintCache.open() if cache else None
     results: dict[str, list[Finding] | SourceError] = {}
     texts: dict[str, str] = {}
@@ -1063,32 +1067,44 @@ def lint_sources(files: Sequence[str], *, cache: bool = False, jobs: int = 1,
     if progress is not None and ready:
         progress(ready)
 
-    def record(entry: tuple[str, str, bytes | None], outcome) -> None:
-        file, _, key = entry
-        if isinstance(outcome, tuple):  # (path, message, line): SourceError does not pickle
-            results[file] = SourceError(*outcome)
-        else:
-            results[file] = outcome
-            if store is not None and key is not None:
-                store.put(key, outcome)
-
     from .files.heap import frozen_heap
     from .files.pool import run_jobs
 
     settle = None
+    arrivals = iter(todo)
 
     def advance(outcome) -> None:
+        """Each outcome as it arrives, in order (with -jN: while the other files are linted)."""
+        file, source, key = next(arrivals)
+        if isinstance(outcome, tuple):  # (path, message, line): SourceError does not pickle
+            results[file] = SourceError(*outcome)
+        else:
+            if store is not None and key is not None:
+                store.put(key, outcome)
+            results[file] = finish(file, source, outcome) if finish is not None else outcome
         settle()  # a file's findings live to the end of the run: out of the collector's scans too
         if progress is not None:
             progress(1)
 
     with frozen_heap() as settle:  # the collector scans the files' objects, not the loaded modules
-        jobs_done = run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance)
-        for entry, outcome in zip(todo, jobs_done):
-            record(entry, outcome)
+        if finish is not None:  # files not linted here (no torch, cached) first
+            for file, outcome in results.items():
+                if not isinstance(outcome, SourceError):
+                    results[file] = finish(file, texts[file], outcome)
+        run_jobs(_lint_job, [(f, s, target) for f, s, _ in todo], jobs, advance, lambda: _prepare_lint(target))
     if store is not None:
         store.save()
     return [(file, texts.get(file), results[file]) for file in files]
+
+
+def _prepare_lint(target: str) -> None:
+    """What a lint loads on its first file (forked workers start with it)."""
+    from .files import guard  # noqa: F401
+
+    lint_source(WARM_UP, "<warm-up>", target)
+
+
+WARM_UP = "import torch\nimport torch.nn as nn\n\nx = torch.zeros(1)\nlayer = nn.Linear(2, 2)\n"
 
 
 def _lint_job(job: tuple[str, str, str]) -> list[Finding] | tuple[str, str, int | None]:

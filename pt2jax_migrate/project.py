@@ -148,11 +148,11 @@ def lint_project(paths: Sequence[str], options: LintOptions | None = None, *, ca
         report.errors.extend(found.errors)
     if on_total is not None:
         on_total(len(files))
-    for file, source, outcome in lint_sources(files, cache=cache and stdin is None, jobs=jobs, progress=progress,
-                                              sources=sources, target=options.target):
+    for _file, _source, outcome in lint_sources(files, cache=cache and stdin is None, jobs=jobs, progress=progress,
+                                                sources=sources, target=options.target,
+                                                finish=lambda file, source, raw: filter_file(file, source, raw, options)):
         if isinstance(outcome, SourceError):
             report.errors.append(outcome)
-            continue
-        assert source is not None
-        report.files.append(filter_file(file, source, outcome, options))
+        else:
+            report.files.append(outcome)
     return report

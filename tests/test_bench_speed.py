@@ -24,3 +24,13 @@ def test_prints_every_row_with_its_ratio(capsys):
         line = next(line for line in out.splitlines() if line.startswith(row))
         assert ratio in line
     assert "warm / cold lint (wall):" in out
+
+
+def test_the_machine_ceiling_times_copies_of_the_floor():
+    """The -jN ceiling row: N copies of the lint floor at once against one alone (a ratio of
+    wall times, so only its range is the suite's business)."""
+    bench_speed._SOURCES[:] = [(ROOT / "fixtures" / "cnn_classifier.in.py").read_text(encoding="utf-8")] * 40
+    try:
+        assert 0.3 < bench_speed.ceiling(2, 1) < 2.6
+    finally:
+        bench_speed._SOURCES.clear()

@@ -119,3 +119,41 @@ def test_pool_runs_items_here_and_in_the_workers_and_keeps_their_order():
     pids = {pid for _, pid in results}
     assert os.getpid() in pids and len(pids) == 2
     assert results[0][1] != os.getpid() and results[-1][1] == os.getpid()
+
+
+_PREPARED: list[int] = []  # filled by `prepare` in the parent: a forked worker has it, a spawned one not
+
+
+def _prepared_here(index: int) -> tuple[int, int, int]:
+    time.sleep(0.02)
+    return index, os.getpid(), len(_PREPARED)
+
+
+_FORK_SCRIPT = """
+import os, sys, threading
+sys.path.insert(0, {root!r})
+from tests.test_rewrite_stream import _PREPARED, _prepared_here
+from pt2jax_migrate.files.pool import run_jobs, start_method
+if {with_thread}:
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+method = start_method()
+results = run_jobs(_prepared_here, list(range(60)), 2, prepare=lambda: _PREPARED.append(1))
+workers = {{count for _, pid, count in results if pid != os.getpid()}}
+print(method, sorted(workers), [i for i, _, _ in results] == list(range(60)))
+"""
+
+
+def test_pool_forks_only_a_single_threaded_process_and_workers_inherit_what_prepare_loaded():
+    """Forked workers start with what `prepare` loaded in the parent (no interpreter start, no
+    imports); with another thread running the pool spawns instead (a fork would copy locks that
+    thread may hold), and the results are the same either way."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outputs = [subprocess.run([sys.executable, "-c", _FORK_SCRIPT.format(root=root, with_thread=flag)],
+                              capture_output=True, text=True, timeout=120, cwd=root)
+               for flag in (False, True)]
+    assert [o.returncode for o in outputs] == [0, 0], [o.stderr[-2000:] for o in outputs]
+    forked, spawned = (o.stdout.split("\n")[-2] for o in outputs)
+    expected_fork = "fork [1] True" if sys.platform.startswith("linux") else "spawn [0] True"
+    assert (forked, spawned) == (expected_fork, "spawn [0] True")
