@@ -18,7 +18,8 @@ For every file (read as text, never imported), through the real API the CLI uses
 * residue: every torch construct left in the output carries a `# TODO(pt2jax)` marker
   (core.residue, the independent ast check). Files where the engine left residue for its PTJ920
   safety net to mark are listed as engine gaps (the output is honest, the engine could do better);
-* every finding the rewrite reports names a line of the file (its summary is what users act on).
+* every finding the rewrite reports names a line of the file (its summary is what users act on);
+* the comments the residue check reads off the ast (core.comments) are the tokenizer's.
 
 Files Python itself cannot compile are counted (`source not Python`) but are not failures:
 rewrite must only refuse them with one line. A file refused with a clear message the tool
@@ -64,6 +65,7 @@ ENCODING = "encoding/BOM/line endings lost"
 MODE = "permissions changed"
 RESIDUE = "unmarked torch residue"
 NO_LINE = "a finding names no line"
+COMMENTS = "comment scan differs from tokenize"
 SAFETY_NET = "engine needed the PTJ920 safety net"
 NOT_WRITTEN = "converted but not written"
 READ = "readable Python refused"
@@ -102,7 +104,8 @@ def check_file(path: str, target: str = "nnx") -> dict:
     -> {path, lines, seconds, failures: [(kind, why)], state: ok|not-python|refused, changed}"""
     from pt2jax_migrate.api import lint_paths, rewrite_paths
     from pt2jax_migrate.project import LintOptions
-    from pt2jax_migrate.core.residue import RESIDUE_CODE, find_residue
+    from pt2jax_migrate.core.comments import comment_lines, tokenized_comment_lines
+    from pt2jax_migrate.core.residue import NOTE_TAG, RESIDUE_CODE, TODO_TAG, find_residue
 
     start = time.perf_counter()
     cpu = time.process_time()
@@ -198,6 +201,10 @@ def check_file(path: str, target: str = "nnx") -> dict:
             unmarked = [r for r in find_residue(text, tree) if not r.marked]
             if unmarked:
                 failures.append((RESIDUE, "; ".join(f"{r.line}: {r.what}" for r in unmarked[:5])))
+            # the residue check reads comments off the ast (core.comments): as the tokenizer would
+            tags = (TODO_TAG, NOTE_TAG)
+            if comment_lines(text, tree, tags) != tokenized_comment_lines(text, tags):
+                failures.append((COMMENTS, "core.comments.comment_lines != tokenized_comment_lines"))
         # idempotence: rewrite the output again
         second_out = os.path.join(work, "second")
         try:

@@ -18,12 +18,11 @@ header (`class Net(nn.Module):`, `with torch.no_grad():`) is marked above that h
 from __future__ import annotations
 
 import ast
-import io
-import tokenize
 from dataclasses import dataclass
 
 from ..astwalk import walk as _walk
 from ..names import dotted, import_bindings, is_torch_name
+from .comments import comment_lines
 from .constructs import torch_only_attribute, torch_only_method
 from .data import is_data_pipeline
 
@@ -52,27 +51,6 @@ class Residue:
         if self.reason.startswith((self.what, self.what.lstrip("."))):
             return self.reason
         return f"{self.what}: {self.reason}"
-
-
-def _comment_lines(source: str, tag: str = TODO_TAG) -> tuple[set[int], set[int]]:
-    """(lines whose comment is a `tag` marker, lines that hold only a comment)."""
-    marked: set[int] = set()
-    comment_only: set[int] = set()
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    except (tokenize.TokenError, SyntaxError):  # pragma: no cover - the caller parsed it already
-        return marked, comment_only
-    code_lines: set[int] = set()
-    for tok in tokens:
-        if tok.type == tokenize.COMMENT:
-            if tag in tok.string:
-                marked.add(tok.start[0])
-            comment_only.add(tok.start[0])
-        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
-                              tokenize.ENDMARKER, tokenize.ENCODING):
-            for line in range(tok.start[0], tok.end[0] + 1):
-                code_lines.add(line)
-    return marked, comment_only - code_lines
 
 
 def _local_names(node: ast.AST) -> set[str]:
@@ -248,8 +226,8 @@ def find_residue(source: str, tree: ast.Module | None = None, own: frozenset[str
     finder.visit(tree)
     if not finder.found:
         return []
-    todo_lines, comment_only = _comment_lines(source)
-    note_lines = _comment_lines(source, NOTE_TAG)[0] if NOTE_TAG in source else set()
+    tagged, comment_only = comment_lines(source, tree, (TODO_TAG, NOTE_TAG))
+    todo_lines, note_lines = tagged[TODO_TAG], tagged[NOTE_TAG]
     out: list[Residue] = []
     seen: set[tuple[int, int, str]] = set()
     for node, stmt, what, reason in finder.found:
