@@ -61,16 +61,17 @@ class TodosMixin:
     """Findings, and the per-statement TODO frames (`todo_stack`) that `_with_todos` places."""
 
     def _pos(self, node: cst.CSTNode) -> tuple[int, int]:
-        if id(node) in self.statement_pos:
-            return self.statement_pos[id(node)][0]
+        kept = self.statement_pos.get(node)
+        if kept is not None:
+            return kept
         pos = self.positions.get(id(node))  # (line, 0-based column); a node of ours has none
         return (pos[0], pos[1] + 1) if pos is not None else (0, 0)
 
     def _keep_pos(self, node, pos: tuple[int, int]) -> None:
         """`node` (a statement made from a visited one) stands at `pos`: the block-level passes see
-        only updated nodes. The node is kept with it, so no later node can take its id."""
+        only updated nodes (node_ids.NodeMap: no later node can take its id)."""
         if isinstance(node, cst.CSTNode):
-            self.statement_pos[id(node)] = (pos, node)
+            self.statement_pos[node] = pos
 
     def _may_hold_comments(self, node: cst.SimpleStatementLine) -> bool:
         """Whether a `#` stands on one of the lines of `node` (its leading lines to where its code

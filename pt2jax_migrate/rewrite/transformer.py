@@ -103,7 +103,7 @@ class TorchToNNX(*MIXINS, cst.CSTTransformer):
         self.todo_stack: list[list[str]] = []
         self.class_stack: list[bool] = []
         self.optimizers: dict[str, str] = {}  # optimizer variable -> model variable
-        self.statement_pos: dict[int, tuple[tuple[int, int], cst.CSTNode]] = {}  # id -> (its position, it)
+        self.statement_pos: NodeMap[tuple[int, int]] = NodeMap()  # a statement made from a visited one -> its position
         self.positions: dict[int, tuple[int, int]] = {}  # id of a node -> its start (the engine's positions.py)
         self.ends: dict[int, tuple[int, int]] = {}  # id of a node -> where its code ends
         self.statement_level_calls: set[int] = set()  # torch.manual_seed(...) statements, with torch.no_grad()
