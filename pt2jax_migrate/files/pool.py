@@ -57,7 +57,10 @@ def run_jobs(fn: Callable[[T], R], items: Sequence[T], jobs: int,
             each(results[-1])
         return results
     if prepare is not None:
-        prepare()
+        try:
+            prepare()
+        except Exception:  # noqa: BLE001 - only a warm-up: a real failure shows on the files themselves
+            pass
     return _ParallelRun(fn, items, workers - 1, each).run()
 
 
