@@ -32,7 +32,7 @@ def parse_expr(text: str) -> cst.BaseExpression:
 
 def keep_parens(updated: cst.BaseExpression, new: cst.CSTNode, wrapped: NodeSet) -> cst.CSTNode:
     """`updated` (parenthesised by the user) was replaced by `new`: when `new` spans lines, the
-    user's parentheses go around it, in place of any of its own (one pair either way): parts of the
+    user's parentheses go around it instead of its own (`wrapped`: those we added): parts of the
     old expression (a black-style chain's `\n    .t()`) keep line breaks legal only inside them."""
     if not isinstance(new, cst.BaseExpression):
         return new
