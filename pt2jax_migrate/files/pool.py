@@ -5,8 +5,8 @@ processes, this one among them (0: one per CPU, and only when there are enough i
 for starting them).
 `fn` must be a module-level function whose results pickle, and must not raise (each caller
 turns a file's failure into a value). Workers are forked where that is safe (Linux, and
-this process runs no other thread: a lock another thread held would stay locked in the
-child), else spawned, and ignore SIGINT: on Ctrl-C the parent cancels what is queued, stops
+this process runs no other thread, native ones included: JAX's or a BLAS pool's; a lock
+another thread held would stay locked in the child), else spawned, and ignore SIGINT: on Ctrl-C the parent cancels what is queued, stops
 the workers and raises KeyboardInterrupt, having written nothing. A forked worker starts in
 milliseconds with the modules and tables `prepare` loaded in the parent; a spawned one pays
 ~0.5 s to start an interpreter and import them.
@@ -65,8 +65,15 @@ def run_jobs(fn: Callable[[T], R], items: Sequence[T], jobs: int,
 
 
 def start_method() -> str:
-    """"fork" where a fork is safe (see the module's docstring), else "spawn"."""
-    return "fork" if sys.platform.startswith("linux") and threading.active_count() == 1 else "spawn"
+    """"fork" where a fork is safe (see the module's docstring), else "spawn". The threads are
+    counted by the kernel (/proc/self/task), not by `threading`, which sees only Python's."""
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        return "spawn"
+    return "fork" if threads == 1 else "spawn"
 
 
 _PENDING = object()
