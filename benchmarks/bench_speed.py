@@ -61,6 +61,13 @@ def measure(fn, repeat: int = 1) -> tuple[float, float]:
     return best
 
 
+def paired(fn, floor, trials: int) -> float:
+    """CPU of `fn` over CPU of `floor`: the median of `trials` pairs measured back to back (on a
+    shared host the speed drifts by tens of percent between rows measured minutes apart; a pair
+    drifts least, as in ceiling)."""
+    return statistics.median(measure(fn)[1] / measure(floor)[1] for _ in range(trials))
+
+
 _SOURCES: list[str] = []  # the texts, for the forked copies of the floor (ceiling)
 
 
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("libcst.parse_module (rewrite's floor)", *measure(floor_cst, 1)))
         machine = ceiling(args.jobs, max(5, args.repeat)) if args.jobs > 1 else 1.0
         rows.append(("lint -j1", *measure(lambda: lint_paths([str(tree)]), args.repeat)))
+        lint_paired = paired(lambda: lint_paths([str(tree)]), _walk_floor, max(5, args.repeat))
         rows.append((f"lint -j{args.jobs}", *measure(lambda: lint_paths([str(tree)], jobs=args.jobs), args.repeat)))
         os.environ["PT2JAX_CACHE_DIR"] = str(tmp / "cache")
         rows.append(("lint -j1, cold cache", *measure(lambda: lint_paths([str(tree)], cache=True))))
@@ -208,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     speedup = wall['lint -j1'] / wall[f'lint -j{args.jobs}']
     print(f"lint -j{args.jobs} / -j1 speed-up (wall): {speedup:.2f}x ({speedup / machine:.0%} of the machine's); "
           f"warm / cold lint (wall): {wall['lint -j1, warm cache (tree unchanged)'] / wall['lint -j1, cold cache']:.1%}")
+    print(f"lint -j1 / ast.parse+walk (CPU), median of {max(5, args.repeat)} back-to-back pairs: {lint_paired:.2f}x")
     if f"rewrite -j{args.jobs}" in wall:
         speedup = wall['rewrite -j1'] / wall[f'rewrite -j{args.jobs}']
         print(f"rewrite -j{args.jobs} / -j1 speed-up (wall): {speedup:.2f}x ({speedup / machine:.0%} of the machine's)")

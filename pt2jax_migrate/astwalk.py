@@ -68,3 +68,8 @@ def children(node: ast.AST) -> list[ast.AST]:
         elif isinstance(value, _AST):
             found.append(value)
     return found
+
+
+def char_column(line: str, col: int) -> int:
+    """An ast column (UTF-8 bytes into the line) as an index into the line's text."""
+    return col if line.isascii() else len(line.encode("utf-8")[:col].decode("utf-8", "replace"))

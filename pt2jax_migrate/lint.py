@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Iterable, Sequence
 
+from .astwalk import char_column
 from .fsio import collect_python_files, read_source
 from .model import Finding, SourceError
 from .mapping import CONVERTED_IMPORTS, check_rule
@@ -130,7 +131,7 @@ class _Segments:
             text = self.lines[line] = "" if text.isascii() else text
         if not text:
             return start + col
-        return start + len(text.encode("utf-8")[:col].decode("utf-8", errors="replace"))
+        return start + char_column(text, col)
 
     def text(self, node: ast.AST) -> str:
         try:

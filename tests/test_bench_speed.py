@@ -24,6 +24,7 @@ def test_prints_every_row_with_its_ratio(capsys):
         line = next(line for line in out.splitlines() if line.startswith(row))
         assert ratio in line
     assert "warm / cold lint (wall):" in out
+    assert "lint -j1 / ast.parse+walk (CPU), median of 5 back-to-back pairs: " in out
 
 
 def test_the_machine_ceiling_times_copies_of_the_floor():

@@ -25,7 +25,7 @@ import re
 import tokenize
 from collections.abc import Iterable
 
-from ..astwalk import walk
+from ..astwalk import char_column, walk
 
 _INF = 1 << 62
 _TRIPLE_START = re.compile(r"[rRbBuUfF]{0,2}(\"\"\"|''')")
@@ -68,17 +68,12 @@ def comment_lines(source: str, tree: ast.AST, tags: Iterable[str]) -> tuple[dict
     return tagged, comment_only
 
 
-def _char_col(text: str, col: int) -> int:
-    """ast's column (UTF-8 bytes) as a str index."""
-    return col if text.isascii() else len(text.encode("utf-8")[:col].decode("utf-8", "replace"))
-
-
 def _add_literal(node, lines: list[str], spans: dict, inside: set[int]) -> bool:
     first, last = node.lineno, node.end_lineno
     if first > len(lines) or last is None or last > len(lines):
         return False
-    start = _char_col(lines[first - 1], node.col_offset)
-    end = _char_col(lines[last - 1], node.end_col_offset)
+    start = char_column(lines[first - 1], node.col_offset)
+    end = char_column(lines[last - 1], node.end_col_offset)
     if first == last:  # no comment can stand inside it: a comment runs to the line's end
         spans.setdefault(first, []).append((start, end))
         return True
