@@ -29,7 +29,8 @@ def eager_value_and_grad(fn: Callable, primal: Any) -> tuple[tuple[Any, Any], An
 
     value, backward, aux = jax.vjp(fn, primal, has_aux=True)
     if np.shape(value) != ():  # value_and_grad's checks, with its words
-        raise TypeError(f"Gradient only defined for scalar-output functions. Output had shape: {np.shape(value)}.")
+        raise TypeError("Gradient only defined for scalar-output functions. "
+                        f"Output had shape: {np.shape(value)}.")
     if not jax.numpy.issubdtype(value.dtype, np.floating):
         raise TypeError(f"grad requires real-valued outputs (output dtype that is a sub-dtype of "
                         f"np.floating), but got {value.dtype.name}.")
