@@ -586,13 +586,27 @@ def test_compiled_build_falls_back_to_eager(tmp_path):
         body = "".join(f"        {line}\n" for line in lines)
         return _write(tmp_path, f"{name.replace(' ', '_')}.py", text.replace("rngs=rngs)\n", f"rngs=rngs)\n{body}"))
 
+    def values(model, kind) -> dict:
+        def plain(a):
+            return jax.random.key_data(a) if jnp.issubdtype(a.dtype, jax.dtypes.prng_key) else a
+
+        return {path: np.asarray(plain(v[...])) for path, v in nnx.to_flat_state(nnx.state(model, kind))}
+
     target = get_target("nnx")
-    for name, line in {"clean": "pass", **UNTRACEABLE}.items():
-        tiny_cls = load_slice(converted(name, line), {"Tiny"}).namespace["Tiny"]
+    kept = ("self.drop = nnx.Dropout(0.5, rngs=rngs)", "self.steps = nnx.Variable(jnp.arange(3))")
+    for name, lines in {"clean": kept, **{k: (v,) for k, v in UNTRACEABLE.items()}}.items():
+        tiny_cls = load_slice(converted(name, *lines), {"Tiny"}).namespace["Tiny"]
         built = target.build_compiled(lambda rngs: tiny_cls(rngs=rngs), nnx.Rngs(throwaway_key(0)))
         if name == "clean":
             assert isinstance(built, tiny_cls) and built.fc.kernel[...].shape == (3, 2)
             assert not isinstance(built.fc.kernel[...], jax.core.Tracer)
+            # what verify overwrites (parameters) is zeros; the rest is what an eager build gives
+            assert {p: (a.shape, a.dtype, a.any()) for p, a in values(built, nnx.Param).items()} == {
+                ("fc", "kernel"): ((3, 2), np.float32, False), ("fc", "bias"): ((2,), np.float32, False)}
+            eager_built = tiny_cls(rngs=nnx.Rngs(throwaway_key(0)))
+            eager, compiled = (values(m, nnx.Not(nnx.Param)) for m in (eager_built, built))
+            assert set(eager) == set(compiled) == {("drop", "rngs", "key"), ("drop", "rngs", "count"), ("steps",)}
+            assert all(np.array_equal(eager[p], compiled[p]) and eager[p].dtype == compiled[p].dtype for p in eager)
         else:
             assert built is None, name
     report = run_verify(_write(tmp_path, "tiny_torch.py", TINY_TORCH), converted("all", *UNTRACEABLE.values()),

@@ -125,6 +125,53 @@ def test_jit_pass_runs_forward_and_gradient_under_jit(tmp_path):
     assert not skipped.jit and skipped.jit_comparisons == [] and skipped.passed
 
 
+NNX_EAGER_ONLY_BACKWARD = """
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+@jax.custom_vjp
+def tanh(x):
+    return jnp.tanh(x)
+
+
+def tanh_fwd(x):
+    y = jnp.tanh(x)
+    return y, y
+
+
+def tanh_bwd(y, g):
+    if float(jnp.abs(y).max()) > 1.0:  # a Python branch on a value: runs eagerly only
+        raise ValueError("tanh out of range")
+    return (g * (1 - y * y),)
+
+
+tanh.defvjp(tanh_fwd, tanh_bwd)
+
+
+class Net(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.fc = nnx.Linear(6, 4, rngs=rngs)
+
+    def __call__(self, x):
+        return tanh(self.fc(x))
+"""
+
+
+def test_eager_gradient_of_a_backward_that_only_runs_eagerly(tmp_path):
+    """The eager run's backward pass is one compiled program (targets/eager.py); one that cannot
+    be traced (here a custom_vjp rule branching on a value) runs op by op, as a user's eager
+    call does: its gradients are still compared with torch's, and jit reports the failure."""
+    torch_file = write(tmp_path, "t.py", TORCH_SMALL.replace("{torch_body}", "return torch.tanh(self.fc(x))"))
+    nnx_file = write(tmp_path, "j.py", NNX_EAGER_ONLY_BACKWARD)
+    report = run_verify(torch_file, nnx_file, model="Net", inputs=["float32[3,6]"])
+    assert {c.name for c in report.comparisons} == {"output", "grad fc.weight", "grad fc.bias"}
+    assert all(c.passed for c in report.comparisons), report.to_dict()
+    assert report.status == JIT_FAILURE and report.jit_error.stage == "gradient"
+    assert report.jit_error.line == line_of(nnx_file, "if float(jnp.abs(y).max()) > 1.0:")
+
+
 def test_jit_failure_in_cli_text_and_json(jit_cases):
     torch_file, nnx_file, _ = jit_cases["python-if-on-value"]
     line = line_of(nnx_file, "if y.sum() > 1e6:")

@@ -316,8 +316,10 @@ class Target(ABC):
     def build_compiled(self, make: Callable[[Any], Any], value: Any) -> Any | None:
         """make(value) (the converted constructor given build_keyword's value) run as one compiled
         program, for a model whose initial values are throwaway: one compile instead of one per
-        initializer and shape. None when the target has none, or the constructor cannot be
-        traced or keeps arrays outside the model's variables (the caller then builds eagerly)."""
+        initializer and shape. The variables verify overwrites (must_be_written) may hold zeros
+        of their shape and dtype; the others hold what the constructor gave them. None when the
+        target has none, or the constructor cannot be traced or keeps arrays outside the model's
+        variables (the caller then builds eagerly)."""
         return None
 
     def wrote(self, text: str) -> bool:

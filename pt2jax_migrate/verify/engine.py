@@ -2,9 +2,11 @@
 
 Gradients. The loss is the sum over all floating output leaves of `.sum()`, or the `loss`
 expression (Python over `out`, evaluated in each file's own namespace). torch: `backward()`,
-then the gradient of every trainable named parameter. JAX: `nnx.value_and_grad` with respect to
-nnx.Param. Each torch gradient goes through the same transform as its weight (transpose, conv
-layout) and is compared with the nnx gradient at the same path.
+then the gradient of every trainable named parameter. JAX: the gradient with respect to
+nnx.Param, as `nnx.value_and_grad` outside jit, the forward pass op by op and the backward pass
+(which runs none of the model's code) as one compiled program (targets/eager.py). Each torch
+gradient goes through the same transform as its weight (transpose, conv layout) and is
+compared with the nnx gradient at the same path.
 
 Tolerances (`DEFAULT_TOLERANCES` in report.py), rule ``max_abs_err <= atol + rtol * max|torch|``:
 

@@ -249,13 +249,14 @@ class LinenTarget(LinenTraining, Target):
         model.train = False
 
     def value_and_grad(self, fn: Callable, model: Any) -> tuple[Any, dict[tuple, Any]]:
-        import jax
         from flax import traverse_util
+
+        from ..eager import eager_value_and_grad
 
         def loss(params):
             return fn(model.with_params(params))
 
-        value, grads = jax.value_and_grad(loss, has_aux=True)(model.variables["params"])
+        value, grads = eager_value_and_grad(loss, model.variables["params"])
         return value, traverse_util.flatten_dict(grads)
 
     def jit_call(self, fn: Callable, model: Any, *args: Any) -> Any:

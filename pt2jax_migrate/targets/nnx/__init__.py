@@ -154,7 +154,13 @@ class NNXTarget(Target):
 
     def build_compiled(self, make: Callable[[Any], Any], value: Any) -> Any | None:
         import jax
+        import numpy as np
         from flax import nnx
+
+        def written(_, variable):
+            return self.must_be_written(variable)
+
+        static = {}
 
         def traced(rngs):
             built = make(rngs)
@@ -162,13 +168,21 @@ class NNXTarget(Target):
             if not isinstance(built, nnx.Module) or not all(
                     isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(nnx.state(built))):
                 raise TypeError("not a module holding traced arrays only")
-            return built
+            # verify writes every parameter and batch statistic (plan_transfer checks it): the
+            # program computes the rest only (RNG keys and counts, other Variables), so the
+            # initializers' operations are dropped before compiling
+            static["graphdef"], overwritten, kept = nnx.split(built, written, ...)
+            static["shapes"] = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), overwritten)
+            return kept
 
         try:
             with jax.checking_leaks():  # an array kept in a plain attribute leaks its tracer
-                return nnx.jit(traced)(value)
+                kept = nnx.jit(traced)(value)
         except Exception:
             return None
+        # zeros of each overwritten variable's shape and dtype, copied in (no program to compile)
+        zeros = jax.tree.map(lambda s: jax.device_put(np.zeros(s.shape, s.dtype)), static["shapes"])
+        return nnx.merge(static["graphdef"], zeros, kept)
 
     def is_model(self, obj: Any) -> bool:
         from flax import nnx
@@ -206,7 +220,11 @@ class NNXTarget(Target):
     def value_and_grad(self, fn: Callable, model: Any) -> tuple[Any, dict[tuple, Any]]:
         from flax import nnx
 
-        value, grads = nnx.value_and_grad(fn, has_aux=True)(model)
+        from ..eager import eager_value_and_grad
+
+        # as nnx.value_and_grad (with respect to nnx.Param), on a copy (merge makes new Variables)
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        value, grads = eager_value_and_grad(lambda p: fn(nnx.merge(graphdef, p, rest)), params)
         return value, {path: g[...] for path, g in nnx.to_flat_state(grads)}
 
     def jit_call(self, fn: Callable, model: Any, *args: Any) -> Any:
