@@ -5,7 +5,10 @@ changed after parsing (a change would need a fresh parse, hence fresh nodes).
 
 One difference: the list leaves out the expression contexts (`ctx`: the Load / Store / Del
 singletons), which no reader looks for; with the fields that never hold a node (names,
-identifiers, constants), they are skipped without a look."""
+identifiers, constants), they are skipped without a look.
+
+Also here, for the ast readers of text (lint's segments, core/comments): char_column, an ast
+column (UTF-8 bytes) as an index into the line's str."""
 
 from __future__ import annotations
 
